@@ -1,0 +1,20 @@
+//! feitian's protocol layer: every product's actions go through the same parsing,
+//! authentication, routing, error and rendering code here. A service handler sees typed
+//! parameters ([`Params`]) and an authenticated [`Caller`], and returns a typed answer or an
+//! [`ApiError`].
+
+pub mod auth;
+pub mod edge;
+mod error;
+pub mod paging;
+mod params;
+pub mod region;
+mod registry;
+pub mod render;
+pub mod signature;
+
+pub use auth::{Authenticator, Caller, Credential, KeyStore};
+pub use edge::Edge;
+pub use error::ApiError;
+pub use params::{Params, MAX_VALUE_LEN};
+pub use registry::{Ctx, Registry, Reply};

@@ -1,0 +1,55 @@
+//! `feitian account …` and `feitian accesskey …`: work on the data directory directly,
+//! whether or not `feitian up` is running on it (SQLite arbitrates).
+
+use anyhow::Context;
+use feitian_meta::{AccessKey, Store};
+use std::path::Path;
+
+pub const DB_FILE: &str = "meta.db";
+
+/// Opens the store of a data directory, creating the directory (mode 0700) if needed.
+pub fn open_store(data_dir: &Path) -> anyhow::Result<Store> {
+    if !data_dir.exists() {
+        std::fs::create_dir_all(data_dir).with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
+        set_mode(data_dir, 0o700)?;
+    }
+    let path = data_dir.join(DB_FILE);
+    let store = Store::open(&path)?;
+    set_mode(&path, 0o600)?;
+    Ok(store)
+}
+
+pub fn set_mode(path: &Path, mode: u32) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).with_context(|| format!("cannot set the mode of {}", path.display()))
+}
+
+/// The one form in which feitian shows a key pair, and writes `credentials.json`.
+pub fn key_json(key: &AccessKey) -> String {
+    serde_json::json!({"access_key_id": key.id, "access_key_secret": key.secret}).to_string()
+}
+
+pub fn create_account(data_dir: &Path, name: &str) -> anyhow::Result<()> {
+    let store = open_store(data_dir)?;
+    let account = store.create_account(name)?;
+    let key = store.create_access_key(name)?;
+    eprintln!("created account {} ({}); its AccessKey pair, shown only now:", account.name, account.id);
+    println!("{}", key_json(&key));
+    Ok(())
+}
+
+pub fn create_key(data_dir: &Path, account: &str) -> anyhow::Result<()> {
+    let store = open_store(data_dir)?;
+    let key = store.create_access_key(account)?;
+    eprintln!("created an AccessKey pair for account {account}, shown only now:");
+    println!("{}", key_json(&key));
+    Ok(())
+}
+
+pub fn list_accounts(data_dir: &Path) -> anyhow::Result<()> {
+    let store = open_store(data_dir)?;
+    for a in store.accounts()? {
+        println!("{}\t{}\t{}", a.name, a.id, a.created_at);
+    }
+    Ok(())
+}

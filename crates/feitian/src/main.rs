@@ -1,0 +1,126 @@
+//! `feitian`: a self-hosted cloud that speaks the Alibaba Cloud API.
+
+mod accounts;
+mod config;
+mod doctor;
+mod keys;
+mod up;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(name = "feitian", version, about = "A self-hosted cloud that speaks the Alibaba Cloud API")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Where feitian keeps its state, when `--data-dir` is not given.
+fn default_data_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("FEITIAN_DATA_DIR") {
+        return PathBuf::from(d);
+    }
+    match std::env::var_os("HOME") {
+        Some(home) => PathBuf::from(home).join(".local/share/feitian"),
+        None => PathBuf::from("feitian-data"),
+    }
+}
+
+#[derive(clap::Args, Clone)]
+struct DataDir {
+    /// The data directory [default: $FEITIAN_DATA_DIR, else ~/.local/share/feitian]
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+}
+
+impl DataDir {
+    fn path(&self) -> PathBuf {
+        self.data_dir.clone().unwrap_or_else(default_data_dir)
+    }
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start a single-node region on the embedded default (no external service needed).
+    Up {
+        #[command(flatten)]
+        data: DataDir,
+        /// The address of the API edge (RPC and, later, OSS), also usable as HTTP_PROXY.
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8100")]
+        listen: String,
+        /// A TOML configuration file (regions and zones); see docs/configuration.md.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// Say which real components this host offers, and what to install for the missing ones.
+    Doctor {
+        #[command(flatten)]
+        data: DataDir,
+    },
+    /// Manage accounts (tenants).
+    Account {
+        #[command(subcommand)]
+        command: AccountCommand,
+    },
+    /// Manage AccessKey pairs.
+    Accesskey {
+        #[command(subcommand)]
+        command: AccessKeyCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AccountCommand {
+    /// Create an account and its first AccessKey pair (printed once, as JSON).
+    Create {
+        name: String,
+        #[command(flatten)]
+        data: DataDir,
+    },
+    /// List the accounts.
+    List {
+        #[command(flatten)]
+        data: DataDir,
+    },
+}
+
+#[derive(Subcommand)]
+enum AccessKeyCommand {
+    /// Create another AccessKey pair for an account (printed once, as JSON).
+    Create {
+        #[arg(long, value_name = "NAME")]
+        account: String,
+        #[command(flatten)]
+        data: DataDir,
+    },
+}
+
+fn main() -> std::process::ExitCode {
+    use std::io::IsTerminal;
+    // Everything feitian writes (the database and its journal, credentials) is private.
+    // SAFETY: umask only changes this process's file-creation mask.
+    unsafe { libc::umask(0o077) };
+    tracing_subscriber::fmt()
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("FEITIAN_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Up { data, listen, config } => up::run(&data.path(), &listen, config.as_deref()),
+        Command::Doctor { data } => doctor::run(&data.path()),
+        Command::Account { command: AccountCommand::Create { name, data } } => accounts::create_account(&data.path(), &name),
+        Command::Account { command: AccountCommand::List { data } } => accounts::list_accounts(&data.path()),
+        Command::Accesskey { command: AccessKeyCommand::Create { account, data } } => accounts::create_key(&data.path(), &account),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

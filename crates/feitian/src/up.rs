@@ -1,0 +1,106 @@
+//! `feitian up`: one process serving a whole single-node region.
+
+use crate::accounts::{key_json, open_store, set_mode};
+use crate::config::Config;
+use crate::keys::StoreKeys;
+use anyhow::{bail, Context};
+use feitian_api::{edge, Authenticator, Edge, Registry};
+use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::path::Path;
+use std::sync::Arc;
+
+pub const CREDENTIALS_FILE: &str = "credentials.json";
+
+/// Takes the data directory's lock so that two `feitian up` never share one directory.
+fn lock_data_dir(data_dir: &Path) -> anyhow::Result<std::fs::File> {
+    let path = data_dir.join("feitian.lock");
+    let f = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).with_context(|| format!("cannot open {}", path.display()))?;
+    // SAFETY: flock on a file descriptor we own; no memory is involved.
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        bail!("another feitian is already running on {}; stop it first or pick another --data-dir", data_dir.display());
+    }
+    Ok(f)
+}
+
+fn root_key_from_env() -> anyhow::Result<Option<(String, String)>> {
+    let id = std::env::var("FEITIAN_ROOT_ACCESS_KEY_ID").ok().filter(|s| !s.is_empty());
+    let secret = std::env::var("FEITIAN_ROOT_ACCESS_KEY_SECRET").ok().filter(|s| !s.is_empty());
+    match (id, secret) {
+        (Some(i), Some(s)) => Ok(Some((i, s))),
+        (None, None) => Ok(None),
+        _ => bail!("set both FEITIAN_ROOT_ACCESS_KEY_ID and FEITIAN_ROOT_ACCESS_KEY_SECRET, or neither"),
+    }
+}
+
+/// Wires every product into one registry.
+pub fn registry(catalog: Arc<feitian_region::Catalog>) -> Registry {
+    let mut r = Registry::default();
+    feitian_ecs::register(&mut r, Arc::new(feitian_ecs::Ecs { catalog: catalog.clone() }));
+    feitian_vpc::register(&mut r, Arc::new(feitian_vpc::Vpc { catalog }));
+    r
+}
+
+pub fn run(data_dir: &Path, listen: &str, config: Option<&Path>) -> anyhow::Result<()> {
+    let catalog = Arc::new(Config::load(config)?.catalog()?);
+    let store = open_store(data_dir)?;
+    let _lock = lock_data_dir(data_dir)?;
+    let env_key = root_key_from_env()?;
+    let (root, created) = store.ensure_root(env_key.as_ref().map(|(i, s)| (i.as_str(), s.as_str())))?;
+    let creds_path = data_dir.join(CREDENTIALS_FILE);
+    if let Some(key) = &created {
+        let tmp = data_dir.join(".credentials.json.tmp");
+        std::fs::write(&tmp, format!("{}\n", key_json(key))).with_context(|| format!("cannot write {}", tmp.display()))?;
+        set_mode(&tmp, 0o600)?;
+        std::fs::rename(&tmp, &creds_path)?;
+    }
+
+    let registry = registry(catalog.clone());
+    let auth = Authenticator::new(Arc::new(StoreKeys::new(store.clone())));
+    let edge = Edge::new(registry, auth);
+
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("cannot listen on {listen}; is another program using it? pick another with --listen"))?;
+        let addr = listener.local_addr()?;
+        let region = catalog.default_region();
+        let zones: Vec<&str> = region.zones.iter().map(|z| z.id.as_str()).collect();
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "feitian {} is serving region {} (zones {})", env!("CARGO_PKG_VERSION"), region.id, zones.join(", "))?;
+        writeln!(out, "endpoint: http://{addr}  (also an HTTP proxy for *.aliyuncs.com host names)")?;
+        writeln!(out, "data dir: {}", data_dir.display())?;
+        match &created {
+            Some(key) => {
+                writeln!(out, "root account {}: AccessKey pair (shown once; also in {}):", root.id, creds_path.display())?;
+                writeln!(out, "{}", key_json(key))?;
+            }
+            None => writeln!(out, "root account {}: AccessKey pair in {}", root.id, creds_path.display())?,
+        }
+        writeln!(out, "compute driver: none yet (instances come with the ECS issues); run `feitian doctor` to see what this host offers")?;
+        out.flush()?;
+        drop(out);
+        tracing::info!(%addr, "serving");
+        axum::serve(listener, edge::router(edge)).with_graceful_shutdown(shutdown_signal()).await?;
+        tracing::info!("stopped cleanly");
+        anyhow::Ok(())
+    })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch SIGTERM; only Ctrl-C stops feitian");
+            let _ = ctrl_c.await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term.recv() => {},
+    }
+    tracing::info!("shutting down");
+}
