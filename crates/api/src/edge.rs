@@ -63,7 +63,10 @@ fn respond(status: u16, format: Format, request_id: &str, body: Vec<u8>) -> Resp
     let mut resp = Response::new(Body::from(body));
     *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(format.content_type()));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(format.content_type()),
+    );
     if let Ok(v) = HeaderValue::from_str(request_id) {
         h.insert("x-acs-request-id", v);
     }
@@ -76,13 +79,21 @@ fn error_response(format: Format, request_id: &str, host_id: &str, e: &ApiError)
     } else {
         tracing::debug!(request_id, code = %e.code, "request refused");
     }
-    respond(e.status, format, request_id, render::error(format, request_id, host_id, e))
+    respond(
+        e.status,
+        format,
+        request_id,
+        render::error(format, request_id, host_id, e),
+    )
 }
 
 fn plain(status: StatusCode, text: &'static str) -> Response<Body> {
     let mut resp = Response::new(Body::from(text));
     *resp.status_mut() = status;
-    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     resp
 }
 
@@ -92,7 +103,8 @@ async fn handle(State(edge): State<Arc<Edge>>, req: Request<Body>) -> Response<B
             StatusCode::FORBIDDEN,
             "feitian does not open tunnels (CONNECT); send the request as plain HTTP to this proxy instead\n",
         );
-        r.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+        r.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
         return r;
     }
     let absolute = req.uri().scheme().is_some();
@@ -100,7 +112,12 @@ async fn handle(State(edge): State<Arc<Edge>>, req: Request<Body>) -> Response<B
         .uri()
         .host()
         .map(str::to_owned)
-        .or_else(|| req.headers().get(header::HOST).and_then(|v| v.to_str().ok()).map(|h| h.split(':').next().unwrap_or(h).to_owned()))
+        .or_else(|| {
+            req.headers()
+                .get(header::HOST)
+                .and_then(|v| v.to_str().ok())
+                .map(|h| h.split(':').next().unwrap_or(h).to_owned())
+        })
         .unwrap_or_default();
     let cloud = cloud_host(&host);
     if absolute && cloud.is_none() {
@@ -116,7 +133,12 @@ async fn handle(State(edge): State<Arc<Edge>>, req: Request<Body>) -> Response<B
     rpc(&edge, req, host_product, &host).await
 }
 
-async fn rpc(edge: &Edge, req: Request<Body>, host_product: Option<String>, host: &str) -> Response<Body> {
+async fn rpc(
+    edge: &Edge,
+    req: Request<Body>,
+    host_product: Option<String>,
+    host: &str,
+) -> Response<Body> {
     let request_id = new_request_id();
     let (parts, body) = req.into_parts();
     let host_id = match &host_product {
@@ -124,18 +146,40 @@ async fn rpc(edge: &Edge, req: Request<Body>, host_product: Option<String>, host
         None if host.is_empty() => "feitian".to_owned(),
         None => host.to_owned(),
     };
-    let query: Vec<(String, String)> = form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes()).into_owned().collect();
-    let pre_format = Format::parse(query.iter().find(|(k, _)| k == "Format").map(|(_, v)| v.as_str())).unwrap_or(Format::Json);
+    let query: Vec<(String, String)> =
+        form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes())
+            .into_owned()
+            .collect();
+    let pre_format = Format::parse(
+        query
+            .iter()
+            .find(|(k, _)| k == "Format")
+            .map(|(_, v)| v.as_str()),
+    );
     let body = match axum::body::to_bytes(body, MAX_RPC_BODY).await {
         Ok(b) => b,
-        Err(_) => return error_response(pre_format, &request_id, &host_id, &ApiError::request_too_large(MAX_RPC_BODY)),
+        Err(_) => {
+            return error_response(
+                pre_format,
+                &request_id,
+                &host_id,
+                &ApiError::request_too_large(MAX_RPC_BODY),
+            )
+        }
     };
     let is_form = parts
         .headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.to_ascii_lowercase().starts_with("application/x-www-form-urlencoded"));
-    let form: Vec<(String, String)> = if is_form { form_urlencoded::parse(&body).into_owned().collect() } else { Vec::new() };
+        .is_some_and(|ct| {
+            ct.to_ascii_lowercase()
+                .starts_with("application/x-www-form-urlencoded")
+        });
+    let form: Vec<(String, String)> = if is_form {
+        form_urlencoded::parse(&body).into_owned().collect()
+    } else {
+        Vec::new()
+    };
     let incoming = Incoming {
         method: parts.method.as_str(),
         path: parts.uri.path(),
@@ -152,10 +196,7 @@ async fn rpc(edge: &Edge, req: Request<Body>, host_product: Option<String>, host
         .and_then(|v| v.to_str().ok())
         .is_some_and(|a| a.contains("/xml") && !a.contains("json"));
     let format = match param("Format") {
-        Some(f) => match Format::parse(Some(f)) {
-            Ok(f) => f,
-            Err(e) => return error_response(Format::Json, &request_id, &host_id, &e),
-        },
+        Some(f) => Format::parse(Some(f)),
         None if accept_xml => Format::Xml,
         None => Format::Json,
     };
@@ -163,7 +204,10 @@ async fn rpc(edge: &Edge, req: Request<Body>, host_product: Option<String>, host
 
     let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
     let (action, version) = if incoming.is_v3() {
-        (header("x-acs-action").or(param("Action")), header("x-acs-version").or(param("Version")))
+        (
+            header("x-acs-action").or(param("Action")),
+            header("x-acs-version").or(param("Version")),
+        )
     } else {
         (param("Action"), param("Version"))
     };
@@ -174,7 +218,9 @@ async fn rpc(edge: &Edge, req: Request<Body>, host_product: Option<String>, host
     let Some(version) = version.filter(|v| !v.is_empty()) else {
         return fail(ApiError::missing_parameter("Version"));
     };
-    let hp = host_product.as_deref().filter(|p| edge.registry.serves_product(p));
+    let hp = host_product
+        .as_deref()
+        .filter(|p| edge.registry.serves_product(p));
     let route = match edge.registry.route(hp, version, action) {
         Ok(r) => r,
         Err(e) => return fail(e),
@@ -187,9 +233,19 @@ async fn rpc(edge: &Edge, req: Request<Body>, host_product: Option<String>, host
         Ok(p) => p,
         Err(e) => return fail(e),
     };
-    let ctx = Ctx { request_id: request_id.clone(), caller, product: route.product, action: action.to_owned() };
+    let ctx = Ctx {
+        request_id: request_id.clone(),
+        caller,
+        product: route.product,
+        action: action.to_owned(),
+    };
     match route.call(ctx, params).await {
-        Ok(reply) => respond(200, format, &request_id, render::success(format, action, &request_id, reply)),
+        Ok(reply) => respond(
+            200,
+            format,
+            &request_id,
+            render::success(format, action, &request_id, reply),
+        ),
         Err(e) => fail(e),
     }
 }
@@ -200,11 +256,20 @@ mod tests {
 
     #[test]
     fn cloud_host_names() {
-        assert_eq!(cloud_host("ecs-cn-hangzhou.aliyuncs.com"), Some(("ecs", Some("cn-hangzhou"))));
-        assert_eq!(cloud_host("ecs.cn-hangzhou.aliyuncs.com"), Some(("ecs", Some("cn-hangzhou"))));
+        assert_eq!(
+            cloud_host("ecs-cn-hangzhou.aliyuncs.com"),
+            Some(("ecs", Some("cn-hangzhou")))
+        );
+        assert_eq!(
+            cloud_host("ecs.cn-hangzhou.aliyuncs.com"),
+            Some(("ecs", Some("cn-hangzhou")))
+        );
         assert_eq!(cloud_host("ecs.aliyuncs.com"), Some(("ecs", None)));
         assert_eq!(cloud_host("vpc.aliyuncs.com:80"), Some(("vpc", None)));
-        assert_eq!(cloud_host("location-readonly.aliyuncs.com"), Some(("location", Some("readonly"))));
+        assert_eq!(
+            cloud_host("location-readonly.aliyuncs.com"),
+            Some(("location", Some("readonly")))
+        );
         assert_eq!(cloud_host("127.0.0.1"), None);
         assert_eq!(cloud_host("example.com"), None);
         assert_eq!(cloud_host("aliyuncs.com.evil.example"), None);

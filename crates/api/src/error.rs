@@ -25,8 +25,17 @@ impl std::fmt::Display for ApiError {
 impl std::error::Error for ApiError {}
 
 impl ApiError {
-    pub fn new(status: u16, code: impl Into<Cow<'static, str>>, message: impl Into<String>) -> Self {
-        ApiError { status, code: code.into(), message: message.into(), recommend: None }
+    pub fn new(
+        status: u16,
+        code: impl Into<Cow<'static, str>>,
+        message: impl Into<String>,
+    ) -> Self {
+        ApiError {
+            status,
+            code: code.into(),
+            message: message.into(),
+            recommend: None,
+        }
     }
 
     pub fn recommend(mut self, hint: impl Into<String>) -> Self {
@@ -46,7 +55,11 @@ impl ApiError {
 
     /// `InvalidParameter`, naming the parameter and why.
     pub fn invalid_parameter(name: &str, why: impl std::fmt::Display) -> Self {
-        Self::new(400, "InvalidParameter", format!("The specified parameter \"{name}\" is not valid: {why}."))
+        Self::new(
+            400,
+            "InvalidParameter",
+            format!("The specified parameter \"{name}\" is not valid: {why}."),
+        )
     }
 
     /// A sub-coded invalid parameter such as `InvalidParameter.PortRange`.
@@ -60,18 +73,24 @@ impl ApiError {
     }
 
     pub fn invalid_version(version: &str) -> Self {
-        Self::new(400, "InvalidVersion", "Specified parameter Version is not valid.")
-            .recommend(format!("{version:?} is not an API version feitian serves: ECS 2014-05-26, VPC 2016-04-28"))
-    }
-
-    pub fn unsupported_format(format: &str) -> Self {
-        Self::invalid_parameter("Format", format!("{format:?} is neither JSON nor XML"))
+        Self::new(
+            400,
+            "InvalidVersion",
+            "Specified parameter Version is not valid.",
+        )
+        .recommend(format!(
+            "{version:?} is not an API version feitian serves: ECS 2014-05-26, VPC 2016-04-28"
+        ))
     }
 
     // --- authentication ------------------------------------------------------------------
 
     pub fn incomplete_signature(what: impl std::fmt::Display) -> Self {
-        Self::new(400, "IncompleteSignature", format!("The request signature does not conform to Aliyun standards. {what}"))
+        Self::new(
+            400,
+            "IncompleteSignature",
+            format!("The request signature does not conform to Aliyun standards. {what}"),
+        )
     }
 
     pub fn signature_does_not_match(string_to_sign: &str) -> Self {
@@ -91,12 +110,20 @@ impl ApiError {
     }
 
     pub fn access_key_disabled() -> Self {
-        Self::new(400, "InvalidAccessKeyId.Inactive", "Specified access key is disabled.")
+        Self::new(
+            400,
+            "InvalidAccessKeyId.Inactive",
+            "Specified access key is disabled.",
+        )
     }
 
     pub fn nonce_used() -> Self {
-        Self::new(400, "SignatureNonceUsed", "Specified signature nonce was used already.")
-            .recommend("send a fresh SignatureNonce (or x-acs-signature-nonce) with every request")
+        Self::new(
+            400,
+            "SignatureNonceUsed",
+            "Specified signature nonce was used already.",
+        )
+        .recommend("send a fresh SignatureNonce (or x-acs-signature-nonce) with every request")
     }
 
     pub fn timestamp_expired() -> Self {
@@ -105,13 +132,23 @@ impl ApiError {
     }
 
     pub fn timestamp_format() -> Self {
-        Self::new(400, "InvalidTimeStamp.Format", "Specified time stamp or date value is not well formatted.")
-            .recommend("use ISO 8601 in UTC, like 2026-11-22T08:00:00Z")
+        Self::new(
+            400,
+            "InvalidTimeStamp.Format",
+            "Specified time stamp or date value is not well formatted.",
+        )
+        .recommend("use ISO 8601 in UTC, like 2026-11-22T08:00:00Z")
     }
 
     pub fn unsupported_signature_method(method: &str) -> Self {
-        Self::new(400, "InvalidSignatureMethod", format!("Specified signature method {method:?} is not supported."))
-            .recommend("use SignatureMethod=HMAC-SHA1 (V1) or the ACS3-HMAC-SHA256 Authorization header (V3)")
+        Self::new(
+            400,
+            "InvalidSignatureMethod",
+            format!("Specified signature method {method:?} is not supported."),
+        )
+        .recommend(
+            "use SignatureMethod=HMAC-SHA1 (V1) or the ACS3-HMAC-SHA256 Authorization header (V3)",
+        )
     }
 
     // --- resources and state -------------------------------------------------------------
@@ -125,15 +162,27 @@ impl ApiError {
     }
 
     pub fn throttling() -> Self {
-        Self::new(400, "Throttling.User", "Request was denied due to user flow control.")
+        Self::new(
+            400,
+            "Throttling.User",
+            "Request was denied due to user flow control.",
+        )
     }
 
     pub fn request_too_large(limit: usize) -> Self {
-        Self::new(413, "RequestTooLarge", format!("The request body is larger than {limit} bytes."))
+        Self::new(
+            413,
+            "RequestTooLarge",
+            format!("The request body is larger than {limit} bytes."),
+        )
     }
 
     /// feitian's own fault. Logged with the detail; the client sees a generic message.
     pub fn internal() -> Self {
-        Self::new(500, "InternalError", "The request processing has failed due to some unknown error, exception or failure.")
+        Self::new(
+            500,
+            "InternalError",
+            "The request processing has failed due to some unknown error, exception or failure.",
+        )
     }
 }

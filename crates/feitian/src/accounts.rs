@@ -10,7 +10,8 @@ pub const DB_FILE: &str = "meta.db";
 /// Opens the store of a data directory, creating the directory (mode 0700) if needed.
 pub fn open_store(data_dir: &Path) -> anyhow::Result<Store> {
     if !data_dir.exists() {
-        std::fs::create_dir_all(data_dir).with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
+        std::fs::create_dir_all(data_dir)
+            .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
         set_mode(data_dir, 0o700)?;
     }
     let path = data_dir.join(DB_FILE);
@@ -21,7 +22,8 @@ pub fn open_store(data_dir: &Path) -> anyhow::Result<Store> {
 
 pub fn set_mode(path: &Path, mode: u32) -> anyhow::Result<()> {
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).with_context(|| format!("cannot set the mode of {}", path.display()))
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .with_context(|| format!("cannot set the mode of {}", path.display()))
 }
 
 /// The one form in which feitian shows a key pair, and writes `credentials.json`.
@@ -33,7 +35,10 @@ pub fn create_account(data_dir: &Path, name: &str) -> anyhow::Result<()> {
     let store = open_store(data_dir)?;
     let account = store.create_account(name)?;
     let key = store.create_access_key(name)?;
-    eprintln!("created account {} ({}); its AccessKey pair, shown only now:", account.name, account.id);
+    eprintln!(
+        "created account {} ({}); its AccessKey pair, shown only now:",
+        account.name, account.id
+    );
     println!("{}", key_json(&key));
     Ok(())
 }

@@ -25,14 +25,26 @@ pub struct Config {
 
 impl Config {
     pub fn load(path: Option<&Path>) -> anyhow::Result<Config> {
-        let Some(path) = path else { return Ok(Config::default()) };
-        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read the configuration file {}", path.display()))?;
-        toml::from_str(&text).with_context(|| format!("the configuration file {} is not valid", path.display()))
+        let Some(path) = path else {
+            return Ok(Config::default());
+        };
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the configuration file {}", path.display()))?;
+        toml::from_str(&text)
+            .with_context(|| format!("the configuration file {} is not valid", path.display()))
     }
 
     pub fn catalog(&self) -> anyhow::Result<Catalog> {
-        let catalog = if self.regions.is_empty() { Catalog::default() } else { Catalog { regions: self.regions.clone() } };
-        catalog.validate().context("the region catalog of the configuration is not valid")?;
+        let catalog = if self.regions.is_empty() {
+            Catalog::default()
+        } else {
+            Catalog {
+                regions: self.regions.clone(),
+            }
+        };
+        catalog
+            .validate()
+            .context("the region catalog of the configuration is not valid")?;
         Ok(catalog)
     }
 }

@@ -19,7 +19,10 @@ pub struct StoreKeys {
 
 impl StoreKeys {
     pub fn new(store: Store) -> Self {
-        StoreKeys { store, cache: RwLock::new(HashMap::new()) }
+        StoreKeys {
+            store,
+            cache: RwLock::new(HashMap::new()),
+        }
     }
 }
 
@@ -41,9 +44,15 @@ impl KeyStore for StoreKeys {
         let cred = Credential {
             secret: rec.secret,
             active: rec.active,
-            caller: Caller { account_id: rec.account.id, account_name: rec.account.name, access_key_id: access_key_id.to_owned() },
+            caller: Caller {
+                account_id: rec.account.id,
+                account_name: rec.account.name,
+                access_key_id: access_key_id.to_owned(),
+            },
         };
-        self.cache.write().insert(access_key_id.to_owned(), (cred.clone(), Instant::now()));
+        self.cache
+            .write()
+            .insert(access_key_id.to_owned(), (cred.clone(), Instant::now()));
         Ok(Some(cred))
     }
 }

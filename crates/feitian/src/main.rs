@@ -10,7 +10,11 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
 #[derive(Parser)]
-#[command(name = "feitian", version, about = "A self-hosted cloud that speaks the Alibaba Cloud API")]
+#[command(
+    name = "feitian",
+    version,
+    about = "A self-hosted cloud that speaks the Alibaba Cloud API"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -104,17 +108,28 @@ fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("FEITIAN_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+            tracing_subscriber::EnvFilter::try_from_env("FEITIAN_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Up { data, listen, config } => up::run(&data.path(), &listen, config.as_deref()),
+        Command::Up {
+            data,
+            listen,
+            config,
+        } => up::run(&data.path(), &listen, config.as_deref()),
         Command::Doctor { data } => doctor::run(&data.path()),
-        Command::Account { command: AccountCommand::Create { name, data } } => accounts::create_account(&data.path(), &name),
-        Command::Account { command: AccountCommand::List { data } } => accounts::list_accounts(&data.path()),
-        Command::Accesskey { command: AccessKeyCommand::Create { account, data } } => accounts::create_key(&data.path(), &account),
+        Command::Account {
+            command: AccountCommand::Create { name, data },
+        } => accounts::create_account(&data.path(), &name),
+        Command::Account {
+            command: AccountCommand::List { data },
+        } => accounts::list_accounts(&data.path()),
+        Command::Accesskey {
+            command: AccessKeyCommand::Create { account, data },
+        } => accounts::create_key(&data.path(), &account),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

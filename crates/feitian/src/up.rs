@@ -15,28 +15,47 @@ pub const CREDENTIALS_FILE: &str = "credentials.json";
 /// Takes the data directory's lock so that two `feitian up` never share one directory.
 fn lock_data_dir(data_dir: &Path) -> anyhow::Result<std::fs::File> {
     let path = data_dir.join("feitian.lock");
-    let f = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).with_context(|| format!("cannot open {}", path.display()))?;
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
     // SAFETY: flock on a file descriptor we own; no memory is involved.
     if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-        bail!("another feitian is already running on {}; stop it first or pick another --data-dir", data_dir.display());
+        bail!(
+            "another feitian is already running on {}; stop it first or pick another --data-dir",
+            data_dir.display()
+        );
     }
     Ok(f)
 }
 
 fn root_key_from_env() -> anyhow::Result<Option<(String, String)>> {
-    let id = std::env::var("FEITIAN_ROOT_ACCESS_KEY_ID").ok().filter(|s| !s.is_empty());
-    let secret = std::env::var("FEITIAN_ROOT_ACCESS_KEY_SECRET").ok().filter(|s| !s.is_empty());
+    let id = std::env::var("FEITIAN_ROOT_ACCESS_KEY_ID")
+        .ok()
+        .filter(|s| !s.is_empty());
+    let secret = std::env::var("FEITIAN_ROOT_ACCESS_KEY_SECRET")
+        .ok()
+        .filter(|s| !s.is_empty());
     match (id, secret) {
         (Some(i), Some(s)) => Ok(Some((i, s))),
         (None, None) => Ok(None),
-        _ => bail!("set both FEITIAN_ROOT_ACCESS_KEY_ID and FEITIAN_ROOT_ACCESS_KEY_SECRET, or neither"),
+        _ => bail!(
+            "set both FEITIAN_ROOT_ACCESS_KEY_ID and FEITIAN_ROOT_ACCESS_KEY_SECRET, or neither"
+        ),
     }
 }
 
 /// Wires every product into one registry.
 pub fn registry(catalog: Arc<feitian_region::Catalog>) -> Registry {
     let mut r = Registry::default();
-    feitian_ecs::register(&mut r, Arc::new(feitian_ecs::Ecs { catalog: catalog.clone() }));
+    feitian_ecs::register(
+        &mut r,
+        Arc::new(feitian_ecs::Ecs {
+            catalog: catalog.clone(),
+        }),
+    );
     feitian_vpc::register(&mut r, Arc::new(feitian_vpc::Vpc { catalog }));
     r
 }
@@ -46,11 +65,13 @@ pub fn run(data_dir: &Path, listen: &str, config: Option<&Path>) -> anyhow::Resu
     let store = open_store(data_dir)?;
     let _lock = lock_data_dir(data_dir)?;
     let env_key = root_key_from_env()?;
-    let (root, created) = store.ensure_root(env_key.as_ref().map(|(i, s)| (i.as_str(), s.as_str())))?;
+    let (root, created) =
+        store.ensure_root(env_key.as_ref().map(|(i, s)| (i.as_str(), s.as_str())))?;
     let creds_path = data_dir.join(CREDENTIALS_FILE);
     if let Some(key) = &created {
         let tmp = data_dir.join(".credentials.json.tmp");
-        std::fs::write(&tmp, format!("{}\n", key_json(key))).with_context(|| format!("cannot write {}", tmp.display()))?;
+        std::fs::write(&tmp, format!("{}\n", key_json(key)))
+            .with_context(|| format!("cannot write {}", tmp.display()))?;
         set_mode(&tmp, 0o600)?;
         std::fs::rename(&tmp, &creds_path)?;
     }
@@ -59,7 +80,9 @@ pub fn run(data_dir: &Path, listen: &str, config: Option<&Path>) -> anyhow::Resu
     let auth = Authenticator::new(Arc::new(StoreKeys::new(store.clone())));
     let edge = Edge::new(registry, auth);
 
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(listen)
             .await

@@ -31,14 +31,19 @@ pub enum MetaError {
     #[error("the database was written by a newer feitian (schema version {found}, this one knows {known}); upgrade feitian")]
     SchemaTooNew { found: i64, known: i64 },
     #[error("cannot open the database at {path}: {source}")]
-    Open { path: String, source: rusqlite::Error },
+    Open {
+        path: String,
+        source: rusqlite::Error,
+    },
 }
 
 /// Account names: 1 to 64 letters, digits, `.`, `_` or `-`, starting with a letter or digit.
 pub fn validate_account_name(name: &str) -> Result<(), MetaError> {
     let ok = !name.is_empty()
         && name.len() <= 64
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
         && name.as_bytes()[0].is_ascii_alphanumeric();
     if ok {
         Ok(())
