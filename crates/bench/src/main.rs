@@ -1,1 +1,181 @@
-fn main() {}
+//! `feitian-bench`: closed-loop load generators for docs/benchmarks.md.
+//!
+//! Every request is signed afresh (new nonce, timestamp and signature), as a real client
+//! does, so that the server's authentication cost is part of what is measured. The client
+//! runs on one thread so that it takes the same share of the machine whichever server it
+//! measures.
+
+use anyhow::{bail, Context};
+use bytes::Bytes;
+use clap::{Parser, ValueEnum};
+use feitian_api::signature as sig;
+use hmac::{Hmac, Mac};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use sha2::{Digest, Sha256};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[derive(Clone, Copy, ValueEnum, Debug)]
+enum Kind {
+    /// feitian: ECS DescribeRegions, V1 signature (HMAC-SHA1), GET.
+    FeitianDescribeRegions,
+    /// moto_server: EC2 DescribeRegions, AWS SigV4, POST form.
+    MotoDescribeRegions,
+}
+
+#[derive(Parser)]
+struct Args {
+    #[arg(long, value_enum)]
+    kind: Kind,
+    /// host:port of the server (loopback only).
+    #[arg(long)]
+    target: String,
+    #[arg(long, default_value = "LTAIbenchmarkbenchmark01")]
+    access_key_id: String,
+    #[arg(long, default_value = "benchmark-secret")]
+    access_key_secret: String,
+    #[arg(long, default_value_t = 32)]
+    concurrency: usize,
+    /// Seconds of measurement, after one second of warm-up.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+}
+
+type Body = Full<Bytes>;
+
+fn build(kind: Kind, a: &Args) -> anyhow::Result<hyper::Request<Body>> {
+    match kind {
+        Kind::FeitianDescribeRegions => {
+            let now = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
+            let nonce = uuid::Uuid::new_v4().to_string();
+            let mut params = vec![
+                ("AccessKeyId", a.access_key_id.as_str()),
+                ("Action", "DescribeRegions"),
+                ("Format", "JSON"),
+                ("RegionId", "cn-hangzhou"),
+                ("SignatureMethod", "HMAC-SHA1"),
+                ("SignatureNonce", nonce.as_str()),
+                ("SignatureVersion", "1.0"),
+                ("Timestamp", now.as_str()),
+                ("Version", "2014-05-26"),
+            ];
+            let sts = sig::v1_string_to_sign("GET", params.iter().copied());
+            let signature = sig::v1_sign(&a.access_key_secret, &sts);
+            params.push(("Signature", &signature));
+            let query = params.iter().map(|(k, v)| format!("{}={}", sig::percent_encode(k), sig::percent_encode(v))).collect::<Vec<_>>().join("&");
+            Ok(hyper::Request::get(format!("http://{}/?{query}", a.target)).body(Body::new(Bytes::new()))?)
+        }
+        Kind::MotoDescribeRegions => {
+            let t = chrono::Utc::now();
+            let amz_date = t.format("%Y%m%dT%H%M%SZ").to_string();
+            let date = t.format("%Y%m%d").to_string();
+            let body = "Action=DescribeRegions&Version=2016-11-15";
+            let ct = "application/x-www-form-urlencoded; charset=utf-8";
+            let canonical = format!(
+                "POST\n/\n\ncontent-type:{ct}\nhost:{}\nx-amz-date:{amz_date}\n\ncontent-type;host;x-amz-date\n{}",
+                a.target,
+                hex::encode(Sha256::digest(body.as_bytes()))
+            );
+            let scope = format!("{date}/us-east-1/ec2/aws4_request");
+            let sts = format!("AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}", hex::encode(Sha256::digest(canonical.as_bytes())));
+            let mut key = hmac(format!("AWS4{}", a.access_key_secret).as_bytes(), date.as_bytes());
+            for part in ["us-east-1", "ec2", "aws4_request"] {
+                key = hmac(&key, part.as_bytes());
+            }
+            let signature = hex::encode(hmac(&key, sts.as_bytes()));
+            let auth = format!(
+                "AWS4-HMAC-SHA256 Credential={}/{scope}, SignedHeaders=content-type;host;x-amz-date, Signature={signature}",
+                a.access_key_id
+            );
+            Ok(hyper::Request::post(format!("http://{}/", a.target))
+                .header("content-type", ct)
+                .header("x-amz-date", amz_date)
+                .header("authorization", auth)
+                .body(Body::new(Bytes::from_static(body.as_bytes())))?)
+        }
+    }
+}
+
+fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
+    let mut m = Hmac::<Sha256>::new_from_slice(key).expect("any key length");
+    m.update(data);
+    m.finalize().into_bytes().to_vec()
+}
+
+fn main() -> anyhow::Result<()> {
+    let a = Arc::new(Args::parse());
+    let host = a.target.split(':').next().unwrap_or_default();
+    if !(host == "localhost" || host.starts_with("127.") || host == "[::1]") {
+        bail!("benchmarks only target loopback addresses, not {}", a.target);
+    }
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    rt.block_on(run(a))
+}
+
+async fn run(a: Arc<Args>) -> anyhow::Result<()> {
+    let client: Client<_, Body> = Client::builder(TokioExecutor::new()).pool_max_idle_per_host(a.concurrency).build_http();
+    // One request first: a server that refuses us should fail the run, not be "fast".
+    let resp = client.request(build(a.kind, &a)?).await.context("the first request failed")?;
+    let status = resp.status();
+    let body = resp.into_body().collect().await?.to_bytes();
+    if !status.is_success() {
+        bail!("the server answered {status}: {}", String::from_utf8_lossy(&body));
+    }
+    let measuring = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for _ in 0..a.concurrency {
+        let (client, a, measuring, stop) = (client.clone(), a.clone(), measuring.clone(), stop.clone());
+        tasks.push(tokio::spawn(async move {
+            let (mut lat, mut errors) = (Vec::with_capacity(1 << 16), 0u64);
+            while !stop.load(Ordering::Relaxed) {
+                let t0 = Instant::now();
+                let ok = match client.request(build(a.kind, &a)?).await {
+                    Ok(resp) => {
+                        let ok = resp.status().is_success();
+                        resp.into_body().collect().await.is_ok() && ok
+                    }
+                    Err(_) => false,
+                };
+                if measuring.load(Ordering::Relaxed) {
+                    if ok {
+                        lat.push(t0.elapsed());
+                    } else {
+                        errors += 1;
+                    }
+                }
+            }
+            anyhow::Ok((lat, errors))
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    measuring.store(true, Ordering::Relaxed);
+    let t0 = Instant::now();
+    tokio::time::sleep(Duration::from_secs(a.seconds)).await;
+    measuring.store(false, Ordering::Relaxed);
+    let elapsed = t0.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    let (mut all, mut errors) = (Vec::new(), 0);
+    for t in tasks {
+        let (lat, e) = t.await??;
+        all.extend(lat);
+        errors += e;
+    }
+    all.sort();
+    let pct = |p: f64| all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1))).copied().unwrap_or_default();
+    let out = serde_json::json!({
+        "kind": format!("{:?}", a.kind),
+        "concurrency": a.concurrency,
+        "seconds": elapsed.as_secs_f64(),
+        "requests": all.len(),
+        "errors": errors,
+        "rps": all.len() as f64 / elapsed.as_secs_f64(),
+        "p50_ms": pct(0.50).as_secs_f64() * 1e3,
+        "p99_ms": pct(0.99).as_secs_f64() * 1e3,
+    });
+    println!("{out}");
+    Ok(())
+}
