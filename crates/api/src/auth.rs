@@ -57,11 +57,7 @@ pub struct Incoming<'a> {
 
 impl Incoming<'_> {
     fn param(&self, name: &str) -> Option<&str> {
-        self.query
-            .iter()
-            .chain(self.form.iter())
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+        self.query.iter().chain(self.form.iter()).find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }
 
     fn header(&self, name: &str) -> Option<&str> {
@@ -70,8 +66,7 @@ impl Incoming<'_> {
 
     /// Whether the request is signed with V3 (an `Authorization: ACS3-…` header).
     pub fn is_v3(&self) -> bool {
-        self.header("authorization")
-            .is_some_and(|h| h.trim_start().starts_with("ACS3-"))
+        self.header("authorization").is_some_and(|h| h.trim_start().starts_with("ACS3-"))
     }
 }
 
@@ -82,12 +77,7 @@ pub struct Authenticator {
 
 impl Authenticator {
     pub fn new(keys: Arc<dyn KeyStore>) -> Self {
-        Authenticator {
-            keys,
-            nonces: NonceCache::new(Duration::from_secs(
-                2 * TIMESTAMP_WINDOW.num_seconds() as u64,
-            )),
-        }
+        Authenticator { keys, nonces: NonceCache::new(Duration::from_secs(2 * TIMESTAMP_WINDOW.num_seconds() as u64)) }
     }
 
     /// Authenticates one request at time `now`.
@@ -100,10 +90,7 @@ impl Authenticator {
     }
 
     fn credential(&self, access_key_id: &str) -> Result<Credential, ApiError> {
-        let cred = self
-            .keys
-            .lookup(access_key_id)?
-            .ok_or_else(ApiError::access_key_not_found)?;
+        let cred = self.keys.lookup(access_key_id)?.ok_or_else(ApiError::access_key_not_found)?;
         if !cred.active {
             return Err(ApiError::access_key_disabled());
         }
@@ -111,11 +98,8 @@ impl Authenticator {
     }
 
     fn v1(&self, req: &Incoming<'_>, now: DateTime<Utc>) -> Result<Caller, ApiError> {
-        let need = |name: &str| {
-            req.param(name)
-                .filter(|v| !v.is_empty())
-                .ok_or_else(|| ApiError::missing_parameter(name))
-        };
+        let need =
+            |name: &str| req.param(name).filter(|v| !v.is_empty()).ok_or_else(|| ApiError::missing_parameter(name));
         let access_key_id = need("AccessKeyId")?;
         let signature = need("Signature")?;
         let method = need("SignatureMethod")?;
@@ -124,20 +108,14 @@ impl Authenticator {
         }
         if let Some(v) = req.param("SignatureVersion") {
             if v != "1.0" {
-                return Err(ApiError::incomplete_signature(format!(
-                    "SignatureVersion {v:?} is not 1.0."
-                )));
+                return Err(ApiError::incomplete_signature(format!("SignatureVersion {v:?} is not 1.0.")));
             }
         }
         let nonce = need("SignatureNonce")?;
         let timestamp = need("Timestamp")?;
         let cred = self.credential(access_key_id)?;
         check_timestamp(timestamp, now)?;
-        let pairs = req
-            .query
-            .iter()
-            .chain(req.form.iter())
-            .map(|(k, v)| (k.as_str(), v.as_str()));
+        let pairs = req.query.iter().chain(req.form.iter()).map(|(k, v)| (k.as_str(), v.as_str()));
         let sts = sig::v1_string_to_sign(req.method, pairs);
         if !sig::constant_time_eq(&sig::v1_sign(&cred.secret, &sts), signature) {
             return Err(ApiError::signature_does_not_match(&sts));
@@ -149,30 +127,22 @@ impl Authenticator {
     fn v3(&self, req: &Incoming<'_>, now: DateTime<Utc>) -> Result<Caller, ApiError> {
         let header = req.header("authorization").unwrap_or_default();
         let auth = sig::parse_v3_authorization(header).ok_or_else(|| {
-            ApiError::incomplete_signature("The Authorization header must be `ACS3-HMAC-SHA256 Credential=…,SignedHeaders=…,Signature=…`.")
+            ApiError::incomplete_signature(
+                "The Authorization header must be `ACS3-HMAC-SHA256 Credential=…,SignedHeaders=…,Signature=…`.",
+            )
         })?;
         if auth.algorithm != sig::ACS3_HMAC_SHA256 {
             return Err(ApiError::unsupported_signature_method(auth.algorithm));
         }
-        for required in [
-            "host",
-            "x-acs-action",
-            "x-acs-version",
-            "x-acs-date",
-            "x-acs-signature-nonce",
-            "x-acs-content-sha256",
-        ] {
+        for required in
+            ["host", "x-acs-action", "x-acs-version", "x-acs-date", "x-acs-signature-nonce", "x-acs-content-sha256"]
+        {
             if !auth.signed_headers.contains(&required) {
-                return Err(ApiError::incomplete_signature(format!(
-                    "SignedHeaders must include {required}."
-                )));
+                return Err(ApiError::incomplete_signature(format!("SignedHeaders must include {required}.")));
             }
         }
-        let need = |name: &str| {
-            req.header(name)
-                .filter(|v| !v.is_empty())
-                .ok_or_else(|| ApiError::missing_parameter(name))
-        };
+        let need =
+            |name: &str| req.header(name).filter(|v| !v.is_empty()).ok_or_else(|| ApiError::missing_parameter(name));
         let timestamp = need("x-acs-date")?;
         let nonce = need("x-acs-signature-nonce")?;
         let payload_hash = need("x-acs-content-sha256")?;
@@ -180,27 +150,16 @@ impl Authenticator {
         check_timestamp(timestamp, now)?;
         let mut signed_headers = Vec::with_capacity(auth.signed_headers.len());
         for name in &auth.signed_headers {
-            let values: Vec<&str> = req
-                .headers
-                .get_all(*name)
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .collect();
+            let values: Vec<&str> = req.headers.get_all(*name).iter().filter_map(|v| v.to_str().ok()).collect();
             if values.is_empty() {
-                return Err(ApiError::incomplete_signature(format!(
-                    "The signed header {name} is not in the request."
-                )));
+                return Err(ApiError::incomplete_signature(format!("The signed header {name} is not in the request.")));
             }
             signed_headers.push((*name, values));
         }
         let canonical = sig::v3_canonical_request(&sig::V3Request {
             method: req.method,
             path: req.path,
-            query: req
-                .query
-                .iter()
-                .map(|(k, v)| (k.as_str(), v.as_str()))
-                .collect(),
+            query: req.query.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect(),
             signed_headers,
             payload_hash,
         });
@@ -222,9 +181,7 @@ impl Authenticator {
 }
 
 fn check_timestamp(ts: &str, now: DateTime<Utc>) -> Result<(), ApiError> {
-    let t = DateTime::parse_from_rfc3339(ts)
-        .map_err(|_| ApiError::timestamp_format())?
-        .with_timezone(&Utc);
+    let t = DateTime::parse_from_rfc3339(ts).map_err(|_| ApiError::timestamp_format())?.with_timezone(&Utc);
     if (now - t).abs() > TIMESTAMP_WINDOW {
         return Err(ApiError::timestamp_expired());
     }
@@ -251,13 +208,7 @@ impl NonceCache {
         let now = Instant::now();
         NonceCache {
             shards: (0..SHARDS)
-                .map(|_| {
-                    Mutex::new(Generations {
-                        current: HashSet::new(),
-                        previous: HashSet::new(),
-                        rotated: now,
-                    })
-                })
+                .map(|_| Mutex::new(Generations { current: HashSet::new(), previous: HashSet::new(), rotated: now }))
                 .collect(),
             half: ttl / 2,
         }
@@ -284,9 +235,7 @@ impl NonceCache {
 
 /// A small, fast, non-cryptographic hash for picking a shard (FNV-1a).
 fn fxhash(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf29ce484222325u64, |h, b| {
-        (h ^ u64::from(*b)).wrapping_mul(0x100000001b3)
-    })
+    bytes.iter().fold(0xcbf29ce484222325u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x100000001b3))
 }
 
 #[cfg(test)]
@@ -313,9 +262,7 @@ mod tests {
     }
 
     fn now() -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339("2026-11-22T08:00:00Z")
-            .unwrap()
-            .with_timezone(&Utc)
+        DateTime::parse_from_rfc3339("2026-11-22T08:00:00Z").unwrap().with_timezone(&Utc)
     }
 
     fn v1_query(ak: &str, secret: &str, nonce: &str, ts: &str) -> Vec<(String, String)> {
@@ -336,19 +283,8 @@ mod tests {
         q
     }
 
-    fn run(
-        a: &Authenticator,
-        q: &[(String, String)],
-        headers: &HeaderMap,
-    ) -> Result<Caller, ApiError> {
-        let req = Incoming {
-            method: "GET",
-            path: "/",
-            query: q,
-            form: &[],
-            headers,
-            body: b"",
-        };
+    fn run(a: &Authenticator, q: &[(String, String)], headers: &HeaderMap) -> Result<Caller, ApiError> {
+        let req = Incoming { method: "GET", path: "/", query: q, form: &[], headers, body: b"" };
         a.authenticate(&req, now())
     }
 
@@ -366,40 +302,17 @@ mod tests {
         let a = Authenticator::new(Arc::new(OneKey));
         let h = HeaderMap::new();
         let code = |q: Vec<(String, String)>| run(&a, &q, &h).unwrap_err().code.to_string();
-        assert_eq!(
-            code(v1_query("AK", "wrong", "n2", "2026-11-22T08:00:00Z")),
-            "SignatureDoesNotMatch"
-        );
-        assert_eq!(
-            code(v1_query("NOPE", "secret", "n3", "2026-11-22T08:00:00Z")),
-            "InvalidAccessKeyId.NotFound"
-        );
-        assert_eq!(
-            code(v1_query("OFF", "secret", "n3", "2026-11-22T08:00:00Z")),
-            "InvalidAccessKeyId.Inactive"
-        );
-        assert_eq!(
-            code(v1_query("AK", "secret", "n4", "2026-11-22T07:44:00Z")),
-            "InvalidTimeStamp.Expired"
-        );
-        assert_eq!(
-            code(v1_query("AK", "secret", "n5", "2026-11-22T08:16:00Z")),
-            "InvalidTimeStamp.Expired"
-        );
-        assert_eq!(
-            code(v1_query("AK", "secret", "n6", "yesterday")),
-            "InvalidTimeStamp.Format"
-        );
+        assert_eq!(code(v1_query("AK", "wrong", "n2", "2026-11-22T08:00:00Z")), "SignatureDoesNotMatch");
+        assert_eq!(code(v1_query("NOPE", "secret", "n3", "2026-11-22T08:00:00Z")), "InvalidAccessKeyId.NotFound");
+        assert_eq!(code(v1_query("OFF", "secret", "n3", "2026-11-22T08:00:00Z")), "InvalidAccessKeyId.Inactive");
+        assert_eq!(code(v1_query("AK", "secret", "n4", "2026-11-22T07:44:00Z")), "InvalidTimeStamp.Expired");
+        assert_eq!(code(v1_query("AK", "secret", "n5", "2026-11-22T08:16:00Z")), "InvalidTimeStamp.Expired");
+        assert_eq!(code(v1_query("AK", "secret", "n6", "yesterday")), "InvalidTimeStamp.Format");
         let mut q = v1_query("AK", "secret", "n7", "2026-11-22T08:00:00Z");
         q.retain(|(k, _)| k != "Signature");
         assert_eq!(code(q), "MissingParameter");
         // A forged request did not burn the nonce it carried.
-        assert!(run(
-            &a,
-            &v1_query("AK", "secret", "n2", "2026-11-22T08:00:00Z"),
-            &h
-        )
-        .is_ok());
+        assert!(run(&a, &v1_query("AK", "secret", "n2", "2026-11-22T08:00:00Z"), &h).is_ok());
     }
 
     fn v3_headers(secret: &str, nonce: &str, body: &[u8]) -> HeaderMap {
@@ -415,10 +328,7 @@ mod tests {
         ] {
             h.insert(k, HeaderValue::from_str(v).unwrap());
         }
-        let signed: Vec<(&str, Vec<&str>)> = h
-            .iter()
-            .map(|(k, v)| (k.as_str(), vec![v.to_str().unwrap()]))
-            .collect();
+        let signed: Vec<(&str, Vec<&str>)> = h.iter().map(|(k, v)| (k.as_str(), vec![v.to_str().unwrap()])).collect();
         let cr = sig::v3_canonical_request(&sig::V3Request {
             method: "POST",
             path: "/",
@@ -439,14 +349,7 @@ mod tests {
         let a = Authenticator::new(Arc::new(OneKey));
         let q = vec![("RegionId".to_string(), "cn-hangzhou".to_string())];
         let go = |h: &HeaderMap, body: &[u8]| {
-            let req = Incoming {
-                method: "POST",
-                path: "/",
-                query: &q,
-                form: &[],
-                headers: h,
-                body,
-            };
+            let req = Incoming { method: "POST", path: "/", query: &q, form: &[], headers: h, body };
             a.authenticate(&req, now())
         };
         let h = v3_headers("secret", "v3n1", b"");
@@ -455,16 +358,11 @@ mod tests {
         let h = v3_headers("wrong", "v3n2", b"");
         assert_eq!(go(&h, b"").unwrap_err().code, "SignatureDoesNotMatch");
         let h = v3_headers("secret", "v3n3", b"");
-        assert_eq!(
-            go(&h, b"tampered").unwrap_err().code,
-            "ContentSHA256NotMatched"
-        );
+        assert_eq!(go(&h, b"tampered").unwrap_err().code, "ContentSHA256NotMatched");
         let mut h = v3_headers("secret", "v3n4", b"");
         h.insert(
             "authorization",
-            HeaderValue::from_static(
-                "ACS3-HMAC-SHA256 Credential=AK,SignedHeaders=host,Signature=00",
-            ),
+            HeaderValue::from_static("ACS3-HMAC-SHA256 Credential=AK,SignedHeaders=host,Signature=00"),
         );
         assert_eq!(go(&h, b"").unwrap_err().code, "IncompleteSignature");
     }

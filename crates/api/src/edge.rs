@@ -63,10 +63,7 @@ fn respond(status: u16, format: Format, request_id: &str, body: Vec<u8>) -> Resp
     let mut resp = Response::new(Body::from(body));
     *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(format.content_type()),
-    );
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(format.content_type()));
     if let Ok(v) = HeaderValue::from_str(request_id) {
         h.insert("x-acs-request-id", v);
     }
@@ -79,21 +76,13 @@ fn error_response(format: Format, request_id: &str, host_id: &str, e: &ApiError)
     } else {
         tracing::debug!(request_id, code = %e.code, "request refused");
     }
-    respond(
-        e.status,
-        format,
-        request_id,
-        render::error(format, request_id, host_id, e),
-    )
+    respond(e.status, format, request_id, render::error(format, request_id, host_id, e))
 }
 
 fn plain(status: StatusCode, text: &'static str) -> Response<Body> {
     let mut resp = Response::new(Body::from(text));
     *resp.status_mut() = status;
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
     resp
 }
 
@@ -103,8 +92,7 @@ async fn handle(State(edge): State<Arc<Edge>>, req: Request<Body>) -> Response<B
             StatusCode::FORBIDDEN,
             "feitian does not open tunnels (CONNECT); send the request as plain HTTP to this proxy instead\n",
         );
-        r.headers_mut()
-            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        r.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
         return r;
     }
     let absolute = req.uri().scheme().is_some();
@@ -133,12 +121,7 @@ async fn handle(State(edge): State<Arc<Edge>>, req: Request<Body>) -> Response<B
     rpc(&edge, req, host_product, &host).await
 }
 
-async fn rpc(
-    edge: &Edge,
-    req: Request<Body>,
-    host_product: Option<String>,
-    host: &str,
-) -> Response<Body> {
+async fn rpc(edge: &Edge, req: Request<Body>, host_product: Option<String>, host: &str) -> Response<Body> {
     let request_id = new_request_id();
     let (parts, body) = req.into_parts();
     let host_id = match &host_product {
@@ -147,39 +130,19 @@ async fn rpc(
         None => host.to_owned(),
     };
     let query: Vec<(String, String)> =
-        form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes())
-            .into_owned()
-            .collect();
-    let pre_format = Format::parse(
-        query
-            .iter()
-            .find(|(k, _)| k == "Format")
-            .map(|(_, v)| v.as_str()),
-    );
+        form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes()).into_owned().collect();
+    let pre_format = Format::parse(query.iter().find(|(k, _)| k == "Format").map(|(_, v)| v.as_str()));
     let body = match axum::body::to_bytes(body, MAX_RPC_BODY).await {
         Ok(b) => b,
-        Err(_) => {
-            return error_response(
-                pre_format,
-                &request_id,
-                &host_id,
-                &ApiError::request_too_large(MAX_RPC_BODY),
-            )
-        }
+        Err(_) => return error_response(pre_format, &request_id, &host_id, &ApiError::request_too_large(MAX_RPC_BODY)),
     };
     let is_form = parts
         .headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| {
-            ct.to_ascii_lowercase()
-                .starts_with("application/x-www-form-urlencoded")
-        });
-    let form: Vec<(String, String)> = if is_form {
-        form_urlencoded::parse(&body).into_owned().collect()
-    } else {
-        Vec::new()
-    };
+        .is_some_and(|ct| ct.to_ascii_lowercase().starts_with("application/x-www-form-urlencoded"));
+    let form: Vec<(String, String)> =
+        if is_form { form_urlencoded::parse(&body).into_owned().collect() } else { Vec::new() };
     let incoming = Incoming {
         method: parts.method.as_str(),
         path: parts.uri.path(),
@@ -204,23 +167,19 @@ async fn rpc(
 
     let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
     let (action, version) = if incoming.is_v3() {
-        (
-            header("x-acs-action").or(param("Action")),
-            header("x-acs-version").or(param("Version")),
-        )
+        (header("x-acs-action").or(param("Action")), header("x-acs-version").or(param("Version")))
     } else {
         (param("Action"), param("Version"))
     };
     let Some(action) = action.filter(|a| !a.is_empty()) else {
-        return fail(ApiError::missing_parameter("Action")
-            .recommend("RPC requests name their operation in Action (or the x-acs-action header); OSS requests are not served yet"));
+        return fail(ApiError::missing_parameter("Action").recommend(
+            "RPC requests name their operation in Action (or the x-acs-action header); OSS requests are not served yet",
+        ));
     };
     let Some(version) = version.filter(|v| !v.is_empty()) else {
         return fail(ApiError::missing_parameter("Version"));
     };
-    let hp = host_product
-        .as_deref()
-        .filter(|p| edge.registry.serves_product(p));
+    let hp = host_product.as_deref().filter(|p| edge.registry.serves_product(p));
     let route = match edge.registry.route(hp, version, action) {
         Ok(r) => r,
         Err(e) => return fail(e),
@@ -233,19 +192,9 @@ async fn rpc(
         Ok(p) => p,
         Err(e) => return fail(e),
     };
-    let ctx = Ctx {
-        request_id: request_id.clone(),
-        caller,
-        product: route.product,
-        action: action.to_owned(),
-    };
+    let ctx = Ctx { request_id: request_id.clone(), caller, product: route.product, action: action.to_owned() };
     match route.call(ctx, params).await {
-        Ok(reply) => respond(
-            200,
-            format,
-            &request_id,
-            render::success(format, action, &request_id, reply),
-        ),
+        Ok(reply) => respond(200, format, &request_id, render::success(format, action, &request_id, reply)),
         Err(e) => fail(e),
     }
 }
@@ -256,20 +205,11 @@ mod tests {
 
     #[test]
     fn cloud_host_names() {
-        assert_eq!(
-            cloud_host("ecs-cn-hangzhou.aliyuncs.com"),
-            Some(("ecs", Some("cn-hangzhou")))
-        );
-        assert_eq!(
-            cloud_host("ecs.cn-hangzhou.aliyuncs.com"),
-            Some(("ecs", Some("cn-hangzhou")))
-        );
+        assert_eq!(cloud_host("ecs-cn-hangzhou.aliyuncs.com"), Some(("ecs", Some("cn-hangzhou"))));
+        assert_eq!(cloud_host("ecs.cn-hangzhou.aliyuncs.com"), Some(("ecs", Some("cn-hangzhou"))));
         assert_eq!(cloud_host("ecs.aliyuncs.com"), Some(("ecs", None)));
         assert_eq!(cloud_host("vpc.aliyuncs.com:80"), Some(("vpc", None)));
-        assert_eq!(
-            cloud_host("location-readonly.aliyuncs.com"),
-            Some(("location", Some("readonly")))
-        );
+        assert_eq!(cloud_host("location-readonly.aliyuncs.com"), Some(("location", Some("readonly"))));
         assert_eq!(cloud_host("127.0.0.1"), None);
         assert_eq!(cloud_host("example.com"), None);
         assert_eq!(cloud_host("aliyuncs.com.evil.example"), None);

@@ -25,17 +25,8 @@ impl std::fmt::Display for ApiError {
 impl std::error::Error for ApiError {}
 
 impl ApiError {
-    pub fn new(
-        status: u16,
-        code: impl Into<Cow<'static, str>>,
-        message: impl Into<String>,
-    ) -> Self {
-        ApiError {
-            status,
-            code: code.into(),
-            message: message.into(),
-            recommend: None,
-        }
+    pub fn new(status: u16, code: impl Into<Cow<'static, str>>, message: impl Into<String>) -> Self {
+        ApiError { status, code: code.into(), message: message.into(), recommend: None }
     }
 
     pub fn recommend(mut self, hint: impl Into<String>) -> Self {
@@ -55,11 +46,7 @@ impl ApiError {
 
     /// `InvalidParameter`, naming the parameter and why.
     pub fn invalid_parameter(name: &str, why: impl std::fmt::Display) -> Self {
-        Self::new(
-            400,
-            "InvalidParameter",
-            format!("The specified parameter \"{name}\" is not valid: {why}."),
-        )
+        Self::new(400, "InvalidParameter", format!("The specified parameter \"{name}\" is not valid: {why}."))
     }
 
     /// A sub-coded invalid parameter such as `InvalidParameter.PortRange`.
@@ -73,14 +60,8 @@ impl ApiError {
     }
 
     pub fn invalid_version(version: &str) -> Self {
-        Self::new(
-            400,
-            "InvalidVersion",
-            "Specified parameter Version is not valid.",
-        )
-        .recommend(format!(
-            "{version:?} is not an API version feitian serves: ECS 2014-05-26, VPC 2016-04-28"
-        ))
+        Self::new(400, "InvalidVersion", "Specified parameter Version is not valid.")
+            .recommend(format!("{version:?} is not an API version feitian serves: ECS 2014-05-26, VPC 2016-04-28"))
     }
 
     // --- authentication ------------------------------------------------------------------
@@ -99,56 +80,42 @@ impl ApiError {
         Self::new(
             400,
             "SignatureDoesNotMatch",
-            format!("Specified signature is not matched with our calculation. server string to sign is:{string_to_sign}"),
+            format!(
+                "Specified signature is not matched with our calculation. server string to sign is:{string_to_sign}"
+            ),
         )
         .recommend("check the AccessKeySecret; feitian up printed it and wrote it to DATA_DIR/credentials.json")
     }
 
     pub fn access_key_not_found() -> Self {
-        Self::new(404, "InvalidAccessKeyId.NotFound", "Specified access key is not found.")
-            .recommend("use the AccessKeyId that feitian up printed, or create one with `feitian accesskey create --account NAME`")
+        Self::new(404, "InvalidAccessKeyId.NotFound", "Specified access key is not found.").recommend(
+            "use the AccessKeyId that feitian up printed, or create one with `feitian accesskey create --account NAME`",
+        )
     }
 
     pub fn access_key_disabled() -> Self {
-        Self::new(
-            400,
-            "InvalidAccessKeyId.Inactive",
-            "Specified access key is disabled.",
-        )
+        Self::new(400, "InvalidAccessKeyId.Inactive", "Specified access key is disabled.")
     }
 
     pub fn nonce_used() -> Self {
-        Self::new(
-            400,
-            "SignatureNonceUsed",
-            "Specified signature nonce was used already.",
-        )
-        .recommend("send a fresh SignatureNonce (or x-acs-signature-nonce) with every request")
+        Self::new(400, "SignatureNonceUsed", "Specified signature nonce was used already.")
+            .recommend("send a fresh SignatureNonce (or x-acs-signature-nonce) with every request")
     }
 
     pub fn timestamp_expired() -> Self {
-        Self::new(400, "InvalidTimeStamp.Expired", "Specified time stamp or date value is expired.")
-            .recommend("the request's Timestamp (or x-acs-date) must be within 15 minutes of the server's clock, in UTC")
+        Self::new(400, "InvalidTimeStamp.Expired", "Specified time stamp or date value is expired.").recommend(
+            "the request's Timestamp (or x-acs-date) must be within 15 minutes of the server's clock, in UTC",
+        )
     }
 
     pub fn timestamp_format() -> Self {
-        Self::new(
-            400,
-            "InvalidTimeStamp.Format",
-            "Specified time stamp or date value is not well formatted.",
-        )
-        .recommend("use ISO 8601 in UTC, like 2026-11-22T08:00:00Z")
+        Self::new(400, "InvalidTimeStamp.Format", "Specified time stamp or date value is not well formatted.")
+            .recommend("use ISO 8601 in UTC, like 2026-11-22T08:00:00Z")
     }
 
     pub fn unsupported_signature_method(method: &str) -> Self {
-        Self::new(
-            400,
-            "InvalidSignatureMethod",
-            format!("Specified signature method {method:?} is not supported."),
-        )
-        .recommend(
-            "use SignatureMethod=HMAC-SHA1 (V1) or the ACS3-HMAC-SHA256 Authorization header (V3)",
-        )
+        Self::new(400, "InvalidSignatureMethod", format!("Specified signature method {method:?} is not supported."))
+            .recommend("use SignatureMethod=HMAC-SHA1 (V1) or the ACS3-HMAC-SHA256 Authorization header (V3)")
     }
 
     // --- resources and state -------------------------------------------------------------
@@ -162,19 +129,11 @@ impl ApiError {
     }
 
     pub fn throttling() -> Self {
-        Self::new(
-            400,
-            "Throttling.User",
-            "Request was denied due to user flow control.",
-        )
+        Self::new(400, "Throttling.User", "Request was denied due to user flow control.")
     }
 
     pub fn request_too_large(limit: usize) -> Self {
-        Self::new(
-            413,
-            "RequestTooLarge",
-            format!("The request body is larger than {limit} bytes."),
-        )
+        Self::new(413, "RequestTooLarge", format!("The request body is larger than {limit} bytes."))
     }
 
     /// feitian's own fault. Logged with the detail; the client sees a generic message.
@@ -185,4 +144,28 @@ impl ApiError {
             "The request processing has failed due to some unknown error, exception or failure.",
         )
     }
+}
+
+impl From<feitian_meta::MetaError> for ApiError {
+    fn from(e: feitian_meta::MetaError) -> Self {
+        use feitian_meta::MetaError as M;
+        match e {
+            M::IdempotencyMismatch => ApiError::idempotent_mismatch(),
+            M::Invalid(m) => ApiError::new(400, "InvalidParameter", m),
+            other => {
+                tracing::error!(error = %other, "control-plane store failed");
+                ApiError::internal()
+            }
+        }
+    }
+}
+
+/// Runs store work (SQLite, fsync) off the async workers.
+pub async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| {
+        tracing::error!(error = %e, "a store task panicked");
+        Err(ApiError::internal())
+    })
 }

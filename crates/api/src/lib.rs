@@ -12,9 +12,10 @@ pub mod region;
 mod registry;
 pub mod render;
 pub mod signature;
+pub mod validate;
 
 pub use auth::{Authenticator, Caller, Credential, KeyStore};
 pub use edge::Edge;
-pub use error::ApiError;
+pub use error::{blocking, ApiError};
 pub use params::{Params, MAX_VALUE_LEN};
 pub use registry::{Ctx, Registry, Reply};

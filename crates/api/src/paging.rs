@@ -14,13 +14,8 @@ pub struct Page {
 impl Page {
     /// Reads `PageNumber` (default 1) and `PageSize` (default `default`, at most `max`).
     pub fn from_params(p: &Params, default: u32, max: u32) -> Result<Page, ApiError> {
-        let number = p
-            .opt_int("PageNumber", 1, i64::from(u32::MAX))?
-            .unwrap_or(1) as u32;
-        let size = p
-            .opt_int("PageSize", 1, i64::from(max))?
-            .map(|n| n as u32)
-            .unwrap_or(default);
+        let number = p.opt_int("PageNumber", 1, i64::from(u32::MAX))?.unwrap_or(1) as u32;
+        let size = p.opt_int("PageSize", 1, i64::from(max))?.map(|n| n as u32).unwrap_or(default);
         Ok(Page { number, size })
     }
 
@@ -43,23 +38,14 @@ pub struct TokenPage {
 
 impl TokenPage {
     pub fn from_params(p: &Params, default: u32, max: u32) -> Result<TokenPage, ApiError> {
-        let max_results = p
-            .opt_int("MaxResults", 1, i64::from(max))?
-            .map(|n| n as u32)
-            .unwrap_or(default);
+        let max_results = p.opt_int("MaxResults", 1, i64::from(max))?.map(|n| n as u32).unwrap_or(default);
         let offset = match p.opt_str("NextToken") {
             None => 0,
             Some(t) => decode_token(t).ok_or_else(|| {
-                ApiError::invalid(
-                    "InvalidNextToken.Malformed",
-                    "The specified NextToken is not valid.",
-                )
+                ApiError::invalid("InvalidNextToken.Malformed", "The specified NextToken is not valid.")
             })?,
         };
-        Ok(TokenPage {
-            offset,
-            max_results,
-        })
+        Ok(TokenPage { offset, max_results })
     }
 
     /// The token for the page after this one, or `None` when `total` rows are exhausted.
@@ -74,14 +60,8 @@ fn encode_token(offset: u64) -> String {
 }
 
 fn decode_token(t: &str) -> Option<u64> {
-    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(t)
-        .ok()?;
-    std::str::from_utf8(&raw)
-        .ok()?
-        .strip_prefix("ft1:")?
-        .parse()
-        .ok()
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(t).ok()?;
+    std::str::from_utf8(&raw).ok()?.strip_prefix("ft1:")?.parse().ok()
 }
 
 #[cfg(test)]
@@ -95,16 +75,9 @@ mod tests {
     #[test]
     fn page_defaults_and_limits() {
         let pg = Page::from_params(&p(&[]), 10, 100).unwrap();
-        assert_eq!(
-            pg,
-            Page {
-                number: 1,
-                size: 10
-            }
-        );
+        assert_eq!(pg, Page { number: 1, size: 10 });
         assert_eq!(pg.offset(), 0);
-        let pg =
-            Page::from_params(&p(&[("PageNumber", "3"), ("PageSize", "50")]), 10, 100).unwrap();
+        let pg = Page::from_params(&p(&[("PageNumber", "3"), ("PageSize", "50")]), 10, 100).unwrap();
         assert_eq!(pg.offset(), 100);
         assert!(Page::from_params(&p(&[("PageSize", "101")]), 10, 100).is_err());
         assert!(Page::from_params(&p(&[("PageNumber", "0")]), 10, 100).is_err());
@@ -113,25 +86,12 @@ mod tests {
 
     #[test]
     fn tokens_round_trip_and_reject_garbage() {
-        let t = TokenPage {
-            offset: 0,
-            max_results: 10,
-        };
+        let t = TokenPage { offset: 0, max_results: 10 };
         let next = t.next_token(10, 25).unwrap();
         let t2 = TokenPage::from_params(&p(&[("NextToken", &next)]), 10, 100).unwrap();
         assert_eq!(t2.offset, 10);
-        assert_eq!(
-            t2.next_token(10, 25).map(|s| decode_token(&s)),
-            Some(Some(20))
-        );
-        assert_eq!(
-            TokenPage {
-                offset: 20,
-                max_results: 10
-            }
-            .next_token(5, 25),
-            None
-        );
+        assert_eq!(t2.next_token(10, 25).map(|s| decode_token(&s)), Some(Some(20)));
+        assert_eq!(TokenPage { offset: 20, max_results: 10 }.next_token(5, 25), None);
         let e = TokenPage::from_params(&p(&[("NextToken", "%%%")]), 10, 100).unwrap_err();
         assert_eq!(e.code, "InvalidNextToken.Malformed");
     }

@@ -46,10 +46,7 @@ impl Params {
         for (k, v) in pairs {
             let (k, v) = (k.into(), v.into());
             if v.len() > MAX_VALUE_LEN {
-                return Err(ApiError::invalid_parameter(
-                    &k,
-                    format!("longer than {MAX_VALUE_LEN} bytes"),
-                ));
+                return Err(ApiError::invalid_parameter(&k, format!("longer than {MAX_VALUE_LEN} bytes")));
             }
             if map.contains_key(&k) {
                 return Err(ApiError::invalid_parameter(&k, "given more than once"));
@@ -70,17 +67,15 @@ impl Params {
     }
 
     pub fn required_str(&self, name: &str) -> Result<&str, ApiError> {
-        self.opt_str(name)
-            .ok_or_else(|| ApiError::missing_parameter(name))
+        self.opt_str(name).ok_or_else(|| ApiError::missing_parameter(name))
     }
 
     /// An optional string of at most `max` characters.
     pub fn opt_str_max(&self, name: &str, max: usize) -> Result<Option<&str>, ApiError> {
         match self.opt_str(name) {
-            Some(v) if v.chars().count() > max => Err(ApiError::invalid_parameter(
-                name,
-                format!("longer than {max} characters"),
-            )),
+            Some(v) if v.chars().count() > max => {
+                Err(ApiError::invalid_parameter(name, format!("longer than {max} characters")))
+            }
             v => Ok(v),
         }
     }
@@ -90,15 +85,10 @@ impl Params {
         let Some(v) = self.opt_str(name) else {
             return Ok(None);
         };
-        let n: i64 = v
-            .trim()
-            .parse()
-            .map_err(|_| ApiError::invalid_parameter(name, format!("{v:?} is not an integer")))?;
+        let n: i64 =
+            v.trim().parse().map_err(|_| ApiError::invalid_parameter(name, format!("{v:?} is not an integer")))?;
         if n < min || n > max {
-            return Err(ApiError::invalid_parameter(
-                name,
-                format!("{n} is outside {min}..{max}"),
-            ));
+            return Err(ApiError::invalid_parameter(name, format!("{n} is outside {min}..{max}")));
         }
         Ok(Some(n))
     }
@@ -109,10 +99,7 @@ impl Params {
             None => Ok(None),
             Some(v) if v.eq_ignore_ascii_case("true") => Ok(Some(true)),
             Some(v) if v.eq_ignore_ascii_case("false") => Ok(Some(false)),
-            Some(v) => Err(ApiError::invalid_parameter(
-                name,
-                format!("{v:?} is neither true nor false"),
-            )),
+            Some(v) => Err(ApiError::invalid_parameter(name, format!("{v:?} is neither true nor false"))),
         }
     }
 
@@ -128,14 +115,9 @@ impl Params {
             if idx.contains('.') {
                 continue; // a map entry like Tag.1.Key: see `list_of_maps`
             }
-            let i: usize = idx
-                .parse()
-                .map_err(|_| ApiError::invalid_parameter(k, "the index is not a number"))?;
+            let i: usize = idx.parse().map_err(|_| ApiError::invalid_parameter(k, "the index is not a number"))?;
             if i == 0 || i > max {
-                return Err(ApiError::invalid_parameter(
-                    k,
-                    format!("the index must be between 1 and {max}"),
-                ));
+                return Err(ApiError::invalid_parameter(k, format!("the index must be between 1 and {max}")));
             }
             if !v.is_empty() {
                 items.push((i, v.as_str()));
@@ -146,11 +128,7 @@ impl Params {
     }
 
     /// Repeated maps `Name.N.Field`: one `BTreeMap` of fields per index, in index order.
-    pub fn list_of_maps(
-        &self,
-        name: &str,
-        max: usize,
-    ) -> Result<Vec<BTreeMap<&str, &str>>, ApiError> {
+    pub fn list_of_maps(&self, name: &str, max: usize) -> Result<Vec<BTreeMap<&str, &str>>, ApiError> {
         let prefix = format!("{name}.");
         let mut items: BTreeMap<usize, BTreeMap<&str, &str>> = BTreeMap::new();
         for (k, v) in self.map.range(prefix.clone()..) {
@@ -160,14 +138,9 @@ impl Params {
             let Some((idx, field)) = rest.split_once('.') else {
                 continue;
             };
-            let i: usize = idx
-                .parse()
-                .map_err(|_| ApiError::invalid_parameter(k, "the index is not a number"))?;
+            let i: usize = idx.parse().map_err(|_| ApiError::invalid_parameter(k, "the index is not a number"))?;
             if i == 0 || i > max {
-                return Err(ApiError::invalid_parameter(
-                    k,
-                    format!("the index must be between 1 and {max}"),
-                ));
+                return Err(ApiError::invalid_parameter(k, format!("the index must be between 1 and {max}")));
             }
             items.entry(i).or_default().insert(field, v.as_str());
         }
@@ -176,10 +149,7 @@ impl Params {
 
     /// Every parameter that is not a protocol one, for idempotency fingerprints.
     pub fn business(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.map
-            .iter()
-            .filter(|(k, _)| !COMMON.contains(&k.as_str()))
-            .map(|(k, v)| (k.as_str(), v.as_str()))
+        self.map.iter().filter(|(k, _)| !COMMON.contains(&k.as_str())).map(|(k, v)| (k.as_str(), v.as_str()))
     }
 }
 
@@ -201,19 +171,10 @@ mod tests {
 
     #[test]
     fn typed_getters() {
-        let q = p(&[
-            ("N", "5"),
-            ("Big", "99999999999999999999"),
-            ("B", "TRUE"),
-            ("E", ""),
-            ("S", "héllo"),
-        ]);
+        let q = p(&[("N", "5"), ("Big", "99999999999999999999"), ("B", "TRUE"), ("E", ""), ("S", "héllo")]);
         assert_eq!(q.opt_int("N", 1, 10).unwrap(), Some(5));
         assert_eq!(q.opt_int("N", 6, 10).unwrap_err().code, "InvalidParameter");
-        assert_eq!(
-            q.opt_int("Big", 0, i64::MAX).unwrap_err().code,
-            "InvalidParameter"
-        );
+        assert_eq!(q.opt_int("Big", 0, i64::MAX).unwrap_err().code, "InvalidParameter");
         assert_eq!(q.opt_int("Missing", 0, 1).unwrap(), None);
         assert_eq!(q.opt_bool("B").unwrap(), Some(true));
         assert!(q.opt_bool("S").is_err());
@@ -249,14 +210,7 @@ mod tests {
 
     #[test]
     fn business_skips_protocol_parameters() {
-        let q = p(&[
-            ("Action", "X"),
-            ("Signature", "s"),
-            ("RegionId", "cn-hangzhou"),
-        ]);
-        assert_eq!(
-            q.business().collect::<Vec<_>>(),
-            vec![("RegionId", "cn-hangzhou")]
-        );
+        let q = p(&[("Action", "X"), ("Signature", "s"), ("RegionId", "cn-hangzhou")]);
+        assert_eq!(q.business().collect::<Vec<_>>(), vec![("RegionId", "cn-hangzhou")]);
     }
 }

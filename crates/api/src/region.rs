@@ -8,20 +8,11 @@ use feitian_region::{Catalog, Language, Region, Zone};
 pub fn language(p: &Params) -> Result<Language, ApiError> {
     match p.opt_str("AcceptLanguage") {
         None => Ok(Language::Chinese),
-        Some(l) if l.eq_ignore_ascii_case("zh-CN") || l.eq_ignore_ascii_case("zh") => {
-            Ok(Language::Chinese)
-        }
-        Some(l)
-            if l.eq_ignore_ascii_case("en-US")
-                || l.eq_ignore_ascii_case("en")
-                || l.eq_ignore_ascii_case("ja") =>
-        {
+        Some(l) if l.eq_ignore_ascii_case("zh-CN") || l.eq_ignore_ascii_case("zh") => Ok(Language::Chinese),
+        Some(l) if l.eq_ignore_ascii_case("en-US") || l.eq_ignore_ascii_case("en") || l.eq_ignore_ascii_case("ja") => {
             Ok(Language::English)
         }
-        Some(l) => Err(ApiError::invalid_parameter(
-            "AcceptLanguage",
-            format!("{l:?} is not one of zh-CN, en-US, ja"),
-        )),
+        Some(l) => Err(ApiError::invalid_parameter("AcceptLanguage", format!("{l:?} is not one of zh-CN, en-US, ja"))),
     }
 }
 
@@ -30,36 +21,23 @@ pub fn require_region<'c>(catalog: &'c Catalog, p: &Params) -> Result<&'c Region
     let id = p.required_str("RegionId")?;
     catalog.region(id).ok_or_else(|| {
         let known: Vec<&str> = catalog.regions.iter().map(|r| r.id.as_str()).collect();
-        ApiError::new(
-            404,
-            "InvalidRegionId.NotFound",
-            "The specified RegionId does not exist.",
-        )
-        .recommend(format!("this feitian serves {}", known.join(", ")))
+        ApiError::new(404, "InvalidRegionId.NotFound", "The specified RegionId does not exist.")
+            .recommend(format!("this feitian serves {}", known.join(", ")))
     })
 }
 
 /// The zone named by `ZoneId` (required when `required`) within `region`.
-pub fn zone<'r>(
-    region: &'r Region,
-    p: &Params,
-    required: bool,
-) -> Result<Option<&'r Zone>, ApiError> {
-    let id = if required {
-        Some(p.required_str("ZoneId")?)
-    } else {
-        p.opt_str("ZoneId")
-    };
+pub fn zone<'r>(region: &'r Region, p: &Params, required: bool) -> Result<Option<&'r Zone>, ApiError> {
+    let id = if required { Some(p.required_str("ZoneId")?) } else { p.opt_str("ZoneId") };
     match id {
         None => Ok(None),
         Some(id) => region.zone(id).map(Some).ok_or_else(|| {
             let known: Vec<&str> = region.zones.iter().map(|z| z.id.as_str()).collect();
-            ApiError::new(
-                404,
-                "InvalidZoneId.NotFound",
-                "The specified zone does not exist.",
-            )
-            .recommend(format!("zones of {}: {}", region.id, known.join(", ")))
+            ApiError::new(404, "InvalidZoneId.NotFound", "The specified zone does not exist.").recommend(format!(
+                "zones of {}: {}",
+                region.id,
+                known.join(", ")
+            ))
         }),
     }
 }
@@ -75,39 +53,14 @@ mod tests {
     #[test]
     fn region_zone_language() {
         let c = Catalog::default();
-        assert_eq!(
-            require_region(&c, &p(&[("RegionId", "cn-hangzhou")]))
-                .unwrap()
-                .id,
-            "cn-hangzhou"
-        );
-        assert_eq!(
-            require_region(&c, &p(&[])).unwrap_err().code,
-            "MissingParameter"
-        );
-        assert_eq!(
-            require_region(&c, &p(&[("RegionId", "mars-1")]))
-                .unwrap_err()
-                .code,
-            "InvalidRegionId.NotFound"
-        );
+        assert_eq!(require_region(&c, &p(&[("RegionId", "cn-hangzhou")])).unwrap().id, "cn-hangzhou");
+        assert_eq!(require_region(&c, &p(&[])).unwrap_err().code, "MissingParameter");
+        assert_eq!(require_region(&c, &p(&[("RegionId", "mars-1")])).unwrap_err().code, "InvalidRegionId.NotFound");
         let r = c.default_region();
         assert!(zone(r, &p(&[]), false).unwrap().is_none());
-        assert_eq!(
-            zone(r, &p(&[("ZoneId", "cn-hangzhou-h")]), true)
-                .unwrap()
-                .unwrap()
-                .id,
-            "cn-hangzhou-h"
-        );
-        assert_eq!(
-            zone(r, &p(&[("ZoneId", "x")]), false).unwrap_err().code,
-            "InvalidZoneId.NotFound"
-        );
-        assert_eq!(
-            language(&p(&[("AcceptLanguage", "en-US")])).unwrap(),
-            Language::English
-        );
+        assert_eq!(zone(r, &p(&[("ZoneId", "cn-hangzhou-h")]), true).unwrap().unwrap().id, "cn-hangzhou-h");
+        assert_eq!(zone(r, &p(&[("ZoneId", "x")]), false).unwrap_err().code, "InvalidZoneId.NotFound");
+        assert_eq!(language(&p(&[("AcceptLanguage", "en-US")])).unwrap(), Language::English);
         assert_eq!(language(&p(&[])).unwrap(), Language::Chinese);
         assert!(language(&p(&[("AcceptLanguage", "klingon")])).is_err());
     }

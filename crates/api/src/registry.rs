@@ -52,25 +52,14 @@ impl Registry {
     /// Registers `action` of `product` at API `version`. The handler takes typed parameters
     /// from [`Params`] and returns any serializable answer (an object); its field names are
     /// the API's.
-    pub fn add<F, Fut, T>(
-        &mut self,
-        product: &'static str,
-        version: &'static str,
-        action: &'static str,
-        handler: F,
-    ) where
+    pub fn add<F, Fut, T>(&mut self, product: &'static str, version: &'static str, action: &'static str, handler: F)
+    where
         F: Fn(Ctx, Params) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<T, ApiError>> + Send + 'static,
         T: Serialize + 'static,
     {
-        let api = self.by_version.entry(version).or_insert_with(|| Api {
-            product,
-            actions: HashMap::new(),
-        });
-        assert_eq!(
-            api.product, product,
-            "API version {version} registered by two products"
-        );
+        let api = self.by_version.entry(version).or_insert_with(|| Api { product, actions: HashMap::new() });
+        assert_eq!(api.product, product, "API version {version} registered by two products");
         let handler = Arc::new(handler);
         let boxed: Handler = Arc::new(move |ctx, params| {
             let fut = handler(ctx, params);
@@ -85,25 +74,14 @@ impl Registry {
             })
         });
         let previous = api.actions.insert(action, boxed);
-        assert!(
-            previous.is_none(),
-            "{action} registered twice for {version}"
-        );
+        assert!(previous.is_none(), "{action} registered twice for {version}");
     }
 
     /// Finds the handler. `host_product` is the product the request's host name names
     /// (`ecs` for `ecs-cn-hangzhou.aliyuncs.com`), if any: a version of another product
     /// is then not valid there.
-    pub fn route(
-        &self,
-        host_product: Option<&str>,
-        version: &str,
-        action: &str,
-    ) -> Result<Route<'_>, ApiError> {
-        let api = self
-            .by_version
-            .get(version)
-            .ok_or_else(|| ApiError::invalid_version(version))?;
+    pub fn route(&self, host_product: Option<&str>, version: &str, action: &str) -> Result<Route<'_>, ApiError> {
+        let api = self.by_version.get(version).ok_or_else(|| ApiError::invalid_version(version))?;
         if let Some(hp) = host_product {
             if hp != api.product {
                 return Err(ApiError::invalid_version(version).recommend(format!(
@@ -112,14 +90,8 @@ impl Registry {
                 )));
             }
         }
-        let handler = api
-            .actions
-            .get(action)
-            .ok_or_else(|| ApiError::invalid_action(action, version))?;
-        Ok(Route {
-            product: api.product,
-            handler,
-        })
+        let handler = api.actions.get(action).ok_or_else(|| ApiError::invalid_action(action, version))?;
+        Ok(Route { product: api.product, handler })
     }
 
     /// The products served, for host-name routing.
@@ -152,11 +124,7 @@ mod tests {
     fn ctx() -> Ctx {
         Ctx {
             request_id: "R".into(),
-            caller: Caller {
-                account_id: 1,
-                account_name: "a".into(),
-                access_key_id: "k".into(),
-            },
+            caller: Caller { account_id: 1, account_name: "a".into(), access_key_id: "k".into() },
             product: "ecs",
             action: "Ping".into(),
         }
@@ -165,41 +133,15 @@ mod tests {
     #[tokio::test]
     async fn routes_by_version_and_action() {
         let mut r = Registry::default();
-        r.add("ecs", "2014-05-26", "Ping", |_ctx, _p| async {
-            Ok(Pong { value: 7 })
-        });
-        r.add("vpc", "2016-04-28", "Ping", |_ctx, _p| async {
-            Ok(Pong { value: 8 })
-        });
-        let out = r
-            .route(None, "2014-05-26", "Ping")
-            .unwrap()
-            .call(ctx(), Params::default())
-            .await
-            .unwrap();
+        r.add("ecs", "2014-05-26", "Ping", |_ctx, _p| async { Ok(Pong { value: 7 }) });
+        r.add("vpc", "2016-04-28", "Ping", |_ctx, _p| async { Ok(Pong { value: 8 }) });
+        let out = r.route(None, "2014-05-26", "Ping").unwrap().call(ctx(), Params::default()).await.unwrap();
         assert_eq!(out["Value"], 7);
-        let out = r
-            .route(Some("vpc"), "2016-04-28", "Ping")
-            .unwrap()
-            .call(ctx(), Params::default())
-            .await
-            .unwrap();
+        let out = r.route(Some("vpc"), "2016-04-28", "Ping").unwrap().call(ctx(), Params::default()).await.unwrap();
         assert_eq!(out["Value"], 8);
-        assert_eq!(
-            r.route(None, "2099-01-01", "Ping").err().unwrap().code,
-            "InvalidVersion"
-        );
-        assert_eq!(
-            r.route(None, "2014-05-26", "Pong").err().unwrap().code,
-            "InvalidAction.NotFound"
-        );
-        assert_eq!(
-            r.route(Some("vpc"), "2014-05-26", "Ping")
-                .err()
-                .unwrap()
-                .code,
-            "InvalidVersion"
-        );
+        assert_eq!(r.route(None, "2099-01-01", "Ping").err().unwrap().code, "InvalidVersion");
+        assert_eq!(r.route(None, "2014-05-26", "Pong").err().unwrap().code, "InvalidAction.NotFound");
+        assert_eq!(r.route(Some("vpc"), "2014-05-26", "Ping").err().unwrap().code, "InvalidVersion");
         assert!(r.serves_product("ecs") && !r.serves_product("oss"));
         assert_eq!(r.actions().len(), 2);
     }

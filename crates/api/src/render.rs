@@ -37,12 +37,7 @@ impl Format {
 }
 
 /// A successful answer: `RequestId` first, then the handler's fields.
-pub fn success(
-    format: Format,
-    action: &str,
-    request_id: &str,
-    body: Map<String, Value>,
-) -> Vec<u8> {
+pub fn success(format: Format, action: &str, request_id: &str, body: Map<String, Value>) -> Vec<u8> {
     let mut doc = Map::with_capacity(body.len() + 1);
     doc.insert("RequestId".into(), Value::String(request_id.into()));
     for (k, v) in body {
@@ -63,10 +58,7 @@ pub fn error(format: Format, request_id: &str, host_id: &str, e: &ApiError) -> V
     doc.insert("HostId".into(), host_id.into());
     doc.insert("Code".into(), e.code.as_ref().into());
     doc.insert("Message".into(), e.message.clone().into());
-    doc.insert(
-        "Recommend".into(),
-        e.recommend.clone().unwrap_or_default().into(),
-    );
+    doc.insert("Recommend".into(), e.recommend.clone().unwrap_or_default().into());
     match format {
         Format::Json => serde_json::to_vec(&doc).unwrap_or_default(),
         Format::Xml => xml_document("Error", &doc),
@@ -141,12 +133,7 @@ mod tests {
     #[test]
     fn json_puts_request_id_first() {
         let body = json!({"Regions": {"Region": [{"RegionId": "cn-hangzhou"}]}});
-        let out = success(
-            Format::Json,
-            "DescribeRegions",
-            "RID",
-            body.as_object().unwrap().clone(),
-        );
+        let out = success(Format::Json, "DescribeRegions", "RID", body.as_object().unwrap().clone());
         assert_eq!(
             String::from_utf8(out).unwrap(),
             r#"{"RequestId":"RID","Regions":{"Region":[{"RegionId":"cn-hangzhou"}]}}"#
@@ -155,13 +142,9 @@ mod tests {
 
     #[test]
     fn xml_repeats_list_elements_and_escapes() {
-        let body = json!({"Regions": {"Region": [{"RegionId": "a<b", "N": 1}, {"RegionId": "c", "Ok": true}]}, "Gone": null});
-        let out = success(
-            Format::Xml,
-            "DescribeRegions",
-            "RID",
-            body.as_object().unwrap().clone(),
-        );
+        let body =
+            json!({"Regions": {"Region": [{"RegionId": "a<b", "N": 1}, {"RegionId": "c", "Ok": true}]}, "Gone": null});
+        let out = success(Format::Xml, "DescribeRegions", "RID", body.as_object().unwrap().clone());
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "<?xml version=\"1.0\" encoding=\"UTF-8\"?><DescribeRegionsResponse><RequestId>RID</RequestId><Regions><Region><RegionId>a&lt;b</RegionId><N>1</N></Region><Region><RegionId>c</RegionId><Ok>true</Ok></Region></Regions></DescribeRegionsResponse>"
@@ -171,15 +154,12 @@ mod tests {
     #[test]
     fn errors_in_both_formats() {
         let e = ApiError::missing_parameter("RegionId");
-        let j: Value =
-            serde_json::from_slice(&error(Format::Json, "R", "ecs.aliyuncs.com", &e)).unwrap();
+        let j: Value = serde_json::from_slice(&error(Format::Json, "R", "ecs.aliyuncs.com", &e)).unwrap();
         assert_eq!(j["Code"], "MissingParameter");
         assert_eq!(j["RequestId"], "R");
         assert_eq!(j["HostId"], "ecs.aliyuncs.com");
         let x = String::from_utf8(error(Format::Xml, "R", "h", &e)).unwrap();
-        assert!(x.contains(
-            "<Error><RequestId>R</RequestId><HostId>h</HostId><Code>MissingParameter</Code>"
-        ));
+        assert!(x.contains("<Error><RequestId>R</RequestId><HostId>h</HostId><Code>MissingParameter</Code>"));
         assert!(x.contains("&quot;RegionId&quot;"));
     }
 }

@@ -18,11 +18,7 @@ use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use sha2::{Digest, Sha256};
 
 /// Every byte but the RFC 3986 unreserved ones is escaped.
-const RFC3986: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'_')
-    .remove(b'.')
-    .remove(b'~');
+const RFC3986: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
 
 /// Percent-encodes as both signature versions require (space is `%20`, `*` is `%2A`, `~` stays).
 pub fn percent_encode(s: &str) -> String {
@@ -31,17 +27,10 @@ pub fn percent_encode(s: &str) -> String {
 
 /// The canonical query string: pairs sorted by key (then value), each side encoded, `&`-joined.
 /// Pairs named `skip` (the signature itself, for V1) are left out.
-pub fn canonical_query<'a>(
-    pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
-    skip: Option<&str>,
-) -> String {
-    let mut v: Vec<(&str, &str)> = pairs
-        .into_iter()
-        .filter(|(k, _)| Some(*k) != skip)
-        .collect();
+pub fn canonical_query<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>, skip: Option<&str>) -> String {
+    let mut v: Vec<(&str, &str)> = pairs.into_iter().filter(|(k, _)| Some(*k) != skip).collect();
     v.sort_unstable();
-    let mut out =
-        String::with_capacity(v.iter().map(|(k, v)| k.len() + v.len() + 2).sum::<usize>() * 2);
+    let mut out = String::with_capacity(v.iter().map(|(k, v)| k.len() + v.len() + 2).sum::<usize>() * 2);
     for (i, (k, val)) in v.iter().enumerate() {
         if i > 0 {
             out.push('&');
@@ -54,10 +43,7 @@ pub fn canonical_query<'a>(
 }
 
 /// V1: the string to sign for `method` and the request's parameters (query and form).
-pub fn v1_string_to_sign<'a>(
-    method: &str,
-    params: impl IntoIterator<Item = (&'a str, &'a str)>,
-) -> String {
+pub fn v1_string_to_sign<'a>(method: &str, params: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
     let canonical = canonical_query(params, Some("Signature"));
     format!("{method}&%2F&{}", percent_encode(&canonical))
 }
@@ -103,12 +89,7 @@ pub fn parse_v3_authorization(header: &str) -> Option<V3Authorization<'_>> {
     if ak.is_empty() || signed.is_empty() || sig.is_empty() {
         return None;
     }
-    Some(V3Authorization {
-        algorithm,
-        access_key_id: ak,
-        signed_headers: signed.split(';').collect(),
-        signature: sig,
-    })
+    Some(V3Authorization { algorithm, access_key_id: ak, signed_headers: signed.split(';').collect(), signature: sig })
 }
 
 /// The inputs of a V3 canonical request.
@@ -141,29 +122,17 @@ pub fn v3_canonical_request(r: &V3Request<'_>) -> String {
         canonical_headers.push('\n');
         names.push(*name);
     }
-    format!(
-        "{}\n{}\n{}\n{}\n{}\n{}",
-        r.method,
-        path,
-        query,
-        canonical_headers,
-        names.join(";"),
-        r.payload_hash
-    )
+    format!("{}\n{}\n{}\n{}\n{}\n{}", r.method, path, query, canonical_headers, names.join(";"), r.payload_hash)
 }
 
 /// V3: `ACS3-HMAC-SHA256\nhex(sha256(canonical_request))`.
 pub fn v3_string_to_sign(canonical_request: &str) -> String {
-    format!(
-        "{ACS3_HMAC_SHA256}\n{}",
-        sha256_hex(canonical_request.as_bytes())
-    )
+    format!("{ACS3_HMAC_SHA256}\n{}", sha256_hex(canonical_request.as_bytes()))
 }
 
 /// V3: hex HMAC-SHA256 of the string to sign under the secret.
 pub fn v3_sign(secret: &str, string_to_sign: &str) -> String {
-    let mut mac =
-        Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes keys of any length");
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes keys of any length");
     mac.update(string_to_sign.as_bytes());
     hex::encode(mac.finalize().into_bytes())
 }
@@ -188,10 +157,7 @@ mod tests {
     #[test]
     fn encoding_follows_rfc3986() {
         assert_eq!(percent_encode("a b*c~d/e+f"), "a%20b%2Ac~d%2Fe%2Bf");
-        assert_eq!(
-            percent_encode("2026-11-22T03:04:05Z"),
-            "2026-11-22T03%3A04%3A05Z"
-        );
+        assert_eq!(percent_encode("2026-11-22T03:04:05Z"), "2026-11-22T03%3A04%3A05Z");
         assert_eq!(percent_encode("杭"), "%E6%9D%AD");
     }
 
@@ -234,10 +200,7 @@ mod tests {
         assert_eq!(a.signature, "abcd");
         assert!(parse_v3_authorization("ACS3-HMAC-SHA256 Credential=LTAI,Signature=ab").is_none());
         assert!(parse_v3_authorization("garbage").is_none());
-        assert!(
-            parse_v3_authorization("ACS3-HMAC-SHA256 Credential=,SignedHeaders=h,Signature=x")
-                .is_none()
-        );
+        assert!(parse_v3_authorization("ACS3-HMAC-SHA256 Credential=,SignedHeaders=h,Signature=x").is_none());
     }
 
     /// The canonical request layout of the public V3 documentation; the signature is the one the
@@ -250,20 +213,14 @@ mod tests {
             path: "/",
             query: vec![
                 ("RegionId", "cn-hangzhou"),
-                (
-                    "ImageId",
-                    "win2019_1809_x64_dtc_zh-cn_40G_alibase_20230811.vhd",
-                ),
+                ("ImageId", "win2019_1809_x64_dtc_zh-cn_40G_alibase_20230811.vhd"),
             ],
             signed_headers: vec![
                 ("x-acs-action", vec!["RunInstances"]),
                 ("host", vec!["ecs.cn-hangzhou.aliyuncs.com"]),
                 ("x-acs-version", vec!["2014-05-26"]),
                 ("x-acs-date", vec!["2023-10-26T10:22:32Z"]),
-                (
-                    "x-acs-signature-nonce",
-                    vec!["3156853299f313e23d1673dc12e1703d"],
-                ),
+                ("x-acs-signature-nonce", vec!["3156853299f313e23d1673dc12e1703d"]),
                 ("x-acs-content-sha256", vec![body_hash.as_str()]),
             ],
             payload_hash: &body_hash,

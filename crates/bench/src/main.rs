@@ -65,7 +65,11 @@ fn build(kind: Kind, a: &Args) -> anyhow::Result<hyper::Request<Body>> {
             let sts = sig::v1_string_to_sign("GET", params.iter().copied());
             let signature = sig::v1_sign(&a.access_key_secret, &sts);
             params.push(("Signature", &signature));
-            let query = params.iter().map(|(k, v)| format!("{}={}", sig::percent_encode(k), sig::percent_encode(v))).collect::<Vec<_>>().join("&");
+            let query = params
+                .iter()
+                .map(|(k, v)| format!("{}={}", sig::percent_encode(k), sig::percent_encode(v)))
+                .collect::<Vec<_>>()
+                .join("&");
             Ok(hyper::Request::get(format!("http://{}/?{query}", a.target)).body(Body::new(Bytes::new()))?)
         }
         Kind::MotoDescribeRegions => {
@@ -80,7 +84,8 @@ fn build(kind: Kind, a: &Args) -> anyhow::Result<hyper::Request<Body>> {
                 hex::encode(Sha256::digest(body.as_bytes()))
             );
             let scope = format!("{date}/us-east-1/ec2/aws4_request");
-            let sts = format!("AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}", hex::encode(Sha256::digest(canonical.as_bytes())));
+            let sts =
+                format!("AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}", hex::encode(Sha256::digest(canonical.as_bytes())));
             let mut key = hmac(format!("AWS4{}", a.access_key_secret).as_bytes(), date.as_bytes());
             for part in ["us-east-1", "ec2", "aws4_request"] {
                 key = hmac(&key, part.as_bytes());
@@ -116,7 +121,8 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run(a: Arc<Args>) -> anyhow::Result<()> {
-    let client: Client<_, Body> = Client::builder(TokioExecutor::new()).pool_max_idle_per_host(a.concurrency).build_http();
+    let client: Client<_, Body> =
+        Client::builder(TokioExecutor::new()).pool_max_idle_per_host(a.concurrency).build_http();
     // One request first: a server that refuses us should fail the run, not be "fast".
     let resp = client.request(build(a.kind, &a)?).await.context("the first request failed")?;
     let status = resp.status();
@@ -165,7 +171,9 @@ async fn run(a: Arc<Args>) -> anyhow::Result<()> {
         errors += e;
     }
     all.sort();
-    let pct = |p: f64| all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1))).copied().unwrap_or_default();
+    let pct = |p: f64| {
+        all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1))).copied().unwrap_or_default()
+    };
     let out = serde_json::json!({
         "kind": format!("{:?}", a.kind),
         "concurrency": a.concurrency,

@@ -17,13 +17,7 @@ const fn t(
     cpu_cores: u32,
     memory_gib: f32,
 ) -> InstanceType {
-    InstanceType {
-        id,
-        family,
-        generation,
-        cpu_cores,
-        memory_gib,
-    }
+    InstanceType { id, family, generation, cpu_cores, memory_gib }
 }
 
 /// Every type feitian offers, smallest first within each family.
@@ -64,19 +58,10 @@ mod tests {
     #[test]
     fn catalog_is_consistent() {
         for t in CATALOG {
-            assert!(
-                t.id.starts_with(t.family),
-                "{} is not in family {}",
-                t.id,
-                t.family
-            );
+            assert!(t.id.starts_with(t.family), "{} is not in family {}", t.id, t.family);
             assert!(t.cpu_cores > 0 && t.memory_gib > 0.0);
         }
-        assert_eq!(
-            distinct(|t| t.id).len(),
-            CATALOG.len(),
-            "type names are unique"
-        );
+        assert_eq!(distinct(|t| t.id).len(), CATALOG.len(), "type names are unique");
         assert_eq!(find("ecs.g6.large").unwrap().cpu_cores, 2);
         assert!(find("ecs.nope").is_none());
     }

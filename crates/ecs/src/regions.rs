@@ -30,18 +30,12 @@ pub struct RegionItem {
 fn check_charge_type(p: &Params) -> Result<(), ApiError> {
     match p.opt_str("InstanceChargeType") {
         None | Some("PrePaid") | Some("PostPaid") => Ok(()),
-        Some(v) => Err(ApiError::invalid_parameter(
-            "InstanceChargeType",
-            format!("{v:?} is not PrePaid or PostPaid"),
-        )),
+        Some(v) => Err(ApiError::invalid_parameter("InstanceChargeType", format!("{v:?} is not PrePaid or PostPaid"))),
     }
 }
 
 /// `DescribeRegions`: every region of the deployment. `RegionId` is not required here.
-pub fn describe_regions(
-    catalog: &Catalog,
-    p: &Params,
-) -> Result<DescribeRegionsResponse, ApiError> {
+pub fn describe_regions(catalog: &Catalog, p: &Params) -> Result<DescribeRegionsResponse, ApiError> {
     let lang = language(p)?;
     check_charge_type(p)?;
     match p.opt_str("ResourceType") {
@@ -63,9 +57,7 @@ pub fn describe_regions(
             status: "available",
         })
         .collect();
-    Ok(DescribeRegionsResponse {
-        regions: Regions { region },
-    })
+    Ok(DescribeRegionsResponse { regions: Regions { region } })
 }
 
 #[derive(Serialize)]
@@ -186,10 +178,7 @@ supported_key! {
 
 impl<K> Supported<K> {
     fn new(values: Vec<&'static str>) -> Self {
-        Supported {
-            values,
-            _key: std::marker::PhantomData,
-        }
+        Supported { values, _key: std::marker::PhantomData }
     }
 }
 
@@ -208,24 +197,12 @@ const DISK_CATEGORIES: &[&str] = &["cloud_efficiency", "cloud_ssd", "cloud_essd"
 fn zone_detail() -> ZoneDetail {
     let types = instance_types::distinct(|t| t.id);
     ZoneDetail {
-        available_resource_creation: ResourceTypes {
-            resource_types: vec!["Instance", "Disk", "VSwitch"],
-        },
-        available_disk_categories: DiskCategories {
-            disk_categories: DISK_CATEGORIES.to_vec(),
-        },
-        available_volume_categories: VolumeCategories {
-            volume_categories: vec![],
-        },
-        available_instance_types: InstanceTypes {
-            instance_types: types.clone(),
-        },
-        available_dedicated_host_types: DedicatedHostTypes {
-            dedicated_host_type: vec![],
-        },
-        dedicated_host_generations: DedicatedHostGenerations {
-            dedicated_host_generation: vec![],
-        },
+        available_resource_creation: ResourceTypes { resource_types: vec!["Instance", "Disk", "VSwitch"] },
+        available_disk_categories: DiskCategories { disk_categories: DISK_CATEGORIES.to_vec() },
+        available_volume_categories: VolumeCategories { volume_categories: vec![] },
+        available_instance_types: InstanceTypes { instance_types: types.clone() },
+        available_dedicated_host_types: DedicatedHostTypes { dedicated_host_type: vec![] },
+        dedicated_host_generations: DedicatedHostGenerations { dedicated_host_generation: vec![] },
         available_resources: AvailableResources {
             resources_info: vec![ResourcesInfo {
                 io_optimized: true,
@@ -269,11 +246,7 @@ pub fn describe_zones(catalog: &Catalog, p: &Params) -> Result<DescribeZonesResp
         }
     }
     let verbose = p.opt_bool("Verbose")?.unwrap_or(true);
-    Ok(DescribeZonesResponse {
-        zones: Zones {
-            zone: zones_of(region, lang, verbose),
-        },
-    })
+    Ok(DescribeZonesResponse { zones: Zones { zone: zones_of(region, lang, verbose) } })
 }
 
 #[cfg(test)]
@@ -291,13 +264,8 @@ mod tests {
         let r = serde_json::to_value(describe_regions(&c, &p(&[])).unwrap()).unwrap();
         assert_eq!(r["Regions"]["Region"][0]["RegionId"], "cn-hangzhou");
         assert_eq!(r["Regions"]["Region"][0]["Status"], "available");
-        assert_eq!(
-            r["Regions"]["Region"][0]["RegionEndpoint"],
-            "ecs.cn-hangzhou.aliyuncs.com"
-        );
-        let r =
-            serde_json::to_value(describe_regions(&c, &p(&[("AcceptLanguage", "en-US")])).unwrap())
-                .unwrap();
+        assert_eq!(r["Regions"]["Region"][0]["RegionEndpoint"], "ecs.cn-hangzhou.aliyuncs.com");
+        let r = serde_json::to_value(describe_regions(&c, &p(&[("AcceptLanguage", "en-US")])).unwrap()).unwrap();
         assert_eq!(r["Regions"]["Region"][0]["LocalName"], "China (Hangzhou)");
         assert!(describe_regions(&c, &p(&[("InstanceChargeType", "Free")])).is_err());
     }
@@ -305,37 +273,21 @@ mod tests {
     #[test]
     fn zones_verbose_and_not() {
         let c = Catalog::default();
-        let z =
-            serde_json::to_value(describe_zones(&c, &p(&[("RegionId", "cn-hangzhou")])).unwrap())
-                .unwrap();
+        let z = serde_json::to_value(describe_zones(&c, &p(&[("RegionId", "cn-hangzhou")])).unwrap()).unwrap();
         let first = &z["Zones"]["Zone"][0];
         assert_eq!(first["ZoneId"], "cn-hangzhou-h");
         assert_eq!(first["ZoneType"], "AvailabilityZone");
         let info = &first["AvailableResources"]["ResourcesInfo"][0];
-        assert!(info["InstanceTypes"]["supportedInstanceType"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|v| v == "ecs.g6.large"));
+        assert!(info["InstanceTypes"]["supportedInstanceType"].as_array().unwrap().iter().any(|v| v == "ecs.g6.large"));
         assert_eq!(info["NetworkTypes"]["supportedNetworkCategory"][0], "vpc");
-        let z = serde_json::to_value(
-            describe_zones(&c, &p(&[("RegionId", "cn-hangzhou"), ("Verbose", "false")])).unwrap(),
-        )
-        .unwrap();
+        let z =
+            serde_json::to_value(describe_zones(&c, &p(&[("RegionId", "cn-hangzhou"), ("Verbose", "false")])).unwrap())
+                .unwrap();
         let first = z["Zones"]["Zone"][0].as_object().unwrap();
         assert_eq!(first.len(), 3, "{first:?}");
         assert!(!first.contains_key("AvailableResources"));
         assert!(matches!(z["Zones"]["Zone"], Value::Array(ref a) if a.len() == 4));
-        assert_eq!(
-            describe_zones(&c, &p(&[])).err().unwrap().code,
-            "MissingParameter"
-        );
-        assert_eq!(
-            describe_zones(&c, &p(&[("RegionId", "xx")]))
-                .err()
-                .unwrap()
-                .code,
-            "InvalidRegionId.NotFound"
-        );
+        assert_eq!(describe_zones(&c, &p(&[])).err().unwrap().code, "MissingParameter");
+        assert_eq!(describe_zones(&c, &p(&[("RegionId", "xx")])).err().unwrap().code, "InvalidRegionId.NotFound");
     }
 }

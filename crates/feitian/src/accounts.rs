@@ -35,10 +35,7 @@ pub fn create_account(data_dir: &Path, name: &str) -> anyhow::Result<()> {
     let store = open_store(data_dir)?;
     let account = store.create_account(name)?;
     let key = store.create_access_key(name)?;
-    eprintln!(
-        "created account {} ({}); its AccessKey pair, shown only now:",
-        account.name, account.id
-    );
+    eprintln!("created account {} ({}); its AccessKey pair, shown only now:", account.name, account.id);
     println!("{}", key_json(&key));
     Ok(())
 }

@@ -15,12 +15,18 @@ use feitian_region::{Catalog, Region};
 use serde::Deserialize;
 use std::path::Path;
 
+pub const DEFAULT_EIP_POOL: &str = "198.18.0.0/16";
+
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// The regions this deployment serves; the default catalog (cn-hangzhou) when empty.
     #[serde(default)]
     pub regions: Vec<Region>,
+    /// Where EIPs and public IPs come from (default 198.18.0.0/16, a range reserved for
+    /// benchmarking and never routed on the internet). The pool exists only inside feitian's
+    /// own network namespaces.
+    pub eip_pool: Option<String>,
 }
 
 impl Config {
@@ -30,21 +36,22 @@ impl Config {
         };
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read the configuration file {}", path.display()))?;
-        toml::from_str(&text)
-            .with_context(|| format!("the configuration file {} is not valid", path.display()))
+        toml::from_str(&text).with_context(|| format!("the configuration file {} is not valid", path.display()))
+    }
+
+    pub fn eip_pool(&self) -> anyhow::Result<ipnet::Ipv4Net> {
+        let raw = self.eip_pool.as_deref().unwrap_or(DEFAULT_EIP_POOL);
+        let net: ipnet::Ipv4Net = raw.parse().with_context(|| format!("eip_pool {raw:?} is not a CIDR block"))?;
+        if net.prefix_len() > 30 {
+            anyhow::bail!("eip_pool {raw} is too small: use a /30 or larger block");
+        }
+        Ok(net.trunc())
     }
 
     pub fn catalog(&self) -> anyhow::Result<Catalog> {
-        let catalog = if self.regions.is_empty() {
-            Catalog::default()
-        } else {
-            Catalog {
-                regions: self.regions.clone(),
-            }
-        };
-        catalog
-            .validate()
-            .context("the region catalog of the configuration is not valid")?;
+        let catalog =
+            if self.regions.is_empty() { Catalog::default() } else { Catalog { regions: self.regions.clone() } };
+        catalog.validate().context("the region catalog of the configuration is not valid")?;
         Ok(catalog)
     }
 }

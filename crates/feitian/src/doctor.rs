@@ -14,17 +14,8 @@ struct Check {
 fn run_ok(cmd: &str, args: &[&str]) -> Option<String> {
     let out = Command::new(cmd).args(args).output().ok()?;
     out.status.success().then(|| {
-        let text = if out.stdout.is_empty() {
-            &out.stderr
-        } else {
-            &out.stdout
-        };
-        String::from_utf8_lossy(text)
-            .lines()
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_owned()
+        let text = if out.stdout.is_empty() { &out.stderr } else { &out.stdout };
+        String::from_utf8_lossy(text).lines().next().unwrap_or("").trim().to_owned()
     })
 }
 
@@ -37,19 +28,13 @@ fn is_root() -> bool {
 /// guest then really runs under KVM needs a probe boot (some hosts pass this and still hang).
 fn kvm_creates_vm() -> Result<(), String> {
     use std::os::fd::AsRawFd;
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/kvm")
-        .map_err(|e| format!("/dev/kvm: {e}"))?;
+    let f =
+        std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").map_err(|e| format!("/dev/kvm: {e}"))?;
     const KVM_CREATE_VM: libc::c_ulong = 0xAE01;
     // SAFETY: a plain ioctl on a descriptor we own, with an integer argument.
     let vm = unsafe { libc::ioctl(f.as_raw_fd(), KVM_CREATE_VM as _, 0) };
     if vm < 0 {
-        return Err(format!(
-            "KVM_CREATE_VM failed: {}",
-            std::io::Error::last_os_error()
-        ));
+        return Err(format!("KVM_CREATE_VM failed: {}", std::io::Error::last_os_error()));
     }
     // SAFETY: vm is a descriptor the ioctl just gave us.
     unsafe { libc::close(vm) };
@@ -66,8 +51,7 @@ fn free_bytes(path: &Path) -> Option<u64> {
     let c = CString::new(p.as_os_str().as_bytes()).ok()?;
     let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
     // SAFETY: c is a valid C string and st a valid out-pointer.
-    (unsafe { libc::statvfs(c.as_ptr(), &mut st) } == 0)
-        .then(|| st.f_bavail as u64 * st.f_frsize as u64)
+    (unsafe { libc::statvfs(c.as_ptr(), &mut st) } == 0).then(|| st.f_bavail as u64 * st.f_frsize as u64)
 }
 
 pub fn run(data_dir: &Path) -> anyhow::Result<()> {
@@ -87,9 +71,7 @@ pub fn run(data_dir: &Path) -> anyhow::Result<()> {
     checks.push(Check {
         name: "qemu",
         ok: qemu.is_some(),
-        detail: qemu.unwrap_or_else(|| {
-            "qemu-system-x86_64 not found: instances would use the sim driver".into()
-        }),
+        detail: qemu.unwrap_or_else(|| "qemu-system-x86_64 not found: instances would use the sim driver".into()),
         fix: Some("apt-get install qemu-system-x86"),
     });
     let kvm = kvm_creates_vm();
@@ -106,21 +88,14 @@ pub fn run(data_dir: &Path) -> anyhow::Result<()> {
     checks.push(Check {
         name: "nftables",
         ok: nft.is_some(),
-        detail: nft.unwrap_or_else(|| {
-            "nft not found: security groups cannot be enforced on packets".into()
-        }),
+        detail: nft.unwrap_or_else(|| "nft not found: security groups cannot be enforced on packets".into()),
         fix: Some("apt-get install nftables"),
     });
-    let netns =
-        run_ok("ip", &["netns", "list"]).is_some() && Path::new("/proc/self/ns/net").exists();
+    let netns = run_ok("ip", &["netns", "list"]).is_some() && Path::new("/proc/self/ns/net").exists();
     checks.push(Check {
         name: "netns",
         ok: netns,
-        detail: if netns {
-            "ip netns works".into()
-        } else {
-            "ip (iproute2) or network namespaces are missing".into()
-        },
+        detail: if netns { "ip netns works".into() } else { "ip (iproute2) or network namespaces are missing".into() },
         fix: Some("apt-get install iproute2"),
     });
     let free = free_bytes(data_dir);
@@ -129,11 +104,7 @@ pub fn run(data_dir: &Path) -> anyhow::Result<()> {
         name: "disk",
         ok: enough,
         detail: match free {
-            Some(b) => format!(
-                "{:.1} GiB free for {}",
-                b as f64 / (1u64 << 30) as f64,
-                data_dir.display()
-            ),
+            Some(b) => format!("{:.1} GiB free for {}", b as f64 / (1u64 << 30) as f64, data_dir.display()),
             None => format!("cannot tell the free space for {}", data_dir.display()),
         },
         fix: Some("free at least 2 GiB where --data-dir points, or point it elsewhere"),
@@ -141,12 +112,7 @@ pub fn run(data_dir: &Path) -> anyhow::Result<()> {
 
     println!("feitian doctor: what this host offers");
     for c in &checks {
-        println!(
-            "  [{}] {:<9} {}",
-            if c.ok { " ok " } else { "miss" },
-            c.name,
-            c.detail
-        );
+        println!("  [{}] {:<9} {}", if c.ok { " ok " } else { "miss" }, c.name, c.detail);
         if !c.ok {
             if let Some(fix) = c.fix {
                 println!("  {:>6} {:<9} to fix: {fix}", "", "");
@@ -157,7 +123,9 @@ pub fn run(data_dir: &Path) -> anyhow::Result<()> {
     if missing == 0 {
         println!("everything feitian can use is here");
     } else {
-        println!("{missing} missing: feitian still runs (the API, storage and the sim compute driver need none of them)");
+        println!(
+            "{missing} missing: feitian still runs (the API, storage and the sim compute driver need none of them)"
+        );
     }
     Ok(())
 }

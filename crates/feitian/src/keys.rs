@@ -19,10 +19,7 @@ pub struct StoreKeys {
 
 impl StoreKeys {
     pub fn new(store: Store) -> Self {
-        StoreKeys {
-            store,
-            cache: RwLock::new(HashMap::new()),
-        }
+        StoreKeys { store, cache: RwLock::new(HashMap::new()) }
     }
 }
 
@@ -50,9 +47,7 @@ impl KeyStore for StoreKeys {
                 access_key_id: access_key_id.to_owned(),
             },
         };
-        self.cache
-            .write()
-            .insert(access_key_id.to_owned(), (cred.clone(), Instant::now()));
+        self.cache.write().insert(access_key_id.to_owned(), (cred.clone(), Instant::now()));
         Ok(Some(cred))
     }
 }

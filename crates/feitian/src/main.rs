@@ -10,11 +10,7 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
 #[derive(Parser)]
-#[command(
-    name = "feitian",
-    version,
-    about = "A self-hosted cloud that speaks the Alibaba Cloud API"
-)]
+#[command(name = "feitian", version, about = "A self-hosted cloud that speaks the Alibaba Cloud API")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -115,21 +111,15 @@ fn main() -> std::process::ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Up {
-            data,
-            listen,
-            config,
-        } => up::run(&data.path(), &listen, config.as_deref()),
+        Command::Up { data, listen, config } => up::run(&data.path(), &listen, config.as_deref()),
         Command::Doctor { data } => doctor::run(&data.path()),
-        Command::Account {
-            command: AccountCommand::Create { name, data },
-        } => accounts::create_account(&data.path(), &name),
-        Command::Account {
-            command: AccountCommand::List { data },
-        } => accounts::list_accounts(&data.path()),
-        Command::Accesskey {
-            command: AccessKeyCommand::Create { account, data },
-        } => accounts::create_key(&data.path(), &account),
+        Command::Account { command: AccountCommand::Create { name, data } } => {
+            accounts::create_account(&data.path(), &name)
+        }
+        Command::Account { command: AccountCommand::List { data } } => accounts::list_accounts(&data.path()),
+        Command::Accesskey { command: AccessKeyCommand::Create { account, data } } => {
+            accounts::create_key(&data.path(), &account)
+        }
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

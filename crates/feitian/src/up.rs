@@ -23,50 +23,38 @@ fn lock_data_dir(data_dir: &Path) -> anyhow::Result<std::fs::File> {
         .with_context(|| format!("cannot open {}", path.display()))?;
     // SAFETY: flock on a file descriptor we own; no memory is involved.
     if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-        bail!(
-            "another feitian is already running on {}; stop it first or pick another --data-dir",
-            data_dir.display()
-        );
+        bail!("another feitian is already running on {}; stop it first or pick another --data-dir", data_dir.display());
     }
     Ok(f)
 }
 
 fn root_key_from_env() -> anyhow::Result<Option<(String, String)>> {
-    let id = std::env::var("FEITIAN_ROOT_ACCESS_KEY_ID")
-        .ok()
-        .filter(|s| !s.is_empty());
-    let secret = std::env::var("FEITIAN_ROOT_ACCESS_KEY_SECRET")
-        .ok()
-        .filter(|s| !s.is_empty());
+    let id = std::env::var("FEITIAN_ROOT_ACCESS_KEY_ID").ok().filter(|s| !s.is_empty());
+    let secret = std::env::var("FEITIAN_ROOT_ACCESS_KEY_SECRET").ok().filter(|s| !s.is_empty());
     match (id, secret) {
         (Some(i), Some(s)) => Ok(Some((i, s))),
         (None, None) => Ok(None),
-        _ => bail!(
-            "set both FEITIAN_ROOT_ACCESS_KEY_ID and FEITIAN_ROOT_ACCESS_KEY_SECRET, or neither"
-        ),
+        _ => bail!("set both FEITIAN_ROOT_ACCESS_KEY_ID and FEITIAN_ROOT_ACCESS_KEY_SECRET, or neither"),
     }
 }
 
 /// Wires every product into one registry.
-pub fn registry(catalog: Arc<feitian_region::Catalog>) -> Registry {
+pub fn registry(catalog: Arc<feitian_region::Catalog>, network: Arc<feitian_vpc::Network>) -> Registry {
     let mut r = Registry::default();
-    feitian_ecs::register(
-        &mut r,
-        Arc::new(feitian_ecs::Ecs {
-            catalog: catalog.clone(),
-        }),
-    );
-    feitian_vpc::register(&mut r, Arc::new(feitian_vpc::Vpc { catalog }));
+    feitian_ecs::register(&mut r, Arc::new(feitian_ecs::Ecs { catalog }));
+    feitian_vpc::register_vpc_api(&mut r, network.clone());
+    feitian_vpc::register_ecs_api(&mut r, network);
     r
 }
 
 pub fn run(data_dir: &Path, listen: &str, config: Option<&Path>) -> anyhow::Result<()> {
-    let catalog = Arc::new(Config::load(config)?.catalog()?);
+    let config = Config::load(config)?;
+    let catalog = Arc::new(config.catalog()?);
+    let eip_pool = config.eip_pool()?;
     let store = open_store(data_dir)?;
     let _lock = lock_data_dir(data_dir)?;
     let env_key = root_key_from_env()?;
-    let (root, created) =
-        store.ensure_root(env_key.as_ref().map(|(i, s)| (i.as_str(), s.as_str())))?;
+    let (root, created) = store.ensure_root(env_key.as_ref().map(|(i, s)| (i.as_str(), s.as_str())))?;
     let creds_path = data_dir.join(CREDENTIALS_FILE);
     if let Some(key) = &created {
         let tmp = data_dir.join(".credentials.json.tmp");
@@ -76,13 +64,17 @@ pub fn run(data_dir: &Path, listen: &str, config: Option<&Path>) -> anyhow::Resu
         std::fs::rename(&tmp, &creds_path)?;
     }
 
-    let registry = registry(catalog.clone());
+    let network = Arc::new(feitian_vpc::Network {
+        store: store.clone(),
+        catalog: catalog.clone(),
+        eip_pool,
+        wake: Arc::new(tokio::sync::Notify::new()),
+    });
+    let registry = registry(catalog.clone(), network.clone());
     let auth = Authenticator::new(Arc::new(StoreKeys::new(store.clone())));
     let edge = Edge::new(registry, auth);
 
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(listen)
             .await
@@ -104,6 +96,7 @@ pub fn run(data_dir: &Path, listen: &str, config: Option<&Path>) -> anyhow::Resu
         writeln!(out, "compute driver: none yet (instances come with the ECS issues); run `feitian doctor` to see what this host offers")?;
         out.flush()?;
         drop(out);
+        tokio::spawn(feitian_vpc::reconcile::run(network));
         tracing::info!(%addr, "serving");
         axum::serve(listener, edge::router(edge)).with_graceful_shutdown(shutdown_signal()).await?;
         tracing::info!("stopped cleanly");

@@ -10,36 +10,23 @@ const LOWER_ALNUM: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
 fn lower_alnum(n: usize) -> String {
     let mut rng = rand::thread_rng();
     let pick = Uniform::from(0..LOWER_ALNUM.len());
-    (0..n)
-        .map(|_| LOWER_ALNUM[pick.sample(&mut rng)] as char)
-        .collect()
+    (0..n).map(|_| LOWER_ALNUM[pick.sample(&mut rng)] as char).collect()
 }
 
 /// A new resource id such as `vpc-bp1…` (`prefix` without the dash).
 pub fn resource_id(prefix: &str, region_code: &str) -> String {
-    format!(
-        "{prefix}-{region_code}{}",
-        lower_alnum(20 - region_code.len())
-    )
+    format!("{prefix}-{region_code}{}", lower_alnum(20 - region_code.len()))
 }
 
 /// A new AccessKeyId: `LTAI` and 20 letters and digits, as the real ones.
 pub fn access_key_id() -> String {
-    let s: String = rand::thread_rng()
-        .sample_iter(&Alphanumeric)
-        .take(20)
-        .map(char::from)
-        .collect();
+    let s: String = rand::thread_rng().sample_iter(&Alphanumeric).take(20).map(char::from).collect();
     format!("LTAI{s}")
 }
 
 /// A new AccessKeySecret: 30 letters and digits.
 pub fn access_key_secret() -> String {
-    rand::thread_rng()
-        .sample_iter(&Alphanumeric)
-        .take(30)
-        .map(char::from)
-        .collect()
+    rand::thread_rng().sample_iter(&Alphanumeric).take(30).map(char::from).collect()
 }
 
 /// A new account id: 16 decimal digits, never starting with 0.

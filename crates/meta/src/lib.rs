@@ -9,9 +9,14 @@
 //! Isolation between accounts is structural: resource queries go through an
 //! [`AccountScope`], which only ever sees its own account's rows.
 
+mod filter;
 pub mod ids;
 mod migrations;
+pub mod network;
 mod sqlite;
+
+pub use filter::Filter;
+pub use rusqlite::Transaction;
 
 pub use sqlite::{AccessKey, Account, AccountScope, KeyRecord, ResourceRow, Store};
 
@@ -28,22 +33,19 @@ pub enum MetaError {
     Invalid(String),
     #[error("the ClientToken was used before with different parameters")]
     IdempotencyMismatch,
-    #[error("the database was written by a newer feitian (schema version {found}, this one knows {known}); upgrade feitian")]
+    #[error(
+        "the database was written by a newer feitian (schema version {found}, this one knows {known}); upgrade feitian"
+    )]
     SchemaTooNew { found: i64, known: i64 },
     #[error("cannot open the database at {path}: {source}")]
-    Open {
-        path: String,
-        source: rusqlite::Error,
-    },
+    Open { path: String, source: rusqlite::Error },
 }
 
 /// Account names: 1 to 64 letters, digits, `.`, `_` or `-`, starting with a letter or digit.
 pub fn validate_account_name(name: &str) -> Result<(), MetaError> {
     let ok = !name.is_empty()
         && name.len() <= 64
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
         && name.as_bytes()[0].is_ascii_alphanumeric();
     if ok {
         Ok(())

@@ -2,10 +2,11 @@
 //! released migration: add a new one. The SQL here is plain ANSI (types and constraints
 //! PostgreSQL accepts too).
 
-pub const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "accounts, access keys, resource ownership, client tokens",
-    r#"
+pub const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "accounts, access keys, resource ownership, client tokens",
+        r#"
 CREATE TABLE accounts (
     id          BIGINT PRIMARY KEY,
     name        TEXT NOT NULL UNIQUE,
@@ -41,4 +42,97 @@ CREATE TABLE client_tokens (
     PRIMARY KEY (account_id, action, token)
 );
 "#,
-)];
+    ),
+    (
+        2,
+        "VPC networking: vpcs, vswitches, route tables and entries, EIPs, tags",
+        r#"
+CREATE TABLE vpcs (
+    id              TEXT PRIMARY KEY REFERENCES resources(id),
+    account_id      BIGINT NOT NULL,
+    region_id       TEXT NOT NULL,
+    cidr_block      TEXT NOT NULL,
+    name            TEXT NOT NULL,
+    description     TEXT NOT NULL,
+    status          TEXT NOT NULL,
+    is_default      BOOLEAN NOT NULL,
+    vrouter_id      TEXT NOT NULL,
+    route_table_id  TEXT NOT NULL,
+    user_cidrs      TEXT NOT NULL,
+    created_at      TEXT NOT NULL
+);
+CREATE INDEX vpcs_by_owner ON vpcs(account_id, region_id, id);
+CREATE TABLE vswitches (
+    id              TEXT PRIMARY KEY REFERENCES resources(id),
+    account_id      BIGINT NOT NULL,
+    region_id       TEXT NOT NULL,
+    vpc_id          TEXT NOT NULL REFERENCES vpcs(id),
+    zone_id         TEXT NOT NULL,
+    cidr_block      TEXT NOT NULL,
+    name            TEXT NOT NULL,
+    description     TEXT NOT NULL,
+    status          TEXT NOT NULL,
+    created_at      TEXT NOT NULL
+);
+CREATE INDEX vswitches_by_vpc ON vswitches(vpc_id, id);
+CREATE INDEX vswitches_by_owner ON vswitches(account_id, region_id, id);
+CREATE TABLE route_tables (
+    id              TEXT PRIMARY KEY REFERENCES resources(id),
+    account_id      BIGINT NOT NULL,
+    region_id       TEXT NOT NULL,
+    vpc_id          TEXT NOT NULL REFERENCES vpcs(id),
+    vrouter_id      TEXT NOT NULL,
+    kind            TEXT NOT NULL,
+    name            TEXT NOT NULL,
+    description     TEXT NOT NULL,
+    created_at      TEXT NOT NULL
+);
+CREATE TABLE route_entries (
+    id              TEXT PRIMARY KEY,
+    route_table_id  TEXT NOT NULL REFERENCES route_tables(id),
+    account_id      BIGINT NOT NULL,
+    destination     TEXT NOT NULL,
+    next_hop_type   TEXT NOT NULL,
+    next_hop_id     TEXT NOT NULL,
+    kind            TEXT NOT NULL,
+    status          TEXT NOT NULL,
+    name            TEXT NOT NULL,
+    description     TEXT NOT NULL,
+    created_at      TEXT NOT NULL,
+    UNIQUE (route_table_id, destination)
+);
+CREATE TABLE eips (
+    id                   TEXT PRIMARY KEY REFERENCES resources(id),
+    account_id           BIGINT NOT NULL,
+    region_id            TEXT NOT NULL,
+    ip_address           TEXT NOT NULL UNIQUE,
+    bandwidth            INTEGER NOT NULL,
+    internet_charge_type TEXT NOT NULL,
+    isp                  TEXT NOT NULL,
+    name                 TEXT NOT NULL,
+    description          TEXT NOT NULL,
+    status               TEXT NOT NULL,
+    instance_id          TEXT NOT NULL,
+    instance_type        TEXT NOT NULL,
+    private_ip           TEXT NOT NULL,
+    created_at           TEXT NOT NULL
+);
+CREATE INDEX eips_by_owner ON eips(account_id, region_id, id);
+-- Addresses taken in a vSwitch, by whatever holds them (a network interface).
+CREATE TABLE private_ips (
+    vswitch_id      TEXT NOT NULL REFERENCES vswitches(id),
+    ip_address      TEXT NOT NULL,
+    holder_id       TEXT NOT NULL,
+    PRIMARY KEY (vswitch_id, ip_address)
+);
+-- Tags of any resource (TagResources and the Tag.N parameters of create calls).
+CREATE TABLE tags (
+    resource_id     TEXT NOT NULL REFERENCES resources(id),
+    tag_key         TEXT NOT NULL,
+    tag_value       TEXT NOT NULL,
+    PRIMARY KEY (resource_id, tag_key)
+);
+CREATE INDEX tags_by_key ON tags(tag_key, tag_value);
+"#,
+    ),
+];

@@ -53,20 +53,14 @@ fn now() -> String {
 }
 
 fn account_from_row(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<Account> {
-    Ok(Account {
-        id: r.get::<_, i64>(at)? as u64,
-        name: r.get(at + 1)?,
-        created_at: r.get(at + 2)?,
-    })
+    Ok(Account { id: r.get::<_, i64>(at)? as u64, name: r.get(at + 1)?, created_at: r.get(at + 2)? })
 }
 
 impl Store {
     /// Opens (creating if needed) the database file and brings its schema up to date.
     pub fn open(path: &Path) -> Result<Store, MetaError> {
-        let conn = Connection::open(path).map_err(|source| MetaError::Open {
-            path: path.display().to_string(),
-            source,
-        })?;
+        let conn =
+            Connection::open(path).map_err(|source| MetaError::Open { path: path.display().to_string(), source })?;
         Self::setup(conn)
     }
 
@@ -83,47 +77,29 @@ impl Store {
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         migrate(&mut conn)?;
-        Ok(Store {
-            conn: Arc::new(Mutex::new(conn)),
-        })
+        Ok(Store { conn: Arc::new(Mutex::new(conn)) })
     }
 
     /// Runs `f` in one write transaction (taken at once, so writers never deadlock on
     /// upgrade), committing if it returns `Ok`.
-    pub fn write<T, E: From<MetaError>>(
-        &self,
-        f: impl FnOnce(&Transaction<'_>) -> Result<T, E>,
-    ) -> Result<T, E> {
+    pub fn write<T, E: From<MetaError>>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T, E>) -> Result<T, E> {
         let mut conn = self.conn.lock();
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(MetaError::from)?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(MetaError::from)?;
         let out = f(&tx)?;
         tx.commit().map_err(MetaError::from)?;
         Ok(out)
     }
 
     /// Runs `f` against a consistent snapshot.
-    pub fn read<T, E: From<MetaError>>(
-        &self,
-        f: impl FnOnce(&Transaction<'_>) -> Result<T, E>,
-    ) -> Result<T, E> {
+    pub fn read<T, E: From<MetaError>>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T, E>) -> Result<T, E> {
         let mut conn = self.conn.lock();
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Deferred)
-            .map_err(MetaError::from)?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred).map_err(MetaError::from)?;
         f(&tx)
     }
 
     /// The schema version in force.
     pub fn schema_version(&self) -> Result<i64, MetaError> {
-        self.read(|tx| {
-            Ok(
-                tx.query_row("SELECT MAX(version) FROM schema_migrations", [], |r| {
-                    r.get(0)
-                })?,
-            )
-        })
+        self.read(|tx| Ok(tx.query_row("SELECT MAX(version) FROM schema_migrations", [], |r| r.get(0))?))
     }
 
     // --- accounts and keys ---------------------------------------------------------------
@@ -131,11 +107,8 @@ impl Store {
     pub fn create_account(&self, name: &str) -> Result<Account, MetaError> {
         validate_account_name(name)?;
         self.write(|tx| {
-            let exists: bool = tx.query_row(
-                "SELECT COUNT(*) > 0 FROM accounts WHERE name = ?1",
-                [name],
-                |r| r.get(0),
-            )?;
+            let exists: bool =
+                tx.query_row("SELECT COUNT(*) > 0 FROM accounts WHERE name = ?1", [name], |r| r.get(0))?;
             if exists {
                 return Err(MetaError::AccountExists(name.to_owned()));
             }
@@ -146,22 +119,17 @@ impl Store {
     pub fn account_by_name(&self, name: &str) -> Result<Option<Account>, MetaError> {
         self.read(|tx| {
             Ok(tx
-                .query_row(
-                    "SELECT id, name, created_at FROM accounts WHERE name = ?1",
-                    [name],
-                    |r| account_from_row(r, 0),
-                )
+                .query_row("SELECT id, name, created_at FROM accounts WHERE name = ?1", [name], |r| {
+                    account_from_row(r, 0)
+                })
                 .optional()?)
         })
     }
 
     pub fn accounts(&self) -> Result<Vec<Account>, MetaError> {
         self.read(|tx| {
-            let mut st =
-                tx.prepare("SELECT id, name, created_at FROM accounts ORDER BY created_at, name")?;
-            let rows = st
-                .query_map([], |r| account_from_row(r, 0))?
-                .collect::<Result<Vec<_>, _>>()?;
+            let mut st = tx.prepare("SELECT id, name, created_at FROM accounts ORDER BY created_at, name")?;
+            let rows = st.query_map([], |r| account_from_row(r, 0))?.collect::<Result<Vec<_>, _>>()?;
             Ok(rows)
         })
     }
@@ -170,32 +138,24 @@ impl Store {
     pub fn create_access_key(&self, account_name: &str) -> Result<AccessKey, MetaError> {
         self.write(|tx| {
             let account = tx
-                .query_row(
-                    "SELECT id, name, created_at FROM accounts WHERE name = ?1",
-                    [account_name],
-                    |r| account_from_row(r, 0),
-                )
+                .query_row("SELECT id, name, created_at FROM accounts WHERE name = ?1", [account_name], |r| {
+                    account_from_row(r, 0)
+                })
                 .optional()?
                 .ok_or_else(|| MetaError::AccountNotFound(account_name.to_owned()))?;
-            insert_key(
-                tx,
-                account.id,
-                &ids::access_key_id(),
-                &ids::access_key_secret(),
-            )
+            insert_key(tx, account.id, &ids::access_key_id(), &ids::access_key_secret())
         })
     }
 
     /// Makes sure the root account exists with at least one key. With `wanted` (from the
     /// environment), that exact pair is the root's key, added if new. Returns the root
     /// account and the key created now, if any (to be shown once).
-    pub fn ensure_root(
-        &self,
-        wanted: Option<(&str, &str)>,
-    ) -> Result<(Account, Option<AccessKey>), MetaError> {
+    pub fn ensure_root(&self, wanted: Option<(&str, &str)>) -> Result<(Account, Option<AccessKey>), MetaError> {
         self.write(|tx| {
             let root = match tx
-                .query_row("SELECT id, name, created_at FROM accounts WHERE name = 'root'", [], |r| account_from_row(r, 0))
+                .query_row("SELECT id, name, created_at FROM accounts WHERE name = 'root'", [], |r| {
+                    account_from_row(r, 0)
+                })
                 .optional()?
             {
                 Some(a) => a,
@@ -204,7 +164,9 @@ impl Store {
             let created = match wanted {
                 Some((id, secret)) => {
                     let existing: Option<(i64, String)> = tx
-                        .query_row("SELECT account_id, secret FROM access_keys WHERE id = ?1", [id], |r| Ok((r.get(0)?, r.get(1)?)))
+                        .query_row("SELECT account_id, secret FROM access_keys WHERE id = ?1", [id], |r| {
+                            Ok((r.get(0)?, r.get(1)?))
+                        })
                         .optional()?;
                     match existing {
                         Some((acc, _)) if acc as u64 != root.id => {
@@ -212,15 +174,21 @@ impl Store {
                         }
                         Some((_, s)) if s == secret => None,
                         Some(_) => {
-                            tx.execute("UPDATE access_keys SET secret = ?2, status = 'Active' WHERE id = ?1", params![id, secret])?;
+                            tx.execute(
+                                "UPDATE access_keys SET secret = ?2, status = 'Active' WHERE id = ?1",
+                                params![id, secret],
+                            )?;
                             Some(AccessKey { id: id.to_owned(), secret: secret.to_owned(), account_id: root.id })
                         }
                         None => Some(insert_key(tx, root.id, id, secret)?),
                     }
                 }
                 None => {
-                    let has_key: bool =
-                        tx.query_row("SELECT COUNT(*) > 0 FROM access_keys WHERE account_id = ?1", [root.id as i64], |r| r.get(0))?;
+                    let has_key: bool = tx.query_row(
+                        "SELECT COUNT(*) > 0 FROM access_keys WHERE account_id = ?1",
+                        [root.id as i64],
+                        |r| r.get(0),
+                    )?;
                     if has_key {
                         None
                     } else {
@@ -252,11 +220,8 @@ impl Store {
     }
 
     /// The resources of one account, and nothing else.
-    pub fn scope(&self, account_id: u64) -> AccountScope<'_> {
-        AccountScope {
-            store: self,
-            account_id,
-        }
+    pub fn scope(&self, account_id: u64) -> AccountScope {
+        AccountScope { account_id }
     }
 
     // --- idempotency ---------------------------------------------------------------------
@@ -315,11 +280,7 @@ fn fingerprint<'p>(params: impl IntoIterator<Item = (&'p str, &'p str)>) -> Stri
 fn insert_account(tx: &Transaction<'_>, name: &str) -> Result<Account, MetaError> {
     // Ids are random; retry on the (astronomically rare) collision instead of failing.
     for _ in 0..8 {
-        let a = Account {
-            id: ids::account_id(),
-            name: name.to_owned(),
-            created_at: now(),
-        };
+        let a = Account { id: ids::account_id(), name: name.to_owned(), created_at: now() };
         let n = tx.execute(
             "INSERT INTO accounts (id, name, created_at) SELECT ?1, ?2, ?3 WHERE NOT EXISTS (SELECT 1 FROM accounts WHERE id = ?1)",
             params![a.id as i64, a.name, a.created_at],
@@ -328,52 +289,31 @@ fn insert_account(tx: &Transaction<'_>, name: &str) -> Result<Account, MetaError
             return Ok(a);
         }
     }
-    Err(MetaError::Invalid(
-        "could not pick a free account id".into(),
-    ))
+    Err(MetaError::Invalid("could not pick a free account id".into()))
 }
 
-fn insert_key(
-    tx: &Transaction<'_>,
-    account_id: u64,
-    id: &str,
-    secret: &str,
-) -> Result<AccessKey, MetaError> {
+fn insert_key(tx: &Transaction<'_>, account_id: u64, id: &str, secret: &str) -> Result<AccessKey, MetaError> {
     tx.execute(
         "INSERT INTO access_keys (id, account_id, secret, status, created_at) VALUES (?1, ?2, ?3, 'Active', ?4)",
         params![id, account_id as i64, secret, now()],
     )?;
-    Ok(AccessKey {
-        id: id.to_owned(),
-        secret: secret.to_owned(),
-        account_id,
-    })
+    Ok(AccessKey { id: id.to_owned(), secret: secret.to_owned(), account_id })
 }
 
 fn migrate(conn: &mut Connection) -> Result<(), MetaError> {
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)",
     )?;
-    let current: i64 = conn.query_row(
-        "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
-        [],
-        |r| r.get(0),
-    )?;
+    let current: i64 = conn.query_row("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", [], |r| r.get(0))?;
     let known = MIGRATIONS.last().map(|m| m.0).unwrap_or(0);
     if current > known {
-        return Err(MetaError::SchemaTooNew {
-            found: current,
-            known,
-        });
+        return Err(MetaError::SchemaTooNew { found: current, known });
     }
     for (version, name, sql) in MIGRATIONS.iter().filter(|m| m.0 > current) {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         // Another process may have migrated between our read and our lock.
-        let done: bool = tx.query_row(
-            "SELECT COUNT(*) > 0 FROM schema_migrations WHERE version = ?1",
-            [version],
-            |r| r.get(0),
-        )?;
+        let done: bool =
+            tx.query_row("SELECT COUNT(*) > 0 FROM schema_migrations WHERE version = ?1", [version], |r| r.get(0))?;
         if !done {
             tx.execute_batch(sql)?;
             tx.execute(
@@ -389,12 +329,11 @@ fn migrate(conn: &mut Connection) -> Result<(), MetaError> {
 
 /// One account's view of the resource registry. There is no way to name another account's
 /// resource through it: a foreign id is simply not found.
-pub struct AccountScope<'a> {
-    store: &'a Store,
+pub struct AccountScope {
     account_id: u64,
 }
 
-impl AccountScope<'_> {
+impl AccountScope {
     pub fn account_id(&self) -> u64 {
         self.account_id
     }
@@ -420,34 +359,32 @@ impl AccountScope<'_> {
                 return Ok(id);
             }
         }
-        Err(MetaError::Invalid(
-            "could not pick a free resource id".into(),
-        ))
+        Err(MetaError::Invalid("could not pick a free resource id".into()))
     }
 
-    /// The resource, if it exists *and belongs to this account*.
-    pub fn get(&self, kind: &str, id: &str) -> Result<Option<ResourceRow>, MetaError> {
-        self.store.read(|tx| {
-            Ok(tx
-                .query_row(
-                    "SELECT id, kind, region_id, created_at FROM resources WHERE id = ?1 AND account_id = ?2 AND kind = ?3",
-                    params![id, self.account_id as i64, kind],
-                    |r| Ok(ResourceRow { id: r.get(0)?, kind: r.get(1)?, region_id: r.get(2)?, created_at: r.get(3)? }),
-                )
-                .optional()?)
-        })
+    /// The resource, if it exists *and belongs to this account*. Takes the caller's
+    /// transaction (the store's lock is not reentrant).
+    pub fn get(&self, tx: &Transaction<'_>, kind: &str, id: &str) -> Result<Option<ResourceRow>, MetaError> {
+        Ok(tx
+            .query_row(
+                "SELECT id, kind, region_id, created_at FROM resources WHERE id = ?1 AND account_id = ?2 AND kind = ?3",
+                params![id, self.account_id as i64, kind],
+                |r| Ok(ResourceRow { id: r.get(0)?, kind: r.get(1)?, region_id: r.get(2)?, created_at: r.get(3)? }),
+            )
+            .optional()?)
     }
 
     /// This account's resources of `kind` in `region_id`, by id, `limit` from `offset`, and the
     /// total count.
     pub fn list(
         &self,
+        tx: &Transaction<'_>,
         kind: &str,
         region_id: &str,
         offset: u64,
         limit: u64,
     ) -> Result<(Vec<ResourceRow>, u64), MetaError> {
-        self.store.read(|tx| {
+        {
             let total: i64 = tx.query_row(
                 "SELECT COUNT(*) FROM resources WHERE account_id = ?1 AND kind = ?2 AND region_id = ?3",
                 params![self.account_id as i64, kind, region_id],
@@ -463,7 +400,7 @@ impl AccountScope<'_> {
                 })?
                 .collect::<Result<Vec<_>, _>>()?;
             Ok((rows, total as u64))
-        })
+        }
     }
 }
 
@@ -496,16 +433,9 @@ mod tests {
         let path = dir.path().join("meta.db");
         drop(Store::open(&path).unwrap());
         let c = Connection::open(&path).unwrap();
-        c.execute(
-            "INSERT INTO schema_migrations VALUES (999, 'future', 'x')",
-            [],
-        )
-        .unwrap();
+        c.execute("INSERT INTO schema_migrations VALUES (999, 'future', 'x')", []).unwrap();
         drop(c);
-        assert!(matches!(
-            Store::open(&path),
-            Err(MetaError::SchemaTooNew { found: 999, .. })
-        ));
+        assert!(matches!(Store::open(&path), Err(MetaError::SchemaTooNew { found: 999, .. })));
     }
 
     #[test]
@@ -517,10 +447,7 @@ mod tests {
         assert!(k.is_none());
         let (_, k) = s.ensure_root(Some(("LTAIfixed", "changed"))).unwrap();
         assert_eq!(k.unwrap().secret, "changed");
-        assert_eq!(
-            s.lookup_access_key("LTAIfixed").unwrap().unwrap().secret,
-            "changed"
-        );
+        assert_eq!(s.lookup_access_key("LTAIfixed").unwrap().unwrap().secret, "changed");
         s.create_account("other").unwrap();
         let other_key = s.create_access_key("other").unwrap();
         assert!(s.ensure_root(Some((&other_key.id, "x"))).is_err());
@@ -530,24 +457,12 @@ mod tests {
     fn accounts_and_keys() {
         let s = Store::open_in_memory().unwrap();
         let a = s.create_account("team-a").unwrap();
-        assert!(matches!(
-            s.create_account("team-a"),
-            Err(MetaError::AccountExists(_))
-        ));
-        assert!(matches!(
-            s.create_account("../x"),
-            Err(MetaError::Invalid(_))
-        ));
+        assert!(matches!(s.create_account("team-a"), Err(MetaError::AccountExists(_))));
+        assert!(matches!(s.create_account("../x"), Err(MetaError::Invalid(_))));
         assert!(matches!(s.create_account(""), Err(MetaError::Invalid(_))));
-        assert!(matches!(
-            s.create_access_key("nobody"),
-            Err(MetaError::AccountNotFound(_))
-        ));
+        assert!(matches!(s.create_access_key("nobody"), Err(MetaError::AccountNotFound(_))));
         let k = s.create_access_key("team-a").unwrap();
-        assert_eq!(
-            s.lookup_access_key(&k.id).unwrap().unwrap().account.id,
-            a.id
-        );
+        assert_eq!(s.lookup_access_key(&k.id).unwrap().unwrap().account.id, a.id);
         assert!(s.lookup_access_key("LTAInothere").unwrap().is_none());
         assert_eq!(s.account_by_name("team-a").unwrap().unwrap(), a);
         assert_eq!(s.accounts().unwrap().len(), 1);
@@ -558,22 +473,14 @@ mod tests {
         let s = Store::open_in_memory().unwrap();
         let a = s.create_account("a").unwrap();
         let b = s.create_account("b").unwrap();
-        let id = s
-            .write(|tx| {
-                s.scope(a.id)
-                    .register(tx, "vpc", "vpc", "cn-hangzhou", "bp")
-            })
-            .unwrap();
+        let id = s.write(|tx| s.scope(a.id).register(tx, "vpc", "vpc", "cn-hangzhou", "bp")).unwrap();
         assert!(id.starts_with("vpc-bp"));
-        assert!(s.scope(a.id).get("vpc", &id).unwrap().is_some());
-        assert!(s.scope(b.id).get("vpc", &id).unwrap().is_none());
-        assert!(s.scope(a.id).get("vswitch", &id).unwrap().is_none());
+        assert!(s.read::<_, MetaError>(|tx| s.scope(a.id).get(tx, "vpc", &id)).unwrap().is_some());
+        assert!(s.read::<_, MetaError>(|tx| s.scope(b.id).get(tx, "vpc", &id)).unwrap().is_none());
+        assert!(s.read::<_, MetaError>(|tx| s.scope(a.id).get(tx, "vswitch", &id)).unwrap().is_none());
+        assert_eq!(s.read::<_, MetaError>(|tx| s.scope(a.id).list(tx, "vpc", "cn-hangzhou", 0, 10)).unwrap().1, 1);
         assert_eq!(
-            s.scope(a.id).list("vpc", "cn-hangzhou", 0, 10).unwrap().1,
-            1
-        );
-        assert_eq!(
-            s.scope(b.id).list("vpc", "cn-hangzhou", 0, 10).unwrap(),
+            s.read::<_, MetaError>(|tx| s.scope(b.id).list(tx, "vpc", "cn-hangzhou", 0, 10)).unwrap(),
             (vec![], 0)
         );
     }
@@ -583,14 +490,10 @@ mod tests {
         let s = Store::open_in_memory().unwrap();
         let a = s.create_account("a").unwrap();
         for _ in 0..25 {
-            s.write(|tx| {
-                s.scope(a.id)
-                    .register(tx, "vpc", "vpc", "cn-hangzhou", "bp")
-            })
-            .unwrap();
+            s.write(|tx| s.scope(a.id).register(tx, "vpc", "vpc", "cn-hangzhou", "bp")).unwrap();
         }
-        let (p1, total) = s.scope(a.id).list("vpc", "cn-hangzhou", 0, 10).unwrap();
-        let (p3, _) = s.scope(a.id).list("vpc", "cn-hangzhou", 20, 10).unwrap();
+        let (p1, total) = s.read::<_, MetaError>(|tx| s.scope(a.id).list(tx, "vpc", "cn-hangzhou", 0, 10)).unwrap();
+        let (p3, _) = s.read::<_, MetaError>(|tx| s.scope(a.id).list(tx, "vpc", "cn-hangzhou", 20, 10)).unwrap();
         assert_eq!((p1.len(), p3.len(), total), (10, 5, 25));
         assert!(p1.windows(2).all(|w| w[0].id < w[1].id));
     }
@@ -603,24 +506,16 @@ mod tests {
         let mut create = |p: &[(&str, &str)]| {
             s.idempotent::<MetaError>(a.id, "CreateVpc", "tok", p.iter().copied(), |tx| {
                 runs += 1;
-                let id = s
-                    .scope(a.id)
-                    .register(tx, "vpc", "vpc", "cn-hangzhou", "bp")?;
+                let id = s.scope(a.id).register(tx, "vpc", "vpc", "cn-hangzhou", "bp")?;
                 Ok(id)
             })
         };
         let first = create(&[("CidrBlock", "10.0.0.0/8")]).unwrap();
         let again = create(&[("CidrBlock", "10.0.0.0/8")]).unwrap();
         assert_eq!(first, again);
-        assert!(matches!(
-            create(&[("CidrBlock", "192.168.0.0/16")]),
-            Err(MetaError::IdempotencyMismatch)
-        ));
+        assert!(matches!(create(&[("CidrBlock", "192.168.0.0/16")]), Err(MetaError::IdempotencyMismatch)));
         assert_eq!(runs, 1);
-        assert_eq!(
-            s.scope(a.id).list("vpc", "cn-hangzhou", 0, 10).unwrap().1,
-            1
-        );
+        assert_eq!(s.read::<_, MetaError>(|tx| s.scope(a.id).list(tx, "vpc", "cn-hangzhou", 0, 10)).unwrap().1, 1);
     }
 
     #[test]
@@ -628,21 +523,13 @@ mod tests {
         let s = Store::open_in_memory().unwrap();
         let a = s.create_account("a").unwrap();
         let r = s.idempotent::<MetaError>(a.id, "CreateVpc", "t", [], |tx| {
-            s.scope(a.id)
-                .register(tx, "vpc", "vpc", "cn-hangzhou", "bp")?;
-            Err(MetaError::Invalid(
-                "validation failed after the insert".into(),
-            ))
+            s.scope(a.id).register(tx, "vpc", "vpc", "cn-hangzhou", "bp")?;
+            Err(MetaError::Invalid("validation failed after the insert".into()))
         });
         assert!(r.is_err());
-        assert_eq!(
-            s.scope(a.id).list("vpc", "cn-hangzhou", 0, 10).unwrap().1,
-            0
-        );
+        assert_eq!(s.read::<_, MetaError>(|tx| s.scope(a.id).list(tx, "vpc", "cn-hangzhou", 0, 10)).unwrap().1, 0);
         // The token was not consumed either.
-        let ok = s
-            .idempotent::<MetaError>(a.id, "CreateVpc", "t", [], |_| Ok("x".into()))
-            .unwrap();
+        let ok = s.idempotent::<MetaError>(a.id, "CreateVpc", "t", [], |_| Ok("x".into())).unwrap();
         assert_eq!(ok, "x");
     }
 }

@@ -86,9 +86,7 @@ pub enum CatalogError {
     DuplicateZone(String),
     #[error("region {0:?} has no zone; give it at least one")]
     NoZones(String),
-    #[error(
-        "region id {0:?} is not valid: use lowercase letters, digits and '-' (like cn-hangzhou)"
-    )]
+    #[error("region id {0:?} is not valid: use lowercase letters, digits and '-' (like cn-hangzhou)")]
     BadRegionId(String),
     #[error("zone id {zone:?} must start with its region id {region:?} followed by '-'")]
     BadZoneId { region: String, zone: String },
@@ -110,12 +108,7 @@ impl Default for Catalog {
                 local_name: "华东1（杭州）".into(),
                 english_name: "China (Hangzhou)".into(),
                 id_code: "bp".into(),
-                zones: vec![
-                    zone("h", "H"),
-                    zone("i", "I"),
-                    zone("j", "J"),
-                    zone("k", "K"),
-                ],
+                zones: vec![zone("h", "H"), zone("i", "I"), zone("j", "J"), zone("k", "K")],
             }],
         }
     }
@@ -124,8 +117,7 @@ impl Default for Catalog {
 fn valid_id(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !s.starts_with('-')
         && !s.ends_with('-')
 }
@@ -146,27 +138,16 @@ impl Catalog {
             if !regions.insert(r.id.as_str()) {
                 return Err(CatalogError::DuplicateRegion(r.id.clone()));
             }
-            if r.id_code.len() != 2
-                || !r
-                    .id_code
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-            {
+            if r.id_code.len() != 2 || !r.id_code.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()) {
                 return Err(CatalogError::BadIdCode(r.id_code.clone()));
             }
             if r.zones.is_empty() {
                 return Err(CatalogError::NoZones(r.id.clone()));
             }
             for z in &r.zones {
-                let ok =
-                    z.id.strip_prefix(r.id.as_str())
-                        .and_then(|rest| rest.strip_prefix('-'))
-                        .is_some_and(valid_id);
+                let ok = z.id.strip_prefix(r.id.as_str()).and_then(|rest| rest.strip_prefix('-')).is_some_and(valid_id);
                 if !ok {
-                    return Err(CatalogError::BadZoneId {
-                        region: r.id.clone(),
-                        zone: z.id.clone(),
-                    });
+                    return Err(CatalogError::BadZoneId { region: r.id.clone(), zone: z.id.clone() });
                 }
                 if !zones.insert(z.id.as_str()) {
                     return Err(CatalogError::DuplicateZone(z.id.clone()));
@@ -220,17 +201,11 @@ mod tests {
         c.regions[0].zones.clear();
         assert!(matches!(c.validate(), Err(CatalogError::NoZones(_))));
 
-        assert_eq!(
-            Catalog { regions: vec![] }.validate(),
-            Err(CatalogError::Empty)
-        );
+        assert_eq!(Catalog { regions: vec![] }.validate(), Err(CatalogError::Empty));
 
         let mut c = Catalog::default();
         let r = c.regions[0].clone();
         c.regions.push(r);
-        assert!(matches!(
-            c.validate(),
-            Err(CatalogError::DuplicateRegion(_))
-        ));
+        assert!(matches!(c.validate(), Err(CatalogError::DuplicateRegion(_))));
     }
 }

@@ -26,10 +26,7 @@ pub struct RegionItem {
     pub region_endpoint: String,
 }
 
-pub fn describe_regions(
-    catalog: &Catalog,
-    p: &Params,
-) -> Result<DescribeRegionsResponse, ApiError> {
+pub fn describe_regions(catalog: &Catalog, p: &Params) -> Result<DescribeRegionsResponse, ApiError> {
     let lang = language(p)?;
     let region = catalog
         .regions
@@ -40,9 +37,7 @@ pub fn describe_regions(
             region_endpoint: r.endpoint("vpc"),
         })
         .collect();
-    Ok(DescribeRegionsResponse {
-        regions: Regions { region },
-    })
+    Ok(DescribeRegionsResponse { regions: Regions { region } })
 }
 
 #[derive(Serialize)]
@@ -71,30 +66,17 @@ pub fn describe_zones(catalog: &Catalog, p: &Params) -> Result<DescribeZonesResp
     match p.opt_str("ZoneType") {
         None | Some("AvailabilityZone") => {}
         // Edge zones are a real zone type, of which feitian has none.
-        Some("EdgeZone") => {
-            return Ok(DescribeZonesResponse {
-                zones: Zones { zone: vec![] },
-            })
-        }
+        Some("EdgeZone") => return Ok(DescribeZonesResponse { zones: Zones { zone: vec![] } }),
         Some(v) => {
-            return Err(ApiError::invalid_parameter(
-                "ZoneType",
-                format!("{v:?} is not AvailabilityZone or EdgeZone"),
-            ))
+            return Err(ApiError::invalid_parameter("ZoneType", format!("{v:?} is not AvailabilityZone or EdgeZone")))
         }
     }
     let zone = region
         .zones
         .iter()
-        .map(|z| ZoneItem {
-            zone_id: z.id.clone(),
-            local_name: z.name(lang).to_owned(),
-            zone_type: "AvailabilityZone",
-        })
+        .map(|z| ZoneItem { zone_id: z.id.clone(), local_name: z.name(lang).to_owned(), zone_type: "AvailabilityZone" })
         .collect();
-    Ok(DescribeZonesResponse {
-        zones: Zones { zone },
-    })
+    Ok(DescribeZonesResponse { zones: Zones { zone } })
 }
 
 #[cfg(test)]
@@ -109,26 +91,15 @@ mod tests {
     fn regions_and_zones() {
         let c = Catalog::default();
         let r = serde_json::to_value(describe_regions(&c, &p(&[])).unwrap()).unwrap();
-        assert_eq!(
-            r["Regions"]["Region"][0]["RegionEndpoint"],
-            "vpc.cn-hangzhou.aliyuncs.com"
-        );
+        assert_eq!(r["Regions"]["Region"][0]["RegionEndpoint"], "vpc.cn-hangzhou.aliyuncs.com");
         assert!(r["Regions"]["Region"][0].get("Status").is_none());
-        let z =
-            serde_json::to_value(describe_zones(&c, &p(&[("RegionId", "cn-hangzhou")])).unwrap())
-                .unwrap();
+        let z = serde_json::to_value(describe_zones(&c, &p(&[("RegionId", "cn-hangzhou")])).unwrap()).unwrap();
         assert_eq!(z["Zones"]["Zone"].as_array().unwrap().len(), 4);
         let z = serde_json::to_value(
-            describe_zones(
-                &c,
-                &p(&[("RegionId", "cn-hangzhou"), ("ZoneType", "EdgeZone")]),
-            )
-            .unwrap(),
+            describe_zones(&c, &p(&[("RegionId", "cn-hangzhou"), ("ZoneType", "EdgeZone")])).unwrap(),
         )
         .unwrap();
         assert_eq!(z["Zones"]["Zone"].as_array().unwrap().len(), 0);
-        assert!(
-            describe_zones(&c, &p(&[("RegionId", "cn-hangzhou"), ("ZoneType", "Moon")])).is_err()
-        );
+        assert!(describe_zones(&c, &p(&[("RegionId", "cn-hangzhou"), ("ZoneType", "Moon")])).is_err());
     }
 }
