@@ -331,8 +331,8 @@ impl Match<'_> {
             // An absent SourcePortRange is any; `-1/-1` also covers every packet.
             && rule
                 .source_port_range
-                .map_or(true, |r| r.contains(self.packet.src_port))
-            && rule.local_cidr.map_or(true, |net| net.contains(&self.local_ip))
+                .is_none_or(|r| r.contains(self.packet.src_port))
+            && rule.local_cidr.is_none_or(|net| net.contains(&self.local_ip))
             && self.peer_matches(owner_group, &rule.peer)
     }
 
