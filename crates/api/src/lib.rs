@@ -11,6 +11,7 @@ mod params;
 pub mod region;
 mod registry;
 pub mod render;
+pub mod service;
 pub mod signature;
 pub mod validate;
 

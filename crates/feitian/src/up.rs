@@ -39,9 +39,9 @@ fn root_key_from_env() -> anyhow::Result<Option<(String, String)>> {
 }
 
 /// Wires every product into one registry.
-pub fn registry(catalog: Arc<feitian_region::Catalog>, network: Arc<feitian_vpc::Network>) -> Registry {
+pub fn registry(ecs: Arc<feitian_ecs::Ecs>, network: Arc<feitian_vpc::Network>) -> Registry {
     let mut r = Registry::default();
-    feitian_ecs::register(&mut r, Arc::new(feitian_ecs::Ecs { catalog }));
+    feitian_ecs::register(&mut r, ecs);
     feitian_vpc::register_vpc_api(&mut r, network.clone());
     feitian_vpc::register_ecs_api(&mut r, network);
     r
@@ -70,7 +70,8 @@ pub fn run(data_dir: &Path, listen: &str, config: Option<&Path>) -> anyhow::Resu
         eip_pool,
         wake: Arc::new(tokio::sync::Notify::new()),
     });
-    let registry = registry(catalog.clone(), network.clone());
+    let ecs = Arc::new(feitian_ecs::Ecs { store: store.clone(), catalog: catalog.clone(), wake: network.wake.clone() });
+    let registry = registry(ecs, network.clone());
     let auth = Authenticator::new(Arc::new(StoreKeys::new(store.clone())));
     let edge = Edge::new(registry, auth);
 

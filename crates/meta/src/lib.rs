@@ -9,6 +9,7 @@
 //! Isolation between accounts is structural: resource queries go through an
 //! [`AccountScope`], which only ever sees its own account's rows.
 
+pub mod ecs;
 mod filter;
 pub mod ids;
 mod migrations;

@@ -135,4 +135,122 @@ CREATE TABLE tags (
 CREATE INDEX tags_by_key ON tags(tag_key, tag_value);
 "#,
     ),
+    (
+        3,
+        "ECS: security groups and rules, key pairs, instances, network interfaces, disks",
+        r#"
+CREATE TABLE security_groups (
+    id              TEXT PRIMARY KEY REFERENCES resources(id),
+    account_id      BIGINT NOT NULL,
+    region_id       TEXT NOT NULL,
+    vpc_id          TEXT NOT NULL REFERENCES vpcs(id),
+    name            TEXT NOT NULL,
+    description     TEXT NOT NULL,
+    sg_type         TEXT NOT NULL,
+    inner_policy    TEXT NOT NULL,
+    created_at      TEXT NOT NULL
+);
+CREATE INDEX security_groups_by_owner ON security_groups(account_id, region_id, id);
+CREATE TABLE security_group_rules (
+    id                          TEXT PRIMARY KEY,
+    security_group_id           TEXT NOT NULL REFERENCES security_groups(id),
+    direction                   TEXT NOT NULL,
+    ip_protocol                 TEXT NOT NULL,
+    port_range                  TEXT NOT NULL,
+    source_port_range           TEXT NOT NULL,
+    policy                      TEXT NOT NULL,
+    priority                    INTEGER NOT NULL,
+    nic_type                    TEXT NOT NULL,
+    source_cidr                 TEXT NOT NULL,
+    dest_cidr                   TEXT NOT NULL,
+    source_group_id             TEXT NOT NULL,
+    source_group_owner_account  TEXT NOT NULL,
+    source_group_owner_id       TEXT NOT NULL,
+    dest_group_id               TEXT NOT NULL,
+    dest_group_owner_account    TEXT NOT NULL,
+    dest_group_owner_id         TEXT NOT NULL,
+    description                 TEXT NOT NULL,
+    created_at                  TEXT NOT NULL
+);
+CREATE INDEX rules_by_group ON security_group_rules(security_group_id);
+CREATE INDEX rules_by_source_group ON security_group_rules(source_group_id);
+CREATE INDEX rules_by_dest_group ON security_group_rules(dest_group_id);
+CREATE TABLE key_pairs (
+    account_id      BIGINT NOT NULL,
+    region_id       TEXT NOT NULL,
+    name            TEXT NOT NULL,
+    fingerprint     TEXT NOT NULL,
+    public_key      TEXT NOT NULL,
+    created_at      TEXT NOT NULL,
+    PRIMARY KEY (account_id, region_id, name)
+);
+CREATE TABLE instances (
+    id                      TEXT PRIMARY KEY REFERENCES resources(id),
+    account_id              BIGINT NOT NULL,
+    region_id               TEXT NOT NULL,
+    zone_id                 TEXT NOT NULL,
+    name                    TEXT NOT NULL,
+    host_name               TEXT NOT NULL,
+    description             TEXT NOT NULL,
+    instance_type           TEXT NOT NULL,
+    cpu                     INTEGER NOT NULL,
+    memory_mib              INTEGER NOT NULL,
+    image_id                TEXT NOT NULL,
+    vpc_id                  TEXT NOT NULL,
+    vswitch_id              TEXT NOT NULL,
+    key_pair_name           TEXT NOT NULL,
+    user_data               TEXT NOT NULL,
+    status                  TEXT NOT NULL,
+    desired                 TEXT NOT NULL,
+    reboots                 INTEGER NOT NULL,
+    internet_charge_type    TEXT NOT NULL,
+    internet_bandwidth_out  INTEGER NOT NULL,
+    public_ip               TEXT NOT NULL,
+    deletion_protection     BOOLEAN NOT NULL,
+    serial_number           TEXT NOT NULL,
+    created_at              TEXT NOT NULL,
+    started_at              TEXT NOT NULL
+);
+CREATE INDEX instances_by_owner ON instances(account_id, region_id, created_at, id);
+CREATE TABLE network_interfaces (
+    id              TEXT PRIMARY KEY REFERENCES resources(id),
+    account_id      BIGINT NOT NULL,
+    region_id       TEXT NOT NULL,
+    zone_id         TEXT NOT NULL,
+    vpc_id          TEXT NOT NULL,
+    vswitch_id      TEXT NOT NULL REFERENCES vswitches(id),
+    instance_id     TEXT NOT NULL,
+    primary_ip      TEXT NOT NULL,
+    mac             TEXT NOT NULL UNIQUE,
+    created_at      TEXT NOT NULL
+);
+CREATE INDEX enis_by_instance ON network_interfaces(instance_id);
+CREATE TABLE eni_security_groups (
+    eni_id              TEXT NOT NULL REFERENCES network_interfaces(id),
+    security_group_id   TEXT NOT NULL REFERENCES security_groups(id),
+    position            INTEGER NOT NULL,
+    PRIMARY KEY (eni_id, security_group_id)
+);
+CREATE INDEX members_by_group ON eni_security_groups(security_group_id);
+CREATE TABLE disks (
+    id                      TEXT PRIMARY KEY REFERENCES resources(id),
+    account_id              BIGINT NOT NULL,
+    region_id               TEXT NOT NULL,
+    zone_id                 TEXT NOT NULL,
+    instance_id             TEXT NOT NULL,
+    name                    TEXT NOT NULL,
+    description             TEXT NOT NULL,
+    category                TEXT NOT NULL,
+    size_gib                INTEGER NOT NULL,
+    disk_type               TEXT NOT NULL,
+    device                  TEXT NOT NULL,
+    image_id                TEXT NOT NULL,
+    status                  TEXT NOT NULL,
+    delete_with_instance    BOOLEAN NOT NULL,
+    created_at              TEXT NOT NULL
+);
+CREATE INDEX disks_by_owner ON disks(account_id, region_id, id);
+CREATE INDEX disks_by_instance ON disks(instance_id);
+"#,
+    ),
 ];

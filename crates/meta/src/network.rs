@@ -172,8 +172,8 @@ fn eip_row(r: &Row<'_>) -> rusqlite::Result<Eip> {
     })
 }
 
-/// One page of a filtered list, ordered by id, and the total count.
-fn page<T>(
+/// One page of a filtered list, in creation order, and the total count.
+pub(crate) fn page<T>(
     tx: &Transaction<'_>,
     table: &str,
     cols: &str,

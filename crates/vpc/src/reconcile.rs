@@ -13,10 +13,8 @@ use std::time::Duration;
 pub async fn run(net: Arc<Network>) {
     loop {
         let store = net.store.clone();
-        let done = tokio::task::spawn_blocking(move || {
-            store.write::<_, feitian_meta::MetaError>(db::activate_pending)
-        })
-        .await;
+        let done =
+            tokio::task::spawn_blocking(move || store.write::<_, feitian_meta::MetaError>(db::activate_pending)).await;
         match done {
             Ok(Ok(ids)) if !ids.is_empty() => tracing::debug!(?ids, "network objects are Available"),
             Ok(Ok(_)) => {}

@@ -6,6 +6,7 @@
 use crate::cidr::{self, CidrError};
 use feitian_api::paging::Page;
 use feitian_api::region::{require_region, zone};
+use feitian_api::service::{client_token, create_once, merge, now, page_fields};
 use feitian_api::validate;
 use feitian_api::{blocking, ApiError, Ctx, Params};
 use feitian_meta::network::{self as db, Eip, RouteEntry, RouteTable, VSwitch, Vpc};
@@ -40,10 +41,6 @@ pub struct Network {
     pub wake: Arc<Notify>,
 }
 
-fn now() -> String {
-    chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()
-}
-
 fn vpc_not_found() -> ApiError {
     ApiError::new(404, "InvalidVpcId.NotFound", "Specified VPC does not exist.")
 }
@@ -75,45 +72,12 @@ fn cidr_error(param: &str, e: CidrError) -> ApiError {
     }
 }
 
-/// `ClientToken`: at most 64 ASCII characters.
-fn client_token(p: &Params) -> Result<Option<String>, ApiError> {
-    match p.opt_str("ClientToken") {
-        Some(t) if t.len() > 64 || !t.is_ascii() => {
-            Err(ApiError::invalid_parameter("ClientToken", "use at most 64 ASCII characters"))
-        }
-        t => Ok(t.map(str::to_owned)),
-    }
-}
-
-/// Runs a create at most once per `ClientToken`; the reply is stored as JSON and returned as is
-/// on a repeat.
-fn create_once(
-    store: &Store,
-    ctx: &Ctx,
-    p: &Params,
-    token: Option<String>,
-    f: impl FnOnce(&Transaction<'_>) -> Result<Value, ApiError>,
-) -> Result<Value, ApiError> {
-    let Some(token) = token else { return store.write(f) };
-    let reply = store.idempotent::<ApiError>(ctx.caller.account_id, &ctx.action, &token, p.business(), |tx| {
-        let v = f(tx)?;
-        Ok(v.to_string())
-    })?;
-    serde_json::from_str(&reply).map_err(|_| ApiError::internal())
-}
-
 fn tags_json(tags: &[(String, String)], api: Api) -> Value {
     let list: Vec<Value> = tags.iter().map(|(k, v)| json!({"Key": k, "Value": v})).collect();
     match api {
         Api::Vpc => json!({"Tag": list}),
         Api::Ecs => json!({"Tag": list}),
     }
-}
-
-fn page_json(obj: &mut Map<String, Value>, page: Page, total: u64) {
-    obj.insert("PageNumber".into(), json!(page.number));
-    obj.insert("PageSize".into(), json!(page.size));
-    obj.insert("TotalCount".into(), json!(total));
 }
 
 fn tag_args(tags: &[(String, Option<String>)]) -> Vec<(&str, Option<&str>)> {
@@ -299,7 +263,7 @@ impl Network {
                 let items = rows.iter().map(|v| me.vpc_json(tx, v, api, false)).collect::<Result<Vec<_>, _>>()?;
                 let mut o = Map::new();
                 o.insert("Vpcs".into(), json!({"Vpc": items}));
-                page_json(&mut o, page, total);
+                page_fields(&mut o, page, total);
                 Ok(Value::Object(o))
             })
         })
@@ -537,7 +501,7 @@ impl Network {
                     // feitian has no default vSwitches.
                     let mut o = Map::new();
                     o.insert("VSwitches".into(), json!({"VSwitch": []}));
-                    page_json(&mut o, page, 0);
+                    page_fields(&mut o, page, 0);
                     return Ok(Value::Object(o));
                 }
                 let rt_vpc = match &route_table {
@@ -557,7 +521,7 @@ impl Network {
                 let items = rows.iter().map(|s| me.vswitch_json(tx, s, api)).collect::<Result<Vec<_>, _>>()?;
                 let mut o = Map::new();
                 o.insert("VSwitches".into(), json!({"VSwitch": items}));
-                page_json(&mut o, page, total);
+                page_fields(&mut o, page, total);
                 Ok(Value::Object(o))
             })
         })
@@ -715,7 +679,7 @@ impl Network {
                 let items = rows.iter().map(|t| me.route_table_json(tx, t, api)).collect::<Result<Vec<_>, _>>()?;
                 let mut o = Map::new();
                 o.insert("RouteTables".into(), json!({"RouteTable": items}));
-                page_json(&mut o, page, total);
+                page_fields(&mut o, page, total);
                 Ok(Value::Object(o))
             })
         })
@@ -756,7 +720,7 @@ impl Network {
                 }
                 let mut o = Map::new();
                 o.insert("RouterTableList".into(), json!({"RouterTableListType": items}));
-                page_json(&mut o, page, total);
+                page_fields(&mut o, page, total);
                 Ok(Value::Object(o))
             })
         })
@@ -773,21 +737,22 @@ impl Network {
             )
         })?;
         let hop_type = p.opt_str("NextHopType").unwrap_or("Instance").to_owned();
-        let hop_kind =
-            match hop_type.as_str() {
-                "Instance" => "instance",
-                "NetworkInterface" => "eni",
-                "HaVip" | "RouterInterface" | "VpnGateway" | "IPv6Gateway" | "NatGateway" | "Attachment"
-                | "VpcPeer" | "Ipv4Gateway" | "GatewayEndpoint" | "Ecr" => return Err(ApiError::invalid(
+        let hop_kind = match hop_type.as_str() {
+            "Instance" => "instance",
+            "NetworkInterface" => "eni",
+            "HaVip" | "RouterInterface" | "VpnGateway" | "IPv6Gateway" | "NatGateway" | "Attachment" | "VpcPeer"
+            | "Ipv4Gateway" | "GatewayEndpoint" | "Ecr" => {
+                return Err(ApiError::invalid(
                     "InvalidNextHopType.NotSupported",
                     format!(
                         "feitian does not offer next hops of type {hop_type} yet; use Instance or NetworkInterface."
                     ),
-                )),
-                other => {
-                    return Err(ApiError::invalid_parameter("NextHopType", format!("{other:?} is not a next hop type")))
-                }
-            };
+                ))
+            }
+            other => {
+                return Err(ApiError::invalid_parameter("NextHopType", format!("{other:?} is not a next hop type")))
+            }
+        };
         let hop_id = p.required_str("NextHopId")?.to_owned();
         let name = if api == Api::Vpc {
             validate::name(&p, "RouteEntryName", "InvalidRouteEntryName.Malformed")?.unwrap_or("").to_owned()
@@ -1241,16 +1206,10 @@ impl Network {
                 }
                 let mut o = Map::new();
                 o.insert("EipAddresses".into(), json!({"EipAddress": items}));
-                page_json(&mut o, page, total);
+                page_fields(&mut o, page, total);
                 Ok(Value::Object(o))
             })
         })
         .await
-    }
-}
-
-fn merge(into: &mut Value, extra: Value) {
-    if let (Value::Object(a), Value::Object(b)) = (into, extra) {
-        a.extend(b);
     }
 }

@@ -1,0 +1,53 @@
+//! Helpers every service uses around the store: `ClientToken` idempotency, timestamps,
+//! paging fields.
+
+use crate::paging::Page;
+use crate::{ApiError, Ctx, Params};
+use feitian_meta::{Store, Transaction};
+use serde_json::{json, Map, Value};
+
+/// Now, as the APIs write times (`2026-11-22T08:00:00Z`).
+pub fn now() -> String {
+    chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+/// `ClientToken`: at most 64 ASCII characters.
+pub fn client_token(p: &Params) -> Result<Option<String>, ApiError> {
+    match p.opt_str("ClientToken") {
+        Some(t) if t.len() > 64 || !t.is_ascii() => {
+            Err(ApiError::invalid_parameter("ClientToken", "use at most 64 ASCII characters"))
+        }
+        t => Ok(t.map(str::to_owned)),
+    }
+}
+
+/// Runs a create in one write transaction, at most once per `ClientToken`: the reply is
+/// stored with the token and returned as is for a repeat with the same parameters.
+pub fn create_once(
+    store: &Store,
+    ctx: &Ctx,
+    p: &Params,
+    token: Option<String>,
+    f: impl FnOnce(&Transaction<'_>) -> Result<Value, ApiError>,
+) -> Result<Value, ApiError> {
+    let Some(token) = token else { return store.write(f) };
+    let reply = store.idempotent::<ApiError>(ctx.caller.account_id, &ctx.action, &token, p.business(), |tx| {
+        let v = f(tx)?;
+        Ok(v.to_string())
+    })?;
+    serde_json::from_str(&reply).map_err(|_| ApiError::internal())
+}
+
+/// `PageNumber`, `PageSize`, `TotalCount` into an answer.
+pub fn page_fields(obj: &mut Map<String, Value>, page: Page, total: u64) {
+    obj.insert("PageNumber".into(), json!(page.number));
+    obj.insert("PageSize".into(), json!(page.size));
+    obj.insert("TotalCount".into(), json!(total));
+}
+
+/// Adds the fields of `extra` (an object) to `into` (an object).
+pub fn merge(into: &mut Value, extra: Value) {
+    if let (Value::Object(a), Value::Object(b)) = (into, extra) {
+        a.extend(b);
+    }
+}
