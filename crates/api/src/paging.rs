@@ -14,7 +14,8 @@ pub struct Page {
 impl Page {
     /// Reads `PageNumber` (default 1) and `PageSize` (default `default`, at most `max`).
     pub fn from_params(p: &Params, default: u32, max: u32) -> Result<Page, ApiError> {
-        let number = p.opt_int("PageNumber", 1, i64::from(u32::MAX))?.unwrap_or(1) as u32;
+        // PageNumber is a 32-bit Integer in every API model.
+        let number = p.opt_int("PageNumber", 1, i64::from(i32::MAX))?.unwrap_or(1) as u32;
         let size = p.opt_int("PageSize", 1, i64::from(max))?.map(|n| n as u32).unwrap_or(default);
         Ok(Page { number, size })
     }
@@ -82,6 +83,8 @@ mod tests {
         assert!(Page::from_params(&p(&[("PageSize", "101")]), 10, 100).is_err());
         assert!(Page::from_params(&p(&[("PageNumber", "0")]), 10, 100).is_err());
         assert!(Page::from_params(&p(&[("PageNumber", "-1")]), 10, 100).is_err());
+        assert!(Page::from_params(&p(&[("PageNumber", "2147483648")]), 10, 100).is_err());
+        assert!(Page::from_params(&p(&[("PageNumber", "2147483647")]), 10, 100).is_ok());
     }
 
     #[test]

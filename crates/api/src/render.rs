@@ -89,7 +89,7 @@ fn element(out: &mut String, name: &str, v: &Value) {
         }
         Value::String(s) => {
             open(out, name);
-            out.push_str(&escape(s.as_str()));
+            out.push_str(&escape(xml_chars(s).as_ref()));
             close(out, name);
         }
         Value::Bool(b) => {
@@ -102,6 +102,17 @@ fn element(out: &mut String, name: &str, v: &Value) {
             out.push_str(&n.to_string());
             close(out, name);
         }
+    }
+}
+
+/// XML 1.0 cannot carry most control characters even escaped (a parser refuses `&#1;`):
+/// they become U+FFFD, so that an answer that echoes odd input stays well-formed.
+fn xml_chars(s: &str) -> std::borrow::Cow<'_, str> {
+    let bad = |c: char| (c < ' ' && !matches!(c, '\t' | '\n' | '\r')) || c == '\u{FFFE}' || c == '\u{FFFF}';
+    if s.chars().any(bad) {
+        s.chars().map(|c| if bad(c) { '\u{FFFD}' } else { c }).collect::<String>().into()
+    } else {
+        s.into()
     }
 }
 
@@ -149,6 +160,14 @@ mod tests {
             String::from_utf8(out).unwrap(),
             "<?xml version=\"1.0\" encoding=\"UTF-8\"?><DescribeRegionsResponse><RequestId>RID</RequestId><Regions><Region><RegionId>a&lt;b</RegionId><N>1</N></Region><Region><RegionId>c</RegionId><Ok>true</Ok></Region></Regions></DescribeRegionsResponse>"
         );
+    }
+
+    #[test]
+    fn control_characters_never_break_xml() {
+        let e = ApiError::new(404, "X", "id \u{1}\u{7}\u{1b}[2J\u{7f} tab\there");
+        let x = String::from_utf8(error(Format::Xml, "R", "h", &e)).unwrap();
+        assert!(!x.chars().any(|c| c < ' ' && c != '\t'), "{x:?}");
+        assert!(x.contains("id \u{FFFD}\u{FFFD}\u{FFFD}[2J\u{7f} tab\there"));
     }
 
     #[test]

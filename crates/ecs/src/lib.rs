@@ -3,15 +3,21 @@
 //! Handlers validate typed parameters and answer in the API's own field names; state lives
 //! in the control-plane store. Every action is registered in [`register`], by name (the VPC
 //! actions that ECS also offers are registered by `feitian-vpc`).
+#![recursion_limit = "256"]
 
+pub mod images;
 pub mod instance_types;
+pub mod instances;
+pub mod key_pairs;
 pub mod regions;
 pub mod security_groups;
+pub mod tags;
 
 use feitian_api::Registry;
 use feitian_meta::Store;
 use feitian_region::Catalog;
 use feitian_secgroup::Direction;
+use instances::LifecycleAction;
 use std::sync::Arc;
 use tokio::sync::Notify;
 
@@ -22,7 +28,9 @@ pub const VERSION: &str = "2014-05-26";
 pub struct Ecs {
     pub store: Store,
     pub catalog: Arc<Catalog>,
-    /// Wakes the reconcilers (compute, and the network data plane) after a change.
+    /// Where instances' public IPs come from: the pool EIPs use too.
+    pub eip_pool: ipnet::Ipv4Net,
+    /// Wakes the instance reconciler after a change.
     pub wake: Arc<Notify>,
 }
 
@@ -47,7 +55,43 @@ pub fn register(r: &mut Registry, ecs: Arc<Ecs>) {
         let out = regions::describe_zones(&e.catalog, &p);
         async move { out }
     });
+    let e = ecs.clone();
+    r.add(PRODUCT, VERSION, "DescribeImages", move |_ctx, p| {
+        let out = images::describe_images(&e.catalog, &p);
+        async move { out }
+    });
+    r.add(PRODUCT, VERSION, "DescribeInstanceTypes", move |_ctx, p| {
+        let out = instance_types::describe_instance_types(&p);
+        async move { out }
+    });
     actions!(r, ecs, [
+        "RunInstances" => run_instances,
+        "CreateInstance" => create_instance,
+        "StartInstance" => lifecycle_one(LifecycleAction::Start),
+        "StopInstance" => lifecycle_one(LifecycleAction::Stop),
+        "RebootInstance" => lifecycle_one(LifecycleAction::Reboot),
+        "DeleteInstance" => lifecycle_one(LifecycleAction::Delete),
+        "StartInstances" => lifecycle_many(LifecycleAction::Start),
+        "StopInstances" => lifecycle_many(LifecycleAction::Stop),
+        "RebootInstances" => lifecycle_many(LifecycleAction::Reboot),
+        "DeleteInstances" => lifecycle_many(LifecycleAction::Delete),
+        "DescribeInstances" => describe_instances,
+        "DescribeInstanceAttribute" => describe_instance_attribute,
+        "DescribeInstanceStatus" => describe_instance_status,
+        "ModifyInstanceAttribute" => modify_instance_attribute,
+        "AllocatePublicIpAddress" => allocate_public_ip_address,
+        "JoinSecurityGroup" => membership(true),
+        "LeaveSecurityGroup" => membership(false),
+        "DescribeDisks" => describe_disks,
+        "TagResources" => tag_resources,
+        "UntagResources" => untag_resources,
+        "ListTagResources" => list_tag_resources,
+        "CreateKeyPair" => create_key_pair,
+        "ImportKeyPair" => import_key_pair,
+        "DescribeKeyPairs" => describe_key_pairs,
+        "DeleteKeyPairs" => delete_key_pairs,
+        "AttachKeyPair" => attach_key_pair(true),
+        "DetachKeyPair" => attach_key_pair(false),
         "CreateSecurityGroup" => create_security_group,
         "DescribeSecurityGroups" => describe_security_groups,
         "DescribeSecurityGroupAttribute" => describe_security_group_attribute,

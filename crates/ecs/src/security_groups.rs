@@ -142,8 +142,7 @@ fn input<'a>(m: &BTreeMap<&'a str, &'a str>) -> RuleInput<'a> {
 }
 
 fn account_name(tx: &Transaction<'_>, id: u64) -> Result<String, ApiError> {
-    tx.query_row("SELECT name FROM accounts WHERE id = ?1", [id as i64], |r| r.get(0))
-        .map_err(|e| ApiError::from(feitian_meta::MetaError::from(e)))
+    network::account_name(tx, id)?.ok_or_else(ApiError::internal)
 }
 
 impl Ecs {

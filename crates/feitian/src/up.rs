@@ -70,7 +70,15 @@ pub fn run(data_dir: &Path, listen: &str, config: Option<&Path>) -> anyhow::Resu
         eip_pool,
         wake: Arc::new(tokio::sync::Notify::new()),
     });
-    let ecs = Arc::new(feitian_ecs::Ecs { store: store.clone(), catalog: catalog.clone(), wake: network.wake.clone() });
+    let instance_wake = Arc::new(tokio::sync::Notify::new());
+    let ecs = Arc::new(feitian_ecs::Ecs {
+        store: store.clone(),
+        catalog: catalog.clone(),
+        eip_pool,
+        wake: instance_wake.clone(),
+    });
+    // The qemu driver comes with the real-instances issue; until then every host runs the model.
+    let driver: Arc<dyn feitian_compute::Driver> = Arc::new(feitian_compute::sim::SimDriver::from_env());
     let registry = registry(ecs, network.clone());
     let auth = Authenticator::new(Arc::new(StoreKeys::new(store.clone())));
     let edge = Edge::new(registry, auth);
@@ -94,10 +102,11 @@ pub fn run(data_dir: &Path, listen: &str, config: Option<&Path>) -> anyhow::Resu
             }
             None => writeln!(out, "root account {}: AccessKey pair in {}", root.id, creds_path.display())?,
         }
-        writeln!(out, "compute driver: none yet (instances come with the ECS issues); run `feitian doctor` to see what this host offers")?;
+        writeln!(out, "compute driver: sim (instances are modelled, not booted: the qemu driver is not built yet); run `feitian doctor` to see what this host offers")?;
         out.flush()?;
         drop(out);
         tokio::spawn(feitian_vpc::reconcile::run(network));
+        tokio::spawn(feitian_agent::InstanceReconciler::new(store.clone(), driver, instance_wake).run());
         tracing::info!(%addr, "serving");
         axum::serve(listener, edge::router(edge)).with_graceful_shutdown(shutdown_signal()).await?;
         tracing::info!("stopped cleanly");

@@ -473,6 +473,20 @@ pub fn delete_key_pair(tx: &Transaction<'_>, account_id: u64, region_id: &str, n
     Ok(())
 }
 
+/// Instances that name a deleted key pair keep their key but lose the name.
+pub fn forget_key_pair_on_instances(
+    tx: &Transaction<'_>,
+    account_id: u64,
+    region_id: &str,
+    name: &str,
+) -> Result<(), MetaError> {
+    tx.execute(
+        "UPDATE instances SET key_pair_name = '' WHERE account_id = ?1 AND region_id = ?2 AND key_pair_name = ?3",
+        params![account_id as i64, region_id, name],
+    )?;
+    Ok(())
+}
+
 // --- instances ------------------------------------------------------------------------------
 
 pub fn insert_instance(tx: &Transaction<'_>, i: &Instance) -> Result<(), MetaError> {
@@ -540,31 +554,67 @@ pub fn instances_to_reconcile(tx: &Transaction<'_>) -> Result<Vec<Instance>, Met
     )
 }
 
+/// Whether an instance record exists (any account).
+pub fn exists(tx: &Transaction<'_>, id: &str) -> Result<bool, MetaError> {
+    Ok(tx.query_row("SELECT COUNT(*) > 0 FROM instances WHERE id = ?1", [id], |r| r.get(0))?)
+}
+
 /// Every instance that should be running (for a reconciler that adopts after a restart).
 pub fn instances_wanted_running(tx: &Transaction<'_>) -> Result<Vec<Instance>, MetaError> {
     all(tx, &format!("SELECT {INST_COLS} FROM instances WHERE desired = 'Running' ORDER BY id"), [], inst_row)
 }
 
+/// Writes an instance's attributes (not its lifecycle: see [`set_lifecycle`], [`advance`]).
 pub fn update_instance(tx: &Transaction<'_>, i: &Instance) -> Result<(), MetaError> {
     tx.execute(
-        "UPDATE instances SET name = ?2, host_name = ?3, description = ?4, status = ?5, desired = ?6, reboots = ?7, public_ip = ?8, deletion_protection = ?9, started_at = ?10, user_data = ?11, key_pair_name = ?12, internet_bandwidth_out = ?13 WHERE id = ?1",
+        "UPDATE instances SET name = ?2, host_name = ?3, description = ?4, public_ip = ?5, deletion_protection = ?6, user_data = ?7, key_pair_name = ?8, internet_bandwidth_out = ?9 WHERE id = ?1",
         params![
             i.id,
             i.name,
             i.host_name,
             i.description,
-            i.status,
-            i.desired,
-            i.reboots,
             i.public_ip,
             i.deletion_protection,
-            i.started_at,
             i.user_data,
             i.key_pair_name,
             i.internet_bandwidth_out
         ],
     )?;
     Ok(())
+}
+
+/// The control plane's decision: the status clients see now, what should become of the
+/// instance, and reboots asked for.
+pub fn set_lifecycle(
+    tx: &Transaction<'_>,
+    id: &str,
+    status: &str,
+    desired: &str,
+    reboots: i64,
+) -> Result<(), MetaError> {
+    tx.execute(
+        "UPDATE instances SET status = ?2, desired = ?3, reboots = ?4 WHERE id = ?1",
+        params![id, status, desired, reboots],
+    )?;
+    Ok(())
+}
+
+/// The reconciler's report: moves the status from `from` to `to` only if nobody changed it
+/// meanwhile; `true` if it moved. `started` stamps the start time; `reboot_done` clears one
+/// asked-for reboot.
+pub fn advance(
+    tx: &Transaction<'_>,
+    id: &str,
+    from: &str,
+    to: &str,
+    started: Option<&str>,
+    reboot_done: bool,
+) -> Result<bool, MetaError> {
+    let n = tx.execute(
+        "UPDATE instances SET status = ?3, started_at = COALESCE(?4, started_at), reboots = CASE WHEN ?5 AND reboots > 0 THEN reboots - 1 ELSE reboots END WHERE id = ?1 AND status = ?2",
+        params![id, from, to, started, reboot_done],
+    )?;
+    Ok(n == 1)
 }
 
 /// Removes an instance and everything that lives and dies with it: its network interfaces,
@@ -608,6 +658,62 @@ pub fn insert_eni(tx: &Transaction<'_>, e: &NetworkInterface) -> Result<(), Meta
         ],
     )?;
     Ok(())
+}
+
+pub fn get_eni(tx: &Transaction<'_>, account_id: u64, id: &str) -> Result<Option<NetworkInterface>, MetaError> {
+    Ok(tx
+        .query_row(
+            &format!("SELECT {ENI_COLS} FROM network_interfaces WHERE id = ?1 AND account_id = ?2"),
+            params![id, account_id as i64],
+            eni_row,
+        )
+        .optional()?)
+}
+
+/// Instances of an account with any of these private addresses, in this group, or with any
+/// of these EIPs (each filter applies when given).
+pub fn instance_ids_matching(
+    tx: &Transaction<'_>,
+    account_id: u64,
+    private_ips: &[String],
+    group: Option<&str>,
+    eips: &[String],
+) -> Result<Vec<String>, MetaError> {
+    let mut ids: Option<std::collections::BTreeSet<String>> = None;
+    let mut keep = |found: Vec<String>| {
+        let found: std::collections::BTreeSet<String> = found.into_iter().collect();
+        ids = Some(match ids.take() {
+            None => found,
+            Some(prev) => prev.intersection(&found).cloned().collect(),
+        });
+    };
+    if !private_ips.is_empty() {
+        let sql = format!(
+            "SELECT instance_id FROM network_interfaces WHERE account_id = ? AND primary_ip IN ({})",
+            vec!["?"; private_ips.len()].join(", ")
+        );
+        let mut args: Vec<rusqlite::types::Value> = vec![(account_id as i64).into()];
+        args.extend(private_ips.iter().map(|s| rusqlite::types::Value::from(s.clone())));
+        keep(all(tx, &sql, params_from_iter(args), |r| r.get(0))?);
+    }
+    if let Some(g) = group {
+        keep(all(
+            tx,
+            "SELECT n.instance_id FROM network_interfaces n JOIN eni_security_groups m ON m.eni_id = n.id WHERE n.account_id = ?1 AND m.security_group_id = ?2",
+            params![account_id as i64, g],
+            |r| r.get(0),
+        )?);
+    }
+    if !eips.is_empty() {
+        let sql = format!(
+            "SELECT instance_id FROM eips WHERE account_id = ? AND ip_address IN ({})",
+            vec!["?"; eips.len()].join(", ")
+        );
+        let mut args: Vec<rusqlite::types::Value> = vec![(account_id as i64).into()];
+        args.extend(eips.iter().map(|s| rusqlite::types::Value::from(s.clone())));
+        keep(all(tx, &sql, params_from_iter(args), |r| r.get(0))?);
+    }
+    Ok(ids.map(|s| s.into_iter().filter(|i| !i.is_empty()).collect()).unwrap_or_default())
 }
 
 pub fn enis_of_instance(tx: &Transaction<'_>, instance_id: &str) -> Result<Vec<NetworkInterface>, MetaError> {

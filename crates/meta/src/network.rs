@@ -233,8 +233,8 @@ pub fn list_vpcs(tx: &Transaction<'_>, f: &Filter, offset: u64, limit: u64) -> R
 
 pub fn update_vpc(tx: &Transaction<'_>, v: &Vpc) -> Result<(), MetaError> {
     tx.execute(
-        "UPDATE vpcs SET name = ?2, description = ?3, status = ?4, user_cidrs = ?5 WHERE id = ?1",
-        params![v.id, v.name, v.description, v.status, v.user_cidrs.join(",")],
+        "UPDATE vpcs SET name = ?2, description = ?3, status = ?4, user_cidrs = ?5, cidr_block = ?6 WHERE id = ?1",
+        params![v.id, v.name, v.description, v.status, v.user_cidrs.join(","), v.cidr_block],
     )?;
     Ok(())
 }
@@ -256,6 +256,27 @@ pub fn delete_vpc(tx: &Transaction<'_>, v: &Vpc) -> Result<(), MetaError> {
         forget_resource(tx, id)?;
     }
     Ok(())
+}
+
+/// Registers a resource whose id the caller derives (named resources such as key pairs).
+pub fn register_named(
+    tx: &Transaction<'_>,
+    id: &str,
+    account_id: u64,
+    kind: &str,
+    region_id: &str,
+    at: &str,
+) -> Result<(), MetaError> {
+    tx.execute(
+        "INSERT INTO resources (id, account_id, kind, region_id, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![id, account_id as i64, kind, region_id, at],
+    )?;
+    Ok(())
+}
+
+/// The name of an account, by id.
+pub fn account_name(tx: &Transaction<'_>, account_id: u64) -> Result<Option<String>, MetaError> {
+    Ok(tx.query_row("SELECT name FROM accounts WHERE id = ?1", [account_id as i64], |r| r.get(0)).optional()?)
 }
 
 /// Removes a resource's ownership row and its tags.
@@ -473,10 +494,11 @@ pub fn delete_eip(tx: &Transaction<'_>, id: &str) -> Result<(), MetaError> {
     forget_resource(tx, id)
 }
 
-/// Every public address in use in the deployment (EIPs of all accounts, and any other table
-/// that takes from the same pool later).
+/// Every public address in use in the deployment: EIPs and instances' public IPs, of all
+/// accounts (they share one pool).
 pub fn public_addresses_in_use(tx: &Transaction<'_>) -> Result<Vec<String>, MetaError> {
-    let mut st = tx.prepare("SELECT ip_address FROM eips")?;
+    let mut st =
+        tx.prepare("SELECT ip_address FROM eips UNION SELECT public_ip FROM instances WHERE public_ip <> ''")?;
     let rows = st.query_map([], |r| r.get(0))?.collect::<Result<Vec<_>, _>>()?;
     Ok(rows)
 }

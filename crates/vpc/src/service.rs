@@ -117,11 +117,13 @@ impl Network {
             }
         }
         let tags = if api == Api::Vpc { validate::tags(&p)? } else { vec![] };
-        if p.opt_str("ResourceGroupId").is_some_and(|g| !g.starts_with("rg-")) {
-            return Err(ApiError::invalid(
+        if p.opt_str("ResourceGroupId").is_some() {
+            return Err(ApiError::new(
+                404,
                 "InvalidResourceGroupId.NotFound",
                 "The specified resource group does not exist.",
-            ));
+            )
+            .recommend("feitian has no resource groups yet: leave ResourceGroupId out"));
         }
         validate::dry_run(&p)?;
         let token = client_token(&p)?;
@@ -175,7 +177,7 @@ impl Network {
                 db::set_tags(tx, &id, &tags)?;
                 let mut out = json!({"VpcId": id, "VRouterId": vrouter, "RouteTableId": table});
                 if api == Api::Vpc {
-                    out["ResourceGroupId"] = json!(p.opt_str("ResourceGroupId").unwrap_or(""));
+                    out["ResourceGroupId"] = json!("");
                 }
                 Ok(out)
             })
@@ -273,11 +275,15 @@ impl Network {
     pub async fn describe_vpc_attribute(self: Arc<Self>, ctx: Ctx, p: Params, api: Api) -> Result<Value, ApiError> {
         let region = self.region(&p)?.id.clone();
         let id = p.required_str("VpcId")?.to_owned();
+        let is_default = p.opt_bool("IsDefault")?;
         validate::dry_run(&p)?;
         let me = self.clone();
         blocking(move || {
             me.store.read(|tx| {
                 let v = me.vpc(tx, ctx.caller.account_id, &region, &id)?;
+                if is_default.is_some_and(|d| d != v.is_default) {
+                    return Err(vpc_not_found());
+                }
                 me.vpc_json(tx, &v, api, true)
             })
         })
@@ -314,8 +320,7 @@ impl Network {
                             "The new CidrBlock must contain the blocks of every vSwitch of the VPC.",
                         ));
                     }
-                    tx.execute("UPDATE vpcs SET cidr_block = ?2 WHERE id = ?1", [&v.id, &c.to_string()])
-                        .map_err(feitian_meta::MetaError::from)?;
+                    v.cidr_block = c.to_string();
                 }
                 db::update_vpc(tx, &v)?;
                 Ok(json!({}))
@@ -1070,10 +1075,7 @@ impl Network {
                     )
                     .recommend(format!("it is associated with {}; unassociate it first", e.instance_id)));
                 }
-                let taken: (i64,) = tx
-                    .query_row("SELECT COUNT(*) FROM eips WHERE instance_id = ?1", [&instance], |r| Ok((r.get(0)?,)))
-                    .map_err(feitian_meta::MetaError::from)?;
-                if taken.0 > 0 {
+                if feitian_meta::ecs::count_where(tx, "eips", "instance_id", &instance)? > 0 {
                     return Err(ApiError::invalid("InvalidAssociation.Duplicated", "The instance already has an EIP."));
                 }
                 e.status = "InUse".into();
@@ -1144,6 +1146,7 @@ impl Network {
             }
         }
         let tags = if api == Api::Vpc { validate::tag_filter(&p)? } else { vec![] };
+        validate::dry_run(&p)?;
         let me = self.clone();
         blocking(move || {
             me.store.read(|tx| {

@@ -1,0 +1,231 @@
+//! The agent: reconcilers that make the host match the control plane's decisions.
+//!
+//! The instance reconciler reads instances whose observed status differs from the desired one
+//! and drives the compute driver, reporting each step back with a compare-and-set on the
+//! status (so it never overwrites a change the API made meanwhile). It runs whenever the API
+//! wakes it and every second, and on start it re-drives whatever a crash interrupted: an
+//! instance left `Starting` is started again (drivers' starts are idempotent), one left
+//! `Stopping` is stopped again. Instances the store no longer holds are destroyed on the host.
+//!
+//! Restart policy (documented in docs/architecture.md): what the store says is `Running` is
+//! started again if the driver does not have it running (the `sim` driver loses its model on a
+//! restart, so this restarts those; the `qemu` driver will adopt a live QEMU instead).
+
+use feitian_compute::{Driver, InstanceSpec, Observed};
+use feitian_meta::ecs::{self as db, Instance};
+use feitian_meta::{network, MetaError, Store};
+use parking_lot::Mutex;
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
+
+pub struct InstanceReconciler {
+    pub store: Store,
+    pub driver: Arc<dyn Driver>,
+    pub wake: Arc<Notify>,
+    inflight: Mutex<HashSet<String>>,
+}
+
+fn now() -> String {
+    chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+impl InstanceReconciler {
+    pub fn new(store: Store, driver: Arc<dyn Driver>, wake: Arc<Notify>) -> Arc<Self> {
+        Arc::new(InstanceReconciler { store, driver, wake, inflight: Mutex::new(HashSet::new()) })
+    }
+
+    async fn db<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Store) -> Result<T, MetaError> + Send + 'static,
+    ) -> Result<T, MetaError> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || f(&store))
+            .await
+            .unwrap_or_else(|e| Err(MetaError::Invalid(format!("store task failed: {e}"))))
+    }
+
+    /// Runs forever.
+    pub async fn run(self: Arc<Self>) {
+        let mut first = true;
+        loop {
+            if let Err(e) = self.clone().pass(first).await {
+                tracing::warn!(error = %e, "instance reconciler pass failed; retrying");
+            }
+            first = false;
+            tokio::select! {
+                _ = self.wake.notified() => {},
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {},
+            }
+        }
+    }
+
+    /// One pass: start work on every instance that needs it, and clean up what the store no
+    /// longer holds.
+    async fn pass(self: Arc<Self>, adopt: bool) -> Result<(), MetaError> {
+        let mut work = self.db(|s| s.read(db::instances_to_reconcile)).await?;
+        if adopt {
+            // After a restart: whatever should run but the driver does not run.
+            for i in self.db(|s| s.read(db::instances_wanted_running)).await? {
+                if i.status == "Running"
+                    && self.driver.observe(&i.id) != Observed::Running
+                    && !work.iter().any(|w| w.id == i.id)
+                {
+                    work.push(i);
+                }
+            }
+        }
+        for inst in work {
+            if !self.inflight.lock().insert(inst.id.clone()) {
+                continue;
+            }
+            let me = self.clone();
+            tokio::spawn(async move {
+                let id = inst.id.clone();
+                if let Err(e) = me.step(inst).await {
+                    tracing::warn!(instance = %id, error = %e, "instance step failed; will retry");
+                }
+                me.inflight.lock().remove(&id);
+                me.wake.notify_one();
+            });
+        }
+        let known = self.driver.known();
+        if !known.is_empty() {
+            let existing: HashSet<String> = self
+                .db(move |s| {
+                    s.read(|tx| {
+                        let mut found = HashSet::new();
+                        for id in &known {
+                            if db::exists(tx, id)? {
+                                found.insert(id.clone());
+                            }
+                        }
+                        Ok(found)
+                    })
+                })
+                .await?;
+            for id in self.driver.known() {
+                if !existing.contains(&id) && !self.inflight.lock().contains(&id) {
+                    tracing::info!(instance = %id, "destroying what the host still has of a deleted instance");
+                    if let Err(e) = self.driver.destroy(&id).await {
+                        tracing::warn!(instance = %id, error = %e, "destroy failed; will retry");
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn spec(&self, inst: &Instance) -> Result<InstanceSpec, MetaError> {
+        let i = inst.clone();
+        self.db(move |s| {
+            s.read(|tx| {
+                let eni = db::enis_of_instance(tx, &i.id)?
+                    .into_iter()
+                    .next()
+                    .ok_or_else(|| MetaError::Invalid(format!("{} has no network interface", i.id)))?;
+                let vsw = network::get_vswitch(tx, i.account_id, &i.vswitch_id)?
+                    .ok_or_else(|| MetaError::Invalid(format!("{} has no vSwitch", i.id)))?;
+                let net = feitian_vpc::cidr::parse(&vsw.cidr_block)
+                    .map_err(|_| MetaError::Invalid("bad vSwitch block".into()))?;
+                let keys = if i.key_pair_name.is_empty() {
+                    vec![]
+                } else {
+                    db::get_key_pair(tx, i.account_id, &i.region_id, &i.key_pair_name)?
+                        .map(|k| vec![k.public_key])
+                        .unwrap_or_default()
+                };
+                Ok(InstanceSpec {
+                    id: i.id.clone(),
+                    host_name: i.host_name.clone(),
+                    cpu: i.cpu as u32,
+                    memory_mib: i.memory_mib as u32,
+                    image_id: i.image_id.clone(),
+                    mac: eni.mac,
+                    private_ip: eni.primary_ip,
+                    gateway: feitian_vpc::cidr::gateway(net).to_string(),
+                    prefix_len: net.prefix_len(),
+                    vpc_id: i.vpc_id.clone(),
+                    user_data: i.user_data.clone(),
+                    public_keys: keys,
+                })
+            })
+        })
+        .await
+    }
+
+    async fn advance(
+        &self,
+        id: &str,
+        from: &'static str,
+        to: &'static str,
+        started: bool,
+        reboot_done: bool,
+    ) -> Result<bool, MetaError> {
+        let id = id.to_owned();
+        let at = started.then(now);
+        self.db(move |s| s.write(|tx| db::advance(tx, &id, from, to, at.as_deref(), reboot_done))).await
+    }
+
+    /// Brings one instance one state closer to what is desired.
+    async fn step(&self, inst: Instance) -> Result<(), MetaError> {
+        let failed = |e: feitian_compute::DriverError| MetaError::Invalid(e.to_string());
+        match (inst.status.as_str(), inst.desired.as_str()) {
+            ("Pending", "Stopped") => {
+                self.advance(&inst.id, "Pending", "Stopped", false, false).await?;
+            }
+            ("Pending", "Running") | ("Starting", "Running") | ("Stopped", "Running") | ("Running", "Running")
+                if inst.reboots == 0 =>
+            {
+                let from = if inst.status == "Starting" { "Starting" } else { inst.status.as_str() };
+                if from != "Starting" {
+                    let from: &'static str = match from {
+                        "Pending" => "Pending",
+                        "Stopped" => "Stopped",
+                        _ => "Running",
+                    };
+                    if !self.advance(&inst.id, from, "Starting", false, false).await? {
+                        return Ok(());
+                    }
+                }
+                let spec = self.spec(&inst).await?;
+                match self.driver.start(&spec).await {
+                    Ok(()) => {
+                        self.advance(&inst.id, "Starting", "Running", true, false).await?;
+                    }
+                    Err(e) => {
+                        tracing::warn!(instance = %inst.id, error = %e, "start failed; the instance stays Stopped");
+                        let id = inst.id.clone();
+                        self.db(move |s| s.write(|tx| db::set_lifecycle(tx, &id, "Stopped", "Stopped", 0))).await?;
+                    }
+                }
+            }
+            ("Stopping", "Running") => {
+                // A reboot: stop, then start.
+                let spec = self.spec(&inst).await?;
+                self.driver.reboot(&spec, false).await.map_err(failed)?;
+                if self.advance(&inst.id, "Stopping", "Starting", false, true).await? {
+                    self.advance(&inst.id, "Starting", "Running", true, false).await?;
+                }
+            }
+            ("Running", "Stopped") | ("Stopping", "Stopped") | ("Starting", "Stopped") => {
+                if inst.status != "Stopping" {
+                    let from: &'static str = if inst.status == "Running" { "Running" } else { "Starting" };
+                    if !self.advance(&inst.id, from, "Stopping", false, false).await? {
+                        return Ok(());
+                    }
+                }
+                match self.driver.stop(&inst.id, false).await {
+                    Ok(()) | Err(feitian_compute::DriverError::Unknown(_)) => {}
+                    Err(e) => return Err(failed(e)),
+                }
+                self.advance(&inst.id, "Stopping", "Stopped", false, false).await?;
+            }
+            (status, desired) => {
+                tracing::debug!(instance = %inst.id, status, desired, reboots = inst.reboots, "nothing to do");
+            }
+        }
+        Ok(())
+    }
+}

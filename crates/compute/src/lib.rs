@@ -1,0 +1,74 @@
+//! Compute drivers: the part of the agent that runs instances on a host.
+//!
+//! The control plane never calls a driver; the instance reconciler does, to bring what runs
+//! on the host to what the store says should run. A driver is told the whole
+//! [`InstanceSpec`] on every start, so it keeps no state a restart could lose that the store
+//! does not also have.
+//!
+//! Drivers:
+//! - [`sim::SimDriver`]: for hosts without QEMU or root. It runs no guest; it models an
+//!   instance's life (boot and shutdown take time, a console log is written) so that the API,
+//!   state machine and tools above it behave as with real VMs. `feitian up` says when it is in
+//!   use, and `feitian doctor` says what to install for real ones.
+//! - `qemu` (next issue): one `qemu-system-x86_64` per instance.
+
+pub mod sim;
+
+use std::future::Future;
+use std::pin::Pin;
+
+/// Everything a driver needs to run an instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceSpec {
+    pub id: String,
+    pub host_name: String,
+    pub cpu: u32,
+    pub memory_mib: u32,
+    pub image_id: String,
+    pub mac: String,
+    pub private_ip: String,
+    pub gateway: String,
+    pub prefix_len: u8,
+    pub vpc_id: String,
+    pub user_data: String,
+    pub public_keys: Vec<String>,
+}
+
+/// What a driver sees of an instance on its host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Observed {
+    Running,
+    Stopped,
+    /// The driver has no trace of it.
+    Absent,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    #[error("instance {0} is not known to this driver")]
+    Unknown(String),
+    #[error("{0}")]
+    Failed(String),
+}
+
+pub type DriverFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, DriverError>> + Send + 'a>>;
+
+/// Runs instances on one host.
+pub trait Driver: Send + Sync + 'static {
+    /// `sim` or `qemu`.
+    fn name(&self) -> &'static str;
+    /// Boots the instance until its OS is up; idempotent for a running one.
+    fn start<'a>(&'a self, spec: &'a InstanceSpec) -> DriverFuture<'a, ()>;
+    /// Shuts it down (ACPI, then forced after a grace period, or forced at once); idempotent.
+    fn stop<'a>(&'a self, id: &'a str, force: bool) -> DriverFuture<'a, ()>;
+    /// Restarts a running instance.
+    fn reboot<'a>(&'a self, spec: &'a InstanceSpec, force: bool) -> DriverFuture<'a, ()>;
+    /// Removes every trace of it (process, disk overlay, console log); idempotent.
+    fn destroy<'a>(&'a self, id: &'a str) -> DriverFuture<'a, ()>;
+    /// What the host has of it right now.
+    fn observe(&self, id: &str) -> Observed;
+    /// Every instance the host has a trace of (to clean up what the store no longer holds).
+    fn known(&self) -> Vec<String>;
+    /// The serial console's output so far.
+    fn console_output(&self, id: &str) -> Option<String>;
+}

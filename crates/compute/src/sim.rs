@@ -1,0 +1,180 @@
+//! The `sim` driver: a model of instances for hosts that cannot run VMs.
+//!
+//! Boot and shutdown take a configurable time (`FEITIAN_SIM_BOOT_MS`, default 300 ms; a stop
+//! takes half of it), so clients see the real sequence of states (Starting before Running,
+//! Stopping before Stopped). A console log records what a guest would print. State lives in
+//! memory: after a feitian restart the reconciler starts again whatever the store says should
+//! be running, which for this driver is instant bookkeeping.
+
+use crate::{Driver, DriverError, DriverFuture, InstanceSpec, Observed};
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+struct SimVm {
+    running: bool,
+    console: String,
+}
+
+pub struct SimDriver {
+    boot: Duration,
+    vms: Mutex<HashMap<String, SimVm>>,
+}
+
+impl SimDriver {
+    pub fn new(boot: Duration) -> Self {
+        SimDriver { boot, vms: Mutex::new(HashMap::new()) }
+    }
+
+    /// The boot time from `FEITIAN_SIM_BOOT_MS`, else 300 ms.
+    pub fn from_env() -> Self {
+        let ms = std::env::var("FEITIAN_SIM_BOOT_MS").ok().and_then(|v| v.parse().ok()).unwrap_or(300);
+        Self::new(Duration::from_millis(ms))
+    }
+
+    fn log(&self, id: &str, line: &str) {
+        if let Some(vm) = self.vms.lock().get_mut(id) {
+            vm.console.push_str(line);
+            vm.console.push('\n');
+        }
+    }
+}
+
+impl Driver for SimDriver {
+    fn name(&self) -> &'static str {
+        "sim"
+    }
+
+    fn start<'a>(&'a self, spec: &'a InstanceSpec) -> DriverFuture<'a, ()> {
+        Box::pin(async move {
+            {
+                let mut vms = self.vms.lock();
+                let vm = vms.entry(spec.id.clone()).or_insert_with(|| SimVm { running: false, console: String::new() });
+                if vm.running {
+                    return Ok(());
+                }
+            }
+            self.log(
+                &spec.id,
+                &format!(
+                    "[sim] booting {} ({} vCPU, {} MiB) from {}",
+                    spec.id, spec.cpu, spec.memory_mib, spec.image_id
+                ),
+            );
+            tokio::time::sleep(self.boot).await;
+            self.log(
+                &spec.id,
+                &format!(
+                    "[sim] eth0 {} mac {} ip {}/{} gw {}",
+                    spec.vpc_id, spec.mac, spec.private_ip, spec.prefix_len, spec.gateway
+                ),
+            );
+            self.log(
+                &spec.id,
+                &format!(
+                    "[sim] {} authorized key(s); user-data {} bytes",
+                    spec.public_keys.len(),
+                    spec.user_data.len()
+                ),
+            );
+            self.log(&spec.id, &format!("{} login:", spec.host_name));
+            if let Some(vm) = self.vms.lock().get_mut(&spec.id) {
+                vm.running = true;
+            }
+            Ok(())
+        })
+    }
+
+    fn stop<'a>(&'a self, id: &'a str, force: bool) -> DriverFuture<'a, ()> {
+        Box::pin(async move {
+            let running = self.vms.lock().get(id).map(|v| v.running);
+            match running {
+                None => return Err(DriverError::Unknown(id.to_owned())),
+                Some(false) => return Ok(()),
+                Some(true) => {}
+            }
+            self.log(id, if force { "[sim] power off (forced)" } else { "[sim] ACPI shutdown" });
+            if !force {
+                tokio::time::sleep(self.boot / 2).await;
+            }
+            if let Some(vm) = self.vms.lock().get_mut(id) {
+                vm.running = false;
+            }
+            Ok(())
+        })
+    }
+
+    fn reboot<'a>(&'a self, spec: &'a InstanceSpec, force: bool) -> DriverFuture<'a, ()> {
+        Box::pin(async move {
+            if self.observe(&spec.id) == Observed::Running {
+                self.stop(&spec.id, force).await?;
+            }
+            self.start(spec).await
+        })
+    }
+
+    fn destroy<'a>(&'a self, id: &'a str) -> DriverFuture<'a, ()> {
+        Box::pin(async move {
+            self.vms.lock().remove(id);
+            Ok(())
+        })
+    }
+
+    fn observe(&self, id: &str) -> Observed {
+        match self.vms.lock().get(id) {
+            None => Observed::Absent,
+            Some(v) if v.running => Observed::Running,
+            Some(_) => Observed::Stopped,
+        }
+    }
+
+    fn known(&self) -> Vec<String> {
+        self.vms.lock().keys().cloned().collect()
+    }
+
+    fn console_output(&self, id: &str) -> Option<String> {
+        self.vms.lock().get(id).map(|v| v.console.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> InstanceSpec {
+        InstanceSpec {
+            id: "i-1".into(),
+            host_name: "h".into(),
+            cpu: 1,
+            memory_mib: 512,
+            image_id: "img".into(),
+            mac: "00:16:3e:00:00:01".into(),
+            private_ip: "192.168.1.1".into(),
+            gateway: "192.168.1.253".into(),
+            prefix_len: 24,
+            vpc_id: "vpc-1".into(),
+            user_data: String::new(),
+            public_keys: vec![],
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn lifecycle() {
+        let d = SimDriver::new(Duration::from_millis(100));
+        assert_eq!(d.observe("i-1"), Observed::Absent);
+        assert!(d.stop("i-1", false).await.is_err());
+        d.start(&spec()).await.unwrap();
+        assert_eq!(d.observe("i-1"), Observed::Running);
+        d.start(&spec()).await.unwrap();
+        d.reboot(&spec(), false).await.unwrap();
+        assert_eq!(d.observe("i-1"), Observed::Running);
+        d.stop("i-1", false).await.unwrap();
+        assert_eq!(d.observe("i-1"), Observed::Stopped);
+        assert!(d.console_output("i-1").unwrap().contains("ACPI shutdown"));
+        assert_eq!(d.known(), vec!["i-1".to_string()]);
+        d.destroy("i-1").await.unwrap();
+        assert_eq!(d.observe("i-1"), Observed::Absent);
+        assert!(d.known().is_empty());
+    }
+}

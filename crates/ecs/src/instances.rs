@@ -1,0 +1,1158 @@
+//! Instances (ECS 2014-05-26): create and run, the lifecycle (start, stop, reboot, delete),
+//! describe, modify, public IPs, security-group membership, and the system disk record.
+//!
+//! The control plane decides; the agent does. Every action here changes the store in one
+//! transaction and returns: the status a client sees moves at once to the transitional state
+//! (`Pending`, `Starting`, `Stopping`), and the instance reconciler (`feitian-agent`) drives
+//! the compute driver and reports `Running` or `Stopped`. Creating an instance takes its
+//! network interface, private address, disk record and group memberships in the same
+//! transaction, so a crash never leaves half an instance.
+
+use crate::security_groups::MAX_GROUPS_PER_INTERFACE;
+use crate::{images, instance_types, security_groups, Ecs};
+use base64::Engine;
+use feitian_api::paging::{Page, TokenPage};
+use feitian_api::region::{require_region, zone};
+use feitian_api::service::{client_token, create_once, merge, now, page_fields};
+use feitian_api::{blocking, validate, ApiError, Ctx, Params};
+use feitian_meta::ecs::{self as db, Disk, Instance, NetworkInterface};
+use feitian_meta::{network, Filter, Transaction};
+use feitian_region::Region;
+use serde_json::{json, Map, Value};
+use std::collections::HashSet;
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+/// At most this many instances per RunInstances call, as the real API.
+pub const MAX_AMOUNT: i64 = 100;
+/// UserData after base64 decoding.
+pub const MAX_USER_DATA: usize = 32 * 1024;
+
+pub fn not_found() -> ApiError {
+    ApiError::new(404, "InvalidInstanceId.NotFound", "The specified InstanceId does not exist.")
+}
+
+pub fn incorrect_status(status: &str, wanted: &str) -> ApiError {
+    ApiError::new(403, "IncorrectInstanceStatus", "The current status of the resource does not support this operation.")
+        .recommend(format!("the instance is {status}; this action needs it {wanted}"))
+}
+
+/// The settings of one create call, validated before any store work.
+struct Plan {
+    region: Region,
+    zone: Option<String>,
+    image: &'static images::PublicImage,
+    itype: &'static instance_types::InstanceType,
+    vswitch_id: String,
+    groups: Vec<String>,
+    name: Option<String>,
+    host_name: Option<String>,
+    description: String,
+    key_pair: String,
+    user_data: String,
+    amount: i64,
+    private_ip: Option<Ipv4Addr>,
+    bandwidth_out: i64,
+    charge: String,
+    disk_category: String,
+    disk_size: i64,
+    deletion_protection: bool,
+    tags: Vec<(String, String)>,
+    run: bool,
+}
+
+fn check_password(p: &Params) -> Result<(), ApiError> {
+    let Some(pw) = p.opt_str("Password") else { return Ok(()) };
+    let classes = [
+        pw.chars().any(|c| c.is_ascii_lowercase()),
+        pw.chars().any(|c| c.is_ascii_uppercase()),
+        pw.chars().any(|c| c.is_ascii_digit()),
+        pw.chars().any(|c| "()`~!@#$%^&*-_+=|{}[]:;'<>,.?/".contains(c)),
+    ];
+    let ok = (8..=30).contains(&pw.chars().count())
+        && pw.chars().all(|c| c.is_ascii_graphic())
+        && classes.iter().filter(|b| **b).count() >= 3
+        && !pw.starts_with('/');
+    if !ok {
+        return Err(ApiError::invalid("InvalidPassword.Malformed", "The specified parameter Password is not valid.")
+            .recommend("8 to 30 characters with at least three of: lowercase, uppercase, digits, special characters"));
+    }
+    Ok(())
+}
+
+fn user_data(p: &Params) -> Result<String, ApiError> {
+    let Some(u) = p.opt_str("UserData") else { return Ok(String::new()) };
+    let raw = base64::engine::general_purpose::STANDARD.decode(u.trim()).map_err(|_| {
+        ApiError::invalid("InvalidUserData.Base64FormatInvalid", "The specified UserData is not valid Base64.")
+    })?;
+    if raw.len() > MAX_USER_DATA {
+        return Err(ApiError::invalid("InvalidUserData.SizeExceeded", "The specified UserData is larger than 32 KiB."));
+    }
+    Ok(u.trim().to_owned())
+}
+
+fn host_name(p: &Params) -> Result<Option<String>, ApiError> {
+    let Some(h) = p.opt_str("HostName") else { return Ok(None) };
+    let ok = (2..=64).contains(&h.len())
+        && h.split('.').all(|part| {
+            !part.is_empty()
+                && !part.starts_with('-')
+                && !part.ends_with('-')
+                && part.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        });
+    if !ok {
+        return Err(ApiError::invalid("InvalidHostName.Malformed", "The specified parameter HostName is not valid.")
+            .recommend("2 to 64 characters: letters, digits and '-', in dot-separated parts"));
+    }
+    Ok(Some(h.to_owned()))
+}
+
+/// A MAC address in Alibaba Cloud's range (00:16:3e).
+fn random_mac() -> String {
+    let b: [u8; 3] = rand::random();
+    format!("00:16:3e:{:02x}:{:02x}:{:02x}", b[0], b[1], b[2])
+}
+
+impl Ecs {
+    fn plan(&self, p: &Params, run: bool) -> Result<Plan, ApiError> {
+        let region = require_region(&self.catalog, p)?.clone();
+        let zone = zone(&region, p, false)?.map(|z| z.id.clone());
+        let image = images::find(p.required_str("ImageId")?).ok_or_else(images::not_found)?;
+        let itype = {
+            let t = p.required_str("InstanceType")?;
+            instance_types::find(t).ok_or_else(|| instance_types::not_found(t))?
+        };
+        let vswitch_id = p
+            .required_str("VSwitchId")
+            .map_err(|e| e.recommend("feitian runs VPC instances only: pass the VSwitchId of a vSwitch of your VPC"))?
+            .to_owned();
+        let mut groups: Vec<String> = p.list("SecurityGroupIds", 16)?.into_iter().map(str::to_owned).collect();
+        if let Some(g) = p.opt_str("SecurityGroupId") {
+            if !groups.iter().any(|x| x == g) {
+                groups.insert(0, g.to_owned());
+            }
+        }
+        if groups.is_empty() {
+            return Err(ApiError::missing_parameter("SecurityGroupId").recommend(
+                "every instance joins at least one security group: pass SecurityGroupId or SecurityGroupIds.N",
+            ));
+        }
+        let mut seen = HashSet::new();
+        groups.retain(|g| seen.insert(g.clone()));
+        if groups.len() > MAX_GROUPS_PER_INTERFACE {
+            return Err(ApiError::invalid(
+                "JoinedGroupLimitExceed",
+                "The number of security groups an instance joins exceeds the limit.",
+            )
+            .recommend(format!("an instance joins at most {MAX_GROUPS_PER_INTERFACE} security groups")));
+        }
+        let amount = if run {
+            let a = p.opt_int("Amount", 1, MAX_AMOUNT)?.unwrap_or(1);
+            if let Some(min) = p.opt_int("MinAmount", 1, MAX_AMOUNT)? {
+                if min > a {
+                    return Err(ApiError::invalid_parameter("MinAmount", "larger than Amount"));
+                }
+            }
+            a
+        } else {
+            1
+        };
+        let private_ip = match p.opt_str("PrivateIpAddress") {
+            None => None,
+            Some(ip) => {
+                if amount > 1 {
+                    return Err(ApiError::invalid_parameter(
+                        "PrivateIpAddress",
+                        "only one instance can be given a fixed address",
+                    ));
+                }
+                Some(ip.parse::<Ipv4Addr>().map_err(|_| {
+                    ApiError::invalid(
+                        "InvalidPrivateIpAddress.Malformed",
+                        "The specified PrivateIpAddress is not an IPv4 address.",
+                    )
+                })?)
+            }
+        };
+        let charge = p.opt_str("InternetChargeType").unwrap_or("PayByTraffic").to_owned();
+        if charge != "PayByTraffic" && charge != "PayByBandwidth" {
+            return Err(ApiError::invalid_parameter(
+                "InternetChargeType",
+                format!("{charge:?} is not PayByBandwidth or PayByTraffic"),
+            ));
+        }
+        if let Some(c) = p.opt_str("InstanceChargeType") {
+            if c != "PostPaid" && c != "PrePaid" {
+                return Err(ApiError::invalid_parameter(
+                    "InstanceChargeType",
+                    format!("{c:?} is not PostPaid or PrePaid"),
+                ));
+            }
+        }
+        let disk_category = p.opt_str("SystemDisk.Category").unwrap_or("cloud_essd").to_owned();
+        if !["cloud_efficiency", "cloud_ssd", "cloud_essd", "cloud_auto", "cloud"].contains(&disk_category.as_str()) {
+            return Err(ApiError::invalid(
+                "InvalidSystemDiskCategory.ValueNotSupported",
+                format!("The system disk category {disk_category:?} is not supported."),
+            ));
+        }
+        let disk_size = match p.opt_int("SystemDisk.Size", 1, 2048)? {
+            Some(s) if s < i64::from(image.size_gib) => {
+                return Err(ApiError::invalid(
+                    "InvalidSystemDiskSize.LessThanImageSize",
+                    "The system disk is smaller than the image.",
+                ))
+            }
+            Some(s) => s,
+            None => i64::from(image.size_gib).max(20),
+        };
+        check_password(p)?;
+        Ok(Plan {
+            region,
+            zone,
+            image,
+            itype,
+            vswitch_id,
+            groups,
+            name: validate::name(p, "InstanceName", "InvalidInstanceName.Malformed")?.map(str::to_owned),
+            host_name: host_name(p)?,
+            description: validate::description(p, "Description", "InvalidDescription.Malformed")?
+                .unwrap_or("")
+                .to_owned(),
+            key_pair: p.opt_str("KeyPairName").unwrap_or("").to_owned(),
+            user_data: user_data(p)?,
+            amount,
+            private_ip,
+            bandwidth_out: p.opt_int("InternetMaxBandwidthOut", 0, 100)?.unwrap_or(0),
+            charge,
+            disk_category,
+            disk_size,
+            deletion_protection: p.opt_bool("DeletionProtection")?.unwrap_or(false),
+            tags: validate::tags(p)?,
+            run,
+        })
+    }
+
+    /// A free public address from the pool shared with EIPs.
+    fn public_address(&self, tx: &Transaction<'_>) -> Result<String, ApiError> {
+        let used: HashSet<String> = network::public_addresses_in_use(tx)?.into_iter().collect();
+        self.eip_pool
+            .hosts()
+            .map(|a| a.to_string())
+            .find(|a| !used.contains(a))
+            .ok_or_else(|| ApiError::invalid("ResourceNotEnough.PublicIp", "No public address is left in the pool."))
+    }
+
+    /// Creates `plan.amount` instances in the caller's transaction; their ids.
+    fn create_instances(&self, tx: &Transaction<'_>, account: u64, plan: &Plan) -> Result<Vec<String>, ApiError> {
+        let vsw =
+            network::get_vswitch(tx, account, &plan.vswitch_id)?.filter(|v| v.region_id == plan.region.id).ok_or_else(
+                || ApiError::new(404, "InvalidVSwitchId.NotFound", "Specified virtual switch does not exist."),
+            )?;
+        if vsw.status != "Available" {
+            return Err(ApiError::invalid(
+                "IncorrectVSwitchStatus",
+                "The current status of the virtual switch does not support this operation.",
+            ));
+        }
+        if let Some(z) = &plan.zone {
+            if *z != vsw.zone_id {
+                return Err(ApiError::invalid(
+                    "InvalidVSwitchId.ZoneMismatch",
+                    "The vSwitch is not in the specified zone.",
+                )
+                .recommend(format!("{} is in {}; omit ZoneId or pass that zone", vsw.id, vsw.zone_id)));
+            }
+        }
+        for g in &plan.groups {
+            let group = db::get_security_group(tx, account, g)?
+                .filter(|x| x.region_id == plan.region.id)
+                .ok_or_else(security_groups::not_found)?;
+            if group.vpc_id != vsw.vpc_id {
+                return Err(ApiError::invalid(
+                    "InvalidSecurityGroup.VpcMismatch",
+                    "The security group and the vSwitch are in different VPCs.",
+                )
+                .recommend(format!("{} belongs to {}, the vSwitch to {}", group.id, group.vpc_id, vsw.vpc_id)));
+            }
+        }
+        if !plan.key_pair.is_empty() && db::get_key_pair(tx, account, &plan.region.id, &plan.key_pair)?.is_none() {
+            return Err(ApiError::new(404, "InvalidKeyPairName.NotFound", "The specified KeyPairName does not exist."));
+        }
+        let net = feitian_vpc::cidr::parse(&vsw.cidr_block).map_err(|_| ApiError::internal())?;
+        let mut taken: HashSet<String> = db::taken_addresses(tx, &vsw.id)?.into_iter().collect();
+        let scope = self.store.scope(account);
+        let mut ids = Vec::new();
+        for _ in 0..plan.amount {
+            let ip = match plan.private_ip {
+                Some(ip) => {
+                    if !feitian_vpc::cidr::is_usable(net, ip) {
+                        return Err(ApiError::invalid(
+                            "InvalidPrivateIpAddress.Malformed",
+                            "The specified PrivateIpAddress is not a usable address of the vSwitch.",
+                        )
+                        .recommend(format!(
+                            "use an address of {} other than the first and the last three",
+                            vsw.cidr_block
+                        )));
+                    }
+                    if taken.contains(&ip.to_string()) {
+                        return Err(ApiError::invalid(
+                            "InvalidPrivateIpAddress.Duplicated",
+                            "The specified PrivateIpAddress is already in use.",
+                        ));
+                    }
+                    ip.to_string()
+                }
+                None => feitian_vpc::cidr::usable(net).map(|a| a.to_string()).find(|a| !taken.contains(a)).ok_or_else(
+                    || {
+                        ApiError::invalid(
+                            "InvalidVSwitchId.IpNotEnough",
+                            "The specified vSwitch does not have enough IP addresses.",
+                        )
+                        .recommend(format!(
+                            "{} has no free address left; use another vSwitch or delete instances",
+                            vsw.id
+                        ))
+                    },
+                )?,
+            };
+            taken.insert(ip.clone());
+            let id = scope.register(tx, "instance", "i", &plan.region.id, &plan.region.id_code)?;
+            let eni_id = scope.register(tx, "eni", "eni", &plan.region.id, &plan.region.id_code)?;
+            let disk_id = scope.register(tx, "disk", "d", &plan.region.id, &plan.region.id_code)?;
+            if !db::take_address(tx, &vsw.id, &ip, &eni_id)? {
+                return Err(ApiError::invalid(
+                    "InvalidPrivateIpAddress.Duplicated",
+                    "The specified PrivateIpAddress is already in use.",
+                ));
+            }
+            let mut mac = random_mac();
+            while db::mac_in_use(tx, &mac)? {
+                mac = random_mac();
+            }
+            let created = now();
+            let public_ip = if plan.bandwidth_out > 0 { self.public_address(tx)? } else { String::new() };
+            db::insert_instance(
+                tx,
+                &Instance {
+                    id: id.clone(),
+                    account_id: account,
+                    region_id: plan.region.id.clone(),
+                    zone_id: vsw.zone_id.clone(),
+                    name: plan.name.clone().unwrap_or_else(|| id.clone()),
+                    host_name: plan.host_name.clone().unwrap_or_else(|| format!("iZ{}Z", &id[2..])),
+                    description: plan.description.clone(),
+                    instance_type: plan.itype.id.to_owned(),
+                    cpu: i64::from(plan.itype.cpu_cores),
+                    memory_mib: (plan.itype.memory_gib * 1024.0) as i64,
+                    image_id: plan.image.id.to_owned(),
+                    vpc_id: vsw.vpc_id.clone(),
+                    vswitch_id: vsw.id.clone(),
+                    key_pair_name: plan.key_pair.clone(),
+                    user_data: plan.user_data.clone(),
+                    status: "Pending".into(),
+                    desired: if plan.run { "Running".into() } else { "Stopped".into() },
+                    reboots: 0,
+                    internet_charge_type: plan.charge.clone(),
+                    internet_bandwidth_out: plan.bandwidth_out,
+                    public_ip,
+                    deletion_protection: plan.deletion_protection,
+                    serial_number: uuid_like(),
+                    created_at: created.clone(),
+                    started_at: String::new(),
+                },
+            )?;
+            db::insert_eni(
+                tx,
+                &NetworkInterface {
+                    id: eni_id.clone(),
+                    account_id: account,
+                    region_id: plan.region.id.clone(),
+                    zone_id: vsw.zone_id.clone(),
+                    vpc_id: vsw.vpc_id.clone(),
+                    vswitch_id: vsw.id.clone(),
+                    instance_id: id.clone(),
+                    primary_ip: ip,
+                    mac,
+                    created_at: created.clone(),
+                },
+            )?;
+            for g in &plan.groups {
+                db::join_group(tx, &eni_id, g)?;
+            }
+            db::insert_disk(
+                tx,
+                &Disk {
+                    id: disk_id,
+                    account_id: account,
+                    region_id: plan.region.id.clone(),
+                    zone_id: vsw.zone_id.clone(),
+                    instance_id: id.clone(),
+                    name: String::new(),
+                    description: String::new(),
+                    category: plan.disk_category.clone(),
+                    size_gib: plan.disk_size,
+                    disk_type: "system".into(),
+                    device: "/dev/xvda".into(),
+                    image_id: plan.image.id.to_owned(),
+                    status: "In_use".into(),
+                    delete_with_instance: true,
+                    created_at: created,
+                },
+            )?;
+            network::set_tags(tx, &id, &plan.tags)?;
+            ids.push(id);
+        }
+        Ok(ids)
+    }
+
+    pub async fn run_instances(self: Arc<Self>, ctx: Ctx, p: Params) -> Result<Value, ApiError> {
+        let plan = self.plan(&p, true)?;
+        validate::dry_run(&p)?;
+        let token = client_token(&p)?;
+        let me = self.clone();
+        let out = blocking(move || {
+            create_once(&me.store, &ctx, &p, token, |tx| {
+                let ids = me.create_instances(tx, ctx.caller.account_id, &plan)?;
+                Ok(json!({"InstanceIdSets": {"InstanceIdSet": ids}, "OrderId": "", "TradePrice": 0.0}))
+            })
+        })
+        .await?;
+        self.wake.notify_one();
+        Ok(out)
+    }
+
+    pub async fn create_instance(self: Arc<Self>, ctx: Ctx, p: Params) -> Result<Value, ApiError> {
+        let plan = self.plan(&p, false)?;
+        validate::dry_run(&p)?;
+        let token = client_token(&p)?;
+        let me = self.clone();
+        let out = blocking(move || {
+            create_once(&me.store, &ctx, &p, token, |tx| {
+                let ids = me.create_instances(tx, ctx.caller.account_id, &plan)?;
+                Ok(json!({"InstanceId": ids[0], "OrderId": "", "TradePrice": 0.0}))
+            })
+        })
+        .await?;
+        self.wake.notify_one();
+        Ok(out)
+    }
+
+    fn instance(
+        &self,
+        tx: &Transaction<'_>,
+        account: u64,
+        region: Option<&str>,
+        id: &str,
+    ) -> Result<Instance, ApiError> {
+        db::get_instance(tx, account, id)?.filter(|i| region.is_none_or(|r| r == i.region_id)).ok_or_else(not_found)
+    }
+
+    // --- the lifecycle ----------------------------------------------------------------------
+
+    /// Applies one lifecycle action to one instance in the caller's transaction; the status
+    /// before and after.
+    fn transition(
+        &self,
+        tx: &Transaction<'_>,
+        inst: &Instance,
+        action: Lifecycle,
+    ) -> Result<(String, String), ApiError> {
+        let before = inst.status.clone();
+        let (status, desired, reboots) = match action {
+            Lifecycle::Start => {
+                if inst.status != "Stopped" {
+                    return Err(incorrect_status(&inst.status, "Stopped"));
+                }
+                ("Starting", "Running", 0)
+            }
+            Lifecycle::Stop { force } => match inst.status.as_str() {
+                "Running" => ("Stopping", "Stopped", 0),
+                "Stopped" if !force => return Ok((before.clone(), before)),
+                "Starting" | "Pending" if force => ("Stopping", "Stopped", 0),
+                s => return Err(incorrect_status(s, "Running")),
+            },
+            Lifecycle::Reboot => {
+                if inst.status != "Running" {
+                    return Err(incorrect_status(&inst.status, "Running"));
+                }
+                ("Stopping", "Running", inst.reboots + 1)
+            }
+        };
+        db::set_lifecycle(tx, &inst.id, status, desired, reboots)?;
+        Ok((before, status.to_owned()))
+    }
+
+    fn delete_one(&self, tx: &Transaction<'_>, inst: &Instance, force: bool) -> Result<(), ApiError> {
+        if inst.deletion_protection {
+            return Err(ApiError::invalid(
+                "InvalidOperation.DeletionProtection",
+                "The instance is protected from deletion.",
+            )
+            .recommend("turn DeletionProtection off with ModifyInstanceAttribute first"));
+        }
+        match inst.status.as_str() {
+            "Stopped" => {}
+            "Running" | "Starting" | "Stopping" | "Pending" if force => {}
+            s => return Err(incorrect_status(s, "Stopped (or pass Force=true)")),
+        }
+        // The records go now; the agent removes what the host still runs of it.
+        db::delete_instance(tx, &inst.id)?;
+        Ok(())
+    }
+
+    pub async fn lifecycle_one(
+        self: Arc<Self>,
+        ctx: Ctx,
+        p: Params,
+        action: LifecycleAction,
+    ) -> Result<Value, ApiError> {
+        let id = p.required_str("InstanceId")?.to_owned();
+        let force = p.opt_bool("ForceStop")?.or(p.opt_bool("Force")?).unwrap_or(false);
+        if let Some(m) = p.opt_str("StoppedMode") {
+            if m != "StopCharging" && m != "KeepCharging" {
+                return Err(ApiError::invalid_parameter(
+                    "StoppedMode",
+                    format!("{m:?} is not StopCharging or KeepCharging"),
+                ));
+            }
+        }
+        validate::dry_run(&p)?;
+        let me = self.clone();
+        blocking(move || {
+            me.store.write(|tx| {
+                let inst = me.instance(tx, ctx.caller.account_id, None, &id)?;
+                match action {
+                    LifecycleAction::Start => me.transition(tx, &inst, Lifecycle::Start).map(drop),
+                    LifecycleAction::Stop => me.transition(tx, &inst, Lifecycle::Stop { force }).map(drop),
+                    LifecycleAction::Reboot => me.transition(tx, &inst, Lifecycle::Reboot).map(drop),
+                    LifecycleAction::Delete => me.delete_one(tx, &inst, force),
+                }
+            })
+        })
+        .await?;
+        self.wake.notify_one();
+        Ok(json!({}))
+    }
+
+    /// StartInstances / StopInstances / RebootInstances / DeleteInstances: `InstanceId.N`.
+    /// `BatchOptimization=AllTogether` (the default) changes all or none; `SuccessFirst` does
+    /// what it can and reports each.
+    pub async fn lifecycle_many(
+        self: Arc<Self>,
+        ctx: Ctx,
+        p: Params,
+        action: LifecycleAction,
+    ) -> Result<Value, ApiError> {
+        let region = require_region(&self.catalog, &p)?.id.clone();
+        let ids: Vec<String> = p.list("InstanceId", 100)?.into_iter().map(str::to_owned).collect();
+        if ids.is_empty() {
+            return Err(ApiError::missing_parameter("InstanceId.N"));
+        }
+        let force = match action {
+            LifecycleAction::Reboot => p.opt_bool("ForceReboot")?,
+            LifecycleAction::Delete => p.opt_bool("Force")?,
+            _ => p.opt_bool("ForceStop")?,
+        }
+        .unwrap_or(false);
+        let all_together = match p.opt_str("BatchOptimization").unwrap_or("AllTogether") {
+            "AllTogether" => true,
+            "SuccessFirst" => false,
+            other => {
+                return Err(ApiError::invalid_parameter(
+                    "BatchOptimization",
+                    format!("{other:?} is not AllTogether or SuccessFirst"),
+                ))
+            }
+        };
+        validate::dry_run(&p)?;
+        let me = self.clone();
+        let out = blocking(move || {
+            me.store.write(|tx| {
+                let mut responses = Vec::new();
+                for id in &ids {
+                    let result = me.instance(tx, ctx.caller.account_id, Some(&region), id).and_then(|inst| match action {
+                        LifecycleAction::Start => me.transition(tx, &inst, Lifecycle::Start),
+                        LifecycleAction::Stop => me.transition(tx, &inst, Lifecycle::Stop { force }),
+                        LifecycleAction::Reboot => me.transition(tx, &inst, Lifecycle::Reboot),
+                        LifecycleAction::Delete => me.delete_one(tx, &inst, force).map(|_| (inst.status.clone(), "Deleted".into())),
+                    });
+                    match result {
+                        Ok((prev, cur)) => responses.push(json!({"InstanceId": id, "Code": "200", "Message": "success", "PreviousStatus": prev, "CurrentStatus": cur})),
+                        Err(e) if all_together => return Err(e),
+                        Err(e) => responses.push(json!({"InstanceId": id, "Code": e.code, "Message": e.message, "PreviousStatus": "", "CurrentStatus": ""})),
+                    }
+                }
+                Ok(match action {
+                    LifecycleAction::Delete => json!({}),
+                    _ => json!({"InstanceResponses": {"InstanceResponse": responses}}),
+                })
+            })
+        })
+        .await?;
+        self.wake.notify_one();
+        Ok(out)
+    }
+
+    // --- describe ---------------------------------------------------------------------------
+
+    fn instance_json(&self, tx: &Transaction<'_>, i: &Instance) -> Result<Value, ApiError> {
+        let enis = db::enis_of_instance(tx, &i.id)?;
+        let eni = enis.first().ok_or_else(ApiError::internal)?;
+        let groups = db::groups_of_eni(tx, &eni.id)?;
+        let tags = network::tags_of(tx, &[i.id.as_str()])?.remove(&i.id).unwrap_or_default();
+        let eip =
+            network::list_eips(tx, &Filter::owned(i.account_id, &i.region_id).eq("instance_id", Some(&i.id)), 0, 1)?
+                .0
+                .pop();
+        let itype = instance_types::find(&i.instance_type);
+        let image = images::find(&i.image_id);
+        let public: Vec<&str> = if i.public_ip.is_empty() { vec![] } else { vec![i.public_ip.as_str()] };
+        let eip_json = match &eip {
+            Some(e) => {
+                json!({"AllocationId": e.id, "IpAddress": e.ip_address, "Bandwidth": e.bandwidth, "InternetChargeType": e.internet_charge_type, "IsSupportUnassociate": true})
+            }
+            None => {
+                json!({"AllocationId": "", "IpAddress": "", "Bandwidth": 0, "InternetChargeType": "", "IsSupportUnassociate": false})
+            }
+        };
+        Ok(json!({
+            "InstanceId": i.id,
+            "InstanceName": i.name,
+            "Description": i.description,
+            "HostName": i.host_name,
+            "ImageId": i.image_id,
+            "InstanceType": i.instance_type,
+            "InstanceTypeFamily": itype.map(|t| t.family).unwrap_or(""),
+            "Cpu": i.cpu,
+            "Memory": i.memory_mib,
+            "OSName": image.map(|m| m.os_name).unwrap_or(""),
+            "OSNameEn": image.map(|m| m.os_name_en).unwrap_or(""),
+            "OSType": "linux",
+            "RegionId": i.region_id,
+            "ZoneId": i.zone_id,
+            "Status": i.status,
+            "CreationTime": i.created_at,
+            "StartTime": i.started_at,
+            "ExpiredTime": "2099-12-31T15:59Z",
+            "AutoReleaseTime": "",
+            "InstanceChargeType": "PostPaid",
+            "InternetChargeType": i.internet_charge_type,
+            "InternetMaxBandwidthOut": i.internet_bandwidth_out,
+            "InternetMaxBandwidthIn": 100,
+            "InstanceNetworkType": "vpc",
+            "IoOptimized": true,
+            "KeyPairName": i.key_pair_name,
+            "DeletionProtection": i.deletion_protection,
+            "SerialNumber": i.serial_number,
+            "StoppedMode": if i.status == "Stopped" { "KeepCharging" } else { "Not-applicable" },
+            "DeviceAvailable": true,
+            "GPUAmount": 0,
+            "GPUSpec": "",
+            "Recyclable": false,
+            "ResourceGroupId": "",
+            "SpotStrategy": "NoSpot",
+            "SpotPriceLimit": 0.0,
+            "SpotDuration": 0,
+            "CreditSpecification": "",
+            "LocalStorageAmount": 0,
+            "LocalStorageCapacity": 0,
+            "DeploymentSetId": "",
+            "VlanId": "",
+            "ClusterId": "",
+            "HpcClusterId": "",
+            "SaleCycle": "",
+            "ISP": "",
+            "VpcAttributes": {"VpcId": i.vpc_id, "VSwitchId": i.vswitch_id, "NatIpAddress": "", "PrivateIpAddress": {"IpAddress": [eni.primary_ip]}},
+            "InnerIpAddress": {"IpAddress": []},
+            "PublicIpAddress": {"IpAddress": public},
+            "RdmaIpAddress": {"IpAddress": []},
+            "EipAddress": eip_json,
+            "SecurityGroupIds": {"SecurityGroupId": groups},
+            "NetworkInterfaces": {"NetworkInterface": enis.iter().enumerate().map(|(n, e)| json!({
+                "NetworkInterfaceId": e.id,
+                "MacAddress": e.mac,
+                "PrimaryIpAddress": e.primary_ip,
+                "Type": if n == 0 { "Primary" } else { "Secondary" },
+                "PrivateIpSets": {"PrivateIpSet": [{"PrivateIpAddress": e.primary_ip, "Primary": true, "PrivateDnsName": ""}]},
+                "Ipv6Sets": {"Ipv6Set": []},
+            })).collect::<Vec<_>>()},
+            "OperationLocks": {"LockReason": []},
+            "Tags": {"Tag": tags.iter().map(|(k, v)| json!({"TagKey": k, "TagValue": v})).collect::<Vec<_>>()},
+            "MetadataOptions": {"HttpEndpoint": "enabled", "HttpTokens": "optional", "HttpPutResponseHopLimit": 1},
+            "CpuOptions": {"CoreCount": i.cpu, "ThreadsPerCore": 1, "Numa": ""},
+            "HibernationOptions": {"Configured": false},
+            "ImageOptions": {"LoginAsNonRoot": false},
+        }))
+    }
+
+    pub async fn describe_instances(self: Arc<Self>, ctx: Ctx, p: Params) -> Result<Value, ApiError> {
+        let region = require_region(&self.catalog, &p)?.clone();
+        let by_token = p.opt_str("NextToken").is_some() || p.opt_str("MaxResults").is_some();
+        let page = Page::from_params(&p, 10, 100)?;
+        let tpage = TokenPage::from_params(&p, 10, 100)?;
+        let ids = validate::id_list(&p, "InstanceIds", 100)?;
+        let private = validate::id_list(&p, "PrivateIpAddresses", 100)?;
+        let public = validate::id_list(&p, "PublicIpAddresses", 100)?;
+        let eips = validate::id_list(&p, "EipAddresses", 100)?;
+        let zone_id = zone(&region, &p, false)?.map(|z| z.id.clone());
+        if let Some(s) = p.opt_str("Status") {
+            if !["Pending", "Running", "Starting", "Stopping", "Stopped"].contains(&s) {
+                return Err(ApiError::invalid_parameter("Status", format!("{s:?} is not an instance status")));
+            }
+        }
+        let tags = validate::tag_filter(&p)?;
+        validate::dry_run(&p)?;
+        let me = self.clone();
+        blocking(move || {
+            me.store.read(|tx| {
+                let account = ctx.caller.account_id;
+                let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+                let public: Vec<&str> = public.iter().map(String::as_str).collect();
+                let tag_args: Vec<(&str, Option<&str>)> =
+                    tags.iter().map(|(k, v)| (k.as_str(), v.as_deref())).collect();
+                let mut f = Filter::owned(account, &region.id)
+                    .any_of("id", &ids)
+                    .any_of("public_ip", &public)
+                    .eq("vpc_id", p.opt_str("VpcId"))
+                    .eq("vswitch_id", p.opt_str("VSwitchId"))
+                    .eq("zone_id", zone_id.as_deref())
+                    .eq("name", p.opt_str("InstanceName"))
+                    .eq("status", p.opt_str("Status"))
+                    .eq("instance_type", p.opt_str("InstanceType"))
+                    .eq("image_id", p.opt_str("ImageId"))
+                    .eq("key_pair_name", p.opt_str("KeyPairName"))
+                    .tags(&tag_args);
+                if let Some(fam) = p.opt_str("InstanceTypeFamily") {
+                    let types: Vec<&str> =
+                        instance_types::CATALOG.iter().filter(|t| t.family == fam).map(|t| t.id).collect();
+                    f = f.any_of("instance_type", if types.is_empty() { &["-"] } else { &types });
+                }
+                if !private.is_empty() || p.opt_str("SecurityGroupId").is_some() || !eips.is_empty() {
+                    let sub = db::instance_ids_matching(tx, account, &private, p.opt_str("SecurityGroupId"), &eips)?;
+                    let sub: Vec<&str> = sub.iter().map(String::as_str).collect();
+                    f = f.any_of("id", if sub.is_empty() { &["-"] } else { &sub });
+                }
+                let (offset, limit) =
+                    if by_token { (tpage.offset, u64::from(tpage.max_results)) } else { (page.offset(), page.limit()) };
+                let (rows, total) = db::list_instances(tx, &f, offset, limit)?;
+                let items = rows.iter().map(|i| me.instance_json(tx, i)).collect::<Result<Vec<_>, _>>()?;
+                let mut o = Map::new();
+                if by_token {
+                    o.insert("NextToken".into(), json!(tpage.next_token(items.len(), total).unwrap_or_default()));
+                    o.insert("TotalCount".into(), json!(total));
+                } else {
+                    page_fields(&mut o, page, total);
+                }
+                o.insert("Instances".into(), json!({"Instance": items}));
+                Ok(Value::Object(o))
+            })
+        })
+        .await
+    }
+
+    pub async fn describe_instance_attribute(self: Arc<Self>, ctx: Ctx, p: Params) -> Result<Value, ApiError> {
+        let id = p.required_str("InstanceId")?.to_owned();
+        let me = self.clone();
+        blocking(move || {
+            me.store.read(|tx| {
+                let i = me.instance(tx, ctx.caller.account_id, None, &id)?;
+                let full = me.instance_json(tx, &i)?;
+                let mut o = Map::new();
+                for k in [
+                    "InstanceId",
+                    "InstanceName",
+                    "Description",
+                    "HostName",
+                    "ImageId",
+                    "InstanceType",
+                    "Cpu",
+                    "Memory",
+                    "RegionId",
+                    "ZoneId",
+                    "Status",
+                    "CreationTime",
+                    "ExpiredTime",
+                    "InstanceChargeType",
+                    "InternetChargeType",
+                    "InternetMaxBandwidthOut",
+                    "InternetMaxBandwidthIn",
+                    "InstanceNetworkType",
+                    "IoOptimized",
+                    "SerialNumber",
+                    "StoppedMode",
+                    "VlanId",
+                    "ClusterId",
+                    "CreditSpecification",
+                    "VpcAttributes",
+                    "InnerIpAddress",
+                    "PublicIpAddress",
+                    "EipAddress",
+                    "SecurityGroupIds",
+                    "OperationLocks",
+                ] {
+                    o.insert(k.into(), full[k].clone());
+                }
+                if let Some(Value::Object(eip)) = o.get_mut("EipAddress") {
+                    eip.remove("IsSupportUnassociate");
+                }
+                o.insert("DedicatedHostAttribute".into(), json!({"DedicatedHostId": "", "DedicatedHostName": ""}));
+                o.insert("EnableJumboFrame".into(), json!(false));
+                Ok(Value::Object(o))
+            })
+        })
+        .await
+    }
+
+    pub async fn describe_instance_status(self: Arc<Self>, ctx: Ctx, p: Params) -> Result<Value, ApiError> {
+        let region = require_region(&self.catalog, &p)?.clone();
+        let page = Page::from_params(&p, 10, 50)?;
+        let ids: Vec<String> = p.list("InstanceId", 100)?.into_iter().map(str::to_owned).collect();
+        let zone_id = zone(&region, &p, false)?.map(|z| z.id.clone());
+        let me = self.clone();
+        blocking(move || {
+            me.store.read(|tx| {
+                let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+                let f = Filter::owned(ctx.caller.account_id, &region.id)
+                    .any_of("id", &ids)
+                    .eq("zone_id", zone_id.as_deref());
+                let (rows, total) = db::list_instances(tx, &f, page.offset(), page.limit())?;
+                let items: Vec<Value> = rows.iter().map(|i| json!({"InstanceId": i.id, "Status": i.status})).collect();
+                let mut o = Map::new();
+                o.insert("InstanceStatuses".into(), json!({"InstanceStatus": items}));
+                page_fields(&mut o, page, total);
+                Ok(Value::Object(o))
+            })
+        })
+        .await
+    }
+
+    // --- changes ----------------------------------------------------------------------------
+
+    pub async fn modify_instance_attribute(self: Arc<Self>, ctx: Ctx, p: Params) -> Result<Value, ApiError> {
+        let id = p.required_str("InstanceId")?.to_owned();
+        let name = validate::name(&p, "InstanceName", "InvalidInstanceName.Malformed")?.map(str::to_owned);
+        let description = validate::description(&p, "Description", "InvalidDescription.Malformed")?.map(str::to_owned);
+        let host = host_name(&p)?;
+        check_password(&p)?;
+        let ud = if p.opt_str("UserData").is_some() { Some(user_data(&p)?) } else { None };
+        let protection = p.opt_bool("DeletionProtection")?;
+        let groups: Vec<String> = p.list("SecurityGroupIds", 16)?.into_iter().map(str::to_owned).collect();
+        if groups.len() > MAX_GROUPS_PER_INTERFACE {
+            return Err(ApiError::invalid(
+                "JoinedGroupLimitExceed",
+                "The number of security groups an instance joins exceeds the limit.",
+            ));
+        }
+        let me = self.clone();
+        let out = blocking(move || {
+            me.store.write(|tx| {
+                let account = ctx.caller.account_id;
+                let mut i = me.instance(tx, account, None, &id)?;
+                if ud.is_some() && i.status != "Stopped" {
+                    return Err(incorrect_status(&i.status, "Stopped (UserData changes need a stopped instance)"));
+                }
+                if let Some(n) = name {
+                    i.name = n;
+                }
+                if let Some(d) = description {
+                    i.description = d;
+                }
+                if let Some(h) = host {
+                    i.host_name = h;
+                }
+                if let Some(u) = ud {
+                    i.user_data = u;
+                }
+                if let Some(b) = protection {
+                    i.deletion_protection = b;
+                }
+                if !groups.is_empty() {
+                    let eni = db::enis_of_instance(tx, &i.id)?.into_iter().next().ok_or_else(ApiError::internal)?;
+                    for g in &groups {
+                        let group = me.group(tx, account, &i.region_id, g)?;
+                        if group.vpc_id != i.vpc_id {
+                            return Err(ApiError::invalid(
+                                "InvalidSecurityGroup.VpcMismatch",
+                                "The security group and the instance are in different VPCs.",
+                            ));
+                        }
+                    }
+                    for g in db::groups_of_eni(tx, &eni.id)? {
+                        db::leave_group(tx, &eni.id, &g)?;
+                    }
+                    for g in &groups {
+                        db::join_group(tx, &eni.id, g)?;
+                    }
+                }
+                db::update_instance(tx, &i)?;
+                Ok(json!({}))
+            })
+        })
+        .await?;
+        self.wake.notify_one();
+        Ok(out)
+    }
+
+    pub async fn allocate_public_ip_address(self: Arc<Self>, ctx: Ctx, p: Params) -> Result<Value, ApiError> {
+        let id = p.required_str("InstanceId")?.to_owned();
+        let me = self.clone();
+        blocking(move || {
+            me.store.write(|tx| {
+                let mut i = me.instance(tx, ctx.caller.account_id, None, &id)?;
+                if !i.public_ip.is_empty() {
+                    return Err(ApiError::invalid("AllocatedAlready", "The instance already has a public IP address."));
+                }
+                if db::count_where(tx, "eips", "instance_id", &i.id)? > 0 {
+                    return Err(ApiError::invalid(
+                        "InvalidOperation.HasEip",
+                        "The instance has an EIP; it cannot also get a public IP.",
+                    ));
+                }
+                if i.status != "Running" && i.status != "Stopped" {
+                    return Err(incorrect_status(&i.status, "Running or Stopped"));
+                }
+                i.public_ip = me.public_address(tx)?;
+                if i.internet_bandwidth_out == 0 {
+                    i.internet_bandwidth_out = 5;
+                }
+                db::update_instance(tx, &i)?;
+                Ok(json!({"IpAddress": i.public_ip}))
+            })
+        })
+        .await
+    }
+
+    /// JoinSecurityGroup / LeaveSecurityGroup, by InstanceId or NetworkInterfaceId.
+    pub async fn membership(self: Arc<Self>, ctx: Ctx, p: Params, join: bool) -> Result<Value, ApiError> {
+        let group_id = p.required_str("SecurityGroupId")?.to_owned();
+        let instance_id = p.opt_str("InstanceId").map(str::to_owned);
+        let eni_id = p.opt_str("NetworkInterfaceId").map(str::to_owned);
+        if instance_id.is_none() && eni_id.is_none() {
+            return Err(ApiError::missing_parameter("InstanceId"));
+        }
+        let me = self.clone();
+        let out = blocking(move || {
+            me.store.write(|tx| {
+                let account = ctx.caller.account_id;
+                let eni = match (&instance_id, &eni_id) {
+                    (Some(i), _) => {
+                        let inst = me.instance(tx, account, None, i)?;
+                        if !["Running", "Stopped"].contains(&inst.status.as_str()) {
+                            return Err(incorrect_status(&inst.status, "Running or Stopped"));
+                        }
+                        db::enis_of_instance(tx, &inst.id)?.into_iter().next().ok_or_else(ApiError::internal)?
+                    }
+                    (None, Some(e)) => db::get_eni(tx, account, e)?.ok_or_else(|| {
+                        ApiError::new(404, "InvalidEcsId.NotFound", "The specified network interface does not exist.")
+                    })?,
+                    (None, None) => unreachable!("checked above"),
+                };
+                let group = me.group(tx, account, &eni.region_id, &group_id)?;
+                let current = db::groups_of_eni(tx, &eni.id)?;
+                if join {
+                    if group.vpc_id != eni.vpc_id {
+                        return Err(ApiError::invalid(
+                            "InvalidSecurityGroup.VpcMismatch",
+                            "The security group and the instance are in different VPCs.",
+                        )
+                        .recommend("a VPC instance can join only groups of its own VPC"));
+                    }
+                    if current.contains(&group.id) {
+                        return Err(ApiError::invalid(
+                            "InvalidInstanceId.AlreadyExists",
+                            "The instance is already in the security group.",
+                        ));
+                    }
+                    if current.len() >= MAX_GROUPS_PER_INTERFACE {
+                        return Err(ApiError::invalid(
+                            "JoinedGroupLimitExceed",
+                            "The number of security groups an instance joins exceeds the limit.",
+                        )
+                        .recommend(format!(
+                            "an instance joins at most {MAX_GROUPS_PER_INTERFACE} security groups; leave one first"
+                        )));
+                    }
+                    db::join_group(tx, &eni.id, &group.id)?;
+                } else {
+                    if !current.contains(&group.id) {
+                        return Err(ApiError::invalid(
+                            "InvalidInstanceId.NotInSecurityGroup",
+                            "The instance is not in the security group.",
+                        ));
+                    }
+                    if current.len() == 1 {
+                        return Err(ApiError::invalid(
+                            "InstanceLastSecurityGroup",
+                            "The instance must belong to at least one security group.",
+                        )
+                        .recommend("join it to another group first, then leave this one"));
+                    }
+                    db::leave_group(tx, &eni.id, &group.id)?;
+                }
+                Ok(json!({}))
+            })
+        })
+        .await?;
+        self.wake.notify_one();
+        Ok(out)
+    }
+
+    // --- disks ------------------------------------------------------------------------------
+
+    pub async fn describe_disks(self: Arc<Self>, ctx: Ctx, p: Params) -> Result<Value, ApiError> {
+        let region = require_region(&self.catalog, &p)?.clone();
+        let by_token = p.opt_str("NextToken").is_some() || p.opt_str("MaxResults").is_some();
+        let page = Page::from_params(&p, 10, 100)?;
+        let tpage = TokenPage::from_params(&p, 10, 500)?;
+        let ids = validate::id_list(&p, "DiskIds", 100)?;
+        let kind = match p.opt_str("DiskType").unwrap_or("all") {
+            "all" => None,
+            t @ ("system" | "data") => Some(t.to_owned()),
+            other => {
+                return Err(ApiError::invalid_parameter("DiskType", format!("{other:?} is not all, system or data")))
+            }
+        };
+        let zone_id = zone(&region, &p, false)?.map(|z| z.id.clone());
+        let tags = validate::tag_filter(&p)?;
+        validate::dry_run(&p)?;
+        let me = self.clone();
+        blocking(move || {
+            me.store.read(|tx| {
+                let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+                let tag_args: Vec<(&str, Option<&str>)> = tags.iter().map(|(k, v)| (k.as_str(), v.as_deref())).collect();
+                let f = Filter::owned(ctx.caller.account_id, &region.id)
+                    .any_of("id", &ids)
+                    .eq("instance_id", p.opt_str("InstanceId"))
+                    .eq("disk_type", kind.as_deref())
+                    .eq("category", p.opt_str("Category"))
+                    .eq("status", p.opt_str("Status"))
+                    .eq("zone_id", zone_id.as_deref())
+                    .eq("name", p.opt_str("DiskName"))
+                    .tags(&tag_args);
+                let (offset, limit) = if by_token { (tpage.offset, u64::from(tpage.max_results)) } else { (page.offset(), page.limit()) };
+                let (rows, total) = db::list_disks(tx, &f, offset, limit)?;
+                let mut items = Vec::new();
+                for d in &rows {
+                    let tags = network::tags_of(tx, &[d.id.as_str()])?.remove(&d.id).unwrap_or_default();
+                    let attached = if d.instance_id.is_empty() { vec![] } else { vec![json!({"InstanceId": d.instance_id, "Device": d.device, "AttachedTime": d.created_at})] };
+                    let mut o = json!({
+                        "DiskId": d.id,
+                        "DiskName": d.name,
+                        "Description": d.description,
+                        "Type": d.disk_type,
+                        "Category": d.category,
+                        "Size": d.size_gib,
+                        "ImageId": d.image_id,
+                        "Device": d.device,
+                        "InstanceId": d.instance_id,
+                        "RegionId": d.region_id,
+                        "ZoneId": d.zone_id,
+                        "Status": d.status,
+                        "CreationTime": d.created_at,
+                        "AttachedTime": d.created_at,
+                        "DetachedTime": "",
+                        "ExpiredTime": "",
+                        "DeleteWithInstance": d.delete_with_instance,
+                        "DeleteAutoSnapshot": true,
+                        "EnableAutoSnapshot": true,
+                        "EnableAutomatedSnapshotPolicy": false,
+                        "AutoSnapshotPolicyId": "",
+                        "Encrypted": false,
+                        "KMSKeyId": "",
+                        "Portable": false,
+                        "DiskChargeType": "PostPaid",
+                        "IOPS": 1800 + 50 * d.size_gib,
+                        "PerformanceLevel": if d.category == "cloud_essd" { "PL1" } else { "" },
+                        "SerialNumber": d.id.trim_start_matches("d-"),
+                        "SourceSnapshotId": "",
+                        "ResourceGroupId": "",
+                        "MultiAttach": "Disabled",
+                        "Attachments": {"Attachment": attached},
+                        "OperationLocks": {"OperationLock": []},
+                        "Tags": {"Tag": tags.iter().map(|(k, v)| json!({"TagKey": k, "TagValue": v})).collect::<Vec<_>>()},
+                    });
+                    if d.instance_id.is_empty() {
+                        merge(&mut o, json!({"Status": "Available"}));
+                    }
+                    items.push(o);
+                }
+                let mut o = Map::new();
+                if by_token {
+                    o.insert("NextToken".into(), json!(tpage.next_token(items.len(), total).unwrap_or_default()));
+                    o.insert("TotalCount".into(), json!(total));
+                } else {
+                    page_fields(&mut o, page, total);
+                }
+                o.insert("Disks".into(), json!({"Disk": items}));
+                Ok(Value::Object(o))
+            })
+        })
+        .await
+    }
+}
+
+/// A lifecycle action on one instance.
+#[derive(Debug, Clone, Copy)]
+enum Lifecycle {
+    Start,
+    Stop { force: bool },
+    Reboot,
+}
+
+/// Which lifecycle action an API call asks for.
+#[derive(Debug, Clone, Copy)]
+pub enum LifecycleAction {
+    Start,
+    Stop,
+    Reboot,
+    Delete,
+}
+
+/// A serial number in the real shape (a UUID).
+fn uuid_like() -> String {
+    let b: [u8; 16] = rand::random();
+    format!(
+        "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
+        u32::from_be_bytes([b[0], b[1], b[2], b[3]]),
+        u16::from_be_bytes([b[4], b[5]]),
+        u16::from_be_bytes([b[6], b[7]]) & 0x0fff | 0x4000,
+        u16::from_be_bytes([b[8], b[9]]) & 0x3fff | 0x8000,
+        u64::from_be_bytes([0, 0, b[10], b[11], b[12], b[13], b[14], b[15]])
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(pairs: &[(&str, &str)]) -> Params {
+        Params::from_pairs(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string()))).unwrap()
+    }
+
+    #[test]
+    fn passwords() {
+        assert!(check_password(&p(&[("Password", "Abcdef12")])).is_ok());
+        assert!(check_password(&p(&[("Password", "abcdefgh")])).is_err());
+        assert!(check_password(&p(&[("Password", "Ab1")])).is_err());
+        assert!(check_password(&p(&[("Password", "Ab1 cdefgh")])).is_err());
+    }
+
+    #[test]
+    fn user_data_rules() {
+        assert_eq!(user_data(&p(&[("UserData", "IyEvYmluL3NoCg==")])).unwrap(), "IyEvYmluL3NoCg==");
+        assert_eq!(user_data(&p(&[("UserData", "***")])).unwrap_err().code, "InvalidUserData.Base64FormatInvalid");
+        let big = base64::engine::general_purpose::STANDARD.encode(vec![b'x'; MAX_USER_DATA + 1]);
+        assert_eq!(user_data(&p(&[("UserData", &big)])).unwrap_err().code, "InvalidUserData.SizeExceeded");
+    }
+
+    #[test]
+    fn host_names_and_macs() {
+        assert!(host_name(&p(&[("HostName", "web-1.local")])).is_ok());
+        assert!(host_name(&p(&[("HostName", "-bad")])).is_err());
+        assert!(host_name(&p(&[("HostName", "a_b")])).is_err());
+        assert!(random_mac().starts_with("00:16:3e:"));
+        assert_eq!(uuid_like().len(), 36);
+    }
+}

@@ -1,0 +1,299 @@
+//! SSH key pairs (ECS 2014-05-26): create (feitian generates an RSA key and returns the private
+//! half once, never storing it), import, describe, delete, attach to and detach from instances.
+
+use crate::Ecs;
+use feitian_api::paging::Page;
+use feitian_api::region::require_region;
+use feitian_api::service::{now, page_fields};
+use feitian_api::{blocking, validate, ApiError, Ctx, Params};
+use feitian_meta::ecs::{self as db, KeyPair};
+use feitian_meta::{network, Transaction};
+use md5::{Digest, Md5};
+use serde_json::{json, Map, Value};
+use std::sync::Arc;
+
+/// Key pairs per region per account, the real default.
+pub const MAX_KEY_PAIRS: u64 = 500;
+
+/// The fingerprint the API shows: MD5 of the public key blob, as colon-separated hex (RFC 4716).
+pub fn fingerprint(blob: &[u8]) -> String {
+    Md5::digest(blob).iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+}
+
+/// Parses an OpenSSH public key line (`ssh-rsa AAAA… comment`) into its canonical form without
+/// the comment, and its fingerprint.
+pub fn parse_public_key(body: &str) -> Result<(String, String), ApiError> {
+    let bad = || {
+        ApiError::invalid("InvalidPublicKeyBody.Malformed", "The specified public key is not valid.")
+            .recommend("give one OpenSSH public key line, like the contents of ~/.ssh/id_rsa.pub")
+    };
+    let key = ssh_key::PublicKey::from_openssh(body.trim()).map_err(|_| bad())?;
+    match key.algorithm() {
+        ssh_key::Algorithm::Rsa { .. } | ssh_key::Algorithm::Ed25519 | ssh_key::Algorithm::Ecdsa { .. } => {}
+        _ => return Err(bad()),
+    }
+    let blob = key.to_bytes().map_err(|_| bad())?;
+    let mut canonical = key.clone();
+    canonical.set_comment("");
+    let line = canonical.to_openssh().map_err(|_| bad())?;
+    Ok((line.trim().to_owned(), fingerprint(&blob)))
+}
+
+/// A new RSA-2048 key pair: (PKCS#1 PEM private key, OpenSSH public key line, fingerprint).
+pub fn generate() -> Result<(String, String, String), ApiError> {
+    use rsa::pkcs1::EncodeRsaPrivateKey;
+    let private = rsa::RsaPrivateKey::new(&mut rand::thread_rng(), 2048).map_err(|_| ApiError::internal())?;
+    let pem = private.to_pkcs1_pem(rsa::pkcs8::LineEnding::LF).map_err(|_| ApiError::internal())?.to_string();
+    let public = ssh_key::public::RsaPublicKey::try_from(private.to_public_key()).map_err(|_| ApiError::internal())?;
+    let key = ssh_key::PublicKey::from(ssh_key::public::KeyData::Rsa(public));
+    let blob = key.to_bytes().map_err(|_| ApiError::internal())?;
+    let line = key.to_openssh().map_err(|_| ApiError::internal())?;
+    Ok((pem, line, fingerprint(&blob)))
+}
+
+fn key_pair_name(p: &Params) -> Result<String, ApiError> {
+    let name = p.required_str("KeyPairName")?;
+    let n = name.chars().count();
+    let ok = (2..=128).contains(&n)
+        && name.chars().next().is_some_and(char::is_alphabetic)
+        && name.chars().all(|c| c.is_alphanumeric() || "._-:".contains(c))
+        && !name.starts_with("http://")
+        && !name.starts_with("https://");
+    if !ok {
+        return Err(ApiError::invalid(
+            "InvalidKeyPairName.Malformed",
+            "The specified KeyPairName is not valid: 2 to 128 characters, starting with a letter, then letters, digits, '.', '_', '-' or ':'.",
+        ));
+    }
+    Ok(name.to_owned())
+}
+
+pub fn not_found(name: &str) -> ApiError {
+    ApiError::new(404, "InvalidKeyPair.NotFound", format!("The specified KeyPair {name:?} does not exist."))
+}
+
+/// The resource id under which a key pair's tags are kept.
+fn tag_id(account: u64, region: &str, name: &str) -> String {
+    format!("kp:{account}:{region}:{name}")
+}
+
+impl Ecs {
+    fn save_key_pair(&self, tx: &Transaction<'_>, k: &KeyPair, tags: &[(String, String)]) -> Result<(), ApiError> {
+        if db::get_key_pair(tx, k.account_id, &k.region_id, &k.name)?.is_some() {
+            return Err(ApiError::invalid("KeyPair.AlreadyExist", "The key pair already exist.")
+                .recommend("pick another KeyPairName, or delete the existing pair first"));
+        }
+        let (_, count) = db::list_key_pairs(tx, k.account_id, &k.region_id, None, None, 0, 0)?;
+        if count >= MAX_KEY_PAIRS {
+            return Err(ApiError::invalid("QuotaExceed.KeyPair", "The maximum number of key pairs is reached."));
+        }
+        db::insert_key_pair(tx, k)?;
+        if !tags.is_empty() {
+            // Key pairs are named, not numbered: their tags hang off a derived id.
+            let id = tag_id(k.account_id, &k.region_id, &k.name);
+            network::register_named(tx, &id, k.account_id, "key_pair", &k.region_id, &k.created_at)?;
+            network::set_tags(tx, &id, tags)?;
+        }
+        Ok(())
+    }
+
+    pub async fn create_key_pair(self: Arc<Self>, ctx: Ctx, p: Params) -> Result<Value, ApiError> {
+        let region = require_region(&self.catalog, &p)?.id.clone();
+        let name = key_pair_name(&p)?;
+        let tags = validate::tags(&p)?;
+        let (pem, public, fp) = blocking(generate).await?;
+        let me = self.clone();
+        blocking(move || {
+            me.store.write(|tx| {
+                let k = KeyPair {
+                    account_id: ctx.caller.account_id,
+                    region_id: region,
+                    name: name.clone(),
+                    fingerprint: fp.clone(),
+                    public_key: public,
+                    created_at: now(),
+                };
+                me.save_key_pair(tx, &k, &tags)?;
+                Ok(json!({"KeyPairName": name, "KeyPairId": name, "KeyPairFingerPrint": fp, "PrivateKeyBody": pem}))
+            })
+        })
+        .await
+    }
+
+    pub async fn import_key_pair(self: Arc<Self>, ctx: Ctx, p: Params) -> Result<Value, ApiError> {
+        let region = require_region(&self.catalog, &p)?.id.clone();
+        let name = key_pair_name(&p)?;
+        let (public, fp) = parse_public_key(p.required_str("PublicKeyBody")?)?;
+        let tags = validate::tags(&p)?;
+        let me = self.clone();
+        blocking(move || {
+            me.store.write(|tx| {
+                let k = KeyPair {
+                    account_id: ctx.caller.account_id,
+                    region_id: region,
+                    name: name.clone(),
+                    fingerprint: fp.clone(),
+                    public_key: public,
+                    created_at: now(),
+                };
+                me.save_key_pair(tx, &k, &tags)?;
+                Ok(json!({"KeyPairName": name, "KeyPairFingerPrint": fp}))
+            })
+        })
+        .await
+    }
+
+    pub async fn describe_key_pairs(self: Arc<Self>, ctx: Ctx, p: Params) -> Result<Value, ApiError> {
+        let region = require_region(&self.catalog, &p)?.id.clone();
+        let page = Page::from_params(&p, 10, 50)?;
+        let name = p.opt_str("KeyPairName").map(str::to_owned);
+        let fp = p.opt_str("KeyPairFingerPrint").map(str::to_owned);
+        let with_key = p.opt_bool("IncludePublicKey")?.unwrap_or(false);
+        let tags = validate::tag_filter(&p)?;
+        let me = self.clone();
+        blocking(move || {
+            me.store.read(|tx| {
+                let account = ctx.caller.account_id;
+                let (rows, _) =
+                    db::list_key_pairs(tx, account, &region, name.as_deref(), fp.as_deref(), 0, u64::MAX >> 1)?;
+                let mut items = Vec::new();
+                for k in rows {
+                    let id = tag_id(account, &region, &k.name);
+                    let mine = network::tags_of(tx, &[id.as_str()])?.remove(&id).unwrap_or_default();
+                    let all_match = tags
+                        .iter()
+                        .all(|(tk, tv)| mine.iter().any(|(k, v)| k == tk && tv.as_deref().is_none_or(|tv| tv == v)));
+                    if !all_match {
+                        continue;
+                    }
+                    let tag_list: Vec<Value> = mine.iter().map(|(k, v)| json!({"TagKey": k, "TagValue": v})).collect();
+                    let mut o = json!({
+                        "KeyPairName": k.name,
+                        "KeyPairFingerPrint": k.fingerprint,
+                        "CreationTime": k.created_at,
+                        "ResourceGroupId": "",
+                        "Tags": {"Tag": tag_list},
+                    });
+                    if with_key {
+                        o["PublicKey"] = json!(k.public_key);
+                    }
+                    items.push(o);
+                }
+                let total = items.len() as u64;
+                let shown: Vec<Value> =
+                    items.into_iter().skip(page.offset() as usize).take(page.limit() as usize).collect();
+                let mut o = Map::new();
+                o.insert("KeyPairs".into(), json!({"KeyPair": shown}));
+                page_fields(&mut o, page, total);
+                Ok(Value::Object(o))
+            })
+        })
+        .await
+    }
+
+    pub async fn delete_key_pairs(self: Arc<Self>, ctx: Ctx, p: Params) -> Result<Value, ApiError> {
+        let region = require_region(&self.catalog, &p)?.id.clone();
+        let names = validate::id_list(&p, "KeyPairNames", 100)?;
+        if names.is_empty() {
+            return Err(ApiError::missing_parameter("KeyPairNames"));
+        }
+        let me = self.clone();
+        blocking(move || {
+            me.store.write(|tx| {
+                let account = ctx.caller.account_id;
+                for n in &names {
+                    if db::get_key_pair(tx, account, &region, n)?.is_none() {
+                        return Err(not_found(n));
+                    }
+                }
+                for n in &names {
+                    db::delete_key_pair(tx, account, &region, n)?;
+                    network::forget_resource(tx, &tag_id(account, &region, n))?;
+                    // Instances keep their authorized key (as on the real cloud) but lose the name.
+                    db::forget_key_pair_on_instances(tx, account, &region, n)?;
+                }
+                Ok(json!({}))
+            })
+        })
+        .await
+    }
+
+    /// AttachKeyPair / DetachKeyPair: per-instance results, as the real API gives them.
+    pub async fn attach_key_pair(self: Arc<Self>, ctx: Ctx, p: Params, attach: bool) -> Result<Value, ApiError> {
+        let region = require_region(&self.catalog, &p)?.id.clone();
+        let name = p.required_str("KeyPairName")?.to_owned();
+        let ids = validate::id_list(&p, "InstanceIds", 50)?;
+        if ids.is_empty() {
+            return Err(ApiError::missing_parameter("InstanceIds"));
+        }
+        let me = self.clone();
+        blocking(move || {
+            me.store.write(|tx| {
+                let account = ctx.caller.account_id;
+                if db::get_key_pair(tx, account, &region, &name)?.is_none() {
+                    return Err(not_found(&name));
+                }
+                let mut results = Vec::new();
+                let mut failed = 0;
+                for id in &ids {
+                    let outcome = match db::get_instance(tx, account, id)?.filter(|i| i.region_id == region) {
+                        None => Err(("InvalidInstanceId.NotFound", "The specified instance does not exist.")),
+                        Some(mut inst) => {
+                            if attach {
+                                inst.key_pair_name = name.clone();
+                                db::update_instance(tx, &inst)?;
+                                Ok(())
+                            } else if inst.key_pair_name == name {
+                                inst.key_pair_name.clear();
+                                db::update_instance(tx, &inst)?;
+                                Ok(())
+                            } else {
+                                Err(("InvalidKeyPair.NotAttached", "The key pair is not attached to the instance."))
+                            }
+                        }
+                    };
+                    let (success, code, message) = match outcome {
+                        Ok(()) => ("true", "200", "successful"),
+                        Err((c, m)) => {
+                            failed += 1;
+                            ("false", c, m)
+                        }
+                    };
+                    results.push(json!({"InstanceId": id, "Success": success, "Code": code, "Message": message}));
+                }
+                Ok(json!({
+                    "KeyPairName": name,
+                    "TotalCount": ids.len().to_string(),
+                    "FailCount": failed.to_string(),
+                    "Results": {"Result": results},
+                }))
+            })
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_keys_parse_back_with_the_same_fingerprint() {
+        let (pem, public, fp) = generate().unwrap();
+        assert!(pem.starts_with("-----BEGIN RSA PRIVATE KEY-----"));
+        assert!(public.starts_with("ssh-rsa "));
+        let (line, fp2) = parse_public_key(&format!("{public} me@host")).unwrap();
+        assert_eq!(fp, fp2);
+        assert_eq!(line, public.trim());
+        assert_eq!(fp.split(':').count(), 16);
+    }
+
+    #[test]
+    fn bad_public_keys() {
+        for bad in ["", "ssh-rsa", "ssh-rsa !!!notbase64", "hello world", "ssh-dss AAAAB3NzaC1kc3MAAACBAP"] {
+            assert_eq!(parse_public_key(bad).unwrap_err().code, "InvalidPublicKeyBody.Malformed", "{bad}");
+        }
+        let ed = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl test";
+        assert!(parse_public_key(ed).is_ok());
+    }
+}
