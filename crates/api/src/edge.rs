@@ -194,7 +194,13 @@ async fn rpc(edge: &Edge, req: Request<Body>, host_product: Option<String>, host
     };
     let ctx = Ctx { request_id: request_id.clone(), caller, product: route.product, action: action.to_owned() };
     match route.call(ctx, params).await {
-        Ok(reply) => respond(200, format, &request_id, render::success(format, action, &request_id, reply)),
+        Ok(reply) => match render::success(format, action, &request_id, &reply) {
+            Ok(body) => respond(200, format, &request_id, body),
+            Err(e) => {
+                tracing::error!(error = %e, action, "an answer could not be rendered");
+                fail(ApiError::internal())
+            }
+        },
         Err(e) => fail(e),
     }
 }

@@ -19,8 +19,53 @@ pub struct Ctx {
     pub action: String,
 }
 
-/// A handler's answer, before `RequestId` is added and it is rendered.
-pub type Reply = Map<String, Value>;
+/// A handler's answer, before `RequestId` is added and it is rendered. Typed answers are
+/// serialized once, straight to JSON; the XML form goes through a JSON tree.
+pub struct Reply(Box<dyn ReplyBody>);
+
+trait ReplyBody: Send {
+    fn json(&self, request_id: &str) -> Result<Vec<u8>, serde_json::Error>;
+    fn tree(&self) -> Result<Value, serde_json::Error>;
+}
+
+struct Typed<T>(T);
+
+#[derive(Serialize)]
+struct WithRequestId<'a, T: Serialize> {
+    #[serde(rename = "RequestId")]
+    request_id: &'a str,
+    #[serde(flatten)]
+    body: &'a T,
+}
+
+impl<T: Serialize + Send> ReplyBody for Typed<T> {
+    fn json(&self, request_id: &str) -> Result<Vec<u8>, serde_json::Error> {
+        serde_json::to_vec(&WithRequestId { request_id, body: &self.0 })
+    }
+
+    fn tree(&self) -> Result<Value, serde_json::Error> {
+        serde_json::to_value(&self.0)
+    }
+}
+
+impl Reply {
+    pub fn new<T: Serialize + Send + 'static>(body: T) -> Reply {
+        Reply(Box::new(Typed(body)))
+    }
+
+    /// `{"RequestId": …, <the answer's fields>}`.
+    pub fn to_json(&self, request_id: &str) -> Result<Vec<u8>, serde_json::Error> {
+        self.0.json(request_id)
+    }
+
+    /// The answer as an object, for XML.
+    pub fn to_object(&self) -> Result<Map<String, Value>, serde_json::Error> {
+        match self.0.tree()? {
+            Value::Object(m) => Ok(m),
+            _ => Err(serde::ser::Error::custom("an answer must be an object")),
+        }
+    }
+}
 
 type BoxFuture = Pin<Box<dyn Future<Output = Result<Reply, ApiError>> + Send>>;
 type Handler = Arc<dyn Fn(Ctx, Params) -> BoxFuture + Send + Sync>;
@@ -56,22 +101,14 @@ impl Registry {
     where
         F: Fn(Ctx, Params) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<T, ApiError>> + Send + 'static,
-        T: Serialize + 'static,
+        T: Serialize + Send + 'static,
     {
         let api = self.by_version.entry(version).or_insert_with(|| Api { product, actions: HashMap::new() });
         assert_eq!(api.product, product, "API version {version} registered by two products");
         let handler = Arc::new(handler);
         let boxed: Handler = Arc::new(move |ctx, params| {
             let fut = handler(ctx, params);
-            Box::pin(async move {
-                match serde_json::to_value(fut.await?) {
-                    Ok(Value::Object(m)) => Ok(m),
-                    other => {
-                        tracing::error!(?other, "a handler's answer is not a JSON object");
-                        Err(ApiError::internal())
-                    }
-                }
-            })
+            Box::pin(async move { Ok(Reply::new(fut.await?)) })
         });
         let previous = api.actions.insert(action, boxed);
         assert!(previous.is_none(), "{action} registered twice for {version}");
@@ -136,9 +173,9 @@ mod tests {
         r.add("ecs", "2014-05-26", "Ping", |_ctx, _p| async { Ok(Pong { value: 7 }) });
         r.add("vpc", "2016-04-28", "Ping", |_ctx, _p| async { Ok(Pong { value: 8 }) });
         let out = r.route(None, "2014-05-26", "Ping").unwrap().call(ctx(), Params::default()).await.unwrap();
-        assert_eq!(out["Value"], 7);
+        assert_eq!(out.to_json("R").unwrap(), br#"{"RequestId":"R","Value":7}"#);
         let out = r.route(Some("vpc"), "2016-04-28", "Ping").unwrap().call(ctx(), Params::default()).await.unwrap();
-        assert_eq!(out["Value"], 8);
+        assert_eq!(out.to_object().unwrap()["Value"], 8);
         assert_eq!(r.route(None, "2099-01-01", "Ping").err().unwrap().code, "InvalidVersion");
         assert_eq!(r.route(None, "2014-05-26", "Pong").err().unwrap().code, "InvalidAction.NotFound");
         assert_eq!(r.route(Some("vpc"), "2014-05-26", "Ping").err().unwrap().code, "InvalidVersion");

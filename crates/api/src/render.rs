@@ -37,17 +37,21 @@ impl Format {
 }
 
 /// A successful answer: `RequestId` first, then the handler's fields.
-pub fn success(format: Format, action: &str, request_id: &str, body: Map<String, Value>) -> Vec<u8> {
-    let mut doc = Map::with_capacity(body.len() + 1);
-    doc.insert("RequestId".into(), Value::String(request_id.into()));
-    for (k, v) in body {
-        if k != "RequestId" {
-            doc.insert(k, v);
-        }
-    }
+pub fn success(
+    format: Format,
+    action: &str,
+    request_id: &str,
+    body: &crate::Reply,
+) -> Result<Vec<u8>, serde_json::Error> {
     match format {
-        Format::Json => serde_json::to_vec(&doc).unwrap_or_default(),
-        Format::Xml => xml_document(&format!("{action}Response"), &doc),
+        Format::Json => body.to_json(request_id),
+        Format::Xml => {
+            let fields = body.to_object()?;
+            let mut doc = Map::with_capacity(fields.len() + 1);
+            doc.insert("RequestId".into(), Value::String(request_id.into()));
+            doc.extend(fields.into_iter().filter(|(k, _)| k != "RequestId"));
+            Ok(xml_document(&format!("{action}Response"), &doc))
+        }
     }
 }
 
@@ -144,7 +148,7 @@ mod tests {
     #[test]
     fn json_puts_request_id_first() {
         let body = json!({"Regions": {"Region": [{"RegionId": "cn-hangzhou"}]}});
-        let out = success(Format::Json, "DescribeRegions", "RID", body.as_object().unwrap().clone());
+        let out = success(Format::Json, "DescribeRegions", "RID", &crate::Reply::new(body)).unwrap();
         assert_eq!(
             String::from_utf8(out).unwrap(),
             r#"{"RequestId":"RID","Regions":{"Region":[{"RegionId":"cn-hangzhou"}]}}"#
@@ -155,7 +159,7 @@ mod tests {
     fn xml_repeats_list_elements_and_escapes() {
         let body =
             json!({"Regions": {"Region": [{"RegionId": "a<b", "N": 1}, {"RegionId": "c", "Ok": true}]}, "Gone": null});
-        let out = success(Format::Xml, "DescribeRegions", "RID", body.as_object().unwrap().clone());
+        let out = success(Format::Xml, "DescribeRegions", "RID", &crate::Reply::new(body)).unwrap();
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "<?xml version=\"1.0\" encoding=\"UTF-8\"?><DescribeRegionsResponse><RequestId>RID</RequestId><Regions><Region><RegionId>a&lt;b</RegionId><N>1</N></Region><Region><RegionId>c</RegionId><Ok>true</Ok></Region></Regions></DescribeRegionsResponse>"

@@ -24,6 +24,10 @@ enum Kind {
     FeitianDescribeRegions,
     /// moto_server: EC2 DescribeRegions, AWS SigV4, POST form.
     MotoDescribeRegions,
+    /// feitian: ECS DescribeInstances, PageSize=100, V1 signature, GET.
+    FeitianDescribeInstances,
+    /// moto_server: EC2 DescribeInstances, MaxResults=100, AWS SigV4, POST form.
+    MotoDescribeInstances,
 }
 
 #[derive(Parser)]
@@ -48,12 +52,14 @@ type Body = Full<Bytes>;
 
 fn build(kind: Kind, a: &Args) -> anyhow::Result<hyper::Request<Body>> {
     match kind {
-        Kind::FeitianDescribeRegions => {
+        Kind::FeitianDescribeRegions | Kind::FeitianDescribeInstances => {
+            let action =
+                if matches!(kind, Kind::FeitianDescribeRegions) { "DescribeRegions" } else { "DescribeInstances" };
             let now = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
             let nonce = uuid::Uuid::new_v4().to_string();
             let mut params = vec![
                 ("AccessKeyId", a.access_key_id.as_str()),
-                ("Action", "DescribeRegions"),
+                ("Action", action),
                 ("Format", "JSON"),
                 ("RegionId", "cn-hangzhou"),
                 ("SignatureMethod", "HMAC-SHA1"),
@@ -62,6 +68,9 @@ fn build(kind: Kind, a: &Args) -> anyhow::Result<hyper::Request<Body>> {
                 ("Timestamp", now.as_str()),
                 ("Version", "2014-05-26"),
             ];
+            if action == "DescribeInstances" {
+                params.push(("PageSize", "100"));
+            }
             let sts = sig::v1_string_to_sign("GET", params.iter().copied());
             let signature = sig::v1_sign(&a.access_key_secret, &sts);
             params.push(("Signature", &signature));
@@ -72,11 +81,15 @@ fn build(kind: Kind, a: &Args) -> anyhow::Result<hyper::Request<Body>> {
                 .join("&");
             Ok(hyper::Request::get(format!("http://{}/?{query}", a.target)).body(Body::new(Bytes::new()))?)
         }
-        Kind::MotoDescribeRegions => {
+        Kind::MotoDescribeRegions | Kind::MotoDescribeInstances => {
             let t = chrono::Utc::now();
             let amz_date = t.format("%Y%m%dT%H%M%SZ").to_string();
             let date = t.format("%Y%m%d").to_string();
-            let body = "Action=DescribeRegions&Version=2016-11-15";
+            let body = if matches!(kind, Kind::MotoDescribeRegions) {
+                "Action=DescribeRegions&Version=2016-11-15"
+            } else {
+                "Action=DescribeInstances&Version=2016-11-15&MaxResults=100"
+            };
             let ct = "application/x-www-form-urlencoded; charset=utf-8";
             let canonical = format!(
                 "POST\n/\n\ncontent-type:{ct}\nhost:{}\nx-amz-date:{amz_date}\n\ncontent-type;host;x-amz-date\n{}",

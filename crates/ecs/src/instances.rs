@@ -8,6 +8,7 @@
 //! network interface, private address, disk record and group memberships in the same
 //! transaction, so a crash never leaves half an instance.
 
+use crate::instance_view::{InstanceView, InstancesPage, PageFields};
 use crate::security_groups::MAX_GROUPS_PER_INTERFACE;
 use crate::{images, instance_types, security_groups, Ecs};
 use base64::Engine;
@@ -598,96 +599,12 @@ impl Ecs {
     // --- describe ---------------------------------------------------------------------------
 
     fn instance_json(&self, tx: &Transaction<'_>, i: &Instance) -> Result<Value, ApiError> {
-        let enis = db::enis_of_instance(tx, &i.id)?;
-        let eni = enis.first().ok_or_else(ApiError::internal)?;
-        let groups = db::groups_of_eni(tx, &eni.id)?;
-        let tags = network::tags_of(tx, &[i.id.as_str()])?.remove(&i.id).unwrap_or_default();
-        let eip =
-            network::list_eips(tx, &Filter::owned(i.account_id, &i.region_id).eq("instance_id", Some(&i.id)), 0, 1)?
-                .0
-                .pop();
-        let itype = instance_types::find(&i.instance_type);
-        let image = images::find(&i.image_id);
-        let public: Vec<&str> = if i.public_ip.is_empty() { vec![] } else { vec![i.public_ip.as_str()] };
-        let eip_json = match &eip {
-            Some(e) => {
-                json!({"AllocationId": e.id, "IpAddress": e.ip_address, "Bandwidth": e.bandwidth, "InternetChargeType": e.internet_charge_type, "IsSupportUnassociate": true})
-            }
-            None => {
-                json!({"AllocationId": "", "IpAddress": "", "Bandwidth": 0, "InternetChargeType": "", "IsSupportUnassociate": false})
-            }
-        };
-        Ok(json!({
-            "InstanceId": i.id,
-            "InstanceName": i.name,
-            "Description": i.description,
-            "HostName": i.host_name,
-            "ImageId": i.image_id,
-            "InstanceType": i.instance_type,
-            "InstanceTypeFamily": itype.map(|t| t.family).unwrap_or(""),
-            "Cpu": i.cpu,
-            "Memory": i.memory_mib,
-            "OSName": image.map(|m| m.os_name).unwrap_or(""),
-            "OSNameEn": image.map(|m| m.os_name_en).unwrap_or(""),
-            "OSType": "linux",
-            "RegionId": i.region_id,
-            "ZoneId": i.zone_id,
-            "Status": i.status,
-            "CreationTime": i.created_at,
-            "StartTime": i.started_at,
-            "ExpiredTime": "2099-12-31T15:59Z",
-            "AutoReleaseTime": "",
-            "InstanceChargeType": "PostPaid",
-            "InternetChargeType": i.internet_charge_type,
-            "InternetMaxBandwidthOut": i.internet_bandwidth_out,
-            "InternetMaxBandwidthIn": 100,
-            "InstanceNetworkType": "vpc",
-            "IoOptimized": true,
-            "KeyPairName": i.key_pair_name,
-            "DeletionProtection": i.deletion_protection,
-            "SerialNumber": i.serial_number,
-            "StoppedMode": if i.status == "Stopped" { "KeepCharging" } else { "Not-applicable" },
-            "DeviceAvailable": true,
-            "GPUAmount": 0,
-            "GPUSpec": "",
-            "Recyclable": false,
-            "ResourceGroupId": "",
-            "SpotStrategy": "NoSpot",
-            "SpotPriceLimit": 0.0,
-            "SpotDuration": 0,
-            "CreditSpecification": "",
-            "LocalStorageAmount": 0,
-            "LocalStorageCapacity": 0,
-            "DeploymentSetId": "",
-            "VlanId": "",
-            "ClusterId": "",
-            "HpcClusterId": "",
-            "SaleCycle": "",
-            "ISP": "",
-            "VpcAttributes": {"VpcId": i.vpc_id, "VSwitchId": i.vswitch_id, "NatIpAddress": "", "PrivateIpAddress": {"IpAddress": [eni.primary_ip]}},
-            "InnerIpAddress": {"IpAddress": []},
-            "PublicIpAddress": {"IpAddress": public},
-            "RdmaIpAddress": {"IpAddress": []},
-            "EipAddress": eip_json,
-            "SecurityGroupIds": {"SecurityGroupId": groups},
-            "NetworkInterfaces": {"NetworkInterface": enis.iter().enumerate().map(|(n, e)| json!({
-                "NetworkInterfaceId": e.id,
-                "MacAddress": e.mac,
-                "PrimaryIpAddress": e.primary_ip,
-                "Type": if n == 0 { "Primary" } else { "Secondary" },
-                "PrivateIpSets": {"PrivateIpSet": [{"PrivateIpAddress": e.primary_ip, "Primary": true, "PrivateDnsName": ""}]},
-                "Ipv6Sets": {"Ipv6Set": []},
-            })).collect::<Vec<_>>()},
-            "OperationLocks": {"LockReason": []},
-            "Tags": {"Tag": tags.iter().map(|(k, v)| json!({"TagKey": k, "TagValue": v})).collect::<Vec<_>>()},
-            "MetadataOptions": {"HttpEndpoint": "enabled", "HttpTokens": "optional", "HttpPutResponseHopLimit": 1},
-            "CpuOptions": {"CoreCount": i.cpu, "ThreadsPerCore": 1, "Numa": ""},
-            "HibernationOptions": {"Configured": false},
-            "ImageOptions": {"LoginAsNonRoot": false},
-        }))
+        let extras = db::instance_extras(tx, &[i.id.as_str()])?;
+        let view = InstanceView::new(i, &extras).ok_or_else(ApiError::internal)?;
+        serde_json::to_value(view).map_err(|_| ApiError::internal())
     }
 
-    pub async fn describe_instances(self: Arc<Self>, ctx: Ctx, p: Params) -> Result<Value, ApiError> {
+    pub async fn describe_instances(self: Arc<Self>, ctx: Ctx, p: Params) -> Result<InstancesPage, ApiError> {
         let region = require_region(&self.catalog, &p)?.clone();
         let by_token = p.opt_str("NextToken").is_some() || p.opt_str("MaxResults").is_some();
         let page = Page::from_params(&p, 10, 100)?;
@@ -737,16 +654,14 @@ impl Ecs {
                 let (offset, limit) =
                     if by_token { (tpage.offset, u64::from(tpage.max_results)) } else { (page.offset(), page.limit()) };
                 let (rows, total) = db::list_instances(tx, &f, offset, limit)?;
-                let items = rows.iter().map(|i| me.instance_json(tx, i)).collect::<Result<Vec<_>, _>>()?;
-                let mut o = Map::new();
-                if by_token {
-                    o.insert("NextToken".into(), json!(tpage.next_token(items.len(), total).unwrap_or_default()));
-                    o.insert("TotalCount".into(), json!(total));
+                let ids: Vec<&str> = rows.iter().map(|i| i.id.as_str()).collect();
+                let extras = db::instance_extras(tx, &ids)?;
+                let paging = if by_token {
+                    PageFields::Token { next: tpage.next_token(rows.len(), total).unwrap_or_default(), total }
                 } else {
-                    page_fields(&mut o, page, total);
-                }
-                o.insert("Instances".into(), json!({"Instance": items}));
-                Ok(Value::Object(o))
+                    PageFields::Numbered { number: page.number, size: page.size, total }
+                };
+                Ok(InstancesPage { rows, extras, paging })
             })
         })
         .await

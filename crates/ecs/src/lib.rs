@@ -7,6 +7,7 @@
 
 pub mod images;
 pub mod instance_types;
+pub mod instance_view;
 pub mod instances;
 pub mod key_pairs;
 pub mod regions;

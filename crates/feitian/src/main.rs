@@ -7,6 +7,11 @@ mod keys;
 mod up;
 
 use clap::{Parser, Subcommand};
+
+/// Answers are built from many small allocations (maps, strings); mimalloc handles that
+/// pattern several times faster than the system allocator under concurrency.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::path::PathBuf;
 
 #[derive(Parser)]

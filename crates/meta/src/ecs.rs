@@ -257,7 +257,7 @@ fn all<T>(
     args: impl rusqlite::Params,
     map: impl FnMut(&Row<'_>) -> rusqlite::Result<T>,
 ) -> Result<Vec<T>, MetaError> {
-    let mut st = tx.prepare(sql)?;
+    let mut st = tx.prepare_cached(sql)?;
     let rows = st.query_map(args, map)?.collect::<Result<Vec<_>, _>>()?;
     Ok(rows)
 }
@@ -714,6 +714,59 @@ pub fn instance_ids_matching(
         keep(all(tx, &sql, params_from_iter(args), |r| r.get(0))?);
     }
     Ok(ids.map(|s| s.into_iter().filter(|i| !i.is_empty()).collect()).unwrap_or_default())
+}
+
+/// What a page of instances needs besides their rows, fetched in a few queries for the whole
+/// page: interfaces, group memberships (in join order), tags, EIPs.
+#[derive(Debug, Default)]
+pub struct InstanceExtras {
+    pub enis: std::collections::HashMap<String, Vec<NetworkInterface>>,
+    pub groups: std::collections::HashMap<String, Vec<String>>,
+    pub tags: std::collections::BTreeMap<String, crate::network::Tags>,
+    pub eips: std::collections::HashMap<String, crate::network::Eip>,
+}
+
+fn in_list(n: usize) -> String {
+    vec!["?"; n].join(", ")
+}
+
+pub fn instance_extras(tx: &Transaction<'_>, ids: &[&str]) -> Result<InstanceExtras, MetaError> {
+    let mut x = InstanceExtras::default();
+    if ids.is_empty() {
+        return Ok(x);
+    }
+    let enis = all(
+        tx,
+        &format!(
+            "SELECT {ENI_COLS} FROM network_interfaces WHERE instance_id IN ({}) ORDER BY created_at, id",
+            in_list(ids.len())
+        ),
+        params_from_iter(ids.iter()),
+        eni_row,
+    )?;
+    let eni_ids: Vec<String> = enis.iter().map(|e| e.id.clone()).collect();
+    for e in enis {
+        x.enis.entry(e.instance_id.clone()).or_default().push(e);
+    }
+    if !eni_ids.is_empty() {
+        let rows: Vec<(String, String)> = all(
+            tx,
+            &format!(
+                "SELECT eni_id, security_group_id FROM eni_security_groups WHERE eni_id IN ({}) ORDER BY eni_id, position",
+                in_list(eni_ids.len())
+            ),
+            params_from_iter(eni_ids.iter()),
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        for (eni, g) in rows {
+            x.groups.entry(eni).or_default().push(g);
+        }
+    }
+    x.tags = crate::network::tags_of(tx, ids)?;
+    for e in crate::network::eips_of_instances(tx, ids)? {
+        x.eips.insert(e.instance_id.clone(), e);
+    }
+    Ok(x)
 }
 
 pub fn enis_of_instance(tx: &Transaction<'_>, instance_id: &str) -> Result<Vec<NetworkInterface>, MetaError> {

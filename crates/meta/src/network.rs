@@ -189,7 +189,7 @@ pub(crate) fn page<T>(
     args.push((limit.min(i64::MAX as u64) as i64).into());
     args.push((offset.min(i64::MAX as u64) as i64).into());
     let mut st =
-        tx.prepare(&format!("SELECT {cols} FROM {table} WHERE {w} ORDER BY created_at, id LIMIT ? OFFSET ?"))?;
+        tx.prepare_cached(&format!("SELECT {cols} FROM {table} WHERE {w} ORDER BY created_at, id LIMIT ? OFFSET ?"))?;
     let rows = st.query_map(params_from_iter(args), map)?.collect::<Result<Vec<_>, _>>()?;
     Ok((rows, total as u64))
 }
@@ -246,7 +246,7 @@ pub fn delete_vpc(tx: &Transaction<'_>, v: &Vpc) -> Result<(), MetaError> {
         [&v.id],
     )?;
     let tables: Vec<String> = {
-        let mut st = tx.prepare("SELECT id FROM route_tables WHERE vpc_id = ?1")?;
+        let mut st = tx.prepare_cached("SELECT id FROM route_tables WHERE vpc_id = ?1")?;
         let ids = st.query_map([&v.id], |r| r.get(0))?.collect::<Result<Vec<_>, _>>()?;
         ids
     };
@@ -290,7 +290,7 @@ pub fn forget_resource(tx: &Transaction<'_>, id: &str) -> Result<(), MetaError> 
 pub fn activate_pending(tx: &Transaction<'_>) -> Result<Vec<String>, MetaError> {
     let mut ids = Vec::new();
     for table in ["vpcs", "vswitches"] {
-        let mut st = tx.prepare(&format!("SELECT id FROM {table} WHERE status = 'Pending'"))?;
+        let mut st = tx.prepare_cached(&format!("SELECT id FROM {table} WHERE status = 'Pending'"))?;
         let found = st.query_map([], |r| r.get::<_, String>(0))?.collect::<Result<Vec<_>, _>>()?;
         tx.execute(&format!("UPDATE {table} SET status = 'Available' WHERE status = 'Pending'"), [])?;
         ids.extend(found);
@@ -339,7 +339,8 @@ pub fn list_vswitches(
 }
 
 pub fn vswitches_of_vpc(tx: &Transaction<'_>, vpc_id: &str) -> Result<Vec<VSwitch>, MetaError> {
-    let mut st = tx.prepare(&format!("SELECT {VSW_COLS} FROM vswitches WHERE vpc_id = ?1 ORDER BY created_at, id"))?;
+    let mut st =
+        tx.prepare_cached(&format!("SELECT {VSW_COLS} FROM vswitches WHERE vpc_id = ?1 ORDER BY created_at, id"))?;
     let rows = st.query_map([vpc_id], vsw_row)?.collect::<Result<Vec<_>, _>>()?;
     Ok(rows)
 }
@@ -423,7 +424,7 @@ pub fn insert_route_entry(tx: &Transaction<'_>, e: &RouteEntry) -> Result<(), Me
 }
 
 pub fn route_entries(tx: &Transaction<'_>, route_table_id: &str) -> Result<Vec<RouteEntry>, MetaError> {
-    let mut st = tx.prepare(&format!(
+    let mut st = tx.prepare_cached(&format!(
         "SELECT {RTE_COLS} FROM route_entries WHERE route_table_id = ?1 ORDER BY kind DESC, destination"
     ))?;
     let rows = st.query_map([route_table_id], rte_row)?.collect::<Result<Vec<_>, _>>()?;
@@ -481,6 +482,17 @@ pub fn list_eips(tx: &Transaction<'_>, f: &Filter, offset: u64, limit: u64) -> R
     page(tx, "eips", EIP_COLS, f, offset, limit, eip_row)
 }
 
+/// EIPs associated with any of these instances.
+pub fn eips_of_instances(tx: &Transaction<'_>, ids: &[&str]) -> Result<Vec<Eip>, MetaError> {
+    if ids.is_empty() {
+        return Ok(vec![]);
+    }
+    let sql = format!("SELECT {EIP_COLS} FROM eips WHERE instance_id IN ({})", vec!["?"; ids.len()].join(", "));
+    let mut st = tx.prepare_cached(&sql)?;
+    let rows = st.query_map(params_from_iter(ids.iter()), eip_row)?.collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
+}
+
 pub fn update_eip(tx: &Transaction<'_>, e: &Eip) -> Result<(), MetaError> {
     tx.execute(
         "UPDATE eips SET status = ?2, instance_id = ?3, instance_type = ?4, private_ip = ?5, name = ?6, description = ?7, bandwidth = ?8 WHERE id = ?1",
@@ -498,7 +510,7 @@ pub fn delete_eip(tx: &Transaction<'_>, id: &str) -> Result<(), MetaError> {
 /// accounts (they share one pool).
 pub fn public_addresses_in_use(tx: &Transaction<'_>) -> Result<Vec<String>, MetaError> {
     let mut st =
-        tx.prepare("SELECT ip_address FROM eips UNION SELECT public_ip FROM instances WHERE public_ip <> ''")?;
+        tx.prepare_cached("SELECT ip_address FROM eips UNION SELECT public_ip FROM instances WHERE public_ip <> ''")?;
     let rows = st.query_map([], |r| r.get(0))?.collect::<Result<Vec<_>, _>>()?;
     Ok(rows)
 }
@@ -539,7 +551,7 @@ pub fn tags_of(tx: &Transaction<'_>, ids: &[&str]) -> Result<BTreeMap<String, Ta
         "SELECT resource_id, tag_key, tag_value FROM tags WHERE resource_id IN ({}) ORDER BY tag_key",
         vec!["?"; ids.len()].join(", ")
     );
-    let mut st = tx.prepare(&sql)?;
+    let mut st = tx.prepare_cached(&sql)?;
     let rows = st.query_map(params_from_iter(ids.iter()), |r| {
         Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?))
     })?;

@@ -16,7 +16,15 @@ use std::time::Duration;
 #[derive(Clone)]
 pub struct Store {
     conn: Arc<Mutex<Connection>>,
+    /// Read-only connections for `read`: WAL lets them run beside each other and beside the
+    /// writer. Empty for an in-memory store (its data lives in the one connection).
+    readers: Arc<Vec<Mutex<Connection>>>,
 }
+
+/// How many read connections a file-backed store opens.
+const READERS: usize = 4;
+/// Prepared statements kept per connection (Describe* filters make many shapes).
+const STATEMENT_CACHE: usize = 256;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Account {
@@ -56,12 +64,24 @@ fn account_from_row(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<Accoun
     Ok(Account { id: r.get::<_, i64>(at)? as u64, name: r.get(at + 1)?, created_at: r.get(at + 2)? })
 }
 
+static READ_TURN: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 impl Store {
     /// Opens (creating if needed) the database file and brings its schema up to date.
     pub fn open(path: &Path) -> Result<Store, MetaError> {
-        let conn =
-            Connection::open(path).map_err(|source| MetaError::Open { path: path.display().to_string(), source })?;
-        Self::setup(conn)
+        let open =
+            || Connection::open(path).map_err(|source| MetaError::Open { path: path.display().to_string(), source });
+        let mut store = Self::setup(open()?)?;
+        let mut readers = Vec::with_capacity(READERS);
+        for _ in 0..READERS {
+            let c = open()?;
+            c.busy_timeout(Duration::from_secs(10))?;
+            c.pragma_update(None, "query_only", "ON")?;
+            c.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+            readers.push(Mutex::new(c));
+        }
+        store.readers = Arc::new(readers);
+        Ok(store)
     }
 
     /// A private in-memory store, for tests.
@@ -76,8 +96,9 @@ impl Store {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         migrate(&mut conn)?;
-        Ok(Store { conn: Arc::new(Mutex::new(conn)) })
+        Ok(Store { conn: Arc::new(Mutex::new(conn)), readers: Arc::new(Vec::new()) })
     }
 
     /// Runs `f` in one write transaction (taken at once, so writers never deadlock on
@@ -90,9 +111,21 @@ impl Store {
         Ok(out)
     }
 
-    /// Runs `f` against a consistent snapshot.
+    /// Runs `f` against a consistent snapshot of everything committed so far, on a read
+    /// connection (a free one if any is free).
     pub fn read<T, E: From<MetaError>>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T, E>) -> Result<T, E> {
-        let mut conn = self.conn.lock();
+        if self.readers.is_empty() {
+            let mut conn = self.conn.lock();
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred).map_err(MetaError::from)?;
+            return f(&tx);
+        }
+        let mut conn = match self.readers.iter().find_map(|r| r.try_lock()) {
+            Some(c) => c,
+            None => {
+                let n = READ_TURN.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % self.readers.len();
+                self.readers[n].lock()
+            }
+        };
         let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred).map_err(MetaError::from)?;
         f(&tx)
     }
@@ -128,7 +161,7 @@ impl Store {
 
     pub fn accounts(&self) -> Result<Vec<Account>, MetaError> {
         self.read(|tx| {
-            let mut st = tx.prepare("SELECT id, name, created_at FROM accounts ORDER BY created_at, name")?;
+            let mut st = tx.prepare_cached("SELECT id, name, created_at FROM accounts ORDER BY created_at, name")?;
             let rows = st.query_map([], |r| account_from_row(r, 0))?.collect::<Result<Vec<_>, _>>()?;
             Ok(rows)
         })
@@ -390,7 +423,7 @@ impl AccountScope {
                 params![self.account_id as i64, kind, region_id],
                 |r| r.get(0),
             )?;
-            let mut st = tx.prepare(
+            let mut st = tx.prepare_cached(
                 "SELECT id, kind, region_id, created_at FROM resources
                  WHERE account_id = ?1 AND kind = ?2 AND region_id = ?3 ORDER BY id LIMIT ?4 OFFSET ?5",
             )?;
