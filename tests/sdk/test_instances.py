@@ -302,3 +302,24 @@ def test_typed_sdk_run_instances(feitian, net):
     assert (inst.instance_type, inst.cpu, inst.memory) == ("ecs.c6.large", 2, 4096)
     disk = c.describe_disks(m.DescribeDisksRequest(region_id="cn-hangzhou", instance_id=iid)).body.disks.disk[0]
     assert (disk.category, disk.size) == ("cloud_ssd", 40)
+
+
+def test_ecs_api_routes_and_eips(feitian, net):
+    """The ECS API's copies of the route and EIP actions (Packer calls these on ECS)."""
+    ecs = net["ecs"]
+    iid = run(net)[0]
+    wait_status(net, iid, "Running")
+    eip = ecs("AllocateEipAddress", Bandwidth=2)
+    ecs("AssociateEipAddress", AllocationId=eip["AllocationId"], InstanceId=iid)
+    got = ecs("DescribeEipAddresses", AllocationId=eip["AllocationId"])["EipAddresses"]["EipAddress"][0]
+    assert (got["Status"], got["InstanceId"]) == ("InUse", iid)
+    ecs("UnassociateEipAddress", AllocationId=eip["AllocationId"], InstanceId=iid)
+    ecs("ReleaseEipAddress", AllocationId=eip["AllocationId"])
+    vrouter = ecs("DescribeVpcs", VpcId=net["vpc_id"])["Vpcs"]["Vpc"][0]["VRouterId"]
+    table = ecs("DescribeRouteTables", VRouterId=vrouter)["RouteTables"]["RouteTable"][0]["RouteTableId"]
+    ecs("CreateRouteEntry", RouteTableId=table, DestinationCidrBlock="172.31.0.0/16", NextHopId=iid)
+    entries = ecs("DescribeRouteTables", RouteTableId=table)["RouteTables"]["RouteTable"][0]["RouteEntrys"]["RouteEntry"]
+    assert ("172.31.0.0/16", "Custom", iid) in [(e["DestinationCidrBlock"], e["Type"], e["InstanceId"]) for e in entries]
+    ecs("DeleteRouteEntry", RouteTableId=table, DestinationCidrBlock="172.31.0.0/16", NextHopId=iid)
+    entries = ecs("DescribeRouteTables", RouteTableId=table)["RouteTables"]["RouteTable"][0]["RouteEntrys"]["RouteEntry"]
+    assert [e["Type"] for e in entries] == ["System"]
