@@ -17,12 +17,25 @@ strings and POST form bodies, in JSON and XML.
 The bases use real resources of a dedicated account (a VPC with a vSwitch, an EIP, and a
 victim of each delete action), so that a mutation the server wrongly accepts shows up as a
 2xx and as a change in the database snapshot.
+
+The ECS part (API 2014-05-26) works the same way on more resources: security groups with
+rules, key pairs, a Running instance with an EIP and a custom route (i_a), a Running victim
+(i_run) and a Stopped one (i_stopped), and an instance of another account. Each base is one
+of: a read or an idempotent repeat (authorizing a rule the group has, attaching the key pair
+the instance has), a real change probed with DryRun, a real change done once by the probe and
+undone before the snapshot (revoking a rule, detaching a key pair), or a call in the wrong
+state (StartInstance on a Running instance: 403 IncorrectInstanceStatus). Documented leniency
+is not sent as malformed: revoking a rule that does not exist, a CIDR peer beside a group peer
+(the CIDR wins), unknown ids in AttachKeyPair's InstanceIds or ListTagResources'
+ResourceId.N (reported per id, or skipped). The snapshot is taken only once no VPC, vSwitch or
+instance is in a transitional state, since reconcilers write those.
 """
+import base64
 import json
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 import pytest
@@ -35,7 +48,9 @@ PROTOCOL = {"Action", "Version", "Format", "AccessKeyId", "Signature", "Signatur
 INT32_MAX = 2**31 - 1
 KB70 = "y" * (70 * 1024)  # over the server's 64 KiB per-value limit
 ZONE = "cn-hangzhou-h"
-NO_INSTANCE = "i-bp1nonexistent00000000"  # instance-shaped; no instance exists (yet)
+NO_INSTANCE = "i-bp1nonexistent00000000"  # instance-shaped; no such instance exists
+IMAGE = "feitian_linux_x64_1G_alibase_20261122.vhd"
+ITYPE = "ecs.t5-lc1m1.small"
 
 # --- invalid values, by family --------------------------------------------------------------
 
@@ -130,10 +145,30 @@ def duplicate_field(sample):
 
 
 def with_pairs(extra):
-    """Replaces every `name.*` pair (a Tag.N list) with `extra`."""
+    """Replaces every `name.*` pair (a Tag.N list) with `extra` (pairs, or res -> pairs)."""
     def apply(pairs, name, res):
-        return [(k, v) for k, v in pairs if not k.startswith(name + ".")] + list(extra)
+        return [(k, v) for k, v in pairs if not k.startswith(name + ".")] + list(_val(extra, res))
     return apply
+
+
+def add_pairs(extra):
+    """Appends `extra` (pairs, or res -> pairs) to the request, whatever the field."""
+    def apply(pairs, name, res):
+        return pairs + list(_val(extra, res))
+    return apply
+
+
+def renumber(prefix, new):
+    """Moves every `prefix.1.*` pair to `prefix.<new>.*` (a Permissions.N rule to a bad index)."""
+    def apply(pairs, name, res):
+        old = f"{prefix}.1."
+        return [((f"{prefix}.{new}." + k[len(old):]) if k.startswith(old) else k, v) for k, v in pairs]
+    return apply
+
+
+def R(template):
+    """A value from the setup's resources: `R("{sg_a}")`."""
+    return lambda res: template.format(**res)
 
 
 def values(*groups):
@@ -148,15 +183,17 @@ class Field:
     kind: Callable  # Field -> [Mut]
     required: bool = False
     sample: Optional[str] = None  # a valid value, to duplicate when the base lacks the field
+    missing: str = "MissingParameter"  # the Code when a required field is left out or empty
+    common: bool = True  # False: a list prefix (`InstanceId` of InstanceId.N), no value of its own
 
     def mutations(self):
         muts = list(self.kind(self))
-        if self.kind is not tags_create and self.kind is not tags_filter:
+        if self.common and self.kind is not tags_create and self.kind is not tags_filter:
             muts.append(Mut("over 64 KiB", set_to(KB70), "InvalidParameter"))
             muts.append(Mut("duplicated", duplicate_field(self.sample), "InvalidParameter"))
         if self.required:
-            muts.append(Mut("missing", drop, "MissingParameter"))
-            muts.append(Mut("empty", set_to(""), "MissingParameter"))
+            muts.append(Mut("missing", drop, self.missing))
+            muts.append(Mut("empty", set_to(""), self.missing))
         return muts
 
 
@@ -303,6 +340,244 @@ def tags_filter(f):
     return [Mut(label, with_pairs(p)) for label, p in TAG_INDEX]
 
 
+# --- ECS kinds ------------------------------------------------------------------------------
+
+def index_list(most, item):
+    """The indexes of a repeated `Name.N` list (1..`most`); `item` is a valid entry."""
+    def kind(f):
+        n = f.name
+        v = R(item)
+        return [Mut(label, with_pairs(p)) for label, p in [
+            ("index 0", lambda res: [(f"{n}.0", v(res))]),
+            ("index x", lambda res: [(f"{n}.x", v(res))]),
+            ("index -1", lambda res: [(f"{n}.-1", v(res))]),
+            (f"index {most + 1}", lambda res: [(f"{n}.{most + 1}", v(res))]),
+            ("index 2^64", lambda res: [(f"{n}.18446744073709551616", v(res))]),
+            ("index with a space", lambda res: [(f"{n}. 1", v(res))]),
+            ("fullwidth index", lambda res: [(f"{n}.\uff11", v(res))]),
+            (f"{most + 1} entries", lambda res: [(f"{n}.{i}", v(res)) for i in range(1, most + 2)]),
+        ]]
+    return kind
+
+
+def json_ids(pattern, most, item=None, required=False):
+    """A list parameter given as a JSON array (or comma-separated): JSON that does not parse
+    into strings, or more than `most` entries. An unknown id just matches nothing."""
+    def kind(f):
+        it = item or pattern.format(i=0)
+        bad = [("unclosed array", R(f'["{it}"')), ("a lone bracket", "["), ("numbers", "[1,2]"), ("null", "[null]"),
+               ("nested array", R(f'[["{it}"]]')), ("trailing garbage", R(f'["{it}"]]')),
+               ("single quotes", R(f"['{it}']")), ("an object in the array", '[{"a":1}]'),
+               (f"{most + 1} ids in JSON", json.dumps([pattern.format(i=i) for i in range(most + 1)])),
+               (f"{most + 1} ids with commas", ",".join(pattern.format(i=i) for i in range(most + 1)))]
+        if required:
+            bad.append(("an empty array", "[]"))
+        return values(bad)
+    return kind
+
+
+def protocol(f):
+    return values([("sctp", "sctp"), ("a protocol number", "6"), ("leading space", " tcp"), ("trailing space", "tcp "),
+                   ("fullwidth", "\uff54\uff43\uff50"), ("icmpv6", "icmpv6"), ("two protocols", "tcp,udp")],
+                  INJECTION[:4], UNICODE, HUGE[:1])
+
+
+PORTS_MALFORMED = [
+    ("one number", "22"), ("three parts", "22/22/22"), ("letters", "a/b"), ("open end", "1/"), ("open start", "/1"),
+    ("a dash", "22-22"), ("spaces", "22 / 22"), ("fullwidth", "\uff12\uff12/\uff12\uff12"), ("decimal", "22.5/23"),
+    ("plus sign", "+22/22")] + INJECTION[:3] + UNICODE[:3] + HUGE[:1]
+
+
+def tcp_ports(f):
+    return values([("reversed", "200/1"), ("port 0", "0/1"), ("port 65536", "1/65536"), ("-1/-1 for tcp", "-1/-1"),
+                   ("negative", "-22/22"), ("2^32", "4294967296/4294967296")], PORTS_MALFORMED)
+
+
+def any_ports(f):
+    """The PortRange of an `all` rule: only -1/-1."""
+    return values([("real ports for all", "1/65535"), ("one port for all", "22/22"), ("-1/1", "-1/1"),
+                   ("0/0", "0/0"), ("-2/-2", "-2/-2")], PORTS_MALFORMED[:5], INJECTION[:2], UNICODE[:2])
+
+
+def policy(f):
+    return values([("allow", "allow"), ("deny", "deny"), ("reject", "reject"), ("trailing space", "accept "),
+                   ("both", "accept,drop")], INJECTION[:3], UNICODE[:2], HUGE[:1])
+
+
+def priority(f):
+    return integer(1, 100)(f)
+
+
+# A rule's CIDR takes host bits (10.0.0.1/8 is 10.0.0.0/8) and single addresses (a /32):
+# those two are valid there.
+RULE_CIDR_MALFORMED = [c for c in CIDR_MALFORMED if c[0] not in ("host bits set", "no prefix")]
+
+
+def rule_cidr(f):
+    return values(RULE_CIDR_MALFORMED)
+
+
+def rule_cidr_conflict(peer):
+    """The member-side CIDR of a rule: malformed, or the peer's own block (refused)."""
+    def kind(f):
+        return values(RULE_CIDR_MALFORMED, [("the peer's block", peer),
+                                            ("the peer's block with host bits", "10.1.2.3/8")])
+    return kind
+
+
+def rule_description(f):
+    # A rule's description may be 512 characters: only longer ones and URL prefixes are refused.
+    return values([("513 chars", "d" * 513), ("http prefix", "http://evil.example/x"),
+                   ("https prefix", "https://evil.example/x")], HUGE)
+
+
+def wrong_direction_group(f):
+    """DestGroupId on an ingress rule, SourceGroupId on an egress one: any value is refused."""
+    return [Mut(m.label, m.apply, "InvalidSourceOrDestGroupId.DirectionMissmatch") for m in values(
+        [("the group itself", R("{sg_a}")), ("another account's group", R("{sg_b}")), ("bare prefix", "sg-")],
+        INJECTION[:2])]
+
+
+def group_peer(f):
+    return resource_id("sg", "sg_b", "vpc_a")(f)
+
+
+def group_nic(f):
+    """NicType of a group-to-group rule: only intranet."""
+    return values([("internet with a group peer", "internet"), ("unknown value", "Unicorn")], INJECTION[:2])
+
+
+def owner_account(f):
+    return values([("another account's name", R("{account_b}")), ("no such account", "no-such-account-xyz"),
+                   ("10 digits", "1234567890")], INJECTION[:3], UNICODE[:2])
+
+
+def owner_id(f):
+    return values([("letters", "abc"), ("negative", "-1"), ("2^64", str(2**64)), ("decimal", "1.5")], INJECTION[:2])
+
+
+def rule_id(other_direction):
+    def kind(f):
+        return [Mut(m.label, m.apply, "InvalidParam.SecurityGroupRuleId") for m in values(
+            [("bare prefix", "sgr-"), ("no such rule", "sgr-bp1nonexistent000000"),
+             ("a rule of the other direction", R("{%s}" % other_direction)),
+             ("another account's rule", R("{sgr_b}"))], INJECTION[:3], UNICODE[:2])]
+    return kind
+
+
+def key_pair_name(f):
+    return values([("starts with a digit", "1key"), ("starts with a hyphen", "-key"), ("one char", "k"),
+                   ("129 chars", "k" * 129), ("url", "http://key"), ("space", "a key"), ("slash", "a/b"),
+                   ("tab", "a\tb"), ("letter then emoji", "k\U0001F600")], INJECTION, UNICODE, HUGE)
+
+
+def key_pair_ref(f):
+    """A KeyPairName that must name a key pair of the caller."""
+    return values([("no such key pair", "no-such-key"), ("another account's key pair", R("{kp_b}")),
+                   ("a wildcard", "probe-*")], INJECTION[:3], UNICODE[:2], HUGE[:1])
+
+
+def key_pair_names(f):
+    return values([("no such key pair", '["no-such-key"]'), ("one unknown of two", R('["{kp_victim}","no-such-key"]')),
+                   ("another account's key pair", R('["{kp_b}"]')), ("unclosed array", R('["{kp_victim}"')),
+                   ("numbers", "[1]"), ("null", "[null]"), ("nested array", R('[["{kp_victim}"]]')),
+                   ("trailing garbage", R('["{kp_victim}"]]')), ("single quotes", R("['{kp_victim}']")),
+                   ("an empty array", "[]"), ("101 names", json.dumps([f"k{i}" for i in range(101)]))],
+                  INJECTION[:3], UNICODE[:2])
+
+
+ED25519 = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl probe@malformed"
+
+
+def public_key(f):
+    blob = ED25519.split()[1]
+    return values([("type only", "ssh-rsa"), ("not base64", "ssh-rsa !!!notbase64"), ("not a key", "hello world"),
+                   ("a DSA key", "ssh-dss AAAAB3NzaC1kc3MAAACBAP"), ("truncated", "ssh-ed25519 " + blob[:40]),
+                   ("type does not match the blob", "ssh-rsa " + blob),
+                   ("a private key", "-----BEGIN RSA PRIVATE KEY-----\nMIIB\n-----END RSA PRIVATE KEY-----")],
+                  INJECTION[:3], UNICODE[:2], HUGE[:1])
+
+
+def image_id(f):
+    return values([("unknown image", "ubuntu_22_04_x64_20G_alibase_20230907.vhd"), ("trailing space", IMAGE + " "),
+                   ("upper case", IMAGE.upper()), ("without .vhd", IMAGE[:-4])], INJECTION[:3], UNICODE[:2], HUGE[:1])
+
+
+def instance_type(f):
+    return values([("unknown type", "ecs.g99.huge"), ("upper case", ITYPE.upper()), ("a family", "ecs.t5"),
+                   ("trailing space", ITYPE + " ")], INJECTION[:3], UNICODE[:2], HUGE[:1])
+
+
+def instance_zone(f):
+    return zone(f) + values([("not the vSwitch's zone", "cn-hangzhou-i")])
+
+
+def password(f):
+    return values([("7 chars", "Ab1!xyz"), ("31 chars", "Ab1!" + "x" * 27), ("lower case only", "abcdefghij"),
+                   ("two kinds of characters", "abcdefgh12"), ("a space", "Abc 12345!"), ("starts with /", "/Abc12345"),
+                   ("non-ASCII", "Abc12345\u00e9"), ("emoji", "Abc12345\U0001F600"), ("a tab", "Abc\t12345")],
+                  INJECTION[:1], HUGE[:1])
+
+
+def host_name(f):
+    return values([("one char", "a"), ("65 chars", "h" * 65), ("starts with a hyphen", "-abc"),
+                   ("ends with a hyphen", "abc-"), ("underscore", "a_b"), ("two dots", "a..b"), ("leading dot", ".abc"),
+                   ("a space", "a b"), ("non-ASCII", "h\u00e9llo")], INJECTION, UNICODE[:2], HUGE[:1])
+
+
+def user_data(f):
+    return values([("not base64", "***"), ("a bad character", "YWJj!"), ("a space inside", "YW Jj"),
+                   ("non-ASCII", "YWJj\u00e9"),
+                   ("over 32 KiB decoded", base64.b64encode(b"#" * (32 * 1024 + 1)).decode())],
+                  INJECTION[:3], UNICODE[:2])
+
+
+def private_ip(f):
+    return values([("octet 300", "192.168.1.300"), ("three octets", "192.168.1"), ("ipv6", "::1"),
+                   ("a CIDR", "192.168.1.10/32"), ("trailing space", "192.168.1.10 "),
+                   ("the network address", "192.168.1.0"), ("the broadcast address", "192.168.1.255"),
+                   ("the gateway", "192.168.1.253"), ("outside the vSwitch", "192.168.2.10"),
+                   ("outside the VPC", "10.0.0.5"), ("an address in use", R("{i_a_ip}"))],
+                  INJECTION[:3], UNICODE[:1])
+
+
+def float_size(f):
+    return values([("letters", "abc"), ("negative", "-1"), ("NaN", "NaN"), ("infinity", "inf"), ("1e400", "1e400"),
+                   ("comma decimal", "1,5"), ("hex", "0x10"), ("fullwidth", "\uff11"), ("emoji", "1\U0001F600"),
+                   ("injection", "1; DROP TABLE vpcs")])
+
+
+def image_status(f):
+    return values([("unknown status", "Unicorn"), ("one bad of two", "Available,Unicorn"),
+                   ("trailing comma", "Available,"), ("space after the comma", "Available, Creating")],
+                  INJECTION[:3], UNICODE[:2], HUGE[:1])
+
+
+def resource_type(f):
+    return values([("unknown type", "Unicorn"), ("a VPC type", "vpc"), ("plural", "instances"),
+                   ("two types", "instance,disk")], INJECTION[:3], UNICODE[:2], HUGE[:1])
+
+
+def tag_target_type(f):
+    """The ResourceType of TagResources/UntagResources: also a real type the id is not of."""
+    return resource_type(f) + values([("the id is no disk", "disk"), ("the id is no group", "securitygroup")])
+
+
+def next_token_ecs(f):
+    return next_token(f) + values([("2^64-1 offset", "18446744073709551615")])
+
+
+def group_of_instance(f):
+    """A SecurityGroupIds.N entry for an instance of vpc_a: malformed, foreign, or of another VPC."""
+    return resource_id("sg", "sg_b", "vpc_a")(f) + values([("a group of another VPC", R("{sg_other}"))])
+
+
+def six_groups(pname):
+    """More groups than an interface holds (5), each distinct."""
+    groups = [(f"SecurityGroupIds.{i}", f"sg-bp1nonexistent00000{i:02d}") for i in range(1, 7)]
+    return X("six groups", add_pairs(groups), "JoinedGroupLimitExceed", pname)
+
+
 # --- the actions ----------------------------------------------------------------------------
 
 @dataclass
@@ -318,8 +593,9 @@ class Spec:
     action: str
     base: dict
     fields: list
-    probe: Optional[str] = "ok"
+    probe: object = "ok"  # or a callable (rpc, key, res, spec, pairs), see probe_bases
     region: bool = True
+    extra: list = field(default_factory=list)  # [(param, Mut)]: sets that break no single field
 
 
 REGION = Field("RegionId", region, required=True)
@@ -331,14 +607,25 @@ def page_size(most):
     return Field("PageSize", integer(1, most), sample="10")
 
 
-def F(name_, kind, required=False, sample=None):
-    return Field(name_, kind, required, sample)
+def F(name_, kind, required=False, sample=None, missing="MissingParameter"):
+    return Field(name_, kind, required, sample, missing)
 
 
-# To extend: add a Spec per new action (ECS security groups, key pairs, instances, ...) with a
-# base request that is valid against the setup's resources, and its fields with their kinds;
-# add a kind above when a new type of parameter appears. The count assertion and the state
-# check cover every Spec automatically.
+def L(name_, most, item, required=False):
+    """The list prefix of `name_.N` (at most `most` entries, `item` a valid entry)."""
+    return Field(name_, index_list(most, item), required=required, common=False)
+
+
+def X(label, apply, expect, param):
+    """An extra malformed set of a Spec: `apply(pairs, name, res)`."""
+    return (param, Mut(label, apply, expect))
+
+
+# To extend: add a Spec per new action with a base request that is valid against the setup's
+# resources (see make_ecs), and its fields with their kinds; add a kind above when a new type
+# of parameter appears, and an `extra` set for what breaks no single field (two instances of
+# which one is unknown, a list too long for a quota). The count assertions and the state check
+# cover every Spec automatically.
 VPC_ACTIONS = [
     Spec(VPC, "CreateVpc", {"CidrBlock": "10.0.0.0/8", "VpcName": "probe-new", "Description": "would be created"},
          [REGION, F("CidrBlock", vpc_cidr), F("VpcName", name), F("Description", description),
@@ -386,7 +673,7 @@ VPC_ACTIONS = [
           F("DestinationCidrBlock", route_cidr, True), F("NextHopType", enum("Instance", "NetworkInterface")),
           F("NextHopId", resource_id("i", None, "vsw_a"), True), F("RouteEntryName", name),
           F("Description", description), DRY_RUN, F("ClientToken", client_token, sample="tok-1")],
-         # No instance exists yet to route to: the base fails at its last check.
+         # NO_INSTANCE does not exist: the base fails at its last check.
          probe="InvalidNextHopId.NotFound"),
     Spec(VPC, "DeleteRouteEntry", {"RouteTableId": "{vtb_a}", "DestinationCidrBlock": "192.168.1.0/24"},
          [REGION, F("RouteTableId", resource_id("vtb", "vtb_b", "vpc_a"), True),
@@ -466,6 +753,465 @@ ECS_ACTIONS = [
           F("AllocationId", id_list("eip-bp1{i:021d}", 50), sample="{eip_a}"),
           F("EipAddress", id_list("198.18.1.{i}", 50), sample="198.18.0.1")]),
 ]
+
+# --- ECS: security groups, key pairs, instances, tags ----------------------------------------
+
+# The rules the setup authorizes in sg_a: the Authorize bases repeat one of them (authorizing
+# an identical rule changes nothing), the Revoke bases name a victim (the probe revokes it for
+# real and authorizes it again before the snapshot).
+RULES = {
+    "in22": ("AuthorizeSecurityGroup", {"IpProtocol": "tcp", "PortRange": "22/22", "SourceCidrIp": "10.0.0.0/8",
+                                        "Policy": "accept", "Priority": "1", "NicType": "intranet",
+                                        "Description": "probe rule"}),
+    "in80": ("AuthorizeSecurityGroup", {"IpProtocol": "tcp", "PortRange": "80/80", "SourceCidrIp": "10.0.0.0/8",
+                                        "Policy": "accept", "Priority": "1", "NicType": "intranet"}),
+    "in8080": ("AuthorizeSecurityGroup", {"IpProtocol": "tcp", "PortRange": "8080/8080", "SourceCidrIp": "10.0.0.0/8"}),
+    "in_group": ("AuthorizeSecurityGroup", {"IpProtocol": "all", "PortRange": "-1/-1", "SourceGroupId": "{sg_a}",
+                                            "Policy": "accept", "Priority": "1"}),
+    "eg443": ("AuthorizeSecurityGroupEgress", {"IpProtocol": "tcp", "PortRange": "443/443", "DestCidrIp": "10.0.0.0/8",
+                                               "Policy": "accept", "Priority": "1", "NicType": "intranet",
+                                               "Description": "probe rule"}),
+    "eg8443": ("AuthorizeSecurityGroupEgress", {"IpProtocol": "tcp", "PortRange": "8443/8443",
+                                                "DestCidrIp": "10.0.0.0/8", "Policy": "accept", "Priority": "1",
+                                                "NicType": "intranet"}),
+    "eg9443": ("AuthorizeSecurityGroupEgress", {"IpProtocol": "tcp", "PortRange": "9443/9443",
+                                                "DestCidrIp": "10.0.0.0/8"}),
+    "eg_group": ("AuthorizeSecurityGroupEgress", {"IpProtocol": "all", "PortRange": "-1/-1", "DestGroupId": "{sg_a}",
+                                                  "Policy": "accept", "Priority": "1"}),
+}
+
+
+def rule_base(name, prefix=""):
+    return {"SecurityGroupId": "{sg_a}", **{prefix + k: v for k, v in RULES[name][1].items()}}
+
+
+def authorize(rpc, key, res, name, group="sg_a"):
+    action, fields = RULES[name]
+    rpc.ok(key, ECS, action, RegionId="cn-hangzhou", SecurityGroupId=res[group],
+           **{k: v.format(**res) for k, v in fields.items()})
+
+
+def rule_id_of(rpc, key, res, name, group="sg_a"):
+    action, fields = RULES[name]
+    direction = "egress" if action.endswith("Egress") else "ingress"
+    perms = rpc.ok(key, ECS, "DescribeSecurityGroupAttribute", RegionId="cn-hangzhou",
+                   SecurityGroupId=res[group])["Permissions"]["Permission"]
+    ids = [p["SecurityGroupRuleId"] for p in perms
+           if p["Direction"] == direction and p["PortRange"] == fields["PortRange"]
+           and p["IpProtocol"].lower() == fields["IpProtocol"]]
+    assert len(ids) == 1, f"rule {name} of {res[group]}: {ids}"
+    return ids[0]
+
+
+def cycle(restore):
+    """A probe for a base that really changes something: it must succeed, then `restore`
+    (rpc, key, res) puts things back (before the snapshot)."""
+    def probe(rpc, key, res, spec, pairs):
+        r = rpc.call(key, spec.version, spec.action, pairs)
+        assert r.status == 200, f"{spec.action} base: {r.status} {r.text()}"
+        restore(rpc, key, res)
+    return probe
+
+
+def created(cleanup):
+    """A probe for a create base: it must succeed; `cleanup(rpc, key, res, answer, pairs)` removes it."""
+    def probe(rpc, key, res, spec, pairs):
+        r = rpc.call(key, spec.version, spec.action, pairs)
+        assert r.status == 200, f"{spec.action} base: {r.status} {r.text()}"
+        cleanup(rpc, key, res, json.loads(r.body), dict(pairs))
+    return probe
+
+
+def ecs_ok(action, **fixed):
+    """A restore step: one ECS call with resource templates."""
+    def run(rpc, key, res):
+        rpc.ok(key, ECS, action, **{k: v.format(**res) for k, v in fixed.items()})
+    return run
+
+
+def reauthorize(name, id_key=None):
+    def run(rpc, key, res):
+        authorize(rpc, key, res, name)
+        if id_key:
+            res[id_key] = rule_id_of(rpc, key, res, name)
+    return run
+
+
+def drop_key_pair(rpc, key, res, answer, pairs):
+    rpc.ok(key, ECS, "DeleteKeyPairs", RegionId="cn-hangzhou", KeyPairNames=json.dumps([pairs["KeyPairName"]]))
+
+
+def drop_group(rpc, key, res, answer, pairs):
+    rpc.ok(key, ECS, "DeleteSecurityGroup", RegionId="cn-hangzhou", SecurityGroupId=answer["SecurityGroupId"])
+
+
+OPTIONAL_REGION = F("RegionId", region)  # where the real API lets RegionId out
+SG = F("SecurityGroupId", resource_id("sg", "sg_b", "vpc_a"), True)
+INSTANCE = F("InstanceId", resource_id("i", "i_b", "vsw_a"), True)
+INSTANCE_N = F("InstanceId.1", resource_id("i", "i_b", "vsw_a"), True)
+
+
+def rule_fields(direction, prefix="", group_form=False):
+    """The fields of one rule (`prefix` = "Permissions.1." for the list form)."""
+    peer_cidr, local_cidr = ("SourceCidrIp", "DestCidrIp") if direction == "in" else ("DestCidrIp", "SourceCidrIp")
+    peer_group, wrong_group = ("SourceGroupId", "DestGroupId") if direction == "in" else \
+        ("DestGroupId", "SourceGroupId")
+    owner = "SourceGroupOwner" if direction == "in" else "DestGroupOwner"
+    missing_peer = "MissingParameter.Source" if direction == "in" else "MissingParameter.Dest"
+    p = prefix
+    common = [F(p + "IpProtocol", protocol, True), F(p + "Policy", policy, sample="accept"),
+              F(p + "Priority", priority, sample="1"), F(p + wrong_group, wrong_direction_group, sample="{sg_a}")]
+    if group_form:
+        # A CIDR peer would win over the group (documented), so the group fields only count
+        # in a rule without one.
+        return common + [F(p + "PortRange", any_ports, True, missing="InvalidPortRange.Malformed"),
+                         F(p + peer_group, group_peer, True, missing=missing_peer),
+                         F(p + "NicType", group_nic, sample="intranet"),
+                         F(p + owner + "Account", owner_account, sample="x"),
+                         F(p + owner + "Id", owner_id, sample="1")]
+    return common + [F(p + "PortRange", tcp_ports, True, missing="InvalidPortRange.Malformed"),
+                     F(p + "SourcePortRange", tcp_ports, sample="1/65535"),
+                     F(p + "NicType", enum("internet", "intranet"), sample="intranet"),
+                     F(p + peer_cidr, rule_cidr, True, missing=missing_peer),
+                     F(p + local_cidr, rule_cidr_conflict("10.0.0.0/8"), sample="192.168.1.0/24"),
+                     F(p + "Description", rule_description, sample="probe rule")]
+
+
+def permission_extras(direction):
+    peer = "SourceCidrIp" if direction == "in" else "DestCidrIp"
+    group = "SourceGroupId" if direction == "in" else "DestGroupId"
+    missing_group = "InvalidSourceGroupId.NotFound" if direction == "in" else "InvalidDestGroupId.NotFound"
+    rule = lambda n, port, **kw: [(f"Permissions.{n}.IpProtocol", "tcp"), (f"Permissions.{n}.PortRange", port)] + \
+        [(f"Permissions.{n}.{k}", v) for k, v in kw.items()]
+    X = lambda label, apply, expect, param="Permissions": (param, Mut(label, apply, expect))  # noqa: E731
+    return [
+        X("Permissions and top-level fields", add_pairs([("IpProtocol", "tcp"), ("PortRange", "22/22"),
+                                                         (peer, "10.0.0.0/8")]), "InvalidParameter"),
+        X("Permissions.0", renumber("Permissions", "0"), "InvalidParameter"),
+        X("Permissions.x", renumber("Permissions", "x"), "InvalidParameter"),
+        X("Permissions.-1", renumber("Permissions", "-1"), "InvalidParameter"),
+        X("Permissions.101", renumber("Permissions", "101"), "InvalidParameter"),
+        X("Permissions.2^64", renumber("Permissions", str(2**64)), "InvalidParameter"),
+        X("a bad second rule", add_pairs(rule(2, "0/1", **{peer: "10.0.0.0/8"})), "InvalidParam.PortRange"),
+        X("an incomplete second rule", add_pairs([("Permissions.2.IpProtocol", "udp")]), "InvalidPortRange.Malformed"),
+        X("a new rule, then one naming an unknown group",
+          with_pairs(rule(1, "2222/2222", **{peer: "10.0.0.0/8"}) +
+                     rule(2, "22/22", **{group: "sg-bp1nonexistent0000000"})),
+          missing_group),
+        X("101 rules", with_pairs(
+            [p for n in range(1, 102) for p in rule(n, f"{20000 + n}/{20000 + n}", **{peer: "10.0.0.0/8"})]),
+          "InvalidParameter"),
+        X("100 new rules, over the group's 100", with_pairs(
+            [p for n in range(1, 101) for p in rule(n, f"{10000 + n}/{10000 + n}", **{peer: "10.0.0.0/8"})]),
+          "AuthorizationLimitExceed"),
+    ]
+
+
+SG_ACTIONS = [
+    Spec(ECS, "CreateSecurityGroup", {"VpcId": "{vpc_a}", "SecurityGroupName": "probe-new",
+                                      "Description": "would be created"},
+         [REGION, F("VpcId", resource_id("vpc", "vpc_b", "vsw_a"), True), F("SecurityGroupName", name),
+          F("Description", description), F("SecurityGroupType", enum("normal", "enterprise"), sample="normal"),
+          F("ClientToken", client_token, sample="tok-1"), F("Tag", tags_create)],
+         probe=created(drop_group)),
+    Spec(ECS, "DescribeSecurityGroups", {},
+         [REGION, F("SecurityGroupIds", json_ids("sg-bp1{i:021d}", 100), sample='["{sg_a}"]'),
+          F("SecurityGroupType", enum("normal", "enterprise"), sample="normal"),
+          F("NetworkType", enum("vpc", "classic"), sample="vpc"), page_size(50), PAGE_NUMBER,
+          F("MaxResults", integer(1, 100), sample="10"), F("NextToken", next_token, sample="x"), DRY_RUN,
+          F("Tag", tags_filter)]),
+    Spec(ECS, "DescribeSecurityGroupAttribute", {"SecurityGroupId": "{sg_a}"},
+         [REGION, SG, F("Direction", enum("all", "ingress", "egress"), sample="all"),
+          F("NicType", enum("internet", "intranet"), sample="intranet"),
+          F("MaxResults", integer(10, 1000), sample="10"),
+          F("NextToken", next_token, sample="1")]),
+    Spec(ECS, "ModifySecurityGroupAttribute",
+         {"SecurityGroupId": "{sg_a}", "SecurityGroupName": "{sg_a_name}", "Description": "{sg_a_desc}"},
+         [REGION, SG, F("SecurityGroupName", name), F("Description", description)]),
+    Spec(ECS, "ModifySecurityGroupPolicy", {"SecurityGroupId": "{sg_a}", "InnerAccessPolicy": "Accept"},
+         [REGION, SG, F("InnerAccessPolicy", enum("Accept", "Drop"), True)]),
+    Spec(ECS, "DeleteSecurityGroup", {"SecurityGroupId": "{sg_victim}"}, [REGION, SG],
+         extra=[X("a group with members", set_to(R("{sg_a}")), "DependencyViolation", "SecurityGroupId")],
+         probe=None),
+    # Authorize: the bases repeat a rule sg_a already has.
+    Spec(ECS, "AuthorizeSecurityGroup", rule_base("in22"), [REGION, SG] + rule_fields("in"),
+         extra=[X("Permissions.1 too", add_pairs([("Permissions.1.IpProtocol", "tcp"),
+                                                  ("Permissions.1.PortRange", "22/22"),
+                                                  ("Permissions.1.SourceCidrIp", "10.0.0.0/8")]), "InvalidParameter",
+                  "Permissions")]),
+    Spec(ECS, "AuthorizeSecurityGroup", rule_base("in_group"), [SG] + rule_fields("in", group_form=True)),
+    Spec(ECS, "AuthorizeSecurityGroup", rule_base("in22", "Permissions.1."),
+         [REGION, SG] + rule_fields("in", "Permissions.1."), extra=permission_extras("in")),
+    Spec(ECS, "AuthorizeSecurityGroupEgress", rule_base("eg443"), [REGION, SG] + rule_fields("eg")),
+    Spec(ECS, "AuthorizeSecurityGroupEgress", rule_base("eg_group"), [SG] + rule_fields("eg", group_form=True)),
+    Spec(ECS, "AuthorizeSecurityGroupEgress", rule_base("eg443", "Permissions.1."),
+         [SG] + rule_fields("eg", "Permissions.1.")[:6], extra=permission_extras("eg")),
+    # Revoke: the bases name a victim rule; revoking one that does not exist is no error.
+    Spec(ECS, "RevokeSecurityGroup", rule_base("in80"), [REGION, SG] + rule_fields("in"),
+         probe=cycle(reauthorize("in80"))),
+    Spec(ECS, "RevokeSecurityGroup", {"SecurityGroupId": "{sg_a}", "SecurityGroupRuleId.1": "{sgr_in_victim}"},
+         [REGION, SG, F("SecurityGroupRuleId.1", rule_id("sgr_eg"), True),
+          L("SecurityGroupRuleId", 100, "{sgr_in_victim}")],
+         extra=[X("one unknown of two", add_pairs([("SecurityGroupRuleId.2", "sgr-bp1nonexistent000000")]),
+                  "InvalidParam.SecurityGroupRuleId", "SecurityGroupRuleId")],
+         probe=cycle(reauthorize("in8080", "sgr_in_victim"))),
+    Spec(ECS, "RevokeSecurityGroupEgress", rule_base("eg8443"), [REGION, SG] + rule_fields("eg"),
+         probe=cycle(reauthorize("eg8443"))),
+    Spec(ECS, "RevokeSecurityGroupEgress", {"SecurityGroupId": "{sg_a}", "SecurityGroupRuleId.1": "{sgr_eg_victim}"},
+         [REGION, SG, F("SecurityGroupRuleId.1", rule_id("sgr_in"), True),
+          L("SecurityGroupRuleId", 100, "{sgr_eg_victim}")],
+         extra=[X("one unknown of two", add_pairs([("SecurityGroupRuleId.2", "sgr-bp1nonexistent000000")]),
+                  "InvalidParam.SecurityGroupRuleId", "SecurityGroupRuleId")],
+         probe=cycle(reauthorize("eg9443", "sgr_eg_victim"))),
+    Spec(ECS, "DescribeSecurityGroupReferences", {"SecurityGroupId.1": "{sg_a}"},
+         [REGION, F("SecurityGroupId.1", resource_id("sg", "sg_b", "vpc_a"), True),
+          L("SecurityGroupId", 10, "{sg_a}")]),
+]
+
+KEY_PAIR_ACTIONS = [
+    Spec(ECS, "CreateKeyPair", {"KeyPairName": "probe-new-key"},
+         [REGION, F("KeyPairName", key_pair_name, True), F("Tag", tags_create)],
+         extra=[X("an existing name", set_to(R("{kp_a}")), "KeyPair.AlreadyExist", "KeyPairName")],
+         probe=created(drop_key_pair)),
+    Spec(ECS, "ImportKeyPair", {"KeyPairName": "probe-imported", "PublicKeyBody": ED25519},
+         [REGION, F("KeyPairName", key_pair_name, True), F("PublicKeyBody", public_key, True), F("Tag", tags_create)],
+         extra=[X("an existing name", set_to(R("{kp_a}")), "KeyPair.AlreadyExist", "KeyPairName")],
+         probe=created(drop_key_pair)),
+    Spec(ECS, "DescribeKeyPairs", {},
+         [REGION, F("IncludePublicKey", boolean, sample="false"), page_size(50), PAGE_NUMBER, F("Tag", tags_filter)]),
+    Spec(ECS, "DeleteKeyPairs", {"KeyPairNames": '["{kp_victim}"]'},
+         [REGION, F("KeyPairNames", key_pair_names, True)],
+         probe=cycle(ecs_ok("ImportKeyPair", RegionId="cn-hangzhou", KeyPairName="{kp_victim}",
+                            PublicKeyBody=ED25519))),
+    Spec(ECS, "AttachKeyPair", {"KeyPairName": "{kp_a}", "InstanceIds": '["{i_a}"]'},
+         [REGION, F("KeyPairName", key_pair_ref, True),
+          F("InstanceIds", json_ids("i-bp1{i:021d}", 50, "{i_a}", required=True), True)]),
+    Spec(ECS, "DetachKeyPair", {"KeyPairName": "{kp_a}", "InstanceIds": '["{i_a}"]'},
+         [REGION, F("KeyPairName", key_pair_ref, True),
+          F("InstanceIds", json_ids("i-bp1{i:021d}", 50, "{i_a}", required=True), True)],
+         probe=cycle(ecs_ok("AttachKeyPair", RegionId="cn-hangzhou", KeyPairName="{kp_a}", InstanceIds='["{i_a}"]'))),
+]
+
+
+def create_fields(run):
+    out = [REGION, F("ZoneId", instance_zone, sample=ZONE), F("ImageId", image_id, True),
+           F("InstanceType", instance_type, True), F("VSwitchId", resource_id("vsw", "vsw_b", "vpc_a"), True),
+           F("SecurityGroupId", group_of_instance, True), F("SecurityGroupIds.1", group_of_instance, sample="{sg_a2}"),
+           L("SecurityGroupIds", 16, "{sg_a2}"), F("UserData", user_data, sample="IyEvYmluL3NoCg=="),
+           F("Password", password, sample="Probe-pass1"), F("HostName", host_name), F("InstanceName", name),
+           F("Description", description), F("PrivateIpAddress", private_ip, sample="192.168.1.100"),
+           F("InternetMaxBandwidthOut", integer(0, 100), sample="0"),
+           F("InternetChargeType", enum("PayByTraffic", "PayByBandwidth"), sample="PayByTraffic"),
+           F("InstanceChargeType", enum("PostPaid", "PrePaid"), sample="PostPaid"),
+           F("SystemDisk.Category", enum("cloud_essd", "cloud_ssd"), sample="cloud_essd"),
+           F("SystemDisk.Size", integer(1, 2048), sample="20"), F("KeyPairName", key_pair_ref, sample="{kp_a}"),
+           F("DeletionProtection", boolean, sample="false"), F("ClientToken", client_token, sample="tok-1"), DRY_RUN,
+           F("Tag", tags_create)]
+    if run:
+        out += [F("Amount", integer(1, 100)), F("MinAmount", integer(1, 100), sample="1")]
+    return out
+
+
+NEW_INSTANCE = {"ImageId": IMAGE, "InstanceType": ITYPE, "VSwitchId": "{vsw_a}", "SecurityGroupId": "{sg_a}",
+                "InstanceName": "probe-new", "HostName": "probe-new", "Description": "would be created"}
+
+INSTANCE_ACTIONS = [
+    Spec(ECS, "DescribeImages", {},
+         [REGION, F("ImageId", json_ids("img{i}.vhd", 100), sample=IMAGE),
+          F("ImageOwnerAlias", enum("system", "self", "others", "marketplace"), sample="system"),
+          F("Status", image_status, sample="Available"), F("InstanceType", instance_type, sample=ITYPE),
+          F("IsPublic", boolean, sample="true"), page_size(100), PAGE_NUMBER, DRY_RUN]),
+    Spec(ECS, "DescribeInstanceTypes", {},
+         [L("InstanceTypes", 10, ITYPE), F("MinimumCpuCoreCount", integer(0, 1024), sample="1"),
+          F("MaximumCpuCoreCount", integer(0, 1024), sample="4"), F("MinimumMemorySize", float_size, sample="1"),
+          F("MaximumMemorySize", float_size, sample="8"), F("MaxResults", integer(1, 1600), sample="10"),
+          F("NextToken", next_token, sample="x")], region=False),
+    Spec(ECS, "RunInstances", {**NEW_INSTANCE, "Amount": "1"}, create_fields(True),
+         extra=[six_groups("SecurityGroupIds"),
+                X("a fixed address for two instances",
+                  lambda pairs, n, res: set_to("2")(pairs, "Amount", res) + [("PrivateIpAddress", "192.168.1.100")],
+                  "InvalidParameter", "PrivateIpAddress"),
+                X("MinAmount above Amount", add_pairs([("MinAmount", "2")]), "InvalidParameter", "MinAmount")],
+         probe="dryrun"),
+    Spec(ECS, "CreateInstance", NEW_INSTANCE, create_fields(False), extra=[six_groups("SecurityGroupIds")],
+         probe="dryrun"),
+    # The lifecycle: Running instances (i_a, which the other actions use too, and i_run) and a
+    # Stopped one (i_stopped). A base that would change one (i_run, i_stopped: victims, so that
+    # a wrongly accepted stop cannot pull i_a from under the other actions) is probed with
+    # DryRun; a base in the wrong state is refused with 403 IncorrectInstanceStatus.
+    Spec(ECS, "StartInstance", {"InstanceId": "{i_a}"}, [INSTANCE, DRY_RUN], region=False,
+         probe="IncorrectInstanceStatus"),
+    Spec(ECS, "StartInstance", {"InstanceId": "{i_stopped}"}, [INSTANCE, DRY_RUN], region=False, probe="dryrun"),
+    Spec(ECS, "StopInstance", {"InstanceId": "{i_run}"},
+         [INSTANCE, F("ForceStop", boolean, sample="false"),
+          F("StoppedMode", enum("StopCharging", "KeepCharging"), sample="KeepCharging"), DRY_RUN],
+         region=False, probe="dryrun"),
+    Spec(ECS, "RebootInstance", {"InstanceId": "{i_run}"}, [INSTANCE, F("ForceStop", boolean, sample="false"), DRY_RUN],
+         extra=[X("a stopped instance", set_to(R("{i_stopped}")), "IncorrectInstanceStatus", "InstanceId")],
+         region=False, probe="dryrun"),
+    Spec(ECS, "DeleteInstance", {"InstanceId": "{i_a}"}, [INSTANCE, F("Force", boolean, sample="false"), DRY_RUN],
+         region=False, probe="IncorrectInstanceStatus"),
+    Spec(ECS, "DeleteInstance", {"InstanceId": "{i_stopped}"}, [INSTANCE, F("Force", boolean, sample="false"), DRY_RUN],
+         region=False, probe="dryrun"),
+    Spec(ECS, "StartInstances", {"InstanceId.1": "{i_a}"},
+         [REGION, INSTANCE_N, L("InstanceId", 100, "{i_a}"),
+          F("BatchOptimization", enum("AllTogether", "SuccessFirst"), sample="AllTogether"), DRY_RUN],
+         probe="IncorrectInstanceStatus"),
+    Spec(ECS, "StartInstances", {"InstanceId.1": "{i_stopped}"},
+         [REGION, INSTANCE_N, L("InstanceId", 100, "{i_stopped}"),
+          F("BatchOptimization", enum("AllTogether", "SuccessFirst"), sample="AllTogether"), DRY_RUN],
+         extra=[X("a stopped and an unknown instance", add_pairs([("InstanceId.2", NO_INSTANCE)]),
+                  "InvalidInstanceId.NotFound", "InstanceId")],
+         probe="dryrun"),
+    Spec(ECS, "StopInstances", {"InstanceId.1": "{i_run}"},
+         [REGION, INSTANCE_N, L("InstanceId", 100, "{i_run}"), F("ForceStop", boolean, sample="false"),
+          F("StoppedMode", enum("StopCharging", "KeepCharging"), sample="KeepCharging"),
+          F("BatchOptimization", enum("AllTogether", "SuccessFirst"), sample="AllTogether"), DRY_RUN],
+         # The Code of the next two sets is NotFound, unless a wrongly accepted stop got to i_run
+         # first; either way nothing may change (the snapshot).
+         extra=[X("a running and an unknown instance", add_pairs([("InstanceId.2", NO_INSTANCE)]), None, "InstanceId")],
+         probe="dryrun"),
+    Spec(ECS, "RebootInstances", {"InstanceId.1": "{i_run}"},
+         [REGION, INSTANCE_N, L("InstanceId", 100, "{i_run}"), F("ForceReboot", boolean, sample="false"),
+          F("BatchOptimization", enum("AllTogether", "SuccessFirst"), sample="AllTogether"), DRY_RUN],
+         extra=[X("a running and an unknown instance", add_pairs([("InstanceId.2", NO_INSTANCE)]), None, "InstanceId"),
+                X("a running and a stopped instance", add_pairs(lambda res: [("InstanceId.2", res["i_stopped"])]),
+                  "IncorrectInstanceStatus", "InstanceId")],
+         probe="dryrun"),
+    Spec(ECS, "DeleteInstances", {"InstanceId.1": "{i_a}"},
+         [REGION, INSTANCE_N, L("InstanceId", 100, "{i_a}"), F("Force", boolean, sample="false"), DRY_RUN],
+         probe="IncorrectInstanceStatus"),
+    Spec(ECS, "DeleteInstances", {"InstanceId.1": "{i_stopped}"},
+         [REGION, INSTANCE_N, L("InstanceId", 100, "{i_stopped}"), F("Force", boolean, sample="false"), DRY_RUN],
+         extra=[X("a stopped and an unknown instance", add_pairs([("InstanceId.2", NO_INSTANCE)]),
+                  "InvalidInstanceId.NotFound", "InstanceId"),
+                X("a stopped and a running instance", add_pairs(lambda res: [("InstanceId.2", res["i_a"])]),
+                  "IncorrectInstanceStatus", "InstanceId")],
+         probe="dryrun"),
+    Spec(ECS, "DescribeInstances", {},
+         [REGION, F("InstanceIds", json_ids("i-bp1{i:021d}", 100), sample='["{i_a}"]'),
+          F("PrivateIpAddresses", json_ids("192.168.1.{i}", 100), sample='["192.168.1.1"]'),
+          F("PublicIpAddresses", json_ids("198.18.0.{i}", 100), sample='["198.18.0.1"]'),
+          F("EipAddresses", json_ids("198.18.1.{i}", 100), sample='["198.18.1.1"]'), F("ZoneId", zone, sample=ZONE),
+          F("Status", enum("Running", "Pending", "Starting", "Stopping", "Stopped"), sample="Running"),
+          page_size(100), PAGE_NUMBER, F("MaxResults", integer(1, 100), sample="10"),
+          F("NextToken", next_token, sample="x"), DRY_RUN, F("Tag", tags_filter)]),
+    Spec(ECS, "DescribeInstanceAttribute", {"InstanceId": "{i_a}"}, [INSTANCE], region=False),
+    Spec(ECS, "DescribeInstanceStatus", {},
+         [REGION, L("InstanceId", 100, "{i_a}"), F("ZoneId", zone, sample=ZONE), page_size(50), PAGE_NUMBER]),
+    Spec(ECS, "ModifyInstanceAttribute", {"InstanceId": "{i_a}", "InstanceName": "{i_a_name}",
+                                          "Description": "{i_a_desc}", "HostName": "{i_a_host}"},
+         [INSTANCE, F("InstanceName", name), F("Description", description), F("HostName", host_name),
+          F("Password", password, sample="Probe-pass1"),
+          F("UserData", lambda f: user_data(f) + values([("valid, but the instance runs", "IyEvYmluL3NoCg==")]),
+            sample="IyEvYmluL3NoCg=="),
+          F("DeletionProtection", boolean, sample="false"),
+          F("SecurityGroupIds.1", group_of_instance, sample="{sg_a}"), L("SecurityGroupIds", 16, "{sg_a}")],
+         extra=[six_groups("SecurityGroupIds")], region=False),
+    Spec(ECS, "AllocatePublicIpAddress", {"InstanceId": "{i_a}"}, [INSTANCE], region=False,
+         probe="InvalidOperation.HasEip"),
+    Spec(ECS, "JoinSecurityGroup", {"SecurityGroupId": "{sg_a3}", "InstanceId": "{i_a}"},
+         [F("SecurityGroupId", group_of_instance, True), INSTANCE],
+         extra=[X("a group the instance is in", set_to(R("{sg_a}")), "InvalidInstanceId.AlreadyExists",
+                  "SecurityGroupId")],
+         region=False, probe=cycle(ecs_ok("LeaveSecurityGroup", SecurityGroupId="{sg_a3}", InstanceId="{i_a}"))),
+    Spec(ECS, "LeaveSecurityGroup", {"SecurityGroupId": "{sg_a2}", "InstanceId": "{i_a}"},
+         [SG, INSTANCE],
+         extra=[X("a group the instance is not in", set_to(R("{sg_a3}")), "InvalidInstanceId.NotInSecurityGroup",
+                  "SecurityGroupId")],
+         region=False, probe=cycle(ecs_ok("JoinSecurityGroup", SecurityGroupId="{sg_a2}", InstanceId="{i_a}"))),
+    # JoinSecurityGroup/LeaveSecurityGroup take an optional RegionId: an unknown one is refused
+    # like everywhere else. Aimed at i_stopped (in sg_a and sg_a2), so that a join or leave
+    # wrongly let through changes nothing the other actions rely on.
+    Spec(ECS, "JoinSecurityGroup", {"SecurityGroupId": "{sg_a3}", "InstanceId": "{i_stopped}"}, [OPTIONAL_REGION],
+         probe=cycle(ecs_ok("LeaveSecurityGroup", SecurityGroupId="{sg_a3}", InstanceId="{i_stopped}"))),
+    Spec(ECS, "LeaveSecurityGroup", {"SecurityGroupId": "{sg_a2}", "InstanceId": "{i_stopped}"}, [OPTIONAL_REGION],
+         probe=cycle(ecs_ok("JoinSecurityGroup", SecurityGroupId="{sg_a2}", InstanceId="{i_stopped}"))),
+    Spec(ECS, "DescribeDisks", {},
+         [REGION, F("DiskIds", json_ids("d-bp1{i:021d}", 100), sample='["d-x"]'),
+          F("DiskType", enum("all", "system", "data"), sample="all"), F("ZoneId", zone, sample=ZONE),
+          page_size(100), PAGE_NUMBER, F("MaxResults", integer(1, 500), sample="10"),
+          F("NextToken", next_token, sample="x"), DRY_RUN, F("Tag", tags_filter)]),
+    Spec(ECS, "TagResources", {"ResourceType": "instance", "ResourceId.1": "{i_a}", "Tag.1.Key": "probe",
+                               "Tag.1.Value": "yes"},
+         [REGION, F("ResourceType", tag_target_type, True), F("ResourceId.1", resource_id("i", "i_b", "vsw_a"), True),
+          L("ResourceId", 50, "{i_a}"), F("Tag", tags_create)],
+         extra=[X("no Tag.N", with_pairs([]), "MissingParameter", "Tag"),
+                X("a 21st tag on the resource", with_pairs([(f"Tag.{i}.Key", f"extra{i}") for i in range(1, 20)]),
+                  "InvalidTagCount", "Tag")]),
+    Spec(ECS, "UntagResources", {"ResourceType": "instance", "ResourceId.1": "{i_a}", "TagKey.1": "victim"},
+         [REGION, F("ResourceType", tag_target_type, True), F("ResourceId.1", resource_id("i", "i_b", "vsw_a"), True),
+          L("ResourceId", 50, "{i_a}"), L("TagKey", 20, "victim"), F("All", boolean, sample="false")],
+         extra=[X("no TagKey.N and no All", with_pairs([]), "MissingParameter", "TagKey"),
+                X("All=false and no TagKey.N", lambda pairs, n, res: with_pairs([])(pairs, "TagKey", res) +
+                  [("All", "false")], "MissingParameter", "TagKey")],
+         probe=cycle(ecs_ok("TagResources", RegionId="cn-hangzhou", ResourceType="instance",
+                            **{"ResourceId.1": "{i_a}", "Tag.1.Key": "victim", "Tag.1.Value": "v"}))),
+    # An unknown ResourceId.N is skipped here (no error), so only its shape can be wrong.
+    Spec(ECS, "ListTagResources", {"ResourceType": "instance", "ResourceId.1": "{i_a}"},
+         [REGION, F("ResourceType", resource_type, True), F("ResourceId.1", lambda f: [], True),
+          L("ResourceId", 50, "{i_a}"), F("Tag", tags_filter), F("NextToken", next_token_ecs, sample="1")]),
+]
+
+# The VPC actions the ECS API also offers, on the same resources.
+ECS_NETWORK_ACTIONS = [
+    Spec(ECS, "ModifyVpcAttribute", {"VpcId": "{vpc_a}", "VpcName": "{vpc_a_name}", "Description": "{vpc_a_desc}"},
+         [REGION, F("VpcId", resource_id("vpc", "vpc_b", "vsw_a"), True), F("VpcName", name),
+          F("Description", description),
+          F("CidrBlock", lambda f: vpc_cidr(f) + values([("narrower than its vSwitches", "192.168.1.0/24"),
+                                                          ("not holding its vSwitches", "10.0.0.0/8")]),
+            sample="192.168.0.0/16")]),
+    Spec(ECS, "ModifyVSwitchAttribute",
+         {"VSwitchId": "{vsw_a}", "VSwitchName": "{vsw_a_name}", "Description": "{vsw_a_desc}"},
+         [REGION, F("VSwitchId", resource_id("vsw", "vsw_b", "vpc_a"), True), F("VSwitchName", name),
+          F("Description", description)]),
+    Spec(ECS, "DeleteVpc", {"VpcId": "{vpc_victim}"},
+         [REGION, F("VpcId", resource_id("vpc", "vpc_b", "vsw_a"), True), DRY_RUN],
+         extra=[X("a VPC with vSwitches", set_to(R("{vpc_a}")), "DependencyViolation", "VpcId")], probe="dryrun"),
+    Spec(ECS, "DeleteVSwitch", {"VSwitchId": "{vsw_victim}"},
+         [REGION, F("VSwitchId", resource_id("vsw", "vsw_b", "vpc_a"), True), DRY_RUN],
+         extra=[X("a vSwitch with instances", set_to(R("{vsw_a}")), "DependencyViolation", "VSwitchId")],
+         probe="dryrun"),
+    Spec(ECS, "DescribeRouteTables", {},
+         [REGION, page_size(50), PAGE_NUMBER, F("RouterType", enum("VRouter", "VBR"), sample="VRouter"),
+          F("Type", enum("System", "Custom"), sample="System")]),
+    Spec(ECS, "CreateRouteEntry", {"RouteTableId": "{vtb_a}", "DestinationCidrBlock": "10.88.0.0/16",
+                                   "NextHopType": "Instance", "NextHopId": "{i_a}"},
+         [REGION, F("RouteTableId", resource_id("vtb", "vtb_b", "vpc_a"), True),
+          F("DestinationCidrBlock", lambda f: route_cidr(f) + values(
+              [("inside a vSwitch's block", "192.168.1.0/25"), ("a vSwitch's block", "192.168.1.0/24"),
+               ("a custom route's block", "10.77.0.0/16")]), True),
+          F("NextHopType", enum("Instance", "NetworkInterface")),
+          F("NextHopId", resource_id("i", "i_b", "vsw_a"), True),
+          DRY_RUN, F("ClientToken", client_token, sample="tok-1")],
+         probe="dryrun"),
+    Spec(ECS, "DeleteRouteEntry", {"RouteTableId": "{vtb_a}", "DestinationCidrBlock": "10.77.0.0/16",
+                                   "NextHopId": "{i_a}"},
+         [REGION, F("RouteTableId", resource_id("vtb", "vtb_b", "vpc_a"), True),
+          F("DestinationCidrBlock", lambda f: route_cidr(f) + values([("a system route", "192.168.1.0/24")]), True),
+          F("NextHopId", resource_id("i", "i_b", "vsw_a")), DRY_RUN],
+         probe=cycle(ecs_ok("CreateRouteEntry", RegionId="cn-hangzhou", RouteTableId="{vtb_a}",
+                            DestinationCidrBlock="10.77.0.0/16", NextHopId="{i_a}"))),
+    Spec(ECS, "AssociateEipAddress",
+         {"AllocationId": "{eip_inst}", "InstanceId": "{i_a}", "InstanceType": "EcsInstance"},
+         [REGION, F("AllocationId", lambda f: resource_id("eip", "eip_b", "vpc_a")(f) + values(
+             [("a second EIP for the instance", R("{eip_a}"))]), True),
+          F("InstanceId", lambda f: resource_id("i", "i_b", "vsw_a")(f) + values(
+              [("an instance the EIP is not on", R("{i_stopped}"))]), True),
+          F("InstanceType", enum("EcsInstance", "NetworkInterface"))]),
+    Spec(ECS, "UnassociateEipAddress", {"AllocationId": "{eip_inst}", "InstanceId": "{i_a}"},
+         [REGION, F("AllocationId", lambda f: resource_id("eip", "eip_b", "vpc_a")(f) + values(
+             [("an EIP not associated", R("{eip_a}"))]), True),
+          F("InstanceId", lambda f: resource_id("i", "i_b", "vsw_a")(f) + values(
+              [("an instance the EIP is not on", R("{i_stopped}"))]), True)],
+         probe=cycle(ecs_ok("AssociateEipAddress", RegionId="cn-hangzhou", AllocationId="{eip_inst}",
+                            InstanceId="{i_a}"))),
+    Spec(ECS, "ReleaseEipAddress", {"AllocationId": "{eip_victim}"},
+         [REGION, F("AllocationId", resource_id("eip", "eip_b", "vpc_a"), True)],
+         extra=[X("an EIP in use", set_to(R("{eip_inst}")), "IncorrectEipStatus", "AllocationId")], probe=None),
+]
+
+ECS_ACTIONS += SG_ACTIONS + KEY_PAIR_ACTIONS + INSTANCE_ACTIONS + ECS_NETWORK_ACTIONS
 
 ACTIONS = VPC_ACTIONS + ECS_ACTIONS
 
@@ -582,16 +1328,92 @@ def wait_status(rpc, key, action, params, status_of, timeout=15):
         time.sleep(0.05)
 
 
+TRANSITIONAL = ("'Pending'", "'Starting'", "'Stopping'")
+
+
 def settled_snapshot(f, timeout=15):
-    """The DB once nothing is Pending any more (the reconciler would change it under us)."""
+    """The DB once nothing is in a transitional state any more: VPCs and vSwitches past
+    Pending, instances past Pending/Starting/Stopping (the reconcilers would change those rows
+    under us)."""
     deadline = time.monotonic() + timeout
     while True:
         snap = db_snapshot(f)
-        pending = [r for t in ("vpcs", "vswitches") for r in snap.get(t, []) if "'Pending'" in r]
-        if not pending:
+        busy = [r for t in ("vpcs", "vswitches", "instances") for r in snap.get(t, [])
+                if any(s in r for s in TRANSITIONAL)]
+        if not busy:
             return snap
-        assert time.monotonic() < deadline, f"still Pending: {pending}"
+        assert time.monotonic() < deadline, f"still in a transitional state: {busy}"
         time.sleep(0.05)
+
+
+def wait_instances(rpc, key, wanted, timeout=20):
+    """Waits until DescribeInstanceStatus shows each instance of `wanted` {id: status}."""
+    deadline = time.monotonic() + timeout
+    while True:
+        params = {"RegionId": "cn-hangzhou", "PageSize": "50",
+                  **{f"InstanceId.{n}": i for n, i in enumerate(wanted, 1)}}
+        got = {s["InstanceId"]: s["Status"]
+               for s in rpc.ok(key, ECS, "DescribeInstanceStatus", **params)["InstanceStatuses"]["InstanceStatus"]}
+        if all(got.get(i) == st for i, st in wanted.items()):
+            return
+        assert time.monotonic() < deadline, f"instances not settled: {got}, wanted {wanted}"
+        time.sleep(0.05)
+
+
+def make_ecs(rpc, key_a, key_b, res):
+    """Security groups, rules, key pairs, instances, an EIP on an instance and a custom route."""
+    region = {"RegionId": "cn-hangzhou"}
+
+    def group(key, vpc, name):
+        return rpc.ok(key, ECS, "CreateSecurityGroup", **region, VpcId=vpc, SecurityGroupName=name,
+                      Description=f"{name}: target of malformed requests")["SecurityGroupId"]
+
+    res["sg_a"] = group(key_a, res["vpc_a"], "probe-sg")
+    res["sg_a2"] = group(key_a, res["vpc_a"], "probe-sg-second")
+    res["sg_a3"] = group(key_a, res["vpc_a"], "probe-sg-third")
+    res["sg_victim"] = group(key_a, res["vpc_a"], "probe-sg-victim")
+    res["sg_other"] = group(key_a, res["vpc_other"], "probe-sg-other-vpc")
+    res["sg_b"] = group(key_b, res["vpc_b"], "other-account-sg")
+    attr = rpc.ok(key_a, ECS, "DescribeSecurityGroupAttribute", **region, SecurityGroupId=res["sg_a"])
+    res["sg_a_name"], res["sg_a_desc"] = attr["SecurityGroupName"], attr["Description"]
+    for rule in RULES:
+        authorize(rpc, key_a, res, rule)
+    res["sgr_in"] = rule_id_of(rpc, key_a, res, "in22")
+    res["sgr_eg"] = rule_id_of(rpc, key_a, res, "eg443")
+    res["sgr_in_victim"] = rule_id_of(rpc, key_a, res, "in8080")
+    res["sgr_eg_victim"] = rule_id_of(rpc, key_a, res, "eg9443")
+    authorize(rpc, key_b, res, "in22", group="sg_b")
+    res["sgr_b"] = rule_id_of(rpc, key_b, res, "in22", group="sg_b")
+
+    res["kp_a"], res["kp_victim"], res["kp_b"] = "probe-key", "probe-key-victim", "probe-key-b"
+    for key, kp in [(key_a, "kp_a"), (key_a, "kp_victim"), (key_b, "kp_b")]:
+        rpc.ok(key, ECS, "ImportKeyPair", **region, KeyPairName=res[kp], PublicKeyBody=ED25519)
+
+    res["i_a_name"], res["i_a_host"], res["i_a_desc"] = "probe-inst", "probe-host", "target of malformed requests"
+    res["i_a"] = rpc.ok(key_a, ECS, "RunInstances", **region, ImageId=IMAGE, InstanceType=ITYPE,
+                        VSwitchId=res["vsw_a"], KeyPairName=res["kp_a"], InstanceName=res["i_a_name"],
+                        HostName=res["i_a_host"], Description=res["i_a_desc"],
+                        **{"SecurityGroupIds.1": res["sg_a"], "SecurityGroupIds.2": res["sg_a2"],
+                           "Tag.1.Key": "probe", "Tag.1.Value": "yes", "Tag.2.Key": "victim", "Tag.2.Value": "v"},
+                        )["InstanceIdSets"]["InstanceIdSet"][0]
+    res["i_stopped"] = rpc.ok(key_a, ECS, "CreateInstance", **region, ImageId=IMAGE, InstanceType=ITYPE,
+                              VSwitchId=res["vsw_a"], InstanceName="probe-stopped",
+                              **{"SecurityGroupIds.1": res["sg_a"], "SecurityGroupIds.2": res["sg_a2"]},
+                              )["InstanceId"]
+    res["i_run"] = rpc.ok(key_a, ECS, "RunInstances", **region, ImageId=IMAGE, InstanceType=ITYPE,
+                          VSwitchId=res["vsw_a"], SecurityGroupId=res["sg_a"],
+                          InstanceName="probe-run-victim")["InstanceIdSets"]["InstanceIdSet"][0]
+    res["i_b"] = rpc.ok(key_b, ECS, "RunInstances", **region, ImageId=IMAGE, InstanceType=ITYPE,
+                        VSwitchId=res["vsw_b"], SecurityGroupId=res["sg_b"])["InstanceIdSets"]["InstanceIdSet"][0]
+    wait_instances(rpc, key_a, {res["i_a"]: "Running", res["i_run"]: "Running", res["i_stopped"]: "Stopped"})
+    wait_instances(rpc, key_b, {res["i_b"]: "Running"})
+    inst = rpc.ok(key_a, ECS, "DescribeInstanceAttribute", InstanceId=res["i_a"])
+    res["i_a_ip"] = inst["VpcAttributes"]["PrivateIpAddress"]["IpAddress"][0]
+
+    res["eip_inst"] = rpc.ok(key_a, VPC, "AllocateEipAddress", **region)["AllocationId"]
+    rpc.ok(key_a, VPC, "AssociateEipAddress", **region, AllocationId=res["eip_inst"], InstanceId=res["i_a"])
+    rpc.ok(key_a, ECS, "CreateRouteEntry", **region, RouteTableId=res["vtb_a"], DestinationCidrBlock="10.77.0.0/16",
+           NextHopId=res["i_a"])
 
 
 @pytest.fixture(scope="module")
@@ -603,6 +1425,7 @@ def targets(feitian):
     a, (vsw_a, vsw_victim) = make_network(rpc, key_a, "192.168.0.0/16", ["192.168.1.0/24", "192.168.2.0/24"],
                                           "probe-main")
     victim, _ = make_network(rpc, key_a, "172.16.0.0/12", [], "probe-victim")
+    other, _ = make_network(rpc, key_a, "10.0.0.0/16", [], "probe-other")
     b, (vsw_b,) = make_network(rpc, key_b, "192.168.0.0/16", ["192.168.1.0/24"], "other-account")
     eip_a = rpc.ok(key_a, VPC, "AllocateEipAddress", RegionId="cn-hangzhou")["AllocationId"]
     eip_victim = rpc.ok(key_a, VPC, "AllocateEipAddress", RegionId="cn-hangzhou")["AllocationId"]
@@ -611,11 +1434,13 @@ def targets(feitian):
     vsw_attr = rpc.ok(key_a, VPC, "DescribeVSwitchAttributes", RegionId="cn-hangzhou", VSwitchId=vsw_a)
     res = {
         "vpc_a": a["VpcId"], "vtb_a": a["RouteTableId"], "vsw_a": vsw_a, "vsw_victim": vsw_victim,
-        "vpc_victim": victim["VpcId"], "eip_a": eip_a, "eip_victim": eip_victim,
+        "vpc_victim": victim["VpcId"], "vpc_other": other["VpcId"], "eip_a": eip_a, "eip_victim": eip_victim,
         "vpc_b": b["VpcId"], "vtb_b": b["RouteTableId"], "vsw_b": vsw_b, "eip_b": eip_b,
         "vpc_a_name": vpc_attr["VpcName"], "vpc_a_desc": vpc_attr["Description"],
         "vsw_a_name": vsw_attr["VSwitchName"], "vsw_a_desc": vsw_attr["Description"],
+        "account_b": f"malformed-b-{tag}",
     }
+    make_ecs(rpc, key_a, key_b, res)
     return rpc, key_a, key_b, res
 
 
@@ -630,6 +1455,8 @@ def cases_for(spec, key, res):
     for fld in spec.fields:
         for m in fld.mutations():
             out.append((f"{fld.name}: {m.label}", fld.name, m.apply, m.expect))
+    for pname, m in spec.extra:
+        out.append((f"{pname}: {m.label}", pname, m.apply, m.expect))
     for label, pname, m in PER_ACTION:
         out.append((label, pname, m.apply, m.expect))
     cases = []
@@ -761,7 +1588,9 @@ def probe_bases(rpc, key, res):
         if spec.probe is None:
             continue
         pairs = base_pairs(spec, res)
-        if spec.probe == "dryrun":
+        if callable(spec.probe):
+            spec.probe(rpc, key, res, spec, pairs)
+        elif spec.probe == "dryrun":
             r = rpc.call(key, spec.version, spec.action, pairs + [("DryRun", "true")])
             assert (r.status, code_of(r)) == (400, "DryRunOperation"), f"{spec.action} base: {r.status} {r.text()}"
         elif spec.probe == "ok":
@@ -829,7 +1658,8 @@ def test_malformed_parameter_sets_are_refused(feitian, targets):
     elapsed = time.monotonic() - started
 
     summary = ", ".join(f"{s} {c}: {n}" for (s, c), n in sorted(codes.items(), key=lambda x: -x[1]))
-    print(f"\n{len(cases)} malformed sets ({len(distinct)} distinct) in {elapsed:.1f}s; answers: {summary}")
+    print(f"\n{len(cases)} malformed sets ({len(distinct)} distinct, "
+          f"{sum(1 for d in distinct if d[0] == ECS)} of them ECS) in {elapsed:.1f}s; answers: {summary}")
     failures = []
     if problems:
         failures.append(f"{len(problems)} of {len(cases)} malformed sets were not refused properly:\n"
@@ -841,4 +1671,6 @@ def test_malformed_parameter_sets_are_refused(feitian, targets):
             failures.append(f"the state changed: table {t}: rows gone {gone}, rows new {new}")
     assert not failures, "\n".join(failures)
     assert len(distinct) >= 500, f"only {len(distinct)} distinct malformed sets"
+    ecs_distinct = sum(1 for d in distinct if d[0] == ECS)
+    assert ecs_distinct >= 500, f"only {ecs_distinct} distinct malformed sets for ECS"
     assert elapsed < 60, f"the batch took {elapsed:.0f}s"

@@ -183,3 +183,13 @@ def test_cross_account_grant(feitian, account):
     # B's own view: A's group stays invisible to B.
     assert b.error("DescribeSecurityGroupAttribute", SecurityGroupId=ga).code == "InvalidSecurityGroupId.NotFound"
     assert b("DescribeSecurityGroups")["TotalCount"] == 1
+
+
+def test_vpc_with_groups_cannot_be_deleted(feitian, account):
+    vpc, ecs = Api(feitian, account, "vpc"), Api(feitian, account, "ecs")
+    vid = vpc_for(feitian, account)
+    gid = ecs("CreateSecurityGroup", VpcId=vid)["SecurityGroupId"]
+    e = vpc.error("DeleteVpc", VpcId=vid)
+    assert (e.code, e.status_code) == ("DependencyViolation.SecurityGroup", 400)
+    ecs("DeleteSecurityGroup", SecurityGroupId=gid)
+    vpc("DeleteVpc", VpcId=vid)

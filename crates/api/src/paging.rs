@@ -51,8 +51,31 @@ impl TokenPage {
 
     /// The token for the page after this one, or `None` when `total` rows are exhausted.
     pub fn next_token(&self, returned: usize, total: u64) -> Option<String> {
-        let next = self.offset + returned as u64;
+        let next = self.offset.saturating_add(returned as u64);
         (returned > 0 && next < total).then(|| encode_token(next))
+    }
+}
+
+/// A plain-number `NextToken` (as DescribeRouteEntryList, DescribeSecurityGroupAttribute and
+/// ListTagResources give them): the offset, at most a billion.
+pub fn offset_token(p: &Params) -> Result<usize, ApiError> {
+    match p.opt_str("NextToken") {
+        None => Ok(0),
+        Some(t) => t
+            .parse::<usize>()
+            .ok()
+            .filter(|n| *n <= 1_000_000_000)
+            .ok_or_else(|| ApiError::invalid("InvalidNextToken.Malformed", "The specified NextToken is not valid.")),
+    }
+}
+
+/// The plain-number token after `shown` items from `offset` of `total`; "" at the end.
+pub fn next_offset_token(offset: usize, shown: usize, total: usize) -> String {
+    let next = offset.saturating_add(shown);
+    if shown > 0 && next < total {
+        next.to_string()
+    } else {
+        String::new()
     }
 }
 
@@ -95,6 +118,15 @@ mod tests {
         assert_eq!(t2.offset, 10);
         assert_eq!(t2.next_token(10, 25).map(|s| decode_token(&s)), Some(Some(20)));
         assert_eq!(TokenPage { offset: 20, max_results: 10 }.next_token(5, 25), None);
+        assert_eq!(
+            offset_token(&p(&[("NextToken", "18446744073709551615")])).unwrap_err().code,
+            "InvalidNextToken.Malformed"
+        );
+        assert_eq!(offset_token(&p(&[("NextToken", "20")])).unwrap(), 20);
+        assert_eq!(next_offset_token(usize::MAX, 5, 10), "");
+        assert_eq!(next_offset_token(0, 5, 10), "5");
+        let far = TokenPage { offset: u64::MAX, max_results: 10 };
+        assert_eq!(far.next_token(10, 5), None);
         let e = TokenPage::from_params(&p(&[("NextToken", "%%%")]), 10, 100).unwrap_err();
         assert_eq!(e.code, "InvalidNextToken.Malformed");
     }

@@ -62,6 +62,15 @@ struct Plan {
     run: bool,
 }
 
+fn check_stopped_mode(p: &Params) -> Result<(), ApiError> {
+    match p.opt_str("StoppedMode") {
+        None | Some("StopCharging" | "KeepCharging") => Ok(()),
+        Some(m) => {
+            Err(ApiError::invalid_parameter("StoppedMode", format!("{m:?} is not StopCharging or KeepCharging")))
+        }
+    }
+}
+
 fn check_password(p: &Params) -> Result<(), ApiError> {
     let Some(pw) = p.opt_str("Password") else { return Ok(()) };
     let classes = [
@@ -511,14 +520,7 @@ impl Ecs {
     ) -> Result<Value, ApiError> {
         let id = p.required_str("InstanceId")?.to_owned();
         let force = p.opt_bool("ForceStop")?.or(p.opt_bool("Force")?).unwrap_or(false);
-        if let Some(m) = p.opt_str("StoppedMode") {
-            if m != "StopCharging" && m != "KeepCharging" {
-                return Err(ApiError::invalid_parameter(
-                    "StoppedMode",
-                    format!("{m:?} is not StopCharging or KeepCharging"),
-                ));
-            }
-        }
+        check_stopped_mode(&p)?;
         validate::dry_run(&p)?;
         let me = self.clone();
         blocking(move || {
@@ -557,6 +559,7 @@ impl Ecs {
             _ => p.opt_bool("ForceStop")?,
         }
         .unwrap_or(false);
+        check_stopped_mode(&p)?;
         let all_together = match p.opt_str("BatchOptimization").unwrap_or("AllTogether") {
             "AllTogether" => true,
             "SuccessFirst" => false,
@@ -841,6 +844,9 @@ impl Ecs {
 
     /// JoinSecurityGroup / LeaveSecurityGroup, by InstanceId or NetworkInterfaceId.
     pub async fn membership(self: Arc<Self>, ctx: Ctx, p: Params, join: bool) -> Result<Value, ApiError> {
+        if p.opt_str("RegionId").is_some() {
+            require_region(&self.catalog, &p)?;
+        }
         let group_id = p.required_str("SecurityGroupId")?.to_owned();
         let instance_id = p.opt_str("InstanceId").map(str::to_owned);
         let eni_id = p.opt_str("NetworkInterfaceId").map(str::to_owned);

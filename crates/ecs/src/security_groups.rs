@@ -381,12 +381,7 @@ impl Ecs {
             }
         };
         let max = p.opt_int("MaxResults", 10, 1000)?;
-        let offset: usize = match p.opt_str("NextToken") {
-            None => 0,
-            Some(t) => t.parse().map_err(|_| {
-                ApiError::invalid("InvalidNextToken.Malformed", "The specified NextToken is not valid.")
-            })?,
-        };
+        let offset: usize = feitian_api::paging::offset_token(&p)?;
         let me = self.clone();
         blocking(move || {
             me.store.read(|tx| {
@@ -400,8 +395,8 @@ impl Ecs {
                 let shown =
                     rules.iter().skip(offset).take(take).map(|r| me.rule_json(tx, r)).collect::<Result<Vec<_>, _>>()?;
                 let next = match max {
-                    Some(_) if offset + shown.len() < rules.len() => (offset + shown.len()).to_string(),
-                    _ => String::new(),
+                    Some(_) => feitian_api::paging::next_offset_token(offset, shown.len(), rules.len()),
+                    None => String::new(),
                 };
                 Ok(json!({
                     "RegionId": g.region_id,

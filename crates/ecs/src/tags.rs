@@ -140,12 +140,7 @@ impl Ecs {
         if ids.is_empty() && filter.is_empty() {
             return Err(ApiError::missing_parameter("ResourceId.N").recommend("name resources, or filter by Tag.N"));
         }
-        let offset: usize = match p.opt_str("NextToken") {
-            None => 0,
-            Some(t) => t.parse().map_err(|_| {
-                ApiError::invalid("InvalidNextToken.Malformed", "The specified NextToken is not valid.")
-            })?,
-        };
+        let offset: usize = feitian_api::paging::offset_token(&p)?;
         let me = self.clone();
         blocking(move || {
             me.store.read(|tx| {
@@ -178,7 +173,11 @@ impl Ecs {
                     }
                 }
                 const PAGE: usize = 50;
-                let next = if offset + PAGE < out.len() { (offset + PAGE).to_string() } else { String::new() };
+                let next = feitian_api::paging::next_offset_token(
+                    offset,
+                    PAGE.min(out.len().saturating_sub(offset)),
+                    out.len(),
+                );
                 let shown: Vec<Value> = out.into_iter().skip(offset).take(PAGE).collect();
                 Ok(json!({"TagResources": {"TagResource": shown}, "NextToken": next}))
             })

@@ -349,6 +349,14 @@ impl Network {
                     return Err(ApiError::invalid("DependencyViolation", "Specified object has dependent resources.")
                         .recommend(format!("delete its vSwitches first ({} left, e.g. {})", vsws.len(), s.id)));
                 }
+                let groups = feitian_meta::ecs::count_where(tx, "security_groups", "vpc_id", &v.id)?;
+                if groups > 0 {
+                    return Err(ApiError::invalid(
+                        "DependencyViolation.SecurityGroup",
+                        "Specified object has dependent resources.",
+                    )
+                    .recommend(format!("{groups} security group(s) still belong to this VPC; delete them first")));
+                }
                 let custom =
                     db::route_entries(tx, &v.route_table_id)?.into_iter().filter(|e| e.kind == "Custom").count();
                 if custom > 0 {
@@ -883,12 +891,7 @@ impl Network {
         let region = self.region(&p)?.id.clone();
         let table_id = p.required_str("RouteTableId")?.to_owned();
         let max = p.opt_int("MaxResult", 20, 100)?.unwrap_or(50) as usize;
-        let offset: usize = match p.opt_str("NextToken") {
-            None => 0,
-            Some(t) => t.parse().map_err(|_| {
-                ApiError::invalid("InvalidNextToken.Malformed", "The specified NextToken is not valid.")
-            })?,
-        };
+        let offset: usize = feitian_api::paging::offset_token(&p)?;
         let kind = p.opt_str("RouteEntryType").map(str::to_owned);
         let dest = p.opt_str("DestinationCidrBlock").map(str::to_owned);
         let entry_id = p.opt_str("RouteEntryId").map(str::to_owned);
@@ -933,7 +936,7 @@ impl Network {
                         })
                     })
                     .collect();
-                let next = if offset + page.len() < all.len() { (offset + page.len()).to_string() } else { String::new() };
+                let next = feitian_api::paging::next_offset_token(offset, page.len(), all.len());
                 Ok(json!({"RouteEntrys": {"RouteEntry": page}, "NextToken": next, "TotalCount": all.len()}))
             })
         })

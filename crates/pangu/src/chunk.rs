@@ -1,0 +1,1 @@
+//! One chunk replica on a chunkserver disk (being written).
