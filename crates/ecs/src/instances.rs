@@ -417,15 +417,21 @@ impl Ecs {
         Ok(ids)
     }
 
-    pub async fn run_instances(self: Arc<Self>, ctx: Ctx, p: Params) -> Result<Value, ApiError> {
-        let plan = self.plan(&p, true)?;
+    /// RunInstances (`run`: created to run, any Amount) and CreateInstance (created Stopped,
+    /// one instance): the same plan, one transaction, at most once per ClientToken.
+    async fn create(self: Arc<Self>, ctx: Ctx, p: Params, run: bool) -> Result<Value, ApiError> {
+        let plan = self.plan(&p, run)?;
         validate::dry_run(&p)?;
         let token = client_token(&p)?;
         let me = self.clone();
         let out = blocking(move || {
             create_once(&me.store, &ctx, &p, token, |tx| {
                 let ids = me.create_instances(tx, ctx.caller.account_id, &plan)?;
-                Ok(json!({"InstanceIdSets": {"InstanceIdSet": ids}, "OrderId": "", "TradePrice": 0.0}))
+                Ok(if run {
+                    json!({"InstanceIdSets": {"InstanceIdSet": ids}, "OrderId": "", "TradePrice": 0.0})
+                } else {
+                    json!({"InstanceId": ids[0], "OrderId": "", "TradePrice": 0.0})
+                })
             })
         })
         .await?;
@@ -433,20 +439,12 @@ impl Ecs {
         Ok(out)
     }
 
+    pub async fn run_instances(self: Arc<Self>, ctx: Ctx, p: Params) -> Result<Value, ApiError> {
+        self.create(ctx, p, true).await
+    }
+
     pub async fn create_instance(self: Arc<Self>, ctx: Ctx, p: Params) -> Result<Value, ApiError> {
-        let plan = self.plan(&p, false)?;
-        validate::dry_run(&p)?;
-        let token = client_token(&p)?;
-        let me = self.clone();
-        let out = blocking(move || {
-            create_once(&me.store, &ctx, &p, token, |tx| {
-                let ids = me.create_instances(tx, ctx.caller.account_id, &plan)?;
-                Ok(json!({"InstanceId": ids[0], "OrderId": "", "TradePrice": 0.0}))
-            })
-        })
-        .await?;
-        self.wake.notify_one();
-        Ok(out)
+        self.create(ctx, p, false).await
     }
 
     fn instance(

@@ -97,25 +97,43 @@ impl Ecs {
         Ok(())
     }
 
-    pub async fn create_key_pair(self: Arc<Self>, ctx: Ctx, p: Params) -> Result<Value, ApiError> {
-        let region = require_region(&self.catalog, &p)?.id.clone();
-        let name = key_pair_name(&p)?;
-        let tags = validate::tags(&p)?;
-        let (pem, public, fp) = blocking(generate).await?;
+    /// Stores a new key pair of the caller and answers `reply(name, fingerprint)`.
+    #[allow(clippy::too_many_arguments)]
+    async fn add_key_pair(
+        self: Arc<Self>,
+        ctx: Ctx,
+        region: String,
+        name: String,
+        public_key: String,
+        fingerprint: String,
+        tags: Vec<(String, String)>,
+        reply: impl FnOnce(&str, &str) -> Value + Send + 'static,
+    ) -> Result<Value, ApiError> {
         let me = self.clone();
         blocking(move || {
             me.store.write(|tx| {
                 let k = KeyPair {
                     account_id: ctx.caller.account_id,
                     region_id: region,
-                    name: name.clone(),
-                    fingerprint: fp.clone(),
-                    public_key: public,
+                    name,
+                    fingerprint,
+                    public_key,
                     created_at: now(),
                 };
                 me.save_key_pair(tx, &k, &tags)?;
-                Ok(json!({"KeyPairName": name, "KeyPairId": name, "KeyPairFingerPrint": fp, "PrivateKeyBody": pem}))
+                Ok(reply(&k.name, &k.fingerprint))
             })
+        })
+        .await
+    }
+
+    pub async fn create_key_pair(self: Arc<Self>, ctx: Ctx, p: Params) -> Result<Value, ApiError> {
+        let region = require_region(&self.catalog, &p)?.id.clone();
+        let name = key_pair_name(&p)?;
+        let tags = validate::tags(&p)?;
+        let (pem, public, fp) = blocking(generate).await?;
+        self.add_key_pair(ctx, region, name, public, fp, tags, move |name, fp| {
+            json!({"KeyPairName": name, "KeyPairId": name, "KeyPairFingerPrint": fp, "PrivateKeyBody": pem})
         })
         .await
     }
@@ -125,21 +143,15 @@ impl Ecs {
         let name = key_pair_name(&p)?;
         let (public, fp) = parse_public_key(p.required_str("PublicKeyBody")?)?;
         let tags = validate::tags(&p)?;
-        let me = self.clone();
-        blocking(move || {
-            me.store.write(|tx| {
-                let k = KeyPair {
-                    account_id: ctx.caller.account_id,
-                    region_id: region,
-                    name: name.clone(),
-                    fingerprint: fp.clone(),
-                    public_key: public,
-                    created_at: now(),
-                };
-                me.save_key_pair(tx, &k, &tags)?;
-                Ok(json!({"KeyPairName": name, "KeyPairFingerPrint": fp}))
-            })
-        })
+        self.add_key_pair(
+            ctx,
+            region,
+            name,
+            public,
+            fp,
+            tags,
+            |name, fp| json!({"KeyPairName": name, "KeyPairFingerPrint": fp}),
+        )
         .await
     }
 
