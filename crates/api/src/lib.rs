@@ -6,6 +6,7 @@
 pub mod auth;
 pub mod edge;
 mod error;
+pub mod oss_auth;
 pub mod oss_signature;
 pub mod paging;
 mod params;
