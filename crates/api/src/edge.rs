@@ -22,11 +22,31 @@ pub const MAX_RPC_BODY: usize = 1024 * 1024;
 pub struct Edge {
     registry: Registry,
     auth: Authenticator,
+    objects: Option<Arc<dyn ObjectService>>,
 }
+
+/// OSS's REST protocol: every request that is not RPC goes here, body unread (objects stream).
+pub trait ObjectService: Send + Sync + 'static {
+    fn handle(&self, req: Request<Body>, request_id: String) -> ObjectFuture;
+}
+
+pub type ObjectFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Response<Body>> + Send>>;
 
 impl Edge {
     pub fn new(registry: Registry, auth: Authenticator) -> Arc<Self> {
-        Arc::new(Edge { registry, auth })
+        Arc::new(Edge { registry, auth, objects: None })
+    }
+
+    /// The edge with OSS served beside RPC.
+    pub fn with_objects(registry: Registry, auth: Authenticator, objects: Arc<dyn ObjectService>) -> Arc<Self> {
+        Arc::new(Edge { registry, auth, objects: Some(objects) })
+    }
+
+    /// Whether a request is RPC: `Action` in the query or an `x-acs-action` header (every RPC
+    /// client sends one of them; a form body alone is checked in `rpc`).
+    fn is_rpc(req: &Request<Body>) -> bool {
+        req.headers().contains_key("x-acs-action")
+            || form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes()).any(|(k, _)| k == "Action")
     }
 
     pub fn registry(&self) -> &Registry {
@@ -118,7 +138,19 @@ async fn handle(State(edge): State<Arc<Edge>>, req: Request<Body>) -> Response<B
         return plain(StatusCode::OK, "ok\n");
     }
     let host_product = cloud.map(|(p, _)| p.to_owned());
-    rpc(&edge, req, host_product, &host).await
+    let rpc_like = Edge::is_rpc(&req)
+        || (req.method() == Method::POST
+            && req.uri().path() == "/"
+            && host_product.as_deref().is_none_or(|p| p != "oss")
+            && req
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|ct| ct.to_ascii_lowercase().starts_with("application/x-www-form-urlencoded")));
+    match &edge.objects {
+        Some(objects) if !rpc_like => objects.handle(req, new_request_id()).await,
+        _ => rpc(&edge, req, host_product, &host).await,
+    }
 }
 
 async fn rpc(edge: &Edge, req: Request<Body>, host_product: Option<String>, host: &str) -> Response<Body> {

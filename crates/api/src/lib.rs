@@ -18,7 +18,7 @@ pub mod signature;
 pub mod validate;
 
 pub use auth::{Authenticator, Caller, Credential, KeyStore};
-pub use edge::Edge;
+pub use edge::{Edge, ObjectFuture, ObjectService};
 pub use error::{blocking, ApiError};
 pub use params::{Params, MAX_VALUE_LEN};
 pub use registry::{Ctx, Registry, Reply};

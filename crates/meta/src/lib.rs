@@ -14,6 +14,7 @@ mod filter;
 pub mod ids;
 mod migrations;
 pub mod network;
+pub mod oss;
 mod sqlite;
 
 pub use filter::Filter;

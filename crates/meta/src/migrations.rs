@@ -253,4 +253,20 @@ CREATE INDEX disks_by_owner ON disks(account_id, region_id, id);
 CREATE INDEX disks_by_instance ON disks(instance_id);
 "#,
     ),
+    (
+        4,
+        "OSS: buckets",
+        r#"
+-- Bucket names are global across accounts, as on the real service.
+CREATE TABLE buckets (
+    name            TEXT PRIMARY KEY,
+    account_id      BIGINT NOT NULL REFERENCES accounts(id),
+    region_id       TEXT NOT NULL,
+    acl             TEXT NOT NULL CHECK (acl IN ('private', 'public-read', 'public-read-write')),
+    storage_class   TEXT NOT NULL,
+    created_at      TEXT NOT NULL
+);
+CREATE INDEX buckets_by_owner ON buckets(account_id, name);
+"#,
+    ),
 ];
