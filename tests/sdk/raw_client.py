@@ -69,7 +69,7 @@ class Reply:
         """The error document as a dict (JSON, or the children of XML `<Error>`); raises when
         the body is neither."""
         ct = self.headers.get("content-type", "")
-        if ct.startswith("text/xml"):
+        if ct.startswith("text/xml") or ct.startswith("application/xml"):
             root = ET.fromstring(self.body)
             return {"_root": root.tag, **{c.tag: (c.text or "") for c in root}}
         return json.loads(self.body)

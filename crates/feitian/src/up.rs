@@ -80,8 +80,9 @@ pub fn run(data_dir: &Path, listen: &str, config: Option<&Path>) -> anyhow::Resu
     // The qemu driver comes with the real-instances issue; until then every host runs the model.
     let driver: Arc<dyn feitian_compute::Driver> = Arc::new(feitian_compute::sim::SimDriver::from_env());
     let registry = registry(ecs, network.clone());
-    let auth = Authenticator::new(Arc::new(StoreKeys::new(store.clone())));
-    let edge = Edge::new(registry, auth);
+    let keys: Arc<dyn feitian_api::KeyStore> = Arc::new(StoreKeys::new(store.clone()));
+    let oss = feitian_oss::service::Oss::new(store.clone(), keys.clone(), catalog.default_region().clone());
+    let edge = Edge::with_objects(registry, Authenticator::new(keys), oss);
 
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async move {

@@ -33,3 +33,4 @@ pub mod request_id;
 pub mod xml;
 
 pub use errors::OssError;
+pub mod service;
