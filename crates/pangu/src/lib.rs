@@ -2,6 +2,11 @@
 //!
 //! - [`chunk`]: one chunk replica on a chunkserver's disk: append-only, a CRC32C per block,
 //!   verified on every read.
+//! - [`chunkserver`]: the HTTP service over a directory of chunk replicas: create, append,
+//!   verified reads, seal, delete, re-replication from a peer, and the corrupt-replica list
+//!   the master learns from.
+//! - [`chunk_client`]: the async HTTP client to one chunkserver, with typed errors that tell
+//!   a server's refusal from a dead replica.
 //! - [`placement`]: which chunkservers get a chunk's replicas: distinct, usable, spread
 //!   across racks (failure domains), least loaded first.
 //! - [`repair`]: the master's health check: which replicas are lost (dead server, corrupt,
@@ -10,6 +15,8 @@
 //!   client writes and repair so that neither starves and repair never storms.
 
 pub mod chunk;
+pub mod chunk_client;
+pub mod chunkserver;
 pub mod flow;
 pub mod placement;
 pub mod repair;

@@ -1,0 +1,216 @@
+//! An async HTTP/1 client to one chunkserver ([`crate::chunkserver`]): typed methods for
+//! its routes, keep-alive connections, and errors that tell a server's answer from a
+//! transport failure.
+//!
+//! The distinction matters to the Pangu client: a [`ChunkClientError::Server`] answer
+//! (`OffsetMismatch`, `ChunkSealed`, `ChunkCorrupt`…) comes from a live replica and says
+//! what to do next, while a [`ChunkClientError::Transport`] failure (refused, reset, timed
+//! out) means the replica should be treated as dead.
+//!
+//! Reads are checked end to end: the chunkserver sends the CRC32C of the bytes it verified,
+//! and [`ChunkClient::read`] refuses bytes that do not match it
+//! ([`ChunkClientError::BadResponse`]).
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{Method, Request, StatusCode};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde::de::DeserializeOwned;
+
+use crate::chunk::{checksum, ChunkId};
+use crate::chunkserver::{ChunkInfo, CorruptChunk, ErrorBody, ErrorCode, LenResponse, ServerStatus, CRC32C_HEADER};
+
+/// How long one request may take, connection included, before it counts as a transport
+/// failure. Generous: an append of a large batch waits for two fsyncs.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What a chunkserver call can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ChunkClientError {
+    /// The chunkserver answered with an error.
+    #[error("chunkserver {server} answered {status}: {code:?}: {}", body.message)]
+    Server { server: String, status: u16, code: ErrorCode, body: ErrorBody },
+    /// The chunkserver could not be reached or did not answer in time: treat the replica
+    /// as dead.
+    #[error("chunkserver {server} is unreachable: {message}")]
+    Transport { server: String, message: String },
+    /// The chunkserver answered something that is not what the protocol says (including
+    /// bytes that do not match their checksum).
+    #[error("chunkserver {server} sent a bad response: {message}")]
+    BadResponse { server: String, message: String },
+}
+
+impl ChunkClientError {
+    /// The server's error code, if the server answered.
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            ChunkClientError::Server { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+
+    /// Whether the replica should be treated as dead (no answer at all).
+    pub fn is_transport(&self) -> bool {
+        matches!(self, ChunkClientError::Transport { .. })
+    }
+}
+
+pub type Result<T, E = ChunkClientError> = std::result::Result<T, E>;
+
+/// A client to one chunkserver. Cheap to clone (clones share the connection pool).
+#[derive(Clone, Debug)]
+pub struct ChunkClient {
+    /// `host:port`.
+    server: String,
+    http: Client<HttpConnector, Full<Bytes>>,
+    timeout: Duration,
+}
+
+impl ChunkClient {
+    /// A client to the chunkserver at `server` (`host:port`).
+    pub fn new(server: impl Into<String>) -> ChunkClient {
+        let http = Client::builder(TokioExecutor::new()).build_http();
+        ChunkClient { server: server.into(), http, timeout: DEFAULT_TIMEOUT }
+    }
+
+    /// The same client with another per-request timeout.
+    pub fn with_timeout(mut self, timeout: Duration) -> ChunkClient {
+        self.timeout = timeout;
+        self
+    }
+
+    pub fn server(&self) -> &str {
+        &self.server
+    }
+
+    /// `POST /chunks/{id}?max_size=N`.
+    pub async fn create(&self, id: ChunkId, max_size: u64) -> Result<ChunkInfo> {
+        self.json(Method::POST, &format!("/chunks/{id}?max_size={max_size}"), Bytes::new(), None).await
+    }
+
+    /// Appends `data` at `offset` (where the writer believes the chunk ends), with its
+    /// CRC32C; returns the new length once the bytes are durable on this replica.
+    pub async fn append(&self, id: ChunkId, offset: u64, data: Bytes) -> Result<u64> {
+        let crc = checksum(&data);
+        self.append_with_checksum(id, offset, data, crc).await
+    }
+
+    /// [`ChunkClient::append`] with a checksum the caller computed (where the data was
+    /// produced, which is the point of an end-to-end checksum).
+    pub async fn append_with_checksum(&self, id: ChunkId, offset: u64, data: Bytes, crc32c: u32) -> Result<u64> {
+        let path = format!("/chunks/{id}/append?offset={offset}");
+        let answer: LenResponse = self.json(Method::POST, &path, data, Some(crc32c)).await?;
+        Ok(answer.len)
+    }
+
+    /// Reads `len` verified bytes at `offset`, checked against the server's CRC32C.
+    pub async fn read(&self, id: ChunkId, offset: u64, len: u64) -> Result<Bytes> {
+        let path = format!("/chunks/{id}?offset={offset}&len={len}");
+        let (headers, body) = self.call(Method::GET, &path, Bytes::new(), None).await?;
+        let sent = headers
+            .get(CRC32C_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u32>().ok())
+            .ok_or_else(|| self.bad(format!("read answer without a valid {CRC32C_HEADER} header")))?;
+        let actual = checksum(&body);
+        if sent != actual {
+            return Err(self.bad(format!("read bytes have CRC32C {actual:#010x}, the server sent {sent:#010x}")));
+        }
+        if body.len() as u64 != len {
+            return Err(self.bad(format!("asked for {len} bytes, got {}", body.len())));
+        }
+        Ok(body)
+    }
+
+    /// Seals the chunk at `len` (`None`: at its current length); returns the sealed length.
+    pub async fn seal(&self, id: ChunkId, len: Option<u64>) -> Result<u64> {
+        let path = match len {
+            Some(len) => format!("/chunks/{id}/seal?len={len}"),
+            None => format!("/chunks/{id}/seal"),
+        };
+        let answer: LenResponse = self.json(Method::POST, &path, Bytes::new(), None).await?;
+        Ok(answer.len)
+    }
+
+    /// Deletes the replica (deleting a missing one succeeds).
+    pub async fn delete(&self, id: ChunkId) -> Result<()> {
+        self.call(Method::DELETE, &format!("/chunks/{id}"), Bytes::new(), None).await?;
+        Ok(())
+    }
+
+    pub async fn list(&self) -> Result<Vec<ChunkInfo>> {
+        self.json(Method::GET, "/chunks", Bytes::new(), None).await
+    }
+
+    pub async fn corrupt(&self) -> Result<Vec<CorruptChunk>> {
+        self.json(Method::GET, "/corrupt", Bytes::new(), None).await
+    }
+
+    pub async fn status(&self) -> Result<ServerStatus> {
+        self.json(Method::GET, "/status", Bytes::new(), None).await
+    }
+
+    /// Has this chunkserver copy the sealed chunk `id` of length `len` from the chunkserver
+    /// at `from` (`host:port`) and seal it; returns the sealed length. Source failures come
+    /// back as `ReplicationSourceFailed`.
+    pub async fn replicate(&self, id: ChunkId, from: &str, len: u64) -> Result<u64> {
+        let path = format!("/chunks/{id}/replicate?from={from}&len={len}");
+        let answer: LenResponse = self.json(Method::POST, &path, Bytes::new(), None).await?;
+        Ok(answer.len)
+    }
+
+    async fn json<T: DeserializeOwned>(&self, method: Method, path: &str, body: Bytes, crc: Option<u32>) -> Result<T> {
+        let (_, body) = self.call(method, path, body, crc).await?;
+        serde_json::from_slice(&body).map_err(|e| self.bad(format!("cannot decode the answer: {e}")))
+    }
+
+    /// Sends one request; a non-2xx answer becomes `Server` (or `BadResponse` if its body
+    /// is not an [`ErrorBody`]).
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Bytes,
+        crc: Option<u32>,
+    ) -> Result<(hyper::HeaderMap, Bytes)> {
+        let mut request = Request::builder().method(method).uri(format!("http://{}{path}", self.server));
+        if let Some(crc) = crc {
+            request = request.header(CRC32C_HEADER, crc);
+        }
+        let request = request.body(Full::new(body)).map_err(|e| self.bad(format!("cannot build the request: {e}")))?;
+        let exchange = async {
+            let response = self.http.request(request).await.map_err(|e| self.transport(format!("{e:?}")))?;
+            let (parts, body) = response.into_parts();
+            let body = body.collect().await.map_err(|e| self.transport(format!("reading the answer: {e}")))?;
+            Ok::<_, ChunkClientError>((parts, body.to_bytes()))
+        };
+        let (parts, body) = tokio::time::timeout(self.timeout, exchange)
+            .await
+            .map_err(|_| self.transport(format!("no answer within {:?}", self.timeout)))??;
+        if parts.status.is_success() {
+            return Ok((parts.headers, body));
+        }
+        Err(self.server_error(parts.status, &body))
+    }
+
+    fn server_error(&self, status: StatusCode, body: &[u8]) -> ChunkClientError {
+        match serde_json::from_slice::<ErrorBody>(body) {
+            Ok(body) => {
+                ChunkClientError::Server { server: self.server.clone(), status: status.as_u16(), code: body.code, body }
+            }
+            Err(_) => self.bad(format!("error {status} with a body that is not a chunkserver error")),
+        }
+    }
+
+    fn transport(&self, message: String) -> ChunkClientError {
+        ChunkClientError::Transport { server: self.server.clone(), message }
+    }
+
+    fn bad(&self, message: String) -> ChunkClientError {
+        ChunkClientError::BadResponse { server: self.server.clone(), message }
+    }
+}
