@@ -92,19 +92,7 @@ impl InstanceReconciler {
         }
         let known = self.driver.known();
         if !known.is_empty() {
-            let existing: HashSet<String> = self
-                .db(move |s| {
-                    s.read(|tx| {
-                        let mut found = HashSet::new();
-                        for id in &known {
-                            if db::exists(tx, id)? {
-                                found.insert(id.clone());
-                            }
-                        }
-                        Ok(found)
-                    })
-                })
-                .await?;
+            let existing: HashSet<String> = self.db(move |s| s.read(|tx| db::existing_instances(tx, &known))).await?;
             for id in self.driver.known() {
                 if !existing.contains(&id) && !self.inflight.lock().contains(&id) {
                     tracing::info!(instance = %id, "destroying what the host still has of a deleted instance");

@@ -73,7 +73,7 @@ pub fn not_found(name: &str) -> ApiError {
 }
 
 /// The resource id under which a key pair's tags are kept.
-fn tag_id(account: u64, region: &str, name: &str) -> String {
+pub(crate) fn tag_id(account: u64, region: &str, name: &str) -> String {
     format!("kp:{account}:{region}:{name}")
 }
 

@@ -45,7 +45,7 @@ impl Ecs {
         kind: &str,
         id: &str,
     ) -> Result<String, ApiError> {
-        let store_id = if kind == "key_pair" { format!("kp:{account}:{region}:{id}") } else { id.to_owned() };
+        let store_id = if kind == "key_pair" { crate::key_pairs::tag_id(account, region, id) } else { id.to_owned() };
         if kind == "key_pair" {
             if feitian_meta::ecs::get_key_pair(tx, account, region, id)?.is_none() {
                 return Err(ApiError::new(

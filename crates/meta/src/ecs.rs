@@ -554,9 +554,17 @@ pub fn instances_to_reconcile(tx: &Transaction<'_>) -> Result<Vec<Instance>, Met
     )
 }
 
-/// Whether an instance record exists (any account).
-pub fn exists(tx: &Transaction<'_>, id: &str) -> Result<bool, MetaError> {
-    Ok(tx.query_row("SELECT COUNT(*) > 0 FROM instances WHERE id = ?1", [id], |r| r.get(0))?)
+/// Which of `ids` have an instance record (any account), in one query per 500 ids.
+pub fn existing_instances(
+    tx: &Transaction<'_>,
+    ids: &[String],
+) -> Result<std::collections::HashSet<String>, MetaError> {
+    let mut found = std::collections::HashSet::new();
+    for chunk in ids.chunks(500) {
+        let sql = format!("SELECT id FROM instances WHERE id IN ({})", in_list(chunk.len()));
+        found.extend(all(tx, &sql, params_from_iter(chunk.iter()), |r| r.get::<_, String>(0))?);
+    }
+    Ok(found)
 }
 
 /// Every instance that should be running (for a reconciler that adopts after a restart).

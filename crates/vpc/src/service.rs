@@ -72,12 +72,9 @@ fn cidr_error(param: &str, e: CidrError) -> ApiError {
     }
 }
 
-fn tags_json(tags: &[(String, String)], api: Api) -> Value {
-    let list: Vec<Value> = tags.iter().map(|(k, v)| json!({"Key": k, "Value": v})).collect();
-    match api {
-        Api::Vpc => json!({"Tag": list}),
-        Api::Ecs => json!({"Tag": list}),
-    }
+/// `{"Tag": [{"Key", "Value"}]}`, as the VPC API shows tags.
+fn tags_json(tags: &[(String, String)]) -> Value {
+    json!({"Tag": tags.iter().map(|(k, v)| json!({"Key": k, "Value": v})).collect::<Vec<_>>()})
 }
 
 fn tag_args(tags: &[(String, Option<String>)]) -> Vec<(&str, Option<&str>)> {
@@ -213,7 +210,7 @@ impl Network {
                 "DhcpOptionsSetStatus": "",
                 "DnsHostnameStatus": "DISABLED",
                 "SecondaryCidrBlocks": {"SecondaryCidrBlock": []},
-                "Tags": tags_json(&tags, api),
+                "Tags": tags_json(&tags),
             });
             merge(&mut o, extra);
             if detailed {
@@ -488,7 +485,7 @@ impl Network {
                     "ShareType": "Sharing",
                     "OwnerId": s.account_id,
                     "RouteTable": {"RouteTableId": vpc.route_table_id, "RouteTableType": "System"},
-                    "Tags": tags_json(&tags, api),
+                    "Tags": tags_json(&tags),
                 }),
             );
         }
@@ -728,7 +725,7 @@ impl Network {
                         "RoutePropagationEnable": false,
                         "VSwitchIds": {"VSwitchId": vsws},
                         "GatewayIds": {"GatewayIds": []},
-                        "Tags": tags_json(&tags, Api::Vpc),
+                        "Tags": tags_json(&tags),
                     }));
                 }
                 let mut o = Map::new();
@@ -1202,7 +1199,7 @@ impl Network {
                                 "HDMonitorStatus": "OFF",
                                 "SecondLimited": false,
                                 "ServiceManaged": 0,
-                                "Tags": tags_json(&tags, api),
+                                "Tags": tags_json(&tags),
                             }),
                         );
                     } else {
