@@ -269,4 +269,49 @@ CREATE TABLE buckets (
 CREATE INDEX buckets_by_owner ON buckets(account_id, name);
 "#,
     ),
+    (
+        5,
+        "Pangu: the master's namespace (servers, files, chunks, replicas)",
+        r#"
+-- Chunkservers that ever registered; their liveness is the master's, in memory (heartbeats).
+CREATE TABLE pangu_servers (
+    id              INTEGER PRIMARY KEY,
+    addr            TEXT NOT NULL,
+    rack            TEXT NOT NULL,
+    registered_at   TEXT NOT NULL
+);
+-- Append-only files. `sealed_len` is set once the file is sealed.
+CREATE TABLE pangu_files (
+    id              INTEGER PRIMARY KEY,
+    replication     INTEGER NOT NULL,
+    sealed_len      BIGINT,
+    created_at      TEXT NOT NULL
+);
+-- A file's chunks, in order: chunk `seq` holds the file's bytes from `file_offset`.
+-- `sealed_len` is set once the chunk is sealed (its length then never changes).
+CREATE TABLE pangu_chunks (
+    id              INTEGER PRIMARY KEY,
+    file_id         BIGINT NOT NULL REFERENCES pangu_files(id) ON DELETE CASCADE,
+    seq             INTEGER NOT NULL,
+    file_offset     BIGINT NOT NULL,
+    max_size        BIGINT NOT NULL,
+    sealed_len      BIGINT,
+    UNIQUE (file_id, seq)
+);
+-- Where each chunk's replicas are; `healthy` is false once a corruption was reported.
+CREATE TABLE pangu_replicas (
+    chunk_id        BIGINT NOT NULL REFERENCES pangu_chunks(id) ON DELETE CASCADE,
+    server_id       BIGINT NOT NULL REFERENCES pangu_servers(id),
+    healthy         BOOLEAN NOT NULL,
+    PRIMARY KEY (chunk_id, server_id)
+);
+-- Chunks of deleted files whose replicas may still be on disk: the master deletes them
+-- from their servers and then forgets them.
+CREATE TABLE pangu_garbage (
+    chunk_id        BIGINT NOT NULL,
+    server_id       BIGINT NOT NULL,
+    PRIMARY KEY (chunk_id, server_id)
+);
+"#,
+    ),
 ];

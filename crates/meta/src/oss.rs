@@ -1,7 +1,19 @@
-//! OSS records: buckets (objects come with the Pangu-backed storage).
+//! OSS records: buckets, objects, multipart uploads, and the extents of Pangu files that
+//! hold their bytes.
 
 use crate::MetaError;
 use rusqlite::{params, OptionalExtension, Row, Transaction};
+
+/// A run of bytes in a Pangu file: where a piece of an object (or of a part) lives. An
+/// object's bytes are its extents concatenated in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Extent {
+    /// The Pangu file id.
+    pub file: u64,
+    /// The first byte in that file.
+    pub offset: u64,
+    pub len: u64,
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Bucket {

@@ -20,6 +20,7 @@
 //! - [`model`]: the nouns those share (storage classes, ACLs, summaries).
 //! - [`request_id`]: the shape of `x-oss-request-id`.
 
+pub mod blobs;
 pub mod conditional;
 pub mod crc64;
 pub mod dates;
