@@ -15,6 +15,7 @@ pub mod ids;
 mod migrations;
 pub mod network;
 pub mod oss;
+pub mod pangu;
 mod sqlite;
 
 pub use filter::Filter;

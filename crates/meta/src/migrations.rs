@@ -281,8 +281,10 @@ CREATE TABLE pangu_servers (
     registered_at   TEXT NOT NULL
 );
 -- Append-only files. `sealed_len` is set once the file is sealed.
+-- AUTOINCREMENT: an id is never reused, so a replica left on a server that was away when
+-- its file was deleted can never be mistaken for a newer chunk.
 CREATE TABLE pangu_files (
-    id              INTEGER PRIMARY KEY,
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
     replication     INTEGER NOT NULL,
     sealed_len      BIGINT,
     created_at      TEXT NOT NULL
@@ -290,7 +292,7 @@ CREATE TABLE pangu_files (
 -- A file's chunks, in order: chunk `seq` holds the file's bytes from `file_offset`.
 -- `sealed_len` is set once the chunk is sealed (its length then never changes).
 CREATE TABLE pangu_chunks (
-    id              INTEGER PRIMARY KEY,
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
     file_id         BIGINT NOT NULL REFERENCES pangu_files(id) ON DELETE CASCADE,
     seq             INTEGER NOT NULL,
     file_offset     BIGINT NOT NULL,

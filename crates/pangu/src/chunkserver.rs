@@ -65,6 +65,7 @@ use tracing::{info, warn};
 
 use crate::chunk::{checksum, ChunkError, ChunkFile, ChunkId, DEFAULT_MAX_SIZE};
 use crate::chunk_client::{ChunkClient, ChunkClientError};
+use crate::flow::{FlowConfig, FlowError, Refusal, Scheduler, Traffic};
 use crate::placement::ServerId;
 
 pub use wire::{ChunkInfo, CorruptChunk, ErrorBody, ErrorCode, LenResponse, ServerStatus, CRC32C_HEADER};
@@ -86,6 +87,25 @@ pub struct ChunkServerConfig {
     pub rack: String,
     /// The bytes this server may store; free space is this minus the bytes stored.
     pub capacity_bytes: u64,
+    /// How client appends and re-replication copies share this server's bandwidth; the
+    /// repair ceiling is the configured re-replication rate.
+    pub flow: FlowConfig,
+}
+
+/// The default share: 2 GiB/s in all (more than one disk moves, so clients are not slowed),
+/// repair between 16 and 64 MiB/s, 8 MiB bursts.
+pub const DEFAULT_FLOW: FlowConfig =
+    FlowConfig { total: 2 << 30, repair_min: 16 << 20, repair_max: 64 << 20, burst: 8 << 20 };
+
+/// A flow configuration for a re-replication rate of `repair_bytes_per_sec`: its ceiling,
+/// with a floor of a quarter of it.
+pub fn flow_for_repair_rate(repair_bytes_per_sec: u64) -> Result<FlowConfig, FlowError> {
+    let repair_max = repair_bytes_per_sec.max(4);
+    let total = DEFAULT_FLOW.total.max(repair_max.saturating_mul(2));
+    let burst = DEFAULT_FLOW.burst.min(repair_max).max(REPLICATE_READ_BYTES.min(repair_max));
+    let config = FlowConfig { total, repair_min: (repair_max / 4).max(1), repair_max, burst };
+    Scheduler::new(config)?;
+    Ok(config)
 }
 
 /// Why a chunkserver could not start.
@@ -93,6 +113,8 @@ pub struct ChunkServerConfig {
 pub enum ChunkServerError {
     #[error("cannot use chunk directory {}: {source}", path.display())]
     Dir { path: PathBuf, source: io::Error },
+    #[error("bad flow-control settings: {0}")]
+    Flow(FlowError),
 }
 
 /// An open replica; `None` once deleted.
@@ -109,6 +131,8 @@ struct Inner {
     chunks: Mutex<HashMap<ChunkId, Arc<Replica>>>,
     corrupt: Mutex<BTreeMap<ChunkId, String>>,
     lifecycle: Mutex<()>,
+    flow: Mutex<Scheduler>,
+    started: std::time::Instant,
 }
 
 impl ChunkServer {
@@ -132,12 +156,15 @@ impl ChunkServer {
             }
         }
         info!(dir = %config.dir.display(), chunks = chunks.len(), corrupt = corrupt.len(), "chunkserver opened");
+        let flow = Scheduler::new(config.flow).map_err(ChunkServerError::Flow)?;
         Ok(ChunkServer {
             inner: Arc::new(Inner {
                 config,
                 chunks: Mutex::new(chunks),
                 corrupt: Mutex::new(corrupt),
                 lifecycle: Mutex::new(()),
+                flow: Mutex::new(flow),
+                started: std::time::Instant::now(),
             }),
         })
     }
@@ -183,6 +210,30 @@ impl ChunkServer {
         corrupt.iter().map(|(id, reason)| CorruptChunk { id: *id, reason: reason.clone() }).collect()
     }
 
+    /// What the master's heartbeat needs: the status, every replica, the corrupt ones.
+    /// Blocking (it takes each chunk's read lock).
+    pub fn report(&self) -> (ServerStatus, Vec<ChunkInfo>, Vec<CorruptChunk>) {
+        let infos = self.chunk_infos();
+        let corrupt = self.corrupt_chunks();
+        let config = self.config();
+        let used_bytes: u64 = infos.iter().map(|info| info.len).sum();
+        let status = ServerStatus {
+            server_id: config.server_id.0,
+            rack: config.rack.clone(),
+            capacity_bytes: config.capacity_bytes,
+            used_bytes,
+            free_bytes: config.capacity_bytes.saturating_sub(used_bytes),
+            chunks: infos.len() as u64,
+            corrupt_chunks: corrupt.len() as u64,
+        };
+        (status, infos, corrupt)
+    }
+
+    /// Deletes a replica (as `DELETE /chunks/{id}`). Blocking.
+    pub fn delete_replica(&self, id: ChunkId) -> Result<(), String> {
+        self.delete(id).map_err(|e| e.body.message)
+    }
+
     /// Every open replica, by id. Blocking (it takes each chunk's read lock).
     fn chunk_infos(&self) -> Vec<ChunkInfo> {
         let replicas: Vec<(ChunkId, Arc<Replica>)> =
@@ -197,6 +248,31 @@ impl ChunkServer {
             .collect();
         infos.sort_by_key(|info| info.id);
         infos
+    }
+
+    /// Waits until the scheduler admits `bytes` of `kind` (in pieces of at most a burst).
+    async fn admit(&self, kind: Traffic, bytes: u64) {
+        let burst = self.inner.config.flow.burst;
+        let mut left = bytes;
+        while left > 0 {
+            let piece = left.min(burst);
+            loop {
+                let now = self.inner.started.elapsed();
+                let refusal = self.inner.flow.lock().admit(now, kind, piece);
+                match refusal {
+                    Ok(()) => break,
+                    Err(Refusal::Wait(d)) => tokio::time::sleep(d.max(std::time::Duration::from_millis(1))).await,
+                    Err(Refusal::TooLarge { .. }) => break, // cannot happen: pieces fit the burst
+                }
+            }
+            left -= piece;
+        }
+    }
+
+    /// Bytes admitted so far, for client appends and for repair copies.
+    pub fn admitted(&self) -> (u64, u64) {
+        let flow = self.inner.flow.lock();
+        (flow.admitted(Traffic::Client), flow.admitted(Traffic::Repair))
     }
 
     fn replica(&self, id: ChunkId) -> Result<Arc<Replica>, ApiError> {
@@ -277,6 +353,23 @@ impl ChunkServer {
 
     /// The local replica to replicate into: the existing one (a retried or resumed
     /// replicate), or a new one. Blocking.
+    /// Before a copy of a chunk sealed at `len`: a replica here that is listed corrupt, or
+    /// that cannot become that copy (sealed at another length, or longer), is deleted so
+    /// that the copy replaces it. A shorter unsealed one is kept and the copy resumes it
+    /// (a single writer sends the same bytes at the same offsets to every replica).
+    fn clear_bad_replica(&self, id: ChunkId, len: u64) -> Result<(), ApiError> {
+        let corrupt = self.inner.corrupt.lock().contains_key(&id);
+        let unusable = !corrupt
+            && self.inner.chunks.lock().get(&id).is_some_and(|replica| {
+                replica.read().as_ref().is_some_and(|f| (f.is_sealed() && f.len() != len) || f.len() > len)
+            });
+        if corrupt || unusable {
+            info!(chunk = %id, corrupt, "replacing a bad replica with a fresh copy");
+            self.delete(id)?;
+        }
+        Ok(())
+    }
+
     fn replication_target(&self, id: ChunkId, len: u64) -> Result<Target, ApiError> {
         let existing = self.inner.chunks.lock().get(&id).map(Arc::clone);
         match existing {
@@ -361,6 +454,7 @@ async fn append_chunk(
         .ok()
         .and_then(|v| v.trim().parse::<u32>().ok())
         .ok_or_else(|| ApiError::invalid(format!("header {CRC32C_HEADER} must be a decimal u32")))?;
+    server.admit(Traffic::Client, body.len() as u64).await;
     let len = server.with_write(id, move |file| file.append(offset, &body, crc)).await?;
     Ok(json_response(StatusCode::OK, &LenResponse { len }))
 }
@@ -422,21 +516,7 @@ async fn list_corrupt(State(server): State<ChunkServer>) -> Response {
 }
 
 async fn status(State(server): State<ChunkServer>) -> Result<Response, ApiError> {
-    let status = blocking(move || {
-        let infos = server.chunk_infos();
-        let config = server.config();
-        let used_bytes: u64 = infos.iter().map(|info| info.len).sum();
-        Ok(ServerStatus {
-            server_id: config.server_id.0,
-            rack: config.rack.clone(),
-            capacity_bytes: config.capacity_bytes,
-            used_bytes,
-            free_bytes: config.capacity_bytes.saturating_sub(used_bytes),
-            chunks: infos.len() as u64,
-            corrupt_chunks: server.inner.corrupt.lock().len() as u64,
-        })
-    })
-    .await?;
+    let status = blocking(move || Ok(server.report().0)).await?;
     Ok(json_response(StatusCode::OK, &status))
 }
 
@@ -456,7 +536,11 @@ async fn replicate_chunk(
     let len = query.required_u64("len")?;
 
     let target = server.clone();
-    let target = blocking(move || target.replication_target(id, len)).await?;
+    let target = blocking(move || {
+        target.clear_bad_replica(id, len)?;
+        target.replication_target(id, len)
+    })
+    .await?;
     if target.sealed {
         if target.len == len {
             return Ok(json_response(StatusCode::OK, &LenResponse { len }));
@@ -485,6 +569,7 @@ async fn copy_from(server: &ChunkServer, id: ChunkId, from: &str, mut offset: u6
     let source = ChunkClient::new(from);
     while offset < len {
         let n = (len - offset).min(REPLICATE_READ_BYTES);
+        server.admit(Traffic::Repair, n).await;
         let bytes = source.read(id, offset, n).await.map_err(|e| source_failed(from, e))?;
         // The client checked the bytes against the source's CRC; the append checks again.
         let crc = checksum(&bytes);

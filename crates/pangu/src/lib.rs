@@ -17,6 +17,9 @@
 pub mod chunk;
 pub mod chunk_client;
 pub mod chunkserver;
+pub mod client;
 pub mod flow;
+pub mod master;
+pub mod node;
 pub mod placement;
 pub mod repair;

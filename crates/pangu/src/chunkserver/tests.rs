@@ -31,6 +31,7 @@ impl Running {
             server_id: ServerId(7),
             rack: "rack-a".to_string(),
             capacity_bytes: 1 << 30,
+            flow: super::DEFAULT_FLOW,
         };
         let server = tokio::task::spawn_blocking(move || ChunkServer::open(config)).await.unwrap().unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

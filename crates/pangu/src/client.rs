@@ -1,0 +1,282 @@
+//! The file client: create, append, read any committed range, seal, delete.
+//!
+//! # Appends and the replica rule
+//!
+//! A [`FileWriter`] appends to the file's last chunk on every replica at once, with the
+//! CRC32C computed here (where the bytes are produced), and the append is acknowledged only
+//! when every replica answered that it holds the bytes durably (each chunkserver fsyncs data
+//! and metadata before answering: see [`crate::chunk`]). So every acknowledged byte is on
+//! every replica of its chunk.
+//!
+//! When a replica fails mid-write (no answer, an I/O error, a refusal), the writer seals
+//! the chunk at its acknowledged length on the replicas that still answer (cutting any
+//! unacknowledged tail some of them took), tells the master (the failed replicas are marked
+//! for replacement), gets a new chunk on a new replica set that avoids the servers that
+//! failed, and sends the same bytes again there. Nothing acknowledged is lost: it is on
+//! every surviving replica of the sealed chunk, and the repair loop copies it back to full
+//! strength. A writer gives up after [`MAX_ATTEMPTS`] replica sets in a row fail one append.
+//!
+//! # Reads
+//!
+//! A read maps the file range onto chunks with the master's layout and reads each piece
+//! from one replica, live ones first. A replica that answers `ChunkCorrupt` is reported to
+//! the master (which has it repaired) and the next one is tried; so a corrupt replica never
+//! serves a byte, and a read succeeds while any good replica is reachable. Callers read only
+//! ranges they know were acknowledged (the layer above records lengths after appends).
+
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use tracing::warn;
+
+use crate::chunk::{checksum, ChunkId};
+use crate::chunk_client::ChunkClientError;
+use crate::chunkserver::{ErrorCode, MAX_TRANSFER_BYTES};
+use crate::master::{ChunkLocation, FileId, Master, MasterError};
+use crate::placement::ServerId;
+
+/// Replica sets one append may go through before the writer gives up.
+pub const MAX_ATTEMPTS: usize = 4;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PanguError {
+    #[error(transparent)]
+    Master(#[from] MasterError),
+    #[error("append failed on {attempts} replica sets in a row; last errors: {errors}")]
+    AppendFailed { attempts: usize, errors: String },
+    #[error("no replica of chunk {chunk} could serve the read: {errors}")]
+    Unavailable { chunk: ChunkId, errors: String },
+    #[error("file {file}: bytes {offset}..{end} are not in the file")]
+    OutOfRange { file: FileId, offset: u64, end: u64 },
+}
+
+/// A handle on the file system (cheap to clone).
+#[derive(Clone)]
+pub struct Pangu {
+    master: Arc<Master>,
+}
+
+impl Pangu {
+    pub fn new(master: Arc<Master>) -> Pangu {
+        Pangu { master }
+    }
+
+    pub fn master(&self) -> &Arc<Master> {
+        &self.master
+    }
+
+    /// A new, empty file and its (only) writer.
+    pub async fn create(&self) -> Result<FileWriter, PanguError> {
+        let file = self.master.create_file().await?;
+        Ok(FileWriter { pangu: self.clone(), file, len: 0, open: None, avoid: Vec::new() })
+    }
+
+    pub async fn delete(&self, file: FileId) -> Result<(), PanguError> {
+        Ok(self.master.delete_file(file).await?)
+    }
+
+    /// Every file (for the layer above's garbage collection).
+    pub fn files(&self) -> Vec<FileId> {
+        self.master.files()
+    }
+
+    /// Reads `len` bytes at `offset`.
+    pub async fn read(&self, file: FileId, offset: u64, len: u64) -> Result<Bytes, PanguError> {
+        if len == 0 {
+            return Ok(Bytes::new());
+        }
+        let end = offset.checked_add(len).ok_or(PanguError::OutOfRange { file, offset, end: u64::MAX })?;
+        let layout = self.master.layout(file)?;
+        let mut pieces = Vec::new();
+        for (i, chunk) in layout.chunks.iter().enumerate() {
+            let chunk_end = match (layout.chunks.get(i + 1), chunk.sealed_len) {
+                (Some(next), _) => next.file_offset,
+                (None, Some(sealed)) => chunk.file_offset + sealed,
+                (None, None) => chunk.file_offset + chunk.max_size,
+            };
+            let (from, to) = (offset.max(chunk.file_offset), end.min(chunk_end));
+            if from < to {
+                pieces.push((chunk, from - chunk.file_offset, to - from));
+            }
+        }
+        let covered: u64 = pieces.iter().map(|p| p.2).sum();
+        if covered != len {
+            return Err(PanguError::OutOfRange { file, offset, end });
+        }
+        if let [(chunk, at, n)] = pieces[..] {
+            if n <= MAX_TRANSFER_BYTES {
+                return self.read_chunk(chunk, at, n).await;
+            }
+        }
+        let mut out = BytesMut::with_capacity(len as usize);
+        for (chunk, mut at, mut n) in pieces {
+            while n > 0 {
+                let step = n.min(MAX_TRANSFER_BYTES);
+                out.extend_from_slice(&self.read_chunk(chunk, at, step).await?);
+                at += step;
+                n -= step;
+            }
+        }
+        Ok(out.freeze())
+    }
+
+    async fn read_chunk(&self, chunk: &ChunkLocation, offset: u64, len: u64) -> Result<Bytes, PanguError> {
+        let mut errors = Vec::new();
+        for replica in &chunk.replicas {
+            match self.master.chunk_client(&replica.addr).read(chunk.id, offset, len).await {
+                Ok(bytes) => return Ok(bytes),
+                Err(e) => {
+                    if e.code() == Some(ErrorCode::ChunkCorrupt) {
+                        self.master.report_corrupt(chunk.id, replica.server);
+                    }
+                    warn!(chunk = %chunk.id, server = %replica.addr, error = %e, "read from a replica failed; trying another");
+                    errors.push(format!("{}: {e}", replica.addr));
+                }
+            }
+        }
+        if errors.is_empty() {
+            errors.push("it has no healthy replica".to_owned());
+        }
+        Err(PanguError::Unavailable { chunk: chunk.id, errors: errors.join("; ") })
+    }
+}
+
+struct Open {
+    loc: ChunkLocation,
+    /// The chunk's acknowledged length.
+    len: u64,
+}
+
+/// The writer of one file: appends go to the end, in order. Dropping it without
+/// [`FileWriter::seal`] leaves the last chunk to the master, which seals it at the length
+/// every replica has.
+pub struct FileWriter {
+    pangu: Pangu,
+    file: FileId,
+    len: u64,
+    open: Option<Open>,
+    /// Servers that failed this writer: new chunks avoid them.
+    avoid: Vec<ServerId>,
+}
+
+impl FileWriter {
+    pub fn id(&self) -> FileId {
+        self.file
+    }
+
+    /// The acknowledged length.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Appends `data`; returns the file offset it starts at, once every byte is durable on
+    /// every replica of its chunk.
+    pub async fn append(&mut self, mut data: Bytes) -> Result<u64, PanguError> {
+        let start = self.len;
+        while !data.is_empty() {
+            if self.open.as_ref().is_some_and(|o| o.len >= o.loc.max_size) {
+                self.seal_open(&[]).await?;
+            }
+            if self.open.is_none() {
+                self.open_chunk().await?;
+            }
+            let room = self.open.as_ref().map(|o| o.loc.max_size - o.len).unwrap_or(0);
+            let piece = data.split_to((data.len() as u64).min(room).min(MAX_TRANSFER_BYTES) as usize);
+            self.append_piece(piece).await?;
+        }
+        Ok(start)
+    }
+
+    /// Seals the file at its acknowledged length and returns it.
+    pub async fn seal(mut self) -> Result<u64, PanguError> {
+        if self.open.is_some() {
+            self.seal_open(&[]).await?;
+        }
+        self.pangu.master.seal_file(self.file, self.len).await?;
+        Ok(self.len)
+    }
+
+    async fn open_chunk(&mut self) -> Result<(), PanguError> {
+        let loc = self.pangu.master.allocate_chunk(self.file, &self.avoid).await?;
+        self.open = Some(Open { loc, len: 0 });
+        Ok(())
+    }
+
+    async fn append_piece(&mut self, piece: Bytes) -> Result<(), PanguError> {
+        let crc = checksum(&piece);
+        let n = piece.len() as u64;
+        let mut errors = Vec::new();
+        for attempt in 1..=MAX_ATTEMPTS {
+            if self.open.is_none() {
+                self.open_chunk().await?;
+            }
+            let open = self.open.as_ref().expect("a chunk is open");
+            let (id, at) = (open.loc.id, open.len);
+            let sends = open.loc.replicas.iter().map(|r| {
+                let client = self.pangu.master.chunk_client(&r.addr);
+                let piece = piece.clone();
+                async move { (r.server, client.append_with_checksum(id, at, piece, crc).await) }
+            });
+            let results = futures_util::future::join_all(sends).await;
+            let failed: Vec<(ServerId, String)> = results
+                .into_iter()
+                .filter_map(|(s, r)| match r {
+                    Ok(len) if len == at + n => None,
+                    Ok(len) => Some((s, format!("replica reports length {len}, expected {}", at + n))),
+                    Err(e) => Some((s, describe(&e))),
+                })
+                .collect();
+            if failed.is_empty() {
+                if let Some(open) = self.open.as_mut() {
+                    open.len += n;
+                }
+                self.len += n;
+                return Ok(());
+            }
+            for (s, e) in &failed {
+                warn!(file = %self.file, chunk = %id, server = %s, attempt, error = %e, "append failed on a replica; sealing the chunk and moving on");
+                errors.push(format!("server {s}: {e}"));
+            }
+            let bad: Vec<ServerId> = failed.iter().map(|(s, _)| *s).collect();
+            self.avoid.extend(bad.iter().copied());
+            self.seal_open(&bad).await?;
+        }
+        Err(PanguError::AppendFailed { attempts: MAX_ATTEMPTS, errors: errors.join("; ") })
+    }
+
+    /// Seals the open chunk at its acknowledged length on every replica not in `failed`.
+    async fn seal_open(&mut self, failed: &[ServerId]) -> Result<(), PanguError> {
+        let Some(open) = self.open.take() else { return Ok(()) };
+        let (id, len) = (open.loc.id, open.len);
+        let seals = open.loc.replicas.iter().filter(|r| !failed.contains(&r.server)).map(|r| {
+            let client = self.pangu.master.chunk_client(&r.addr);
+            async move { (r.server, client.seal(id, Some(len)).await) }
+        });
+        let mut bad = failed.to_vec();
+        for (s, r) in futures_util::future::join_all(seals).await {
+            if let Err(e) = r {
+                warn!(chunk = %id, server = %s, error = %e, "cannot seal a replica; it will be replaced");
+                bad.push(s);
+                self.avoid.push(s);
+            }
+        }
+        self.pangu.master.chunk_sealed(id, len, &bad).await?;
+        Ok(())
+    }
+}
+
+impl Drop for FileWriter {
+    fn drop(&mut self) {
+        if let Some(open) = &self.open {
+            self.pangu.master.writer_gone(open.loc.id);
+        }
+    }
+}
+
+fn describe(e: &ChunkClientError) -> String {
+    e.to_string()
+}
