@@ -229,6 +229,30 @@ impl ChunkServer {
         (status, infos, corrupt)
     }
 
+    /// The scrub: verifies every block of every replica not yet known corrupt, one replica
+    /// at a time (each under its read lock, so appends to that one wait, others do not).
+    /// Returns the replicas found corrupt in this pass; they are listed for the master
+    /// (which has them re-replicated) and never served again. Blocking.
+    pub fn scrub(&self) -> Vec<ChunkId> {
+        let replicas: Vec<(ChunkId, Arc<Replica>)> =
+            self.inner.chunks.lock().iter().map(|(id, r)| (*id, Arc::clone(r))).collect();
+        let mut found = Vec::new();
+        for (id, replica) in replicas {
+            if self.inner.corrupt.lock().contains_key(&id) {
+                continue;
+            }
+            let guard = replica.read();
+            let Some(file) = guard.as_ref() else { continue };
+            if let Err(e) = file.verify_all() {
+                if matches!(e, ChunkError::Corrupt { .. }) {
+                    drop(self.chunk_failed(id, e));
+                    found.push(id);
+                }
+            }
+        }
+        found
+    }
+
     /// Deletes a replica (as `DELETE /chunks/{id}`). Blocking.
     pub fn delete_replica(&self, id: ChunkId) -> Result<(), String> {
         self.delete(id).map_err(|e| e.body.message)

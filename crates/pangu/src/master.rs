@@ -202,12 +202,15 @@ pub struct RepairStats {
     pub corrupt_reported: u64,
 }
 
+/// A server's replicas as it last reported them: chunk → (length, sealed).
+type Report = HashMap<ChunkId, (u64, bool)>;
+
 struct Server {
     addr: String,
     rack: String,
     status: Option<ServerStatus>,
     /// The last report: replica → (len, sealed), and when it arrived.
-    reported: Option<(Instant, HashMap<ChunkId, (u64, bool)>)>,
+    reported: Option<(Instant, Report)>,
     corrupt: HashSet<ChunkId>,
 }
 
@@ -435,15 +438,10 @@ impl Master {
                 let mut replicas: Vec<(bool, ReplicaLocation)> = c
                     .replicas
                     .iter()
-                    .filter(|(s, healthy)| {
-                        *healthy && st.servers.get(s).is_some_and(|srv| !srv.corrupt.contains(id))
-                    })
+                    .filter(|(s, healthy)| *healthy && st.servers.get(s).is_some_and(|srv| !srv.corrupt.contains(id)))
                     .filter_map(|(s, _)| {
                         let srv = st.servers.get(s)?;
-                        Some((
-                            !st.heartbeats.is_live(*s, now),
-                            ReplicaLocation { server: *s, addr: srv.addr.clone() },
-                        ))
+                        Some((!st.heartbeats.is_live(*s, now), ReplicaLocation { server: *s, addr: srv.addr.clone() }))
                     })
                     .collect();
                 replicas.sort_by_key(|(dead, _)| *dead);
@@ -490,7 +488,8 @@ impl Master {
             (f.chunks.len() as u32, file_offset, chosen)
         };
         let servers: Vec<u64> = chosen.iter().map(|(s, _)| s.0).collect();
-        let id = ChunkId(self.db(move |tx| db::insert_chunk(tx, file.0, seq, file_offset, chunk_size, &servers)).await?);
+        let id =
+            ChunkId(self.db(move |tx| db::insert_chunk(tx, file.0, seq, file_offset, chunk_size, &servers)).await?);
         {
             let mut st = self.state.lock();
             st.chunks.insert(
@@ -838,7 +837,8 @@ impl Master {
         for (s, addr) in &targets {
             match self.chunk_client(addr).seal(chunk, Some(len)).await {
                 Ok(_) => {}
-                Err(ChunkClientError::Server { code: ErrorCode::ChunkSealed, body, .. }) if body.chunk_len == Some(len) => {}
+                Err(ChunkClientError::Server { code: ErrorCode::ChunkSealed, body, .. })
+                    if body.chunk_len == Some(len) => {}
                 Err(e) => {
                     warn!(chunk = %chunk, server = %s, error = %e, "cannot seal an abandoned chunk's replica");
                     failed.push(*s);
@@ -859,10 +859,7 @@ impl Master {
     async fn copy(self: Arc<Self>, task: RepairTask) {
         let (source, target) = {
             let st = self.state.lock();
-            (
-                st.servers.get(&task.source).map(|s| s.addr.clone()),
-                st.servers.get(&task.target).map(|s| s.addr.clone()),
-            )
+            (st.servers.get(&task.source).map(|s| s.addr.clone()), st.servers.get(&task.target).map(|s| s.addr.clone()))
         };
         let result = match (source, target) {
             (Some(source), Some(target)) => {

@@ -37,6 +37,9 @@ pub struct NodeConfig {
     pub capacity_bytes: u64,
     pub flow: FlowConfig,
     pub heartbeat: Duration,
+    /// How often every replica is re-verified (the scrub); `None`: never (reads still
+    /// verify what they touch).
+    pub scrub: Option<Duration>,
 }
 
 /// A started node.
@@ -95,9 +98,28 @@ pub async fn start(
         let _ = serve_stop.wait_for(|s| *s).await;
     }));
     info!(server = server_id, %addr, rack = %config.rack, master = %config.master, "chunkserver serving");
-    let beat = Heartbeat { master, server: server.clone(), addr: addr.clone(), rack: config.rack.clone(), id: server_id };
+    let beat =
+        Heartbeat { master, server: server.clone(), addr: addr.clone(), rack: config.rack.clone(), id: server_id };
+    if let Some(every) = config.scrub {
+        tokio::spawn(scrub(server.clone(), every, stop_rx.clone()));
+    }
     tokio::spawn(beat.run(config.heartbeat, stop_rx));
     Ok(Node { server, addr, server_id: ServerId(server_id) })
+}
+
+async fn scrub(server: ChunkServer, every: Duration, mut stop: tokio::sync::watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+        let s = server.clone();
+        if let Ok(found) = tokio::task::spawn_blocking(move || s.scrub()).await {
+            for chunk in found {
+                warn!(chunk = %chunk, "the scrub found a corrupt replica; the master will have it repaired");
+            }
+        }
+    }
 }
 
 fn write_id(path: &std::path::Path, id: u64) -> std::io::Result<()> {

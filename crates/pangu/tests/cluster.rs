@@ -70,6 +70,7 @@ impl Cluster {
             capacity_bytes: 1 << 34,
             flow: flow_for_repair_rate(256 << 20).unwrap_or(DEFAULT_FLOW),
             heartbeat: Duration::from_millis(200),
+            scrub: None,
         };
         let node = node::start(config, async move {
             let _ = rx.await;
