@@ -25,7 +25,7 @@ def feitian_bin():
 
 
 class FeitianProcess:
-    def __init__(self, data_dir=None, env=None, listen="127.0.0.1:0"):
+    def __init__(self, data_dir=None, env=None, listen="127.0.0.1:0", pangu_listen="127.0.0.1:0", config=None):
         self._tmp = None
         if data_dir is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="feitian-test-")
@@ -35,6 +35,8 @@ class FeitianProcess:
         for k in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
             self.env.pop(k, None)
         self.listen = listen
+        self.pangu_listen = pangu_listen
+        self.config = config
         self.proc = None
         self.log_dir = Path(tempfile.mkdtemp(prefix="feitian-log-"))
 
@@ -43,8 +45,12 @@ class FeitianProcess:
         n = len(list(self.log_dir.iterdir()))
         self.stdout_path = self.log_dir / f"stdout.{n}"
         self.stderr_path = self.log_dir / f"stderr.{n}"
+        args = [feitian_bin(), "up", "--data-dir", str(self.data_dir), "--listen", self.listen,
+                "--pangu-listen", self.pangu_listen]
+        if self.config:
+            args += ["--config", str(self.config)]
         self.proc = subprocess.Popen(
-            [feitian_bin(), "up", "--data-dir", str(self.data_dir), "--listen", self.listen],
+            args,
             stdout=open(self.stdout_path, "wb"),
             stderr=open(self.stderr_path, "wb"),
             stdin=subprocess.DEVNULL,
@@ -54,8 +60,11 @@ class FeitianProcess:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"feitian exited with {self.proc.returncode}: {self.stderr_path.read_text()}")
-            m = re.search(r"^endpoint: http://(\S+)", self.stdout_path.read_text(), re.M)
-            if m:
+            out = self.stdout_path.read_text()
+            m = re.search(r"^endpoint: http://(\S+)", out, re.M)
+            p = re.search(r"^storage: pangu master at (\S+)", out, re.M)
+            if m and p:
+                self.pangu_master = p.group(1)
                 self.endpoint = m.group(1)
                 self.host, port = self.endpoint.rsplit(":", 1)
                 self.port = int(port)
@@ -105,6 +114,65 @@ class FeitianProcess:
         out = self.cli("account", "create", name).stdout
         c = json.loads(out.strip().splitlines()[-1])
         return c["access_key_id"], c["access_key_secret"]
+
+
+class ChunkserverProcess:
+    """One `feitian chunkserver` child, stopped by pid."""
+
+    def __init__(self, master, data_dir, rack, repair_rate_mib=64, scrub_interval_secs=0):
+        self.master, self.data_dir, self.rack = master, Path(data_dir), rack
+        self.repair_rate_mib = repair_rate_mib
+        self.scrub_interval_secs = scrub_interval_secs
+        self.proc = None
+        self.log_dir = Path(tempfile.mkdtemp(prefix="chunkserver-log-"))
+        self.runs = 0
+
+    def start(self, timeout=30):
+        self.runs += 1
+        self.stdout_path = self.log_dir / f"stdout.{self.runs}"
+        self.stderr_path = self.log_dir / f"stderr.{self.runs}"
+        env = dict(os.environ)
+        for k in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
+            env.pop(k, None)
+        self.proc = subprocess.Popen(
+            [feitian_bin(), "chunkserver", "--master", self.master, "--data-dir", str(self.data_dir),
+             "--rack", self.rack, "--repair-rate-mib", str(self.repair_rate_mib),
+             "--scrub-interval-secs", str(self.scrub_interval_secs)],
+            stdout=open(self.stdout_path, "wb"), stderr=open(self.stderr_path, "wb"),
+            stdin=subprocess.DEVNULL, env=env,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"chunkserver exited with {self.proc.returncode}: {self.stderr_path.read_text()}")
+            m = re.search(r"^chunkserver (\d+) serving at (\S+)", self.stdout_path.read_text(), re.M)
+            if m:
+                self.server_id, self.addr = int(m.group(1)), m.group(2)
+                return self
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError("the chunkserver did not start in time")
+
+    def logs(self):
+        return "".join(p.read_text(errors="replace") for p in sorted(self.log_dir.glob("stderr.*")))
+
+    def stop(self, sig=signal.SIGTERM, timeout=15):
+        if self.proc is None or self.proc.poll() is not None:
+            return None if self.proc is None else self.proc.returncode
+        self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait()
+
+    def kill9(self):
+        return self.stop(signal.SIGKILL)
+
+
+def pangu_status(master):
+    with urllib.request.urlopen(f"http://{master}/pangu/v1/status", timeout=5) as r:
+        return json.loads(r.read())
 
 
 def free_port():

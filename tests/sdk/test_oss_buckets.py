@@ -1,6 +1,6 @@
 """Issue 4, first step: OSS buckets on the edge port, through oss2 (signature V1 and V4):
 create, list, info, location, ACL, delete, names, ownership and anonymous access, and the
-authentication errors. Object actions come with the Pangu-backed storage."""
+authentication errors. Objects are tested in test_oss_objects.py."""
 import uuid
 
 import oss2
@@ -98,15 +98,6 @@ def test_authentication_errors(feitian, account):
     assert (e.code, e.status) == ("InvalidAccessKeyId", 403)
     e = oss_error(lambda: bucket(feitian, (account[0], "wrong-secret"), n, v4=True).get_bucket_info())
     assert (e.code, e.status) == ("SignatureDoesNotMatch", 403)
-
-
-def test_objects_are_not_faked(feitian, account):
-    n = name()
-    b = bucket(feitian, account, n)
-    b.create_bucket()
-    e = oss_error(lambda: b.put_object("k", b"data"))
-    assert (e.code, e.status) == ("NotImplemented", 400)
-    assert oss_error(lambda: b.list_objects()).code == "NotImplemented"
 
 
 def test_rpc_still_served_beside_oss(feitian, account):

@@ -27,6 +27,61 @@ pub struct Config {
     /// benchmarking and never routed on the internet). The pool exists only inside feitian's
     /// own network namespaces.
     pub eip_pool: Option<String>,
+    /// The storage kernel under OSS.
+    #[serde(default)]
+    pub pangu: PanguConfig,
+}
+
+/// `[pangu]`: the storage kernel. The defaults are the embedded single node: the master
+/// and one chunkserver in the `feitian up` process, replication 1.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields, default)]
+pub struct PanguConfig {
+    /// Replicas per chunk: 1 on a single node, 3 for a cluster (then run at least three
+    /// `feitian chunkserver`s, in different racks).
+    pub replication: usize,
+    /// Whether `feitian up` runs a chunkserver itself (its replicas under DATA_DIR/pangu).
+    pub embedded_chunkserver: bool,
+    /// The embedded chunkserver's failure domain.
+    pub rack: String,
+    /// The bytes the embedded chunkserver may store, in GiB.
+    pub capacity_gib: u64,
+    /// Re-replication ceiling per chunkserver, in MiB/s (the embedded one's; others take
+    /// `--repair-rate-mib`).
+    pub repair_rate_mib: u64,
+    /// Seconds of silence after which a chunkserver counts as dead.
+    pub heartbeat_timeout_secs: u64,
+}
+
+impl Default for PanguConfig {
+    fn default() -> Self {
+        PanguConfig {
+            replication: 1,
+            embedded_chunkserver: true,
+            rack: "local".to_owned(),
+            capacity_gib: 1024,
+            repair_rate_mib: 64,
+            heartbeat_timeout_secs: 5,
+        }
+    }
+}
+
+impl PanguConfig {
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if !(1..=5).contains(&self.replication) {
+            anyhow::bail!("pangu.replication must be 1 to 5, not {}", self.replication);
+        }
+        if self.repair_rate_mib == 0 || self.capacity_gib == 0 || self.heartbeat_timeout_secs == 0 {
+            anyhow::bail!("pangu.repair_rate_mib, capacity_gib and heartbeat_timeout_secs must be above 0");
+        }
+        if self.replication > 1 && self.embedded_chunkserver {
+            tracing::warn!(
+                replication = self.replication,
+                "replication above 1 with only the embedded chunkserver: writes wait for `feitian chunkserver`s to join"
+            );
+        }
+        Ok(())
+    }
 }
 
 impl Config {

@@ -47,7 +47,7 @@ pub fn registry(ecs: Arc<feitian_ecs::Ecs>, network: Arc<feitian_vpc::Network>) 
     r
 }
 
-pub fn run(data_dir: &Path, listen: &str, config: Option<&Path>) -> anyhow::Result<()> {
+pub fn run(data_dir: &Path, listen: &str, pangu_listen: &str, config: Option<&Path>) -> anyhow::Result<()> {
     let config = Config::load(config)?;
     let catalog = Arc::new(config.catalog()?);
     let eip_pool = config.eip_pool()?;
@@ -81,8 +81,7 @@ pub fn run(data_dir: &Path, listen: &str, config: Option<&Path>) -> anyhow::Resu
     let driver: Arc<dyn feitian_compute::Driver> = Arc::new(feitian_compute::sim::SimDriver::from_env());
     let registry = registry(ecs, network.clone());
     let keys: Arc<dyn feitian_api::KeyStore> = Arc::new(StoreKeys::new(store.clone()));
-    let oss = feitian_oss::service::Oss::new(store.clone(), keys.clone(), catalog.default_region().clone());
-    let edge = Edge::with_objects(registry, Authenticator::new(keys), oss);
+    config.pangu.validate()?;
 
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async move {
@@ -90,6 +89,13 @@ pub fn run(data_dir: &Path, listen: &str, config: Option<&Path>) -> anyhow::Resu
             .await
             .with_context(|| format!("cannot listen on {listen}; is another program using it? pick another with --listen"))?;
         let addr = listener.local_addr()?;
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let storage = crate::storage::start(&config.pangu, store.clone(), data_dir, pangu_listen, stop_rx).await?;
+        let blobs = feitian_oss::blobs::Blobs::new(storage.pangu.clone(), store.clone());
+        blobs.sweep().await.map_err(|e| anyhow::anyhow!("cannot reclaim unreferenced object files: {}", e.message))?;
+        let oss =
+            feitian_oss::service::Oss::new(store.clone(), keys.clone(), catalog.default_region().clone(), blobs);
+        let edge = Edge::with_objects(registry, Authenticator::new(keys), oss);
         let region = catalog.default_region();
         let zones: Vec<&str> = region.zones.iter().map(|z| z.id.as_str()).collect();
         let mut out = std::io::stdout().lock();
@@ -103,6 +109,16 @@ pub fn run(data_dir: &Path, listen: &str, config: Option<&Path>) -> anyhow::Resu
             }
             None => writeln!(out, "root account {}: AccessKey pair in {}", root.id, creds_path.display())?,
         }
+        writeln!(
+            out,
+            "storage: pangu master at {} (replication {}), {}",
+            storage.master_addr,
+            config.pangu.replication,
+            match &storage.embedded_chunkserver {
+                Some(a) => format!("embedded chunkserver at {a}"),
+                None => "no embedded chunkserver (join some with `feitian chunkserver --master ADDR`)".to_owned(),
+            }
+        )?;
         writeln!(out, "compute driver: sim (instances are modelled, not booted: the qemu driver is not built yet); run `feitian doctor` to see what this host offers")?;
         out.flush()?;
         drop(out);
@@ -110,12 +126,14 @@ pub fn run(data_dir: &Path, listen: &str, config: Option<&Path>) -> anyhow::Resu
         tokio::spawn(feitian_agent::InstanceReconciler::new(store.clone(), driver, instance_wake).run());
         tracing::info!(%addr, "serving");
         axum::serve(listener, edge::router(edge)).with_graceful_shutdown(shutdown_signal()).await?;
+        let _ = stop_tx.send(true);
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         tracing::info!("stopped cleanly");
         anyhow::Ok(())
     })
 }
 
-async fn shutdown_signal() {
+pub async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(s) => s,

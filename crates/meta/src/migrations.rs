@@ -316,4 +316,76 @@ CREATE TABLE pangu_garbage (
 );
 "#,
     ),
+    (
+        6,
+        "OSS: objects, multipart uploads and parts, and the extents holding their bytes",
+        r#"
+-- One row per (bucket, key). Keys compare bytewise (SQLite's BINARY collation; a
+-- PostgreSQL backend needs COLLATE "C"), which is UTF-8 order, the order OSS lists in.
+-- Sizes, CRC-64s (their bits) and times (milliseconds since the epoch) are 64-bit integers.
+CREATE TABLE oss_objects (
+    id                  INTEGER PRIMARY KEY,
+    bucket              TEXT NOT NULL REFERENCES buckets(name),
+    object_key          TEXT NOT NULL,
+    size                BIGINT NOT NULL,
+    etag                TEXT NOT NULL,
+    crc64               BIGINT NOT NULL,
+    object_type         TEXT NOT NULL CHECK (object_type IN ('Normal', 'Multipart', 'Appendable')),
+    content_type        TEXT NOT NULL,
+    cache_control       TEXT,
+    content_disposition TEXT,
+    content_encoding    TEXT,
+    content_language    TEXT,
+    expires             TEXT,
+    user_meta           TEXT NOT NULL,
+    acl                 TEXT NOT NULL CHECK (acl IN ('default', 'private', 'public-read', 'public-read-write')),
+    storage_class       TEXT NOT NULL,
+    last_modified_ms    BIGINT NOT NULL,
+    UNIQUE (bucket, object_key)
+);
+-- Multipart uploads in progress, with the headers given at InitiateMultipartUpload (they
+-- become the object's). Upload ids sort in creation order.
+CREATE TABLE oss_uploads (
+    upload_id           TEXT PRIMARY KEY,
+    bucket              TEXT NOT NULL REFERENCES buckets(name),
+    object_key          TEXT NOT NULL,
+    content_type        TEXT NOT NULL,
+    cache_control       TEXT,
+    content_disposition TEXT,
+    content_encoding    TEXT,
+    content_language    TEXT,
+    expires             TEXT,
+    user_meta           TEXT NOT NULL,
+    acl                 TEXT NOT NULL CHECK (acl IN ('default', 'private', 'public-read', 'public-read-write')),
+    storage_class       TEXT NOT NULL,
+    initiated_ms        BIGINT NOT NULL
+);
+CREATE INDEX oss_uploads_by_key ON oss_uploads(bucket, object_key, upload_id);
+CREATE TABLE oss_parts (
+    id                  INTEGER PRIMARY KEY,
+    upload_id           TEXT NOT NULL REFERENCES oss_uploads(upload_id),
+    part_number         INTEGER NOT NULL,
+    size                BIGINT NOT NULL,
+    etag                TEXT NOT NULL,
+    crc64               BIGINT NOT NULL,
+    last_modified_ms    BIGINT NOT NULL,
+    UNIQUE (upload_id, part_number)
+);
+-- Where the bytes are: runs of Pangu files, owned by exactly one object or one part, in
+-- `seq` order. Completing an upload moves its parts' extents to the object (no copy).
+CREATE TABLE oss_extents (
+    id                  INTEGER PRIMARY KEY,
+    object_id           BIGINT REFERENCES oss_objects(id),
+    part_id             BIGINT REFERENCES oss_parts(id),
+    seq                 INTEGER NOT NULL,
+    file                BIGINT NOT NULL,
+    file_offset         BIGINT NOT NULL,
+    len                 BIGINT NOT NULL,
+    CHECK ((object_id IS NULL) <> (part_id IS NULL))
+);
+CREATE INDEX oss_extents_by_object ON oss_extents(object_id, seq);
+CREATE INDEX oss_extents_by_part ON oss_extents(part_id, seq);
+CREATE INDEX oss_extents_by_file ON oss_extents(file);
+"#,
+    ),
 ];

@@ -82,7 +82,8 @@ pub fn load(tx: &Transaction<'_>) -> Result<Snapshot, MetaError> {
             })
         })?
         .collect::<Result<_, _>>()?;
-    let mut st = tx.prepare_cached("SELECT chunk_id, server_id, healthy FROM pangu_replicas ORDER BY chunk_id, server_id")?;
+    let mut st =
+        tx.prepare_cached("SELECT chunk_id, server_id, healthy FROM pangu_replicas ORDER BY chunk_id, server_id")?;
     s.replicas = st
         .query_map([], |r| {
             Ok(ReplicaRow {
@@ -157,7 +158,10 @@ pub fn set_replica(tx: &Transaction<'_>, chunk: u64, server: u64, healthy: bool)
 
 /// Forgets a replica; its bytes on the server become garbage to delete.
 pub fn drop_replica(tx: &Transaction<'_>, chunk: u64, server: u64) -> Result<(), MetaError> {
-    tx.execute("DELETE FROM pangu_replicas WHERE chunk_id = ?1 AND server_id = ?2", params![chunk as i64, server as i64])?;
+    tx.execute(
+        "DELETE FROM pangu_replicas WHERE chunk_id = ?1 AND server_id = ?2",
+        params![chunk as i64, server as i64],
+    )?;
     add_garbage(tx, chunk, server)
 }
 
@@ -170,7 +174,10 @@ pub fn add_garbage(tx: &Transaction<'_>, chunk: u64, server: u64) -> Result<(), 
 }
 
 pub fn forget_garbage(tx: &Transaction<'_>, chunk: u64, server: u64) -> Result<(), MetaError> {
-    tx.execute("DELETE FROM pangu_garbage WHERE chunk_id = ?1 AND server_id = ?2", params![chunk as i64, server as i64])?;
+    tx.execute(
+        "DELETE FROM pangu_garbage WHERE chunk_id = ?1 AND server_id = ?2",
+        params![chunk as i64, server as i64],
+    )?;
     Ok(())
 }
 

@@ -1,14 +1,68 @@
 //! Object bytes on Pangu: streaming a request body into Pangu files, reading ranges back as
 //! a streaming body, and freeing files no object or part uses any more.
 //!
-//! (Being written: the signatures below are the contract the object handlers use.)
+//! # Where bytes go
+//!
+//! - A body of at least [`PACK_LIMIT`] bytes gets a Pangu file of its own, appended in
+//!   pieces of [`PIECE`] bytes as they arrive (the next piece is read from the client while
+//!   the previous one is being made durable), then sealed.
+//! - A smaller one is packed: appended to the current shared *pack file*. Concurrent small
+//!   writes are group-committed: one writer task takes every small body waiting, appends
+//!   them as one piece (one round of fsyncs for all of them), and answers each with its
+//!   extent. A pack file is sealed and replaced once it passes [`PACK_FILE_MAX`] bytes.
+//!
+//! Either way `write` returns only when every byte is durable on every replica, and the
+//! caller then makes the object visible in one metadata transaction. Bytes written for a
+//! request that then fails are never visible; the file (or the pack's dead bytes) is
+//! reclaimed as below.
+//!
+//! # Reclaiming space
+//!
+//! Files are deleted when nothing references them: [`Blobs::release`] names files whose
+//! extents a transaction dropped; a background pass deletes those no object or part still
+//! references, unless the file is the current pack file, was written in the last
+//! [`GRACE`] (a write whose object is about to be committed), is being read (a GET streaming
+//! an object that was deleted or overwritten meanwhile finishes), or was released less than
+//! [`SETTLE`] ago. At start, [`Blobs::sweep`]
+//! deletes every unreferenced file (bytes of requests cut off by a crash). Pack files whose
+//! objects are partly deleted keep their dead bytes until all their objects are gone
+//! (compaction is not done yet).
 
+use std::collections::{HashMap, HashSet};
 use std::ops::Range;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
-use feitian_meta::oss::Extent;
+use bytes::BytesMut;
+use feitian_meta::oss::{self as db, Extent};
+use feitian_meta::Store;
+use feitian_pangu::client::{FileWriter, Pangu, PanguError};
+use feitian_pangu::master::FileId;
+use futures_util::StreamExt;
+use md5::{Digest, Md5};
+use parking_lot::Mutex;
+use tokio::sync::{mpsc, oneshot};
+use tracing::{error, info, warn};
 
+use crate::crc64::Crc64;
 use crate::errors::OssError;
+
+/// Bodies below this are packed into shared files.
+pub const PACK_LIMIT: u64 = 256 * 1024;
+/// A pack file is sealed and replaced past this size.
+pub const PACK_FILE_MAX: u64 = 64 * 1024 * 1024;
+/// The append size for large bodies.
+pub const PIECE: usize = 8 * 1024 * 1024;
+/// The read size when streaming a body out.
+const READ_PIECE: u64 = 4 * 1024 * 1024;
+/// A file written this recently is never reclaimed.
+pub const GRACE: Duration = Duration::from_secs(120);
+/// A released file is reclaimed no sooner than this: a read that fetched its extents just
+/// before the release has taken its lease by then.
+const SETTLE: Duration = Duration::from_secs(10);
+/// The most bytes one group commit appends to the pack file.
+const GROUP_MAX: usize = 8 * 1024 * 1024;
 
 /// What [`Blobs::write`] stored: where the bytes are, and their digests.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,51 +76,454 @@ pub struct Written {
     pub crc64: u64,
 }
 
+type PackJob = (Bytes, oneshot::Sender<Result<Extent, String>>);
+
 /// The object-bytes store over a Pangu client (cheap to clone).
 #[derive(Clone)]
-pub struct Blobs {}
+pub struct Blobs {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pangu: Pangu,
+    store: Store,
+    pack: mpsc::Sender<PackJob>,
+    /// Files being written or written lately: file → last write.
+    recent: Mutex<HashMap<u64, Instant>>,
+    /// The pack file in use.
+    pack_file: Mutex<Option<u64>>,
+    /// Files some transaction stopped referencing, to check, and since when.
+    candidates: Mutex<HashMap<u64, Instant>>,
+    /// Files being read now (a GET streaming, a copy): never reclaimed meanwhile.
+    readers: Mutex<HashMap<u64, usize>>,
+}
+
+/// A read in progress on some files; dropping it ends the lease.
+struct ReadLease {
+    inner: Arc<Inner>,
+    files: Vec<u64>,
+}
+
+impl ReadLease {
+    fn new(inner: &Arc<Inner>, extents: &[Extent]) -> ReadLease {
+        let mut files: Vec<u64> = extents.iter().map(|e| e.file).collect();
+        files.sort_unstable();
+        files.dedup();
+        let mut readers = inner.readers.lock();
+        for f in &files {
+            *readers.entry(*f).or_default() += 1;
+        }
+        ReadLease { inner: Arc::clone(inner), files }
+    }
+}
+
+impl Drop for ReadLease {
+    fn drop(&mut self) {
+        let mut readers = self.inner.readers.lock();
+        for f in &self.files {
+            if let Some(n) = readers.get_mut(f) {
+                *n -= 1;
+                if *n == 0 {
+                    readers.remove(f);
+                }
+            }
+        }
+    }
+}
+
+fn internal(what: &str, e: impl std::fmt::Display) -> OssError {
+    error!(error = %e, "{what}");
+    OssError::internal_error()
+}
 
 impl Blobs {
+    /// The store over `pangu`; spawns the pack writer and the reclaimer (call inside a
+    /// tokio runtime).
+    pub fn new(pangu: Pangu, store: Store) -> Blobs {
+        let (tx, rx) = mpsc::channel(1024);
+        let inner = Arc::new(Inner {
+            pangu,
+            store,
+            pack: tx,
+            recent: Mutex::new(HashMap::new()),
+            pack_file: Mutex::new(None),
+            candidates: Mutex::new(HashMap::new()),
+            readers: Mutex::new(HashMap::new()),
+        });
+        tokio::spawn(pack_writer(Arc::downgrade(&inner), rx));
+        tokio::spawn(reclaimer(Arc::downgrade(&inner)));
+        Blobs { inner }
+    }
+
+    /// Deletes every Pangu file no object or part references: bytes of writes a crash cut
+    /// off before their object was committed. Call once at start, before serving.
+    pub async fn sweep(&self) -> Result<usize, OssError> {
+        let store = self.inner.store.clone();
+        let referenced: HashSet<u64> = tokio::task::spawn_blocking(move || store.read(db::referenced_files))
+            .await
+            .map_err(|e| internal("sweep", e))?
+            .map_err(|e| internal("sweep", e))?
+            .into_iter()
+            .collect();
+        let mut deleted = 0;
+        for file in self.inner.pangu.files() {
+            if !referenced.contains(&file.0) {
+                self.inner.pangu.delete(file).await.map_err(|e| internal("sweep", e))?;
+                deleted += 1;
+            }
+        }
+        if deleted > 0 {
+            info!(files = deleted, "reclaimed files of writes that never became objects");
+        }
+        Ok(deleted)
+    }
+
+    fn touch(&self, file: u64) {
+        self.inner.recent.lock().insert(file, Instant::now());
+    }
+
     /// Streams `body` into Pangu and returns once every byte is durable. `expected_len` is
     /// the request's Content-Length when it has one: a shorter body fails with
     /// `IncompleteBody` and nothing is kept. More than `max_len` bytes fail with
     /// `EntityTooLarge`. Small bodies are packed into shared files; large ones get files of
     /// their own.
     pub async fn write(&self, body: Body, expected_len: Option<u64>, max_len: u64) -> Result<Written, OssError> {
-        let _ = (body, expected_len, max_len);
-        unimplemented!()
+        if expected_len.is_some_and(|n| n > max_len) {
+            return Err(OssError::entity_too_large());
+        }
+        let mut stream = body.into_data_stream();
+        let mut md5 = Md5::new();
+        let mut crc = Crc64::new();
+        let mut buf = BytesMut::new();
+        let mut total: u64 = 0;
+        let small = expected_len.is_some_and(|n| n < PACK_LIMIT);
+        // Read until the body ends or proves large.
+        let mut ended = false;
+        while small || (buf.len() as u64) < PACK_LIMIT {
+            match stream.next().await {
+                Some(Ok(data)) => {
+                    total += data.len() as u64;
+                    if total > max_len || expected_len.is_some_and(|n| total > n) {
+                        return Err(OssError::entity_too_large());
+                    }
+                    md5.update(&data);
+                    crc.update(&data);
+                    buf.extend_from_slice(&data);
+                }
+                Some(Err(_)) => return Err(OssError::incomplete_body()),
+                None => {
+                    ended = true;
+                    break;
+                }
+            }
+        }
+        if ended {
+            if expected_len.is_some_and(|n| n != total) {
+                return Err(OssError::incomplete_body());
+            }
+            if total < PACK_LIMIT {
+                let data = buf.freeze();
+                let extents = self.pack(data).await?;
+                return Ok(Written { extents, len: total, md5: md5.finalize().into(), crc64: crc.value() });
+            }
+        }
+        // A file of its own; appends run one piece behind the reading.
+        let writer = self.inner.pangu.create().await.map_err(|e| internal("cannot create a file", e))?;
+        let file = writer.id();
+        self.touch(file.0);
+        let (tx, rx) = mpsc::channel::<Bytes>(2);
+        let appender = tokio::spawn(append_all(writer, rx));
+        let result: Result<(), OssError> = async {
+            let mut piece = buf;
+            if !ended {
+                loop {
+                    if piece.len() >= PIECE {
+                        let full = piece.split().freeze();
+                        if tx.send(full).await.is_err() {
+                            return Ok(()); // the appender failed; its error is reported below
+                        }
+                    }
+                    match stream.next().await {
+                        Some(Ok(data)) => {
+                            total += data.len() as u64;
+                            if total > max_len || expected_len.is_some_and(|n| total > n) {
+                                return Err(OssError::entity_too_large());
+                            }
+                            md5.update(&data);
+                            crc.update(&data);
+                            piece.extend_from_slice(&data);
+                        }
+                        Some(Err(_)) => return Err(OssError::incomplete_body()),
+                        None => break,
+                    }
+                }
+            }
+            if expected_len.is_some_and(|n| n != total) {
+                return Err(OssError::incomplete_body());
+            }
+            if !piece.is_empty() {
+                let _ = tx.send(piece.freeze()).await;
+            }
+            Ok(())
+        }
+        .await;
+        drop(tx);
+        let appended = appender.await.map_err(|e| internal("appender", e)).and_then(|r| {
+            r.map_err(|e| {
+                error!(error = %e, "writing an object's bytes to pangu failed");
+                OssError::internal_error()
+            })
+        });
+        self.touch(file.0);
+        match (result, appended) {
+            (Ok(()), Ok(len)) if len == total => Ok(Written {
+                extents: vec![Extent { file: file.0, offset: 0, len }],
+                len,
+                md5: md5.finalize().into(),
+                crc64: crc.value(),
+            }),
+            (Ok(()), Ok(len)) => {
+                self.forget(file).await;
+                Err(internal("short write", format!("{len} of {total} bytes appended")))
+            }
+            (Err(e), _) | (_, Err(e)) => {
+                self.forget(file).await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn forget(&self, file: FileId) {
+        if let Err(e) = self.inner.pangu.delete(file).await {
+            warn!(file = %file, error = %e, "cannot delete the file of a failed write; the sweep will");
+        }
+    }
+
+    async fn pack(&self, data: Bytes) -> Result<Vec<Extent>, OssError> {
+        if data.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (tx, rx) = oneshot::channel();
+        self.inner.pack.send((data, tx)).await.map_err(|e| internal("pack writer gone", e))?;
+        let extent = rx.await.map_err(|e| internal("pack writer gone", e))?.map_err(|e| internal("pack write", e))?;
+        self.touch(extent.file);
+        Ok(vec![extent])
     }
 
     /// Stores bytes already in memory (as `write`).
     pub async fn write_bytes(&self, data: Bytes) -> Result<Written, OssError> {
-        let _ = data;
-        unimplemented!()
+        let len = data.len() as u64;
+        self.write(Body::from(data), Some(len), u64::MAX).await
     }
 
     /// Copies `range` of the bytes of `src` (extents concatenated) into new storage: for
     /// CopyObject and UploadPartCopy. The copy is independent of the source.
     pub async fn copy(&self, src: &[Extent], range: Range<u64>) -> Result<Written, OssError> {
-        let _ = (src, range);
-        unimplemented!()
+        let len = range.end.saturating_sub(range.start);
+        let body = self.read(src.to_vec(), range);
+        self.write(body, Some(len), u64::MAX).await
     }
 
     /// A body streaming `range` of the bytes of `extents` (concatenated). A read failure
     /// after the head is sent ends the body with an error (the client sees a short body).
     pub fn read(&self, extents: Vec<Extent>, range: Range<u64>) -> Body {
-        let _ = (extents, range);
-        unimplemented!()
+        let pieces = pieces(&extents, range);
+        let pangu = self.inner.pangu.clone();
+        let lease = Arc::new(ReadLease::new(&self.inner, &extents));
+        let stream = futures_util::stream::iter(pieces)
+            .map(move |(file, offset, len)| {
+                let pangu = pangu.clone();
+                let _lease = Arc::clone(&lease);
+                async move {
+                    pangu.read(FileId(file), offset, len).await.map_err(|e: PanguError| {
+                        error!(error = %e, "reading an object's bytes failed mid-body");
+                        std::io::Error::other(e.to_string())
+                    })
+                }
+            })
+            .buffered(2);
+        Body::from_stream(stream)
     }
 
     /// `range` of the bytes of `extents`, in memory (for small reads).
     pub async fn read_all(&self, extents: &[Extent], range: Range<u64>) -> Result<Bytes, OssError> {
-        let _ = (extents, range);
-        unimplemented!()
+        let _lease = ReadLease::new(&self.inner, extents);
+        let mut out = BytesMut::with_capacity(range.end.saturating_sub(range.start) as usize);
+        for (file, offset, len) in pieces(extents, range) {
+            let bytes = self.inner.pangu.read(FileId(file), offset, len).await.map_err(|e| internal("read", e))?;
+            out.extend_from_slice(&bytes);
+        }
+        Ok(out.freeze())
     }
 
     /// Says that `extents` are no longer used by what held them (call after the transaction
     /// that dropped them committed). Files that nothing references any more are deleted in
     /// the background.
     pub fn release(&self, extents: Vec<Extent>) {
-        let _ = extents;
+        let now = Instant::now();
+        let mut c = self.inner.candidates.lock();
+        for e in extents {
+            c.entry(e.file).or_insert(now);
+        }
+    }
+}
+
+/// `range` of the concatenation of `extents` as (file, offset, len) reads of at most
+/// [`READ_PIECE`] bytes.
+fn pieces(extents: &[Extent], range: Range<u64>) -> Vec<(u64, u64, u64)> {
+    let mut out = Vec::new();
+    let mut at = 0u64;
+    for e in extents {
+        let (start, end) = (at, at + e.len);
+        at = end;
+        let (from, to) = (range.start.max(start), range.end.min(end));
+        let mut pos = from;
+        while pos < to {
+            let n = (to - pos).min(READ_PIECE);
+            out.push((e.file, e.offset + (pos - start), n));
+            pos += n;
+        }
+    }
+    out
+}
+
+async fn append_all(mut writer: FileWriter, mut rx: mpsc::Receiver<Bytes>) -> Result<u64, PanguError> {
+    while let Some(piece) = rx.recv().await {
+        writer.append(piece).await?;
+    }
+    writer.seal().await
+}
+
+/// The pack writer: group-commits small bodies into the current pack file.
+async fn pack_writer(inner: std::sync::Weak<Inner>, mut rx: mpsc::Receiver<PackJob>) {
+    let mut writer: Option<FileWriter> = None;
+    while let Some(first) = rx.recv().await {
+        let Some(me) = inner.upgrade() else { return };
+        let mut jobs = vec![first];
+        let mut size = jobs[0].0.len();
+        while size < GROUP_MAX {
+            match rx.try_recv() {
+                Ok(job) => {
+                    size += job.0.len();
+                    jobs.push(job);
+                }
+                Err(_) => break,
+            }
+        }
+        if writer.as_ref().is_some_and(|w| w.len() >= PACK_FILE_MAX) {
+            if let Some(w) = writer.take() {
+                let id = w.id();
+                if let Err(e) = w.seal().await {
+                    warn!(file = %id, error = %e, "cannot seal a pack file");
+                }
+                me.recent.lock().insert(id.0, Instant::now());
+                me.candidates.lock().insert(id.0, Instant::now());
+            }
+        }
+        if writer.is_none() {
+            match me.pangu.create().await {
+                Ok(w) => {
+                    *me.pack_file.lock() = Some(w.id().0);
+                    writer = Some(w);
+                }
+                Err(e) => {
+                    let msg = e.to_string();
+                    for (_, reply) in jobs {
+                        let _ = reply.send(Err(msg.clone()));
+                    }
+                    continue;
+                }
+            }
+        }
+        let w = writer.as_mut().expect("a pack file is open");
+        let mut group = BytesMut::with_capacity(size);
+        for (data, _) in &jobs {
+            group.extend_from_slice(data);
+        }
+        let file = w.id().0;
+        me.recent.lock().insert(file, Instant::now());
+        match w.append(group.freeze()).await {
+            Ok(mut offset) => {
+                me.recent.lock().insert(file, Instant::now());
+                for (data, reply) in jobs {
+                    let len = data.len() as u64;
+                    let _ = reply.send(Ok(Extent { file, offset, len }));
+                    offset += len;
+                }
+            }
+            Err(e) => {
+                let msg = e.to_string();
+                for (_, reply) in jobs {
+                    let _ = reply.send(Err(msg.clone()));
+                }
+                // Start a new pack file; this one is sealed by the master.
+                writer = None;
+                me.candidates.lock().insert(file, Instant::now());
+            }
+        }
+    }
+}
+
+/// Deletes released files that nothing references, every few seconds.
+async fn reclaimer(inner: std::sync::Weak<Inner>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tick.tick().await;
+        let Some(me) = inner.upgrade() else { return };
+        let now = Instant::now();
+        let ready: Vec<u64> = {
+            let pack = *me.pack_file.lock();
+            let mut recent = me.recent.lock();
+            recent.retain(|_, at| now.duration_since(*at) < GRACE);
+            let readers = me.readers.lock();
+            let candidates = me.candidates.lock();
+            candidates
+                .iter()
+                .filter(|(f, since)| {
+                    Some(**f) != pack
+                        && !recent.contains_key(f)
+                        && !readers.contains_key(f)
+                        && now.duration_since(**since) >= SETTLE
+                })
+                .map(|(f, _)| *f)
+                .collect()
+        };
+        for file in ready {
+            me.candidates.lock().remove(&file);
+            let store = me.store.clone();
+            let referenced = tokio::task::spawn_blocking(move || store.read(|tx| db::file_is_referenced(tx, file)))
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|r| r.map_err(|e| e.to_string()));
+            match referenced {
+                Ok(true) => {}
+                Ok(false) => {
+                    if let Err(e) = me.pangu.delete(FileId(file)).await {
+                        warn!(file, error = %e, "cannot delete an unreferenced file yet");
+                        me.candidates.lock().insert(file, Instant::now());
+                    }
+                }
+                Err(e) => {
+                    warn!(file, error = %e, "cannot check a file's references");
+                    me.candidates.lock().insert(file, Instant::now());
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pieces_cut_ranges_across_extents() {
+        let e = [Extent { file: 1, offset: 10, len: 5 }, Extent { file: 2, offset: 0, len: 10 }];
+        assert_eq!(pieces(&e, 0..15), vec![(1, 10, 5), (2, 0, 10)]);
+        assert_eq!(pieces(&e, 3..7), vec![(1, 13, 2), (2, 0, 2)]);
+        assert_eq!(pieces(&e, 5..6), vec![(2, 0, 1)]);
+        assert!(pieces(&e, 7..7).is_empty());
+        let big = [Extent { file: 3, offset: 0, len: 10 * READ_PIECE }];
+        assert_eq!(pieces(&big, 1..READ_PIECE + 2), vec![(3, 1, READ_PIECE), (3, READ_PIECE + 1, 1)]);
     }
 }

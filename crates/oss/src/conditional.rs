@@ -26,8 +26,10 @@
 //! computed a lowercase MD5 itself still matches. `If-Match` uses the strong comparison
 //! (a `W/` tag never matches); `If-None-Match` the weak one. `*` matches any existing object.
 //!
-//! `CopyObject`'s `x-oss-copy-source-if-*` headers are the same four conditions on the
-//! source, but every failure there is 412 ([`evaluate_copy_source`]).
+//! `CopyObject`'s and `UploadPartCopy`'s `x-oss-copy-source-if-*` headers are the same four
+//! conditions on the source, with the same outcomes: the CopyObject reference says a failing
+//! `x-oss-copy-source-if-match` / `-if-unmodified-since` is 412 and a failing
+//! `-if-none-match` / `-if-modified-since` is 304 ([`evaluate_copy_source`]).
 
 use chrono::{DateTime, Utc};
 
@@ -109,17 +111,14 @@ pub fn evaluate(p: &Preconditions<'_>, v: &Validators<'_>, now: DateTime<Utc>) -
 }
 
 /// The same conditions on a copy source (`x-oss-copy-source-if-match`, `-if-none-match`,
-/// `-if-modified-since`, `-if-unmodified-since`): a copy has no 304, so every failure is 412,
-/// naming the copy-source header.
+/// `-if-modified-since`, `-if-unmodified-since`, passed in as the four fields): 412 naming
+/// the copy-source header for `-if-match` / `-if-unmodified-since`, 304 for `-if-none-match`
+/// / `-if-modified-since`, as the CopyObject reference documents.
 pub fn evaluate_copy_source(p: &Preconditions<'_>, v: &Validators<'_>, now: DateTime<Utc>) -> Decision {
     match evaluate(p, v, now) {
-        Decision::Proceed => Decision::Proceed,
         Decision::PreconditionFailed("If-Match") => Decision::PreconditionFailed("x-oss-copy-source-if-match"),
         Decision::PreconditionFailed(_) => Decision::PreconditionFailed("x-oss-copy-source-if-unmodified-since"),
-        Decision::NotModified if p.if_none_match.is_some() => {
-            Decision::PreconditionFailed("x-oss-copy-source-if-none-match")
-        }
-        Decision::NotModified => Decision::PreconditionFailed("x-oss-copy-source-if-modified-since"),
+        other => other,
     }
 }
 
@@ -278,14 +277,13 @@ mod tests {
         assert_eq!((e.status, e.code, e.detail("Condition")), (412, "PreconditionFailed", Some("If-Match")));
 
         let p = Preconditions { if_none_match: Some(ETAG), ..Default::default() };
-        assert_eq!(
-            evaluate_copy_source(&p, &v(), now()),
-            Decision::PreconditionFailed("x-oss-copy-source-if-none-match")
-        );
+        assert_eq!(evaluate_copy_source(&p, &v(), now()), Decision::NotModified);
         let p = Preconditions { if_modified_since: Some(AT), ..Default::default() };
+        assert_eq!(evaluate_copy_source(&p, &v(), now()), Decision::NotModified);
+        let p = Preconditions { if_unmodified_since: Some(BEFORE), ..Default::default() };
         assert_eq!(
             evaluate_copy_source(&p, &v(), now()),
-            Decision::PreconditionFailed("x-oss-copy-source-if-modified-since")
+            Decision::PreconditionFailed("x-oss-copy-source-if-unmodified-since")
         );
         let p = Preconditions { if_match: Some("\"0\""), ..Default::default() };
         assert_eq!(evaluate_copy_source(&p, &v(), now()), Decision::PreconditionFailed("x-oss-copy-source-if-match"));

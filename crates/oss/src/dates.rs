@@ -36,6 +36,12 @@ pub fn truncate_to_second(t: DateTime<Utc>) -> DateTime<Utc> {
     Utc.timestamp_opt(t.timestamp(), 0).single().unwrap_or(t)
 }
 
+/// A time stored as milliseconds since the Unix epoch (as the metadata store keeps them);
+/// out-of-range values read as the epoch rather than panicking.
+pub fn from_unix_millis(ms: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
+}
+
 /// Reads an HTTP date in any of the three forms of RFC 9110 §5.6.7. `None` when it is none
 /// of them or names an impossible date.
 pub fn parse_http_date(s: &str) -> Option<DateTime<Utc>> {
@@ -154,6 +160,8 @@ mod tests {
         assert_eq!(format_http_date(t), "Sat, 05 Dec 2015 11:10:29 GMT");
         assert_eq!(format_iso8601(t), "2015-12-05T11:10:29.000Z");
         assert_eq!(truncate_to_second(t), at(2015, 12, 5, 11, 10, 29));
+        assert_eq!(from_unix_millis(t.timestamp_millis()), t);
+        assert_eq!(from_unix_millis(i64::MAX), DateTime::<Utc>::default());
     }
 
     #[test]

@@ -26,16 +26,25 @@ pub struct OssError {
     /// `ArgumentName`/`ArgumentValue` (which `oss2.exceptions.InvalidArgument` reads) or
     /// `Condition`.
     pub details: Vec<(&'static str, String)>,
+    /// Response headers the error carries besides the usual ones: `Content-Range` on a 416,
+    /// `x-oss-next-append-position` on `PositionNotEqualToLength`, the validators on a 304.
+    pub headers: Vec<(&'static str, String)>,
 }
 
 impl OssError {
     pub fn new(status: u16, code: &'static str, message: impl Into<String>) -> Self {
-        OssError { status, code, message: message.into(), details: Vec::new() }
+        OssError { status, code, message: message.into(), details: Vec::new(), headers: Vec::new() }
     }
 
     /// Adds one element to the `<Error>` body (after `HostId`).
     pub fn with_detail(mut self, name: &'static str, value: impl Into<String>) -> Self {
         self.details.push((name, value.into()));
+        self
+    }
+
+    /// Adds a response header (see [`OssError::headers`]).
+    pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.headers.push((name, value.into()));
         self
     }
 
@@ -110,6 +119,11 @@ impl OssError {
     /// `InvalidObjectName` with the real service's message for the cause (`why`).
     pub fn invalid_object_name(why: &str) -> Self {
         Self::new(400, "InvalidObjectName", why)
+    }
+
+    /// A `versionId` other than `null` in a bucket without versioning.
+    pub fn no_such_version(version_id: &str) -> Self {
+        Self::new(404, "NoSuchVersion", "The specified version does not exist.").with_detail("VersionId", version_id)
     }
 
     /// `x-oss-forbid-overwrite: true` and the key exists.
@@ -286,6 +300,7 @@ mod tests {
             (OssError::invalid_part("x"), 400, "InvalidPart"),
             (OssError::invalid_part_order(), 400, "InvalidPartOrder"),
             (OssError::no_such_upload("u"), 404, "NoSuchUpload"),
+            (OssError::no_such_version("v"), 404, "NoSuchVersion"),
             (OssError::invalid_range(), 416, "InvalidRange"),
             (OssError::precondition_failed("If-Match"), 412, "PreconditionFailed"),
             (OssError::request_time_too_skewed(), 403, "RequestTimeTooSkewed"),
@@ -330,5 +345,7 @@ mod tests {
         assert_eq!(e.detail("ArgumentValue"), Some("0"));
         assert!(e.has_body());
         assert!(!OssError::not_modified().has_body());
+        let e = OssError::position_not_equal_to_length().with_header("x-oss-next-append-position", "7");
+        assert_eq!(e.headers, vec![("x-oss-next-append-position", "7".to_string())]);
     }
 }

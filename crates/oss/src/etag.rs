@@ -78,16 +78,28 @@ pub fn same(a: &str, b: &str) -> bool {
 
 /// Checks a `Content-MD5` header against the MD5 of the body received.
 pub fn verify_content_md5(header: &str, body_md5: &Md5Digest) -> Result<(), OssError> {
-    let claimed = base64::engine::general_purpose::STANDARD
-        .decode(header.trim())
-        .map_err(|_| OssError::invalid_digest("The Content-MD5 you specified was invalid."))?;
-    if claimed.len() != 16 {
-        return Err(OssError::invalid_digest("The Content-MD5 you specified was invalid."));
-    }
-    if claimed.as_slice() != body_md5 {
+    check_content_md5(&parse_content_md5(header)?, body_md5)
+}
+
+/// Reads a `Content-MD5` header (base64 of 16 bytes), so that a malformed one is refused
+/// before the body is read.
+pub fn parse_content_md5(header: &str) -> Result<Md5Digest, OssError> {
+    let invalid = || OssError::invalid_digest("The Content-MD5 you specified was invalid.");
+    let claimed = base64::engine::general_purpose::STANDARD.decode(header.trim()).map_err(|_| invalid())?;
+    claimed.try_into().map_err(|_| invalid())
+}
+
+/// Checks a parsed `Content-MD5` against the MD5 of the body received.
+pub fn check_content_md5(claimed: &Md5Digest, body_md5: &Md5Digest) -> Result<(), OssError> {
+    if claimed != body_md5 {
         return Err(OssError::invalid_digest("The Content-MD5 you specified did not match what we received."));
     }
     Ok(())
+}
+
+/// The `Content-MD5` header value for a digest (base64), as answers carry it.
+pub fn content_md5(md5: &Md5Digest) -> String {
+    base64::engine::general_purpose::STANDARD.encode(md5)
 }
 
 fn upper_hex(bytes: &[u8]) -> String {
@@ -168,6 +180,9 @@ mod tests {
         assert!(e.message.contains("did not match"));
         for bad in ["", "not base64!", "AAAA", "XrY7u+Ae7tCTyyK7j1rNww"] {
             assert_eq!(verify_content_md5(bad, &body).unwrap_err().code, "InvalidDigest", "{bad}");
+            assert_eq!(parse_content_md5(bad).unwrap_err().code, "InvalidDigest", "{bad}");
         }
+        assert_eq!(parse_content_md5("XrY7u+Ae7tCTyyK7j1rNww=="), Ok(body));
+        assert_eq!(super::content_md5(&body), "XrY7u+Ae7tCTyyK7j1rNww==");
     }
 }

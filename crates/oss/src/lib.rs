@@ -19,7 +19,14 @@
 //! - [`errors`]: `OssError`, with the real codes and statuses and the `<Error>` body.
 //! - [`model`]: the nouns those share (storage classes, ACLs, summaries).
 //! - [`request_id`]: the shape of `x-oss-request-id`.
+//! - [`access`]: who may do what (owner, bucket and object ACLs).
+//! - [`metadata`]: an object's stored headers, in from requests and out to answers.
+//!
+//! The service itself — I/O, on the edge port — is [`service`] (routing, bucket actions),
+//! [`objects`] and [`multipart`] (the object actions), over [`blobs`] (object bytes on Pangu)
+//! and `feitian_meta::oss` (the records).
 
+pub mod access;
 pub mod blobs;
 pub mod conditional;
 pub mod crc64;
@@ -27,8 +34,11 @@ pub mod dates;
 pub mod errors;
 pub mod etag;
 pub mod listing;
+pub mod metadata;
 pub mod model;
+pub mod multipart;
 pub mod names;
+pub mod objects;
 pub mod range;
 pub mod request_id;
 pub mod xml;

@@ -61,6 +61,16 @@ impl ObjectType {
             ObjectType::Appendable => "Appendable",
         }
     }
+
+    /// Reads the API spelling (as stored); `None` for anything else.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "Normal" => Some(ObjectType::Normal),
+            "Multipart" => Some(ObjectType::Multipart),
+            "Appendable" => Some(ObjectType::Appendable),
+            _ => None,
+        }
+    }
 }
 
 /// A canned ACL (`x-oss-acl`, `<Grant>`). Objects also have `default`: inherit the bucket's.
@@ -213,5 +223,9 @@ mod tests {
         assert_eq!(DataRedundancyType::parse("ZRS"), Ok(DataRedundancyType::ZRS));
         assert!(DataRedundancyType::parse("XRS").is_err());
         assert_eq!(ObjectType::Appendable.as_str(), "Appendable");
+        for t in [ObjectType::Normal, ObjectType::Multipart, ObjectType::Appendable] {
+            assert_eq!(ObjectType::parse(t.as_str()), Some(t));
+        }
+        assert_eq!(ObjectType::parse("normal"), None);
     }
 }

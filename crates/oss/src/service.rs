@@ -1,20 +1,27 @@
-//! The OSS service on the edge port: authentication, access by owner and ACL, and the bucket
-//! actions. Object actions (Put/Get/Head/Delete/Copy/Append, multipart) come with the
-//! Pangu-backed object storage; until then they answer `NotImplemented` rather than pretend.
+//! The OSS service on the edge port: authentication, access by owner and ACL, routing to the
+//! actions, and rendering answers and errors. The bucket actions live here; the object
+//! actions in [`crate::objects`] and the multipart ones in [`crate::multipart`].
+//!
+//! Routing follows the REST API: the method, whether a key is addressed, and the
+//! subresource in the query (`?acl`, `?uploads`, `?uploadId`, `?append`, `?delete`, …).
 
+use crate::access::{self, Need};
+use crate::blobs::Blobs;
 use crate::errors::OssError;
+use crate::metadata::HeaderList;
 use crate::model::{Acl, BucketSummary, DataRedundancyType, Owner, StorageClass};
 use crate::names::RequestTarget;
 use crate::{listing, xml};
 use axum::body::Body;
-use axum::http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use axum::http::{header, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
 use chrono::{DateTime, Utc};
 use feitian_api::auth::{Caller, KeyStore};
 use feitian_api::oss_signature::OssRequest;
 use feitian_api::{oss_auth, ApiError, ObjectFuture, ObjectService};
-use feitian_meta::oss::{self as db, Bucket};
-use feitian_meta::{MetaError, Store};
+use feitian_meta::oss::{self as db, Bucket, Extent};
+use feitian_meta::{MetaError, Store, Transaction};
 use feitian_region::Region;
+use std::borrow::Cow;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
@@ -23,22 +30,60 @@ pub const MAX_BUCKETS: usize = 100;
 /// The largest request body a bucket action reads (configurations are small).
 const MAX_CONFIG_BODY: usize = 64 * 1024;
 
-/// A successful answer: status, extra headers, XML body (possibly empty).
-type Answer = (StatusCode, Vec<(&'static str, String)>, String);
+/// What a successful answer carries besides its status and headers.
+pub(crate) enum Payload {
+    Empty,
+    /// An XML document (an empty string is no body).
+    Xml(String),
+    /// Object bytes, streamed.
+    Stream(Body),
+}
+
+/// A successful answer: status, extra headers, body.
+pub(crate) struct Answer {
+    pub status: StatusCode,
+    pub headers: HeaderList,
+    pub body: Payload,
+}
+
+impl Answer {
+    pub fn empty(status: StatusCode) -> Self {
+        Answer { status, headers: Vec::new(), body: Payload::Empty }
+    }
+
+    pub fn xml(status: StatusCode, xml: String) -> Self {
+        Answer { status, headers: Vec::new(), body: Payload::Xml(xml) }
+    }
+
+    pub fn stream(status: StatusCode, body: Body) -> Self {
+        Answer { status, headers: Vec::new(), body: Payload::Stream(body) }
+    }
+
+    pub fn header(mut self, name: impl Into<Cow<'static, str>>, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    pub fn with_headers(mut self, headers: HeaderList) -> Self {
+        self.headers.extend(headers);
+        self
+    }
+}
 
 pub struct Oss {
     pub store: Store,
     pub keys: Arc<dyn KeyStore>,
     pub region: Region,
+    pub blobs: Blobs,
     sequence: AtomicU32,
 }
 
 impl Oss {
-    pub fn new(store: Store, keys: Arc<dyn KeyStore>, region: Region) -> Arc<Self> {
-        Arc::new(Oss { store, keys, region, sequence: AtomicU32::new(0) })
+    pub fn new(store: Store, keys: Arc<dyn KeyStore>, region: Region, blobs: Blobs) -> Arc<Self> {
+        Arc::new(Oss { store, keys, region, blobs, sequence: AtomicU32::new(0) })
     }
 
-    fn endpoint(&self) -> String {
+    pub(crate) fn endpoint(&self) -> String {
         format!("oss-{}.aliyuncs.com", self.region.id)
     }
 
@@ -52,20 +97,44 @@ impl Oss {
 }
 
 /// An OSS request, decoded once.
-struct Req {
-    method: Method,
-    target: RequestTarget,
-    params: Vec<(String, String)>,
-    headers: Vec<(String, String)>,
+pub(crate) struct Req {
+    pub method: Method,
+    pub target: RequestTarget,
+    pub params: Vec<(String, String)>,
+    /// Names lowercase.
+    pub headers: Vec<(String, String)>,
 }
 
 impl Req {
-    fn has(&self, name: &str) -> bool {
+    pub fn has(&self, name: &str) -> bool {
         self.params.iter().any(|(k, _)| k == name)
     }
 
-    fn header(&self, name: &str) -> Option<&str> {
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
+    /// `Content-Length`, when the request has one (a chunked body has none).
+    pub fn content_length(&self) -> Result<Option<u64>, OssError> {
+        match self.header("content-length") {
+            None => Ok(None),
+            Some(v) => v.trim().parse().map(Some).map_err(|_| {
+                OssError::invalid_argument("Content-Length", v, "The Content-Length you specified is not valid.")
+            }),
+        }
+    }
+
+    /// `encoding-type=url` asked for (anything else but nothing is `InvalidArgument`).
+    pub fn url_encoded(&self) -> Result<bool, OssError> {
+        match self.param("encoding-type") {
+            None | Some("") => Ok(false),
+            Some("url") => Ok(true),
+            Some(v) => Err(OssError::invalid_argument("encoding-type", v, "The encoding-type parameter must be url.")),
+        }
     }
 }
 
@@ -89,12 +158,64 @@ fn from_meta(e: MetaError) -> OssError {
     OssError::internal_error()
 }
 
-fn owner(caller_account: u64) -> Owner {
-    Owner { id: caller_account.to_string(), display_name: caller_account.to_string() }
+pub(crate) fn owner(account: u64) -> Owner {
+    Owner { id: account.to_string(), display_name: account.to_string() }
 }
 
 fn created(b: &Bucket) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(&b.created_at).map(|t| t.with_timezone(&Utc)).unwrap_or_default()
+}
+
+/// A stored ACL back as the enum (`default` included); a value the store could never hold
+/// is feitian's fault.
+pub(crate) fn stored_acl(s: &str) -> Result<Acl, OssError> {
+    Acl::parse_object(s).map_err(|_| OssError::internal_error())
+}
+
+/// A stored storage class back as the enum.
+pub(crate) fn stored_class(s: &str) -> Result<StorageClass, OssError> {
+    StorageClass::parse(s).map_err(|_| OssError::internal_error())
+}
+
+/// Bucket subresources feitian does not serve: refused rather than mistaken for a listing
+/// or a PutBucket.
+const UNSERVED_BUCKET_SUBRESOURCES: &[&str] = &[
+    "lifecycle",
+    "cors",
+    "website",
+    "referer",
+    "logging",
+    "policy",
+    "tagging",
+    "versioning",
+    "versions",
+    "encryption",
+    "replication",
+    "replicationLocation",
+    "replicationProgress",
+    "inventory",
+    "worm",
+    "wormId",
+    "qos",
+    "requestPayment",
+    "stat",
+    "transferAcceleration",
+    "accessPoint",
+    "resourceGroup",
+    "style",
+    "cname",
+    "live",
+];
+
+/// Object subresources feitian does not serve.
+const UNSERVED_OBJECT_SUBRESOURCES: &[&str] =
+    &["symlink", "tagging", "restore", "x-oss-process", "cleanRestoredObject", "retention", "legalHold"];
+
+fn unserved(r: &Req, names: &[&str]) -> Result<(), OssError> {
+    match names.iter().find(|n| r.has(n)) {
+        Some(n) => Err(OssError::new(400, "NotImplemented", format!("feitian does not serve the {n} subresource."))),
+        None => Ok(()),
+    }
 }
 
 impl Oss {
@@ -110,7 +231,7 @@ impl Oss {
         })
     }
 
-    async fn db<T: Send + 'static>(
+    pub(crate) async fn db<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Store) -> Result<T, OssError> + Send + 'static,
     ) -> Result<T, OssError> {
@@ -118,26 +239,46 @@ impl Oss {
         tokio::task::spawn_blocking(move || f(&store)).await.unwrap_or_else(|_| Err(OssError::internal_error()))
     }
 
-    /// The bucket, if the caller may act on it as `need` says.
-    async fn bucket(&self, name: &str, caller: Option<&Caller>, need: Need) -> Result<Bucket, OssError> {
+    /// Runs `f` in one write transaction after new bytes (`fresh`) were stored for it. If it
+    /// fails, `fresh` is released (nothing refers to it); once it commits, the extents it
+    /// returns — those the transaction replaced or dropped — are released. Both happen on the
+    /// blocking task, so a client that goes away mid-request cannot leave either undone.
+    pub(crate) async fn commit<T: Send + 'static>(
+        &self,
+        fresh: Vec<Extent>,
+        f: impl FnOnce(&Transaction<'_>) -> Result<(T, Vec<Extent>), OssError> + Send + 'static,
+    ) -> Result<T, OssError> {
+        let store = self.store.clone();
+        let blobs = self.blobs.clone();
+        let task = tokio::task::spawn_blocking(move || match store.write(f) {
+            Ok((value, freed)) => {
+                if !freed.is_empty() {
+                    blobs.release(freed);
+                }
+                Ok(value)
+            }
+            Err(e) => {
+                if !fresh.is_empty() {
+                    blobs.release(fresh);
+                }
+                Err(e)
+            }
+        });
+        task.await.unwrap_or_else(|_| Err(OssError::internal_error()))
+    }
+
+    /// The bucket, whoever may use it (`NoSuchBucket` if there is none).
+    pub(crate) async fn load_bucket(&self, name: &str) -> Result<Bucket, OssError> {
         let n = name.to_owned();
-        let b = self
-            .db(move |s| s.read(|tx| db::get_bucket(tx, &n).map_err(from_meta)))
+        self.db(move |s| s.read(|tx| db::get_bucket(tx, &n).map_err(from_meta)))
             .await?
-            .ok_or_else(|| OssError::no_such_bucket(name))?;
-        let owner = caller.is_some_and(|c| c.account_id == b.account_id);
-        let allowed = owner
-            || match need {
-                Need::Owner => false,
-                Need::Read => b.acl == "public-read" || b.acl == "public-read-write",
-            };
-        if !allowed {
-            return Err(OssError::access_denied(if caller.is_none() {
-                "You have no right to access this bucket: the request is anonymous and the bucket is not public."
-            } else {
-                "You have no right to access this bucket."
-            }));
-        }
+            .ok_or_else(|| OssError::no_such_bucket(name))
+    }
+
+    /// The bucket, if the caller may act on it as `need` says (bucket-level: no object ACL).
+    pub(crate) async fn bucket(&self, name: &str, caller: Option<&Caller>, need: Need) -> Result<Bucket, OssError> {
+        let b = self.load_bucket(name).await?;
+        check(&b, None, caller, need)?;
         Ok(b)
     }
 
@@ -148,24 +289,23 @@ impl Oss {
                 _ => Err(OssError::method_not_allowed()),
             };
         };
-        if r.target.key.is_some() {
-            return Err(OssError::not_implemented(
-                "object actions are not served yet (they come with the Pangu-backed object storage)",
-            ));
+        if let Some(key) = r.target.key.clone() {
+            return self.serve_object(&r, body, &bucket, &key, caller.as_ref()).await;
         }
+        unserved(&r, UNSERVED_BUCKET_SUBRESOURCES)?;
+        let caller = caller.as_ref();
         match r.method {
-            Method::PUT if r.has("acl") => self.put_bucket_acl(&r, &bucket, caller.as_ref()).await,
-            Method::PUT => self.put_bucket(&r, body, &bucket, caller.as_ref()).await,
+            Method::PUT if r.has("acl") => self.put_bucket_acl(&r, &bucket, caller).await,
+            Method::PUT => self.put_bucket(&r, body, &bucket, caller).await,
             Method::GET if r.has("acl") => {
-                let b = self.bucket(&bucket, caller.as_ref(), Need::Owner).await?;
-                Ok((
+                let b = self.bucket(&bucket, caller, Need::Owner).await?;
+                Ok(Answer::xml(
                     StatusCode::OK,
-                    vec![],
                     xml::answers::access_control_policy(&owner(b.account_id), Acl::parse_bucket(&b.acl)?),
                 ))
             }
             Method::GET if r.has("bucketInfo") => {
-                let b = self.bucket(&bucket, caller.as_ref(), Need::Owner).await?;
+                let b = self.bucket(&bucket, caller, Need::Owner).await?;
                 let summary = self.summary(&b)?;
                 let o = owner(b.account_id);
                 let info = xml::answers::BucketInfo {
@@ -176,25 +316,63 @@ impl Oss {
                     comment: "",
                     versioning: None,
                 };
-                Ok((StatusCode::OK, vec![], xml::answers::bucket_info(&info)))
+                Ok(Answer::xml(StatusCode::OK, xml::answers::bucket_info(&info)))
             }
             Method::GET if r.has("location") => {
-                let b = self.bucket(&bucket, caller.as_ref(), Need::Owner).await?;
-                Ok((StatusCode::OK, vec![], xml::answers::location_constraint(&format!("oss-{}", b.region_id))))
+                let b = self.bucket(&bucket, caller, Need::Owner).await?;
+                Ok(Answer::xml(StatusCode::OK, xml::answers::location_constraint(&format!("oss-{}", b.region_id))))
             }
-            Method::GET => {
-                self.bucket(&bucket, caller.as_ref(), Need::Read).await?;
-                Err(OssError::not_implemented(
-                    "listing objects is not served yet (it comes with the Pangu-backed object storage)",
-                ))
-            }
+            Method::GET if r.has("uploads") => self.list_multipart_uploads(&r, &bucket, caller).await,
+            Method::GET => self.list_objects(&r, &bucket, caller).await,
+            Method::POST if r.has("delete") => self.delete_multiple_objects(&r, body, &bucket, caller).await,
             Method::DELETE => {
-                self.bucket(&bucket, caller.as_ref(), Need::Owner).await?;
+                self.bucket(&bucket, caller, Need::Owner).await?;
                 let n = bucket.clone();
-                // No object can exist yet, so an existing bucket is always empty.
-                self.db(move |s| s.write(|tx| db::delete_bucket(tx, &n).map_err(from_meta))).await?;
-                Ok((StatusCode::NO_CONTENT, vec![], String::new()))
+                self.db(move |s| {
+                    s.write(|tx| {
+                        if !db::bucket_is_empty(tx, &n)? {
+                            return Err(OssError::bucket_not_empty(&n));
+                        }
+                        db::delete_bucket(tx, &n)?;
+                        Ok(())
+                    })
+                })
+                .await?;
+                Ok(Answer::empty(StatusCode::NO_CONTENT))
             }
+            _ => Err(OssError::method_not_allowed()),
+        }
+    }
+
+    async fn serve_object(
+        &self,
+        r: &Req,
+        body: Body,
+        bucket: &str,
+        key: &str,
+        caller: Option<&Caller>,
+    ) -> Result<Answer, OssError> {
+        unserved(r, UNSERVED_OBJECT_SUBRESOURCES)?;
+        crate::metadata::check_version_id(r.param("versionId"))?;
+        let upload = r.has("uploadId");
+        match r.method {
+            Method::PUT if r.has("acl") => self.put_object_acl(r, bucket, key, caller).await,
+            Method::PUT if upload && r.header("x-oss-copy-source").is_some() => {
+                self.upload_part_copy(r, bucket, key, caller).await
+            }
+            Method::PUT if upload || r.has("partNumber") => self.upload_part(r, body, bucket, key, caller).await,
+            Method::PUT if r.header("x-oss-copy-source").is_some() => self.copy_object(r, bucket, key, caller).await,
+            Method::PUT => self.put_object(r, body, bucket, key, caller).await,
+            Method::GET if r.has("acl") => self.get_object_acl(bucket, key, caller).await,
+            Method::GET if upload => self.list_parts(r, bucket, key, caller).await,
+            Method::GET => self.get_object(r, bucket, key, caller, false).await,
+            Method::HEAD if r.has("objectMeta") => self.get_object_meta(bucket, key, caller).await,
+            Method::HEAD => self.get_object(r, bucket, key, caller, true).await,
+            Method::DELETE if upload => self.abort_multipart_upload(r, bucket, key, caller).await,
+            Method::DELETE => self.delete_object(bucket, key, caller).await,
+            Method::POST if r.has("uploads") => self.initiate_multipart_upload(r, bucket, key, caller).await,
+            Method::POST if upload => self.complete_multipart_upload(r, body, bucket, key, caller).await,
+            Method::POST if r.has("append") => self.append_object(r, body, bucket, key, caller).await,
             _ => Err(OssError::method_not_allowed()),
         }
     }
@@ -211,7 +389,7 @@ impl Oss {
             .await?;
         let summaries = buckets.iter().map(|b| self.summary(b)).collect::<Result<Vec<_>, _>>()?;
         let page = req.page(summaries.iter());
-        Ok((StatusCode::OK, vec![], xml::answers::list_all_my_buckets(&owner(caller.account_id), &req, &page)))
+        Ok(Answer::xml(StatusCode::OK, xml::answers::list_all_my_buckets(&owner(caller.account_id), &req, &page)))
     }
 
     async fn put_bucket(&self, r: &Req, body: Body, bucket: &str, caller: Option<&Caller>) -> Result<Answer, OssError> {
@@ -252,7 +430,7 @@ impl Oss {
             })
         })
         .await?;
-        Ok((StatusCode::OK, vec![("location", format!("/{bucket}"))], String::new()))
+        Ok(Answer::empty(StatusCode::OK).header("location", format!("/{bucket}")))
     }
 
     async fn put_bucket_acl(&self, r: &Req, bucket: &str, caller: Option<&Caller>) -> Result<Answer, OssError> {
@@ -263,31 +441,48 @@ impl Oss {
         )?;
         let n = bucket.to_owned();
         self.db(move |s| s.write(|tx| db::set_bucket_acl(tx, &n, acl.as_str()).map_err(from_meta))).await?;
-        Ok((StatusCode::OK, vec![], String::new()))
+        Ok(Answer::empty(StatusCode::OK))
     }
 }
 
-#[derive(Clone, Copy)]
-enum Need {
-    /// Bucket configuration: the owner only.
-    Owner,
-    /// Reading: the owner, or anyone when the bucket is public-read(-write).
-    Read,
+/// Whether `caller` may act on bucket `b` (and on an object with ACL `object_acl`) as `need`
+/// says; `AccessDenied` otherwise.
+pub(crate) fn check(b: &Bucket, object_acl: Option<&str>, caller: Option<&Caller>, need: Need) -> Result<(), OssError> {
+    let is_owner = caller.is_some_and(|c| c.account_id == b.account_id);
+    let object_acl = object_acl.map(stored_acl).transpose()?;
+    if access::allows(is_owner, stored_acl(&b.acl)?, object_acl, need) {
+        Ok(())
+    } else {
+        Err(access::denied(caller.is_none()))
+    }
+}
+
+fn header_name(name: &str) -> Option<HeaderName> {
+    HeaderName::from_bytes(name.as_bytes()).ok()
 }
 
 fn respond(request_id: &str, head: bool, result: Result<Answer, OssError>, host_id: &str) -> Response<Body> {
-    let (status, extra, body, err) = match result {
-        Ok((s, h, b)) => (s, h, b, None),
+    let (status, extra, payload, err) = match result {
+        Ok(a) => (a.status, a.headers, a.body, None),
         Err(e) => {
             if e.status >= 500 {
                 tracing::error!(request_id, code = e.code, "OSS request failed on feitian's side");
             }
             let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             let body = if e.has_body() { e.to_xml(request_id, host_id) } else { String::new() };
-            (status, vec![("x-oss-ec", e.code.to_owned())], body, Some(e))
+            let mut extra: HeaderList = vec![("x-oss-ec".into(), e.code.to_owned())];
+            extra.extend(e.headers.iter().map(|(k, v)| (Cow::Borrowed(*k), v.clone())));
+            (status, extra, Payload::Xml(body), Some(e))
         }
     };
-    let mut resp = Response::new(if head { Body::empty() } else { Body::from(body.clone()) });
+    let is_xml = matches!(&payload, Payload::Xml(s) if !s.is_empty());
+    let body = match payload {
+        _ if head => Body::empty(),
+        Payload::Empty => Body::empty(),
+        Payload::Xml(s) => Body::from(s),
+        Payload::Stream(b) => b,
+    };
+    let mut resp = Response::new(body);
     *resp.status_mut() = status;
     let h = resp.headers_mut();
     h.insert("server", HeaderValue::from_static("AliyunOSS"));
@@ -297,7 +492,7 @@ fn respond(request_id: &str, head: bool, result: Result<Answer, OssError>, host_
     if let Ok(v) = HeaderValue::from_str(&crate::dates::format_http_date(Utc::now())) {
         h.insert(header::DATE, v);
     }
-    if !body.is_empty() {
+    if is_xml {
         h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/xml"));
     }
     if head {
@@ -308,11 +503,76 @@ fn respond(request_id: &str, head: bool, result: Result<Answer, OssError>, host_
         }
     }
     for (k, v) in extra {
-        if let Ok(v) = HeaderValue::from_str(&v) {
+        // Values are stored as received, possibly UTF-8: sent back as the same bytes.
+        if let (Some(k), Ok(v)) = (header_name(&k), HeaderValue::from_bytes(v.as_bytes())) {
             h.insert(k, v);
         }
     }
     resp
+}
+
+/// Most request-body bytes read and thrown away after an answer that did not need them.
+const MAX_DRAIN: u64 = 8 * 1024 * 1024;
+/// How long that may take.
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The request body as the handlers see it, and a hold on what they leave of it. An answer
+/// given before the body was read (an early error, a body nobody wanted) would otherwise
+/// make the connection unusable: the server stops reading, and a client that reuses the
+/// connection for its next request finds it closed (`RemoteDisconnected` in `oss2`).
+struct Leftover {
+    stream: Arc<std::sync::Mutex<axum::body::BodyDataStream>>,
+    touched: Arc<std::sync::atomic::AtomicBool>,
+}
+
+fn share_body(body: Body) -> (Body, Leftover) {
+    use futures_util::StreamExt;
+    let stream = Arc::new(std::sync::Mutex::new(body.into_data_stream()));
+    let touched = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (s, t) = (stream.clone(), touched.clone());
+    let view = futures_util::stream::poll_fn(move |cx| {
+        t.store(true, Ordering::Relaxed);
+        s.lock().unwrap_or_else(std::sync::PoisonError::into_inner).poll_next_unpin(cx)
+    });
+    (Body::from_stream(view), Leftover { stream, touched })
+}
+
+impl Leftover {
+    /// Reads and discards the rest of the body so that the connection can serve the next
+    /// request. `false` when that is not done — too much, too slow, broken, or a client
+    /// still waiting for `100 Continue` — and the connection must close after the answer.
+    async fn drain(&self, expects_continue: bool) -> bool {
+        use futures_util::StreamExt;
+        if expects_continue && !self.touched.load(Ordering::Relaxed) {
+            return false;
+        }
+        let work = async {
+            let mut seen = 0u64;
+            loop {
+                let next = std::future::poll_fn(|cx| {
+                    self.stream.lock().unwrap_or_else(std::sync::PoisonError::into_inner).poll_next_unpin(cx)
+                })
+                .await;
+                match next {
+                    None => return true,
+                    Some(Ok(chunk)) => {
+                        seen += chunk.len() as u64;
+                        if seen > MAX_DRAIN {
+                            return false;
+                        }
+                    }
+                    Some(Err(_)) => return false,
+                }
+            }
+        };
+        tokio::time::timeout(DRAIN_TIME, work).await.unwrap_or(false)
+    }
+}
+
+/// A request header's value as text: visible ASCII as is, other bytes read as UTF-8 (user
+/// metadata and `Content-Disposition` may carry it); `None` for anything else.
+fn header_text(v: &HeaderValue) -> Option<String> {
+    v.to_str().map(str::to_owned).ok().or_else(|| String::from_utf8(v.as_bytes().to_vec()).ok())
 }
 
 impl ObjectService for Oss {
@@ -329,6 +589,12 @@ impl ObjectService for Oss {
                 .map(|h| h.split(':').next().unwrap_or(h).to_owned())
         });
         let head = parts.method == Method::HEAD;
+        let expects_continue = parts
+            .headers
+            .get(header::EXPECT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.eq_ignore_ascii_case("100-continue"));
+        let (body, leftover) = share_body(body);
         let eps: Vec<&str> = endpoints.iter().map(String::as_str).collect();
         let target = RequestTarget::parse(host.as_deref(), parts.uri.path(), &eps);
         let params: Vec<(String, String)> =
@@ -336,13 +602,14 @@ impl ObjectService for Oss {
         let headers: Vec<(String, String)> = parts
             .headers
             .iter()
-            .filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str().to_ascii_lowercase(), v.to_owned())))
+            .filter_map(|(k, v)| header_text(v).map(|v| (k.as_str().to_ascii_lowercase(), v)))
             .collect();
         let keys = self.keys.clone();
         let me = Oss {
             store: self.store.clone(),
             keys: self.keys.clone(),
             region: self.region.clone(),
+            blobs: self.blobs.clone(),
             sequence: AtomicU32::new(0),
         };
         Box::pin(async move {
@@ -361,7 +628,11 @@ impl ObjectService for Oss {
                 me.serve(Req { method: parts.method.clone(), target, params, headers }, body, caller).await
             }
             .await;
-            respond(&request_id, head, result, &host_id)
+            let mut resp = respond(&request_id, head, result, &host_id);
+            if !leftover.drain(expects_continue).await {
+                resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            resp
         })
     }
 }

@@ -362,6 +362,16 @@ pub fn copy_object_result(etag: &str, last_modified: DateTime<Utc>) -> String {
     w.finish()
 }
 
+/// UploadPartCopy. `oss2` reads only the `ETag` header; other clients read this.
+pub fn copy_part_result(etag: &str, last_modified: DateTime<Utc>) -> String {
+    let mut w = XmlWriter::document();
+    w.open("CopyPartResult");
+    w.text_element("LastModified", &format_iso8601(last_modified));
+    w.text_element("ETag", etag);
+    w.close("CopyPartResult");
+    w.finish()
+}
+
 /// DeleteMultipleObjects — `oss2.xml_utils.parse_batch_delete_objects`. In quiet mode OSS
 /// sends no body at all (`oss2` accepts an empty one), so this returns an empty string.
 pub fn delete_result<K: AsRef<str>>(deleted: &[K], quiet: bool, url_encoded: bool) -> String {
@@ -547,6 +557,10 @@ mod tests {
         assert_eq!(
             copy_object_result("\"E\"", t()),
             format!("{DECL}<CopyObjectResult><ETag>\"E\"</ETag><LastModified>2015-12-05T11:10:29.000Z</LastModified></CopyObjectResult>")
+        );
+        assert_eq!(
+            copy_part_result("\"E\"", t()),
+            format!("{DECL}<CopyPartResult><LastModified>2015-12-05T11:10:29.000Z</LastModified><ETag>\"E\"</ETag></CopyPartResult>")
         );
         assert_eq!(delete_result(&["a", "b c"], true, true), "");
         assert_eq!(

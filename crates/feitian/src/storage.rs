@@ -1,0 +1,153 @@
+//! The storage kernel inside `feitian up` (the Pangu master, and by default one chunkserver)
+//! and `feitian chunkserver`, which joins more.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use feitian_meta::Store;
+use feitian_pangu::chunkserver::flow_for_repair_rate;
+use feitian_pangu::client::Pangu;
+use feitian_pangu::master::{self, Master, MasterConfig};
+use feitian_pangu::node::{self, NodeConfig};
+use tokio::sync::watch;
+
+use crate::config::PanguConfig;
+
+/// How often chunkservers report to the master.
+const HEARTBEAT: Duration = Duration::from_secs(1);
+/// How often the embedded chunkserver re-verifies every replica.
+const SCRUB: Duration = Duration::from_secs(6 * 3600);
+
+/// A running storage kernel.
+pub struct Storage {
+    pub pangu: Pangu,
+    /// Where chunkservers reach the master.
+    pub master_addr: SocketAddr,
+    pub embedded_chunkserver: Option<String>,
+}
+
+/// Starts the master on `listen` (its HTTP routes for chunkservers) and, unless configured
+/// otherwise, one chunkserver in this process. Everything stops when `stop` turns true.
+pub async fn start(
+    config: &PanguConfig,
+    store: Store,
+    data_dir: &Path,
+    listen: &str,
+    stop: watch::Receiver<bool>,
+) -> anyhow::Result<Storage> {
+    config.validate()?;
+    let mut mc = MasterConfig::new(config.replication);
+    mc.heartbeat_timeout = Duration::from_secs(config.heartbeat_timeout_secs);
+    let master: Arc<Master> = Master::open(store, mc).context("cannot load the pangu namespace")?;
+    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| {
+        format!("cannot listen on {listen} for the pangu master; is another feitian using it? pick another with --pangu-listen")
+    })?;
+    let master_addr = listener.local_addr()?;
+    let router = master::router(master.clone());
+    tokio::spawn({
+        let mut stop = stop.clone();
+        async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                })
+                .await
+        }
+    });
+    tokio::spawn({
+        let mut stop = stop.clone();
+        master.clone().run(async move {
+            let _ = stop.wait_for(|s| *s).await;
+        })
+    });
+    let mut embedded = None;
+    if config.embedded_chunkserver {
+        let node = node::start(
+            NodeConfig {
+                master: master_addr.to_string(),
+                dir: data_dir.join("pangu").join("chunks"),
+                rack: config.rack.clone(),
+                listen: "127.0.0.1:0".parse()?,
+                advertise: None,
+                capacity_bytes: config.capacity_gib << 30,
+                flow: flow_for_repair_rate(config.repair_rate_mib << 20)?,
+                heartbeat: HEARTBEAT,
+                scrub: Some(SCRUB),
+            },
+            {
+                let mut stop = stop.clone();
+                async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                }
+            },
+        )
+        .await
+        .context("cannot start the embedded chunkserver")?;
+        embedded = Some(node.addr.clone());
+        // Let the first heartbeat land, so that the first write finds a live server.
+        for _ in 0..50 {
+            if master.status().servers.iter().any(|s| s.live && s.addr == node.addr) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    Ok(Storage { pangu: Pangu::new(master), master_addr, embedded_chunkserver: embedded })
+}
+
+/// `feitian chunkserver`: one more chunkserver for a master, until Ctrl-C or SIGTERM.
+pub struct ChunkserverArgs {
+    pub master: String,
+    pub data_dir: PathBuf,
+    pub rack: String,
+    pub listen: SocketAddr,
+    pub advertise: Option<String>,
+    pub capacity_gib: u64,
+    pub repair_rate_mib: u64,
+    pub scrub_interval_secs: u64,
+}
+
+pub fn run_chunkserver(a: ChunkserverArgs) -> anyhow::Result<()> {
+    if a.capacity_gib == 0 || a.repair_rate_mib == 0 {
+        anyhow::bail!("--capacity-gib and --repair-rate-mib must be above 0");
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(async move {
+        let (tx, rx) = watch::channel(false);
+        let node = node::start(
+            NodeConfig {
+                master: a.master.clone(),
+                dir: a.data_dir.clone(),
+                rack: a.rack.clone(),
+                listen: a.listen,
+                advertise: a.advertise,
+                capacity_bytes: a.capacity_gib << 30,
+                flow: flow_for_repair_rate(a.repair_rate_mib << 20)?,
+                heartbeat: HEARTBEAT,
+                scrub: (a.scrub_interval_secs > 0).then(|| Duration::from_secs(a.scrub_interval_secs)),
+            },
+            {
+                let mut rx = rx.clone();
+                async move {
+                    let _ = rx.wait_for(|s| *s).await;
+                }
+            },
+        )
+        .await?;
+        println!(
+            "chunkserver {} serving at {} (rack {}, data {}), master {}",
+            node.server_id,
+            node.addr,
+            a.rack,
+            a.data_dir.display(),
+            a.master
+        );
+        crate::up::shutdown_signal().await;
+        let _ = tx.send(true);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        anyhow::Ok(())
+    })
+}
