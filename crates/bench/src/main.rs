@@ -4,19 +4,21 @@
 //! does, so that the server's authentication cost is part of what is measured. The client
 //! runs on one thread so that it takes the same share of the machine whichever server it
 //! measures.
+//!
+//! Two families of kinds: RPC calls (`rpc`: timed, after a second of warm-up) and object
+//! transfers (`objects`: PUT/GET of fixed-size objects to feitian's OSS, moto's S3, or plain
+//! files on a disk, counted or timed). Each run prints one JSON line.
 
-use anyhow::{bail, Context};
-use bytes::Bytes;
+mod objects;
+mod rpc;
+
+use anyhow::bail;
 use clap::{Parser, ValueEnum};
-use feitian_api::signature as sig;
 use hmac::{Hmac, Mac};
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
-use sha2::{Digest, Sha256};
-use std::sync::atomic::{AtomicBool, Ordering};
+use sha2::Sha256;
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 #[derive(Clone, Copy, ValueEnum, Debug)]
 enum Kind {
@@ -28,93 +30,77 @@ enum Kind {
     FeitianDescribeInstances,
     /// moto_server: EC2 DescribeInstances, MaxResults=100, AWS SigV4, POST form.
     MotoDescribeInstances,
+    /// feitian OSS: PutObject, path style, signature V1.
+    OssPut,
+    /// feitian OSS: GetObject, path style, signature V1; the whole body is read.
+    OssGet,
+    /// moto_server S3: PutObject, path style, SigV4 with an unsigned payload.
+    S3Put,
+    /// moto_server S3: GetObject, path style, SigV4; the whole body is read.
+    S3Get,
+    /// Files in --dir: create, write, fsync, close (the disk's limit for a durable PUT).
+    DiskPut,
+    /// Files in --dir: open, read to the end, close.
+    DiskGet,
 }
 
 #[derive(Parser)]
 struct Args {
     #[arg(long, value_enum)]
     kind: Kind,
-    /// host:port of the server (loopback only).
+    /// host:port of the server (loopback only); not used by the disk kinds.
     #[arg(long)]
-    target: String,
+    target: Option<String>,
     #[arg(long, default_value = "LTAIbenchmarkbenchmark01")]
     access_key_id: String,
     #[arg(long, default_value = "benchmark-secret")]
     access_key_secret: String,
     #[arg(long, default_value_t = 32)]
     concurrency: usize,
-    /// Seconds of measurement, after one second of warm-up.
-    #[arg(long, default_value_t = 10)]
-    seconds: u64,
+    /// Seconds of measurement (RPC kinds: after one second of warm-up; default 10). Object
+    /// kinds: a PUT without --objects writes new objects for this long (default 10); a GET
+    /// with it reads the --objects objects round and round for this long, without it reads
+    /// each once.
+    #[arg(long)]
+    seconds: Option<u64>,
+    /// Object size in bytes, or with a suffix: 4KiB, 64MiB, 1GiB.
+    #[arg(long, value_parser = parse_size, default_value = "4KiB")]
+    object_size: usize,
+    /// Object kinds: how many objects a PUT writes, or how many (written before, keys
+    /// 0..N) a GET reads.
+    #[arg(long)]
+    objects: Option<u64>,
+    /// Bucket of the object kinds (it must exist).
+    #[arg(long, default_value = "feitian-bench")]
+    bucket: String,
+    /// Object names are this prefix and an eight-digit index.
+    #[arg(long, default_value = "obj-")]
+    prefix: String,
+    /// Directory of the disk kinds (made if missing).
+    #[arg(long)]
+    dir: Option<PathBuf>,
 }
 
-type Body = Full<Bytes>;
-
-fn build(kind: Kind, a: &Args) -> anyhow::Result<hyper::Request<Body>> {
-    match kind {
-        Kind::FeitianDescribeRegions | Kind::FeitianDescribeInstances => {
-            let action =
-                if matches!(kind, Kind::FeitianDescribeRegions) { "DescribeRegions" } else { "DescribeInstances" };
-            let now = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
-            let nonce = uuid::Uuid::new_v4().to_string();
-            let mut params = vec![
-                ("AccessKeyId", a.access_key_id.as_str()),
-                ("Action", action),
-                ("Format", "JSON"),
-                ("RegionId", "cn-hangzhou"),
-                ("SignatureMethod", "HMAC-SHA1"),
-                ("SignatureNonce", nonce.as_str()),
-                ("SignatureVersion", "1.0"),
-                ("Timestamp", now.as_str()),
-                ("Version", "2014-05-26"),
-            ];
-            if action == "DescribeInstances" {
-                params.push(("PageSize", "100"));
-            }
-            let sts = sig::v1_string_to_sign("GET", params.iter().copied());
-            let signature = sig::v1_sign(&a.access_key_secret, &sts);
-            params.push(("Signature", &signature));
-            let query = params
-                .iter()
-                .map(|(k, v)| format!("{}={}", sig::percent_encode(k), sig::percent_encode(v)))
-                .collect::<Vec<_>>()
-                .join("&");
-            Ok(hyper::Request::get(format!("http://{}/?{query}", a.target)).body(Body::new(Bytes::new()))?)
-        }
-        Kind::MotoDescribeRegions | Kind::MotoDescribeInstances => {
-            let t = chrono::Utc::now();
-            let amz_date = t.format("%Y%m%dT%H%M%SZ").to_string();
-            let date = t.format("%Y%m%d").to_string();
-            let body = if matches!(kind, Kind::MotoDescribeRegions) {
-                "Action=DescribeRegions&Version=2016-11-15"
-            } else {
-                "Action=DescribeInstances&Version=2016-11-15&MaxResults=100"
-            };
-            let ct = "application/x-www-form-urlencoded; charset=utf-8";
-            let canonical = format!(
-                "POST\n/\n\ncontent-type:{ct}\nhost:{}\nx-amz-date:{amz_date}\n\ncontent-type;host;x-amz-date\n{}",
-                a.target,
-                hex::encode(Sha256::digest(body.as_bytes()))
-            );
-            let scope = format!("{date}/us-east-1/ec2/aws4_request");
-            let sts =
-                format!("AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}", hex::encode(Sha256::digest(canonical.as_bytes())));
-            let mut key = hmac(format!("AWS4{}", a.access_key_secret).as_bytes(), date.as_bytes());
-            for part in ["us-east-1", "ec2", "aws4_request"] {
-                key = hmac(&key, part.as_bytes());
-            }
-            let signature = hex::encode(hmac(&key, sts.as_bytes()));
-            let auth = format!(
-                "AWS4-HMAC-SHA256 Credential={}/{scope}, SignedHeaders=content-type;host;x-amz-date, Signature={signature}",
-                a.access_key_id
-            );
-            Ok(hyper::Request::post(format!("http://{}/", a.target))
-                .header("content-type", ct)
-                .header("x-amz-date", amz_date)
-                .header("authorization", auth)
-                .body(Body::new(Bytes::from_static(body.as_bytes())))?)
-        }
+impl Args {
+    fn seconds_or_default(&self) -> Duration {
+        Duration::from_secs(self.seconds.unwrap_or(10))
     }
+}
+
+/// `4096`, `4KiB`, `64MiB`, `1GiB` (also `K`, `M`, `G`, binary all the same).
+fn parse_size(s: &str) -> Result<usize, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (n, unit) = t.split_at(split);
+    let n: usize = n.parse().map_err(|_| format!("not a size: {s}"))?;
+    let mult = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kib" => 1 << 10,
+        "m" | "mib" => 1 << 20,
+        "g" | "gib" => 1 << 30,
+        _ => return Err(format!("unknown size unit in {s} (use KiB, MiB or GiB)")),
+    };
+    n.checked_mul(mult).filter(|&v| v > 0).ok_or_else(|| format!("size out of range: {s}"))
 }
 
 fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
@@ -123,80 +109,60 @@ fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
     m.finalize().into_bytes().to_vec()
 }
 
-fn main() -> anyhow::Result<()> {
-    let a = Arc::new(Args::parse());
-    let host = a.target.split(':').next().unwrap_or_default();
-    if !(host == "localhost" || host.starts_with("127.") || host == "[::1]") {
-        bail!("benchmarks only target loopback addresses, not {}", a.target);
-    }
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    rt.block_on(run(a))
+/// The `p`-quantile of sorted latencies.
+fn quantile(sorted: &[Duration], p: f64) -> Duration {
+    sorted.get(((sorted.len() as f64 * p) as usize).min(sorted.len().saturating_sub(1))).copied().unwrap_or_default()
 }
 
-async fn run(a: Arc<Args>) -> anyhow::Result<()> {
-    let client: Client<_, Body> =
-        Client::builder(TokioExecutor::new()).pool_max_idle_per_host(a.concurrency).build_http();
-    // One request first: a server that refuses us should fail the run, not be "fast".
-    let resp = client.request(build(a.kind, &a)?).await.context("the first request failed")?;
-    let status = resp.status();
-    let body = resp.into_body().collect().await?.to_bytes();
-    if !status.is_success() {
-        bail!("the server answered {status}: {}", String::from_utf8_lossy(&body));
+fn main() -> anyhow::Result<()> {
+    let a = Arc::new(Args::parse());
+    if let Some(target) = &a.target {
+        let host = target.split(':').next().unwrap_or_default();
+        if !(host == "localhost" || host.starts_with("127.") || host == "[::1]") {
+            bail!("benchmarks only target loopback addresses, not {target}");
+        }
     }
-    let measuring = Arc::new(AtomicBool::new(false));
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut tasks = Vec::new();
-    for _ in 0..a.concurrency {
-        let (client, a, measuring, stop) = (client.clone(), a.clone(), measuring.clone(), stop.clone());
-        tasks.push(tokio::spawn(async move {
-            let (mut lat, mut errors) = (Vec::with_capacity(1 << 16), 0u64);
-            while !stop.load(Ordering::Relaxed) {
-                let t0 = Instant::now();
-                let ok = match client.request(build(a.kind, &a)?).await {
-                    Ok(resp) => {
-                        let ok = resp.status().is_success();
-                        resp.into_body().collect().await.is_ok() && ok
-                    }
-                    Err(_) => false,
-                };
-                if measuring.load(Ordering::Relaxed) {
-                    if ok {
-                        lat.push(t0.elapsed());
-                    } else {
-                        errors += 1;
-                    }
-                }
-            }
-            anyhow::Ok((lat, errors))
-        }));
+    if a.concurrency == 0 {
+        bail!("--concurrency must be at least 1");
     }
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    measuring.store(true, Ordering::Relaxed);
-    let t0 = Instant::now();
-    tokio::time::sleep(Duration::from_secs(a.seconds)).await;
-    measuring.store(false, Ordering::Relaxed);
-    let elapsed = t0.elapsed();
-    stop.store(true, Ordering::Relaxed);
-    let (mut all, mut errors) = (Vec::new(), 0);
-    for t in tasks {
-        let (lat, e) = t.await??;
-        all.extend(lat);
-        errors += e;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rpc = |k| rt.block_on(rpc::run(k, a.clone()));
+    let object = |s, op| rt.block_on(objects::run(s, op, a.clone()));
+    use objects::{Op, Service};
+    match a.kind {
+        Kind::FeitianDescribeRegions => rpc(rpc::Call::FeitianDescribeRegions),
+        Kind::MotoDescribeRegions => rpc(rpc::Call::MotoDescribeRegions),
+        Kind::FeitianDescribeInstances => rpc(rpc::Call::FeitianDescribeInstances),
+        Kind::MotoDescribeInstances => rpc(rpc::Call::MotoDescribeInstances),
+        Kind::OssPut => object(Service::Oss, Op::Put),
+        Kind::OssGet => object(Service::Oss, Op::Get),
+        Kind::S3Put => object(Service::S3, Op::Put),
+        Kind::S3Get => object(Service::S3, Op::Get),
+        Kind::DiskPut => object(Service::Disk, Op::Put),
+        Kind::DiskGet => object(Service::Disk, Op::Get),
     }
-    all.sort();
-    let pct = |p: f64| {
-        all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1))).copied().unwrap_or_default()
-    };
-    let out = serde_json::json!({
-        "kind": format!("{:?}", a.kind),
-        "concurrency": a.concurrency,
-        "seconds": elapsed.as_secs_f64(),
-        "requests": all.len(),
-        "errors": errors,
-        "rps": all.len() as f64 / elapsed.as_secs_f64(),
-        "p50_ms": pct(0.50).as_secs_f64() * 1e3,
-        "p99_ms": pct(0.99).as_secs_f64() * 1e3,
-    });
-    println!("{out}");
-    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("4KiB"), Ok(4096));
+        assert_eq!(parse_size("64MiB"), Ok(64 << 20));
+        assert_eq!(parse_size("1g"), Ok(1 << 30));
+        assert!(parse_size("0").is_err());
+        assert!(parse_size("4kb").is_err());
+        assert!(parse_size("MiB").is_err());
+    }
+
+    #[test]
+    fn quantiles() {
+        let d: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
+        assert_eq!(quantile(&d, 0.5), Duration::from_millis(51));
+        assert_eq!(quantile(&d, 0.99), Duration::from_millis(100));
+        assert_eq!(quantile(&[], 0.5), Duration::ZERO);
+    }
 }
