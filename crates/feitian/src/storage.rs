@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use axum::serve::ListenerExt;
 use feitian_meta::Store;
 use feitian_pangu::chunkserver::flow_for_repair_rate;
 use feitian_pangu::client::Pangu;
@@ -50,7 +51,7 @@ pub async fn start(
     tokio::spawn({
         let mut stop = stop.clone();
         async move {
-            axum::serve(listener, router)
+            axum::serve(listener.tap_io(feitian_pangu::chunkserver::no_delay), router)
                 .with_graceful_shutdown(async move {
                     let _ = stop.wait_for(|s| *s).await;
                 })

@@ -4,6 +4,7 @@ use crate::accounts::{key_json, open_store, set_mode};
 use crate::config::Config;
 use crate::keys::StoreKeys;
 use anyhow::{bail, Context};
+use axum::serve::ListenerExt;
 use feitian_api::{edge, Authenticator, Edge, Registry};
 use std::io::Write;
 use std::os::fd::AsRawFd;
@@ -125,6 +126,9 @@ pub fn run(data_dir: &Path, listen: &str, pangu_listen: &str, config: Option<&Pa
         tokio::spawn(feitian_vpc::reconcile::run(network));
         tokio::spawn(feitian_agent::InstanceReconciler::new(store.clone(), driver, instance_wake).run());
         tracing::info!(%addr, "serving");
+        // Answers are a head and a body: without TCP_NODELAY a small body waits 40 ms for the
+        // client's delayed ACK.
+        let listener = listener.tap_io(feitian_pangu::chunkserver::no_delay);
         axum::serve(listener, edge::router(edge)).with_graceful_shutdown(shutdown_signal()).await?;
         let _ = stop_tx.send(true);
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;

@@ -235,10 +235,12 @@ impl Blobs {
         let appender = tokio::spawn(append_all(writer, rx));
         let result: Result<(), OssError> = async {
             let mut piece = buf;
+            piece.reserve(PIECE + 64 * 1024);
             if !ended {
                 loop {
                     if piece.len() >= PIECE {
                         let full = piece.split().freeze();
+                        piece.reserve(PIECE + 64 * 1024);
                         if tx.send(full).await.is_err() {
                             return Ok(()); // the appender failed; its error is reported below
                         }

@@ -73,7 +73,9 @@ pub struct ChunkClient {
 impl ChunkClient {
     /// A client to the chunkserver at `server` (`host:port`).
     pub fn new(server: impl Into<String>) -> ChunkClient {
-        let http = Client::builder(TokioExecutor::new()).build_http();
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        let http = Client::builder(TokioExecutor::new()).build(connector);
         ChunkClient { server: server.into(), http, timeout: DEFAULT_TIMEOUT }
     }
 

@@ -58,6 +58,7 @@ use axum::extract::{DefaultBodyLimit, Path as UrlPath, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::serve::ListenerExt;
 use axum::Router;
 use parking_lot::{Mutex, RwLock};
 use serde::Serialize;
@@ -76,6 +77,14 @@ pub const MAX_TRANSFER_BYTES: u64 = 64 * 1024 * 1024;
 
 /// How much `replicate` reads from its source per request.
 pub const REPLICATE_READ_BYTES: u64 = 4 * 1024 * 1024;
+
+/// Turns Nagle's algorithm off on an accepted connection: answers are written as a head
+/// and a body, and a small second write must not wait for the peer's delayed ACK (40 ms).
+pub fn no_delay(stream: &mut tokio::net::TcpStream) {
+    if let Err(e) = stream.set_nodelay(true) {
+        tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+    }
+}
 
 /// How a chunkserver is set up.
 #[derive(Debug, Clone)]
@@ -191,7 +200,7 @@ impl ChunkServer {
 
     /// Serves the routes on `listener` until the future is dropped or the listener fails.
     pub async fn serve(self, listener: tokio::net::TcpListener) -> io::Result<()> {
-        axum::serve(listener, self.router()).await
+        axum::serve(listener.tap_io(no_delay), self.router()).await
     }
 
     /// Serves until `shutdown` completes, then lets requests in flight finish (an append
@@ -201,7 +210,7 @@ impl ChunkServer {
         listener: tokio::net::TcpListener,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> io::Result<()> {
-        axum::serve(listener, self.router()).with_graceful_shutdown(shutdown).await
+        axum::serve(listener.tap_io(no_delay), self.router()).with_graceful_shutdown(shutdown).await
     }
 
     /// The replicas listed as corrupt.

@@ -203,7 +203,9 @@ struct MasterLink {
 
 impl MasterLink {
     fn new(addr: &str) -> MasterLink {
-        MasterLink { addr: addr.to_owned(), http: Client::builder(TokioExecutor::new()).build_http() }
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        MasterLink { addr: addr.to_owned(), http: Client::builder(TokioExecutor::new()).build(connector) }
     }
 
     /// Registers, retrying every second until the master answers. A stored id the master
