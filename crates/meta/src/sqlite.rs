@@ -16,9 +16,76 @@ use std::time::Duration;
 #[derive(Clone)]
 pub struct Store {
     conn: Arc<Mutex<Connection>>,
+    /// Transactions waiting to share a commit ([`Store::write_grouped`]).
+    queue: Arc<Mutex<Vec<GroupJob>>>,
     /// Read-only connections for `read`: WAL lets them run beside each other and beside the
     /// writer. Empty for an in-memory store (its data lives in the one connection).
     readers: Arc<Vec<Mutex<Connection>>>,
+}
+
+/// A transaction waiting for a group commit.
+struct GroupJob {
+    /// Runs the transaction's work; `true` if it succeeded (its result is in its slot).
+    run: Box<dyn FnOnce(&Transaction<'_>) -> bool + Send>,
+    /// Replaces a successful result with the commit's failure.
+    fail: Box<dyn FnOnce(MetaError) + Send>,
+    done: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// Runs `jobs` in one transaction, each in a savepoint, and commits once.
+fn run_group(conn: &mut Connection, jobs: Vec<GroupJob>) {
+    let finish = |jobs: Vec<(GroupJob, bool)>, error: Option<MetaError>| {
+        let message = error.map(|e| e.to_string());
+        for (job, ok) in jobs {
+            if let (Some(m), true) = (&message, ok) {
+                (job.fail)(MetaError::Invalid(format!("the group commit failed: {m}")));
+            }
+            job.done.store(true, std::sync::atomic::Ordering::Release);
+        }
+    };
+    let tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
+        Ok(tx) => tx,
+        Err(e) => {
+            let message = e.to_string();
+            for job in jobs {
+                (job.fail)(MetaError::Invalid(format!("cannot begin a transaction: {message}")));
+                job.done.store(true, std::sync::atomic::Ordering::Release);
+            }
+            return;
+        }
+    };
+    let mut ran = Vec::with_capacity(jobs.len());
+    let mut broken = None;
+    for job in jobs {
+        if broken.is_some() {
+            (job.fail)(MetaError::Invalid("the group commit failed".into()));
+            job.done.store(true, std::sync::atomic::Ordering::Release);
+            continue;
+        }
+        if let Err(e) = tx.execute_batch("SAVEPOINT grouped") {
+            broken = Some(MetaError::from(e));
+            (job.fail)(MetaError::Invalid("cannot open a savepoint".into()));
+            job.done.store(true, std::sync::atomic::Ordering::Release);
+            continue;
+        }
+        let run = job.run;
+        let ok = run(&tx);
+        let end = if ok { "RELEASE grouped" } else { "ROLLBACK TO grouped; RELEASE grouped" };
+        if let Err(e) = tx.execute_batch(end) {
+            broken = Some(MetaError::from(e));
+        }
+        ran.push((GroupJob { run: Box::new(|_| false), ..job }, ok));
+    }
+    match broken {
+        Some(e) => {
+            drop(tx); // rolls everything back
+            finish(ran, Some(e));
+        }
+        None => {
+            let committed = tx.commit().map_err(MetaError::from);
+            finish(ran, committed.err());
+        }
+    }
 }
 
 /// How many read connections a file-backed store opens.
@@ -98,7 +165,11 @@ impl Store {
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         migrate(&mut conn)?;
-        Ok(Store { conn: Arc::new(Mutex::new(conn)), readers: Arc::new(Vec::new()) })
+        Ok(Store {
+            conn: Arc::new(Mutex::new(conn)),
+            queue: Arc::new(Mutex::new(Vec::new())),
+            readers: Arc::new(Vec::new()),
+        })
     }
 
     /// Runs `f` in one write transaction (taken at once, so writers never deadlock on
@@ -109,6 +180,38 @@ impl Store {
         let out = f(&tx)?;
         tx.commit().map_err(MetaError::from)?;
         Ok(out)
+    }
+
+    /// Like [`Store::write`], but transactions submitted at the same time share one commit,
+    /// so one fsync makes a whole group durable (group commit): the caller queues `f`, then
+    /// whoever holds the writer next runs every queued transaction, each in its own
+    /// savepoint (one that fails is rolled back alone and gets its own error), and commits
+    /// once. Returns when `f`'s effects are durable (or failed). Blocking.
+    pub fn write_grouped<T: Send + 'static, E: From<MetaError> + Send + 'static>(
+        &self,
+        f: impl FnOnce(&Transaction<'_>) -> Result<T, E> + Send + 'static,
+    ) -> Result<T, E> {
+        let slot: Arc<Mutex<Option<Result<T, E>>>> = Arc::new(Mutex::new(None));
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (run_slot, fail_slot) = (slot.clone(), slot.clone());
+        self.queue.lock().push(GroupJob {
+            run: Box::new(move |tx| {
+                let out = f(tx);
+                let ok = out.is_ok();
+                *run_slot.lock() = Some(out);
+                ok
+            }),
+            fail: Box::new(move |e| *fail_slot.lock() = Some(Err(E::from(e)))),
+            done: done.clone(),
+        });
+        let mut conn = self.conn.lock();
+        if !done.load(std::sync::atomic::Ordering::Acquire) {
+            let jobs = std::mem::take(&mut *self.queue.lock());
+            run_group(&mut conn, jobs);
+        }
+        drop(conn);
+        let out = slot.lock().take();
+        out.unwrap_or_else(|| Err(E::from(MetaError::Invalid("a grouped transaction was lost".into()))))
     }
 
     /// Runs `f` against a consistent snapshot of everything committed so far, on a read
@@ -564,5 +667,37 @@ mod tests {
         // The token was not consumed either.
         let ok = s.idempotent::<MetaError>(a.id, "CreateVpc", "t", [], |_| Ok("x".into())).unwrap();
         assert_eq!(ok, "x");
+    }
+
+    #[test]
+    fn grouped_writes_commit_together_and_fail_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("m.db")).unwrap();
+        s.write(|tx| tx.execute_batch("CREATE TABLE g (k INTEGER PRIMARY KEY)").map_err(MetaError::from)).unwrap();
+        let threads: Vec<_> = (0..16)
+            .map(|i| {
+                let s = s.clone();
+                std::thread::spawn(move || {
+                    s.write_grouped(move |tx| {
+                        tx.execute("INSERT INTO g (k) VALUES (?1)", [i % 12])?;
+                        Ok::<_, MetaError>(i)
+                    })
+                })
+            })
+            .collect();
+        let results: Vec<Result<i64, MetaError>> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+        // Keys 0..12: twelve inserts win, four collide and fail alone.
+        assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 12);
+        let n: i64 =
+            s.read(|tx| Ok::<_, MetaError>(tx.query_row("SELECT COUNT(*) FROM g", [], |r| r.get(0))?)).unwrap();
+        assert_eq!(n, 12);
+        let e = s.write_grouped(|tx| {
+            tx.execute("INSERT INTO g (k) VALUES (100)", [])?;
+            Err::<(), _>(MetaError::Invalid("no".into()))
+        });
+        assert!(e.is_err());
+        let n: i64 =
+            s.read(|tx| Ok::<_, MetaError>(tx.query_row("SELECT COUNT(*) FROM g", [], |r| r.get(0))?)).unwrap();
+        assert_eq!(n, 12, "a failed grouped transaction leaves nothing");
     }
 }

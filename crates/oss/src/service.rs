@@ -250,7 +250,8 @@ impl Oss {
     ) -> Result<T, OssError> {
         let store = self.store.clone();
         let blobs = self.blobs.clone();
-        let task = tokio::task::spawn_blocking(move || match store.write(f) {
+        // Grouped: concurrent PUTs share one commit (one fsync of the journal).
+        let task = tokio::task::spawn_blocking(move || match store.write_grouped(f) {
             Ok((value, freed)) => {
                 if !freed.is_empty() {
                     blobs.release(freed);
