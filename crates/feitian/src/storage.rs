@@ -87,6 +87,7 @@ pub async fn start(
         )
         .await
         .context("cannot start the embedded chunkserver")?;
+        master.attach_local(&node.addr, node.server.clone());
         embedded = Some(node.addr.clone());
         // Let the first heartbeat land, so that the first write finds a live server.
         for _ in 0..50 {

@@ -22,7 +22,9 @@ use hyper_util::rt::TokioExecutor;
 use serde::de::DeserializeOwned;
 
 use crate::chunk::{checksum, ChunkId};
-use crate::chunkserver::{ChunkInfo, CorruptChunk, ErrorBody, ErrorCode, LenResponse, ServerStatus, CRC32C_HEADER};
+use crate::chunkserver::{
+    ChunkInfo, ChunkServer, CorruptChunk, ErrorBody, ErrorCode, LenResponse, ServerStatus, CRC32C_HEADER,
+};
 
 /// How long one request may take, connection included, before it counts as a transport
 /// failure. Generous: an append of a large batch waits for two fsyncs.
@@ -68,6 +70,10 @@ pub struct ChunkClient {
     server: String,
     http: Client<HttpConnector, Full<Bytes>>,
     timeout: Duration,
+    /// The same chunkserver, when it runs in this process: appends and reads then skip
+    /// HTTP (the data path of `feitian up`'s embedded chunkserver); everything else, and
+    /// every check, is the same.
+    local: Option<ChunkServer>,
 }
 
 impl ChunkClient {
@@ -76,7 +82,21 @@ impl ChunkClient {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         let http = Client::builder(TokioExecutor::new()).build(connector);
-        ChunkClient { server: server.into(), http, timeout: DEFAULT_TIMEOUT }
+        ChunkClient { server: server.into(), http, timeout: DEFAULT_TIMEOUT, local: None }
+    }
+
+    /// A client to a chunkserver running in this process (`server` is its address).
+    pub fn in_process(server: impl Into<String>, local: ChunkServer) -> ChunkClient {
+        ChunkClient { local: Some(local), ..ChunkClient::new(server) }
+    }
+
+    fn local_error(&self, e: crate::chunkserver::ApiError) -> ChunkClientError {
+        ChunkClientError::Server {
+            server: self.server.clone(),
+            status: e.status.as_u16(),
+            code: e.body.code,
+            body: e.body,
+        }
     }
 
     /// The same client with another per-request timeout.
@@ -104,6 +124,9 @@ impl ChunkClient {
     /// [`ChunkClient::append`] with a checksum the caller computed (where the data was
     /// produced, which is the point of an end-to-end checksum).
     pub async fn append_with_checksum(&self, id: ChunkId, offset: u64, data: Bytes, crc32c: u32) -> Result<u64> {
+        if let Some(local) = &self.local {
+            return local.append_checked(id, offset, data, crc32c).await.map_err(|e| self.local_error(e));
+        }
         let path = format!("/chunks/{id}/append?offset={offset}");
         let answer: LenResponse = self.json(Method::POST, &path, data, Some(crc32c)).await?;
         Ok(answer.len)
@@ -111,6 +134,13 @@ impl ChunkClient {
 
     /// Reads `len` verified bytes at `offset`, checked against the server's CRC32C.
     pub async fn read(&self, id: ChunkId, offset: u64, len: u64) -> Result<Bytes> {
+        if let Some(local) = &self.local {
+            let bytes = local.read_verified(id, offset, Some(len)).await.map_err(|e| self.local_error(e))?;
+            if bytes.len() as u64 != len {
+                return Err(self.bad(format!("asked for {len} bytes, got {}", bytes.len())));
+            }
+            return Ok(Bytes::from(bytes));
+        }
         let path = format!("/chunks/{id}?offset={offset}&len={len}");
         let (headers, body) = self.call(Method::GET, &path, Bytes::new(), None).await?;
         let sent = headers

@@ -144,6 +144,12 @@ struct Inner {
     started: std::time::Instant,
 }
 
+impl std::fmt::Debug for ChunkServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChunkServer").field("dir", &self.inner.config.dir).finish_non_exhaustive()
+    }
+}
+
 impl ChunkServer {
     /// Opens every chunk in the directory (each `open` runs crash recovery). A chunk that
     /// fails to open is listed as corrupt, not fatal. Blocking: call it at start-up or on
@@ -487,8 +493,7 @@ async fn append_chunk(
         .ok()
         .and_then(|v| v.trim().parse::<u32>().ok())
         .ok_or_else(|| ApiError::invalid(format!("header {CRC32C_HEADER} must be a decimal u32")))?;
-    server.admit(Traffic::Client, body.len() as u64).await;
-    let len = server.with_write(id, move |file| file.append(offset, &body, crc)).await?;
+    let len = server.append_checked(id, offset, body, crc).await?;
     Ok(json_response(StatusCode::OK, &LenResponse { len }))
 }
 
@@ -501,8 +506,19 @@ async fn read_chunk(
     let query = Query::parse(query.as_deref());
     let offset = query.u64_or("offset", 0)?;
     let len = query.optional_u64("len")?;
-    let bytes = server
-        .with_read(id, move |file| {
+    let bytes = server.read_verified(id, offset, len).await?;
+    let crc = HeaderValue::from(checksum(&bytes));
+    let mut response = Response::new(Body::from(bytes));
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+    headers.insert(CRC32C_HEADER, crc);
+    Ok(response)
+}
+
+impl ChunkServer {
+    /// What `GET /chunks/{id}` serves: verified bytes (`len` `None`: to the end).
+    pub(crate) async fn read_verified(&self, id: ChunkId, offset: u64, len: Option<u64>) -> Result<Vec<u8>, ApiError> {
+        self.with_read(id, move |file| {
             // No `len` means "to the end".
             let len = len.unwrap_or_else(|| file.len().saturating_sub(offset));
             if len > MAX_TRANSFER_BYTES {
@@ -513,13 +529,21 @@ async fn read_chunk(
             }
             file.read(offset, len).map(Ok)
         })
-        .await??;
-    let crc = HeaderValue::from(checksum(&bytes));
-    let mut response = Response::new(Body::from(bytes));
-    let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
-    headers.insert(CRC32C_HEADER, crc);
-    Ok(response)
+        .await?
+    }
+
+    /// What `POST /chunks/{id}/append` does: admitted by the flow scheduler, durable before
+    /// it returns.
+    pub(crate) async fn append_checked(
+        &self,
+        id: ChunkId,
+        offset: u64,
+        data: Bytes,
+        crc: u32,
+    ) -> Result<u64, ApiError> {
+        self.admit(Traffic::Client, data.len() as u64).await;
+        self.with_write(id, move |file| file.append(offset, &data, crc)).await
+    }
 }
 
 async fn seal_chunk(
@@ -710,9 +734,9 @@ fn percent_decode(s: &str) -> String {
 
 /// An error answer: a status and an [`ErrorBody`].
 #[derive(Debug)]
-struct ApiError {
-    status: StatusCode,
-    body: ErrorBody,
+pub(crate) struct ApiError {
+    pub(crate) status: StatusCode,
+    pub(crate) body: ErrorBody,
 }
 
 impl ApiError {

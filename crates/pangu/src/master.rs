@@ -249,6 +249,8 @@ pub struct Master {
     state: Mutex<State>,
     origin: Instant,
     clients: Mutex<HashMap<String, ChunkClient>>,
+    /// Chunkservers running in this process, by address.
+    local: Mutex<HashMap<String, crate::chunkserver::ChunkServer>>,
 }
 
 fn now_text() -> String {
@@ -314,6 +316,7 @@ impl Master {
             }),
             origin,
             clients: Mutex::new(HashMap::new()),
+            local: Mutex::new(HashMap::new()),
         }))
     }
 
@@ -327,7 +330,16 @@ impl Master {
 
     /// A pooled client to a chunkserver.
     pub fn chunk_client(&self, addr: &str) -> ChunkClient {
+        if let Some(local) = self.local.lock().get(addr) {
+            return ChunkClient::in_process(addr, local.clone());
+        }
         self.clients.lock().entry(addr.to_owned()).or_insert_with(|| ChunkClient::new(addr)).clone()
+    }
+
+    /// Says that the chunkserver at `addr` runs in this process: appends to and reads from
+    /// it skip HTTP.
+    pub fn attach_local(&self, addr: &str, server: crate::chunkserver::ChunkServer) {
+        self.local.lock().insert(addr.to_owned(), server);
     }
 
     async fn db<T: Send + 'static>(
@@ -677,12 +689,14 @@ impl Master {
             .collect()
     }
 
-    /// The planner's view of every chunk. A replica is healthy when the store says so, its
+    /// The planner's view of every chunk that holds bytes. A replica is healthy when the store says so, its
     /// server does not list it corrupt, and the server's last report (if it was taken after
     /// the master learnt of the chunk) has it; its length is the reported one.
     fn chunk_states(&self, st: &State, _now: Duration) -> Vec<ChunkState> {
         st.chunks
             .iter()
+            // A chunk sealed empty (its first append failed) holds nothing to keep.
+            .filter(|(_, c)| c.sealed_len != Some(0))
             .map(|(id, c)| ChunkState {
                 id: *id,
                 replicas: c

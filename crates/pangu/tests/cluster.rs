@@ -183,3 +183,27 @@ async fn a_flipped_byte_is_never_served_and_is_repaired() {
     assert_eq!(&fixed[..body.len()], &body[..]);
     assert_eq!(pangu.read(file, 0, body.len() as u64).await.unwrap(), body);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_in_process_path_checks_as_much_as_http() {
+    let c = Cluster::start(1, 1, 1 << 20).await;
+    c.wait("the node", |s| s.servers.iter().filter(|x| x.live).count() == 1).await;
+    c.master.attach_local(&c.nodes[0].0.addr, c.nodes[0].0.server.clone());
+    let pangu = Pangu::new(c.master.clone());
+    let mut w = pangu.create().await.unwrap();
+    let body = data(1_500_000, 4);
+    w.append(body.clone()).await.unwrap();
+    let file = w.id();
+    w.seal().await.unwrap();
+    assert_eq!(pangu.read(file, 0, body.len() as u64).await.unwrap(), body);
+    let chunk = c.master.layout(file).unwrap().chunks[0].clone();
+    let path = c.dirs[0].path().join(format!("{}.chunk", chunk.id));
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[70_000] ^= 1;
+    std::fs::write(&path, bytes).unwrap();
+    // The only replica is corrupt: the read fails rather than serve a wrong byte.
+    assert!(pangu.read(file, 65_536, 10_000).await.is_err());
+    assert!(c.master.status().repair.corrupt_reported >= 1);
+    // And the replica, reported corrupt, serves nothing more until it is repaired.
+    assert!(pangu.read(file, 0, 10).await.is_err());
+}
