@@ -24,7 +24,26 @@ def feitian_bin():
     return b
 
 
-class FeitianProcess:
+class Child:
+    """A child process this harness started, stopped only by its pid."""
+    proc = None
+
+    def stop(self, sig=signal.SIGTERM, timeout=15):
+        """Stops the child by pid; returns its exit code."""
+        if self.proc is None or self.proc.poll() is not None:
+            return None if self.proc is None else self.proc.returncode
+        self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait()
+
+    def kill9(self):
+        return self.stop(signal.SIGKILL)
+
+
+class FeitianProcess(Child):
     def __init__(self, data_dir=None, env=None, listen="127.0.0.1:0", pangu_listen="127.0.0.1:0", config=None):
         self._tmp = None
         if data_dir is None:
@@ -84,19 +103,6 @@ class FeitianProcess:
         c = json.loads((self.data_dir / "credentials.json").read_text())
         return c["access_key_id"], c["access_key_secret"]
 
-    def stop(self, sig=signal.SIGTERM, timeout=15):
-        """Stops the child by pid; returns its exit code."""
-        if self.proc is None or self.proc.poll() is not None:
-            return None if self.proc is None else self.proc.returncode
-        self.proc.send_signal(sig)
-        try:
-            return self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            return self.proc.wait()
-
-    def kill9(self):
-        return self.stop(signal.SIGKILL)
 
     def cleanup(self):
         self.stop()
@@ -116,7 +122,7 @@ class FeitianProcess:
         return c["access_key_id"], c["access_key_secret"]
 
 
-class ChunkserverProcess:
+class ChunkserverProcess(Child):
     """One `feitian chunkserver` child, stopped by pid."""
 
     def __init__(self, master, data_dir, rack, repair_rate_mib=64, scrub_interval_secs=0):
@@ -155,20 +161,6 @@ class ChunkserverProcess:
 
     def logs(self):
         return "".join(p.read_text(errors="replace") for p in sorted(self.log_dir.glob("stderr.*")))
-
-    def stop(self, sig=signal.SIGTERM, timeout=15):
-        if self.proc is None or self.proc.poll() is not None:
-            return None if self.proc is None else self.proc.returncode
-        self.proc.send_signal(sig)
-        try:
-            return self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            return self.proc.wait()
-
-    def kill9(self):
-        return self.stop(signal.SIGKILL)
-
 
 def pangu_status(master):
     with urllib.request.urlopen(f"http://{master}/pangu/v1/status", timeout=5) as r:

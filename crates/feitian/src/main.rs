@@ -63,32 +63,7 @@ enum Command {
         pangu_listen: String,
     },
     /// Join a chunkserver (a storage node) to a Pangu master, e.g. a `feitian up`'s.
-    Chunkserver {
-        /// The master's address (`feitian up` prints it; default 127.0.0.1:8101).
-        #[arg(long, value_name = "ADDR")]
-        master: String,
-        /// Where this chunkserver keeps its replicas.
-        #[arg(long, value_name = "DIR")]
-        data_dir: PathBuf,
-        /// The failure domain: replicas of a chunk go to different racks.
-        #[arg(long, value_name = "NAME")]
-        rack: String,
-        /// Where to serve chunk reads and writes.
-        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
-        listen: std::net::SocketAddr,
-        /// The host:port others reach it at, if not the listening address.
-        #[arg(long, value_name = "HOST:PORT")]
-        advertise: Option<String>,
-        /// The bytes it may store, in GiB.
-        #[arg(long, value_name = "GIB", default_value_t = 1024)]
-        capacity_gib: u64,
-        /// The re-replication ceiling, in MiB/s.
-        #[arg(long, value_name = "MIB", default_value_t = 64)]
-        repair_rate_mib: u64,
-        /// How often every replica is re-verified, in seconds (0: never).
-        #[arg(long, value_name = "SECS", default_value_t = 6 * 3600)]
-        scrub_interval_secs: u64,
-    },
+    Chunkserver(storage::ChunkserverArgs),
     /// Say which real components this host offers, and what to install for the missing ones.
     Doctor {
         #[command(flatten)]
@@ -150,25 +125,7 @@ fn main() -> std::process::ExitCode {
         Command::Up { data, listen, config, pangu_listen } => {
             up::run(&data.path(), &listen, &pangu_listen, config.as_deref())
         }
-        Command::Chunkserver {
-            master,
-            data_dir,
-            rack,
-            listen,
-            advertise,
-            capacity_gib,
-            repair_rate_mib,
-            scrub_interval_secs,
-        } => storage::run_chunkserver(storage::ChunkserverArgs {
-            master,
-            data_dir,
-            rack,
-            listen,
-            advertise,
-            capacity_gib,
-            repair_rate_mib,
-            scrub_interval_secs,
-        }),
+        Command::Chunkserver(args) => storage::run_chunkserver(args),
         Command::Doctor { data } => doctor::run(&data.path()),
         Command::Account { command: AccountCommand::Create { name, data } } => {
             accounts::create_account(&data.path(), &name)

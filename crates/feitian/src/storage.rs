@@ -101,14 +101,31 @@ pub async fn start(
 }
 
 /// `feitian chunkserver`: one more chunkserver for a master, until Ctrl-C or SIGTERM.
+#[derive(clap::Args)]
 pub struct ChunkserverArgs {
+    /// The master's address (`feitian up` prints it; default 127.0.0.1:8101).
+    #[arg(long, value_name = "ADDR")]
     pub master: String,
+    /// Where this chunkserver keeps its replicas.
+    #[arg(long, value_name = "DIR")]
     pub data_dir: PathBuf,
+    /// The failure domain: replicas of a chunk go to different racks.
+    #[arg(long, value_name = "NAME")]
     pub rack: String,
+    /// Where to serve chunk reads and writes.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
     pub listen: SocketAddr,
+    /// The host:port others reach it at, if not the listening address.
+    #[arg(long, value_name = "HOST:PORT")]
     pub advertise: Option<String>,
+    /// The bytes it may store, in GiB.
+    #[arg(long, value_name = "GIB", default_value_t = 1024)]
     pub capacity_gib: u64,
+    /// The re-replication ceiling, in MiB/s.
+    #[arg(long, value_name = "MIB", default_value_t = 64)]
     pub repair_rate_mib: u64,
+    /// How often every replica is re-verified, in seconds (0: never).
+    #[arg(long, value_name = "SECS", default_value_t = 6 * 3600)]
     pub scrub_interval_secs: u64,
 }
 

@@ -192,22 +192,15 @@ impl Blobs {
             return Err(OssError::entity_too_large());
         }
         let mut stream = body.into_data_stream();
-        let mut md5 = Md5::new();
-        let mut crc = Crc64::new();
+        let mut intake = Intake { md5: Md5::new(), crc: Crc64::new(), total: 0, max_len, expected_len };
         let mut buf = BytesMut::new();
-        let mut total: u64 = 0;
         let small = expected_len.is_some_and(|n| n < PACK_LIMIT);
         // Read until the body ends or proves large.
         let mut ended = false;
         while small || (buf.len() as u64) < PACK_LIMIT {
             match stream.next().await {
                 Some(Ok(data)) => {
-                    total += data.len() as u64;
-                    if total > max_len || expected_len.is_some_and(|n| total > n) {
-                        return Err(OssError::entity_too_large());
-                    }
-                    md5.update(&data);
-                    crc.update(&data);
+                    intake.take(&data)?;
                     buf.extend_from_slice(&data);
                 }
                 Some(Err(_)) => return Err(OssError::incomplete_body()),
@@ -218,13 +211,14 @@ impl Blobs {
             }
         }
         if ended {
-            if expected_len.is_some_and(|n| n != total) {
+            if expected_len.is_some_and(|n| n != intake.total) {
                 return Err(OssError::incomplete_body());
             }
-            if total < PACK_LIMIT {
+            if intake.total < PACK_LIMIT {
                 let data = buf.freeze();
                 let extents = self.pack(data).await?;
-                return Ok(Written { extents, len: total, md5: md5.finalize().into(), crc64: crc.value() });
+                let (len, md5, crc64) = intake.finish();
+                return Ok(Written { extents, len, md5, crc64 });
             }
         }
         // A file of its own; appends run one piece behind the reading.
@@ -247,12 +241,7 @@ impl Blobs {
                     }
                     match stream.next().await {
                         Some(Ok(data)) => {
-                            total += data.len() as u64;
-                            if total > max_len || expected_len.is_some_and(|n| total > n) {
-                                return Err(OssError::entity_too_large());
-                            }
-                            md5.update(&data);
-                            crc.update(&data);
+                            intake.take(&data)?;
                             piece.extend_from_slice(&data);
                         }
                         Some(Err(_)) => return Err(OssError::incomplete_body()),
@@ -260,7 +249,7 @@ impl Blobs {
                     }
                 }
             }
-            if expected_len.is_some_and(|n| n != total) {
+            if expected_len.is_some_and(|n| n != intake.total) {
                 return Err(OssError::incomplete_body());
             }
             if !piece.is_empty() {
@@ -277,13 +266,11 @@ impl Blobs {
             })
         });
         self.touch(file.0);
+        let (total, md5, crc64) = intake.finish();
         match (result, appended) {
-            (Ok(()), Ok(len)) if len == total => Ok(Written {
-                extents: vec![Extent { file: file.0, offset: 0, len }],
-                len,
-                md5: md5.finalize().into(),
-                crc64: crc.value(),
-            }),
+            (Ok(()), Ok(len)) if len == total => {
+                Ok(Written { extents: vec![Extent { file: file.0, offset: 0, len }], len, md5, crc64 })
+            }
             (Ok(()), Ok(len)) => {
                 self.forget(file).await;
                 Err(internal("short write", format!("{len} of {total} bytes appended")))
@@ -367,6 +354,32 @@ impl Blobs {
         for e in extents {
             c.entry(e.file).or_insert(now);
         }
+    }
+}
+
+/// A body as it arrives: counted against its limits, and hashed.
+struct Intake {
+    md5: Md5,
+    crc: Crc64,
+    total: u64,
+    max_len: u64,
+    expected_len: Option<u64>,
+}
+
+impl Intake {
+    fn take(&mut self, data: &[u8]) -> Result<(), OssError> {
+        self.total += data.len() as u64;
+        if self.total > self.max_len || self.expected_len.is_some_and(|n| self.total > n) {
+            return Err(OssError::entity_too_large());
+        }
+        self.md5.update(data);
+        self.crc.update(data);
+        Ok(())
+    }
+
+    /// Length, MD5 and CRC-64 of everything taken.
+    fn finish(self) -> (u64, [u8; 16], u64) {
+        (self.total, self.md5.finalize().into(), self.crc.value())
     }
 }
 
