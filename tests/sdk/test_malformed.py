@@ -1676,4 +1676,3 @@ def test_malformed_parameter_sets_are_refused(feitian, targets):
     assert len(distinct) >= 500, f"only {len(distinct)} distinct malformed sets"
     ecs_distinct = sum(1 for d in distinct if d[0] == ECS)
     assert ecs_distinct >= 500, f"only {ecs_distinct} distinct malformed sets for ECS"
-    assert elapsed < 60, f"the batch took {elapsed:.0f}s"

@@ -103,7 +103,9 @@ def test_cluster_survives_a_dead_chunkserver_corruption_and_a_whole_stack_kill(c
     elapsed = time.monotonic() - started
     copied = status["repair"]["bytes_copied"] - before
     assert copied >= 64 * 1024 * 1024, status  # at least a few chunks were copied to it
-    # One target server: its repair ceiling bounds the copy rate (plus one burst).
+    # One target server: its repair ceiling bounds the copy rate (plus one burst). This is a
+    # lower bound only, set by the token bucket: a slow machine makes the copy slower, never
+    # faster, so it cannot fail by load; it fails only if repair outruns its configured rate.
     floor = (copied - BURST) / (REPAIR_MIB * 1024 * 1024)
     assert elapsed >= floor * 0.95, (elapsed, copied)
     assert status["unrecoverable"] == 0
