@@ -96,6 +96,24 @@ struct Inner {
     candidates: Mutex<HashMap<u64, Instant>>,
     /// Files being read now (a GET streaming, a copy): never reclaimed meanwhile.
     readers: Mutex<HashMap<u64, usize>>,
+    timing: Timing,
+}
+
+/// When the reclaimer may delete a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timing {
+    /// A file written this recently is never reclaimed.
+    pub grace: Duration,
+    /// A released file is reclaimed no sooner than this.
+    pub settle: Duration,
+    /// How often the reclaimer runs.
+    pub every: Duration,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Timing { grace: GRACE, settle: SETTLE, every: Duration::from_secs(5) }
+    }
 }
 
 /// A read in progress on some files; dropping it ends the lease.
@@ -140,6 +158,11 @@ impl Blobs {
     /// The store over `pangu`; spawns the pack writer and the reclaimer (call inside a
     /// tokio runtime).
     pub fn new(pangu: Pangu, store: Store) -> Blobs {
+        Blobs::with_timing(pangu, store, Timing::default())
+    }
+
+    /// [`Blobs::new`] with other reclaiming times (tests use short ones).
+    pub fn with_timing(pangu: Pangu, store: Store, timing: Timing) -> Blobs {
         let (tx, rx) = mpsc::channel(1024);
         let inner = Arc::new(Inner {
             pangu,
@@ -149,6 +172,7 @@ impl Blobs {
             pack_file: Mutex::new(None),
             candidates: Mutex::new(HashMap::new()),
             readers: Mutex::new(HashMap::new()),
+            timing,
         });
         tokio::spawn(pack_writer(Arc::downgrade(&inner), rx));
         tokio::spawn(reclaimer(Arc::downgrade(&inner)));
@@ -481,7 +505,11 @@ async fn pack_writer(inner: std::sync::Weak<Inner>, mut rx: mpsc::Receiver<PackJ
 
 /// Deletes released files that nothing references, every few seconds.
 async fn reclaimer(inner: std::sync::Weak<Inner>) {
-    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    let every = match inner.upgrade() {
+        Some(me) => me.timing.every,
+        None => return,
+    };
+    let mut tick = tokio::time::interval(every);
     loop {
         tick.tick().await;
         let Some(me) = inner.upgrade() else { return };
@@ -489,7 +517,8 @@ async fn reclaimer(inner: std::sync::Weak<Inner>) {
         let ready: Vec<u64> = {
             let pack = *me.pack_file.lock();
             let mut recent = me.recent.lock();
-            recent.retain(|_, at| now.duration_since(*at) < GRACE);
+            let Timing { grace, settle, .. } = me.timing;
+            recent.retain(|_, at| now.duration_since(*at) < grace);
             let readers = me.readers.lock();
             let candidates = me.candidates.lock();
             candidates
@@ -498,7 +527,7 @@ async fn reclaimer(inner: std::sync::Weak<Inner>) {
                     Some(**f) != pack
                         && !recent.contains_key(f)
                         && !readers.contains_key(f)
-                        && now.duration_since(**since) >= SETTLE
+                        && now.duration_since(**since) >= settle
                 })
                 .map(|(f, _)| *f)
                 .collect()
