@@ -215,16 +215,23 @@ impl Oss {
             .header("etag", o.etag.clone())
             .header("x-oss-hash-crc64ecma", crc64::header_value(o.crc64))
             .header("content-md5", etag::content_md5(&written.md5));
-        let extents = written.extents.clone();
-        self.commit(written.extents, move |tx| {
+        self.commit_object(o, written.extents, forbid).await?;
+        Ok(answer)
+    }
+
+    /// Makes `o` (with the bytes of `fresh`) the object at its key in one transaction,
+    /// unless `forbid` and one exists (`FileAlreadyExists`); the bytes it replaced are
+    /// released once that commits.
+    async fn commit_object(&self, o: Object, fresh: Vec<Extent>, forbid: bool) -> Result<(), OssError> {
+        let extents = fresh.clone();
+        self.commit(fresh, move |tx| {
             ensure_bucket(tx, &o.bucket)?;
             if forbid && db::get_object(tx, &o.bucket, &o.key)?.is_some() {
                 return Err(OssError::file_already_exists());
             }
             Ok(((), db::put_object(tx, &o, &extents)?))
         })
-        .await?;
-        Ok(answer)
+        .await
     }
 
     /// GetObject, or HeadObject when `head`.
@@ -403,15 +410,7 @@ impl Oss {
             last_modified_ms: now,
         };
         let answer = copied(o.etag.clone(), o.crc64, now);
-        let extents = written.extents.clone();
-        self.commit(written.extents, move |tx| {
-            ensure_bucket(tx, &o.bucket)?;
-            if forbid && db::get_object(tx, &o.bucket, &o.key)?.is_some() {
-                return Err(OssError::file_already_exists());
-            }
-            Ok(((), db::put_object(tx, &o, &extents)?))
-        })
-        .await?;
+        self.commit_object(o, written.extents, forbid).await?;
         Ok(answer)
     }
 
