@@ -156,13 +156,7 @@ impl Oss {
             return Err(OssError::entity_too_large());
         }
         self.upload_for(bucket, key, &id, caller, Need::Write).await?;
-        let written = self.blobs.write(body, expected, MAX_PART_SIZE).await?;
-        if let Some(claimed) = content_md5 {
-            if let Err(e) = etag::check_content_md5(&claimed, &written.md5) {
-                self.blobs.release(written.extents);
-                return Err(e);
-            }
-        }
+        let written = self.store_body(body, expected, MAX_PART_SIZE, content_md5).await?;
         let part = Part {
             part_number: number,
             size: written.len,

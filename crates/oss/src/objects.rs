@@ -192,13 +192,7 @@ impl Oss {
         if forbid && existing.is_some() {
             return Err(OssError::file_already_exists());
         }
-        let written = self.blobs.write(body, expected, MAX_OBJECT_SIZE).await?;
-        if let Some(claimed) = content_md5 {
-            if let Err(e) = etag::check_content_md5(&claimed, &written.md5) {
-                self.blobs.release(written.extents);
-                return Err(e);
-            }
-        }
+        let written = self.store_body(body, expected, MAX_OBJECT_SIZE, content_md5).await?;
         let o = Object {
             bucket: bucket.to_owned(),
             key: key.to_owned(),
@@ -434,13 +428,7 @@ impl Oss {
         if expected.is_some_and(|n| n > room) {
             return Err(OssError::entity_too_large());
         }
-        let written = self.blobs.write(body, expected, room).await?;
-        if let Some(claimed) = content_md5 {
-            if let Err(e) = etag::check_content_md5(&claimed, &written.md5) {
-                self.blobs.release(written.extents);
-                return Err(e);
-            }
-        }
+        let written = self.store_body(body, expected, room, content_md5).await?;
         let first = Object {
             bucket: bucket.to_owned(),
             key: key.to_owned(),

@@ -239,6 +239,25 @@ impl Oss {
         tokio::task::spawn_blocking(move || f(&store)).await.unwrap_or_else(|_| Err(OssError::internal_error()))
     }
 
+    /// Stores a request body (see [`Blobs::write`](crate::blobs::Blobs::write)) and checks
+    /// it against the request's `Content-MD5`, if any; on a mismatch nothing is kept.
+    pub(crate) async fn store_body(
+        &self,
+        body: Body,
+        expected: Option<u64>,
+        max_len: u64,
+        content_md5: Option<crate::etag::Md5Digest>,
+    ) -> Result<crate::blobs::Written, OssError> {
+        let written = self.blobs.write(body, expected, max_len).await?;
+        if let Some(claimed) = content_md5 {
+            if let Err(e) = crate::etag::check_content_md5(&claimed, &written.md5) {
+                self.blobs.release(written.extents);
+                return Err(e);
+            }
+        }
+        Ok(written)
+    }
+
     /// Runs `f` in one write transaction after new bytes (`fresh`) were stored for it. If it
     /// fails, `fresh` is released (nothing refers to it); once it commits, the extents it
     /// returns — those the transaction replaced or dropped — are released. Both happen on the
