@@ -51,6 +51,8 @@ class FeitianProcess(Child):
             data_dir = Path(self._tmp.name) / "data"
         self.data_dir = Path(data_dir)
         self.env = dict(os.environ, **(env or {}))
+        # Tests run the instance model unless they ask for real VMs (see QemuFeitian).
+        self.env.setdefault("FEITIAN_COMPUTE_DRIVER", "sim")
         for k in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
             self.env.pop(k, None)
         self.listen = listen
@@ -106,8 +108,58 @@ class FeitianProcess(Child):
 
     def cleanup(self):
         self.stop()
+        self.remove_host_leftovers()
         if self._tmp is not None:
             self._tmp.cleanup()
+
+    # -- what a real-VM feitian leaves on the host if it is killed --------------------------
+    def host_prefix(self):
+        """The prefix of this data directory's namespaces and links (as feitian computes it)."""
+        import hashlib
+        key = str(Path(self.data_dir).resolve())
+        return "ft" + hashlib.sha256(key.encode()).hexdigest()[:6]
+
+    def qemu_pids(self):
+        """Live QEMU processes this feitian started, from their pid files."""
+        pids = []
+        for f in (Path(self.data_dir) / "instances").glob("*/qemu.pid"):
+            try:
+                pid = int(f.read_text().strip())
+                if f"process=feitian-{f.parent.name}" in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace"):
+                    pids.append(pid)
+            except (OSError, ValueError):
+                pass
+        return pids
+
+    def host_leftovers(self):
+        """Processes, namespaces, links and nftables tables of this feitian still on the host."""
+        prefix = self.host_prefix()
+        out = [f"qemu pid {p}" for p in self.qemu_pids()]
+        netns = Path("/var/run/netns")
+        if netns.exists():
+            out += [f"namespace {n.name}" for n in netns.iterdir() if n.name.startswith(prefix)]
+        links = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True).stdout
+        out += [f"link {l.split(':')[1].strip()}" for l in links.splitlines() if f": {prefix}" in l]
+        tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
+        out += [f"nft {t}" for t in tables.splitlines() if "feitian" in t]
+        return out
+
+    def remove_host_leftovers(self):
+        """After a kill -9: the QEMUs it started (by pid) and its namespaces and host link."""
+        if not (Path(self.data_dir) / "instances").exists():
+            return  # the sim driver: nothing on the host
+        for pid in self.qemu_pids():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        prefix = self.host_prefix()
+        netns = Path("/var/run/netns")
+        if netns.exists():
+            for n in netns.iterdir():
+                if n.name.startswith(prefix):
+                    subprocess.run(["ip", "netns", "del", n.name], capture_output=True)
+        subprocess.run(["ip", "link", "del", prefix + "h"], capture_output=True)
 
     # -- the CLI on the same data directory -------------------------------------------------
     def cli(self, *args, check=True):

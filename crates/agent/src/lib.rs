@@ -11,9 +11,12 @@
 //! started again if the driver does not have it running (the `sim` driver loses its model on a
 //! restart, so this restarts those; the `qemu` driver will adopt a live QEMU instead).
 
+pub mod network;
+
 use feitian_compute::{Driver, InstanceSpec, Observed};
 use feitian_meta::ecs::{self as db, Instance};
-use feitian_meta::{network, MetaError, Store};
+use feitian_meta::{network as netdb, MetaError, Store};
+use network::NetworkAgent;
 use parking_lot::Mutex;
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -24,7 +27,11 @@ pub struct InstanceReconciler {
     pub store: Store,
     pub driver: Arc<dyn Driver>,
     pub wake: Arc<Notify>,
+    /// Host networking, for drivers that run real guests (`None` for `sim`).
+    pub net: Option<Arc<NetworkAgent>>,
     inflight: Mutex<HashSet<String>>,
+    /// Set at shutdown: no more passes, so guests stopped for it are not taken for crashed.
+    halted: std::sync::atomic::AtomicBool,
 }
 
 fn now() -> String {
@@ -32,8 +39,29 @@ fn now() -> String {
 }
 
 impl InstanceReconciler {
-    pub fn new(store: Store, driver: Arc<dyn Driver>, wake: Arc<Notify>) -> Arc<Self> {
-        Arc::new(InstanceReconciler { store, driver, wake, inflight: Mutex::new(HashSet::new()) })
+    pub fn new(store: Store, driver: Arc<dyn Driver>, wake: Arc<Notify>, net: Option<Arc<NetworkAgent>>) -> Arc<Self> {
+        Arc::new(InstanceReconciler {
+            store,
+            driver,
+            wake,
+            net,
+            inflight: Mutex::new(HashSet::new()),
+            halted: std::sync::atomic::AtomicBool::new(false),
+        })
+    }
+
+    /// Stops every guest the host runs (the shutdown policy: see [`network`]). The store is
+    /// left as it is, so the next start boots again what should run.
+    pub async fn stop_all(&self) {
+        self.halted.store(true, std::sync::atomic::Ordering::SeqCst);
+        let running: Vec<String> =
+            self.driver.known().into_iter().filter(|id| self.driver.observe(id) == Observed::Running).collect();
+        let stops = running.iter().map(|id| async move {
+            if let Err(e) = self.driver.stop(id, false).await {
+                tracing::warn!(instance = %id, error = %e, "cannot stop the guest at shutdown");
+            }
+        });
+        futures_util::future::join_all(stops).await;
     }
 
     async fn db<T: Send + 'static>(
@@ -64,6 +92,9 @@ impl InstanceReconciler {
     /// One pass: start work on every instance that needs it, and clean up what the store no
     /// longer holds.
     async fn pass(self: Arc<Self>, adopt: bool) -> Result<(), MetaError> {
+        if self.halted.load(std::sync::atomic::Ordering::SeqCst) {
+            return Ok(());
+        }
         let mut work = self.db(|s| s.read(db::instances_to_reconcile)).await?;
         if adopt {
             // After a restart: whatever should run but the driver does not run.
@@ -73,6 +104,21 @@ impl InstanceReconciler {
                     && !work.iter().any(|w| w.id == i.id)
                 {
                     work.push(i);
+                }
+            }
+        }
+        if !adopt {
+            // A guest whose process ended on its own (powered off inside, or its QEMU died):
+            // the instance is Stopped, as on Alibaba Cloud after a shutdown from within.
+            for i in self.db(|s| s.read(db::instances_wanted_running)).await? {
+                if i.status == "Running"
+                    && i.reboots == 0
+                    && !self.inflight.lock().contains(&i.id)
+                    && self.driver.observe(&i.id) != Observed::Running
+                {
+                    tracing::warn!(instance = %i.id, "the guest stopped on its own (powered off from inside, or its process ended); the instance is now Stopped");
+                    let id = i.id.clone();
+                    self.db(move |s| s.write(|tx| db::set_lifecycle(tx, &id, "Stopped", "Stopped", 0))).await?;
                 }
             }
         }
@@ -106,6 +152,15 @@ impl InstanceReconciler {
     }
 
     async fn spec(&self, inst: &Instance) -> Result<InstanceSpec, MetaError> {
+        let (mut spec, eni_id) = self.stored_spec(inst).await?;
+        if let Some(net) = &self.net {
+            net.attach(&mut spec, &eni_id).await?;
+        }
+        Ok(spec)
+    }
+
+    /// The spec as the store has it, and the id of its network interface.
+    async fn stored_spec(&self, inst: &Instance) -> Result<(InstanceSpec, String), MetaError> {
         let i = inst.clone();
         self.db(move |s| {
             s.read(|tx| {
@@ -113,7 +168,7 @@ impl InstanceReconciler {
                     .into_iter()
                     .next()
                     .ok_or_else(|| MetaError::Invalid(format!("{} has no network interface", i.id)))?;
-                let vsw = network::get_vswitch(tx, i.account_id, &i.vswitch_id)?
+                let vsw = netdb::get_vswitch(tx, i.account_id, &i.vswitch_id)?
                     .ok_or_else(|| MetaError::Invalid(format!("{} has no vSwitch", i.id)))?;
                 let net = feitian_vpc::cidr::parse(&vsw.cidr_block)
                     .map_err(|_| MetaError::Invalid("bad vSwitch block".into()))?;
@@ -124,20 +179,26 @@ impl InstanceReconciler {
                         .map(|k| vec![k.public_key])
                         .unwrap_or_default()
                 };
-                Ok(InstanceSpec {
-                    id: i.id.clone(),
-                    host_name: i.host_name.clone(),
-                    cpu: i.cpu as u32,
-                    memory_mib: i.memory_mib as u32,
-                    image_id: i.image_id.clone(),
-                    mac: eni.mac,
-                    private_ip: eni.primary_ip,
-                    gateway: feitian_vpc::cidr::gateway(net).to_string(),
-                    prefix_len: net.prefix_len(),
-                    vpc_id: i.vpc_id.clone(),
-                    user_data: i.user_data.clone(),
-                    public_keys: keys,
-                })
+                let eni_id = eni.id.clone();
+                Ok((
+                    InstanceSpec {
+                        id: i.id.clone(),
+                        host_name: i.host_name.clone(),
+                        cpu: i.cpu as u32,
+                        memory_mib: i.memory_mib as u32,
+                        image_id: i.image_id.clone(),
+                        mac: eni.mac,
+                        private_ip: eni.primary_ip,
+                        gateway: feitian_vpc::cidr::gateway(net).to_string(),
+                        prefix_len: net.prefix_len(),
+                        vpc_id: i.vpc_id.clone(),
+                        user_data: i.user_data.clone(),
+                        public_keys: keys,
+                        netns: None,
+                        tap: None,
+                    },
+                    eni_id,
+                ))
             })
         })
         .await

@@ -10,8 +10,11 @@
 //!   instance's life (boot and shutdown take time, a console log is written) so that the API,
 //!   state machine and tools above it behave as with real VMs. `feitian up` says when it is in
 //!   use, and `feitian doctor` says what to install for real ones.
-//! - `qemu` (next issue): one `qemu-system-x86_64` per instance.
+//! - [`qemu::QemuDriver`]: one `qemu-system-x86_64` per instance, on the built-in image
+//!   ([`image`]).
 
+pub mod image;
+pub mod qemu;
 pub mod sim;
 
 use std::future::Future;
@@ -32,6 +35,10 @@ pub struct InstanceSpec {
     pub vpc_id: String,
     pub user_data: String,
     pub public_keys: Vec<String>,
+    /// The network namespace holding the instance's tap (the `qemu` driver runs QEMU there).
+    pub netns: Option<String>,
+    /// The tap of its network interface; `None` boots it without a network.
+    pub tap: Option<String>,
 }
 
 /// What a driver sees of an instance on its host.

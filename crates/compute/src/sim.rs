@@ -156,6 +156,8 @@ mod tests {
             vpc_id: "vpc-1".into(),
             user_data: String::new(),
             public_keys: vec![],
+            netns: None,
+            tap: None,
         }
     }
 

@@ -744,6 +744,27 @@ impl Ecs {
         .await
     }
 
+    /// `GetInstanceConsoleOutput`: the latest boot's serial console, base64, from the host
+    /// that runs the instance (the driver keeps the log; an instance never started has none).
+    pub async fn get_instance_console_output(self: Arc<Self>, ctx: Ctx, p: Params) -> Result<Value, ApiError> {
+        let region = require_region(&self.catalog, &p)?.clone();
+        let id = p.required_str("InstanceId")?.to_owned();
+        let remove_symbols = p.opt_bool("RemoveSymbols")?.unwrap_or(false);
+        let me = self.clone();
+        let inst =
+            blocking(move || me.store.read(|tx| me.instance(tx, ctx.caller.account_id, Some(&region.id), &id))).await?;
+        let mut text = self.console.get().and_then(|c| c(&inst.id)).unwrap_or_default();
+        if remove_symbols {
+            // Control characters a console prints (escapes, carriage returns, bells).
+            text = text.chars().filter(|c| !c.is_control() || *c == '\n' || *c == '\t').collect();
+        }
+        Ok(json!({
+            "InstanceId": inst.id,
+            "ConsoleOutput": base64::engine::general_purpose::STANDARD.encode(text.as_bytes()),
+            "LastUpdateTime": feitian_api::service::now(),
+        }))
+    }
+
     // --- changes ----------------------------------------------------------------------------
 
     pub async fn modify_instance_attribute(self: Arc<Self>, ctx: Ctx, p: Params) -> Result<Value, ApiError> {

@@ -33,7 +33,13 @@ pub struct Ecs {
     pub eip_pool: ipnet::Ipv4Net,
     /// Wakes the instance reconciler after a change.
     pub wake: Arc<Notify>,
+    /// Reads an instance's console from the host that runs it; set once the compute driver
+    /// is up.
+    pub console: std::sync::OnceLock<ConsoleReader>,
 }
+
+/// An instance's serial console output so far, by instance id.
+pub type ConsoleReader = Box<dyn Fn(&str) -> Option<String> + Send + Sync>;
 
 macro_rules! actions {
     ($r:expr, $ecs:expr, [$($name:literal => $method:ident $(($arg:expr))?),* $(,)?]) => {$(
@@ -71,6 +77,7 @@ pub fn register(r: &mut Registry, ecs: Arc<Ecs>) {
         "StartInstance" => lifecycle_one(LifecycleAction::Start),
         "StopInstance" => lifecycle_one(LifecycleAction::Stop),
         "RebootInstance" => lifecycle_one(LifecycleAction::Reboot),
+        "GetInstanceConsoleOutput" => get_instance_console_output,
         "DeleteInstance" => lifecycle_one(LifecycleAction::Delete),
         "StartInstances" => lifecycle_many(LifecycleAction::Start),
         "StopInstances" => lifecycle_many(LifecycleAction::Stop),

@@ -30,6 +30,62 @@ pub struct Config {
     /// The storage kernel under OSS.
     #[serde(default)]
     pub pangu: PanguConfig,
+    /// How instances run.
+    #[serde(default)]
+    pub compute: ComputeConfig,
+}
+
+/// `[compute]`: how instances run.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields, default)]
+pub struct ComputeConfig {
+    /// `auto` (real VMs when this host can run them: root, QEMU, nftables, iproute2; the
+    /// model otherwise), `qemu` (real VMs or refuse to start) or `sim` (the model). The
+    /// environment variable `FEITIAN_COMPUTE_DRIVER` overrides it.
+    pub driver: String,
+    /// Where the built-in guest image is built and kept (default DATA_DIR/images). Several
+    /// data directories may share one.
+    pub images_dir: Option<std::path::PathBuf>,
+    /// `auto` (KVM when a probe boot proves it works, TCG otherwise), `kvm` or `tcg`.
+    pub accel: String,
+    /// Seconds an ACPI shutdown may take before the guest is powered off.
+    pub stop_grace_secs: u64,
+    /// Seconds a boot may take to reach SSH before the instance is reported Running anyway.
+    pub boot_timeout_secs: u64,
+}
+
+impl Default for ComputeConfig {
+    fn default() -> Self {
+        ComputeConfig {
+            driver: "auto".to_owned(),
+            images_dir: None,
+            accel: "auto".to_owned(),
+            stop_grace_secs: 30,
+            boot_timeout_secs: 300,
+        }
+    }
+}
+
+impl ComputeConfig {
+    /// The driver asked for, after the environment's override.
+    pub fn driver(&self) -> anyhow::Result<String> {
+        let d = std::env::var("FEITIAN_COMPUTE_DRIVER").ok().filter(|v| !v.is_empty()).unwrap_or(self.driver.clone());
+        match d.as_str() {
+            "auto" | "qemu" | "sim" => Ok(d),
+            other => anyhow::bail!("compute.driver must be auto, qemu or sim, not {other:?}"),
+        }
+    }
+
+    pub fn validate(&self) -> anyhow::Result<()> {
+        self.driver()?;
+        if !matches!(self.accel.as_str(), "auto" | "kvm" | "tcg") {
+            anyhow::bail!("compute.accel must be auto, kvm or tcg, not {:?}", self.accel);
+        }
+        if self.stop_grace_secs == 0 || self.boot_timeout_secs == 0 {
+            anyhow::bail!("compute.stop_grace_secs and boot_timeout_secs must be above 0");
+        }
+        Ok(())
+    }
 }
 
 /// `[pangu]`: the storage kernel. The defaults are the embedded single node: the master

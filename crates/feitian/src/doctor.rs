@@ -110,6 +110,25 @@ pub fn run(data_dir: &Path) -> anyhow::Result<()> {
         fix: Some("free at least 2 GiB where --data-dir points, or point it elsewhere"),
     });
 
+    let images = data_dir.join("images");
+    let layout = feitian_compute::image::layout(&images);
+    let built = feitian_compute::image::is_built(&images);
+    checks.push(Check {
+        name: "image",
+        ok: built,
+        detail: if built {
+            format!("the built-in guest image is at {}", layout.dir.display())
+        } else {
+            format!(
+                "the built-in guest image is not built yet: `feitian up` (qemu driver) builds it on first start into {} \
+                 from Debian packages (apt-get download of the cloud kernel, busybox-static, dropbear-bin and its \
+                 libraries; mke2fs and qemu-img make the disk; nothing is installed on the host)",
+                layout.dir.display()
+            )
+        },
+        fix: Some("needs a reachable Debian mirror (apt-get update) and e2fsprogs + qemu-utils; `[compute] images_dir` puts it elsewhere"),
+    });
+
     println!("feitian doctor: what this host offers");
     for c in &checks {
         println!("  [{}] {:<9} {}", if c.ok { " ok " } else { "miss" }, c.name, c.detail);

@@ -1,6 +1,7 @@
 //! `feitian`: a self-hosted cloud that speaks the Alibaba Cloud API.
 
 mod accounts;
+mod compute;
 mod config;
 mod doctor;
 mod keys;

@@ -77,35 +77,53 @@ pub fn run(data_dir: &Path, listen: &str, pangu_listen: &str, config: Option<&Pa
         catalog: catalog.clone(),
         eip_pool,
         wake: instance_wake.clone(),
+        console: std::sync::OnceLock::new(),
     });
-    // The qemu driver comes with the real-instances issue; until then every host runs the model.
-    let driver: Arc<dyn feitian_compute::Driver> = Arc::new(feitian_compute::sim::SimDriver::from_env());
-    let registry = registry(ecs, network.clone());
+    let registry = registry(ecs.clone(), network.clone());
     let keys: Arc<dyn feitian_api::KeyStore> = Arc::new(StoreKeys::new(store.clone()));
     config.pangu.validate()?;
+    config.compute.validate()?;
 
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(listen)
-            .await
-            .with_context(|| format!("cannot listen on {listen}; is another program using it? pick another with --listen"))?;
+        let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| {
+            format!("cannot listen on {listen}; is another program using it? pick another with --listen")
+        })?;
         let addr = listener.local_addr()?;
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let compute = {
+            let mut out = std::io::stdout();
+            crate::compute::start(&config.compute, data_dir, eip_pool, store.clone(), &mut out).await?
+        };
+        {
+            let driver = compute.driver.clone();
+            let _ = ecs.console.set(Box::new(move |id: &str| driver.console_output(id)));
+        }
         let storage = crate::storage::start(&config.pangu, store.clone(), data_dir, pangu_listen, stop_rx).await?;
         let blobs = feitian_oss::blobs::Blobs::new(storage.pangu.clone(), store.clone());
         blobs.sweep().await.map_err(|e| anyhow::anyhow!("cannot reclaim unreferenced object files: {}", e.message))?;
-        let oss =
-            feitian_oss::service::Oss::new(store.clone(), keys.clone(), catalog.default_region().clone(), blobs);
+        let oss = feitian_oss::service::Oss::new(store.clone(), keys.clone(), catalog.default_region().clone(), blobs);
         let edge = Edge::with_objects(registry, Authenticator::new(keys), oss);
         let region = catalog.default_region();
         let zones: Vec<&str> = region.zones.iter().map(|z| z.id.as_str()).collect();
         let mut out = std::io::stdout().lock();
-        writeln!(out, "feitian {} is serving region {} (zones {})", env!("CARGO_PKG_VERSION"), region.id, zones.join(", "))?;
+        writeln!(
+            out,
+            "feitian {} is serving region {} (zones {})",
+            env!("CARGO_PKG_VERSION"),
+            region.id,
+            zones.join(", ")
+        )?;
         writeln!(out, "endpoint: http://{addr}  (also an HTTP proxy for *.aliyuncs.com host names)")?;
         writeln!(out, "data dir: {}", data_dir.display())?;
         match &created {
             Some(key) => {
-                writeln!(out, "root account {}: AccessKey pair (shown once; also in {}):", root.id, creds_path.display())?;
+                writeln!(
+                    out,
+                    "root account {}: AccessKey pair (shown once; also in {}):",
+                    root.id,
+                    creds_path.display()
+                )?;
                 writeln!(out, "{}", key_json(key))?;
             }
             None => writeln!(out, "root account {}: AccessKey pair in {}", root.id, creds_path.display())?,
@@ -120,17 +138,34 @@ pub fn run(data_dir: &Path, listen: &str, pangu_listen: &str, config: Option<&Pa
                 None => "no embedded chunkserver (join some with `feitian chunkserver --master ADDR`)".to_owned(),
             }
         )?;
-        writeln!(out, "compute driver: sim (instances are modelled, not booted: the qemu driver is not built yet); run `feitian doctor` to see what this host offers")?;
+        writeln!(out, "{}", compute.summary)?;
         out.flush()?;
         drop(out);
         tokio::spawn(feitian_vpc::reconcile::run(network));
-        tokio::spawn(feitian_agent::InstanceReconciler::new(store.clone(), driver, instance_wake).run());
+        if let Some(net) = &compute.net {
+            tokio::spawn(net.clone().run());
+        }
+        let reconciler = feitian_agent::InstanceReconciler::new(
+            store.clone(),
+            compute.driver.clone(),
+            instance_wake,
+            compute.net.clone(),
+        );
+        tokio::spawn(reconciler.clone().run());
         tracing::info!(%addr, "serving");
         // Answers are a head and a body: without TCP_NODELAY a small body waits 40 ms for the
         // client's delayed ACK.
         let listener = listener.tap_io(feitian_pangu::chunkserver::no_delay);
         axum::serve(listener, edge::router(edge)).with_graceful_shutdown(shutdown_signal()).await?;
         let _ = stop_tx.send(true);
+        if let Some(net) = &compute.net {
+            // The shutdown policy: guests stop, then everything made on the host goes.
+            println!("stopping instances and removing host networking");
+            reconciler.stop_all().await;
+            if let Err(e) = net.teardown().await {
+                tracing::warn!(error = %e, "host networking was not fully removed");
+            }
+        }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         tracing::info!("stopped cleanly");
         anyhow::Ok(())

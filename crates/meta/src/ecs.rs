@@ -786,6 +786,16 @@ pub fn enis_of_instance(tx: &Transaction<'_>, instance_id: &str) -> Result<Vec<N
     )
 }
 
+/// The network interfaces of a VPC (the host's data plane holds one tap for each).
+pub fn enis_of_vpc(tx: &Transaction<'_>, vpc_id: &str) -> Result<Vec<NetworkInterface>, MetaError> {
+    all(tx, &format!("SELECT {ENI_COLS} FROM network_interfaces WHERE vpc_id = ?1 ORDER BY id"), [vpc_id], eni_row)
+}
+
+/// The VPCs that hold at least one network interface of an instance.
+pub fn vpcs_with_instances(tx: &Transaction<'_>) -> Result<Vec<String>, MetaError> {
+    all(tx, "SELECT DISTINCT vpc_id FROM network_interfaces WHERE instance_id != '' ORDER BY vpc_id", [], |r| r.get(0))
+}
+
 /// Addresses already taken in a vSwitch.
 pub fn taken_addresses(tx: &Transaction<'_>, vswitch_id: &str) -> Result<Vec<String>, MetaError> {
     all(tx, "SELECT ip_address FROM private_ips WHERE vswitch_id = ?1", [vswitch_id], |r| r.get(0))

@@ -1,0 +1,506 @@
+//! The `qemu` driver: one `qemu-system-x86_64` per instance, controlled over QMP.
+//!
+//! Each instance has a directory `RUN_DIR/<instance-id>/` holding its system disk (a qcow2
+//! overlay over the built-in image, so the image is never written), its serial console log,
+//! its QMP socket and QEMU's pid file. The directory is the driver's whole state: after a
+//! feitian restart, [`QemuDriver::observe`] finds a live QEMU from its pid file and the driver
+//! adopts it as it is (the guest keeps running, its connections survive).
+//!
+//! QEMU runs daemonized (its own session), inside the VPC namespace of its network
+//! interface, so it opens its tap there and outlives a feitian that is killed. A guest that
+//! powers itself off ends its QEMU; the reconciler sees the instance's process gone and
+//! records it Stopped.
+//!
+//! Sizes: vCPUs are the instance type's, capped at the host's cores; memory is the type's,
+//! capped at a sixteenth of the host's memory (at least 256 MiB), so that a type meant for a
+//! large server still boots on a laptop (see [`scaled`]). Guest memory is only touched as the
+//! guest uses it.
+
+use crate::image::{kernel_cmdline, GuestParams, ImageLayout, SSH_READY_LINE};
+use crate::{Driver, DriverError, DriverFuture, InstanceSpec, Observed};
+use std::io::{Read, Seek, SeekFrom};
+use std::os::fd::AsRawFd;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+/// What the guest prints on its console once SSH listens.
+pub const READY_MARKER: &str = SSH_READY_LINE;
+const CONSOLE_TAIL: u64 = 64 * 1024;
+
+/// How guests are run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accel {
+    /// Hardware virtualization, when a probe boot proved it works.
+    Kvm,
+    /// Software emulation: slower, works everywhere.
+    Tcg,
+}
+
+impl Accel {
+    pub fn name(self) -> &'static str {
+        match self {
+            Accel::Kvm => "kvm",
+            Accel::Tcg => "tcg",
+        }
+    }
+
+    fn args(self) -> Vec<String> {
+        match self {
+            Accel::Kvm => vec!["-accel".into(), "kvm".into(), "-cpu".into(), "host".into()],
+            // A bounded translation cache: QEMU's default (1 GiB per guest) adds up with many
+            // guests on one host.
+            Accel::Tcg => vec!["-accel".into(), "tcg,tb-size=64".into(), "-cpu".into(), "max".into()],
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct QemuConfig {
+    pub qemu: String,
+    pub run_dir: PathBuf,
+    pub image: ImageLayout,
+    pub kernel_cmdline_base: String,
+    pub accel: Accel,
+    /// How long an ACPI shutdown may take before the instance is powered off.
+    pub stop_grace: Duration,
+    /// How long a boot may take to reach [`READY_MARKER`] before start reports the instance
+    /// running anyway (its guest may be slow, or not print the marker).
+    pub boot_timeout: Duration,
+    pub host_cpus: u32,
+    pub host_memory_mib: u64,
+}
+
+/// vCPUs and memory for a type of `cpu` vCPUs and `memory_mib`, on this host.
+pub fn scaled(cpu: u32, memory_mib: u32, host_cpus: u32, host_memory_mib: u64) -> (u32, u32) {
+    let cpus = cpu.clamp(1, host_cpus.max(1));
+    let cap = (host_memory_mib / 16).max(256);
+    let mem = (memory_mib as u64).clamp(128, cap) as u32;
+    (cpus, mem)
+}
+
+pub struct QemuDriver {
+    cfg: QemuConfig,
+}
+
+fn failed(what: impl std::fmt::Display) -> DriverError {
+    DriverError::Failed(what.to_string())
+}
+
+/// Waits for `cond` with small sleeps, up to `limit`.
+async fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    let mut pause = Duration::from_millis(20);
+    loop {
+        if cond() {
+            return true;
+        }
+        if start.elapsed() >= limit {
+            return false;
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(250));
+    }
+}
+
+impl QemuDriver {
+    pub fn new(cfg: QemuConfig) -> std::io::Result<QemuDriver> {
+        std::fs::create_dir_all(&cfg.run_dir)?;
+        Ok(QemuDriver { cfg })
+    }
+
+    pub fn accel(&self) -> Accel {
+        self.cfg.accel
+    }
+
+    fn dir(&self, id: &str) -> PathBuf {
+        self.cfg.run_dir.join(id)
+    }
+
+    fn console_path(&self, id: &str) -> PathBuf {
+        self.dir(id).join("console.log")
+    }
+
+    fn qmp_path(&self, id: &str) -> PathBuf {
+        self.dir(id).join("qmp.sock")
+    }
+
+    fn pid_path(&self, id: &str) -> PathBuf {
+        self.dir(id).join("qemu.pid")
+    }
+
+    /// The pid of the instance's live QEMU, if there is one. The pid must still be a QEMU
+    /// named after this instance (a pid file can outlive its process, and pids are reused).
+    pub fn pid(&self, id: &str) -> Option<i32> {
+        let pid: i32 = std::fs::read_to_string(self.pid_path(id)).ok()?.trim().parse().ok()?;
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // The state follows the parenthesised command name; a zombie has exited.
+        let state = stat.rsplit_once(')').map(|(_, rest)| rest.trim_start().chars().next());
+        if state == Some(Some('Z')) {
+            return None;
+        }
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+        let wanted = format!("process=feitian-{id}");
+        cmdline.split(|b| *b == 0).any(|arg| String::from_utf8_lossy(arg).contains(&wanted)).then_some(pid)
+    }
+
+    fn args(&self, spec: &InstanceSpec) -> Vec<String> {
+        let d = self.dir(&spec.id);
+        let (cpus, mem) = scaled(spec.cpu, spec.memory_mib, self.cfg.host_cpus, self.cfg.host_memory_mib);
+        let ip = spec.private_ip.parse::<std::net::Ipv4Addr>().ok().filter(|_| spec.tap.is_some());
+        let params = GuestParams {
+            ip: ip.map(|ip| (ip, spec.prefix_len)),
+            gateway: ip.and_then(|_| spec.gateway.parse().ok()),
+            mac: ip.map(|_| spec.mac.clone()),
+            hostname: Some(spec.host_name.clone()).filter(|h| !h.is_empty()),
+        };
+        let cmdline = kernel_cmdline(&self.cfg.kernel_cmdline_base, &params);
+        let mut a: Vec<String> =
+            vec!["-name".into(), format!("{},process=feitian-{}", spec.id, spec.id), "-machine".into(), "pc".into()];
+        a.extend(self.cfg.accel.args());
+        a.extend([
+            "-smp".into(),
+            cpus.to_string(),
+            "-m".into(),
+            mem.to_string(),
+            "-nodefaults".into(),
+            "-no-user-config".into(),
+            "-display".into(),
+            "none".into(),
+            "-kernel".into(),
+            self.cfg.image.kernel().display().to_string(),
+            "-initrd".into(),
+            self.cfg.image.initrd().display().to_string(),
+            "-append".into(),
+            cmdline,
+            "-drive".into(),
+            format!("file={},if=virtio,format=qcow2,discard=unmap", d.join("system.qcow2").display()),
+            "-chardev".into(),
+            format!("file,id=console,path={},append=on", self.console_path(&spec.id).display()),
+            "-serial".into(),
+            "chardev:console".into(),
+            "-qmp".into(),
+            format!("unix:{},server=on,wait=off", self.qmp_path(&spec.id).display()),
+            "-pidfile".into(),
+            self.pid_path(&spec.id).display().to_string(),
+            "-daemonize".into(),
+            // Entropy for the guest: without it a TCG guest waits seconds before dropbear starts.
+            "-device".into(),
+            "virtio-rng-pci".into(),
+        ]);
+        if let Some(tap) = &spec.tap {
+            a.extend([
+                "-netdev".into(),
+                format!("tap,id=net0,ifname={tap},script=no,downscript=no"),
+                "-device".into(),
+                // romfile=: no iPXE option ROM (seconds under TCG, unused with -kernel).
+                format!("virtio-net-pci,netdev=net0,mac={},romfile=", spec.mac),
+            ]);
+        }
+        a
+    }
+
+    /// Creates the system disk on first start: a qcow2 overlay whose backing file is the image.
+    fn ensure_disk(&self, id: &str) -> Result<(), DriverError> {
+        let disk = self.dir(id).join("system.qcow2");
+        if disk.exists() {
+            return Ok(());
+        }
+        let tmp = self.dir(id).join("system.qcow2.tmp");
+        let base = self.cfg.image.rootfs();
+        let out = std::process::Command::new("qemu-img")
+            .args(["create", "-q", "-f", "qcow2", "-F", "qcow2", "-b"])
+            .arg(&base)
+            .arg(&tmp)
+            .output()
+            .map_err(|e| failed(format!("cannot run qemu-img (apt-get install qemu-utils): {e}")))?;
+        if !out.status.success() {
+            return Err(failed(format!("qemu-img create failed: {}", String::from_utf8_lossy(&out.stderr).trim())));
+        }
+        std::fs::rename(&tmp, &disk).map_err(failed)
+    }
+
+    /// Starts QEMU (daemonized, inside `netns` when given) and returns once it runs.
+    fn launch(&self, spec: &InstanceSpec) -> Result<(), DriverError> {
+        let d = self.dir(&spec.id);
+        std::fs::create_dir_all(&d).map_err(failed)?;
+        self.ensure_disk(&spec.id)?;
+        // Each boot's console starts empty: GetInstanceConsoleOutput shows the latest boot.
+        std::fs::write(self.console_path(&spec.id), b"").map_err(failed)?;
+        let _ = std::fs::remove_file(self.pid_path(&spec.id));
+        let _ = std::fs::remove_file(self.qmp_path(&spec.id));
+        let mut cmd = std::process::Command::new(&self.cfg.qemu);
+        cmd.args(self.args(spec)).stdin(std::process::Stdio::null());
+        let ns_file = match &spec.netns {
+            Some(ns) => Some(
+                std::fs::File::open(Path::new("/var/run/netns").join(ns))
+                    .map_err(|e| failed(format!("network namespace {ns} is missing: {e}")))?,
+            ),
+            None => None,
+        };
+        if let Some(f) = &ns_file {
+            let fd = f.as_raw_fd();
+            // SAFETY: setns is async-signal-safe and fd stays open until after spawn returns.
+            unsafe {
+                cmd.pre_exec(move || {
+                    if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        let out = cmd.output().map_err(|e| failed(format!("cannot run {}: {e}", self.cfg.qemu)))?;
+        drop(ns_file);
+        if !out.status.success() {
+            return Err(failed(format!(
+                "{} exited with {}: {}",
+                self.cfg.qemu,
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        Ok(())
+    }
+
+    async fn qmp(&self, id: &str, command: &str) -> Result<serde_json::Value, DriverError> {
+        let sock = self.qmp_path(id);
+        let fut = qmp_execute(&sock, command);
+        tokio::time::timeout(Duration::from_secs(10), fut)
+            .await
+            .map_err(|_| failed(format!("QMP {command} timed out for {id}")))?
+    }
+
+    /// Powers the instance off and waits until its QEMU is gone.
+    async fn power_off(&self, id: &str) -> Result<(), DriverError> {
+        if let Some(pid) = self.pid(id) {
+            if self.qmp(id, "quit").await.is_err() {
+                // SAFETY: kill on a pid we verified is this instance's QEMU.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
+        if !wait_until(Duration::from_secs(15), || self.pid(id).is_none()).await {
+            if let Some(pid) = self.pid(id) {
+                // SAFETY: as above.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+            if !wait_until(Duration::from_secs(5), || self.pid(id).is_none()).await {
+                return Err(failed(format!("the QEMU of {id} does not die")));
+            }
+        }
+        Ok(())
+    }
+
+    fn console_tail(&self, id: &str) -> Option<String> {
+        let mut f = std::fs::File::open(self.console_path(id)).ok()?;
+        let len = f.metadata().ok()?.len();
+        f.seek(SeekFrom::Start(len.saturating_sub(CONSOLE_TAIL))).ok()?;
+        let mut buf = Vec::new();
+        f.read_to_end(&mut buf).ok()?;
+        Some(String::from_utf8_lossy(&buf).into_owned())
+    }
+}
+
+/// Sends one QMP command and returns its `return` value.
+pub async fn qmp_execute(sock: &Path, command: &str) -> Result<serde_json::Value, DriverError> {
+    let stream = tokio::net::UnixStream::connect(sock)
+        .await
+        .map_err(|e| failed(format!("cannot reach QMP at {}: {e}", sock.display())))?;
+    let (r, mut w) = stream.into_split();
+    let mut lines = BufReader::new(r).lines();
+    w.write_all(b"{\"execute\":\"qmp_capabilities\"}\n").await.map_err(failed)?;
+    qmp_answer(&mut lines).await?;
+    w.write_all(format!("{{\"execute\":\"{command}\"}}\n").as_bytes()).await.map_err(failed)?;
+    match qmp_answer(&mut lines).await {
+        // `quit` may close the socket before answering.
+        Err(_) if command == "quit" => Ok(serde_json::Value::Null),
+        other => other,
+    }
+}
+
+/// Reads QMP lines up to the next answer, skipping the greeting and events.
+async fn qmp_answer(
+    lines: &mut tokio::io::Lines<BufReader<tokio::net::unix::OwnedReadHalf>>,
+) -> Result<serde_json::Value, DriverError> {
+    while let Some(line) = lines.next_line().await.map_err(failed)? {
+        let v: serde_json::Value = serde_json::from_str(&line).map_err(failed)?;
+        if let Some(ret) = v.get("return") {
+            return Ok(ret.clone());
+        }
+        if let Some(err) = v.get("error") {
+            return Err(failed(format!("QMP error: {err}")));
+        }
+    }
+    Err(failed("QMP closed the connection"))
+}
+
+impl Driver for QemuDriver {
+    fn name(&self) -> &'static str {
+        "qemu"
+    }
+
+    fn start<'a>(&'a self, spec: &'a InstanceSpec) -> DriverFuture<'a, ()> {
+        Box::pin(async move {
+            if self.pid(&spec.id).is_some() {
+                return Ok(());
+            }
+            let me_spec = spec.clone();
+            let launched = {
+                let cfg = self.cfg.clone();
+                tokio::task::spawn_blocking(move || QemuDriver { cfg }.launch(&me_spec))
+                    .await
+                    .map_err(|e| failed(format!("launch task failed: {e}")))?
+            };
+            launched?;
+            let console = self.console_path(&spec.id);
+            let id = spec.id.clone();
+            let ready = wait_until(self.cfg.boot_timeout, || {
+                std::fs::read(&console).map(|b| contains(&b, READY_MARKER.as_bytes())).unwrap_or(false)
+                    || self.pid(&id).is_none()
+            })
+            .await;
+            if self.pid(&spec.id).is_none() {
+                return Err(failed(format!(
+                    "the QEMU of {} ended during boot; its console: {}",
+                    spec.id,
+                    self.console_tail(&spec.id)
+                        .unwrap_or_default()
+                        .lines()
+                        .rev()
+                        .take(5)
+                        .collect::<Vec<_>>()
+                        .join(" | ")
+                )));
+            }
+            if !ready {
+                tracing::warn!(instance = %spec.id, "the guest did not report ready in time; it runs, but may not be reachable yet");
+            }
+            Ok(())
+        })
+    }
+
+    fn stop<'a>(&'a self, id: &'a str, force: bool) -> DriverFuture<'a, ()> {
+        Box::pin(async move {
+            if !self.dir(id).exists() {
+                return Err(DriverError::Unknown(id.to_owned()));
+            }
+            if self.pid(id).is_none() {
+                return Ok(());
+            }
+            if !force {
+                match self.qmp(id, "system_powerdown").await {
+                    Ok(_) => {
+                        if wait_until(self.cfg.stop_grace, || self.pid(id).is_none()).await {
+                            return Ok(());
+                        }
+                        tracing::info!(instance = %id, "the guest ignored the ACPI shutdown; powering off");
+                    }
+                    Err(e) => tracing::warn!(instance = %id, error = %e, "ACPI shutdown failed; powering off"),
+                }
+            }
+            self.power_off(id).await
+        })
+    }
+
+    fn reboot<'a>(&'a self, spec: &'a InstanceSpec, force: bool) -> DriverFuture<'a, ()> {
+        Box::pin(async move {
+            if self.pid(&spec.id).is_some() {
+                self.stop(&spec.id, force).await?;
+            }
+            self.start(spec).await
+        })
+    }
+
+    fn destroy<'a>(&'a self, id: &'a str) -> DriverFuture<'a, ()> {
+        Box::pin(async move {
+            if self.pid(id).is_some() {
+                self.power_off(id).await?;
+            }
+            match std::fs::remove_dir_all(self.dir(id)) {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(failed(format!("cannot remove {}: {e}", self.dir(id).display()))),
+            }
+        })
+    }
+
+    fn observe(&self, id: &str) -> Observed {
+        if self.pid(id).is_some() {
+            Observed::Running
+        } else if self.dir(id).exists() {
+            Observed::Stopped
+        } else {
+            Observed::Absent
+        }
+    }
+
+    fn known(&self) -> Vec<String> {
+        std::fs::read_dir(&self.cfg.run_dir)
+            .map(|d| {
+                d.flatten()
+                    .filter(|e| e.path().is_dir())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn console_output(&self, id: &str) -> Option<String> {
+        self.console_tail(id)
+    }
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Boots the image once under KVM with a read-only disk and no network, and says whether
+/// it reached [`READY_MARKER`] within `limit`. On some hosts `/dev/kvm` exists and guests
+/// hang under it; this tells them apart. The probe's QEMU is always killed.
+pub async fn kvm_works(qemu: &str, image: &ImageLayout, cmdline_base: &str, limit: Duration) -> bool {
+    if std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").is_err() {
+        return false;
+    }
+    let dir = match tempfile::tempdir() {
+        Ok(d) => d,
+        Err(_) => return false,
+    };
+    let log = dir.path().join("console.log");
+    let child = tokio::process::Command::new(qemu)
+        .args(["-machine", "pc", "-accel", "kvm", "-cpu", "host", "-m", "256", "-nodefaults", "-no-user-config"])
+        .args(["-display", "none", "-device", "virtio-rng-pci", "-kernel"])
+        .arg(image.kernel())
+        .arg("-initrd")
+        .arg(image.initrd())
+        .arg("-append")
+        .arg(cmdline_base)
+        .arg("-drive")
+        .arg(format!("file={},if=virtio,format=qcow2,snapshot=on", image.rootfs().display()))
+        .arg("-serial")
+        .arg(format!("file:{}", log.display()))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn();
+    let Ok(mut child) = child else { return false };
+    let ok =
+        wait_until(limit, || std::fs::read(&log).map(|b| contains(&b, READY_MARKER.as_bytes())).unwrap_or(false)).await;
+    let _ = child.kill().await;
+    ok
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_are_capped_by_the_host() {
+        assert_eq!(scaled(2, 8192, 2, 24 * 1024), (2, 1536));
+        assert_eq!(scaled(16, 65536, 2, 24 * 1024), (2, 1536));
+        assert_eq!(scaled(1, 1024, 2, 24 * 1024), (1, 1024));
+        assert_eq!(scaled(1, 512, 8, 2048), (1, 256));
+        assert_eq!(scaled(0, 0, 0, 0), (1, 128));
+    }
+}
