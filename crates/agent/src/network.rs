@@ -40,6 +40,8 @@ pub struct NetworkAgent {
     served: Mutex<HashMap<String, Served>>,
     /// One host change at a time: `ip` and `nft` calls on one namespace must not interleave.
     busy: tokio::sync::Mutex<()>,
+    /// Set by [`NetworkAgent::teardown`]: nothing may be made on the host any more.
+    halted: std::sync::atomic::AtomicBool,
 }
 
 /// A VPC's plan and what its metadata service answers.
@@ -61,6 +63,7 @@ impl NetworkAgent {
             applied: Mutex::new(HashMap::new()),
             served: Mutex::new(HashMap::new()),
             busy: tokio::sync::Mutex::new(()),
+            halted: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -96,6 +99,9 @@ impl NetworkAgent {
     /// Reads one VPC's desired state and applies it if it changed.
     pub async fn sync_vpc(&self, vpc_id: &str) -> Result<(), MetaError> {
         let _guard = self.busy.lock().await;
+        if self.halted.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(MetaError::Invalid("feitian is shutting down: the host network is being removed".into()));
+        }
         let id = vpc_id.to_owned();
         let desired = self.blocking(move |s, _| s.read(|tx| desired(tx, &id))).await?;
         self.apply(vpc_id, desired).await
@@ -145,6 +151,9 @@ impl NetworkAgent {
 
     /// One pass over every VPC the host holds or should hold.
     pub async fn pass(&self) -> Result<(), MetaError> {
+        if self.halted.load(std::sync::atomic::Ordering::SeqCst) {
+            return Ok(());
+        }
         let wanted = self.blocking(|s, _| s.read(db::vpcs_with_instances)).await?;
         let mut all: BTreeSet<String> = wanted.into_iter().collect();
         all.extend(self.host.realized_vpcs());
@@ -173,6 +182,7 @@ impl NetworkAgent {
     /// Removes everything this feitian made on the host. Guests must be stopped first.
     pub async fn teardown(&self) -> Result<(), MetaError> {
         let _guard = self.busy.lock().await;
+        self.halted.store(true, std::sync::atomic::Ordering::SeqCst);
         for (_, s) in self.served.lock().drain() {
             s.task.abort();
         }
@@ -199,16 +209,11 @@ fn desired(tx: &Transaction<'_>, vpc_id: &str) -> Result<Option<Desired>, MetaEr
     let ids: Vec<&str> = enis.iter().map(|e| e.instance_id.as_str()).collect();
     let eips = netdb::eips_of_instances(tx, &ids)?;
     let mut plan = VpcPlan { vpc_id: vpc_id.to_owned(), gateways, ..Default::default() };
-    let mut world = World::new();
     let mut metadata = HashMap::new();
-    let mut group_ids = BTreeSet::new();
     for eni in &enis {
         let Ok(ip) = eni.primary_ip.parse::<Ipv4Addr>() else { continue };
         let Some(inst) = db::get_instance(tx, eni.account_id, &eni.instance_id)? else { continue };
         plan.ports.push(Port { nic_id: eni.id.clone(), ip, mac: eni.mac.clone(), ifname: tap_name(&eni.id) });
-        let groups = db::groups_of_eni(tx, &eni.id)?;
-        group_ids.extend(groups.iter().cloned());
-        world.add_nic(Nic { id: eni.id.clone(), owner: eni.account_id.to_string(), ip, groups });
         let mut public = eips.iter().find(|e| e.instance_id == inst.id).map(|e| e.ip_address.clone());
         if public.is_none() && !inst.public_ip.is_empty() {
             public = Some(inst.public_ip.clone());
@@ -252,8 +257,24 @@ fn desired(tx: &Transaction<'_>, vpc_id: &str) -> Result<Option<Desired>, MetaEr
             },
         );
     }
-    // Groups the interfaces are in, and the groups their rules name as peers (their members
-    // in this VPC are what a group peer matches).
+    let world = vpc_world(tx, vpc_id)?;
+    plan.security = sg::ruleset(&world, &plan.ports);
+    Ok(Some(Desired { plan, metadata }))
+}
+
+/// The security-group world of one VPC: its instances' interfaces, the groups they are in,
+/// and the groups those groups' rules name as peers (a group peer matches its members here).
+/// The data plane is compiled from it, and `feitian security-group evaluate` asks the pure
+/// evaluator about it.
+pub fn vpc_world(tx: &Transaction<'_>, vpc_id: &str) -> Result<World, MetaError> {
+    let mut world = World::new();
+    let mut group_ids = BTreeSet::new();
+    for eni in db::enis_of_vpc(tx, vpc_id)?.into_iter().filter(|e| !e.instance_id.is_empty()) {
+        let Ok(ip) = eni.primary_ip.parse::<Ipv4Addr>() else { continue };
+        let groups = db::groups_of_eni(tx, &eni.id)?;
+        group_ids.extend(groups.iter().cloned());
+        world.add_nic(Nic { id: eni.id.clone(), owner: eni.account_id.to_string(), ip, groups });
+    }
     let mut pending: Vec<String> = group_ids.iter().cloned().collect();
     let mut seen = BTreeSet::new();
     let mut names: BTreeMap<String, String> = BTreeMap::new();
@@ -293,6 +314,5 @@ fn desired(tx: &Transaction<'_>, vpc_id: &str) -> Result<Option<Desired>, MetaEr
             }
         }
     }
-    plan.security = sg::ruleset(&world, &plan.ports);
-    Ok(Some(Desired { plan, metadata }))
+    Ok(world)
 }

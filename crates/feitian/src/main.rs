@@ -5,6 +5,7 @@ mod compute;
 mod config;
 mod doctor;
 mod keys;
+mod sgcheck;
 mod storage;
 mod up;
 
@@ -80,6 +81,21 @@ enum Command {
         #[command(subcommand)]
         command: AccessKeyCommand,
     },
+    /// Ask the security-group evaluator about connections (no root needed).
+    SecurityGroup {
+        #[command(subcommand)]
+        command: SecurityGroupCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum SecurityGroupCommand {
+    /// Read cases as JSON lines on stdin and say, one JSON line each, whether the groups of
+    /// the VPC allow them and why (the same world the data plane enforces).
+    Evaluate {
+        #[command(flatten)]
+        data: DataDir,
+    },
 }
 
 #[derive(Subcommand)]
@@ -128,6 +144,7 @@ fn main() -> std::process::ExitCode {
         }
         Command::Chunkserver(args) => storage::run_chunkserver(args),
         Command::Doctor { data } => doctor::run(&data.path()),
+        Command::SecurityGroup { command: SecurityGroupCommand::Evaluate { data } } => sgcheck::run(&data.path()),
         Command::Account { command: AccountCommand::Create { name, data } } => {
             accounts::create_account(&data.path(), &name)
         }
