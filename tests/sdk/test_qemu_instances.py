@@ -5,7 +5,7 @@ import base64
 
 import pytest
 
-from qemu_helpers import Net, needs_vms, qemu_feitian, ssh_ok
+from qemu_helpers import Net, needs_vms, qemu_feitian, ssh, ssh_ok
 
 pytestmark = needs_vms
 
@@ -35,3 +35,33 @@ def test_ssh_metadata_and_user_data(cloud):
         "VpcAttributes"]["PrivateIpAddress"]["IpAddress"][0]
     assert got.split() == [ip, net.vpc_id, private]
     assert "feitian-guest: ssh ready" in net.console(iid)
+
+
+def test_a_dead_qemu_leaves_the_instance_stopped_with_an_event(cloud):
+    """A QEMU that dies on its own leaves its instance Stopped with a SystemFailure.Stop
+    event; a guest that powers itself off is Stopped with no event; both start again."""
+    import os
+    import signal
+    from pathlib import Path
+
+    net = Net(cloud)
+    [iid] = net.run()
+    ip = net.eip(iid)
+    net.wait(iid, "Running")
+    ssh_ok(net, ip, "true")
+    pid = int((Path(cloud.data_dir) / "instances" / iid / "qemu.pid").read_text())
+    os.kill(pid, signal.SIGKILL)  # the fault: the VM's process dies under the guest
+    net.wait(iid, "Stopped", timeout=60)
+    events = net.ecs("DescribeInstanceHistoryEvents", InstanceId=iid)["InstanceSystemEventSet"]["InstanceSystemEventType"]
+    assert [(e["EventType"]["Name"], e["EventCycleStatus"]["Name"], e["InstanceId"]) for e in events] == [
+        ("SystemFailure.Stop", "Executed", iid)]
+    assert net.ecs("DescribeInstanceHistoryEvents", InstanceId=iid, EventCycleStatus="Scheduled")["TotalCount"] == 0
+    assert net.ecs.error("DescribeInstanceHistoryEvents", EventType="Nope").code == "InvalidParameter"
+
+    net.ecs("StartInstance", InstanceId=iid)
+    net.wait(iid, "Running")
+    ssh(net, ip, "poweroff")  # the guest shuts itself down: no event, as on Alibaba Cloud
+    net.wait(iid, "Stopped", timeout=120)
+    assert net.ecs("DescribeInstanceHistoryEvents", InstanceId=iid)["TotalCount"] == 1
+    assert "feitian-guest: shutting down" in net.console(iid)
+    net.ecs("DeleteInstance", InstanceId=iid)

@@ -116,9 +116,28 @@ impl InstanceReconciler {
                     && !self.inflight.lock().contains(&i.id)
                     && self.driver.observe(&i.id) != Observed::Running
                 {
-                    tracing::warn!(instance = %i.id, "the guest stopped on its own (powered off from inside, or its process ended); the instance is now Stopped");
+                    // A guest that shut down says so on its console; otherwise its process
+                    // died under it, which Alibaba Cloud reports as a system event.
+                    let shut_down = self
+                        .driver
+                        .console_output(&i.id)
+                        .is_some_and(|c| c.contains(feitian_compute::image::SHUTDOWN_LINE));
+                    let event = (!shut_down).then(|| crash_event(&i));
+                    if shut_down {
+                        tracing::info!(instance = %i.id, "the guest shut down from inside; the instance is now Stopped");
+                    } else {
+                        tracing::warn!(instance = %i.id, "the guest's process ended without a shutdown; the instance is now Stopped (event SystemFailure.Stop)");
+                    }
                     let id = i.id.clone();
-                    self.db(move |s| s.write(|tx| db::set_lifecycle(tx, &id, "Stopped", "Stopped", 0))).await?;
+                    self.db(move |s| {
+                        s.write(|tx| {
+                            if let Some(e) = &event {
+                                db::insert_event(tx, e)?;
+                            }
+                            db::set_lifecycle(tx, &id, "Stopped", "Stopped", 0)
+                        })
+                    })
+                    .await?;
                 }
             }
         }
@@ -276,5 +295,26 @@ impl InstanceReconciler {
             }
         }
         Ok(())
+    }
+}
+
+/// The system event for an instance whose process ended without its guest shutting down.
+fn crash_event(i: &Instance) -> db::InstanceEvent {
+    let at = now();
+    // Event ids carry the region's code like the instance's own id (`i-bp…` → `e-bp…`).
+    let code: String = i.id.trim_start_matches("i-").chars().take(2).collect();
+    db::InstanceEvent {
+        id: feitian_meta::ids::resource_id("e", &code),
+        account_id: i.account_id,
+        region_id: i.region_id.clone(),
+        instance_id: i.id.clone(),
+        event_type: "SystemFailure.Stop".into(),
+        cycle_status: "Executed".into(),
+        reason:
+            "The instance's virtual machine process ended without the guest shutting down; the instance was stopped."
+                .into(),
+        publish_time: at.clone(),
+        finish_time: at.clone(),
+        created_at: at,
     }
 }

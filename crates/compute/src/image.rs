@@ -62,6 +62,8 @@ pub const KERNEL_CMDLINE_BASE: &str = "console=ttyS0 root=/dev/vda rw quiet pani
 pub const ROOTFS_SIZE_MIB: u64 = 256;
 /// The line the guest prints on its console once sshd is listening.
 pub const SSH_READY_LINE: &str = "feitian-guest: ssh ready";
+/// What the guest prints on its console when it shuts down (poweroff, reboot, the power button).
+pub const SHUTDOWN_LINE: &str = "feitian-guest: shutting down";
 /// The prefix of the line printed after user-data ran: `feitian-guest: user-data exit CODE`.
 pub const USER_DATA_EXIT_PREFIX: &str = "feitian-guest: user-data exit ";
 /// The metadata service address the guest fetches from (port 80).

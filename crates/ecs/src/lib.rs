@@ -5,6 +5,7 @@
 //! actions that ECS also offers are registered by `feitian-vpc`).
 #![recursion_limit = "256"]
 
+pub mod events;
 pub mod images;
 pub mod instance_types;
 pub mod instance_view;
@@ -78,6 +79,7 @@ pub fn register(r: &mut Registry, ecs: Arc<Ecs>) {
         "StopInstance" => lifecycle_one(LifecycleAction::Stop),
         "RebootInstance" => lifecycle_one(LifecycleAction::Reboot),
         "GetInstanceConsoleOutput" => get_instance_console_output,
+        "DescribeInstanceHistoryEvents" => describe_instance_history_events,
         "DeleteInstance" => lifecycle_one(LifecycleAction::Delete),
         "StartInstances" => lifecycle_many(LifecycleAction::Start),
         "StopInstances" => lifecycle_many(LifecycleAction::Stop),

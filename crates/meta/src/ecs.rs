@@ -875,3 +875,68 @@ pub fn count(tx: &Transaction<'_>, table: &'static str, f: &Filter) -> Result<u6
     )?;
     Ok(n as u64)
 }
+
+// --- instance events ------------------------------------------------------------------------
+
+/// A system event of an instance (`DescribeInstanceHistoryEvents`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceEvent {
+    pub id: String,
+    pub account_id: u64,
+    pub region_id: String,
+    pub instance_id: String,
+    /// `SystemFailure.Stop`, …
+    pub event_type: String,
+    /// `Executed`, …
+    pub cycle_status: String,
+    pub reason: String,
+    pub publish_time: String,
+    pub finish_time: String,
+    pub created_at: String,
+}
+
+const EVENT_COLS: &str =
+    "id, account_id, region_id, instance_id, event_type, cycle_status, reason, publish_time, finish_time, created_at";
+
+fn event_row(r: &Row<'_>) -> rusqlite::Result<InstanceEvent> {
+    Ok(InstanceEvent {
+        id: r.get(0)?,
+        account_id: r.get::<_, i64>(1)? as u64,
+        region_id: r.get(2)?,
+        instance_id: r.get(3)?,
+        event_type: r.get(4)?,
+        cycle_status: r.get(5)?,
+        reason: r.get(6)?,
+        publish_time: r.get(7)?,
+        finish_time: r.get(8)?,
+        created_at: r.get(9)?,
+    })
+}
+
+pub fn insert_event(tx: &Transaction<'_>, e: &InstanceEvent) -> Result<(), MetaError> {
+    tx.execute(
+        &format!("INSERT INTO instance_events ({EVENT_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"),
+        params![
+            e.id,
+            e.account_id as i64,
+            e.region_id,
+            e.instance_id,
+            e.event_type,
+            e.cycle_status,
+            e.reason,
+            e.publish_time,
+            e.finish_time,
+            e.created_at
+        ],
+    )?;
+    Ok(())
+}
+
+pub fn list_events(
+    tx: &Transaction<'_>,
+    f: &Filter,
+    offset: u64,
+    limit: u64,
+) -> Result<(Vec<InstanceEvent>, u64), MetaError> {
+    page(tx, "instance_events", EVENT_COLS, f, offset, limit, event_row)
+}

@@ -388,4 +388,25 @@ CREATE INDEX oss_extents_by_part ON oss_extents(part_id, seq);
 CREATE INDEX oss_extents_by_file ON oss_extents(file);
 "#,
     ),
+    (
+        7,
+        "ECS: instance system events",
+        r#"
+-- What happened to an instance that nobody asked for (DescribeInstanceHistoryEvents), e.g.
+-- its guest's process ended on its own: SystemFailure.Stop.
+CREATE TABLE instance_events (
+    id              TEXT PRIMARY KEY,
+    account_id      BIGINT NOT NULL,
+    region_id       TEXT NOT NULL,
+    instance_id     TEXT NOT NULL,
+    event_type      TEXT NOT NULL,
+    cycle_status    TEXT NOT NULL,
+    reason          TEXT NOT NULL,
+    publish_time    TEXT NOT NULL,
+    finish_time     TEXT NOT NULL,
+    created_at      TEXT NOT NULL
+);
+CREATE INDEX instance_events_by_owner ON instance_events(account_id, region_id, created_at);
+"#,
+    ),
 ];
