@@ -125,7 +125,9 @@ class FeitianProcess(Child):
         for f in (Path(self.data_dir) / "instances").glob("*/qemu.pid"):
             try:
                 pid = int(f.read_text().strip())
-                if f"process=feitian-{f.parent.name}" in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace"):
+                state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+                if state != "Z" and f"process=feitian-{f.parent.name}" in cmdline:
                     pids.append(pid)
             except (OSError, ValueError):
                 pass

@@ -54,14 +54,27 @@ impl InstanceReconciler {
     /// left as it is, so the next start boots again what should run.
     pub async fn stop_all(&self) {
         self.halted.store(true, std::sync::atomic::Ordering::SeqCst);
-        let running: Vec<String> =
-            self.driver.known().into_iter().filter(|id| self.driver.observe(id) == Observed::Running).collect();
-        let stops = running.iter().map(|id| async move {
-            if let Err(e) = self.driver.stop(id, false).await {
-                tracing::warn!(instance = %id, error = %e, "cannot stop the guest at shutdown");
+        // A start under way may still launch its guest (it checked before `halted` was set):
+        // stop what runs until no step is in flight and nothing runs, or a minute has passed.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let running: Vec<String> =
+                self.driver.known().into_iter().filter(|id| self.driver.observe(id) == Observed::Running).collect();
+            if running.is_empty() && self.inflight.lock().is_empty() {
+                return;
             }
-        });
-        futures_util::future::join_all(stops).await;
+            if tokio::time::Instant::now() >= deadline {
+                tracing::warn!(?running, "guests still run at shutdown; giving up on them");
+                return;
+            }
+            let stops = running.iter().map(|id| async move {
+                if let Err(e) = self.driver.stop(id, false).await {
+                    tracing::warn!(instance = %id, error = %e, "cannot stop the guest at shutdown");
+                }
+            });
+            futures_util::future::join_all(stops).await;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
 
     async fn db<T: Send + 'static>(
@@ -97,13 +110,27 @@ impl InstanceReconciler {
         }
         let mut work = self.db(|s| s.read(db::instances_to_reconcile)).await?;
         if adopt {
-            // After a restart: whatever should run but the driver does not run.
+            // After a restart: whatever should run but the driver does not run is started;
+            // what it does run is adopted, once its network is checked (a start of a running
+            // guest changes nothing when the guest is on its network).
             for i in self.db(|s| s.read(db::instances_wanted_running)).await? {
-                if i.status == "Running"
-                    && self.driver.observe(&i.id) != Observed::Running
-                    && !work.iter().any(|w| w.id == i.id)
-                {
+                if i.status != "Running" || work.iter().any(|w| w.id == i.id) {
+                    continue;
+                }
+                if self.driver.observe(&i.id) != Observed::Running {
                     work.push(i);
+                } else if self.net.is_some() && self.inflight.lock().insert(i.id.clone()) {
+                    let me = self.clone();
+                    tokio::spawn(async move {
+                        let checked = match me.spec(&i).await {
+                            Ok(spec) => me.driver.start(&spec).await.map_err(|e| e.to_string()),
+                            Err(e) => Err(e.to_string()),
+                        };
+                        if let Err(e) = checked {
+                            tracing::warn!(instance = %i.id, error = %e, "cannot adopt the running guest");
+                        }
+                        me.inflight.lock().remove(&i.id);
+                    });
                 }
             }
         }
@@ -236,6 +263,20 @@ impl InstanceReconciler {
         self.db(move |s| s.write(|tx| db::advance(tx, &id, from, to, at.as_deref(), reboot_done))).await
     }
 
+    fn halted(&self) -> bool {
+        self.halted.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    async fn forced(&self, id: &str) -> Result<bool, MetaError> {
+        let id = id.to_owned();
+        self.db(move |s| s.read(|tx| db::forced_stop(tx, &id))).await
+    }
+
+    async fn clear_forced(&self, id: &str) -> Result<(), MetaError> {
+        let id = id.to_owned();
+        self.db(move |s| s.write(|tx| db::set_forced_stop(tx, &id, false))).await
+    }
+
     /// Brings one instance one state closer to what is desired.
     async fn step(&self, inst: Instance) -> Result<(), MetaError> {
         let failed = |e: feitian_compute::DriverError| MetaError::Invalid(e.to_string());
@@ -258,6 +299,10 @@ impl InstanceReconciler {
                     }
                 }
                 let spec = self.spec(&inst).await?;
+                if self.halted() {
+                    // Shutting down: no new guest may start after stop_all looked.
+                    return Ok(());
+                }
                 match self.driver.start(&spec).await {
                     Ok(()) => {
                         self.advance(&inst.id, "Starting", "Running", true, false).await?;
@@ -272,7 +317,12 @@ impl InstanceReconciler {
             ("Stopping", "Running") => {
                 // A reboot: stop, then start.
                 let spec = self.spec(&inst).await?;
-                self.driver.reboot(&spec, false).await.map_err(failed)?;
+                if self.halted() {
+                    return Ok(());
+                }
+                let force = self.forced(&inst.id).await?;
+                self.driver.reboot(&spec, force).await.map_err(failed)?;
+                self.clear_forced(&inst.id).await?;
                 if self.advance(&inst.id, "Stopping", "Starting", false, true).await? {
                     self.advance(&inst.id, "Starting", "Running", true, false).await?;
                 }
@@ -284,10 +334,12 @@ impl InstanceReconciler {
                         return Ok(());
                     }
                 }
-                match self.driver.stop(&inst.id, false).await {
+                let force = self.forced(&inst.id).await?;
+                match self.driver.stop(&inst.id, force).await {
                     Ok(()) | Err(feitian_compute::DriverError::Unknown(_)) => {}
                     Err(e) => return Err(failed(e)),
                 }
+                self.clear_forced(&inst.id).await?;
                 self.advance(&inst.id, "Stopping", "Stopped", false, false).await?;
             }
             (status, desired) => {

@@ -55,11 +55,12 @@ fn err(e: feitian_hostnet::NetError) -> MetaError {
 }
 
 impl NetworkAgent {
-    pub fn new(store: Store, host: Arc<HostNet>) -> Arc<NetworkAgent> {
+    /// `wake` is notified by the services when they change what the host realizes.
+    pub fn new(store: Store, host: Arc<HostNet>, wake: Arc<Notify>) -> Arc<NetworkAgent> {
         Arc::new(NetworkAgent {
             store,
             host,
-            wake: Arc::new(Notify::new()),
+            wake,
             applied: Mutex::new(HashMap::new()),
             served: Mutex::new(HashMap::new()),
             busy: tokio::sync::Mutex::new(()),

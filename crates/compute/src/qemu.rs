@@ -342,8 +342,15 @@ impl Driver for QemuDriver {
 
     fn start<'a>(&'a self, spec: &'a InstanceSpec) -> DriverFuture<'a, ()> {
         Box::pin(async move {
-            if self.pid(&spec.id).is_some() {
-                return Ok(());
+            if let Some(pid) = self.pid(&spec.id) {
+                // Adopted or already running: it must be on the instance's network. A QEMU
+                // whose namespace was removed under it (a shutdown that raced its start)
+                // reaches nobody; it is powered off and booted again.
+                if spec.netns.as_deref().is_none_or(|ns| same_netns(pid, ns)) {
+                    return Ok(());
+                }
+                tracing::warn!(instance = %spec.id, "its QEMU runs in a network namespace that is gone; booting it again");
+                self.power_off(&spec.id).await?;
             }
             let me_spec = spec.clone();
             let launched = {
@@ -449,6 +456,14 @@ impl Driver for QemuDriver {
     fn console_output(&self, id: &str) -> Option<String> {
         self.console_tail(id)
     }
+}
+
+/// Whether process `pid` lives in network namespace `ns` (an `ip netns` name).
+fn same_netns(pid: i32, ns: &str) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let key = |p: &Path| std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino()));
+    let proc_ns = key(Path::new(&format!("/proc/{pid}/ns/net")));
+    proc_ns.is_some() && proc_ns == key(&Path::new("/var/run/netns").join(ns))
 }
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {

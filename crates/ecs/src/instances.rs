@@ -435,7 +435,7 @@ impl Ecs {
             })
         })
         .await?;
-        self.wake.notify_one();
+        self.changed();
         Ok(out)
     }
 
@@ -481,7 +481,7 @@ impl Ecs {
                 "Starting" | "Pending" if force => ("Stopping", "Stopped", 0),
                 s => return Err(incorrect_status(s, "Running")),
             },
-            Lifecycle::Reboot => {
+            Lifecycle::Reboot { .. } => {
                 if inst.status != "Running" {
                     return Err(incorrect_status(&inst.status, "Running"));
                 }
@@ -489,6 +489,9 @@ impl Ecs {
             }
         };
         db::set_lifecycle(tx, &inst.id, status, desired, reboots)?;
+        // A forced stop or reboot powers the guest off at once instead of asking it (ACPI).
+        let forced = matches!(action, Lifecycle::Stop { force: true } | Lifecycle::Reboot { force: true });
+        db::set_forced_stop(tx, &inst.id, forced && status == "Stopping")?;
         Ok((before, status.to_owned()))
     }
 
@@ -527,13 +530,13 @@ impl Ecs {
                 match action {
                     LifecycleAction::Start => me.transition(tx, &inst, Lifecycle::Start).map(drop),
                     LifecycleAction::Stop => me.transition(tx, &inst, Lifecycle::Stop { force }).map(drop),
-                    LifecycleAction::Reboot => me.transition(tx, &inst, Lifecycle::Reboot).map(drop),
+                    LifecycleAction::Reboot => me.transition(tx, &inst, Lifecycle::Reboot { force }).map(drop),
                     LifecycleAction::Delete => me.delete_one(tx, &inst, force),
                 }
             })
         })
         .await?;
-        self.wake.notify_one();
+        self.changed();
         Ok(json!({}))
     }
 
@@ -577,7 +580,7 @@ impl Ecs {
                     let result = me.instance(tx, ctx.caller.account_id, Some(&region), id).and_then(|inst| match action {
                         LifecycleAction::Start => me.transition(tx, &inst, Lifecycle::Start),
                         LifecycleAction::Stop => me.transition(tx, &inst, Lifecycle::Stop { force }),
-                        LifecycleAction::Reboot => me.transition(tx, &inst, Lifecycle::Reboot),
+                        LifecycleAction::Reboot => me.transition(tx, &inst, Lifecycle::Reboot { force }),
                         LifecycleAction::Delete => me.delete_one(tx, &inst, force).map(|_| (inst.status.clone(), "Deleted".into())),
                     });
                     match result {
@@ -593,7 +596,7 @@ impl Ecs {
             })
         })
         .await?;
-        self.wake.notify_one();
+        self.changed();
         Ok(out)
     }
 
@@ -828,7 +831,7 @@ impl Ecs {
             })
         })
         .await?;
-        self.wake.notify_one();
+        self.changed();
         Ok(out)
     }
 
@@ -935,7 +938,7 @@ impl Ecs {
             })
         })
         .await?;
-        self.wake.notify_one();
+        self.changed();
         Ok(out)
     }
 
@@ -1038,7 +1041,7 @@ impl Ecs {
 enum Lifecycle {
     Start,
     Stop { force: bool },
-    Reboot,
+    Reboot { force: bool },
 }
 
 /// Which lifecycle action an API call asks for.

@@ -34,9 +34,19 @@ pub struct Ecs {
     pub eip_pool: ipnet::Ipv4Net,
     /// Wakes the instance reconciler after a change.
     pub wake: Arc<Notify>,
+    /// Wakes the host's network agent (security groups, interfaces) after a change.
+    pub host_wake: Arc<Notify>,
     /// Reads an instance's console from the host that runs it; set once the compute driver
     /// is up.
     pub console: std::sync::OnceLock<ConsoleReader>,
+}
+
+impl Ecs {
+    /// Tells the agents that the store changed: the instance reconciler and the network agent.
+    pub fn changed(&self) {
+        self.wake.notify_one();
+        self.host_wake.notify_one();
+    }
 }
 
 /// An instance's serial console output so far, by instance id.

@@ -459,7 +459,7 @@ impl Ecs {
             })
         })
         .await?;
-        self.wake.notify_one();
+        self.changed();
         Ok(out)
     }
 
@@ -535,7 +535,7 @@ impl Ecs {
             })
         })
         .await?;
-        self.wake.notify_one();
+        self.changed();
         Ok(out)
     }
 
@@ -582,7 +582,7 @@ impl Ecs {
             })
         })
         .await?;
-        self.wake.notify_one();
+        self.changed();
         Ok(out)
     }
 

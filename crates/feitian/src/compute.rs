@@ -101,6 +101,7 @@ pub async fn start(
     data_dir: &Path,
     eip_pool: ipnet::Ipv4Net,
     store: Store,
+    wake: Arc<tokio::sync::Notify>,
     out: &mut (dyn Write + Send),
 ) -> anyhow::Result<Compute> {
     let wanted = cfg.driver()?;
@@ -147,7 +148,7 @@ pub async fn start(
         host_memory_mib: host_memory_mib(),
     })?;
     let host = Arc::new(HostNet::new(data_dir, eip_pool));
-    let net = NetworkAgent::new(store, host);
+    let net = NetworkAgent::new(store, host, wake);
     net.start().await.map_err(|e| anyhow::anyhow!("cannot set up host networking: {e}"))?;
     Ok(Compute {
         driver: Arc::new(driver),

@@ -65,11 +65,14 @@ pub fn run(data_dir: &Path, listen: &str, pangu_listen: &str, config: Option<&Pa
         std::fs::rename(&tmp, &creds_path)?;
     }
 
+    // Wakes the host's network agent when the API changes what it realizes.
+    let host_wake = Arc::new(tokio::sync::Notify::new());
     let network = Arc::new(feitian_vpc::Network {
         store: store.clone(),
         catalog: catalog.clone(),
         eip_pool,
         wake: Arc::new(tokio::sync::Notify::new()),
+        host_wake: host_wake.clone(),
     });
     let instance_wake = Arc::new(tokio::sync::Notify::new());
     let ecs = Arc::new(feitian_ecs::Ecs {
@@ -77,6 +80,7 @@ pub fn run(data_dir: &Path, listen: &str, pangu_listen: &str, config: Option<&Pa
         catalog: catalog.clone(),
         eip_pool,
         wake: instance_wake.clone(),
+        host_wake: host_wake.clone(),
         console: std::sync::OnceLock::new(),
     });
     let registry = registry(ecs.clone(), network.clone());
@@ -93,7 +97,8 @@ pub fn run(data_dir: &Path, listen: &str, pangu_listen: &str, config: Option<&Pa
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let compute = {
             let mut out = std::io::stdout();
-            crate::compute::start(&config.compute, data_dir, eip_pool, store.clone(), &mut out).await?
+            crate::compute::start(&config.compute, data_dir, eip_pool, store.clone(), host_wake.clone(), &mut out)
+                .await?
         };
         {
             let driver = compute.driver.clone();

@@ -607,6 +607,24 @@ pub fn set_lifecycle(
     Ok(())
 }
 
+/// Records whether the instance's pending stop (or reboot) is forced.
+pub fn set_forced_stop(tx: &Transaction<'_>, id: &str, forced: bool) -> Result<(), MetaError> {
+    if forced {
+        tx.execute("INSERT OR IGNORE INTO instance_forced_stops (instance_id) VALUES (?1)", [id])?;
+    } else {
+        tx.execute("DELETE FROM instance_forced_stops WHERE instance_id = ?1", [id])?;
+    }
+    Ok(())
+}
+
+/// Whether the instance's pending stop (or reboot) is forced.
+pub fn forced_stop(tx: &Transaction<'_>, id: &str) -> Result<bool, MetaError> {
+    Ok(tx
+        .query_row("SELECT 1 FROM instance_forced_stops WHERE instance_id = ?1", [id], |_| Ok(()))
+        .optional()?
+        .is_some())
+}
+
 /// The reconciler's report: moves the status from `from` to `to` only if nobody changed it
 /// meanwhile; `true` if it moved. `started` stamps the start time; `reboot_done` clears one
 /// asked-for reboot.
@@ -628,6 +646,7 @@ pub fn advance(
 /// Removes an instance and everything that lives and dies with it: its network interfaces,
 /// their addresses and group memberships, the disks that go with it, its tags.
 pub fn delete_instance(tx: &Transaction<'_>, id: &str) -> Result<(), MetaError> {
+    set_forced_stop(tx, id, false)?;
     for eni in enis_of_instance(tx, id)? {
         tx.execute("DELETE FROM eni_security_groups WHERE eni_id = ?1", [&eni.id])?;
         tx.execute("DELETE FROM private_ips WHERE holder_id = ?1", [&eni.id])?;

@@ -409,4 +409,15 @@ CREATE TABLE instance_events (
 CREATE INDEX instance_events_by_owner ON instance_events(account_id, region_id, created_at);
 "#,
     ),
+    (
+        8,
+        "ECS: forced stops",
+        r#"
+-- Instances whose pending stop (or reboot) was asked with ForceStop/ForceReboot: the agent
+-- powers them off instead of asking the guest. A row lives until that stop is done.
+CREATE TABLE instance_forced_stops (
+    instance_id     TEXT PRIMARY KEY
+);
+"#,
+    ),
 ];

@@ -39,6 +39,8 @@ pub struct Network {
     pub eip_pool: Ipv4Net,
     /// Wakes the network reconciler after a change.
     pub wake: Arc<Notify>,
+    /// Wakes the host's network agent after a change to what it realizes (EIP NAT).
+    pub host_wake: Arc<Notify>,
 }
 
 fn vpc_not_found() -> ApiError {
@@ -1054,7 +1056,7 @@ impl Network {
             }
         };
         let me = self.clone();
-        blocking(move || {
+        let out = blocking(move || {
             me.store.write(|tx| {
                 let account = ctx.caller.account_id;
                 let mut e = me.eip(tx, account, &region, &id)?;
@@ -1085,7 +1087,9 @@ impl Network {
                 Ok(json!({}))
             })
         })
-        .await
+        .await;
+        self.host_wake.notify_one();
+        out
     }
 
     pub async fn unassociate_eip_address(self: Arc<Self>, ctx: Ctx, p: Params, _api: Api) -> Result<Value, ApiError> {
@@ -1093,7 +1097,7 @@ impl Network {
         let id = p.required_str("AllocationId")?.to_owned();
         let instance = p.required_str("InstanceId")?.to_owned();
         let me = self.clone();
-        blocking(move || {
+        let out = blocking(move || {
             me.store.write(|tx| {
                 let mut e = me.eip(tx, ctx.caller.account_id, &region, &id)?;
                 if e.status != "InUse" || e.instance_id != instance {
@@ -1111,14 +1115,16 @@ impl Network {
                 Ok(json!({}))
             })
         })
-        .await
+        .await;
+        self.host_wake.notify_one();
+        out
     }
 
     pub async fn release_eip_address(self: Arc<Self>, ctx: Ctx, p: Params, _api: Api) -> Result<Value, ApiError> {
         let region = self.region(&p)?.id.clone();
         let id = p.required_str("AllocationId")?.to_owned();
         let me = self.clone();
-        blocking(move || {
+        let out = blocking(move || {
             me.store.write(|tx| {
                 let e = me.eip(tx, ctx.caller.account_id, &region, &id)?;
                 if e.status != "Available" {
@@ -1132,7 +1138,9 @@ impl Network {
                 Ok(json!({}))
             })
         })
-        .await
+        .await;
+        self.host_wake.notify_one();
+        out
     }
 
     pub async fn describe_eip_addresses(self: Arc<Self>, ctx: Ctx, p: Params, api: Api) -> Result<Value, ApiError> {
