@@ -218,13 +218,7 @@ impl InstanceReconciler {
                     .ok_or_else(|| MetaError::Invalid(format!("{} has no vSwitch", i.id)))?;
                 let net = feitian_vpc::cidr::parse(&vsw.cidr_block)
                     .map_err(|_| MetaError::Invalid("bad vSwitch block".into()))?;
-                let keys = if i.key_pair_name.is_empty() {
-                    vec![]
-                } else {
-                    db::get_key_pair(tx, i.account_id, &i.region_id, &i.key_pair_name)?
-                        .map(|k| vec![k.public_key])
-                        .unwrap_or_default()
-                };
+                let keys = db::public_keys_of(tx, &i)?;
                 let eni_id = eni.id.clone();
                 Ok((
                     InstanceSpec {

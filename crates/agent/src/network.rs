@@ -222,13 +222,7 @@ fn desired(tx: &Transaction<'_>, vpc_id: &str) -> Result<Option<Desired>, MetaEr
         if let Some(p) = public.as_deref().and_then(|p| p.parse::<Ipv4Addr>().ok()) {
             plan.nat.insert(p, ip);
         }
-        let keys = if inst.key_pair_name.is_empty() {
-            vec![]
-        } else {
-            db::get_key_pair(tx, inst.account_id, &inst.region_id, &inst.key_pair_name)?
-                .map(|k| vec![k.public_key])
-                .unwrap_or_default()
-        };
+        let keys = db::public_keys_of(tx, &inst)?;
         let (vsw_cidr, gw) = vswitch_cidrs.get(&eni.vswitch_id).cloned().unwrap_or_default();
         metadata.insert(
             ip,

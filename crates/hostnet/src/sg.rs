@@ -69,6 +69,12 @@ pub struct Port {
     pub ifname: String,
 }
 
+impl Port {
+    pub fn new<A: Into<Ipv4Addr>>(nic_id: &str, ip: A, mac: &str, ifname: &str) -> Port {
+        Port { nic_id: nic_id.into(), ip: ip.into(), mac: mac.into(), ifname: ifname.into() }
+    }
+}
+
 /// The nftables script, for `nft -f -` inside the VPC's namespace, that atomically replaces
 /// feitian's tables there with ones enforcing `world`'s groups for `ports`.
 ///
@@ -879,12 +885,7 @@ mod tests {
                 ("badif", [192, 168, 0, 7], &["sg-a"]),
             ],
         );
-        let port = |id: &str, ip: [u8; 4], mac: &str, ifname: &str| Port {
-            nic_id: id.into(),
-            ip: Ipv4Addr::from(ip),
-            mac: mac.into(),
-            ifname: ifname.into(),
-        };
+        let port = Port::new::<[u8; 4]>;
         let ports = vec![
             port("good", [192, 168, 0, 1], "00:16:3e:00:00:01", "t1"),
             port("lost", [192, 168, 0, 2], "00:16:3e:00:00:02", "t2"),

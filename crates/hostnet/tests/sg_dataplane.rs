@@ -1035,12 +1035,7 @@ fn unusual_rulesets_load() {
         ip: Ipv4Addr::new(10, 9, 0, 2),
         groups: vec!["sg-gone".into()],
     });
-    let port = |id: &str, ip: [u8; 4], mac: &str, ifname: &str| Port {
-        nic_id: id.into(),
-        ip: Ipv4Addr::from(ip),
-        mac: mac.into(),
-        ifname: ifname.into(),
-    };
+    let port = Port::new::<[u8; 4]>;
     let ports = vec![
         port("a1", [192, 168, 4, 1], "00:16:3E:00:00:01", "t1"),
         port("b1", [192, 168, 4, 99], "00:16:3e:00:00:02", "t2"),

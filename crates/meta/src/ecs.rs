@@ -424,6 +424,14 @@ pub fn insert_key_pair(tx: &Transaction<'_>, k: &KeyPair) -> Result<(), MetaErro
     Ok(())
 }
 
+/// The OpenSSH public keys an instance is given (its key pair's, if it still exists).
+pub fn public_keys_of(tx: &Transaction<'_>, i: &Instance) -> Result<Vec<String>, MetaError> {
+    if i.key_pair_name.is_empty() {
+        return Ok(vec![]);
+    }
+    Ok(get_key_pair(tx, i.account_id, &i.region_id, &i.key_pair_name)?.map(|k| vec![k.public_key]).unwrap_or_default())
+}
+
 pub fn get_key_pair(
     tx: &Transaction<'_>,
     account_id: u64,
