@@ -121,9 +121,10 @@ impl NetworkAgent {
             }
             return Ok(());
         };
-        if self.applied.lock().get(vpc_id) != Some(&plan) {
+        let before = self.applied.lock().get(vpc_id).cloned();
+        if before.as_ref() != Some(&plan) {
             let p = plan.clone();
-            self.blocking(move |_, h| h.apply(&p).map_err(err)).await?;
+            self.blocking(move |_, h| h.update(before.as_ref(), &p).map_err(err)).await?;
             tracing::debug!(vpc = %vpc_id, ports = plan.ports.len(), nat = plan.nat.len(), "VPC applied on the host");
             self.applied.lock().insert(vpc_id.to_owned(), plan);
         }

@@ -140,6 +140,29 @@ impl HostNet {
         Ok(())
     }
 
+    /// Brings one VPC's namespace from `before` (what was applied last; `None` when unknown,
+    /// e.g. after a restart) to `plan`, touching only the parts that changed.
+    pub fn update(&self, before: Option<&VpcPlan>, plan: &VpcPlan) -> Result<(), NetError> {
+        let Some(old) = before.filter(|_| Self::ns_exists(&self.vpc_ns(&plan.vpc_id))) else {
+            return self.apply(plan);
+        };
+        let ns = self.vpc_ns(&plan.vpc_id);
+        if old.security != plan.security {
+            nft_in(&ns, &plan.security)?;
+        }
+        if old.gateways != plan.gateways {
+            self.sync_addresses(&ns, "br0", &plan.gateways.iter().map(|g| g.to_string()).collect())?;
+        }
+        if old.ports != plan.ports {
+            self.sync_taps(&ns, &plan.ports)?;
+        }
+        if old.nat != plan.nat {
+            self.sync_uplink(&ns, plan)?;
+            nft_in(&ns, &nat_ruleset(&plan.nat))?;
+        }
+        Ok(())
+    }
+
     /// Brings one VPC's namespace to `plan`. Idempotent; removes what the plan no longer has.
     pub fn apply(&self, plan: &VpcPlan) -> Result<(), NetError> {
         let ns = self.vpc_ns(&plan.vpc_id);
