@@ -9,7 +9,9 @@
 //!
 //! Restart policy (documented in docs/architecture.md): what the store says is `Running` is
 //! started again if the driver does not have it running (the `sim` driver loses its model on a
-//! restart, so this restarts those; the `qemu` driver will adopt a live QEMU instead).
+//! restart, so this restarts those); a guest the `qemu` driver still runs is adopted, after a
+//! check that it is on its VPC's current network. A guest that stopped on its own is recorded
+//! Stopped (with a `SystemFailure.Stop` event when it did not shut down itself).
 
 pub mod network;
 
@@ -158,10 +160,14 @@ impl InstanceReconciler {
                     let id = i.id.clone();
                     self.db(move |s| {
                         s.write(|tx| {
-                            if let Some(e) = &event {
-                                db::insert_event(tx, e)?;
+                            // Only if the API did not move it meanwhile (compare-and-set).
+                            if db::advance(tx, &id, "Running", "Stopped", None, false)? {
+                                db::set_lifecycle(tx, &id, "Stopped", "Stopped", 0)?;
+                                if let Some(e) = &event {
+                                    db::insert_event(tx, e)?;
+                                }
                             }
-                            db::set_lifecycle(tx, &id, "Stopped", "Stopped", 0)
+                            Ok::<_, MetaError>(())
                         })
                     })
                     .await?;
