@@ -226,17 +226,7 @@ impl Vm {
     fn ssh(&mut self, key: &Path, command: &str) -> String {
         let mut last = String::new();
         for _ in 0..3 {
-            let out = Command::new("ssh")
-                .arg("-i")
-                .arg(key)
-                .args(["-p", &self.ssh_port.to_string()])
-                .args(["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null"])
-                .args(["-o", "BatchMode=yes", "-o", "ConnectTimeout=30", "-o", "LogLevel=ERROR"])
-                .arg("root@127.0.0.1")
-                .arg(command)
-                .stdin(Stdio::null())
-                .output()
-                .expect("running ssh (apt-get install openssh-client)");
+            let out = self.ssh_command(key, command).output().expect("running ssh (apt-get install openssh-client)");
             if out.status.success() {
                 return String::from_utf8_lossy(&out.stdout).into_owned();
             }
@@ -252,16 +242,21 @@ impl Vm {
     /// Runs a command that ends the connection (`reboot`, `poweroff`): its exit status says
     /// nothing, what the guest does next does.
     fn ssh_and_go(&self, key: &Path, command: &str) {
-        let _ = Command::new("ssh")
-            .arg("-i")
+        let _ = self.ssh_command(key, command).output();
+    }
+
+    /// `ssh` into the guest (through the forwarded port) running `command`.
+    fn ssh_command(&self, key: &Path, command: &str) -> Command {
+        let mut c = Command::new("ssh");
+        c.arg("-i")
             .arg(key)
             .args(["-p", &self.ssh_port.to_string()])
             .args(["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null"])
             .args(["-o", "BatchMode=yes", "-o", "ConnectTimeout=30", "-o", "LogLevel=ERROR"])
             .arg("root@127.0.0.1")
             .arg(command)
-            .stdin(Stdio::null())
-            .output();
+            .stdin(Stdio::null());
+        c
     }
 
     /// Sends `system_powerdown` (the ACPI power button) over QMP.
