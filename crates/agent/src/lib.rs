@@ -135,8 +135,7 @@ impl InstanceReconciler {
                     });
                 }
             }
-        }
-        if !adopt {
+        } else {
             // A guest whose process ended on its own (powered off inside, or its QEMU died):
             // the instance is Stopped, as on Alibaba Cloud after a shutdown from within.
             for i in self.db(|s| s.read(db::instances_wanted_running)).await? {

@@ -436,8 +436,7 @@ fn build_in(
     if !o.status.success() {
         return Err(ImageError::Tool { what: "mke2fs".into(), stderr: stderr_of(&o) });
     }
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
+    if !is_root() {
         // Unpacked as another user, the files would belong to it in the image; make them root's.
         chown_in_image(&raw, &rootfs, &work)?;
     }
@@ -507,8 +506,7 @@ fn check_tools() -> Result<(), ImageError> {
         ("mke2fs", "e2fsprogs"),
         ("qemu-img", "qemu-utils"),
     ];
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
+    if !is_root() {
         tools.push(("debugfs", "e2fsprogs"));
     }
     for (tool, package) in tools {
@@ -520,12 +518,19 @@ fn check_tools() -> Result<(), ImageError> {
 }
 
 /// `tool` in `$PATH` or the sbin directories (which a non-root `$PATH` may lack).
-fn find_in_path(tool: &str) -> Option<PathBuf> {
+/// Where `tool` is: on `$PATH`, or in the sbin directories a non-root `$PATH` may lack.
+pub fn find_in_path(tool: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
         .chain(["/usr/local/sbin", "/usr/sbin", "/sbin", "/usr/bin", "/bin"].iter().map(PathBuf::from))
         .map(|d| d.join(tool))
         .find(|p| p.is_file())
+}
+
+/// Whether this process runs as root.
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
 }
 
 /// A command for a host tool, found also in the sbin directories a non-root `$PATH` may lack.

@@ -21,24 +21,15 @@ pub struct Compute {
     pub summary: String,
 }
 
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() == 0 }
-}
-
-fn on_path(program: &str) -> bool {
-    std::env::var_os("PATH").map(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file())).unwrap_or(false)
-}
-
 /// Why this host cannot run real instances, if it cannot.
 pub fn qemu_missing() -> Option<String> {
-    if !is_root() {
+    if !image::is_root() {
         return Some("not running as root (bridges, taps, nftables and namespaces need it)".into());
     }
     for (tool, package) in
         [("qemu-system-x86_64", "qemu-system-x86"), ("qemu-img", "qemu-utils"), ("nft", "nftables"), ("ip", "iproute2")]
     {
-        if !on_path(tool) {
+        if image::find_in_path(tool).is_none() {
             return Some(format!("{tool} not found (apt-get install {package})"));
         }
     }
@@ -148,6 +139,7 @@ pub async fn start(
         host_memory_mib: host_memory_mib(),
     })?;
     let host = Arc::new(HostNet::new(data_dir, eip_pool));
+    let prefix = host.prefix().to_owned();
     let net = NetworkAgent::new(store, host, wake);
     net.start().await.map_err(|e| anyhow::anyhow!("cannot set up host networking: {e}"))?;
     Ok(Compute {
@@ -157,7 +149,7 @@ pub async fn start(
             "compute driver: qemu ({}, image {}), networks in namespaces {}-*, EIP pool {eip_pool} routed from this host",
             accel.name(),
             layout.dir.display(),
-            HostNet::new(data_dir, eip_pool).prefix()
+            prefix
         ),
     })
 }

@@ -19,11 +19,6 @@ fn run_ok(cmd: &str, args: &[&str]) -> Option<String> {
     })
 }
 
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() == 0 }
-}
-
 /// Opens /dev/kvm and asks for a VM: proof that the kernel offers KVM to this user. Whether a
 /// guest then really runs under KVM needs a probe boot (some hosts pass this and still hang).
 fn kvm_creates_vm() -> Result<(), String> {
@@ -56,7 +51,7 @@ fn free_bytes(path: &Path) -> Option<u64> {
 
 pub fn run(data_dir: &Path) -> anyhow::Result<()> {
     let mut checks = Vec::new();
-    let root = is_root();
+    let root = feitian_compute::image::is_root();
     checks.push(Check {
         name: "root",
         ok: root,
