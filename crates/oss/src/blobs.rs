@@ -5,7 +5,9 @@
 //!
 //! - A body of at least [`PACK_LIMIT`] bytes gets a Pangu file of its own, appended in
 //!   pieces of [`PIECE`] bytes as they arrive (the next piece is read from the client while
-//!   the previous one is being made durable), then sealed.
+//!   the previous one is being made durable), then sealed. A piece is the body's frames as
+//!   they came, never copied into one buffer: the in-process chunkserver writes them as they
+//!   are, and the MD5 batcher ([`crate::md5batch`]) hashes the same buffers.
 //! - A smaller one is packed: appended to the current shared *pack file*. Concurrent small
 //!   writes are group-committed: one writer task takes every small body waiting, appends
 //!   them as one piece (one round of fsyncs for all of them), and answers each with its
@@ -39,14 +41,15 @@ use feitian_meta::oss::{self as db, Extent};
 use feitian_meta::Store;
 use feitian_pangu::client::{FileWriter, Pangu, PanguError};
 use feitian_pangu::master::FileId;
+use feitian_pangu::parts::Parts;
 use futures_util::StreamExt;
-use md5::{Digest, Md5};
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{error, info, warn};
 
 use crate::crc64::Crc64;
 use crate::errors::OssError;
+use crate::md5batch::Md5Batcher;
 
 /// Bodies below this are packed into shared files.
 pub const PACK_LIMIT: u64 = 256 * 1024;
@@ -54,6 +57,8 @@ pub const PACK_LIMIT: u64 = 256 * 1024;
 pub const PACK_FILE_MAX: u64 = 64 * 1024 * 1024;
 /// The append size for large bodies.
 pub const PIECE: usize = 8 * 1024 * 1024;
+/// How many bytes of a large body are handed to the MD5 batcher at a time.
+const HASH_STEP: usize = 1024 * 1024;
 /// The read size when streaming a body out.
 const READ_PIECE: u64 = 4 * 1024 * 1024;
 /// A file written this recently is never reclaimed.
@@ -216,7 +221,7 @@ impl Blobs {
             return Err(OssError::entity_too_large());
         }
         let mut stream = body.into_data_stream();
-        let mut intake = Intake { md5: Md5::new(), crc: Crc64::new(), total: 0, max_len, expected_len };
+        let mut intake = Intake { crc: Crc64::new(), total: 0, max_len, expected_len };
         let mut buf = BytesMut::new();
         let small = expected_len.is_some_and(|n| n < PACK_LIMIT);
         // Read until the body ends or proves large.
@@ -240,8 +245,9 @@ impl Blobs {
             }
             if intake.total < PACK_LIMIT {
                 let data = buf.freeze();
+                let md5 = crate::etag::md5(&data);
                 let extents = self.pack(data).await?;
-                let (len, md5, crc64) = intake.finish();
+                let (len, crc64) = intake.finish();
                 return Ok(Written { extents, len, md5, crc64 });
             }
         }
@@ -249,35 +255,52 @@ impl Blobs {
         let writer = self.inner.pangu.create().await.map_err(|e| internal("cannot create a file", e))?;
         let file = writer.id();
         self.touch(file.0);
-        let (tx, rx) = mpsc::channel::<Bytes>(2);
+        let (tx, rx) = mpsc::channel::<Parts>(2);
         let appender = tokio::spawn(append_all(writer, rx));
+        // The MD5 is computed beside the appends, on the batcher's thread, of the same pieces.
+        let mut md5 = Md5Batcher::global().open();
         let result: Result<(), OssError> = async {
-            let mut piece = buf;
-            piece.reserve(PIECE + 64 * 1024);
-            if !ended {
-                loop {
-                    if piece.len() >= PIECE {
-                        let full = piece.split().freeze();
-                        piece.reserve(PIECE + 64 * 1024);
+            // Pieces of exactly PIECE bytes (the last one shorter), made of the body's frames
+            // as they came (a frame across the boundary is split, not copied).
+            let mut piece = Parts::new();
+            // What the MD5 batcher gets next: it takes bytes in steps much smaller than a
+            // piece, so that every upload has some waiting whenever it makes a pass.
+            let mut hashing = Parts::new();
+            let mut pending = buf.freeze();
+            loop {
+                while !pending.is_empty() {
+                    let room = PIECE - piece.len();
+                    let part = pending.split_to(room.min(pending.len()));
+                    hashing.push(part.clone());
+                    piece.push(part);
+                    if hashing.len() >= HASH_STEP {
+                        md5.update_all(std::mem::take(&mut hashing).buffers().cloned()).await;
+                    }
+                    if piece.len() == PIECE {
+                        let full = std::mem::take(&mut piece);
                         if tx.send(full).await.is_err() {
                             return Ok(()); // the appender failed; its error is reported below
                         }
                     }
-                    match stream.next().await {
-                        Some(Ok(data)) => {
-                            intake.take(&data)?;
-                            piece.extend_from_slice(&data);
-                        }
-                        Some(Err(_)) => return Err(OssError::incomplete_body()),
-                        None => break,
+                }
+                if ended {
+                    break;
+                }
+                match stream.next().await {
+                    Some(Ok(data)) => {
+                        intake.take(&data)?;
+                        pending = data;
                     }
+                    Some(Err(_)) => return Err(OssError::incomplete_body()),
+                    None => break,
                 }
             }
             if expected_len.is_some_and(|n| n != intake.total) {
                 return Err(OssError::incomplete_body());
             }
+            md5.update_all(hashing.buffers().cloned()).await;
             if !piece.is_empty() {
-                let _ = tx.send(piece.freeze()).await;
+                let _ = tx.send(piece).await;
             }
             Ok(())
         }
@@ -290,9 +313,10 @@ impl Blobs {
             })
         });
         self.touch(file.0);
-        let (total, md5, crc64) = intake.finish();
+        let (total, crc64) = intake.finish();
         match (result, appended) {
             (Ok(()), Ok(len)) if len == total => {
+                let md5 = md5.finish().await;
                 Ok(Written { extents: vec![Extent { file: file.0, offset: 0, len }], len, md5, crc64 })
             }
             (Ok(()), Ok(len)) => {
@@ -381,9 +405,9 @@ impl Blobs {
     }
 }
 
-/// A body as it arrives: counted against its limits, and hashed.
+/// A body as it arrives: counted against its limits, and its CRC-64 (the MD5 is taken of
+/// what is stored: inline for small bodies, by the batcher for large ones).
 struct Intake {
-    md5: Md5,
     crc: Crc64,
     total: u64,
     max_len: u64,
@@ -396,14 +420,13 @@ impl Intake {
         if self.total > self.max_len || self.expected_len.is_some_and(|n| self.total > n) {
             return Err(OssError::entity_too_large());
         }
-        self.md5.update(data);
         self.crc.update(data);
         Ok(())
     }
 
-    /// Length, MD5 and CRC-64 of everything taken.
-    fn finish(self) -> (u64, [u8; 16], u64) {
-        (self.total, self.md5.finalize().into(), self.crc.value())
+    /// Length and CRC-64 of everything taken.
+    fn finish(self) -> (u64, u64) {
+        (self.total, self.crc.value())
     }
 }
 
@@ -426,9 +449,9 @@ fn pieces(extents: &[Extent], range: Range<u64>) -> Vec<(u64, u64, u64)> {
     out
 }
 
-async fn append_all(mut writer: FileWriter, mut rx: mpsc::Receiver<Bytes>) -> Result<u64, PanguError> {
+async fn append_all(mut writer: FileWriter, mut rx: mpsc::Receiver<Parts>) -> Result<u64, PanguError> {
     while let Some(piece) = rx.recv().await {
-        writer.append(piece).await?;
+        writer.append_parts(piece).await?;
     }
     writer.seal().await
 }
@@ -475,13 +498,10 @@ async fn pack_writer(inner: std::sync::Weak<Inner>, mut rx: mpsc::Receiver<PackJ
             }
         }
         let w = writer.as_mut().expect("a pack file is open");
-        let mut group = BytesMut::with_capacity(size);
-        for (data, _) in &jobs {
-            group.extend_from_slice(data);
-        }
+        let group: Parts = jobs.iter().map(|(data, _)| data.clone()).collect();
         let file = w.id().0;
         me.recent.lock().insert(file, Instant::now());
-        match w.append(group.freeze()).await {
+        match w.append_parts(group).await {
             Ok(mut offset) => {
                 me.recent.lock().insert(file, Instant::now());
                 for (data, reply) in jobs {

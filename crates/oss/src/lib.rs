@@ -34,6 +34,7 @@ pub mod dates;
 pub mod errors;
 pub mod etag;
 pub mod listing;
+pub mod md5batch;
 pub mod metadata;
 pub mod model;
 pub mod multipart;

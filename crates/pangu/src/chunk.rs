@@ -128,6 +128,7 @@ use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read};
 use std::os::unix::fs::FileExt;
+use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
@@ -414,15 +415,36 @@ impl ChunkFile {
     /// `expected_offset` must be the committed length (`OffsetMismatch`), and the result must
     /// fit the maximum size (`ChunkFull`).
     pub fn append(&mut self, expected_offset: u64, data: &[u8], checksum: u32) -> Result<u64> {
-        let actual = crc32c::crc32c(data);
-        if actual != checksum {
-            return Err(ChunkError::ChecksumMismatch { expected: checksum, actual });
-        }
+        self.append_inner(expected_offset, &[data], Some(checksum))
+    }
+
+    /// [`ChunkFile::append`] of the concatenation of `parts`, without a writer's checksum to
+    /// compare with: for a writer in this process, whose buffers are the very memory written
+    /// (there is no transport between them to check). The blocks' checksums are computed
+    /// from those buffers as always, and from then on protect the bytes end to end.
+    pub fn append_trusted(&mut self, expected_offset: u64, parts: &[&[u8]]) -> Result<u64> {
+        self.append_inner(expected_offset, parts, None)
+    }
+
+    fn append_inner(&mut self, expected_offset: u64, parts: &[&[u8]], checksum: Option<u32>) -> Result<u64> {
         let len = self.state.len;
-        let requested = data.len() as u64;
+        // One pass over the bytes gives both the blocks' checksums and the writer's.
+        let (first_block, crcs, actual) =
+            block::extend_checksums(len, self.state.tail_crc(), parts.iter().copied(), checksum.is_some());
+        if let (Some(expected), Some(actual)) = (checksum, actual) {
+            if expected != actual {
+                return Err(ChunkError::ChecksumMismatch { expected, actual });
+            }
+        }
+        let requested: u64 = parts.iter().map(|p| p.len() as u64).sum();
         if expected_offset.checked_add(requested).is_some_and(|end| end <= len) {
             let stored = self.read(expected_offset, requested)?;
-            return if stored == data {
+            let mut at = 0;
+            let same = parts.iter().all(|p| {
+                at += p.len();
+                stored[at - p.len()..at] == **p
+            });
+            return if same {
                 Ok(len)
             } else {
                 Err(ChunkError::RetryMismatch { offset: expected_offset, len: requested })
@@ -441,11 +463,10 @@ impl ChunkFile {
         self.check_not_poisoned()?;
         self.compact_if_long()?;
 
-        let (first_block, crcs) = block::extend_checksums(len, self.state.tail_crc(), data);
         let record = Record { kind: Kind::Append, new_len, first_block, crcs };
         self.check_record(&record)?;
         // Data first, durably, then the record that commits it.
-        let written = self.data.write_all_at(data, len).and_then(|()| self.data.sync_data());
+        let written = write_all_at(&self.data, parts, len).and_then(|()| self.data.sync_data());
         if let Err(e) = written {
             return Err(self.poison(io_error(&self.paths.data)(e)));
         }
@@ -543,8 +564,10 @@ impl ChunkFile {
             len: span.end - span.start,
             chunk_len: self.state.len,
         })?;
-        let mut buf = vec![0u8; size];
-        let got = read_up_to(&self.data, &mut buf, span.start).map_err(io_error(&self.paths.data))?;
+        let mut buf = read_new(&self.data, size, span.start).map_err(io_error(&self.paths.data))?;
+        let got = buf.len();
+        // A short file (a torn or truncated replica): the missing blocks fail below.
+        buf.resize(size, 0);
         for (i, (block, index)) in buf.chunks(BLOCK_BYTES).zip(first_block..).enumerate() {
             let present = got.saturating_sub(i * BLOCK_BYTES) >= block.len();
             let expected = usize::try_from(index).ok().and_then(|i| self.state.crcs.get(i));
@@ -640,15 +663,73 @@ fn remove_if_exists(path: &Path) -> Result<()> {
 }
 
 /// Reads into `buf` from `offset` until it is full or the file ends; returns the bytes read.
-fn read_up_to(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-    let mut got = 0;
-    while got < buf.len() {
-        match file.read_at(&mut buf[got..], offset + got as u64) {
-            Ok(0) => break,
-            Ok(n) => got += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
+/// Writes the concatenation of `parts` at `offset`: `pwritev` of up to 1024 buffers at a
+/// time, so many small buffers (a group commit of small objects) cost one system call.
+fn write_all_at(file: &File, parts: &[&[u8]], mut offset: u64) -> io::Result<()> {
+    const MAX_IOVECS: usize = 1024;
+    let mut parts: Vec<&[u8]> = parts.iter().copied().filter(|p| !p.is_empty()).collect();
+    let mut first = 0;
+    while first < parts.len() {
+        let iovecs: Vec<libc::iovec> = parts[first..parts.len().min(first + MAX_IOVECS)]
+            .iter()
+            .map(|p| libc::iovec { iov_base: p.as_ptr() as *mut libc::c_void, iov_len: p.len() })
+            .collect();
+        let at = libc::off_t::try_from(offset).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        // SAFETY: each iovec describes a live, readable slice of `parts`; pwritev only reads
+        // them. The count is at most MAX_IOVECS (Linux's IOV_MAX).
+        let n = unsafe { libc::pwritev(file.as_raw_fd(), iovecs.as_ptr(), iovecs.len() as libc::c_int, at) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        if n == 0 {
+            return Err(io::Error::from(io::ErrorKind::WriteZero));
+        }
+        // Skip what was written: whole buffers, then the front of a partly written one.
+        let mut n = n as usize;
+        offset += n as u64;
+        while n > 0 {
+            let p = parts[first];
+            if n >= p.len() {
+                n -= p.len();
+                first += 1;
+            } else {
+                parts[first] = &p[n..];
+                n = 0;
+            }
         }
     }
-    Ok(got)
+    Ok(())
+}
+
+/// Reads up to `size` bytes at `offset` into a new buffer, cut to what the file had. The
+/// buffer is not zeroed first (the read fills it; zeroing would be one more pass over every
+/// byte served).
+fn read_new(file: &File, size: usize, offset: u64) -> io::Result<Vec<u8>> {
+    let mut buf: Vec<u8> = Vec::with_capacity(size);
+    while buf.len() < size {
+        let at = offset + buf.len() as u64;
+        let at = libc::off_t::try_from(at).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        let spare = buf.spare_capacity_mut();
+        // SAFETY: the pointer and length are the vector's spare capacity, valid for writes of
+        // that many bytes; pread writes at most that many.
+        let n = unsafe { libc::pread(file.as_raw_fd(), spare.as_mut_ptr().cast(), spare.len(), at) };
+        match n {
+            0 => break,
+            n if n > 0 => {
+                // SAFETY: the kernel initialized the next `n` bytes (n <= spare.len()).
+                unsafe { buf.set_len(buf.len() + n as usize) };
+            }
+            _ => {
+                let e = io::Error::last_os_error();
+                if e.kind() != io::ErrorKind::Interrupted {
+                    return Err(e);
+                }
+            }
+        }
+    }
+    Ok(buf)
 }

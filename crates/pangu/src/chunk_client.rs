@@ -25,6 +25,7 @@ use crate::chunk::{checksum, ChunkId};
 use crate::chunkserver::{
     ChunkInfo, ChunkServer, CorruptChunk, ErrorBody, ErrorCode, LenResponse, ServerStatus, CRC32C_HEADER,
 };
+use crate::parts::Parts;
 
 /// How long one request may take, connection included, before it counts as a transport
 /// failure. Generous: an append of a large batch waits for two fsyncs.
@@ -119,6 +120,26 @@ impl ChunkClient {
     pub async fn append(&self, id: ChunkId, offset: u64, data: Bytes) -> Result<u64> {
         let crc = checksum(&data);
         self.append_with_checksum(id, offset, data, crc).await
+    }
+
+    /// Whether this replica is the chunkserver inside this process (its appends and reads
+    /// are calls, not requests).
+    pub fn is_in_process(&self) -> bool {
+        self.local.is_some()
+    }
+
+    /// An append from a file writer of the concatenation of `data`: `crc32c` is the
+    /// writer's checksum of it, which a replica across a transport checks the bytes it
+    /// received against (they travel as one body). The in-process replica writes the
+    /// writer's own buffers and is given `None`: there is nothing between them to check (its
+    /// block checksums, computed from those buffers, protect the bytes from there on). A
+    /// remote replica given `None` gets the checksum computed here.
+    pub async fn append_from_writer(&self, id: ChunkId, offset: u64, data: Parts, crc32c: Option<u32>) -> Result<u64> {
+        match (&self.local, crc32c) {
+            (Some(local), None) => local.append_trusted(id, offset, data).await.map_err(|e| self.local_error(e)),
+            (_, Some(crc)) => self.append_with_checksum(id, offset, data.to_bytes(), crc).await,
+            (None, None) => self.append(id, offset, data.to_bytes()).await,
+        }
     }
 
     /// [`ChunkClient::append`] with a checksum the caller computed (where the data was

@@ -67,6 +67,7 @@ use tracing::{info, warn};
 use crate::chunk::{checksum, ChunkError, ChunkFile, ChunkId, DEFAULT_MAX_SIZE};
 use crate::chunk_client::{ChunkClient, ChunkClientError};
 use crate::flow::{FlowConfig, FlowError, Refusal, Scheduler, Traffic};
+use crate::parts::Parts;
 use crate::placement::ServerId;
 
 pub use wire::{ChunkInfo, CorruptChunk, ErrorBody, ErrorCode, LenResponse, ServerStatus, CRC32C_HEADER};
@@ -543,6 +544,13 @@ impl ChunkServer {
     ) -> Result<u64, ApiError> {
         self.admit(Traffic::Client, data.len() as u64).await;
         self.with_write(id, move |file| file.append(offset, &data, crc)).await
+    }
+
+    /// An append of a writer's buffers, from this process ([`ChunkFile::append_trusted`]), admitted
+    /// and durable as [`ChunkServer::append_checked`].
+    pub(crate) async fn append_trusted(&self, id: ChunkId, offset: u64, data: Parts) -> Result<u64, ApiError> {
+        self.admit(Traffic::Client, data.len() as u64).await;
+        self.with_write(id, move |file| file.append_trusted(offset, &data.iter().collect::<Vec<_>>())).await
     }
 }
 

@@ -29,10 +29,11 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use tracing::warn;
 
-use crate::chunk::{checksum, ChunkId};
+use crate::chunk::ChunkId;
 use crate::chunk_client::ChunkClientError;
 use crate::chunkserver::{ErrorCode, MAX_TRANSFER_BYTES};
 use crate::master::{ChunkLocation, FileId, Master, MasterError};
+use crate::parts::Parts;
 use crate::placement::ServerId;
 
 /// Replica sets one append may go through before the writer gives up.
@@ -175,7 +176,13 @@ impl FileWriter {
 
     /// Appends `data`; returns the file offset it starts at, once every byte is durable on
     /// every replica of its chunk.
-    pub async fn append(&mut self, mut data: Bytes) -> Result<u64, PanguError> {
+    pub async fn append(&mut self, data: Bytes) -> Result<u64, PanguError> {
+        self.append_parts(Parts::from(data)).await
+    }
+
+    /// Appends the concatenation of `data`'s buffers, as [`FileWriter::append`], without
+    /// copying them into one first (an in-process chunkserver writes them as they are).
+    pub async fn append_parts(&mut self, mut data: Parts) -> Result<u64, PanguError> {
         let start = self.len;
         while !data.is_empty() {
             if self.open.as_ref().is_some_and(|o| o.len >= o.loc.max_size) {
@@ -206,8 +213,9 @@ impl FileWriter {
         Ok(())
     }
 
-    async fn append_piece(&mut self, piece: Bytes) -> Result<(), PanguError> {
-        let crc = checksum(&piece);
+    async fn append_piece(&mut self, piece: Parts) -> Result<(), PanguError> {
+        // The end-to-end checksum, computed once, when a replica is across a transport.
+        let mut crc = None;
         let n = piece.len() as u64;
         let mut errors = Vec::new();
         for attempt in 1..=MAX_ATTEMPTS {
@@ -216,10 +224,15 @@ impl FileWriter {
             }
             let open = self.open.as_ref().expect("a chunk is open");
             let (id, at) = (open.loc.id, open.len);
-            let sends = open.loc.replicas.iter().map(|r| {
-                let client = self.pangu.master.chunk_client(&r.addr);
+            let clients: Vec<_> =
+                open.loc.replicas.iter().map(|r| (r.server, self.pangu.master.chunk_client(&r.addr))).collect();
+            if crc.is_none() && clients.iter().any(|(_, c)| !c.is_in_process()) {
+                // The CRC32C of the concatenation, as `chunk::checksum` of it would be.
+                crc = Some(piece.iter().fold(0, crc32c::crc32c_append));
+            }
+            let sends = clients.into_iter().map(|(server, client)| {
                 let piece = piece.clone();
-                async move { (r.server, client.append_with_checksum(id, at, piece, crc).await) }
+                async move { (server, client.append_from_writer(id, at, piece, crc).await) }
             });
             let results = futures_util::future::join_all(sends).await;
             let failed: Vec<(ServerId, String)> = results

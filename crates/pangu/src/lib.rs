@@ -11,6 +11,7 @@
 //!   across racks (failure domains), least loaded first.
 //! - [`repair`]: the master's health check: which replicas are lost (dead server, corrupt,
 //!   stale), and the prioritised, rate-bounded re-replication tasks that restore them.
+//! - [`parts`]: bytes in several buffers, appended as one without first being copied into one.
 //! - [`flow`]: token buckets, and the scheduler that shares a server's bandwidth between
 //!   client writes and repair so that neither starves and repair never storms.
 
@@ -21,5 +22,6 @@ pub mod client;
 pub mod flow;
 pub mod master;
 pub mod node;
+pub mod parts;
 pub mod placement;
 pub mod repair;

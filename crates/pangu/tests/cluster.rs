@@ -10,6 +10,7 @@ use feitian_pangu::chunkserver::{flow_for_repair_rate, DEFAULT_FLOW};
 use feitian_pangu::client::Pangu;
 use feitian_pangu::master::{self, Master, MasterConfig, MasterStatus};
 use feitian_pangu::node::{self, Node, NodeConfig};
+use feitian_pangu::parts::Parts;
 use tokio::sync::oneshot;
 
 struct Cluster {
@@ -182,6 +183,30 @@ async fn a_flipped_byte_is_never_served_and_is_repaired() {
     let fixed = std::fs::read(&path).unwrap();
     assert_eq!(&fixed[..body.len()], &body[..]);
     assert_eq!(pangu.read(file, 0, body.len() as u64).await.unwrap(), body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parts_are_appended_as_their_concatenation_in_process_and_over_http() {
+    // Replication 2: one replica in process (written from the parts as they are), one over
+    // HTTP (sent as one body with the writer's checksum); parts straddle the 1 MiB chunks.
+    let c = Cluster::start(2, 2, 1 << 20).await;
+    c.wait("the nodes", |s| s.servers.iter().filter(|x| x.live).count() == 2).await;
+    c.master.attach_local(&c.nodes[0].0.addr, c.nodes[0].0.server.clone());
+    let pangu = Pangu::new(c.master.clone());
+    let mut w = pangu.create().await.unwrap();
+    let body = data(3 * (1 << 20) + 4321, 9);
+    let cuts = [0, 1, 70_000, 1_048_575, 1_048_577, 2_500_000, body.len()];
+    let parts: Parts = cuts.windows(2).map(|c| body.slice(c[0]..c[1])).collect();
+    assert_eq!(w.append_parts(parts).await.unwrap(), 0);
+    let file = w.id();
+    assert_eq!(w.seal().await.unwrap(), body.len() as u64);
+    assert_eq!(pangu.read(file, 0, body.len() as u64).await.unwrap(), body);
+    // Both replicas of every chunk hold the same bytes.
+    for chunk in c.master.layout(file).unwrap().chunks {
+        let copies: Vec<Vec<u8>> =
+            c.dirs.iter().map(|d| std::fs::read(d.path().join(format!("{}.chunk", chunk.id))).unwrap()).collect();
+        assert_eq!(copies[0], copies[1]);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -44,32 +44,56 @@ pub fn blocks_extent(blocks: &Range<u64>, chunk_len: u64) -> Range<u64> {
     start..end.max(start)
 }
 
-/// The block checksums after appending `data` to a chunk of `old_len` bytes.
+/// The block checksums after appending `data` (the concatenation of its parts, which may
+/// cross block boundaries anywhere) to a chunk of `old_len` bytes, and, if `of_data`, the
+/// CRC32C of `data` itself (the writer's end-to-end checksum to compare with).
 ///
 /// `tail_crc` is the CRC32C of the bytes already in the partial last block (`0`, the CRC of
 /// nothing, when `old_len` is block-aligned). Returns the index of the first block whose
-/// checksum changes (`block_of(old_len)`) and the new checksums of that block and every
-/// block after it, up to `block_count(old_len + data.len())`.
+/// checksum changes (`block_of(old_len)`), the new checksums of that block and every block
+/// after it, up to `block_count(old_len + len(data))`, and the CRC of `data` if asked for.
 ///
 /// The partial block's CRC is extended, not recomputed from disk: the new CRC is a function
 /// of the CRC the chunk recorded and the new bytes, so a block that rotted on disk still
-/// fails verification after it grows.
-pub fn extend_checksums(old_len: u64, tail_crc: u32, data: &[u8]) -> (u64, Vec<u32>) {
+/// fails verification after it grows. Each byte is fetched from memory once: the CRC of
+/// `data` runs over each piece right after the block's, from the cache.
+pub fn extend_checksums<'a>(
+    old_len: u64,
+    tail_crc: u32,
+    data: impl IntoIterator<Item = &'a [u8]>,
+    of_data: bool,
+) -> (u64, Vec<u32>, Option<u32>) {
     let first_block = block_of(old_len);
     let mut crcs = Vec::new();
     // `tail_bytes` is < BLOCK_SIZE, so it fits any usize this code runs on.
-    let mut room = BLOCK_BYTES - usize::try_from(tail_bytes(old_len)).unwrap_or(0);
-    let mut crc = if tail_bytes(old_len) == 0 { 0 } else { tail_crc };
-    let mut rest = data;
-    while !rest.is_empty() {
-        let (piece, after) = rest.split_at(room.min(rest.len()));
-        crc = crc32c::crc32c_append(crc, piece);
-        crcs.push(crc);
-        rest = after;
-        room = BLOCK_BYTES;
-        crc = 0;
+    let tail = usize::try_from(tail_bytes(old_len)).unwrap_or(0);
+    // Bytes left in the block being filled, its CRC so far, and whether new bytes are in it.
+    let mut room = BLOCK_BYTES - tail;
+    let mut crc = if tail == 0 { 0 } else { tail_crc };
+    let mut touched = false;
+    let mut data_crc = 0;
+    for part in data {
+        let mut rest = part;
+        while !rest.is_empty() {
+            let (piece, after) = rest.split_at(room.min(rest.len()));
+            crc = crc32c::crc32c_append(crc, piece);
+            if of_data {
+                // The bytes were just read: this second pass runs from the cache.
+                data_crc = crc32c::crc32c_append(data_crc, piece);
+            }
+            room -= piece.len();
+            touched = true;
+            if room == 0 {
+                crcs.push(crc);
+                (room, crc, touched) = (BLOCK_BYTES, 0, false);
+            }
+            rest = after;
+        }
     }
-    (first_block, crcs)
+    if touched {
+        crcs.push(crc);
+    }
+    (first_block, crcs, of_data.then_some(data_crc))
 }
 
 #[cfg(test)]
@@ -117,7 +141,8 @@ mod tests {
     #[test]
     fn extending_from_empty_equals_per_block_crcs() {
         let data: Vec<u8> = (0..(2 * B + 100)).map(|i| (i * 7 % 251) as u8).collect();
-        let (first, crcs) = extend_checksums(0, 0, &data);
+        let (first, crcs, whole) = extend_checksums(0, 0, [&data[..]], true);
+        assert_eq!(whole, Some(crc32c::crc32c(&data)));
         assert_eq!(first, 0);
         assert_eq!(crcs, crcs_of(&data));
     }
@@ -130,7 +155,12 @@ mod tests {
         for w in cuts.windows(2) {
             let (old, new) = (w[0], w[1]);
             let tail = if tail_bytes(old as u64) == 0 { 0 } else { *all.last().unwrap_or(&0) };
-            let (first, crcs) = extend_checksums(old as u64, tail, &data[old..new]);
+            let (first, crcs, whole) = extend_checksums(old as u64, tail, [&data[old..new]], true);
+            assert_eq!(whole, Some(crc32c::crc32c(&data[old..new])));
+            assert_eq!(
+                extend_checksums(old as u64, tail, data[old..new].chunks(1000), false),
+                (first, crcs.clone(), None)
+            );
             assert_eq!(first, block_of(old as u64));
             all.truncate(first as usize);
             all.extend(crcs);
@@ -143,20 +173,21 @@ mod tests {
     fn a_stale_tail_crc_stays_wrong_after_extension() {
         // The recorded tail CRC is of "abc"; the disk holds "abX". Extending must not heal it.
         let recorded = crc32c::crc32c(b"abc");
-        let (_, crcs) = extend_checksums(3, recorded, b"def");
+        let (_, crcs, _) = extend_checksums(3, recorded, [&b"def"[..]], true);
         assert_eq!(crcs, vec![crc32c::crc32c(b"abcdef")]);
         assert_ne!(crcs[0], crc32c::crc32c(b"abXdef"));
     }
 
     #[test]
     fn aligned_old_len_ignores_tail_crc() {
-        let (first, crcs) = extend_checksums(B, 0xdead_beef, b"x");
+        let (first, crcs, _) = extend_checksums(B, 0xdead_beef, [&b"x"[..]], true);
         assert_eq!(first, 1);
         assert_eq!(crcs, vec![crc32c::crc32c(b"x")]);
     }
 
     #[test]
     fn empty_extension_changes_nothing() {
-        assert_eq!(extend_checksums(5, 9, b""), (0, vec![]));
+        assert_eq!(extend_checksums(5, 9, [&b""[..]], true), (0, vec![], Some(0)));
+        assert_eq!(extend_checksums(5, 9, [], true), (0, vec![], Some(0)));
     }
 }
