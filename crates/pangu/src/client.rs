@@ -29,7 +29,7 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use tracing::warn;
 
-use crate::chunk::ChunkId;
+use crate::chunk::{checksum, ChunkId};
 use crate::chunk_client::ChunkClientError;
 use crate::chunkserver::{ErrorCode, MAX_TRANSFER_BYTES};
 use crate::master::{ChunkLocation, FileId, Master, MasterError};
@@ -213,7 +213,7 @@ impl FileWriter {
         Ok(())
     }
 
-    async fn append_piece(&mut self, piece: Parts) -> Result<(), PanguError> {
+    async fn append_piece(&mut self, mut piece: Parts) -> Result<(), PanguError> {
         // The end-to-end checksum, computed once, when a replica is across a transport.
         let mut crc = None;
         let n = piece.len() as u64;
@@ -227,8 +227,11 @@ impl FileWriter {
             let clients: Vec<_> =
                 open.loc.replicas.iter().map(|r| (r.server, self.pangu.master.chunk_client(&r.addr))).collect();
             if crc.is_none() && clients.iter().any(|(_, c)| !c.is_in_process()) {
-                // The CRC32C of the concatenation, as `chunk::checksum` of it would be.
-                crc = Some(piece.iter().fold(0, crc32c::crc32c_append));
+                // A replica across a transport gets the bytes as one body: join the buffers
+                // once, for every replica and every attempt.
+                let whole = piece.to_bytes();
+                crc = Some(checksum(&whole));
+                piece = Parts::from(whole);
             }
             let sends = clients.into_iter().map(|(server, client)| {
                 let piece = piece.clone();

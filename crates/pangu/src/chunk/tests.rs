@@ -287,7 +287,7 @@ fn a_vectored_write_of_many_buffers_lands_every_byte_in_order() {
     // More buffers than one pwritev takes, some empty: the file is their concatenation.
     let dir = TempDir::new().unwrap();
     let path = dir.path().join("f");
-    let file = OpenOptions::new().create(true).read(true).write(true).open(&path).unwrap();
+    let file = OpenOptions::new().create(true).truncate(true).read(true).write(true).open(&path).unwrap();
     let data: Vec<u8> = (0..700_000).map(|i| (i * 31 % 255) as u8).collect();
     let mut parts: Vec<&[u8]> = Vec::new();
     let mut at = 0;
