@@ -257,7 +257,7 @@ impl Blobs {
         self.touch(file.0);
         let (tx, rx) = mpsc::channel::<Parts>(2);
         let appender = tokio::spawn(append_all(writer, rx));
-        // The MD5 is computed beside the appends, on the batcher's thread, of the same pieces.
+        // The MD5 is computed beside the appends, on the batcher's thread, from the same buffers.
         let mut md5 = Md5Batcher::global().open();
         let result: Result<(), OssError> = async {
             // Pieces of exactly PIECE bytes (the last one shorter), made of the body's frames

@@ -662,7 +662,6 @@ fn remove_if_exists(path: &Path) -> Result<()> {
     }
 }
 
-/// Reads into `buf` from `offset` until it is full or the file ends; returns the bytes read.
 /// Writes the concatenation of `parts` at `offset`: `pwritev` of up to 1024 buffers at a
 /// time, so many small buffers (a group commit of small objects) cost one system call.
 fn write_all_at(file: &File, parts: &[&[u8]], mut offset: u64) -> io::Result<()> {
