@@ -81,11 +81,6 @@ impl Md5Batcher {
         Md5Batcher { shared }
     }
 
-    /// How many streams one pass hashes side by side on this CPU.
-    pub fn lanes(&self) -> usize {
-        self.shared.engine.lanes()
-    }
-
     /// A new stream (an empty MD5).
     pub fn open(&self) -> Md5Stream {
         let passed = Arc::new(Notify::new());

@@ -75,19 +75,6 @@ impl Parts {
             }
         }
     }
-
-    /// Whether the bytes equal `other`.
-    pub fn eq_slice(&self, other: &[u8]) -> bool {
-        if other.len() != self.len {
-            return false;
-        }
-        let mut at = 0;
-        self.iter().all(|p| {
-            let same = other[at..at + p.len()] == *p;
-            at += p.len();
-            same
-        })
-    }
 }
 
 impl From<Bytes> for Parts {
@@ -125,20 +112,18 @@ mod tests {
             let head = p.split_to(cut);
             assert_eq!(head.len(), cut.min(10));
             assert_eq!(p.len(), 10 - cut.min(10));
-            assert!(head.eq_slice(&all[..cut.min(10)]));
-            assert!(p.eq_slice(&all[cut.min(10)..]));
             assert_eq!(head.to_bytes(), Bytes::from_static(&all[..cut.min(10)]));
+            assert_eq!(p.to_bytes(), Bytes::from_static(&all[cut.min(10)..]));
         }
     }
 
     #[test]
-    fn comparisons_see_every_byte_and_the_length() {
-        let p = parts(&[b"ab", b"cd"]);
-        assert!(p.eq_slice(b"abcd"));
-        assert!(!p.eq_slice(b"abce"));
-        assert!(!p.eq_slice(b"abc"));
-        assert!(!p.eq_slice(b"abcde"));
-        assert!(Parts::new().eq_slice(b""));
+    fn buffers_are_kept_as_they_are_and_joined_only_when_asked() {
+        let p = parts(&[b"ab", b"", b"cd"]);
         assert_eq!(p.iter().collect::<Vec<_>>(), vec![&b"ab"[..], &b"cd"[..]]);
+        assert_eq!(p.to_bytes(), Bytes::from_static(b"abcd"));
+        let one = Parts::from(Bytes::from_static(b"xyz"));
+        assert_eq!(one.to_bytes().as_ptr(), one.buffers().next().unwrap().as_ptr());
+        assert!(Parts::new().to_bytes().is_empty());
     }
 }
