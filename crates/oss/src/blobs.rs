@@ -41,7 +41,7 @@ use feitian_meta::oss::{self as db, Extent};
 use feitian_meta::Store;
 use feitian_pangu::client::{FileWriter, Pangu, PanguError};
 use feitian_pangu::master::FileId;
-use feitian_pangu::parts::Parts;
+use feitian_pangu::parts::{BlockCrcs, Parts};
 use futures_util::StreamExt;
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, oneshot};
@@ -55,8 +55,10 @@ use crate::md5batch::Md5Batcher;
 pub const PACK_LIMIT: u64 = 256 * 1024;
 /// A pack file is sealed and replaced past this size.
 pub const PACK_FILE_MAX: u64 = 64 * 1024 * 1024;
-/// The append size for large bodies.
+/// The append size for large bodies (whole Pangu blocks).
 pub const PIECE: usize = 8 * 1024 * 1024;
+const BLOCK_BYTES: usize = feitian_pangu::chunk::BLOCK_SIZE as usize;
+const _: () = assert!(PIECE % BLOCK_BYTES == 0);
 /// How many bytes of a large body are handed to the MD5 batcher at a time.
 const HASH_STEP: usize = 1024 * 1024;
 /// The read size when streaming a body out.
@@ -266,6 +268,11 @@ impl Blobs {
             // What the MD5 batcher gets next: it takes bytes in steps much smaller than a
             // piece, so that every upload has some waiting whenever it makes a pass.
             let mut hashing = Parts::new();
+            // The blocks' CRC32Cs are taken here, frame by frame while each is in the cache,
+            // and travel with the pieces (the file starts with this body, so its blocks are the
+            // body's): the chunkserver does not read the bytes again to checksum them.
+            let mut block_crcs = BlockCrcs::new();
+            block_crcs.update(&buf);
             let mut pending = buf.freeze();
             loop {
                 while !pending.is_empty() {
@@ -277,7 +284,10 @@ impl Blobs {
                         md5.update_all(std::mem::take(&mut hashing).buffers().cloned()).await;
                     }
                     if piece.len() == PIECE {
-                        let full = std::mem::take(&mut piece);
+                        let mut full = std::mem::take(&mut piece);
+                        if let Some(crcs) = block_crcs.take(PIECE / BLOCK_BYTES) {
+                            full = full.with_block_crcs(crcs);
+                        }
                         if tx.send(full).await.is_err() {
                             return Ok(()); // the appender failed; its error is reported below
                         }
@@ -289,6 +299,7 @@ impl Blobs {
                 match stream.next().await {
                     Some(Ok(data)) => {
                         intake.take(&data)?;
+                        block_crcs.update(&data);
                         pending = data;
                     }
                     Some(Err(_)) => return Err(OssError::incomplete_body()),
@@ -300,7 +311,7 @@ impl Blobs {
             }
             md5.update_all(hashing.buffers().cloned()).await;
             if !piece.is_empty() {
-                let _ = tx.send(piece).await;
+                let _ = tx.send(piece.with_block_crcs(block_crcs.finish())).await;
             }
             Ok(())
         }

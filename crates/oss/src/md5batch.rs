@@ -134,6 +134,11 @@ impl Shared {
             // Finishing streams first, then the longest waiting.
             ready.sort_unstable();
             ready.truncate(lanes);
+            // Each stream not finishing hashes as many bytes as the one of them with the
+            // fewest waiting (whole blocks), so that the lanes run dry together, not one by
+            // one; the rest waits for the next pass.
+            let budget =
+                ready.iter().filter(|r| r.0).map(|r| q.streams[&r.2].waiting_bytes / 64 * 64).min().filter(|&b| b > 0);
             let mut ids = Vec::with_capacity(ready.len());
             let mut states = Vec::with_capacity(ready.len());
             let mut pieces = Vec::with_capacity(ready.len());
@@ -141,8 +146,13 @@ impl Shared {
             for (gather, _, id) in ready {
                 let slot = q.streams.get_mut(&id).expect("a ready stream is in the queue");
                 states.push(slot.state.take().expect("a ready stream has its state"));
-                pieces.push(std::mem::take(&mut slot.waiting));
-                slot.since = None;
+                pieces.push(match budget {
+                    Some(n) if gather => take_front(&mut slot.waiting, n),
+                    _ => std::mem::take(&mut slot.waiting),
+                });
+                if slot.waiting.is_empty() {
+                    slot.since = None;
+                }
                 ids.push(id);
                 must_finish.push(!gather);
             }
@@ -156,7 +166,7 @@ impl Shared {
                     slot.waiting_bytes -= total - left;
                     if !rest.is_empty() {
                         // Bytes no other stream kept company wait for the next pass.
-                        slot.since = Some(Instant::now());
+                        slot.since = Some(slot.since.unwrap_or_else(Instant::now));
                         slot.waiting.splice(0..0, rest);
                     }
                     slot.passed.notify_one();
@@ -214,6 +224,24 @@ impl Shared {
         }
         cursors.iter().map(Cursor::rest).collect()
     }
+}
+
+/// The first `n` bytes of `waiting` (all of it if it is shorter), taken off the front; a
+/// buffer across the cut is split, not copied.
+fn take_front(waiting: &mut Vec<Bytes>, n: usize) -> Vec<Bytes> {
+    let mut taken = 0;
+    let mut whole = 0;
+    while whole < waiting.len() && taken + waiting[whole].len() <= n {
+        taken += waiting[whole].len();
+        whole += 1;
+    }
+    let mut front: Vec<Bytes> = waiting.drain(..whole).collect();
+    if taken < n {
+        if let Some(first) = waiting.first_mut() {
+            front.push(first.split_to(n - taken));
+        }
+    }
+    front
 }
 
 /// Where one stream is in its pieces during a pass.
@@ -412,6 +440,20 @@ mod tests {
             for (state, d) in states.iter().zip(&data) {
                 assert_eq!(state.finalize(), md5(d));
             }
+        }
+    }
+
+    #[test]
+    fn take_front_cuts_anywhere_and_keeps_the_order() {
+        let all: Vec<u8> = (0..30u8).collect();
+        for n in 0..=32 {
+            let mut waiting: Vec<Bytes> =
+                [0..4, 4..5, 5..20, 20..30].iter().map(|r| Bytes::copy_from_slice(&all[r.clone()])).collect();
+            let front = take_front(&mut waiting, n);
+            let joined = |v: &[Bytes]| v.iter().flat_map(|b| b.iter().copied()).collect::<Vec<u8>>();
+            assert_eq!(joined(&front), all[..n.min(30)].to_vec(), "n = {n}");
+            assert_eq!(joined(&waiting), all[n.min(30)..].to_vec(), "n = {n}");
+            assert!(front.iter().chain(&waiting).all(|b| !b.is_empty()));
         }
     }
 

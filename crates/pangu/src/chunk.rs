@@ -154,7 +154,7 @@ const SCRUB_BLOCKS: u64 = 16;
 
 /// The CRC32C a writer sends with an append (the end-to-end checksum).
 pub fn checksum(data: &[u8]) -> u32 {
-    crc32c::crc32c(data)
+    crate::crc::crc32c(data)
 }
 
 /// A chunk's id, unique in the cluster (the master allocates it). Displayed as 16 lower-case
@@ -415,22 +415,51 @@ impl ChunkFile {
     /// `expected_offset` must be the committed length (`OffsetMismatch`), and the result must
     /// fit the maximum size (`ChunkFull`).
     pub fn append(&mut self, expected_offset: u64, data: &[u8], checksum: u32) -> Result<u64> {
-        self.append_inner(expected_offset, &[data], Some(checksum))
+        self.append_inner(expected_offset, &[data], Some(checksum), None)
     }
 
     /// [`ChunkFile::append`] of the concatenation of `parts`, without a writer's checksum to
     /// compare with: for a writer in this process, whose buffers are the very memory written
     /// (there is no transport between them to check). The blocks' checksums are computed
-    /// from those buffers as always, and from then on protect the bytes end to end.
-    pub fn append_trusted(&mut self, expected_offset: u64, parts: &[&[u8]]) -> Result<u64> {
-        self.append_inner(expected_offset, parts, None)
+    /// from those buffers, and from then on protect the bytes end to end.
+    ///
+    /// `block_crcs` are the writer's CRC32Cs of the data's blocks (see
+    /// [`crate::parts::Parts::with_block_crcs`]), taken when it received the bytes. When the
+    /// append starts at a block boundary of the chunk they are recorded as they are, and the
+    /// bytes are not read again before they are written; otherwise (or if there are not one
+    /// per block) they are ignored and computed here.
+    pub fn append_trusted(&mut self, expected_offset: u64, parts: &[&[u8]], block_crcs: Option<&[u32]>) -> Result<u64> {
+        let len = self.state.len;
+        let requested: u64 = parts.iter().map(|p| p.len() as u64).sum();
+        let given = block_crcs
+            .filter(|c| expected_offset == len && tail_bytes(len) == 0 && c.len() as u64 == block_count(requested));
+        let Some(given) = given else {
+            return self.append_inner(expected_offset, parts, None, None);
+        };
+        debug_assert_eq!(
+            given,
+            block::extend_checksums(len, 0, parts.iter().copied(), false).1,
+            "a writer's block checksums are wrong"
+        );
+        self.append_inner(expected_offset, parts, None, Some((block::block_of(len), given.to_vec())))
     }
 
-    fn append_inner(&mut self, expected_offset: u64, parts: &[&[u8]], checksum: Option<u32>) -> Result<u64> {
+    /// An append; `blocks` are the new blocks' first index and checksums when they are
+    /// already known (else they are computed from `parts`, with the writer's `checksum`
+    /// compared in the same pass).
+    fn append_inner(
+        &mut self,
+        expected_offset: u64,
+        parts: &[&[u8]],
+        checksum: Option<u32>,
+        blocks: Option<(u64, Vec<u32>)>,
+    ) -> Result<u64> {
         let len = self.state.len;
         // One pass over the bytes gives both the blocks' checksums and the writer's.
-        let (first_block, crcs, actual) =
-            block::extend_checksums(len, self.state.tail_crc(), parts.iter().copied(), checksum.is_some());
+        let (first_block, crcs, actual) = match blocks {
+            Some((first, crcs)) => (first, crcs, None),
+            None => block::extend_checksums(len, self.state.tail_crc(), parts.iter().copied(), checksum.is_some()),
+        };
         if let (Some(expected), Some(actual)) = (checksum, actual) {
             if expected != actual {
                 return Err(ChunkError::ChecksumMismatch { expected, actual });
@@ -541,7 +570,7 @@ impl ChunkFile {
             let block = first_block..first_block + 1;
             let mut bytes = self.read_verified(first_block, blocks_extent(&block, len))?;
             bytes.truncate(usize::try_from(tail_bytes(target)).unwrap_or(BLOCK_BYTES));
-            vec![crc32c::crc32c(&bytes)]
+            vec![crate::crc::crc32c(&bytes)]
         };
         let record = Record { kind: Kind::Seal, new_len: target, first_block, crcs };
         self.check_record(&record)?;
@@ -571,7 +600,7 @@ impl ChunkFile {
         for (i, (block, index)) in buf.chunks(BLOCK_BYTES).zip(first_block..).enumerate() {
             let present = got.saturating_sub(i * BLOCK_BYTES) >= block.len();
             let expected = usize::try_from(index).ok().and_then(|i| self.state.crcs.get(i));
-            if !present || expected != Some(&crc32c::crc32c(block)) {
+            if !present || expected != Some(&crate::crc::crc32c(block)) {
                 let offset = index * BLOCK_SIZE;
                 warn!(chunk = %self.id, block = index, offset, present, "block failed verification");
                 return Err(ChunkError::Corrupt { block_index: index, offset });

@@ -550,7 +550,10 @@ impl ChunkServer {
     /// and durable as [`ChunkServer::append_checked`].
     pub(crate) async fn append_trusted(&self, id: ChunkId, offset: u64, data: Parts) -> Result<u64, ApiError> {
         self.admit(Traffic::Client, data.len() as u64).await;
-        self.with_write(id, move |file| file.append_trusted(offset, &data.iter().collect::<Vec<_>>())).await
+        self.with_write(id, move |file| {
+            file.append_trusted(offset, &data.iter().collect::<Vec<_>>(), data.block_crcs())
+        })
+        .await
     }
 }
 

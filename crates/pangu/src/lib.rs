@@ -19,6 +19,7 @@ pub mod chunk;
 pub mod chunk_client;
 pub mod chunkserver;
 pub mod client;
+pub mod crc;
 pub mod flow;
 pub mod master;
 pub mod node;

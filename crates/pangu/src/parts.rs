@@ -1,16 +1,27 @@
 //! Bytes in several buffers, appended as one: a writer hands over what it received (a
 //! request body's frames, say) without first copying it into one buffer. Cloning and
 //! splitting are cheap (the buffers are shared `Bytes`).
+//!
+//! Parts may carry the CRC32Cs of their 64 KiB blocks ([`crate::chunk::BLOCK_SIZE`]),
+//! computed by the writer while the bytes were still in the cache ([`BlockCrcs`]): an
+//! in-process chunkserver appending them at a block boundary records those instead of reading
+//! every byte again.
 
 use std::collections::VecDeque;
 
 use bytes::{Bytes, BytesMut};
+
+use crate::chunk::BLOCK_SIZE;
+use crate::crc::{crc32c, crc32c_append};
 
 /// A sequence of byte buffers, read as their concatenation.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Parts {
     parts: VecDeque<Bytes>,
     len: usize,
+    /// The CRC32C of each block of the concatenation (the last one possibly partial), when
+    /// the writer gave them.
+    block_crcs: Option<Vec<u32>>,
 }
 
 impl Parts {
@@ -27,17 +38,36 @@ impl Parts {
         self.len == 0
     }
 
-    /// Appends a buffer (an empty one is dropped).
+    /// Appends a buffer (an empty one is dropped). Block checksums given before no longer
+    /// cover the whole and are dropped.
     pub fn push(&mut self, part: Bytes) {
         if !part.is_empty() {
             self.len += part.len();
             self.parts.push_back(part);
+            self.block_crcs = None;
         }
     }
 
+    /// These parts with the CRC32Cs of their blocks: `crcs[i]` is the CRC32C of bytes
+    /// `i * BLOCK_SIZE..` up to the next block or the end. A list of the wrong length is
+    /// ignored. The caller vouches for the values; a chunkserver records them as the blocks'
+    /// checksums (debug builds check them).
+    pub fn with_block_crcs(mut self, crcs: Vec<u32>) -> Parts {
+        let blocks = (self.len as u64).div_ceil(BLOCK_SIZE);
+        self.block_crcs = (crcs.len() as u64 == blocks).then_some(crcs);
+        self
+    }
+
+    /// The block checksums given with [`Parts::with_block_crcs`], if any.
+    pub fn block_crcs(&self) -> Option<&[u32]> {
+        self.block_crcs.as_deref()
+    }
+
     /// The first `n` bytes (at most all), taken off the front; a buffer that straddles the cut
-    /// is split, not copied.
+    /// is split, not copied. Block checksums follow the bytes when the cut is on a block
+    /// boundary (or takes everything), and are dropped from both sides otherwise.
     pub fn split_to(&mut self, n: usize) -> Parts {
+        let crcs = self.block_crcs.take();
         let mut head = Parts::new();
         while head.len < n {
             let Some(mut part) = self.parts.pop_front() else { break };
@@ -47,6 +77,15 @@ impl Parts {
             }
             self.len -= part.len();
             head.push(part);
+        }
+        if let Some(mut crcs) = crcs {
+            if self.len == 0 {
+                head.block_crcs = Some(crcs);
+            } else if head.len as u64 % BLOCK_SIZE == 0 {
+                let rest = crcs.split_off((head.len as u64 / BLOCK_SIZE) as usize);
+                head.block_crcs = Some(crcs);
+                self.block_crcs = Some(rest);
+            }
         }
         head
     }
@@ -95,6 +134,50 @@ impl FromIterator<Bytes> for Parts {
     }
 }
 
+/// The CRC32Cs of the 64 KiB blocks of a stream of bytes, computed as the bytes arrive (a
+/// request body frame by frame, each while it is still in the cache). Block `i` is bytes
+/// `i * BLOCK_SIZE..`: a stream that starts at a block boundary of a file.
+#[derive(Debug, Default)]
+pub struct BlockCrcs {
+    done: VecDeque<u32>,
+    /// The CRC32C of the bytes so far of the block being filled, and how many there are.
+    crc: u32,
+    filled: usize,
+}
+
+impl BlockCrcs {
+    pub fn new() -> BlockCrcs {
+        BlockCrcs::default()
+    }
+
+    pub fn update(&mut self, mut data: &[u8]) {
+        const BLOCK: usize = BLOCK_SIZE as usize;
+        while !data.is_empty() {
+            let (now, rest) = data.split_at((BLOCK - self.filled).min(data.len()));
+            self.crc = if self.filled == 0 { crc32c(now) } else { crc32c_append(self.crc, now) };
+            self.filled += now.len();
+            if self.filled == BLOCK {
+                self.done.push_back(self.crc);
+                (self.crc, self.filled) = (0, 0);
+            }
+            data = rest;
+        }
+    }
+
+    /// The checksums of the next `blocks` whole blocks, if that many are complete.
+    pub fn take(&mut self, blocks: usize) -> Option<Vec<u32>> {
+        (self.done.len() >= blocks).then(|| self.done.drain(..blocks).collect())
+    }
+
+    /// The checksums of every block not taken yet, the partial last one included.
+    pub fn finish(mut self) -> Vec<u32> {
+        if self.filled > 0 {
+            self.done.push_back(self.crc);
+        }
+        self.done.into()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -125,5 +208,37 @@ mod tests {
         let one = Parts::from(Bytes::from_static(b"xyz"));
         assert_eq!(one.to_bytes().as_ptr(), one.buffers().next().unwrap().as_ptr());
         assert!(Parts::new().to_bytes().is_empty());
+    }
+
+    #[test]
+    fn block_checksums_follow_the_bytes_across_block_cuts_only() {
+        const B: usize = BLOCK_SIZE as usize;
+        let data: Vec<u8> = (0..(3 * B + 100)).map(|i| (i * 7 % 251) as u8).collect();
+        let crcs: Vec<u32> = data.chunks(B).map(crc32c).collect();
+        // As the bytes arrive, in pieces that cut blocks anywhere.
+        let mut sums = BlockCrcs::new();
+        for piece in data.chunks(9_999) {
+            sums.update(piece);
+        }
+        assert_eq!(sums.take(4), None, "only three blocks are whole");
+        assert_eq!(sums.take(2), Some(crcs[..2].to_vec()));
+        assert_eq!(sums.finish(), crcs[2..].to_vec());
+
+        let whole = || Parts::from(Bytes::from(data.clone())).with_block_crcs(crcs.clone());
+        assert_eq!(whole().block_crcs(), Some(&crcs[..]));
+        // A cut on a block boundary splits them; anywhere else drops them from both sides.
+        let mut p = whole();
+        let head = p.split_to(B);
+        assert_eq!((head.block_crcs(), p.block_crcs()), (Some(&crcs[..1]), Some(&crcs[1..])));
+        let mut p = whole();
+        let head = p.split_to(B + 1);
+        assert_eq!((head.block_crcs(), p.block_crcs()), (None, None));
+        // Taking everything keeps them; a list of the wrong length or a push drops them.
+        let mut p = whole();
+        assert_eq!(p.split_to(10 * B).block_crcs(), Some(&crcs[..]));
+        assert_eq!(Parts::from(Bytes::from(data.clone())).with_block_crcs(crcs[..3].to_vec()).block_crcs(), None);
+        let mut p = whole();
+        p.push(Bytes::from_static(b"x"));
+        assert_eq!(p.block_crcs(), None);
     }
 }

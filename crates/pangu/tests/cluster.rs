@@ -10,7 +10,7 @@ use feitian_pangu::chunkserver::{flow_for_repair_rate, DEFAULT_FLOW};
 use feitian_pangu::client::Pangu;
 use feitian_pangu::master::{self, Master, MasterConfig, MasterStatus};
 use feitian_pangu::node::{self, Node, NodeConfig};
-use feitian_pangu::parts::Parts;
+use feitian_pangu::parts::{BlockCrcs, Parts};
 use tokio::sync::oneshot;
 
 struct Cluster {
@@ -207,6 +207,32 @@ async fn parts_are_appended_as_their_concatenation_in_process_and_over_http() {
             c.dirs.iter().map(|d| std::fs::read(d.path().join(format!("{}.chunk", chunk.id))).unwrap()).collect();
         assert_eq!(copies[0], copies[1]);
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writers_block_checksums_follow_the_bytes_into_each_chunk() {
+    // The writer's block checksums, taken as the bytes arrived, are split with the bytes at
+    // the 1 MiB chunks (whole blocks) and recorded by the in-process replica (debug builds
+    // check them against the bytes); the file reads back, so every block verifies.
+    let c = Cluster::start(1, 1, 1 << 20).await;
+    c.wait("the node", |s| s.servers.iter().filter(|x| x.live).count() == 1).await;
+    c.master.attach_local(&c.nodes[0].0.addr, c.nodes[0].0.server.clone());
+    let pangu = Pangu::new(c.master.clone());
+    let mut w = pangu.create().await.unwrap();
+    let body = data(3 * (1 << 20) + 4321, 11);
+    let mut sums = BlockCrcs::new();
+    let mut parts = Parts::new();
+    for cut in [0, 1, 70_000, 1_048_575, 1_048_577, 2_500_000, body.len()].windows(2) {
+        sums.update(&body[cut[0]..cut[1]]);
+        parts.push(body.slice(cut[0]..cut[1]));
+    }
+    let parts = parts.with_block_crcs(sums.finish());
+    assert!(parts.block_crcs().is_some());
+    assert_eq!(w.append_parts(parts).await.unwrap(), 0);
+    let file = w.id();
+    assert_eq!(w.seal().await.unwrap(), body.len() as u64);
+    assert_eq!(c.master.layout(file).unwrap().chunks.len(), 4);
+    assert_eq!(pangu.read(file, 0, body.len() as u64).await.unwrap(), body);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -76,10 +76,10 @@ pub fn extend_checksums<'a>(
         let mut rest = part;
         while !rest.is_empty() {
             let (piece, after) = rest.split_at(room.min(rest.len()));
-            crc = crc32c::crc32c_append(crc, piece);
+            crc = crate::crc::crc32c_append(crc, piece);
             if of_data {
                 // The bytes were just read: this second pass runs from the cache.
-                data_crc = crc32c::crc32c_append(data_crc, piece);
+                data_crc = crate::crc::crc32c_append(data_crc, piece);
             }
             room -= piece.len();
             touched = true;
@@ -135,14 +135,14 @@ mod tests {
     }
 
     fn crcs_of(bytes: &[u8]) -> Vec<u32> {
-        bytes.chunks(BLOCK_BYTES).map(crc32c::crc32c).collect()
+        bytes.chunks(BLOCK_BYTES).map(crate::crc::crc32c).collect()
     }
 
     #[test]
     fn extending_from_empty_equals_per_block_crcs() {
         let data: Vec<u8> = (0..(2 * B + 100)).map(|i| (i * 7 % 251) as u8).collect();
         let (first, crcs, whole) = extend_checksums(0, 0, [&data[..]], true);
-        assert_eq!(whole, Some(crc32c::crc32c(&data)));
+        assert_eq!(whole, Some(crate::crc::crc32c(&data)));
         assert_eq!(first, 0);
         assert_eq!(crcs, crcs_of(&data));
     }
@@ -156,7 +156,7 @@ mod tests {
             let (old, new) = (w[0], w[1]);
             let tail = if tail_bytes(old as u64) == 0 { 0 } else { *all.last().unwrap_or(&0) };
             let (first, crcs, whole) = extend_checksums(old as u64, tail, [&data[old..new]], true);
-            assert_eq!(whole, Some(crc32c::crc32c(&data[old..new])));
+            assert_eq!(whole, Some(crate::crc::crc32c(&data[old..new])));
             assert_eq!(
                 extend_checksums(old as u64, tail, data[old..new].chunks(1000), false),
                 (first, crcs.clone(), None)
@@ -172,17 +172,17 @@ mod tests {
     #[test]
     fn a_stale_tail_crc_stays_wrong_after_extension() {
         // The recorded tail CRC is of "abc"; the disk holds "abX". Extending must not heal it.
-        let recorded = crc32c::crc32c(b"abc");
+        let recorded = crate::crc::crc32c(b"abc");
         let (_, crcs, _) = extend_checksums(3, recorded, [&b"def"[..]], true);
-        assert_eq!(crcs, vec![crc32c::crc32c(b"abcdef")]);
-        assert_ne!(crcs[0], crc32c::crc32c(b"abXdef"));
+        assert_eq!(crcs, vec![crate::crc::crc32c(b"abcdef")]);
+        assert_ne!(crcs[0], crate::crc::crc32c(b"abXdef"));
     }
 
     #[test]
     fn aligned_old_len_ignores_tail_crc() {
         let (first, crcs, _) = extend_checksums(B, 0xdead_beef, [&b"x"[..]], true);
         assert_eq!(first, 1);
-        assert_eq!(crcs, vec![crc32c::crc32c(b"x")]);
+        assert_eq!(crcs, vec![crate::crc::crc32c(b"x")]);
     }
 
     #[test]

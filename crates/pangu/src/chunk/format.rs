@@ -47,7 +47,7 @@ impl Header {
         b[12..16].copy_from_slice(&(BLOCK_SIZE as u32).to_le_bytes());
         b[16..24].copy_from_slice(&self.chunk_id.to_le_bytes());
         b[24..32].copy_from_slice(&self.max_size.to_le_bytes());
-        let crc = crc32c::crc32c(&b[0..32]);
+        let crc = crate::crc::crc32c(&b[0..32]);
         b[32..36].copy_from_slice(&crc.to_le_bytes());
         b
     }
@@ -59,7 +59,7 @@ impl Header {
         if b[0..8] != MAGIC {
             return Err(bad(0, "not a Pangu chunk metadata file (bad magic)"));
         }
-        if crc32c::crc32c(&b[0..32]) != le_u32(&b[32..36]) {
+        if crate::crc::crc32c(&b[0..32]) != le_u32(&b[32..36]) {
             return Err(bad(0, "header checksum mismatch"));
         }
         let version = le_u32(&b[8..12]);
@@ -117,12 +117,12 @@ impl Record {
         b.extend_from_slice(&u32::try_from(self.crcs.len()).unwrap_or(u32::MAX).to_le_bytes());
         b.extend_from_slice(&self.new_len.to_le_bytes());
         b.extend_from_slice(&self.first_block.to_le_bytes());
-        let head_crc = crc32c::crc32c(&b);
+        let head_crc = crate::crc::crc32c(&b);
         b.extend_from_slice(&head_crc.to_le_bytes());
         for crc in &self.crcs {
             b.extend_from_slice(&crc.to_le_bytes());
         }
-        let crc = crc32c::crc32c(&b);
+        let crc = crate::crc::crc32c(&b);
         b.extend_from_slice(&crc.to_le_bytes());
         b
     }
@@ -149,7 +149,7 @@ fn decode_record(rest: &[u8], max_record_len: u64) -> Decoded {
         return Decoded::Torn;
     }
     let head = &rest[..HEAD_LEN];
-    if crc32c::crc32c(head) != le_u32(&rest[HEAD_LEN..HEAD_LEN + 4]) {
+    if crate::crc::crc32c(head) != le_u32(&rest[HEAD_LEN..HEAD_LEN + 4]) {
         // The head is damaged, so its length cannot be trusted. It can be the last write
         // only if no more than one record's worth of bytes follows, and none of them is an
         // intact record (a torn write is followed by nothing).
@@ -168,7 +168,7 @@ fn decode_record(rest: &[u8], max_record_len: u64) -> Decoded {
     // size <= rest.len(), so it fits in usize.
     let size = size as usize;
     let body_end = size - 4;
-    if crc32c::crc32c(&rest[..body_end]) != le_u32(&rest[body_end..size]) {
+    if crate::crc::crc32c(&rest[..body_end]) != le_u32(&rest[body_end..size]) {
         return if size == rest.len() { Decoded::Torn } else { Decoded::Corrupt("record checksum mismatch".into()) };
     }
     let kind = match head[0] {
@@ -189,14 +189,14 @@ fn is_intact_record(rest: &[u8], max_record_len: u64) -> bool {
     let Some(head) = rest.get(..HEAD_LEN + 4) else {
         return false;
     };
-    if crc32c::crc32c(&head[..HEAD_LEN]) != le_u32(&head[HEAD_LEN..]) {
+    if crate::crc::crc32c(&head[..HEAD_LEN]) != le_u32(&head[HEAD_LEN..]) {
         return false;
     }
     let size = RECORD_OVERHEAD as u64 + 4 * u64::from(le_u32(&head[4..8]));
     match usize::try_from(size).ok().filter(|_| size <= max_record_len).and_then(|s| rest.get(..s)) {
         Some(record) => {
             let body_end = record.len() - 4;
-            crc32c::crc32c(&record[..body_end]) == le_u32(&record[body_end..])
+            crate::crc::crc32c(&record[..body_end]) == le_u32(&record[body_end..])
         }
         None => false,
     }
@@ -385,7 +385,7 @@ mod tests {
     fn other_versions_are_reported_as_such() {
         let mut h = HEADER.encode();
         h[8..12].copy_from_slice(&2u32.to_le_bytes());
-        let crc = crc32c::crc32c(&h[..32]);
+        let crc = crate::crc::crc32c(&h[..32]);
         h[32..36].copy_from_slice(&crc.to_le_bytes());
         assert_eq!(Header::decode(&h), Err(FormatError::UnsupportedVersion(2)));
     }

@@ -249,7 +249,7 @@ fn a_trusted_append_of_parts_keeps_the_same_block_checksums_and_rules() {
     for (i, w) in cuts.windows(2).enumerate() {
         let piece = &data[w[0]..w[1]];
         let len = if i % 2 == 0 {
-            c.append_trusted(w[0] as u64, &piece.chunks(7_001).collect::<Vec<_>>())
+            c.append_trusted(w[0] as u64, &piece.chunks(7_001).collect::<Vec<_>>(), None)
         } else {
             c.append(w[0] as u64, piece, checksum(piece))
         };
@@ -257,12 +257,43 @@ fn a_trusted_append_of_parts_keeps_the_same_block_checksums_and_rules() {
     }
     // A retry of committed bytes, in other parts, is recognised; different bytes are not.
     let end = data.len() as u64;
-    assert_eq!(c.append_trusted(5, &[&data[5..9], &data[9..70_000]]).unwrap(), end);
-    assert!(matches!(c.append_trusted(5, &[&data[5..9], b"late"]), Err(ChunkError::RetryMismatch { .. })));
-    assert!(matches!(c.append_trusted(end + 1, &[b"x"]), Err(ChunkError::OffsetMismatch { .. })));
+    assert_eq!(c.append_trusted(5, &[&data[5..9], &data[9..70_000]], None).unwrap(), end);
+    assert!(matches!(c.append_trusted(5, &[&data[5..9], b"late"], None), Err(ChunkError::RetryMismatch { .. })));
+    assert!(matches!(c.append_trusted(end + 1, &[b"x"], None), Err(ChunkError::OffsetMismatch { .. })));
     drop(c);
     let c = reopen(&dir);
     assert_eq!(c.read(0, end).unwrap(), data);
+}
+
+#[test]
+fn a_writers_block_checksums_are_recorded_at_a_block_boundary_and_ignored_elsewhere() {
+    let data: Vec<u8> = (0..(3 * B as usize + 77)).map(|i| (i * 31 % 241) as u8).collect();
+    let crcs_of = |bytes: &[u8]| bytes.chunks(B as usize).map(checksum).collect::<Vec<_>>();
+    let (dir, mut c) = new_chunk(4 * B);
+    // At 0 (aligned): recorded as given.
+    let first = &data[..B as usize];
+    assert_eq!(c.append_trusted(0, &first.chunks(999).collect::<Vec<_>>(), Some(&crcs_of(first))).unwrap(), B);
+    // An unaligned length, then an append at the unaligned end: the second one's list cannot
+    // apply to the chunk's blocks and is ignored, as is a list of the wrong length.
+    let second = &data[B as usize..B as usize + 10];
+    assert_eq!(c.append_trusted(B, &[second], Some(&crcs_of(second))).unwrap(), B + 10);
+    let third = &data[B as usize + 10..2 * B as usize + 5];
+    assert_eq!(c.append_trusted(B + 10, &[third], Some(&crcs_of(third))).unwrap(), 2 * B + 5);
+    let rest = &data[2 * B as usize + 5..];
+    assert_eq!(c.append_trusted(2 * B + 5, &[rest], Some(&[1, 2, 3, 4, 5])).unwrap(), data.len() as u64);
+    assert_eq!(c.read(0, data.len() as u64).unwrap(), data);
+    drop(c);
+    let c = reopen(&dir);
+    assert_eq!(c.read(0, data.len() as u64).unwrap(), data);
+    c.verify_all().unwrap();
+}
+
+#[test]
+#[cfg(debug_assertions)]
+#[should_panic(expected = "a writer's block checksums are wrong")]
+fn wrong_block_checksums_from_a_writer_are_caught_in_debug_builds() {
+    let (_dir, mut c) = new_chunk(4 * B);
+    let _ = c.append_trusted(0, &[b"abc"], Some(&[checksum(b"abd")]));
 }
 
 #[test]
