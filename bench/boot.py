@@ -12,7 +12,9 @@ run; prints Markdown.
   VPC with no instance on the host, as a user's first instance in a VPC does.
 - bare: the kernel, initrd and root image feitian's instance booted (read from that QEMU's own
   command line), with the same -machine, -accel, -cpu, -smp, -m, disk and NIC options, a fresh
-  qcow2 overlay over the image's rootfs.qcow2 each time, QEMU user-mode networking
+  qcow2 overlay over the image's rootfs.qcow2 each time, as large as the instance's system
+  disk (20 GiB: the guest grows its root file system to fill it on its first boot, in both
+  cases), QEMU user-mode networking
   (`restrict=on`, SSH forwarded from 127.0.0.1) and the guest's address, gateway and MAC on the
   kernel command line, as feitian passes them. Timed from starting QEMU (the overlay is made
   just before, outside the window) until `ssh -p PORT -i key root@127.0.0.1 true` first
@@ -65,6 +67,7 @@ BIN_DIR = Path(os.environ.get("FEITIAN_BENCH_BIN_DIR")
                or Path(os.environ.get("CARGO_TARGET_DIR") or ROOT / "target") / "release").resolve()
 BOOTS = int(os.environ.get("BENCH_BOOTS", "10"))
 BOOT_TIMEOUT = float(os.environ.get("BENCH_BOOT_TIMEOUT", "300"))
+SYSTEM_DISK_GIB = 20  # the default SystemDisk.Size; the bare boot gets a disk as large
 LOG_DIR = os.environ.get("BENCH_LOG_DIR")
 EIP_POOL = "198.18.88.0/24"
 READY = b"feitian-guest: ssh ready"
@@ -257,7 +260,7 @@ class FeitianSide:
     def boot(self, n):
         net, inst_dir = self.net, None
         t0_boot, t0 = boottime(), time.monotonic()
-        [iid] = net.run()
+        [iid] = net.run(**{"SystemDisk.Size": str(SYSTEM_DISK_GIB)})
         api = time.monotonic() - t0
         e = net.vpc("AllocateEipAddress")
         net.vpc("AssociateEipAddress", AllocationId=e["AllocationId"], InstanceId=iid)
@@ -339,8 +342,8 @@ class BareSide:
     def boot(self, n, ref):
         rootfs = Path(flag(ref, "-kernel")).parent / "rootfs.qcow2"
         overlay, console = self.work / f"bare-{n}.qcow2", self.work / f"bare-{n}.console.log"
-        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", str(rootfs), str(overlay)],
-                       check=True, capture_output=True)
+        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", str(rootfs), str(overlay),
+                        f"{SYSTEM_DISK_GIB}G"], check=True, capture_output=True)
         port = free_port()
         args = self.args(ref, overlay, console, port)
         if self.example is None:
@@ -510,7 +513,7 @@ def report(results, feitian_side, bare_side, setup):
         a = re.sub(r"file:\S*bare-\d+\.console\.log", "file:console.log", a)
         shown.append(f"'{a}'" if re.search(r"[\s;|&()<>]", a) else a)
     print("\nThe bare boot (overlay: `qemu-img create -f qcow2 -F qcow2 -b "
-          f"{image_dir}/rootfs.qcow2 overlay.qcow2`):\n")
+          f"{image_dir}/rootfs.qcow2 overlay.qcow2 {SYSTEM_DISK_GIB}G`):\n")
     print("```\n" + " ".join(shown) + "\n```")
 
 

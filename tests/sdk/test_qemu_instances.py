@@ -24,10 +24,14 @@ def test_ssh_metadata_and_user_data(cloud):
     the instance its own id, and the UserData script ran."""
     net = Net(cloud)
     script = "#!/bin/sh\necho \"ran as $(id -u) on $(hostname)\" > /root/user-data-proof\n"
-    [iid] = net.run(UserData=base64.b64encode(script.encode()).decode(), HostName="web-1")
+    [iid] = net.run(UserData=base64.b64encode(script.encode()).decode(), HostName="web-1",
+                    **{"SystemDisk.Size": "50"})
     ip = net.eip(iid)
     net.wait(iid, "Running")
     assert ssh_ok(net, ip, "wget -qO- http://100.100.100.200/latest/meta-data/instance-id").strip() == iid
+    # The root file system fills the 50 GiB system disk, not the image's 256 MiB.
+    total_kib = int(ssh_ok(net, ip, "df -k / | tail -n 1").split()[1])
+    assert 0.9 * 50 * 2**20 < total_kib <= 50 * 2**20, total_kib
     assert ssh_ok(net, ip, "cat /root/user-data-proof").strip() == "ran as 0 on web-1"
     md = "http://100.100.100.200/latest/meta-data"
     got = ssh_ok(net, ip, f"wget -qO- {md}/eipv4; echo; wget -qO- {md}/vpc-id; echo; wget -qO- {md}/private-ipv4")

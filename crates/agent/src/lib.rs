@@ -224,6 +224,10 @@ impl InstanceReconciler {
                 let net = feitian_vpc::cidr::parse(&vsw.cidr_block)
                     .map_err(|_| MetaError::Invalid("bad vSwitch block".into()))?;
                 let keys = db::public_keys_of(tx, &i)?;
+                let system_disk_gib = db::disks_of_instance(tx, &i.id)?
+                    .into_iter()
+                    .find(|d| d.disk_type == "system")
+                    .map_or(0, |d| d.size_gib.max(0) as u64);
                 let eni_id = eni.id.clone();
                 Ok((
                     InstanceSpec {
@@ -232,6 +236,7 @@ impl InstanceReconciler {
                         cpu: i.cpu as u32,
                         memory_mib: i.memory_mib as u32,
                         image_id: i.image_id.clone(),
+                        system_disk_gib,
                         mac: eni.mac,
                         private_ip: eni.primary_ip,
                         gateway: feitian_vpc::cidr::gateway(net).to_string(),

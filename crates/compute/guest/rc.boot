@@ -20,6 +20,9 @@ mount -t devpts -o gid=5,mode=620,ptmxmode=666 devpts /dev/pts
 mount -t tmpfs -o mode=755,nosuid,nodev tmpfs /run
 mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs /tmp
 mount -o remount,rw / 2>/dev/null
+# The system disk may be larger than the image's file system: grow it to fill the disk (online;
+# nothing to do after the first boot).
+resize2fs /dev/vda >/dev/null 2>&1 || say "cannot grow the root file system to the disk's size"
 mkdir -p /run/feitian /var/lib/feitian /var/log
 
 ip= gw= mac= host=

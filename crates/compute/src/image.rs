@@ -72,10 +72,14 @@ pub const METADATA_ADDR: Ipv4Addr = Ipv4Addr::new(100, 100, 100, 200);
 /// The layout version of the files and of [`Manifest`].
 const FORMAT: u32 = 1;
 const MANIFEST_FILE: &str = "image.json";
-const BASE_PACKAGES: &[&str] = &["busybox-static", "dropbear-bin"];
+const BASE_PACKAGES: &[&str] = &["busybox-static", "dropbear-bin", "e2fsprogs"];
 /// The dropbear files installed (from `dropbear-bin`).
 const DROPBEAR_FILES: &[&str] =
     &["usr/sbin/dropbear", "usr/bin/dropbearkey", "usr/bin/dbclient", "usr/bin/dropbearconvert"];
+/// From `e2fsprogs`: the guest grows its root file system to fill the system disk at boot.
+const E2FS_FILES: &[&str] = &["sbin/resize2fs"];
+/// Files the image cannot do without.
+const REQUIRED_FILES: &[&str] = &["usr/sbin/dropbear", "sbin/resize2fs"];
 /// Kernel modules the guest needs, in a sensible load order (dependencies are added and put
 /// first from each module's `.modinfo`). `true`: the build fails without it (unless built in).
 const GUEST_MODULES: &[(&str, bool)] = &[
@@ -302,6 +306,10 @@ pub fn guest_digest() -> String {
     for (m, _) in GUEST_MODULES {
         h.update(m.as_bytes());
     }
+    for f in BASE_PACKAGES.iter().chain(DROPBEAR_FILES).chain(E2FS_FILES) {
+        h.update(f.as_bytes());
+        h.update([0]);
+    }
     h.update(ROOTFS_SIZE_MIB.to_le_bytes());
     hex::encode(h.finalize())
 }
@@ -346,10 +354,14 @@ fn build_in(
     mkdirs(&cache)?;
 
     // Packages: the kernel behind the meta package, busybox, dropbear and what it depends on.
-    progress(&format!("resolving packages ({KERNEL_META_PACKAGE}, busybox-static, dropbear-bin)"));
+    progress(&format!("resolving packages ({KERNEL_META_PACKAGE}, {})", BASE_PACKAGES.join(", ")));
     // apt-cache is slow to start (seconds without a pkgcache.bin): ask for one level at a time.
-    let first =
-        apt_show(&[KERNEL_META_PACKAGE.to_string(), BASE_PACKAGES[0].to_string(), BASE_PACKAGES[1].to_string()])?;
+    let first = apt_show(
+        &std::iter::once(KERNEL_META_PACKAGE)
+            .chain(BASE_PACKAGES.iter().copied())
+            .map(String::from)
+            .collect::<Vec<_>>(),
+    )?;
     let meta = &first[0];
     let kernel_name = meta.depends.iter().find(|d| d.starts_with("linux-image-")).cloned().ok_or_else(|| {
         ImageError::Recipe(format!("{KERNEL_META_PACKAGE} depends on no linux-image-* package ({:?})", meta.depends))
@@ -357,7 +369,8 @@ fn build_in(
     let mut pkgs: Vec<AptPackage> = first[1..].to_vec();
     let mut seen: BTreeSet<String> = pkgs.iter().map(|p| p.name.clone()).collect();
     // busybox-static is self-contained and the kernel needs nothing in the guest; the rest is
-    // dropbear's shared-library closure (Depends and Pre-Depends, recursively).
+    // the shared-library closure of dropbear and resize2fs (Depends and Pre-Depends,
+    // recursively).
     let mut level: Vec<String> = vec![kernel_name.clone()];
     level.extend(pkgs.iter().filter(|p| p.name != "busybox-static").flat_map(|p| p.depends.clone()));
     loop {
@@ -387,6 +400,7 @@ fn build_in(
     let kroot = &roots[&kernel.name];
     let bbroot = &roots["busybox-static"];
     let dbroot = &roots["dropbear-bin"];
+    let e2root = &roots["e2fsprogs"];
 
     // The kernel.
     let release = kernel_release(kroot)?;
@@ -418,7 +432,8 @@ fn build_in(
     // The root file system.
     progress("assembling the root file system");
     let rootfs = work.join("rootfs");
-    assemble_rootfs(&rootfs, &busybox, &applets, dbroot, &roots, &pkgs, kroot, &release, &modules)?;
+    let programs = [(dbroot.as_path(), DROPBEAR_FILES), (e2root.as_path(), E2FS_FILES)];
+    assemble_rootfs(&rootfs, &busybox, &applets, &programs, &roots, &pkgs, kroot, &release, &modules)?;
 
     progress(&format!("making the ext4 root disk ({ROOTFS_SIZE_MIB} MiB)"));
     let raw = work.join("rootfs.raw");
@@ -1002,7 +1017,7 @@ fn assemble_rootfs(
     root: &Path,
     busybox: &Path,
     applets: &[String],
-    dbroot: &Path,
+    programs: &[(&Path, &[&str])],
     roots: &BTreeMap<String, PathBuf>,
     pkgs: &[AptPackage],
     kroot: &Path,
@@ -1057,8 +1072,8 @@ fn assemble_rootfs(
         }
     }
 
-    // dropbear, its shared libraries (resolved from the unpacked packages, recursively) and
-    // the dynamic loader.
+    // dropbear and resize2fs, their shared libraries (resolved from the unpacked packages,
+    // recursively) and the dynamic loader.
     let lib_roots: Vec<&PathBuf> = pkgs
         .iter()
         .filter(|p| p.name != "busybox-static" && !p.name.starts_with("linux-image-"))
@@ -1066,11 +1081,10 @@ fn assemble_rootfs(
         .collect();
     let mut needed: Vec<String> = Vec::new();
     let mut interps: BTreeSet<String> = BTreeSet::new();
-    for f in DROPBEAR_FILES {
-        let src = dbroot.join(f);
+    for (f, src) in programs.iter().flat_map(|(dir, files)| files.iter().map(move |f| (f, dir.join(f)))) {
         if !src.is_file() {
-            if *f == "usr/sbin/dropbear" {
-                return Err(ImageError::Recipe(format!("dropbear-bin has no {f}")));
+            if REQUIRED_FILES.contains(f) {
+                return Err(ImageError::Recipe(format!("no unpacked package has {f}")));
             }
             continue;
         }
@@ -1086,7 +1100,7 @@ fn assemble_rootfs(
             continue;
         }
         let src = find_library(&lib_roots, &soname).ok_or_else(|| {
-            ImageError::Recipe(format!("no unpacked package provides {soname}, which dropbear needs"))
+            ImageError::Recipe(format!("no unpacked package provides {soname}, which dropbear or resize2fs needs"))
         })?;
         let bytes = fs::read(&src).map_err(|e| ImageError::io(format!("reading {}", src.display()), e))?;
         if let Some(elf) = Elf::parse(&bytes) {

@@ -28,6 +28,8 @@ pub struct InstanceSpec {
     pub cpu: u32,
     pub memory_mib: u32,
     pub image_id: String,
+    /// The system disk's size; the guest's root file system is grown to fill it.
+    pub system_disk_gib: u64,
     pub mac: String,
     pub private_ip: String,
     pub gateway: String,

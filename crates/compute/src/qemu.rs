@@ -201,18 +201,22 @@ impl QemuDriver {
         a
     }
 
-    /// Creates the system disk on first start: a qcow2 overlay whose backing file is the image.
-    fn ensure_disk(&self, id: &str) -> Result<(), DriverError> {
+    /// Creates the system disk on first start: a qcow2 overlay whose backing file is the image,
+    /// as large as the instance's system disk (sparse: only written clusters take space; the
+    /// guest grows its root file system to fill it at boot).
+    fn ensure_disk(&self, id: &str, size_gib: u64) -> Result<(), DriverError> {
         let disk = self.dir(id).join("system.qcow2");
         if disk.exists() {
             return Ok(());
         }
         let tmp = self.dir(id).join("system.qcow2.tmp");
         let base = self.cfg.image.rootfs();
+        let size_mib = size_gib.saturating_mul(1024).max(crate::image::ROOTFS_SIZE_MIB);
         let out = std::process::Command::new("qemu-img")
             .args(["create", "-q", "-f", "qcow2", "-F", "qcow2", "-b"])
             .arg(&base)
             .arg(&tmp)
+            .arg(format!("{size_mib}M"))
             .output()
             .map_err(|e| failed(format!("cannot run qemu-img (apt-get install qemu-utils): {e}")))?;
         if !out.status.success() {
@@ -225,7 +229,7 @@ impl QemuDriver {
     fn launch(&self, spec: &InstanceSpec) -> Result<(), DriverError> {
         let d = self.dir(&spec.id);
         std::fs::create_dir_all(&d).map_err(failed)?;
-        self.ensure_disk(&spec.id)?;
+        self.ensure_disk(&spec.id, spec.system_disk_gib)?;
         // Each boot's console starts empty: GetInstanceConsoleOutput shows the latest boot.
         std::fs::write(self.console_path(&spec.id), b"").map_err(failed)?;
         let _ = std::fs::remove_file(self.pid_path(&spec.id));

@@ -148,6 +148,7 @@ mod tests {
             host_name: "h".into(),
             cpu: 1,
             memory_mib: 512,
+            system_disk_gib: 40,
             image_id: "img".into(),
             mac: "00:16:3e:00:00:01".into(),
             private_ip: "192.168.1.1".into(),

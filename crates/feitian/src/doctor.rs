@@ -116,7 +116,7 @@ pub fn run(data_dir: &Path) -> anyhow::Result<()> {
         } else {
             format!(
                 "the built-in guest image is not built yet: `feitian up` (qemu driver) builds it on first start into {} \
-                 from Debian packages (apt-get download of the cloud kernel, busybox-static, dropbear-bin and its \
+                 from Debian packages (apt-get download of the cloud kernel, busybox-static, dropbear-bin, e2fsprogs and their \
                  libraries; mke2fs and qemu-img make the disk; nothing is installed on the host)",
                 layout.dir.display()
             )
