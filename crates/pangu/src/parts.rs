@@ -12,7 +12,7 @@ use std::collections::VecDeque;
 use bytes::{Bytes, BytesMut};
 
 use crate::chunk::BLOCK_SIZE;
-use crate::crc::{crc32c, crc32c_append};
+use crate::crc::crc32c_append;
 
 /// A sequence of byte buffers, read as their concatenation.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -154,7 +154,8 @@ impl BlockCrcs {
         const BLOCK: usize = BLOCK_SIZE as usize;
         while !data.is_empty() {
             let (now, rest) = data.split_at((BLOCK - self.filled).min(data.len()));
-            self.crc = if self.filled == 0 { crc32c(now) } else { crc32c_append(self.crc, now) };
+            // A new block's CRC starts from 0, the CRC of nothing.
+            self.crc = crc32c_append(self.crc, now);
             self.filled += now.len();
             if self.filled == BLOCK {
                 self.done.push_back(self.crc);
@@ -181,6 +182,7 @@ impl BlockCrcs {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::crc::crc32c;
 
     fn parts(pieces: &[&'static [u8]]) -> Parts {
         pieces.iter().map(|p| Bytes::from_static(p)).collect()

@@ -88,6 +88,16 @@ impl Cluster {
         }
     }
 
+    /// A cluster of `servers` live chunkservers of 1 MiB chunks whose first one is also
+    /// attached in process (as `feitian up` attaches its own), and a client.
+    async fn start_with_local(replication: usize, servers: usize) -> (Cluster, Pangu) {
+        let c = Cluster::start(replication, servers, 1 << 20).await;
+        c.wait("the nodes", |s| s.servers.iter().filter(|x| x.live).count() == servers).await;
+        c.master.attach_local(&c.nodes[0].0.addr, c.nodes[0].0.server.clone());
+        let pangu = Pangu::new(c.master.clone());
+        (c, pangu)
+    }
+
     async fn wait(&self, what: &str, ok: impl Fn(&MasterStatus) -> bool) -> MasterStatus {
         for _ in 0..300 {
             let s = self.master.status();
@@ -189,10 +199,7 @@ async fn a_flipped_byte_is_never_served_and_is_repaired() {
 async fn parts_are_appended_as_their_concatenation_in_process_and_over_http() {
     // Replication 2: one replica in process (written from the parts as they are), one over
     // HTTP (sent as one body with the writer's checksum); parts straddle the 1 MiB chunks.
-    let c = Cluster::start(2, 2, 1 << 20).await;
-    c.wait("the nodes", |s| s.servers.iter().filter(|x| x.live).count() == 2).await;
-    c.master.attach_local(&c.nodes[0].0.addr, c.nodes[0].0.server.clone());
-    let pangu = Pangu::new(c.master.clone());
+    let (c, pangu) = Cluster::start_with_local(2, 2).await;
     let mut w = pangu.create().await.unwrap();
     let body = data(3 * (1 << 20) + 4321, 9);
     let cuts = [0, 1, 70_000, 1_048_575, 1_048_577, 2_500_000, body.len()];
@@ -214,10 +221,7 @@ async fn a_writers_block_checksums_follow_the_bytes_into_each_chunk() {
     // The writer's block checksums, taken as the bytes arrived, are split with the bytes at
     // the 1 MiB chunks (whole blocks) and recorded by the in-process replica (debug builds
     // check them against the bytes); the file reads back, so every block verifies.
-    let c = Cluster::start(1, 1, 1 << 20).await;
-    c.wait("the node", |s| s.servers.iter().filter(|x| x.live).count() == 1).await;
-    c.master.attach_local(&c.nodes[0].0.addr, c.nodes[0].0.server.clone());
-    let pangu = Pangu::new(c.master.clone());
+    let (c, pangu) = Cluster::start_with_local(1, 1).await;
     let mut w = pangu.create().await.unwrap();
     let body = data(3 * (1 << 20) + 4321, 11);
     let mut sums = BlockCrcs::new();
@@ -237,10 +241,7 @@ async fn a_writers_block_checksums_follow_the_bytes_into_each_chunk() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_in_process_path_checks_as_much_as_http() {
-    let c = Cluster::start(1, 1, 1 << 20).await;
-    c.wait("the node", |s| s.servers.iter().filter(|x| x.live).count() == 1).await;
-    c.master.attach_local(&c.nodes[0].0.addr, c.nodes[0].0.server.clone());
-    let pangu = Pangu::new(c.master.clone());
+    let (c, pangu) = Cluster::start_with_local(1, 1).await;
     let mut w = pangu.create().await.unwrap();
     let body = data(1_500_000, 4);
     w.append(body.clone()).await.unwrap();
