@@ -18,7 +18,7 @@ use std::fmt;
 use std::net::Ipv4Addr;
 
 /// A security group as the evaluator needs it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Group {
     pub id: String,
     /// The owning account. Cross-account rules name it in `SourceGroupOwnerAccount` or
@@ -32,7 +32,7 @@ pub struct Group {
 }
 
 /// A network interface and the groups it is a member of.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Nic {
     pub id: String,
     pub owner: String,
@@ -41,7 +41,7 @@ pub struct Nic {
 }
 
 /// Every group and interface that may be involved, by id.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct World {
     pub groups: BTreeMap<String, Group>,
     pub nics: BTreeMap<String, Nic>,

@@ -6,10 +6,11 @@
 //! Rendering back to the API's strings is [`Rule::to_fields`].
 
 use ipnet::Ipv4Net;
+use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// Which way the rule filters, seen from the group's members.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Direction {
     /// Traffic arriving at a member (`AuthorizeSecurityGroup`).
     Ingress,
@@ -46,7 +47,7 @@ impl fmt::Display for Direction {
 }
 
 /// `IpProtocol`. The IANA-number form some regions accept and `ICMPv6` are not modelled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Protocol {
     Tcp,
     Udp,
@@ -112,7 +113,7 @@ impl fmt::Display for Protocol {
 }
 
 /// `Policy` of a rule, and also a group's `InnerAccessPolicy`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize)]
 pub enum Policy {
     #[default]
     Accept,
@@ -157,7 +158,7 @@ impl fmt::Display for Policy {
 
 /// `NicType`. Stored and echoed, never used for matching: feitian models VPC groups, where
 /// one rule set governs both private and public traffic and the docs fix NicType at intranet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize)]
 pub enum NicType {
     Internet,
     /// The default here: VPC-type groups default to (and only really have) intranet.
@@ -194,7 +195,8 @@ impl fmt::Display for NicType {
 /// (tcp/udp) or "any", which the API spells `-1/-1` (icmp/gre/all).
 ///
 /// The representation is private so an invalid range can't be built.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct PortRange(Ports);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -300,6 +302,25 @@ fn parse_port_number(s: &str) -> Result<i64, PortRangeError> {
     Ok(if digits.len() == s.len() { n } else { -n })
 }
 
+/// The wire form is the API's string (`22/22`, `-1/-1`), read back through the same checks as
+/// [`PortRange::new`], so a deserialized range is as valid as a parsed one.
+impl TryFrom<String> for PortRange {
+    type Error = PortRangeError;
+
+    fn try_from(s: String) -> Result<PortRange, PortRangeError> {
+        if s == "-1/-1" {
+            return Ok(PortRange::ANY);
+        }
+        PortRange::parse_for(Protocol::Tcp, &s)
+    }
+}
+
+impl From<PortRange> for String {
+    fn from(r: PortRange) -> String {
+        r.to_string()
+    }
+}
+
 impl fmt::Display for PortRange {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.0 {
@@ -310,7 +331,7 @@ impl fmt::Display for PortRange {
 }
 
 /// The other end of a rule: the source of an ingress rule, the destination of an egress rule.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Peer {
     /// `SourceCidrIp` (ingress) / `DestCidrIp` (egress). Stored as the network
     /// (`10.0.0.1/24` becomes `10.0.0.0/24`), a single address as `/32`.
@@ -327,7 +348,7 @@ pub enum Peer {
 }
 
 /// One validated rule of a group.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Rule {
     pub direction: Direction,
     pub protocol: Protocol,
@@ -465,6 +486,27 @@ pub struct RuleFields {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_vector_world_survives_the_wire() {
+        // The host contract carries worlds between the control plane and the agents.
+        for scenario in crate::vectors::all() {
+            let world = scenario.world().expect("vector validates");
+            let text = serde_json::to_string(&world).expect("serializes");
+            let back: crate::World = serde_json::from_str(&text).expect("deserializes");
+            assert_eq!(back, world, "{}", scenario.name);
+        }
+    }
+
+    #[test]
+    fn port_ranges_travel_as_api_strings_and_are_checked_on_the_way_in() {
+        let r = PortRange::new(80, 443).expect("range");
+        assert_eq!(serde_json::to_string(&r).expect("serializes"), "\"80/443\"");
+        assert_eq!(serde_json::from_str::<PortRange>("\"-1/-1\"").expect("any"), PortRange::ANY);
+        for bad in ["\"200/1\"", "\"0/5\"", "\"x\"", "\"1/70000\""] {
+            assert!(serde_json::from_str::<PortRange>(bad).is_err(), "{bad}");
+        }
+    }
 
     fn net(s: &str) -> Ipv4Net {
         s.parse().expect("test CIDR")
