@@ -152,20 +152,11 @@ impl From<feitian_meta::MetaError> for ApiError {
         match e {
             M::IdempotencyMismatch => ApiError::idempotent_mismatch(),
             M::Invalid(m) => ApiError::new(400, "InvalidParameter", m),
+            // Anything else (the database, a failed store task) is feitian's fault.
             other => {
                 tracing::error!(error = %other, "control-plane store failed");
                 ApiError::internal()
             }
         }
     }
-}
-
-/// Runs store work (SQLite, fsync) off the async workers.
-pub async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
-) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| {
-        tracing::error!(error = %e, "a store task panicked");
-        Err(ApiError::internal())
-    })
 }

@@ -19,6 +19,6 @@ pub mod validate;
 
 pub use auth::{Authenticator, Caller, Credential, KeyStore};
 pub use edge::{Edge, ObjectFuture, ObjectService};
-pub use error::{blocking, ApiError};
+pub use error::ApiError;
 pub use params::{Params, MAX_VALUE_LEN};
 pub use registry::{Ctx, Registry, Reply};

@@ -7,8 +7,8 @@ use crate::Ecs;
 use feitian_api::paging::Page;
 use feitian_api::region::require_region;
 use feitian_api::service::page_fields;
-use feitian_api::{blocking, ApiError, Ctx, Params};
-use feitian_meta::ecs as db;
+use feitian_api::{ApiError, Ctx, Params};
+use feitian_meta::instance_event::{self, EventCycleStatus};
 use feitian_meta::Filter;
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
@@ -31,23 +31,23 @@ const EVENT_TYPES: &[(&str, u32)] = &[
     ("AccountUnbalanced.Delete", 12),
 ];
 
-/// Lifecycle states; the inactive ones are what a query returns by default.
-const CYCLE_STATES: &[(&str, u32, bool)] = &[
-    ("Scheduled", 1, false),
-    ("Avoided", 2, true),
-    ("Executing", 3, false),
-    ("Executed", 4, true),
-    ("Canceled", 5, true),
-    ("Failed", 6, true),
-    ("Inquiring", 7, false),
+/// Lifecycle states with their codes; the inactive ones are what a query returns by default.
+const CYCLE_STATES: &[(EventCycleStatus, u32, bool)] = &[
+    (EventCycleStatus::Scheduled, 1, false),
+    (EventCycleStatus::Avoided, 2, true),
+    (EventCycleStatus::Executing, 3, false),
+    (EventCycleStatus::Executed, 4, true),
+    (EventCycleStatus::Canceled, 5, true),
+    (EventCycleStatus::Failed, 6, true),
+    (EventCycleStatus::Inquiring, 7, false),
 ];
 
 fn type_code(name: &str) -> u32 {
     EVENT_TYPES.iter().find(|(n, _)| *n == name).map_or(0, |(_, c)| *c)
 }
 
-fn cycle_code(name: &str) -> u32 {
-    CYCLE_STATES.iter().find(|(n, _, _)| *n == name).map_or(0, |(_, c, _)| *c)
+fn cycle_code(status: EventCycleStatus) -> u32 {
+    CYCLE_STATES.iter().find(|(s, _, _)| *s == status).map_or(0, |(_, c, _)| *c)
 }
 
 /// `names` (one parameter or its `.N` list form), each checked against `known`.
@@ -70,7 +70,7 @@ impl Ecs {
         let region = require_region(&self.catalog, &p)?.clone();
         let page = Page::from_params(&p, 10, 100)?;
         let types: Vec<&str> = EVENT_TYPES.iter().map(|(n, _)| *n).collect();
-        let states: Vec<&str> = CYCLE_STATES.iter().map(|(n, _, _)| *n).collect();
+        let states: Vec<&str> = CYCLE_STATES.iter().map(|(s, _, _)| s.as_str()).collect();
         let wanted_types: Vec<String> =
             names(&p, "EventType", "InstanceEventType", 30, &types)?.into_iter().map(str::to_owned).collect();
         let mut wanted_states: Vec<String> = names(&p, "EventCycleStatus", "InstanceEventCycleStatus", 7, &states)?
@@ -78,14 +78,16 @@ impl Ecs {
             .map(str::to_owned)
             .collect();
         if wanted_states.is_empty() {
-            wanted_states =
-                CYCLE_STATES.iter().filter(|(_, _, inactive)| *inactive).map(|(n, _, _)| n.to_string()).collect();
+            wanted_states = CYCLE_STATES
+                .iter()
+                .filter(|(_, _, inactive)| *inactive)
+                .map(|(s, _, _)| s.as_str().to_owned())
+                .collect();
         }
         let ids: Vec<String> = p.list("EventId", 100)?.into_iter().map(str::to_owned).collect();
         let instance = p.opt_str("InstanceId").map(str::to_owned);
-        let me = self.clone();
-        blocking(move || {
-            me.store.read(|tx| {
+        self.store
+            .read_async(move |tx| {
                 let t: Vec<&str> = wanted_types.iter().map(String::as_str).collect();
                 let s: Vec<&str> = wanted_states.iter().map(String::as_str).collect();
                 let i: Vec<&str> = ids.iter().map(String::as_str).collect();
@@ -94,14 +96,14 @@ impl Ecs {
                     .any_of("event_type", &t)
                     .any_of("cycle_status", &s)
                     .any_of("id", &i);
-                let (rows, total) = db::list_events(tx, &f, page.offset(), page.limit())?;
+                let (rows, total) = instance_event::list_events(tx, &f, page.offset(), page.limit())?;
                 let items: Vec<Value> = rows
                     .iter()
                     .map(|e| {
                         json!({
                             "EventId": e.id,
                             "EventType": {"Code": type_code(&e.event_type), "Name": e.event_type},
-                            "EventCycleStatus": {"Code": cycle_code(&e.cycle_status), "Name": e.cycle_status},
+                            "EventCycleStatus": {"Code": cycle_code(e.cycle_status), "Name": e.cycle_status.as_str()},
                             "EventPublishTime": e.publish_time,
                             "NotBefore": e.publish_time,
                             "EventFinishTime": e.finish_time,
@@ -119,7 +121,6 @@ impl Ecs {
                 page_fields(&mut o, page, total);
                 Ok(Value::Object(o))
             })
-        })
-        .await
+            .await
     }
 }

@@ -2,7 +2,8 @@
 //! serializes straight from the store rows, with no intermediate JSON tree.
 
 use crate::{images, instance_types};
-use feitian_meta::ecs::{Instance, InstanceExtras};
+use feitian_agent_api::InstanceStatus;
+use feitian_meta::instance::{Instance, InstanceExtras};
 use serde::Serialize;
 
 #[derive(Serialize)]
@@ -220,7 +221,7 @@ impl<'a> InstanceView<'a> {
             os_type: "linux",
             region_id: &i.region_id,
             zone_id: &i.zone_id,
-            status: &i.status,
+            status: i.status.as_str(),
             creation_time: &i.created_at,
             start_time: &i.started_at,
             expired_time: "2099-12-31T15:59Z",
@@ -234,7 +235,7 @@ impl<'a> InstanceView<'a> {
             key_pair_name: &i.key_pair_name,
             deletion_protection: i.deletion_protection,
             serial_number: &i.serial_number,
-            stopped_mode: if i.status == "Stopped" { "KeepCharging" } else { "Not-applicable" },
+            stopped_mode: if i.status == InstanceStatus::Stopped { "KeepCharging" } else { "Not-applicable" },
             device_available: true,
             gpu_amount: 0,
             gpu_spec: "",

@@ -12,12 +12,16 @@ use crate::instance_view::{InstanceView, InstancesPage, PageFields};
 use crate::security_groups::MAX_GROUPS_PER_INTERFACE;
 use crate::{images, instance_types, security_groups, Ecs};
 use base64::Engine;
+use feitian_agent_api::{Desired, InstanceStatus};
 use feitian_api::paging::{Page, TokenPage};
 use feitian_api::region::{require_region, zone};
 use feitian_api::service::{client_token, create_once, merge, now, page_fields};
-use feitian_api::{blocking, validate, ApiError, Ctx, Params};
-use feitian_meta::ecs::{self as db, Disk, Instance, NetworkInterface};
-use feitian_meta::{network, Filter, Transaction};
+use feitian_api::{validate, ApiError, Ctx, Params};
+use feitian_meta::disk::{self, Disk, DiskStatus, DiskType};
+use feitian_meta::instance::{self, Instance};
+use feitian_meta::network_interface::{self, NetworkInterface};
+use feitian_meta::vswitch::{self, VSwitchStatus};
+use feitian_meta::{eip, key_pair, query, security_group, tag, Filter, Transaction};
 use feitian_region::Region;
 use serde_json::{json, Map, Value};
 use std::collections::HashSet;
@@ -33,7 +37,7 @@ pub fn not_found() -> ApiError {
     ApiError::new(404, "InvalidInstanceId.NotFound", "The specified InstanceId does not exist.")
 }
 
-pub fn incorrect_status(status: &str, wanted: &str) -> ApiError {
+pub fn incorrect_status(status: InstanceStatus, wanted: &str) -> ApiError {
     ApiError::new(403, "IncorrectInstanceStatus", "The current status of the resource does not support this operation.")
         .recommend(format!("the instance is {status}; this action needs it {wanted}"))
 }
@@ -245,7 +249,7 @@ impl Ecs {
 
     /// A free public address from the pool shared with EIPs.
     fn public_address(&self, tx: &Transaction<'_>) -> Result<String, ApiError> {
-        let used: HashSet<String> = network::public_addresses_in_use(tx)?.into_iter().collect();
+        let used: HashSet<String> = eip::public_addresses_in_use(tx)?.into_iter().collect();
         self.eip_pool
             .hosts()
             .map(|a| a.to_string())
@@ -256,10 +260,10 @@ impl Ecs {
     /// Creates `plan.amount` instances in the caller's transaction; their ids.
     fn create_instances(&self, tx: &Transaction<'_>, account: u64, plan: &Plan) -> Result<Vec<String>, ApiError> {
         let vsw =
-            network::get_vswitch(tx, account, &plan.vswitch_id)?.filter(|v| v.region_id == plan.region.id).ok_or_else(
+            vswitch::get_vswitch(tx, account, &plan.vswitch_id)?.filter(|v| v.region_id == plan.region.id).ok_or_else(
                 || ApiError::new(404, "InvalidVSwitchId.NotFound", "Specified virtual switch does not exist."),
             )?;
-        if vsw.status != "Available" {
+        if vsw.status != VSwitchStatus::Available {
             return Err(ApiError::invalid(
                 "IncorrectVSwitchStatus",
                 "The current status of the virtual switch does not support this operation.",
@@ -275,7 +279,7 @@ impl Ecs {
             }
         }
         for g in &plan.groups {
-            let group = db::get_security_group(tx, account, g)?
+            let group = security_group::get_security_group(tx, account, g)?
                 .filter(|x| x.region_id == plan.region.id)
                 .ok_or_else(security_groups::not_found)?;
             if group.vpc_id != vsw.vpc_id {
@@ -286,17 +290,18 @@ impl Ecs {
                 .recommend(format!("{} belongs to {}, the vSwitch to {}", group.id, group.vpc_id, vsw.vpc_id)));
             }
         }
-        if !plan.key_pair.is_empty() && db::get_key_pair(tx, account, &plan.region.id, &plan.key_pair)?.is_none() {
+        if !plan.key_pair.is_empty() && key_pair::get_key_pair(tx, account, &plan.region.id, &plan.key_pair)?.is_none()
+        {
             return Err(ApiError::new(404, "InvalidKeyPairName.NotFound", "The specified KeyPairName does not exist."));
         }
-        let net = feitian_vpc::cidr::parse(&vsw.cidr_block).map_err(|_| ApiError::internal())?;
-        let mut taken: HashSet<String> = db::taken_addresses(tx, &vsw.id)?.into_iter().collect();
+        let net = feitian_cidr::parse(&vsw.cidr_block).map_err(|_| ApiError::internal())?;
+        let mut taken: HashSet<String> = network_interface::taken_addresses(tx, &vsw.id)?.into_iter().collect();
         let scope = self.store.scope(account);
         let mut ids = Vec::new();
         for _ in 0..plan.amount {
             let ip = match plan.private_ip {
                 Some(ip) => {
-                    if !feitian_vpc::cidr::is_usable(net, ip) {
+                    if !feitian_cidr::is_usable(net, ip) {
                         return Err(ApiError::invalid(
                             "InvalidPrivateIpAddress.Malformed",
                             "The specified PrivateIpAddress is not a usable address of the vSwitch.",
@@ -314,8 +319,8 @@ impl Ecs {
                     }
                     ip.to_string()
                 }
-                None => feitian_vpc::cidr::usable(net).map(|a| a.to_string()).find(|a| !taken.contains(a)).ok_or_else(
-                    || {
+                None => {
+                    feitian_cidr::usable(net).map(|a| a.to_string()).find(|a| !taken.contains(a)).ok_or_else(|| {
                         ApiError::invalid(
                             "InvalidVSwitchId.IpNotEnough",
                             "The specified vSwitch does not have enough IP addresses.",
@@ -324,26 +329,26 @@ impl Ecs {
                             "{} has no free address left; use another vSwitch or delete instances",
                             vsw.id
                         ))
-                    },
-                )?,
+                    })?
+                }
             };
             taken.insert(ip.clone());
             let id = scope.register(tx, "instance", "i", &plan.region.id, &plan.region.id_code)?;
             let eni_id = scope.register(tx, "eni", "eni", &plan.region.id, &plan.region.id_code)?;
             let disk_id = scope.register(tx, "disk", "d", &plan.region.id, &plan.region.id_code)?;
-            if !db::take_address(tx, &vsw.id, &ip, &eni_id)? {
+            if !network_interface::take_address(tx, &vsw.id, &ip, &eni_id)? {
                 return Err(ApiError::invalid(
                     "InvalidPrivateIpAddress.Duplicated",
                     "The specified PrivateIpAddress is already in use.",
                 ));
             }
             let mut mac = random_mac();
-            while db::mac_in_use(tx, &mac)? {
+            while network_interface::mac_in_use(tx, &mac)? {
                 mac = random_mac();
             }
             let created = now();
             let public_ip = if plan.bandwidth_out > 0 { self.public_address(tx)? } else { String::new() };
-            db::insert_instance(
+            instance::insert_instance(
                 tx,
                 &Instance {
                     id: id.clone(),
@@ -361,8 +366,8 @@ impl Ecs {
                     vswitch_id: vsw.id.clone(),
                     key_pair_name: plan.key_pair.clone(),
                     user_data: plan.user_data.clone(),
-                    status: "Pending".into(),
-                    desired: if plan.run { "Running".into() } else { "Stopped".into() },
+                    status: InstanceStatus::Pending,
+                    desired: if plan.run { Desired::Running } else { Desired::Stopped },
                     reboots: 0,
                     internet_charge_type: plan.charge.clone(),
                     internet_bandwidth_out: plan.bandwidth_out,
@@ -373,7 +378,7 @@ impl Ecs {
                     started_at: String::new(),
                 },
             )?;
-            db::insert_eni(
+            network_interface::insert_eni(
                 tx,
                 &NetworkInterface {
                     id: eni_id.clone(),
@@ -389,9 +394,9 @@ impl Ecs {
                 },
             )?;
             for g in &plan.groups {
-                db::join_group(tx, &eni_id, g)?;
+                security_group::join_group(tx, &eni_id, g)?;
             }
-            db::insert_disk(
+            disk::insert_disk(
                 tx,
                 &Disk {
                     id: disk_id,
@@ -403,15 +408,15 @@ impl Ecs {
                     description: String::new(),
                     category: plan.disk_category.clone(),
                     size_gib: plan.disk_size,
-                    disk_type: "system".into(),
+                    disk_type: DiskType::System,
                     device: "/dev/xvda".into(),
                     image_id: plan.image.id.to_owned(),
-                    status: "In_use".into(),
+                    status: DiskStatus::InUse,
                     delete_with_instance: true,
                     created_at: created,
                 },
             )?;
-            network::set_tags(tx, &id, &plan.tags)?;
+            tag::set_tags(tx, &id, &plan.tags)?;
             ids.push(id);
         }
         Ok(ids)
@@ -424,17 +429,19 @@ impl Ecs {
         validate::dry_run(&p)?;
         let token = client_token(&p)?;
         let me = self.clone();
-        let out = blocking(move || {
-            create_once(&me.store, &ctx, &p, token, |tx| {
-                let ids = me.create_instances(tx, ctx.caller.account_id, &plan)?;
-                Ok(if run {
-                    json!({"InstanceIdSets": {"InstanceIdSet": ids}, "OrderId": "", "TradePrice": 0.0})
-                } else {
-                    json!({"InstanceId": ids[0], "OrderId": "", "TradePrice": 0.0})
+        let out = self
+            .store
+            .call(move |store| {
+                create_once(store, &ctx, &p, token, |tx| {
+                    let ids = me.create_instances(tx, ctx.caller.account_id, &plan)?;
+                    Ok(if run {
+                        json!({"InstanceIdSets": {"InstanceIdSet": ids}, "OrderId": "", "TradePrice": 0.0})
+                    } else {
+                        json!({"InstanceId": ids[0], "OrderId": "", "TradePrice": 0.0})
+                    })
                 })
             })
-        })
-        .await?;
+            .await?;
         self.changed();
         Ok(out)
     }
@@ -454,7 +461,9 @@ impl Ecs {
         region: Option<&str>,
         id: &str,
     ) -> Result<Instance, ApiError> {
-        db::get_instance(tx, account, id)?.filter(|i| region.is_none_or(|r| r == i.region_id)).ok_or_else(not_found)
+        instance::get_instance(tx, account, id)?
+            .filter(|i| region.is_none_or(|r| r == i.region_id))
+            .ok_or_else(not_found)
     }
 
     // --- the lifecycle ----------------------------------------------------------------------
@@ -466,33 +475,35 @@ impl Ecs {
         tx: &Transaction<'_>,
         inst: &Instance,
         action: Lifecycle,
-    ) -> Result<(String, String), ApiError> {
-        let before = inst.status.clone();
+    ) -> Result<(&'static str, &'static str), ApiError> {
+        let before = inst.status.as_str();
         let (status, desired, reboots) = match action {
             Lifecycle::Start => {
-                if inst.status != "Stopped" {
-                    return Err(incorrect_status(&inst.status, "Stopped"));
+                if inst.status != InstanceStatus::Stopped {
+                    return Err(incorrect_status(inst.status, InstanceStatus::Stopped.as_str()));
                 }
-                ("Starting", "Running", 0)
+                (InstanceStatus::Starting, Desired::Running, 0)
             }
-            Lifecycle::Stop { force } => match inst.status.as_str() {
-                "Running" => ("Stopping", "Stopped", 0),
-                "Stopped" if !force => return Ok((before.clone(), before)),
-                "Starting" | "Pending" if force => ("Stopping", "Stopped", 0),
-                s => return Err(incorrect_status(s, "Running")),
+            Lifecycle::Stop { force } => match inst.status {
+                InstanceStatus::Running => (InstanceStatus::Stopping, Desired::Stopped, 0),
+                InstanceStatus::Stopped if !force => return Ok((before, before)),
+                InstanceStatus::Starting | InstanceStatus::Pending if force => {
+                    (InstanceStatus::Stopping, Desired::Stopped, 0)
+                }
+                s => return Err(incorrect_status(s, InstanceStatus::Running.as_str())),
             },
             Lifecycle::Reboot { .. } => {
-                if inst.status != "Running" {
-                    return Err(incorrect_status(&inst.status, "Running"));
+                if inst.status != InstanceStatus::Running {
+                    return Err(incorrect_status(inst.status, InstanceStatus::Running.as_str()));
                 }
-                ("Stopping", "Running", inst.reboots + 1)
+                (InstanceStatus::Stopping, Desired::Running, inst.reboots + 1)
             }
         };
-        db::set_lifecycle(tx, &inst.id, status, desired, reboots)?;
+        instance::set_lifecycle(tx, &inst.id, status, desired, reboots)?;
         // A forced stop or reboot powers the guest off at once instead of asking it (ACPI).
         let forced = matches!(action, Lifecycle::Stop { force: true } | Lifecycle::Reboot { force: true });
-        db::set_forced_stop(tx, &inst.id, forced && status == "Stopping")?;
-        Ok((before, status.to_owned()))
+        instance::set_forced_stop(tx, &inst.id, forced && status == InstanceStatus::Stopping)?;
+        Ok((before, status.as_str()))
     }
 
     fn delete_one(&self, tx: &Transaction<'_>, inst: &Instance, force: bool) -> Result<(), ApiError> {
@@ -503,13 +514,14 @@ impl Ecs {
             )
             .recommend("turn DeletionProtection off with ModifyInstanceAttribute first"));
         }
-        match inst.status.as_str() {
-            "Stopped" => {}
-            "Running" | "Starting" | "Stopping" | "Pending" if force => {}
+        match inst.status {
+            InstanceStatus::Stopped => {}
+            InstanceStatus::Running | InstanceStatus::Starting | InstanceStatus::Stopping | InstanceStatus::Pending
+                if force => {}
             s => return Err(incorrect_status(s, "Stopped (or pass Force=true)")),
         }
         // The records go now; the agent removes what the host still runs of it.
-        db::delete_instance(tx, &inst.id)?;
+        instance::delete_instance(tx, &inst.id)?;
         Ok(())
     }
 
@@ -524,8 +536,8 @@ impl Ecs {
         check_stopped_mode(&p)?;
         validate::dry_run(&p)?;
         let me = self.clone();
-        blocking(move || {
-            me.store.write(|tx| {
+        self.store
+            .write_async(move |tx| {
                 let inst = me.instance(tx, ctx.caller.account_id, None, &id)?;
                 match action {
                     LifecycleAction::Start => me.transition(tx, &inst, Lifecycle::Start).map(drop),
@@ -534,8 +546,7 @@ impl Ecs {
                     LifecycleAction::Delete => me.delete_one(tx, &inst, force),
                 }
             })
-        })
-        .await?;
+            .await?;
         self.changed();
         Ok(json!({}))
     }
@@ -573,26 +584,24 @@ impl Ecs {
         };
         validate::dry_run(&p)?;
         let me = self.clone();
-        let out = blocking(move || {
-            me.store.write(|tx| {
-                let mut responses = Vec::new();
-                for id in &ids {
-                    let result = me.instance(tx, ctx.caller.account_id, Some(&region), id).and_then(|inst| match action {
-                        LifecycleAction::Start => me.transition(tx, &inst, Lifecycle::Start),
-                        LifecycleAction::Stop => me.transition(tx, &inst, Lifecycle::Stop { force }),
-                        LifecycleAction::Reboot => me.transition(tx, &inst, Lifecycle::Reboot { force }),
-                        LifecycleAction::Delete => me.delete_one(tx, &inst, force).map(|_| (inst.status.clone(), "Deleted".into())),
-                    });
-                    match result {
-                        Ok((prev, cur)) => responses.push(json!({"InstanceId": id, "Code": "200", "Message": "success", "PreviousStatus": prev, "CurrentStatus": cur})),
-                        Err(e) if all_together => return Err(e),
-                        Err(e) => responses.push(json!({"InstanceId": id, "Code": e.code, "Message": e.message, "PreviousStatus": "", "CurrentStatus": ""})),
-                    }
+        let out = self.store.write_async(move |tx| {
+            let mut responses = Vec::new();
+            for id in &ids {
+                let result = me.instance(tx, ctx.caller.account_id, Some(&region), id).and_then(|inst| match action {
+                    LifecycleAction::Start => me.transition(tx, &inst, Lifecycle::Start),
+                    LifecycleAction::Stop => me.transition(tx, &inst, Lifecycle::Stop { force }),
+                    LifecycleAction::Reboot => me.transition(tx, &inst, Lifecycle::Reboot { force }),
+                    LifecycleAction::Delete => me.delete_one(tx, &inst, force).map(|_| (inst.status.as_str(), "Deleted")),
+                });
+                match result {
+                    Ok((prev, cur)) => responses.push(json!({"InstanceId": id, "Code": "200", "Message": "success", "PreviousStatus": prev, "CurrentStatus": cur})),
+                    Err(e) if all_together => return Err(e),
+                    Err(e) => responses.push(json!({"InstanceId": id, "Code": e.code, "Message": e.message, "PreviousStatus": "", "CurrentStatus": ""})),
                 }
-                Ok(match action {
-                    LifecycleAction::Delete => json!({}),
-                    _ => json!({"InstanceResponses": {"InstanceResponse": responses}}),
-                })
+            }
+            Ok(match action {
+                LifecycleAction::Delete => json!({}),
+                _ => json!({"InstanceResponses": {"InstanceResponse": responses}}),
             })
         })
         .await?;
@@ -603,7 +612,7 @@ impl Ecs {
     // --- describe ---------------------------------------------------------------------------
 
     fn instance_json(&self, tx: &Transaction<'_>, i: &Instance) -> Result<Value, ApiError> {
-        let extras = db::instance_extras(tx, &[i.id.as_str()])?;
+        let extras = instance::instance_extras(tx, &[i.id.as_str()])?;
         let view = InstanceView::new(i, &extras).ok_or_else(ApiError::internal)?;
         serde_json::to_value(view).map_err(|_| ApiError::internal())
     }
@@ -619,15 +628,14 @@ impl Ecs {
         let eips = validate::id_list(&p, "EipAddresses", 100)?;
         let zone_id = zone(&region, &p, false)?.map(|z| z.id.clone());
         if let Some(s) = p.opt_str("Status") {
-            if !["Pending", "Running", "Starting", "Stopping", "Stopped"].contains(&s) {
+            if InstanceStatus::parse(s).is_none() {
                 return Err(ApiError::invalid_parameter("Status", format!("{s:?} is not an instance status")));
             }
         }
         let tags = validate::tag_filter(&p)?;
         validate::dry_run(&p)?;
-        let me = self.clone();
-        blocking(move || {
-            me.store.read(|tx| {
+        self.store
+            .read_async(move |tx| {
                 let account = ctx.caller.account_id;
                 let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
                 let public: Vec<&str> = public.iter().map(String::as_str).collect();
@@ -651,15 +659,16 @@ impl Ecs {
                     f = f.any_of("instance_type", if types.is_empty() { &["-"] } else { &types });
                 }
                 if !private.is_empty() || p.opt_str("SecurityGroupId").is_some() || !eips.is_empty() {
-                    let sub = db::instance_ids_matching(tx, account, &private, p.opt_str("SecurityGroupId"), &eips)?;
+                    let sub =
+                        instance::instance_ids_matching(tx, account, &private, p.opt_str("SecurityGroupId"), &eips)?;
                     let sub: Vec<&str> = sub.iter().map(String::as_str).collect();
                     f = f.any_of("id", if sub.is_empty() { &["-"] } else { &sub });
                 }
                 let (offset, limit) =
                     if by_token { (tpage.offset, u64::from(tpage.max_results)) } else { (page.offset(), page.limit()) };
-                let (rows, total) = db::list_instances(tx, &f, offset, limit)?;
+                let (rows, total) = instance::list_instances(tx, &f, offset, limit)?;
                 let ids: Vec<&str> = rows.iter().map(|i| i.id.as_str()).collect();
-                let extras = db::instance_extras(tx, &ids)?;
+                let extras = instance::instance_extras(tx, &ids)?;
                 let paging = if by_token {
                     PageFields::Token { next: tpage.next_token(rows.len(), total).unwrap_or_default(), total }
                 } else {
@@ -667,15 +676,14 @@ impl Ecs {
                 };
                 Ok(InstancesPage { rows, extras, paging })
             })
-        })
-        .await
+            .await
     }
 
     pub async fn describe_instance_attribute(self: Arc<Self>, ctx: Ctx, p: Params) -> Result<Value, ApiError> {
         let id = p.required_str("InstanceId")?.to_owned();
         let me = self.clone();
-        blocking(move || {
-            me.store.read(|tx| {
+        self.store
+            .read_async(move |tx| {
                 let i = me.instance(tx, ctx.caller.account_id, None, &id)?;
                 let full = me.instance_json(tx, &i)?;
                 let mut o = Map::new();
@@ -720,8 +728,7 @@ impl Ecs {
                 o.insert("EnableJumboFrame".into(), json!(false));
                 Ok(Value::Object(o))
             })
-        })
-        .await
+            .await
     }
 
     pub async fn describe_instance_status(self: Arc<Self>, ctx: Ctx, p: Params) -> Result<Value, ApiError> {
@@ -729,22 +736,21 @@ impl Ecs {
         let page = Page::from_params(&p, 10, 50)?;
         let ids: Vec<String> = p.list("InstanceId", 100)?.into_iter().map(str::to_owned).collect();
         let zone_id = zone(&region, &p, false)?.map(|z| z.id.clone());
-        let me = self.clone();
-        blocking(move || {
-            me.store.read(|tx| {
+        self.store
+            .read_async(move |tx| {
                 let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
                 let f = Filter::owned(ctx.caller.account_id, &region.id)
                     .any_of("id", &ids)
                     .eq("zone_id", zone_id.as_deref());
-                let (rows, total) = db::list_instances(tx, &f, page.offset(), page.limit())?;
-                let items: Vec<Value> = rows.iter().map(|i| json!({"InstanceId": i.id, "Status": i.status})).collect();
+                let (rows, total) = instance::list_instances(tx, &f, page.offset(), page.limit())?;
+                let items: Vec<Value> =
+                    rows.iter().map(|i| json!({"InstanceId": i.id, "Status": i.status.as_str()})).collect();
                 let mut o = Map::new();
                 o.insert("InstanceStatuses".into(), json!({"InstanceStatus": items}));
                 page_fields(&mut o, page, total);
                 Ok(Value::Object(o))
             })
-        })
-        .await
+            .await
     }
 
     /// `GetInstanceConsoleOutput`: the latest boot's serial console, base64, from the host
@@ -755,8 +761,16 @@ impl Ecs {
         let remove_symbols = p.opt_bool("RemoveSymbols")?.unwrap_or(false);
         let me = self.clone();
         let inst =
-            blocking(move || me.store.read(|tx| me.instance(tx, ctx.caller.account_id, Some(&region.id), &id))).await?;
-        let mut text = self.console.get().and_then(|c| c(&inst.id)).unwrap_or_default();
+            self.store.read_async(move |tx| me.instance(tx, ctx.caller.account_id, Some(&region.id), &id)).await?;
+        let mut text = match self.host.get() {
+            Some(host) => host.console_output(inst.id.clone()).await.unwrap_or_else(|e| {
+                // The console is what the host kept; a host that cannot answer now has none to show.
+                tracing::warn!(instance = %inst.id, error = %e, "cannot read the console from the host");
+                None
+            }),
+            None => None,
+        }
+        .unwrap_or_default();
         if remove_symbols {
             // Control characters a console prints (escapes, carriage returns, bells).
             text = text.chars().filter(|c| !c.is_control() || *c == '\n' || *c == '\t').collect();
@@ -786,12 +800,13 @@ impl Ecs {
             ));
         }
         let me = self.clone();
-        let out = blocking(move || {
-            me.store.write(|tx| {
+        let out = self
+            .store
+            .write_async(move |tx| {
                 let account = ctx.caller.account_id;
                 let mut i = me.instance(tx, account, None, &id)?;
-                if ud.is_some() && i.status != "Stopped" {
-                    return Err(incorrect_status(&i.status, "Stopped (UserData changes need a stopped instance)"));
+                if ud.is_some() && i.status != InstanceStatus::Stopped {
+                    return Err(incorrect_status(i.status, "Stopped (UserData changes need a stopped instance)"));
                 }
                 if let Some(n) = name {
                     i.name = n;
@@ -809,7 +824,10 @@ impl Ecs {
                     i.deletion_protection = b;
                 }
                 if !groups.is_empty() {
-                    let eni = db::enis_of_instance(tx, &i.id)?.into_iter().next().ok_or_else(ApiError::internal)?;
+                    let eni = network_interface::enis_of_instance(tx, &i.id)?
+                        .into_iter()
+                        .next()
+                        .ok_or_else(ApiError::internal)?;
                     for g in &groups {
                         let group = me.group(tx, account, &i.region_id, g)?;
                         if group.vpc_id != i.vpc_id {
@@ -819,18 +837,17 @@ impl Ecs {
                             ));
                         }
                     }
-                    for g in db::groups_of_eni(tx, &eni.id)? {
-                        db::leave_group(tx, &eni.id, &g)?;
+                    for g in security_group::groups_of_eni(tx, &eni.id)? {
+                        security_group::leave_group(tx, &eni.id, &g)?;
                     }
                     for g in &groups {
-                        db::join_group(tx, &eni.id, g)?;
+                        security_group::join_group(tx, &eni.id, g)?;
                     }
                 }
-                db::update_instance(tx, &i)?;
+                instance::update_instance(tx, &i)?;
                 Ok(json!({}))
             })
-        })
-        .await?;
+            .await?;
         self.changed();
         Ok(out)
     }
@@ -838,30 +855,29 @@ impl Ecs {
     pub async fn allocate_public_ip_address(self: Arc<Self>, ctx: Ctx, p: Params) -> Result<Value, ApiError> {
         let id = p.required_str("InstanceId")?.to_owned();
         let me = self.clone();
-        blocking(move || {
-            me.store.write(|tx| {
+        self.store
+            .write_async(move |tx| {
                 let mut i = me.instance(tx, ctx.caller.account_id, None, &id)?;
                 if !i.public_ip.is_empty() {
                     return Err(ApiError::invalid("AllocatedAlready", "The instance already has a public IP address."));
                 }
-                if db::count_where(tx, "eips", "instance_id", &i.id)? > 0 {
+                if query::count_where(tx, "eips", "instance_id", &i.id)? > 0 {
                     return Err(ApiError::invalid(
                         "InvalidOperation.HasEip",
                         "The instance has an EIP; it cannot also get a public IP.",
                     ));
                 }
-                if i.status != "Running" && i.status != "Stopped" {
-                    return Err(incorrect_status(&i.status, "Running or Stopped"));
+                if i.status != InstanceStatus::Running && i.status != InstanceStatus::Stopped {
+                    return Err(incorrect_status(i.status, "Running or Stopped"));
                 }
                 i.public_ip = me.public_address(tx)?;
                 if i.internet_bandwidth_out == 0 {
                     i.internet_bandwidth_out = 5;
                 }
-                db::update_instance(tx, &i)?;
+                instance::update_instance(tx, &i)?;
                 Ok(json!({"IpAddress": i.public_ip}))
             })
-        })
-        .await
+            .await
     }
 
     /// JoinSecurityGroup / LeaveSecurityGroup, by InstanceId or NetworkInterfaceId.
@@ -876,24 +892,28 @@ impl Ecs {
             return Err(ApiError::missing_parameter("InstanceId"));
         }
         let me = self.clone();
-        let out = blocking(move || {
-            me.store.write(|tx| {
+        let out = self
+            .store
+            .write_async(move |tx| {
                 let account = ctx.caller.account_id;
                 let eni = match (&instance_id, &eni_id) {
                     (Some(i), _) => {
                         let inst = me.instance(tx, account, None, i)?;
-                        if !["Running", "Stopped"].contains(&inst.status.as_str()) {
-                            return Err(incorrect_status(&inst.status, "Running or Stopped"));
+                        if ![InstanceStatus::Running, InstanceStatus::Stopped].contains(&inst.status) {
+                            return Err(incorrect_status(inst.status, "Running or Stopped"));
                         }
-                        db::enis_of_instance(tx, &inst.id)?.into_iter().next().ok_or_else(ApiError::internal)?
+                        network_interface::enis_of_instance(tx, &inst.id)?
+                            .into_iter()
+                            .next()
+                            .ok_or_else(ApiError::internal)?
                     }
-                    (None, Some(e)) => db::get_eni(tx, account, e)?.ok_or_else(|| {
+                    (None, Some(e)) => network_interface::get_eni(tx, account, e)?.ok_or_else(|| {
                         ApiError::new(404, "InvalidEcsId.NotFound", "The specified network interface does not exist.")
                     })?,
                     (None, None) => unreachable!("checked above"),
                 };
                 let group = me.group(tx, account, &eni.region_id, &group_id)?;
-                let current = db::groups_of_eni(tx, &eni.id)?;
+                let current = security_group::groups_of_eni(tx, &eni.id)?;
                 if join {
                     if group.vpc_id != eni.vpc_id {
                         return Err(ApiError::invalid(
@@ -917,7 +937,7 @@ impl Ecs {
                             "an instance joins at most {MAX_GROUPS_PER_INTERFACE} security groups; leave one first"
                         )));
                     }
-                    db::join_group(tx, &eni.id, &group.id)?;
+                    security_group::join_group(tx, &eni.id, &group.id)?;
                 } else {
                     if !current.contains(&group.id) {
                         return Err(ApiError::invalid(
@@ -932,12 +952,11 @@ impl Ecs {
                         )
                         .recommend("join it to another group first, then leave this one"));
                     }
-                    db::leave_group(tx, &eni.id, &group.id)?;
+                    security_group::leave_group(tx, &eni.id, &group.id)?;
                 }
                 Ok(json!({}))
             })
-        })
-        .await?;
+            .await?;
         self.changed();
         Ok(out)
     }
@@ -960,77 +979,74 @@ impl Ecs {
         let zone_id = zone(&region, &p, false)?.map(|z| z.id.clone());
         let tags = validate::tag_filter(&p)?;
         validate::dry_run(&p)?;
-        let me = self.clone();
-        blocking(move || {
-            me.store.read(|tx| {
-                let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
-                let tag_args: Vec<(&str, Option<&str>)> = tags.iter().map(|(k, v)| (k.as_str(), v.as_deref())).collect();
-                let f = Filter::owned(ctx.caller.account_id, &region.id)
-                    .any_of("id", &ids)
-                    .eq("instance_id", p.opt_str("InstanceId"))
-                    .eq("disk_type", kind.as_deref())
-                    .eq("category", p.opt_str("Category"))
-                    .eq("status", p.opt_str("Status"))
-                    .eq("zone_id", zone_id.as_deref())
-                    .eq("name", p.opt_str("DiskName"))
-                    .tags(&tag_args);
-                let (offset, limit) = if by_token { (tpage.offset, u64::from(tpage.max_results)) } else { (page.offset(), page.limit()) };
-                let (rows, total) = db::list_disks(tx, &f, offset, limit)?;
-                let mut items = Vec::new();
-                for d in &rows {
-                    let tags = network::tags_of(tx, &[d.id.as_str()])?.remove(&d.id).unwrap_or_default();
-                    let attached = if d.instance_id.is_empty() { vec![] } else { vec![json!({"InstanceId": d.instance_id, "Device": d.device, "AttachedTime": d.created_at})] };
-                    let mut o = json!({
-                        "DiskId": d.id,
-                        "DiskName": d.name,
-                        "Description": d.description,
-                        "Type": d.disk_type,
-                        "Category": d.category,
-                        "Size": d.size_gib,
-                        "ImageId": d.image_id,
-                        "Device": d.device,
-                        "InstanceId": d.instance_id,
-                        "RegionId": d.region_id,
-                        "ZoneId": d.zone_id,
-                        "Status": d.status,
-                        "CreationTime": d.created_at,
-                        "AttachedTime": d.created_at,
-                        "DetachedTime": "",
-                        "ExpiredTime": "",
-                        "DeleteWithInstance": d.delete_with_instance,
-                        "DeleteAutoSnapshot": true,
-                        "EnableAutoSnapshot": true,
-                        "EnableAutomatedSnapshotPolicy": false,
-                        "AutoSnapshotPolicyId": "",
-                        "Encrypted": false,
-                        "KMSKeyId": "",
-                        "Portable": false,
-                        "DiskChargeType": "PostPaid",
-                        "IOPS": 1800 + 50 * d.size_gib,
-                        "PerformanceLevel": if d.category == "cloud_essd" { "PL1" } else { "" },
-                        "SerialNumber": d.id.trim_start_matches("d-"),
-                        "SourceSnapshotId": "",
-                        "ResourceGroupId": "",
-                        "MultiAttach": "Disabled",
-                        "Attachments": {"Attachment": attached},
-                        "OperationLocks": {"OperationLock": []},
-                        "Tags": {"Tag": tags.iter().map(|(k, v)| json!({"TagKey": k, "TagValue": v})).collect::<Vec<_>>()},
-                    });
-                    if d.instance_id.is_empty() {
-                        merge(&mut o, json!({"Status": "Available"}));
-                    }
-                    items.push(o);
+        self.store.read_async(move |tx| {
+            let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+            let tag_args: Vec<(&str, Option<&str>)> = tags.iter().map(|(k, v)| (k.as_str(), v.as_deref())).collect();
+            let f = Filter::owned(ctx.caller.account_id, &region.id)
+                .any_of("id", &ids)
+                .eq("instance_id", p.opt_str("InstanceId"))
+                .eq("disk_type", kind.as_deref())
+                .eq("category", p.opt_str("Category"))
+                .eq("status", p.opt_str("Status"))
+                .eq("zone_id", zone_id.as_deref())
+                .eq("name", p.opt_str("DiskName"))
+                .tags(&tag_args);
+            let (offset, limit) = if by_token { (tpage.offset, u64::from(tpage.max_results)) } else { (page.offset(), page.limit()) };
+            let (rows, total) = disk::list_disks(tx, &f, offset, limit)?;
+            let mut items = Vec::new();
+            for d in &rows {
+                let tags = tag::tags_of(tx, &[d.id.as_str()])?.remove(&d.id).unwrap_or_default();
+                let attached = if d.instance_id.is_empty() { vec![] } else { vec![json!({"InstanceId": d.instance_id, "Device": d.device, "AttachedTime": d.created_at})] };
+                let mut o = json!({
+                    "DiskId": d.id,
+                    "DiskName": d.name,
+                    "Description": d.description,
+                    "Type": d.disk_type.as_str(),
+                    "Category": d.category,
+                    "Size": d.size_gib,
+                    "ImageId": d.image_id,
+                    "Device": d.device,
+                    "InstanceId": d.instance_id,
+                    "RegionId": d.region_id,
+                    "ZoneId": d.zone_id,
+                    "Status": d.status.as_str(),
+                    "CreationTime": d.created_at,
+                    "AttachedTime": d.created_at,
+                    "DetachedTime": "",
+                    "ExpiredTime": "",
+                    "DeleteWithInstance": d.delete_with_instance,
+                    "DeleteAutoSnapshot": true,
+                    "EnableAutoSnapshot": true,
+                    "EnableAutomatedSnapshotPolicy": false,
+                    "AutoSnapshotPolicyId": "",
+                    "Encrypted": false,
+                    "KMSKeyId": "",
+                    "Portable": false,
+                    "DiskChargeType": "PostPaid",
+                    "IOPS": 1800 + 50 * d.size_gib,
+                    "PerformanceLevel": if d.category == "cloud_essd" { "PL1" } else { "" },
+                    "SerialNumber": d.id.trim_start_matches("d-"),
+                    "SourceSnapshotId": "",
+                    "ResourceGroupId": "",
+                    "MultiAttach": "Disabled",
+                    "Attachments": {"Attachment": attached},
+                    "OperationLocks": {"OperationLock": []},
+                    "Tags": {"Tag": tags.iter().map(|(k, v)| json!({"TagKey": k, "TagValue": v})).collect::<Vec<_>>()},
+                });
+                if d.instance_id.is_empty() {
+                    merge(&mut o, json!({"Status": DiskStatus::Available.as_str()}));
                 }
-                let mut o = Map::new();
-                if by_token {
-                    o.insert("NextToken".into(), json!(tpage.next_token(items.len(), total).unwrap_or_default()));
-                    o.insert("TotalCount".into(), json!(total));
-                } else {
-                    page_fields(&mut o, page, total);
-                }
-                o.insert("Disks".into(), json!({"Disk": items}));
-                Ok(Value::Object(o))
-            })
+                items.push(o);
+            }
+            let mut o = Map::new();
+            if by_token {
+                o.insert("NextToken".into(), json!(tpage.next_token(items.len(), total).unwrap_or_default()));
+                o.insert("TotalCount".into(), json!(total));
+            } else {
+                page_fields(&mut o, page, total);
+            }
+            o.insert("Disks".into(), json!({"Disk": items}));
+            Ok(Value::Object(o))
         })
         .await
     }

@@ -5,9 +5,9 @@ use crate::Ecs;
 use feitian_api::paging::Page;
 use feitian_api::region::require_region;
 use feitian_api::service::{now, page_fields};
-use feitian_api::{blocking, validate, ApiError, Ctx, Params};
-use feitian_meta::ecs::{self as db, KeyPair};
-use feitian_meta::{network, Transaction};
+use feitian_api::{validate, ApiError, Ctx, Params};
+use feitian_meta::key_pair::{self, KeyPair};
+use feitian_meta::{instance, resource, tag, Transaction};
 use md5::{Digest, Md5};
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
@@ -79,20 +79,20 @@ pub(crate) fn tag_id(account: u64, region: &str, name: &str) -> String {
 
 impl Ecs {
     fn save_key_pair(&self, tx: &Transaction<'_>, k: &KeyPair, tags: &[(String, String)]) -> Result<(), ApiError> {
-        if db::get_key_pair(tx, k.account_id, &k.region_id, &k.name)?.is_some() {
+        if key_pair::get_key_pair(tx, k.account_id, &k.region_id, &k.name)?.is_some() {
             return Err(ApiError::invalid("KeyPair.AlreadyExist", "The key pair already exist.")
                 .recommend("pick another KeyPairName, or delete the existing pair first"));
         }
-        let (_, count) = db::list_key_pairs(tx, k.account_id, &k.region_id, None, None, 0, 0)?;
+        let (_, count) = key_pair::list_key_pairs(tx, k.account_id, &k.region_id, None, None, 0, 0)?;
         if count >= MAX_KEY_PAIRS {
             return Err(ApiError::invalid("QuotaExceed.KeyPair", "The maximum number of key pairs is reached."));
         }
-        db::insert_key_pair(tx, k)?;
+        key_pair::insert_key_pair(tx, k)?;
         if !tags.is_empty() {
             // Key pairs are named, not numbered: their tags hang off a derived id.
             let id = tag_id(k.account_id, &k.region_id, &k.name);
-            network::register_named(tx, &id, k.account_id, "key_pair", &k.region_id, &k.created_at)?;
-            network::set_tags(tx, &id, tags)?;
+            resource::register_named(tx, &id, k.account_id, "key_pair", &k.region_id, &k.created_at)?;
+            tag::set_tags(tx, &id, tags)?;
         }
         Ok(())
     }
@@ -110,8 +110,8 @@ impl Ecs {
         reply: impl FnOnce(&str, &str) -> Value + Send + 'static,
     ) -> Result<Value, ApiError> {
         let me = self.clone();
-        blocking(move || {
-            me.store.write(|tx| {
+        self.store
+            .write_async(move |tx| {
                 let k = KeyPair {
                     account_id: ctx.caller.account_id,
                     region_id: region,
@@ -123,15 +123,18 @@ impl Ecs {
                 me.save_key_pair(tx, &k, &tags)?;
                 Ok(reply(&k.name, &k.fingerprint))
             })
-        })
-        .await
+            .await
     }
 
     pub async fn create_key_pair(self: Arc<Self>, ctx: Ctx, p: Params) -> Result<Value, ApiError> {
         let region = require_region(&self.catalog, &p)?.id.clone();
         let name = key_pair_name(&p)?;
         let tags = validate::tags(&p)?;
-        let (pem, public, fp) = blocking(generate).await?;
+        // RSA generation takes a while: off the async workers.
+        let (pem, public, fp) = tokio::task::spawn_blocking(generate).await.map_err(|e| {
+            tracing::error!(error = %e, "key generation failed");
+            ApiError::internal()
+        })??;
         self.add_key_pair(ctx, region, name, public, fp, tags, move |name, fp| {
             json!({"KeyPairName": name, "KeyPairId": name, "KeyPairFingerPrint": fp, "PrivateKeyBody": pem})
         })
@@ -162,16 +165,15 @@ impl Ecs {
         let fp = p.opt_str("KeyPairFingerPrint").map(str::to_owned);
         let with_key = p.opt_bool("IncludePublicKey")?.unwrap_or(false);
         let tags = validate::tag_filter(&p)?;
-        let me = self.clone();
-        blocking(move || {
-            me.store.read(|tx| {
+        self.store
+            .read_async(move |tx| {
                 let account = ctx.caller.account_id;
                 let (rows, _) =
-                    db::list_key_pairs(tx, account, &region, name.as_deref(), fp.as_deref(), 0, u64::MAX >> 1)?;
+                    key_pair::list_key_pairs(tx, account, &region, name.as_deref(), fp.as_deref(), 0, u64::MAX >> 1)?;
                 let mut items = Vec::new();
                 for k in rows {
                     let id = tag_id(account, &region, &k.name);
-                    let mine = network::tags_of(tx, &[id.as_str()])?.remove(&id).unwrap_or_default();
+                    let mine = tag::tags_of(tx, &[id.as_str()])?.remove(&id).unwrap_or_default();
                     let all_match = tags
                         .iter()
                         .all(|(tk, tv)| mine.iter().any(|(k, v)| k == tk && tv.as_deref().is_none_or(|tv| tv == v)));
@@ -199,8 +201,7 @@ impl Ecs {
                 page_fields(&mut o, page, total);
                 Ok(Value::Object(o))
             })
-        })
-        .await
+            .await
     }
 
     pub async fn delete_key_pairs(self: Arc<Self>, ctx: Ctx, p: Params) -> Result<Value, ApiError> {
@@ -209,25 +210,23 @@ impl Ecs {
         if names.is_empty() {
             return Err(ApiError::missing_parameter("KeyPairNames"));
         }
-        let me = self.clone();
-        blocking(move || {
-            me.store.write(|tx| {
+        self.store
+            .write_async(move |tx| {
                 let account = ctx.caller.account_id;
                 for n in &names {
-                    if db::get_key_pair(tx, account, &region, n)?.is_none() {
+                    if key_pair::get_key_pair(tx, account, &region, n)?.is_none() {
                         return Err(not_found(n));
                     }
                 }
                 for n in &names {
-                    db::delete_key_pair(tx, account, &region, n)?;
-                    network::forget_resource(tx, &tag_id(account, &region, n))?;
+                    key_pair::delete_key_pair(tx, account, &region, n)?;
+                    resource::forget_resource(tx, &tag_id(account, &region, n))?;
                     // Instances keep their authorized key (as on the real cloud) but lose the name.
-                    db::forget_key_pair_on_instances(tx, account, &region, n)?;
+                    instance::forget_key_pair_on_instances(tx, account, &region, n)?;
                 }
                 Ok(json!({}))
             })
-        })
-        .await
+            .await
     }
 
     /// AttachKeyPair / DetachKeyPair: per-instance results, as the real API gives them.
@@ -238,26 +237,25 @@ impl Ecs {
         if ids.is_empty() {
             return Err(ApiError::missing_parameter("InstanceIds"));
         }
-        let me = self.clone();
-        blocking(move || {
-            me.store.write(|tx| {
+        self.store
+            .write_async(move |tx| {
                 let account = ctx.caller.account_id;
-                if db::get_key_pair(tx, account, &region, &name)?.is_none() {
+                if key_pair::get_key_pair(tx, account, &region, &name)?.is_none() {
                     return Err(not_found(&name));
                 }
                 let mut results = Vec::new();
                 let mut failed = 0;
                 for id in &ids {
-                    let outcome = match db::get_instance(tx, account, id)?.filter(|i| i.region_id == region) {
+                    let outcome = match instance::get_instance(tx, account, id)?.filter(|i| i.region_id == region) {
                         None => Err(("InvalidInstanceId.NotFound", "The specified instance does not exist.")),
                         Some(mut inst) => {
                             if attach {
                                 inst.key_pair_name = name.clone();
-                                db::update_instance(tx, &inst)?;
+                                instance::update_instance(tx, &inst)?;
                                 Ok(())
                             } else if inst.key_pair_name == name {
                                 inst.key_pair_name.clear();
-                                db::update_instance(tx, &inst)?;
+                                instance::update_instance(tx, &inst)?;
                                 Ok(())
                             } else {
                                 Err(("InvalidKeyPair.NotAttached", "The key pair is not attached to the instance."))
@@ -280,8 +278,7 @@ impl Ecs {
                     "Results": {"Result": results},
                 }))
             })
-        })
-        .await
+            .await
     }
 }
 

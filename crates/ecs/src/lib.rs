@@ -15,13 +15,13 @@ pub mod regions;
 pub mod security_groups;
 pub mod tags;
 
+use feitian_agent_api::{HostApi, Nudges};
 use feitian_api::Registry;
 use feitian_meta::Store;
 use feitian_region::Catalog;
 use feitian_secgroup::Direction;
 use instances::LifecycleAction;
 use std::sync::Arc;
-use tokio::sync::Notify;
 
 pub const PRODUCT: &str = "ecs";
 pub const VERSION: &str = "2014-05-26";
@@ -32,25 +32,19 @@ pub struct Ecs {
     pub catalog: Arc<Catalog>,
     /// Where instances' public IPs come from: the pool EIPs use too.
     pub eip_pool: ipnet::Ipv4Net,
-    /// Wakes the instance reconciler after a change.
-    pub wake: Arc<Notify>,
-    /// Wakes the host's network agent (security groups, interfaces) after a change.
-    pub host_wake: Arc<Notify>,
-    /// Reads an instance's console from the host that runs it; set once the compute driver
-    /// is up.
-    pub console: std::sync::OnceLock<ConsoleReader>,
+    /// Tells the hosts that their plans changed (instances, interfaces, security groups).
+    pub nudges: Nudges,
+    /// The host that runs the instances (for their consoles), through the host contract; set
+    /// once the host's agent is up.
+    pub host: std::sync::OnceLock<Arc<dyn HostApi>>,
 }
 
 impl Ecs {
-    /// Tells the agents that the store changed: the instance reconciler and the network agent.
+    /// Tells the hosts that the store changed: their instances and their networks.
     pub fn changed(&self) {
-        self.wake.notify_one();
-        self.host_wake.notify_one();
+        self.nudges.all_changed();
     }
 }
-
-/// An instance's serial console output so far, by instance id.
-pub type ConsoleReader = Box<dyn Fn(&str) -> Option<String> + Send + Sync>;
 
 macro_rules! actions {
     ($r:expr, $ecs:expr, [$($name:literal => $method:ident $(($arg:expr))?),* $(,)?]) => {$(

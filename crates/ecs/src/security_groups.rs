@@ -6,9 +6,9 @@ use crate::Ecs;
 use feitian_api::paging::{Page, TokenPage};
 use feitian_api::region::require_region;
 use feitian_api::service::{client_token, create_once, now, page_fields};
-use feitian_api::{blocking, validate, ApiError, Ctx, Params};
-use feitian_meta::ecs::{self as db, SecurityGroup, SgRule};
-use feitian_meta::{network, Filter, Transaction};
+use feitian_api::{validate, ApiError, Ctx, Params};
+use feitian_meta::security_group::{self, SecurityGroup, SgRule};
+use feitian_meta::{query, resource, tag, vpc, Filter, Transaction};
 use feitian_secgroup::{self as sg, Direction, Peer, Rule, RuleError, RuleInput};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
@@ -31,60 +31,12 @@ fn rule_error(e: RuleError) -> ApiError {
     ApiError::new(e.status, e.code, e.message)
 }
 
-fn opt(s: &str) -> Option<&str> {
-    (!s.is_empty()).then_some(s)
-}
-
 /// A stored rule as the pure crate's `Rule` (stored rules were validated on the way in).
-pub fn stored_rule(r: &SgRule) -> Result<Rule, ApiError> {
-    let direction = Direction::parse(&r.direction).ok_or_else(ApiError::internal)?;
-    let priority = r.priority.to_string();
-    let input = RuleInput {
-        ip_protocol: opt(&r.ip_protocol),
-        port_range: opt(&r.port_range),
-        source_port_range: opt(&r.source_port_range),
-        policy: opt(&r.policy),
-        priority: Some(&priority),
-        nic_type: opt(&r.nic_type),
-        source_cidr_ip: opt(&r.source_cidr),
-        dest_cidr_ip: opt(&r.dest_cidr),
-        source_group_id: opt(&r.source_group_id),
-        dest_group_id: opt(&r.dest_group_id),
-        source_group_owner_account: opt(&r.source_group_owner_account),
-        source_group_owner_id: opt(&r.source_group_owner_id),
-        dest_group_owner_account: opt(&r.dest_group_owner_account),
-        dest_group_owner_id: opt(&r.dest_group_owner_id),
-        description: opt(&r.description),
-    };
-    sg::validate(direction, &input).map_err(|e| {
+fn stored_rule(r: &SgRule) -> Result<Rule, ApiError> {
+    r.rule().map_err(|e| {
         tracing::error!(rule = %r.id, error = %e, "a stored rule no longer validates");
         ApiError::internal()
     })
-}
-
-fn to_stored(rule: &Rule, id: String, group_id: &str) -> SgRule {
-    let f = rule.to_fields();
-    SgRule {
-        id,
-        security_group_id: group_id.to_owned(),
-        direction: f.direction,
-        ip_protocol: f.ip_protocol,
-        port_range: f.port_range,
-        source_port_range: f.source_port_range,
-        policy: f.policy,
-        priority: f.priority.parse().unwrap_or(1),
-        nic_type: f.nic_type,
-        source_cidr: f.source_cidr_ip,
-        dest_cidr: f.dest_cidr_ip,
-        source_group_id: f.source_group_id,
-        source_group_owner_account: f.source_group_owner_account,
-        source_group_owner_id: f.source_group_owner_id,
-        dest_group_id: f.dest_group_id,
-        dest_group_owner_account: f.dest_group_owner_account,
-        dest_group_owner_id: f.dest_group_owner_id,
-        description: f.description,
-        created_at: now(),
-    }
 }
 
 /// The rule fields of a request: `Permissions.N.*` (current SDKs) or the top-level fields
@@ -142,7 +94,7 @@ fn input<'a>(m: &BTreeMap<&'a str, &'a str>) -> RuleInput<'a> {
 }
 
 fn account_name(tx: &Transaction<'_>, id: u64) -> Result<String, ApiError> {
-    network::account_name(tx, id)?.ok_or_else(ApiError::internal)
+    resource::account_name(tx, id)?.ok_or_else(ApiError::internal)
 }
 
 impl Ecs {
@@ -153,7 +105,7 @@ impl Ecs {
         region: &str,
         id: &str,
     ) -> Result<SecurityGroup, ApiError> {
-        db::get_security_group(tx, account, id)?.filter(|g| g.region_id == region).ok_or_else(not_found)
+        security_group::get_security_group(tx, account, id)?.filter(|g| g.region_id == region).ok_or_else(not_found)
     }
 
     /// Checks that a rule's peer group exists: the caller's own, or another account's when the
@@ -172,9 +124,9 @@ impl Ecs {
         };
         let missing = || ApiError::new(404, code, "The specified peer security group does not exist.");
         if owner_account.is_none() && owner_id.is_none() {
-            return db::get_security_group(tx, account, group_id)?.map(|_| ()).ok_or_else(missing);
+            return security_group::get_security_group(tx, account, group_id)?.map(|_| ()).ok_or_else(missing);
         }
-        let g = db::get_security_group_any_owner(tx, group_id)?.ok_or_else(missing)?;
+        let g = security_group::get_security_group_any_owner(tx, group_id)?.ok_or_else(missing)?;
         let name = account_name(tx, g.account_id)?;
         let id_ok = owner_id.as_deref().is_none_or(|o| o == g.account_id.to_string());
         let name_ok = owner_account.as_deref().is_none_or(|o| o == name);
@@ -208,44 +160,48 @@ impl Ecs {
         let tags = validate::tags(&p)?;
         let token = client_token(&p)?;
         let me = self.clone();
-        blocking(move || {
-            create_once(&me.store, &ctx, &p, token, |tx| {
-                let account = ctx.caller.account_id;
-                let vpc = network::get_vpc(tx, account, &vpc_id)?
-                    .filter(|v| v.region_id == region.id)
-                    .ok_or_else(|| ApiError::new(404, "InvalidVpcId.NotFound", "Specified VPC does not exist."))?;
-                if db::count(tx, "security_groups", &Filter::owned(account, &region.id))? >= MAX_GROUPS_PER_REGION {
-                    return Err(ApiError::invalid(
-                        "QuotaExceed.SecurityGroup",
-                        "The maximum number of security groups is reached.",
-                    ));
-                }
-                let id = me.store.scope(account).register(tx, "security_group", "sg", &region.id, &region.id_code)?;
-                db::insert_security_group(
-                    tx,
-                    &SecurityGroup {
-                        id: id.clone(),
-                        account_id: account,
-                        region_id: region.id.clone(),
-                        vpc_id: vpc.id,
-                        name: name.clone(),
-                        description: description.clone(),
-                        inner_policy: if sg_type == "enterprise" { "Drop".into() } else { "Accept".into() },
-                        sg_type: sg_type.clone(),
-                        created_at: now(),
-                    },
-                )?;
-                network::set_tags(tx, &id, &tags)?;
-                Ok(json!({"SecurityGroupId": id}))
+        self.store
+            .call(move |store| {
+                create_once(store, &ctx, &p, token, |tx| {
+                    let account = ctx.caller.account_id;
+                    let vpc = vpc::get_vpc(tx, account, &vpc_id)?
+                        .filter(|v| v.region_id == region.id)
+                        .ok_or_else(|| ApiError::new(404, "InvalidVpcId.NotFound", "Specified VPC does not exist."))?;
+                    if query::count(tx, "security_groups", &Filter::owned(account, &region.id))?
+                        >= MAX_GROUPS_PER_REGION
+                    {
+                        return Err(ApiError::invalid(
+                            "QuotaExceed.SecurityGroup",
+                            "The maximum number of security groups is reached.",
+                        ));
+                    }
+                    let id =
+                        me.store.scope(account).register(tx, "security_group", "sg", &region.id, &region.id_code)?;
+                    security_group::insert_security_group(
+                        tx,
+                        &SecurityGroup {
+                            id: id.clone(),
+                            account_id: account,
+                            region_id: region.id.clone(),
+                            vpc_id: vpc.id,
+                            name: name.clone(),
+                            description: description.clone(),
+                            inner_policy: if sg_type == "enterprise" { "Drop".into() } else { "Accept".into() },
+                            sg_type: sg_type.clone(),
+                            created_at: now(),
+                        },
+                    )?;
+                    tag::set_tags(tx, &id, &tags)?;
+                    Ok(json!({"SecurityGroupId": id}))
+                })
             })
-        })
-        .await
+            .await
     }
 
     fn group_json(&self, tx: &Transaction<'_>, g: &SecurityGroup) -> Result<Value, ApiError> {
-        let rules = db::rules_of(tx, &g.id)?;
-        let members = db::members_of(tx, &g.id)?.len() as u64;
-        let tags = network::tags_of(tx, &[g.id.as_str()])?.remove(&g.id).unwrap_or_default();
+        let rules = security_group::rules_of(tx, &g.id)?;
+        let members = security_group::members_of(tx, &g.id)?.len() as u64;
+        let tags = tag::tags_of(tx, &[g.id.as_str()])?.remove(&g.id).unwrap_or_default();
         let tags: Vec<Value> = tags.iter().map(|(k, v)| json!({"TagKey": k, "TagValue": v})).collect();
         Ok(json!({
             "SecurityGroupId": g.id,
@@ -291,8 +247,8 @@ impl Ecs {
         }
         validate::dry_run(&p)?;
         let me = self.clone();
-        blocking(move || {
-            me.store.read(|tx| {
+        self.store
+            .read_async(move |tx| {
                 let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
                 let tag_args: Vec<(&str, Option<&str>)> =
                     tags.iter().map(|(k, v)| (k.as_str(), v.as_deref())).collect();
@@ -307,7 +263,7 @@ impl Ecs {
                 }
                 let (offset, limit) =
                     if by_token { (tpage.offset, u64::from(tpage.max_results)) } else { (page.offset(), page.limit()) };
-                let (rows, total) = db::list_security_groups(tx, &f, offset, limit)?;
+                let (rows, total) = security_group::list_security_groups(tx, &f, offset, limit)?;
                 let items = rows.iter().map(|g| me.group_json(tx, g)).collect::<Result<Vec<_>, _>>()?;
                 let mut o = Map::new();
                 o.insert("RegionId".into(), json!(region));
@@ -320,8 +276,7 @@ impl Ecs {
                 o.insert("SecurityGroups".into(), json!({"SecurityGroup": items}));
                 Ok(Value::Object(o))
             })
-        })
-        .await
+            .await
     }
 
     fn rule_json(&self, tx: &Transaction<'_>, r: &SgRule) -> Result<Value, ApiError> {
@@ -329,7 +284,7 @@ impl Ecs {
             if id.is_empty() {
                 return Ok(String::new());
             }
-            Ok(db::get_security_group_any_owner(tx, id)?.map(|g| g.name).unwrap_or_default())
+            Ok(security_group::get_security_group_any_owner(tx, id)?.map(|g| g.name).unwrap_or_default())
         };
         Ok(json!({
             "SecurityGroupRuleId": r.id,
@@ -383,10 +338,10 @@ impl Ecs {
         let max = p.opt_int("MaxResults", 10, 1000)?;
         let offset: usize = feitian_api::paging::offset_token(&p)?;
         let me = self.clone();
-        blocking(move || {
-            me.store.read(|tx| {
+        self.store
+            .read_async(move |tx| {
                 let g = me.group(tx, ctx.caller.account_id, &region, &id)?;
-                let rules: Vec<SgRule> = db::rules_of(tx, &g.id)?
+                let rules: Vec<SgRule> = security_group::rules_of(tx, &g.id)?
                     .into_iter()
                     .filter(|r| direction == "all" || r.direction == direction)
                     .filter(|r| nic.as_deref().is_none_or(|n| n == r.nic_type))
@@ -409,8 +364,7 @@ impl Ecs {
                     "Permissions": {"Permission": shown},
                 }))
             })
-        })
-        .await
+            .await
     }
 
     pub async fn modify_security_group_attribute(self: Arc<Self>, ctx: Ctx, p: Params) -> Result<Value, ApiError> {
@@ -420,8 +374,8 @@ impl Ecs {
         let description =
             validate::description(&p, "Description", "InvalidSecurityGroupDiscription.Malformed")?.map(str::to_owned);
         let me = self.clone();
-        blocking(move || {
-            me.store.write(|tx| {
+        self.store
+            .write_async(move |tx| {
                 let mut g = me.group(tx, ctx.caller.account_id, &region, &id)?;
                 if let Some(n) = name {
                     g.name = n;
@@ -429,11 +383,10 @@ impl Ecs {
                 if let Some(d) = description {
                     g.description = d;
                 }
-                db::update_security_group(tx, &g)?;
+                security_group::update_security_group(tx, &g)?;
                 Ok(json!({}))
             })
-        })
-        .await
+            .await
     }
 
     pub async fn modify_security_group_policy(self: Arc<Self>, ctx: Ctx, p: Params) -> Result<Value, ApiError> {
@@ -450,15 +403,15 @@ impl Ecs {
             }
         };
         let me = self.clone();
-        let out = blocking(move || {
-            me.store.write(|tx| {
+        let out = self
+            .store
+            .write_async(move |tx| {
                 let mut g = me.group(tx, ctx.caller.account_id, &region, &id)?;
                 g.inner_policy = policy.into();
-                db::update_security_group(tx, &g)?;
-                Ok(json!({}))
+                security_group::update_security_group(tx, &g)?;
+                Ok::<_, ApiError>(json!({}))
             })
-        })
-        .await?;
+            .await?;
         self.changed();
         Ok(out)
     }
@@ -467,10 +420,10 @@ impl Ecs {
         let region = require_region(&self.catalog, &p)?.id.clone();
         let id = p.required_str("SecurityGroupId")?.to_owned();
         let me = self.clone();
-        blocking(move || {
-            me.store.write(|tx| {
+        self.store
+            .write_async(move |tx| {
                 let g = me.group(tx, ctx.caller.account_id, &region, &id)?;
-                let members = db::members_of(tx, &g.id)?;
+                let members = security_group::members_of(tx, &g.id)?;
                 if let Some(m) = members.first() {
                     return Err(ApiError::invalid(
                         "DependencyViolation",
@@ -482,7 +435,7 @@ impl Ecs {
                         m.instance_id
                     )));
                 }
-                let refs = db::groups_referencing(tx, &g.id)?;
+                let refs = security_group::groups_referencing(tx, &g.id)?;
                 if let Some(r) = refs.first() {
                     return Err(ApiError::invalid(
                         "DependencyViolation",
@@ -490,11 +443,10 @@ impl Ecs {
                     )
                     .recommend(format!("revoke the rules of {} that name {} first", r.id, g.id)));
                 }
-                db::delete_security_group(tx, &g.id)?;
+                security_group::delete_security_group(tx, &g.id)?;
                 Ok(json!({}))
             })
-        })
-        .await
+            .await
     }
 
     pub async fn authorize(self: Arc<Self>, ctx: Ctx, p: Params, direction: Direction) -> Result<Value, ApiError> {
@@ -506,12 +458,13 @@ impl Ecs {
             .collect::<Result<Vec<_>, _>>()
             .map_err(rule_error)?;
         let me = self.clone();
-        let out = blocking(move || {
-            me.store.write(|tx| {
+        let out = self
+            .store
+            .write_async(move |tx| {
                 let account = ctx.caller.account_id;
                 let g = me.group(tx, account, &region.id, &id)?;
                 let mut existing: Vec<Rule> =
-                    db::rules_of(tx, &g.id)?.iter().map(stored_rule).collect::<Result<_, _>>()?;
+                    security_group::rules_of(tx, &g.id)?.iter().map(stored_rule).collect::<Result<_, _>>()?;
                 for rule in rules {
                     me.check_peer(tx, account, &rule, direction)?;
                     // Authorizing an identical rule again changes nothing.
@@ -528,13 +481,12 @@ impl Ecs {
                         )));
                     }
                     let rid = feitian_meta::ids::resource_id("sgr", &region.id_code);
-                    db::insert_rule(tx, &to_stored(&rule, rid, &g.id))?;
+                    security_group::insert_rule(tx, &SgRule::from_rule(&rule, rid, &g.id, now()))?;
                     existing.push(rule);
                 }
                 Ok(json!({}))
             })
-        })
-        .await?;
+            .await?;
         self.changed();
         Ok(out)
     }
@@ -553,10 +505,11 @@ impl Ecs {
             vec![]
         };
         let me = self.clone();
-        let out = blocking(move || {
-            me.store.write(|tx| {
+        let out = self
+            .store
+            .write_async(move |tx| {
                 let g = me.group(tx, ctx.caller.account_id, &region, &id)?;
-                let stored = db::rules_of(tx, &g.id)?;
+                let stored = security_group::rules_of(tx, &g.id)?;
                 for rid in &rule_ids {
                     let found = stored.iter().find(|r| &r.id == rid && r.direction == direction.as_api());
                     // The public docs: a missing SecurityGroupRuleId is an error (since 2024);
@@ -567,21 +520,20 @@ impl Ecs {
                             format!("The security group rule {rid} does not exist in {}.", g.id),
                         )
                     })?;
-                    db::delete_rule(tx, &r.id)?;
+                    security_group::delete_rule(tx, &r.id)?;
                 }
                 for (rule, by_priority) in &wanted {
                     for r in &stored {
                         let s = stored_rule(r)?;
                         let hit = if *by_priority { s.same_rule(rule) } else { s.same_rule_except_priority(rule) };
                         if hit {
-                            db::delete_rule(tx, &r.id)?;
+                            security_group::delete_rule(tx, &r.id)?;
                         }
                     }
                 }
-                Ok(json!({}))
+                Ok::<_, ApiError>(json!({}))
             })
-        })
-        .await?;
+            .await?;
         self.changed();
         Ok(out)
     }
@@ -596,19 +548,17 @@ impl Ecs {
             return Err(ApiError::missing_parameter("SecurityGroupId.N"));
         }
         let me = self.clone();
-        blocking(move || {
-            me.store.read(|tx| {
-                let mut out = Vec::new();
-                for id in &ids {
-                    let g = me.group(tx, ctx.caller.account_id, &region, id)?;
-                    let refs: Vec<Value> = db::groups_referencing(tx, &g.id)?
-                        .iter()
-                        .map(|r| json!({"SecurityGroupId": r.id, "AliUid": r.account_id.to_string()}))
-                        .collect();
-                    out.push(json!({"SecurityGroupId": g.id, "ReferencingSecurityGroups": {"ReferencingSecurityGroup": refs}}));
-                }
-                Ok(json!({"SecurityGroupReferences": {"SecurityGroupReference": out}}))
-            })
+        self.store.read_async(move |tx| {
+            let mut out = Vec::new();
+            for id in &ids {
+                let g = me.group(tx, ctx.caller.account_id, &region, id)?;
+                let refs: Vec<Value> = security_group::groups_referencing(tx, &g.id)?
+                    .iter()
+                    .map(|r| json!({"SecurityGroupId": r.id, "AliUid": r.account_id.to_string()}))
+                    .collect();
+                out.push(json!({"SecurityGroupId": g.id, "ReferencingSecurityGroups": {"ReferencingSecurityGroup": refs}}));
+            }
+            Ok(json!({"SecurityGroupReferences": {"SecurityGroupReference": out}}))
         })
         .await
     }

@@ -4,8 +4,8 @@
 
 use crate::Ecs;
 use feitian_api::region::require_region;
-use feitian_api::{blocking, validate, ApiError, Ctx, Params};
-use feitian_meta::{network, Transaction};
+use feitian_api::{validate, ApiError, Ctx, Params};
+use feitian_meta::{key_pair, resource, tag, Transaction};
 use serde_json::{json, Value};
 use std::sync::Arc;
 
@@ -47,7 +47,7 @@ impl Ecs {
     ) -> Result<String, ApiError> {
         let store_id = if kind == "key_pair" { crate::key_pairs::tag_id(account, region, id) } else { id.to_owned() };
         if kind == "key_pair" {
-            if feitian_meta::ecs::get_key_pair(tx, account, region, id)?.is_none() {
+            if key_pair::get_key_pair(tx, account, region, id)?.is_none() {
                 return Err(ApiError::new(
                     404,
                     "InvalidResourceId.NotFound",
@@ -56,7 +56,7 @@ impl Ecs {
             }
             if self.store.scope(account).get(tx, kind, &store_id)?.is_none() {
                 let at = feitian_api::service::now();
-                network::register_named(tx, &store_id, account, kind, region, &at)?;
+                resource::register_named(tx, &store_id, account, kind, region, &at)?;
             }
             return Ok(store_id);
         }
@@ -78,12 +78,12 @@ impl Ecs {
             return Err(ApiError::missing_parameter("Tag.N.Key"));
         }
         let me = self.clone();
-        blocking(move || {
-            me.store.write(|tx| {
+        self.store
+            .write_async(move |tx| {
                 for id in &ids {
                     let target = me.tag_target(tx, ctx.caller.account_id, &region, kind, id)?;
-                    network::set_tags(tx, &target, &tags)?;
-                    if network::tag_count(tx, &target)? > MAX_TAGS_PER_RESOURCE {
+                    tag::set_tags(tx, &target, &tags)?;
+                    if tag::tag_count(tx, &target)? > MAX_TAGS_PER_RESOURCE {
                         return Err(ApiError::invalid("InvalidTagCount", "A resource holds at most 20 tags.")
                             .recommend(format!(
                                 "{id} would have more than {MAX_TAGS_PER_RESOURCE} tags; remove some first"
@@ -92,8 +92,7 @@ impl Ecs {
                 }
                 Ok(json!({}))
             })
-        })
-        .await
+            .await
     }
 
     pub async fn untag_resources(self: Arc<Self>, ctx: Ctx, p: Params) -> Result<Value, ApiError> {
@@ -109,12 +108,12 @@ impl Ecs {
             return Err(ApiError::missing_parameter("TagKey.N").recommend("name the keys to remove, or pass All=true"));
         }
         let me = self.clone();
-        blocking(move || {
-            me.store.write(|tx| {
+        self.store
+            .write_async(move |tx| {
                 for id in &ids {
                     let target = me.tag_target(tx, ctx.caller.account_id, &region, kind, id)?;
                     let keys = if keys.is_empty() {
-                        network::tags_of(tx, &[target.as_str()])?
+                        tag::tags_of(tx, &[target.as_str()])?
                             .remove(&target)
                             .unwrap_or_default()
                             .into_iter()
@@ -123,12 +122,11 @@ impl Ecs {
                     } else {
                         keys.clone()
                     };
-                    network::remove_tags(tx, &target, &keys)?;
+                    tag::remove_tags(tx, &target, &keys)?;
                 }
                 Ok(json!({}))
             })
-        })
-        .await
+            .await
     }
 
     pub async fn list_tag_resources(self: Arc<Self>, ctx: Ctx, p: Params) -> Result<Value, ApiError> {
@@ -142,8 +140,8 @@ impl Ecs {
         }
         let offset: usize = feitian_api::paging::offset_token(&p)?;
         let me = self.clone();
-        blocking(move || {
-            me.store.read(|tx| {
+        self.store
+            .read_async(move |tx| {
                 let account = ctx.caller.account_id;
                 let targets: Vec<(String, String)> = if ids.is_empty() {
                     let (rows, _) = me.store.scope(account).list(tx, kind, &region, 0, u64::MAX >> 1)?;
@@ -161,7 +159,7 @@ impl Ecs {
                 };
                 let mut out = Vec::new();
                 for (public, store_id) in &targets {
-                    let tags = network::tags_of(tx, &[store_id.as_str()])?.remove(store_id).unwrap_or_default();
+                    let tags = tag::tags_of(tx, &[store_id.as_str()])?.remove(store_id).unwrap_or_default();
                     let matches = filter
                         .iter()
                         .all(|(k, v)| tags.iter().any(|(tk, tv)| tk == k && v.as_deref().is_none_or(|v| v == tv)));
@@ -181,8 +179,7 @@ impl Ecs {
                 let shown: Vec<Value> = out.into_iter().skip(offset).take(PAGE).collect();
                 Ok(json!({"TagResources": {"TagResource": shown}, "NextToken": next}))
             })
-        })
-        .await
+            .await
     }
 }
 

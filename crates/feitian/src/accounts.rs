@@ -2,7 +2,8 @@
 //! whether or not `feitian up` is running on it (SQLite arbitrates).
 
 use anyhow::Context;
-use feitian_meta::{AccessKey, Store};
+use feitian_meta::account::AccessKey;
+use feitian_meta::Store;
 use std::path::Path;
 
 pub const DB_FILE: &str = "meta.db";

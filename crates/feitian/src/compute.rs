@@ -4,11 +4,11 @@
 
 use crate::config::ComputeConfig;
 use feitian_agent::network::NetworkAgent;
+use feitian_agent_api::{ControlPlane, Nudges};
 use feitian_compute::image;
 use feitian_compute::qemu::{self, Accel, QemuConfig, QemuDriver};
 use feitian_compute::Driver;
 use feitian_hostnet::host::HostNet;
-use feitian_meta::Store;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -91,8 +91,8 @@ pub async fn start(
     cfg: &ComputeConfig,
     data_dir: &Path,
     eip_pool: ipnet::Ipv4Net,
-    store: Store,
-    wake: Arc<tokio::sync::Notify>,
+    control: Arc<dyn ControlPlane>,
+    nudges: Nudges,
     out: &mut (dyn Write + Send),
 ) -> anyhow::Result<Compute> {
     let wanted = cfg.driver()?;
@@ -140,7 +140,7 @@ pub async fn start(
     })?;
     let host = Arc::new(HostNet::new(data_dir, eip_pool));
     let prefix = host.prefix().to_owned();
-    let net = NetworkAgent::new(store, host, wake);
+    let net = NetworkAgent::new(control, host, nudges);
     net.start().await.map_err(|e| anyhow::anyhow!("cannot set up host networking: {e}"))?;
     Ok(Compute {
         driver: Arc::new(driver),

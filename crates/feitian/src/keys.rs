@@ -5,6 +5,7 @@
 //! same data directory) works at once.
 
 use feitian_api::{ApiError, Caller, Credential, KeyStore};
+use feitian_meta::account::AccessKeyStatus;
 use feitian_meta::Store;
 use parking_lot::RwLock;
 use std::collections::HashMap;
@@ -40,7 +41,7 @@ impl KeyStore for StoreKeys {
         };
         let cred = Credential {
             secret: rec.secret,
-            active: rec.active,
+            active: rec.status == AccessKeyStatus::Active,
             caller: Caller {
                 account_id: rec.account.id,
                 account_name: rec.account.name,

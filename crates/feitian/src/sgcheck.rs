@@ -11,7 +11,7 @@
 //! `null` when that end is outside), or `{"error": "…"}`.
 
 use crate::accounts::open_store;
-use feitian_meta::ecs as db;
+use feitian_meta::network_interface;
 use feitian_meta::MetaError;
 use feitian_secgroup::{connection, Endpoint, Packet, Protocol, World};
 use serde::Deserialize;
@@ -36,7 +36,7 @@ fn endpoint(tx: &feitian_meta::Transaction<'_>, world: &World, who: &str) -> Res
             None => (Endpoint::Outside(ip), ip),
         });
     }
-    let eni = db::enis_of_instance(tx, who)
+    let eni = network_interface::enis_of_instance(tx, who)
         .map_err(|e| e.to_string())?
         .into_iter()
         .next()
@@ -51,7 +51,7 @@ fn evaluate(store: &feitian_meta::Store, line: &str) -> serde_json::Value {
         Err(e) => return serde_json::json!({"error": format!("not a case: {e}")}),
     };
     let answer = store.read(|tx| {
-        let world = feitian_agent::network::vpc_world(tx, &case.vpc)?;
+        let world = feitian_planner::network::world(tx, &case.vpc)?;
         let out = (|| {
             let protocol =
                 Protocol::parse(&case.protocol).ok_or_else(|| format!("unknown protocol {}", case.protocol))?;

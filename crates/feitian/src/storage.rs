@@ -97,7 +97,7 @@ pub async fn start(
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
-    Ok(Storage { pangu: Pangu::new(master), master_addr, embedded_chunkserver: embedded })
+    Ok(Storage { pangu: Pangu::in_process(master), master_addr, embedded_chunkserver: embedded })
 }
 
 /// `feitian chunkserver`: one more chunkserver for a master, until Ctrl-C or SIGTERM.

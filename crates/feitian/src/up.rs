@@ -65,23 +65,23 @@ pub fn run(data_dir: &Path, listen: &str, pangu_listen: &str, config: Option<&Pa
         std::fs::rename(&tmp, &creds_path)?;
     }
 
-    // Wakes the host's network agent when the API changes what it realizes.
-    let host_wake = Arc::new(tokio::sync::Notify::new());
+    // The host contract, in process: the services nudge the host's agent when its plans
+    // change; the agent asks the planner for them and reports back to it.
+    let nudges = feitian_agent_api::Nudges::default();
+    let planner: Arc<dyn feitian_agent_api::ControlPlane> = feitian_planner::Planner::new(store.clone());
     let network = Arc::new(feitian_vpc::Network {
         store: store.clone(),
         catalog: catalog.clone(),
         eip_pool,
         wake: Arc::new(tokio::sync::Notify::new()),
-        host_wake: host_wake.clone(),
+        nudges: nudges.clone(),
     });
-    let instance_wake = Arc::new(tokio::sync::Notify::new());
     let ecs = Arc::new(feitian_ecs::Ecs {
         store: store.clone(),
         catalog: catalog.clone(),
         eip_pool,
-        wake: instance_wake.clone(),
-        host_wake: host_wake.clone(),
-        console: std::sync::OnceLock::new(),
+        nudges: nudges.clone(),
+        host: std::sync::OnceLock::new(),
     });
     let registry = registry(ecs.clone(), network.clone());
     let keys: Arc<dyn feitian_api::KeyStore> = Arc::new(StoreKeys::new(store.clone()));
@@ -97,13 +97,10 @@ pub fn run(data_dir: &Path, listen: &str, pangu_listen: &str, config: Option<&Pa
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let compute = {
             let mut out = std::io::stdout();
-            crate::compute::start(&config.compute, data_dir, eip_pool, store.clone(), host_wake.clone(), &mut out)
+            crate::compute::start(&config.compute, data_dir, eip_pool, planner.clone(), nudges.clone(), &mut out)
                 .await?
         };
-        {
-            let driver = compute.driver.clone();
-            let _ = ecs.console.set(Box::new(move |id: &str| driver.console_output(id)));
-        }
+        let _ = ecs.host.set(feitian_agent::HostAgent::new(compute.driver.clone()));
         let storage = crate::storage::start(&config.pangu, store.clone(), data_dir, pangu_listen, stop_rx).await?;
         let blobs = feitian_oss::blobs::Blobs::new(storage.pangu.clone(), store.clone());
         blobs.sweep().await.map_err(|e| anyhow::anyhow!("cannot reclaim unreferenced object files: {}", e.message))?;
@@ -150,12 +147,8 @@ pub fn run(data_dir: &Path, listen: &str, pangu_listen: &str, config: Option<&Pa
         if let Some(net) = &compute.net {
             tokio::spawn(net.clone().run());
         }
-        let reconciler = feitian_agent::InstanceReconciler::new(
-            store.clone(),
-            compute.driver.clone(),
-            instance_wake,
-            compute.net.clone(),
-        );
+        let reconciler =
+            feitian_agent::InstanceReconciler::new(planner, compute.driver.clone(), nudges, compute.net.clone());
         tokio::spawn(reconciler.clone().run());
         tracing::info!(%addr, "serving");
         // Answers are a head and a body: without TCP_NODELAY a small body waits 40 ms for the

@@ -33,9 +33,10 @@ const PUB_UPLINK: &str = "169.254.1.1";
 const VPC_UPLINK: &str = "169.254.1.2";
 const NAT_TABLE: &str = "feitian_nat";
 
-/// What one VPC's namespace should hold.
+/// What one VPC's namespace should hold: the host's realization of the contract's
+/// `VpcPlan` (taps named, security groups compiled to nftables).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct VpcPlan {
+pub struct VpcNamespace {
     pub vpc_id: String,
     /// Each vSwitch's gateway address with the vSwitch's prefix length.
     pub gateways: Vec<Ipv4Net>,
@@ -142,7 +143,7 @@ impl HostNet {
 
     /// Brings one VPC's namespace from `before` (what was applied last; `None` when unknown,
     /// e.g. after a restart) to `plan`, touching only the parts that changed.
-    pub fn update(&self, before: Option<&VpcPlan>, plan: &VpcPlan) -> Result<(), NetError> {
+    pub fn update(&self, before: Option<&VpcNamespace>, plan: &VpcNamespace) -> Result<(), NetError> {
         let Some(old) = before.filter(|_| Self::ns_exists(&self.vpc_ns(&plan.vpc_id))) else {
             return self.apply(plan);
         };
@@ -164,7 +165,7 @@ impl HostNet {
     }
 
     /// Brings one VPC's namespace to `plan`. Idempotent; removes what the plan no longer has.
-    pub fn apply(&self, plan: &VpcPlan) -> Result<(), NetError> {
+    pub fn apply(&self, plan: &VpcNamespace) -> Result<(), NetError> {
         let ns = self.vpc_ns(&plan.vpc_id);
         let fresh = !Self::ns_exists(&ns);
         Self::add_ns(&ns)?;
@@ -294,7 +295,7 @@ impl HostNet {
         Ok(())
     }
 
-    fn sync_uplink(&self, ns: &str, plan: &VpcPlan) -> Result<(), NetError> {
+    fn sync_uplink(&self, ns: &str, plan: &VpcNamespace) -> Result<(), NetError> {
         let pubns = self.public_ns();
         let up = Self::uplink_name(&plan.vpc_id);
         if !Self::link_exists(Some(ns), "pub0") {

@@ -16,31 +16,7 @@ use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
-/// What an instance may learn about itself.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct InstanceMetadata {
-    pub instance_id: String,
-    pub hostname: String,
-    pub region_id: String,
-    pub zone_id: String,
-    pub private_ipv4: String,
-    /// Empty when the instance has no EIP or public IP.
-    pub eipv4: String,
-    pub mac: String,
-    pub vpc_id: String,
-    pub vswitch_id: String,
-    pub vpc_cidr_block: String,
-    pub vswitch_cidr_block: String,
-    pub image_id: String,
-    pub instance_type: String,
-    pub owner_account_id: String,
-    pub serial_number: String,
-    pub gateway: String,
-    /// OpenSSH public keys (the key pair's).
-    pub public_keys: Vec<String>,
-    /// The UserData, decoded; `None` when there is none.
-    pub user_data: Option<Vec<u8>>,
-}
+pub use feitian_agent_api::InstanceMetadata;
 
 /// Every instance of one VPC, by private address. The agent replaces it as the store changes.
 pub type Directory = Arc<RwLock<HashMap<Ipv4Addr, InstanceMetadata>>>;

@@ -3,25 +3,54 @@
 //! Services write desired state here in one transaction and return; everything a client
 //! was told succeeded is in this store, durably (`synchronous=FULL` on SQLite: a commit is
 //! on disk before the answer leaves). The embedded default is SQLite under the data
-//! directory; all engine-specific SQL (pragmas, upserts) stays in [`sqlite`] so that a
+//! directory; all engine-specific SQL (pragmas, upserts) stays in `sqlite` so that a
 //! PostgreSQL backend can take its place for clusters.
 //!
+//! One module per resource, named for it, holds its rows, its status enum (if it has one)
+//! and every query of its tables: the SQL of table `vswitches` is in [`vswitch`], of
+//! `oss_extents` in [`extent`]. Async code reaches the store through [`Store::call`] and
+//! its `read_async`/`write_async`/`write_grouped_async` (see `task`).
+//!
 //! Isolation between accounts is structural: resource queries go through an
-//! [`AccountScope`], which only ever sees its own account's rows.
+//! [`AccountScope`](resource::AccountScope), which only ever sees its own account's rows.
 
-pub mod ecs;
-mod filter;
+// Accounts, keys, ownership, idempotency.
+pub mod account;
+mod client_token;
 pub mod ids;
+pub mod resource;
+pub mod tag;
+// VPC networking.
+pub mod eip;
+pub mod route_table;
+pub mod vpc;
+pub mod vswitch;
+// ECS.
+pub mod disk;
+pub mod instance;
+pub mod instance_event;
+pub mod key_pair;
+pub mod network_interface;
+pub mod security_group;
+// OSS.
+pub mod bucket;
+pub mod extent;
+mod listing;
+pub mod object;
+pub mod upload;
+// The machinery.
+mod filter;
 mod migrations;
-pub mod network;
-pub mod oss;
-pub mod pangu;
+pub mod query;
 mod sqlite;
+pub mod status;
+mod task;
+#[cfg(test)]
+mod testing;
 
 pub use filter::Filter;
 pub use rusqlite::Transaction;
-
-pub use sqlite::{AccessKey, Account, AccountScope, KeyRecord, ResourceRow, Store};
+pub use sqlite::Store;
 
 /// What the store can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -42,19 +71,12 @@ pub enum MetaError {
     SchemaTooNew { found: i64, known: i64 },
     #[error("cannot open the database at {path}: {source}")]
     Open { path: String, source: rusqlite::Error },
+    /// Store work on the blocking pool panicked or was cancelled (see [`Store::call`]).
+    #[error("a store task failed: {0}")]
+    TaskFailed(String),
 }
 
-/// Account names: 1 to 64 letters, digits, `.`, `_` or `-`, starting with a letter or digit.
-pub fn validate_account_name(name: &str) -> Result<(), MetaError> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
-        && name.as_bytes()[0].is_ascii_alphanumeric();
-    if ok {
-        Ok(())
-    } else {
-        Err(MetaError::Invalid(format!(
-            "account name {name:?} is not valid: use 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit"
-        )))
-    }
+/// Now, as the store writes times (`2026-11-22T08:00:00Z`).
+pub(crate) fn now() -> String {
+    chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()
 }

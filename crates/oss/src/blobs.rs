@@ -37,7 +37,7 @@ use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
 use bytes::BytesMut;
-use feitian_meta::oss::{self as db, Extent};
+use feitian_meta::extent::{self, Extent};
 use feitian_meta::Store;
 use feitian_pangu::client::{FileWriter, Pangu, PanguError};
 use feitian_pangu::master::FileId;
@@ -189,15 +189,16 @@ impl Blobs {
     /// Deletes every Pangu file no object or part references: bytes of writes a crash cut
     /// off before their object was committed. Call once at start, before serving.
     pub async fn sweep(&self) -> Result<usize, OssError> {
-        let store = self.inner.store.clone();
-        let referenced: HashSet<u64> = tokio::task::spawn_blocking(move || store.read(db::referenced_files))
+        let referenced: HashSet<u64> = self
+            .inner
+            .store
+            .read_async(extent::referenced_files)
             .await
-            .map_err(|e| internal("sweep", e))?
             .map_err(|e| internal("sweep", e))?
             .into_iter()
             .collect();
         let mut deleted = 0;
-        for file in self.inner.pangu.files() {
+        for file in self.inner.pangu.files().await.map_err(|e| internal("sweep", e))? {
             if !referenced.contains(&file.0) {
                 self.inner.pangu.delete(file).await.map_err(|e| internal("sweep", e))?;
                 deleted += 1;
@@ -565,11 +566,7 @@ async fn reclaimer(inner: std::sync::Weak<Inner>) {
         };
         for file in ready {
             me.candidates.lock().remove(&file);
-            let store = me.store.clone();
-            let referenced = tokio::task::spawn_blocking(move || store.read(|tx| db::file_is_referenced(tx, file)))
-                .await
-                .map_err(|e| e.to_string())
-                .and_then(|r| r.map_err(|e| e.to_string()));
+            let referenced = me.store.read_async(move |tx| extent::file_is_referenced(tx, file)).await;
             match referenced {
                 Ok(true) => {}
                 Ok(false) => {

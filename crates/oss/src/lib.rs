@@ -24,7 +24,7 @@
 //!
 //! The service itself — I/O, on the edge port — is [`service`] (routing, bucket actions),
 //! [`objects`] and [`multipart`] (the object actions), over [`blobs`] (object bytes on Pangu)
-//! and `feitian_meta::oss` (the records).
+//! and `feitian_meta`'s `bucket`, `object`, `upload` and `extent` (the records).
 
 pub mod access;
 pub mod blobs;

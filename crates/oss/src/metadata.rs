@@ -12,7 +12,7 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
-use feitian_meta::oss::{Object, ObjectHeaders};
+use feitian_meta::object::{Object, ObjectHeaders};
 
 use crate::dates::{format_http_date, from_unix_millis};
 use crate::errors::OssError;

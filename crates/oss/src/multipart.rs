@@ -11,7 +11,10 @@
 use axum::body::Body;
 use axum::http::StatusCode;
 use feitian_api::auth::Caller;
-use feitian_meta::oss::{self as db, Bucket, Object, Part, Upload};
+use feitian_meta::bucket::{self, Bucket};
+use feitian_meta::extent::Extent;
+use feitian_meta::object::{self, Object};
+use feitian_meta::upload::{self, Part, Upload};
 
 use crate::access::Need;
 use crate::dates::from_unix_millis;
@@ -93,11 +96,10 @@ impl Oss {
     ) -> Result<(Bucket, Upload), OssError> {
         let (b, k, id) = (bucket.to_owned(), key.to_owned(), upload_id.to_owned());
         let (bucket, upload) = self
-            .db(move |s| {
-                s.read(|tx| {
-                    let bucket = db::get_bucket(tx, &b)?.ok_or_else(|| OssError::no_such_bucket(&b))?;
-                    Ok((bucket, db::get_upload(tx, &b, &k, &id)?))
-                })
+            .store
+            .read_async(move |tx| {
+                let bucket = bucket::get_bucket(tx, &b)?.ok_or_else(|| OssError::no_such_bucket(&b))?;
+                Ok::<_, OssError>((bucket, upload::get_upload(tx, &b, &k, &id)?))
             })
             .await?;
         check(&bucket, None, caller, need)?;
@@ -120,7 +122,7 @@ impl Oss {
             return Err(OssError::file_already_exists());
         }
         let upload = Upload {
-            upload_id: db::new_upload_id(),
+            upload_id: upload::new_upload_id(),
             bucket: bucket.to_owned(),
             key: key.to_owned(),
             headers: spec.headers.clone(),
@@ -129,14 +131,13 @@ impl Oss {
             initiated_ms: now_ms(),
         };
         let id = upload.upload_id.clone();
-        self.db(move |s| {
-            s.write(|tx| {
+        self.store
+            .write_async(move |tx| {
                 ensure_bucket(tx, &upload.bucket)?;
-                db::insert_upload(tx, &upload)?;
-                Ok(())
+                upload::insert_upload(tx, &upload)?;
+                Ok::<_, OssError>(())
             })
-        })
-        .await?;
+            .await?;
         Ok(Answer::xml(StatusCode::OK, xml::answers::initiate_multipart_upload_result(bucket, key, &id, url)))
     }
 
@@ -179,15 +180,15 @@ impl Oss {
         key: &str,
         id: String,
         part: Part,
-        extents: Vec<db::Extent>,
+        extents: Vec<Extent>,
     ) -> Result<(), OssError> {
         let (b, k) = (bucket.to_owned(), key.to_owned());
         let fresh = extents.clone();
         self.commit(fresh, move |tx| {
-            if db::get_upload(tx, &b, &k, &id)?.is_none() {
+            if upload::get_upload(tx, &b, &k, &id)?.is_none() {
                 return Err(OssError::no_such_upload(&id));
             }
-            Ok(((), db::put_part(tx, &id, &part, &extents)?))
+            Ok(((), upload::put_part(tx, &id, &part, &extents)?))
         })
         .await
     }
@@ -266,14 +267,14 @@ impl Oss {
         let now = now_ms();
         let (etag, crc) = self
             .commit(Vec::new(), move |tx| {
-                let upload = db::get_upload(tx, &b, &k, &id)?.ok_or_else(|| OssError::no_such_upload(&id))?;
-                let parts = db::all_parts(tx, &id)?;
+                let upload = upload::get_upload(tx, &b, &k, &id)?.ok_or_else(|| OssError::no_such_upload(&id))?;
+                let parts = upload::all_parts(tx, &id)?;
                 let listed = match listed {
                     Some(l) => l,
                     None => all_of(&parts)?,
                 };
                 let chosen = requests::match_parts(&listed, &parts)?;
-                if forbid && db::get_object(tx, &b, &k)?.is_some() {
+                if forbid && object::get_object(tx, &b, &k)?.is_some() {
                     return Err(OssError::file_already_exists());
                 }
                 let done = completion(&chosen)?;
@@ -289,7 +290,7 @@ impl Oss {
                     storage_class: upload.storage_class,
                     last_modified_ms: now,
                 };
-                let freed = db::complete_upload(tx, &id, &o, &done.part_numbers)?;
+                let freed = upload::complete_upload(tx, &id, &o, &done.part_numbers)?;
                 Ok(((done.etag, done.crc64), freed))
             })
             .await?;
@@ -313,10 +314,10 @@ impl Oss {
         self.upload_for(bucket, key, &id, caller, Need::Write).await?;
         let (b, k) = (bucket.to_owned(), key.to_owned());
         self.commit(Vec::new(), move |tx| {
-            if db::get_upload(tx, &b, &k, &id)?.is_none() {
+            if upload::get_upload(tx, &b, &k, &id)?.is_none() {
                 return Err(OssError::no_such_upload(&id));
             }
-            Ok(((), db::abort_upload(tx, &id)?.unwrap_or_default()))
+            Ok(((), upload::abort_upload(tx, &id)?.unwrap_or_default()))
         })
         .await?;
         Ok(Answer::empty(StatusCode::NO_CONTENT))
@@ -333,18 +334,17 @@ impl Oss {
         let req = ListUploadsRequest::from_query(r.params.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
         let (b, q) = (bucket.to_owned(), req.clone());
         let rows = self
-            .db(move |s| {
-                s.read(|tx| {
-                    Ok(db::list_uploads(
-                        tx,
-                        &b,
-                        &q.prefix,
-                        &q.delimiter,
-                        &q.key_marker,
-                        &q.upload_id_marker,
-                        q.max_uploads + 1,
-                    )?)
-                })
+            .store
+            .read_async(move |tx| {
+                upload::list_uploads(
+                    tx,
+                    &b,
+                    &q.prefix,
+                    &q.delimiter,
+                    &q.key_marker,
+                    &q.upload_id_marker,
+                    q.max_uploads + 1,
+                )
             })
             .await?;
         let uploads: Vec<UploadSummary> = rows
@@ -367,7 +367,7 @@ impl Oss {
         self.upload_for(bucket, key, &id, caller, Need::Read).await?;
         let req = ListPartsRequest::from_query(r.params.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
         let (uid, after, limit) = (id.clone(), req.part_number_marker, req.max_parts + 1);
-        let rows = self.db(move |s| s.read(|tx| Ok(db::list_parts(tx, &uid, after, limit)?))).await?;
+        let rows = self.store.read_async(move |tx| upload::list_parts(tx, &uid, after, limit)).await?;
         let parts: Vec<PartSummary> = rows
             .into_iter()
             .map(|p| PartSummary {

@@ -11,7 +11,9 @@ use axum::body::Body;
 use axum::http::StatusCode;
 use chrono::Utc;
 use feitian_api::auth::Caller;
-use feitian_meta::oss::{self as db, Appended, Bucket, Extent, Object, ObjectHeaders};
+use feitian_meta::bucket::{self, Bucket};
+use feitian_meta::extent::Extent;
+use feitian_meta::object::{self, Appended, Object, ObjectHeaders};
 use feitian_meta::Transaction;
 
 use crate::access::Need;
@@ -64,7 +66,7 @@ impl WriteSpec {
 
 /// The bucket, inside a write transaction (it may have been deleted since it was read).
 pub(crate) fn ensure_bucket(tx: &Transaction<'_>, name: &str) -> Result<Bucket, OssError> {
-    db::get_bucket(tx, name)?.ok_or_else(|| OssError::no_such_bucket(name))
+    bucket::get_bucket(tx, name)?.ok_or_else(|| OssError::no_such_bucket(name))
 }
 
 /// What an empty body or an empty copy stores: nothing.
@@ -157,16 +159,15 @@ impl Oss {
     ) -> Result<(Bucket, Option<(Object, Vec<Extent>)>), OssError> {
         let (b, k) = (bucket.to_owned(), key.to_owned());
         let (bucket, found) = self
-            .db(move |s| {
-                s.read(|tx| {
-                    let bucket = db::get_bucket(tx, &b)?.ok_or_else(|| OssError::no_such_bucket(&b))?;
-                    let found = if with_extents {
-                        db::get_object_with_extents(tx, &b, &k)?
-                    } else {
-                        db::get_object(tx, &b, &k)?.map(|o| (o, Vec::new()))
-                    };
-                    Ok((bucket, found))
-                })
+            .store
+            .read_async(move |tx| {
+                let bucket = bucket::get_bucket(tx, &b)?.ok_or_else(|| OssError::no_such_bucket(&b))?;
+                let found = if with_extents {
+                    object::get_object_with_extents(tx, &b, &k)?
+                } else {
+                    object::get_object(tx, &b, &k)?.map(|o| (o, Vec::new()))
+                };
+                Ok::<_, OssError>((bucket, found))
             })
             .await?;
         check(&bucket, found.as_ref().map(|(o, _)| o.acl.as_str()), caller, need)?;
@@ -220,10 +221,10 @@ impl Oss {
         let extents = fresh.clone();
         self.commit(fresh, move |tx| {
             ensure_bucket(tx, &o.bucket)?;
-            if forbid && db::get_object(tx, &o.bucket, &o.key)?.is_some() {
+            if forbid && object::get_object(tx, &o.bucket, &o.key)?.is_some() {
                 return Err(OssError::file_already_exists());
             }
-            Ok(((), db::put_object(tx, &o, &extents)?))
+            Ok(((), object::put_object(tx, &o, &extents)?))
         })
         .await
     }
@@ -291,7 +292,7 @@ impl Oss {
     ) -> Result<Answer, OssError> {
         self.object_for(bucket, key, caller, Need::Write, false).await?;
         let (b, k) = (bucket.to_owned(), key.to_owned());
-        self.commit(Vec::new(), move |tx| Ok(((), db::delete_object(tx, &b, &k)?.unwrap_or_default()))).await?;
+        self.commit(Vec::new(), move |tx| Ok(((), object::delete_object(tx, &b, &k)?.unwrap_or_default()))).await?;
         Ok(Answer::empty(StatusCode::NO_CONTENT))
     }
 
@@ -327,14 +328,14 @@ impl Oss {
                 for k in &keys {
                     if !is_owner {
                         // An object's own ACL may forbid what the bucket's allows.
-                        if let Some(o) = db::get_object(tx, &name, k)? {
+                        if let Some(o) = object::get_object(tx, &name, k)? {
                             let acl = Some(stored_acl(&o.acl)?);
                             if !crate::access::allows(false, bucket_acl, acl, Need::Write) {
                                 return Err(crate::access::denied(anonymous));
                             }
                         }
                     }
-                    freed.extend(db::delete_object(tx, &name, k)?.unwrap_or_default());
+                    freed.extend(object::delete_object(tx, &name, k)?.unwrap_or_default());
                 }
                 Ok((keys, freed))
             })
@@ -377,7 +378,7 @@ impl Oss {
             };
             let (bn, kn) = (bucket.to_owned(), key.to_owned());
             self.commit(Vec::new(), move |tx| {
-                if !db::update_object_metadata(tx, &bn, &kn, &headers, &acl, &class, now)? {
+                if !object::update_object_metadata(tx, &bn, &kn, &headers, &acl, &class, now)? {
                     return Err(OssError::no_such_key(&kn));
                 }
                 Ok(((), Vec::new()))
@@ -446,11 +447,11 @@ impl Oss {
         let (size, crc, etag) = self
             .commit(written.extents, move |tx| {
                 ensure_bucket(tx, &first.bucket)?;
-                let current = db::get_object(tx, &first.bucket, &first.key)?;
+                let current = object::get_object(tx, &first.bucket, &first.key)?;
                 check_append(current.as_ref(), position)?;
                 match current {
                     None => {
-                        let freed = db::put_object(tx, &first, &extents)?;
+                        let freed = object::put_object(tx, &first, &extents)?;
                         Ok(((first.size, first.crc64, first.etag), freed))
                     }
                     Some(o) => {
@@ -461,7 +462,7 @@ impl Oss {
                             etag: etag::appendable(crc),
                             last_modified_ms: first.last_modified_ms,
                         };
-                        db::append_object(tx, &first.bucket, &first.key, &extents, &new)?;
+                        object::append_object(tx, &first.bucket, &first.key, &extents, &new)?;
                         Ok(((new.size, new.crc64, new.etag), Vec::new()))
                     }
                 }
@@ -486,7 +487,7 @@ impl Oss {
         )?;
         let (b, k) = (bucket.to_owned(), key.to_owned());
         self.commit(Vec::new(), move |tx| {
-            if !db::set_object_acl(tx, &b, &k, acl.as_str())? {
+            if !object::set_object_acl(tx, &b, &k, acl.as_str())? {
                 return Err(OssError::no_such_key(&k));
             }
             Ok(((), Vec::new()))
@@ -541,7 +542,7 @@ impl Oss {
         max_keys: usize,
     ) -> Result<Vec<ObjectSummary>, OssError> {
         let (b, p, d, a) = (bucket.to_owned(), prefix.to_owned(), delimiter.to_owned(), after.to_owned());
-        let rows = self.db(move |s| s.read(|tx| Ok(db::list_objects(tx, &b, &p, &d, &a, max_keys + 1)?))).await?;
+        let rows = self.store.read_async(move |tx| object::list_objects(tx, &b, &p, &d, &a, max_keys + 1)).await?;
         rows.iter().map(summary).collect()
     }
 }

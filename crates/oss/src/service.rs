@@ -18,7 +18,8 @@ use chrono::{DateTime, Utc};
 use feitian_api::auth::{Caller, KeyStore};
 use feitian_api::oss_signature::OssRequest;
 use feitian_api::{oss_auth, ApiError, ObjectFuture, ObjectService};
-use feitian_meta::oss::{self as db, Bucket, Extent};
+use feitian_meta::bucket::{self, Bucket};
+use feitian_meta::extent::Extent;
 use feitian_meta::{MetaError, Store, Transaction};
 use feitian_region::Region;
 use std::borrow::Cow;
@@ -231,14 +232,6 @@ impl Oss {
         })
     }
 
-    pub(crate) async fn db<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&Store) -> Result<T, OssError> + Send + 'static,
-    ) -> Result<T, OssError> {
-        let store = self.store.clone();
-        tokio::task::spawn_blocking(move || f(&store)).await.unwrap_or_else(|_| Err(OssError::internal_error()))
-    }
-
     /// Stores a request body (see [`Blobs::write`](crate::blobs::Blobs::write)) and checks
     /// it against the request's `Content-MD5`, if any; on a mismatch nothing is kept.
     pub(crate) async fn store_body(
@@ -267,30 +260,31 @@ impl Oss {
         fresh: Vec<Extent>,
         f: impl FnOnce(&Transaction<'_>) -> Result<(T, Vec<Extent>), OssError> + Send + 'static,
     ) -> Result<T, OssError> {
-        let store = self.store.clone();
         let blobs = self.blobs.clone();
         // Grouped: concurrent PUTs share one commit (one fsync of the journal).
-        let task = tokio::task::spawn_blocking(move || match store.write_grouped(f) {
-            Ok((value, freed)) => {
-                if !freed.is_empty() {
-                    blobs.release(freed);
+        self.store
+            .call(move |store| match store.write_grouped(f) {
+                Ok((value, freed)) => {
+                    if !freed.is_empty() {
+                        blobs.release(freed);
+                    }
+                    Ok(value)
                 }
-                Ok(value)
-            }
-            Err(e) => {
-                if !fresh.is_empty() {
-                    blobs.release(fresh);
+                Err(e) => {
+                    if !fresh.is_empty() {
+                        blobs.release(fresh);
+                    }
+                    Err(e)
                 }
-                Err(e)
-            }
-        });
-        task.await.unwrap_or_else(|_| Err(OssError::internal_error()))
+            })
+            .await
     }
 
     /// The bucket, whoever may use it (`NoSuchBucket` if there is none).
     pub(crate) async fn load_bucket(&self, name: &str) -> Result<Bucket, OssError> {
         let n = name.to_owned();
-        self.db(move |s| s.read(|tx| db::get_bucket(tx, &n).map_err(from_meta)))
+        self.store
+            .read_async(move |tx| bucket::get_bucket(tx, &n).map_err(from_meta))
             .await?
             .ok_or_else(|| OssError::no_such_bucket(name))
     }
@@ -348,16 +342,15 @@ impl Oss {
             Method::DELETE => {
                 self.bucket(&bucket, caller, Need::Owner).await?;
                 let n = bucket.clone();
-                self.db(move |s| {
-                    s.write(|tx| {
-                        if !db::bucket_is_empty(tx, &n)? {
+                self.store
+                    .write_async(move |tx| {
+                        if !bucket::bucket_is_empty(tx, &n)? {
                             return Err(OssError::bucket_not_empty(&n));
                         }
-                        db::delete_bucket(tx, &n)?;
+                        bucket::delete_bucket(tx, &n)?;
                         Ok(())
                     })
-                })
-                .await?;
+                    .await?;
                 Ok(Answer::empty(StatusCode::NO_CONTENT))
             }
             _ => Err(OssError::method_not_allowed()),
@@ -403,8 +396,9 @@ impl Oss {
         let req = listing::ListBucketsRequest::from_query(r.params.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
         let (prefix, marker) = (req.prefix.clone(), req.marker.clone());
         let buckets = self
-            .db(move |s| {
-                s.read(|tx| db::list_buckets(tx, caller.account_id, &prefix, &marker, 1001).map_err(from_meta))
+            .store
+            .read_async(move |tx| {
+                bucket::list_buckets(tx, caller.account_id, &prefix, &marker, 1001).map_err(from_meta)
             })
             .await?;
         let summaries = buckets.iter().map(|b| self.summary(b)).collect::<Result<Vec<_>, _>>()?;
@@ -427,29 +421,28 @@ impl Oss {
             created_at: feitian_api::service::now(),
         };
         let acl_given = r.header("x-oss-acl").is_some();
-        self.db(move |s| {
-            s.write(|tx| {
-                if let Some(existing) = db::get_bucket(tx, &b.name).map_err(from_meta)? {
+        self.store
+            .write_async(move |tx| {
+                if let Some(existing) = bucket::get_bucket(tx, &b.name).map_err(from_meta)? {
                     if existing.account_id != b.account_id {
                         return Err(OssError::bucket_already_exists(&b.name));
                     }
                     // Creating one's own bucket again succeeds (and sets the ACL if given).
                     if acl_given {
-                        db::set_bucket_acl(tx, &b.name, &b.acl).map_err(from_meta)?;
+                        bucket::set_bucket_acl(tx, &b.name, &b.acl).map_err(from_meta)?;
                     }
                     return Ok(());
                 }
-                let mine = db::list_buckets(tx, b.account_id, "", "", MAX_BUCKETS as u64).map_err(from_meta)?;
+                let mine = bucket::list_buckets(tx, b.account_id, "", "", MAX_BUCKETS as u64).map_err(from_meta)?;
                 if mine.len() >= MAX_BUCKETS {
                     return Err(OssError::too_many_buckets());
                 }
-                if !db::insert_bucket(tx, &b).map_err(from_meta)? {
+                if !bucket::insert_bucket(tx, &b).map_err(from_meta)? {
                     return Err(OssError::bucket_already_exists(&b.name));
                 }
                 Ok(())
             })
-        })
-        .await?;
+            .await?;
         Ok(Answer::empty(StatusCode::OK).header("location", format!("/{bucket}")))
     }
 
@@ -460,7 +453,7 @@ impl Oss {
                 .ok_or_else(|| OssError::new(400, "MissingArgument", "Missing the x-oss-acl header."))?,
         )?;
         let n = bucket.to_owned();
-        self.db(move |s| s.write(|tx| db::set_bucket_acl(tx, &n, acl.as_str()).map_err(from_meta))).await?;
+        self.store.write_async(move |tx| bucket::set_bucket_acl(tx, &n, acl.as_str()).map_err(from_meta)).await?;
         Ok(Answer::empty(StatusCode::OK))
     }
 }

@@ -4,7 +4,9 @@
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
-use feitian_meta::oss::{self as db, Bucket, Object, ObjectHeaders};
+use feitian_meta::bucket::{self, Bucket};
+use feitian_meta::extent::Extent;
+use feitian_meta::object::{self, Object, ObjectHeaders};
 use feitian_meta::{MetaError, Store};
 use feitian_oss::blobs::{Blobs, Timing};
 use feitian_pangu::chunkserver::DEFAULT_FLOW;
@@ -45,7 +47,7 @@ async fn pangu(store: &Store, dir: &std::path::Path) -> Pangu {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     master.attach_local(&node.addr, node.server.clone());
-    Pangu::new(master)
+    Pangu::in_process(master)
 }
 
 fn bytes(len: usize, seed: u8) -> Bytes {
@@ -53,12 +55,12 @@ fn bytes(len: usize, seed: u8) -> Bytes {
 }
 
 /// Makes an object that references `extents`.
-fn reference(store: &Store, key: &str, extents: &[db::Extent]) {
+fn reference(store: &Store, key: &str, extents: &[Extent]) {
     let account = store.create_account(&format!("a-{key}")).unwrap();
     store
         .write(|tx| {
             let bucket = format!("b-{key}");
-            db::insert_bucket(
+            bucket::insert_bucket(
                 tx,
                 &Bucket {
                     name: bucket.clone(),
@@ -81,15 +83,15 @@ fn reference(store: &Store, key: &str, extents: &[db::Extent]) {
                 storage_class: "Standard".into(),
                 last_modified_ms: 0,
             };
-            db::put_object(tx, &o, extents)?;
+            object::put_object(tx, &o, extents)?;
             Ok::<_, MetaError>(())
         })
         .unwrap();
 }
 
-async fn wait_until(what: &str, f: impl Fn() -> bool) {
+async fn wait_until<F: std::future::Future<Output = bool>>(what: &str, f: impl Fn() -> F) {
     for _ in 0..200 {
-        if f() {
+        if f().await {
             return;
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
@@ -104,7 +106,10 @@ async fn only_unreferenced_unread_files_are_reclaimed() {
     let pangu = pangu(&store, dir.path()).await;
     let timing = Timing { grace: Duration::ZERO, settle: Duration::ZERO, every: Duration::from_millis(50) };
     let blobs = Blobs::with_timing(pangu.clone(), store.clone(), timing);
-    let has = |file: u64| pangu.files().contains(&FileId(file));
+    let has = |file: u64| {
+        let pangu = pangu.clone();
+        async move { pangu.files().await.unwrap().contains(&FileId(file)) }
+    };
 
     let (a, b) = (bytes(1 << 20, 1), bytes(1 << 20, 2));
     let wa = blobs.write_bytes(a.clone()).await.unwrap();
@@ -119,11 +124,11 @@ async fn only_unreferenced_unread_files_are_reclaimed() {
     reference(&store, "kept", &wb.extents);
     blobs.release(wa.extents.clone());
     blobs.release(wb.extents.clone());
-    wait_until("the unreferenced file to go", || !has(fa)).await;
+    wait_until("the unreferenced file to go", || async { !has(fa).await }).await;
     // The pack file in use is never reclaimed, even with nothing in it referenced.
     blobs.release(small.extents.clone());
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(has(fb) && has(fp));
+    assert!(has(fb).await && has(fp).await);
     assert_eq!(blobs.read_all(&wb.extents, 0..wb.len).await.unwrap(), b);
 
     // A file being read is not reclaimed until the read ends.
@@ -134,20 +139,20 @@ async fn only_unreferenced_unread_files_are_reclaimed() {
     let first = body.next().await.unwrap().unwrap();
     blobs.release(wc.extents.clone());
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(has(fc), "a file was reclaimed under a reader");
+    assert!(has(fc).await, "a file was reclaimed under a reader");
     let mut got = first.to_vec();
     while let Some(piece) = body.next().await {
         got.extend_from_slice(&piece.unwrap());
     }
     assert_eq!(got, c);
     drop(body);
-    wait_until("the read file to go once read", || !has(fc)).await;
+    wait_until("the read file to go once read", || async { !has(fc).await }).await;
 
     // At start, the sweep deletes files no object references (writes a crash cut off).
     let orphan = blobs.write_bytes(bytes(1 << 20, 5)).await.unwrap().extents[0].file;
     let fresh = Blobs::new(pangu.clone(), store.clone());
     assert!(fresh.sweep().await.unwrap() >= 1);
-    assert!(!has(orphan) && has(fb));
+    assert!(!has(orphan).await && has(fb).await);
     assert_eq!(fresh.read_all(&wb.extents, 0..wb.len).await.unwrap(), b);
     // An empty body needs no file at all.
     assert!(blobs.write(Body::empty(), Some(0), 10).await.unwrap().extents.is_empty());

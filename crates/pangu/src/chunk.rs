@@ -181,6 +181,21 @@ impl FromStr for ChunkId {
     }
 }
 
+/// Chunk ids travel as their `Display` form, as in URLs and file names: a JSON number would
+/// lose precision above 2^53 in many readers.
+impl serde::Serialize for ChunkId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for ChunkId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<ChunkId, D::Error> {
+        let s = <String as serde::Deserialize>::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 /// What a chunk operation can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum ChunkError {

@@ -10,7 +10,13 @@
 //! Reads are checked end to end: the chunkserver sends the CRC32C of the bytes it verified,
 //! and [`ChunkClient::read`] refuses bytes that do not match it
 //! ([`ChunkClientError::BadResponse`]).
+//!
+//! [`ChunkClients`] hands out the client for an address: one pooled client per chunkserver,
+//! or the in-process one for a chunkserver running in this process. The master and the file
+//! clients of a process share one, so that both see the same in-process chunkservers.
 
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -19,6 +25,7 @@ use hyper::{Method, Request, StatusCode};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+use parking_lot::Mutex;
 use serde::de::DeserializeOwned;
 
 use crate::chunk::{checksum, ChunkId};
@@ -265,5 +272,38 @@ impl ChunkClient {
 
     fn bad(&self, message: String) -> ChunkClientError {
         ChunkClientError::BadResponse { server: self.server.clone(), message }
+    }
+}
+
+/// The chunkservers this process talks to, by address (cheap to clone; clones share).
+#[derive(Clone, Default)]
+pub struct ChunkClients {
+    inner: Arc<Pool>,
+}
+
+#[derive(Default)]
+struct Pool {
+    clients: Mutex<HashMap<String, ChunkClient>>,
+    /// Chunkservers running in this process, by address.
+    local: Mutex<HashMap<String, ChunkServer>>,
+}
+
+impl ChunkClients {
+    pub fn new() -> ChunkClients {
+        ChunkClients::default()
+    }
+
+    /// The client for the chunkserver at `addr`: in-process if it runs here, else pooled.
+    pub fn get(&self, addr: &str) -> ChunkClient {
+        if let Some(local) = self.inner.local.lock().get(addr) {
+            return ChunkClient::in_process(addr, local.clone());
+        }
+        self.inner.clients.lock().entry(addr.to_owned()).or_insert_with(|| ChunkClient::new(addr)).clone()
+    }
+
+    /// Says that the chunkserver at `addr` runs in this process: appends to and reads from
+    /// it skip HTTP.
+    pub fn attach_local(&self, addr: &str, server: ChunkServer) {
+        self.inner.local.lock().insert(addr.to_owned(), server);
     }
 }

@@ -23,6 +23,13 @@
 //! the master (which has it repaired) and the next one is tried; so a corrupt replica never
 //! serves a byte, and a read succeeds while any good replica is reachable. Callers read only
 //! ranges they know were acknowledged (the layer above records lengths after appends).
+//!
+//! # The master
+//!
+//! The client reaches the master only through [`MasterClient`] (the master in this process
+//! today; see [`crate::master_client`] for a master across the network), and the
+//! chunkservers through [`ChunkClients`], which gives the in-process data path to a
+//! chunkserver running in this process.
 
 use std::sync::Arc;
 
@@ -30,9 +37,10 @@ use bytes::{Bytes, BytesMut};
 use tracing::warn;
 
 use crate::chunk::{checksum, ChunkId};
-use crate::chunk_client::ChunkClientError;
+use crate::chunk_client::{ChunkClientError, ChunkClients};
 use crate::chunkserver::{ErrorCode, MAX_TRANSFER_BYTES};
-use crate::master::{ChunkLocation, FileId, Master, MasterError};
+use crate::master::{ChunkLocation, FileId, Master};
+use crate::master_client::{MasterClient, MasterClientError};
 use crate::parts::Parts;
 use crate::placement::ServerId;
 
@@ -42,7 +50,7 @@ pub const MAX_ATTEMPTS: usize = 4;
 #[derive(Debug, thiserror::Error)]
 pub enum PanguError {
     #[error(transparent)]
-    Master(#[from] MasterError),
+    Master(#[from] MasterClientError),
     #[error("append failed on {attempts} replica sets in a row; last errors: {errors}")]
     AppendFailed { attempts: usize, errors: String },
     #[error("no replica of chunk {chunk} could serve the read: {errors}")]
@@ -54,16 +62,21 @@ pub enum PanguError {
 /// A handle on the file system (cheap to clone).
 #[derive(Clone)]
 pub struct Pangu {
-    master: Arc<Master>,
+    master: Arc<dyn MasterClient>,
+    chunks: ChunkClients,
 }
 
 impl Pangu {
-    pub fn new(master: Arc<Master>) -> Pangu {
-        Pangu { master }
+    /// A handle that reaches the master through `master` and chunkservers through `chunks`.
+    pub fn new(master: Arc<dyn MasterClient>, chunks: ChunkClients) -> Pangu {
+        Pangu { master, chunks }
     }
 
-    pub fn master(&self) -> &Arc<Master> {
-        &self.master
+    /// A handle on the master in this process, sharing its chunkserver clients (and so the
+    /// chunkservers attached to it as in-process).
+    pub fn in_process(master: Arc<Master>) -> Pangu {
+        let chunks = master.chunk_clients().clone();
+        Pangu::new(master, chunks)
     }
 
     /// A new, empty file and its (only) writer.
@@ -77,8 +90,8 @@ impl Pangu {
     }
 
     /// Every file (for the layer above's garbage collection).
-    pub fn files(&self) -> Vec<FileId> {
-        self.master.files()
+    pub async fn files(&self) -> Result<Vec<FileId>, PanguError> {
+        Ok(self.master.files().await?)
     }
 
     /// Reads `len` bytes at `offset`.
@@ -87,7 +100,7 @@ impl Pangu {
             return Ok(Bytes::new());
         }
         let end = offset.checked_add(len).ok_or(PanguError::OutOfRange { file, offset, end: u64::MAX })?;
-        let layout = self.master.layout(file)?;
+        let layout = self.master.layout(file).await?;
         let mut pieces = Vec::new();
         for (i, chunk) in layout.chunks.iter().enumerate() {
             let chunk_end = match (layout.chunks.get(i + 1), chunk.sealed_len) {
@@ -124,11 +137,13 @@ impl Pangu {
     async fn read_chunk(&self, chunk: &ChunkLocation, offset: u64, len: u64) -> Result<Bytes, PanguError> {
         let mut errors = Vec::new();
         for replica in &chunk.replicas {
-            match self.master.chunk_client(&replica.addr).read(chunk.id, offset, len).await {
+            match self.chunks.get(&replica.addr).read(chunk.id, offset, len).await {
                 Ok(bytes) => return Ok(bytes),
                 Err(e) => {
                     if e.code() == Some(ErrorCode::ChunkCorrupt) {
-                        self.master.report_corrupt(chunk.id, replica.server);
+                        if let Err(report) = self.master.report_corrupt(chunk.id, replica.server).await {
+                            warn!(chunk = %chunk.id, server = %replica.addr, error = %report, "cannot report a corrupt replica to the master");
+                        }
                     }
                     warn!(chunk = %chunk.id, server = %replica.addr, error = %e, "read from a replica failed; trying another");
                     errors.push(format!("{}: {e}", replica.addr));
@@ -225,7 +240,7 @@ impl FileWriter {
             let open = self.open.as_ref().expect("a chunk is open");
             let (id, at) = (open.loc.id, open.len);
             let clients: Vec<_> =
-                open.loc.replicas.iter().map(|r| (r.server, self.pangu.master.chunk_client(&r.addr))).collect();
+                open.loc.replicas.iter().map(|r| (r.server, self.pangu.chunks.get(&r.addr))).collect();
             if crc.is_none() && clients.iter().any(|(_, c)| !c.is_in_process()) {
                 // A replica across a transport gets the bytes as one body: join the buffers
                 // once, for every replica and every attempt.
@@ -269,7 +284,7 @@ impl FileWriter {
         let Some(open) = self.open.take() else { return Ok(()) };
         let (id, len) = (open.loc.id, open.len);
         let seals = open.loc.replicas.iter().filter(|r| !failed.contains(&r.server)).map(|r| {
-            let client = self.pangu.master.chunk_client(&r.addr);
+            let client = self.pangu.chunks.get(&r.addr);
             async move { (r.server, client.seal(id, Some(len)).await) }
         });
         let mut bad = failed.to_vec();

@@ -7,6 +7,9 @@
 //!   the master learns from.
 //! - [`chunk_client`]: the async HTTP client to one chunkserver, with typed errors that tell
 //!   a server's refusal from a dead replica.
+//! - [`master_client`]: what the file client needs of the master, as a trait whose arguments
+//!   and results are data: the master in this process today, one across the network
+//!   tomorrow.
 //! - [`placement`]: which chunkservers get a chunk's replicas: distinct, usable, spread
 //!   across racks (failure domains), least loaded first.
 //! - [`repair`]: the master's health check: which replicas are lost (dead server, corrupt,
@@ -22,6 +25,7 @@ pub mod client;
 pub mod crc;
 pub mod flow;
 pub mod master;
+pub mod master_client;
 pub mod node;
 pub mod parts;
 pub mod placement;

@@ -4,7 +4,7 @@
 //!
 //! # State
 //!
-//! The namespace lives in the control-plane store (`feitian_meta::pangu`); the master keeps a
+//! The namespace lives in the control-plane store ([`namespace`]); the master keeps a
 //! mirror in memory and changes the store first, in one transaction, then the mirror. So
 //! whatever it answered survives a crash, and a restarted master starts from the same
 //! namespace. What is not stored is rebuilt from heartbeats: which servers are live, what
@@ -32,22 +32,30 @@
 //!
 //! Replicas a server holds that the namespace does not give it (files deleted while it was
 //! away, surplus copies) are deleted by telling the server in its heartbeat's answer.
+//!
+//! # Clients
+//!
+//! File clients reach the master through [`crate::master_client::MasterClient`], which
+//! [`Master`] implements in process.
+
+pub mod namespace;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use feitian_meta::pangu as db;
 use feitian_meta::{MetaError, Store};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
 use crate::chunk::{ChunkId, DEFAULT_MAX_SIZE};
-use crate::chunk_client::{ChunkClient, ChunkClientError};
+use crate::chunk_client::{ChunkClient, ChunkClientError, ChunkClients};
 use crate::chunkserver::{ChunkInfo, CorruptChunk, ErrorCode, ServerStatus};
 use crate::placement::{place, PlacementError, ServerId, ServerInfo};
 use crate::repair::{self, ChunkState, Heartbeats, RepairLimits, RepairTask, ReplicaState};
+
+use self::namespace as db;
 
 /// A Pangu file's id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -110,14 +118,14 @@ pub enum MasterError {
 }
 
 /// A replica as clients see it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReplicaLocation {
     pub server: ServerId,
     pub addr: String,
 }
 
 /// Where a chunk is.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChunkLocation {
     pub id: ChunkId,
     /// The file offset of the chunk's first byte.
@@ -129,7 +137,7 @@ pub struct ChunkLocation {
 }
 
 /// A file's chunks, in order.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileLayout {
     pub id: FileId,
     pub sealed_len: Option<u64>,
@@ -248,9 +256,8 @@ pub struct Master {
     config: MasterConfig,
     state: Mutex<State>,
     origin: Instant,
-    clients: Mutex<HashMap<String, ChunkClient>>,
-    /// Chunkservers running in this process, by address.
-    local: Mutex<HashMap<String, crate::chunkserver::ChunkServer>>,
+    /// Its clients to chunkservers, shared with the file clients of this process.
+    chunks: ChunkClients,
 }
 
 fn now_text() -> String {
@@ -315,8 +322,7 @@ impl Master {
                 stats: RepairStats::default(),
             }),
             origin,
-            clients: Mutex::new(HashMap::new()),
-            local: Mutex::new(HashMap::new()),
+            chunks: ChunkClients::new(),
         }))
     }
 
@@ -330,24 +336,26 @@ impl Master {
 
     /// A pooled client to a chunkserver.
     pub fn chunk_client(&self, addr: &str) -> ChunkClient {
-        if let Some(local) = self.local.lock().get(addr) {
-            return ChunkClient::in_process(addr, local.clone());
-        }
-        self.clients.lock().entry(addr.to_owned()).or_insert_with(|| ChunkClient::new(addr)).clone()
+        self.chunks.get(addr)
+    }
+
+    /// The master's chunkserver clients, for file clients in the same process (so that they
+    /// share its pool and its in-process chunkservers).
+    pub fn chunk_clients(&self) -> &ChunkClients {
+        &self.chunks
     }
 
     /// Says that the chunkserver at `addr` runs in this process: appends to and reads from
     /// it skip HTTP.
     pub fn attach_local(&self, addr: &str, server: crate::chunkserver::ChunkServer) {
-        self.local.lock().insert(addr.to_owned(), server);
+        self.chunks.attach_local(addr, server);
     }
 
     async fn db<T: Send + 'static>(
         &self,
         f: impl FnOnce(&feitian_meta::Transaction<'_>) -> Result<T, MetaError> + Send + 'static,
     ) -> Result<T, MasterError> {
-        let store = self.store.clone();
-        tokio::task::spawn_blocking(move || store.write(f)).await.map_err(|_| MasterError::Gone)?.map_err(Into::into)
+        self.store.write_async(f).await.map_err(Into::into)
     }
 
     // ---- membership --------------------------------------------------------------------

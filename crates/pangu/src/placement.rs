@@ -29,9 +29,11 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
+use serde::{Deserialize, Serialize};
+
 /// A chunkserver's id, unique in the cluster (the master assigns it when the server
 /// registers).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct ServerId(pub u64);
 
 impl fmt::Display for ServerId {
@@ -64,7 +66,7 @@ impl ServerInfo {
 }
 
 /// Why replicas could not be placed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 pub enum PlacementError {
     #[error("a chunk needs at least one replica")]
     NoReplicas,

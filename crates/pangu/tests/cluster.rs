@@ -94,7 +94,7 @@ impl Cluster {
         let c = Cluster::start(replication, servers, 1 << 20).await;
         c.wait("the nodes", |s| s.servers.iter().filter(|x| x.live).count() == servers).await;
         c.master.attach_local(&c.nodes[0].0.addr, c.nodes[0].0.server.clone());
-        let pangu = Pangu::new(c.master.clone());
+        let pangu = Pangu::in_process(c.master.clone());
         (c, pangu)
     }
 
@@ -114,7 +114,7 @@ impl Cluster {
 async fn single_node_round_trip_across_chunks() {
     let c = Cluster::start(1, 1, 1 << 20).await;
     c.wait("the node", |s| s.servers.iter().filter(|x| x.live).count() == 1).await;
-    let pangu = Pangu::new(c.master.clone());
+    let pangu = Pangu::in_process(c.master.clone());
     let mut w = pangu.create().await.unwrap();
     let body = data(3 * (1 << 20) + 12345, 1);
     assert_eq!(w.append(body.slice(..1000)).await.unwrap(), 0);
@@ -135,7 +135,7 @@ async fn single_node_round_trip_across_chunks() {
 async fn replica_loss_mid_write_keeps_every_acknowledged_byte_and_repair_restores_three() {
     let mut c = Cluster::start(3, 3, 1 << 20).await;
     c.wait("three nodes", |s| s.servers.iter().filter(|x| x.live).count() == 3).await;
-    let pangu = Pangu::new(c.master.clone());
+    let pangu = Pangu::in_process(c.master.clone());
     let mut w = pangu.create().await.unwrap();
     let body = data(5 << 20, 2);
     let step = 256 * 1024;
@@ -171,7 +171,7 @@ async fn replica_loss_mid_write_keeps_every_acknowledged_byte_and_repair_restore
 async fn a_flipped_byte_is_never_served_and_is_repaired() {
     let c = Cluster::start(2, 2, 1 << 20).await;
     c.wait("two nodes", |s| s.servers.iter().filter(|x| x.live).count() == 2).await;
-    let pangu = Pangu::new(c.master.clone());
+    let pangu = Pangu::in_process(c.master.clone());
     let mut w = pangu.create().await.unwrap();
     let body = data(300_000, 3);
     w.append(body.clone()).await.unwrap();

@@ -1,25 +1,32 @@
-//! The network reconciler: drives what the control plane decided toward the host, then
-//! writes back what it observed. Today feitian has no host data plane yet (bridges,
-//! namespaces and nftables come with the real-instances issue), so realizing a VPC or a
-//! vSwitch needs no host work and the reconciler moves them from `Pending` to `Available`.
-//! It runs on every change (woken by the services) and every second, so a restart finishes
-//! whatever a crash left `Pending`.
+//! The VPC reconciler: moves new VPCs and vSwitches from `Pending` to `Available`.
+//!
+//! A VPC or vSwitch needs nothing of a host until an instance uses it: a host realizes a
+//! VPC's network (namespace, bridge, gateways) when its first instance arrives, from the
+//! plan the control plane computes (`feitian-planner`). So the records settle as soon as
+//! they are written, as on Alibaba Cloud a few seconds after creation. This runs in the
+//! control plane on every change (woken by the service) and every second, so a restart
+//! finishes whatever a crash left `Pending`.
 
 use crate::Network;
-use feitian_meta::network as db;
+use feitian_meta::{vpc, vswitch, MetaError};
 use std::sync::Arc;
 use std::time::Duration;
 
 pub async fn run(net: Arc<Network>) {
     loop {
-        let store = net.store.clone();
-        let done =
-            tokio::task::spawn_blocking(move || store.write::<_, feitian_meta::MetaError>(db::activate_pending)).await;
+        let done = net
+            .store
+            .write_async(|tx| {
+                let mut ids = vpc::activate_pending_vpcs(tx)?;
+                ids.extend(vswitch::activate_pending_vswitches(tx)?);
+                Ok::<_, MetaError>(ids)
+            })
+            .await;
         match done {
-            Ok(Ok(ids)) if !ids.is_empty() => tracing::debug!(?ids, "network objects are Available"),
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => tracing::warn!(error = %e, "network reconciler: store failed; retrying"),
-            Err(e) => tracing::error!(error = %e, "network reconciler task failed"),
+            Ok(ids) if !ids.is_empty() => tracing::debug!(?ids, "network objects are Available"),
+            Ok(_) => {}
+            Err(e @ MetaError::TaskFailed(_)) => tracing::error!(error = %e, "network reconciler task failed"),
+            Err(e) => tracing::warn!(error = %e, "network reconciler: store failed; retrying"),
         }
         tokio::select! {
             _ = net.wake.notified() => {},

@@ -3,14 +3,18 @@
 //! API (2014-05-26); [`Api`] picks which fields an answer carries, so that each answer holds
 //! exactly the keys its API's official model knows.
 
-use crate::cidr::{self, CidrError};
+use feitian_agent_api::Nudges;
 use feitian_api::paging::Page;
 use feitian_api::region::{require_region, zone};
 use feitian_api::service::{client_token, create_once, merge, now, page_fields};
 use feitian_api::validate;
-use feitian_api::{blocking, ApiError, Ctx, Params};
-use feitian_meta::network::{self as db, Eip, RouteEntry, RouteTable, VSwitch, Vpc};
-use feitian_meta::{Filter, Store, Transaction};
+use feitian_api::{ApiError, Ctx, Params};
+use feitian_cidr::{self as cidr, CidrError};
+use feitian_meta::eip::{self, Eip, EipStatus};
+use feitian_meta::route_table::{self, RouteEntry, RouteEntryStatus, RouteTable};
+use feitian_meta::vpc::{self, Vpc, VpcStatus};
+use feitian_meta::vswitch::{self, VSwitch, VSwitchStatus};
+use feitian_meta::{network_interface, query, tag, Filter, Store, Transaction};
 use feitian_region::{Catalog, Region};
 use ipnet::Ipv4Net;
 use serde_json::{json, Map, Value};
@@ -39,8 +43,8 @@ pub struct Network {
     pub eip_pool: Ipv4Net,
     /// Wakes the network reconciler after a change.
     pub wake: Arc<Notify>,
-    /// Wakes the host's network agent after a change to what it realizes (EIP NAT).
-    pub host_wake: Arc<Notify>,
+    /// Tells the hosts that a VPC's network changed (EIP NAT).
+    pub nudges: Nudges,
 }
 
 fn vpc_not_found() -> ApiError {
@@ -89,11 +93,11 @@ impl Network {
     }
 
     fn vpc(&self, tx: &Transaction<'_>, account: u64, region: &str, id: &str) -> Result<Vpc, ApiError> {
-        db::get_vpc(tx, account, id)?.filter(|v| v.region_id == region).ok_or_else(vpc_not_found)
+        vpc::get_vpc(tx, account, id)?.filter(|v| v.region_id == region).ok_or_else(vpc_not_found)
     }
 
     fn vswitch(&self, tx: &Transaction<'_>, account: u64, region: &str, id: &str) -> Result<VSwitch, ApiError> {
-        db::get_vswitch(tx, account, id)?.filter(|v| v.region_id == region).ok_or_else(vswitch_not_found)
+        vswitch::get_vswitch(tx, account, id)?.filter(|v| v.region_id == region).ok_or_else(vswitch_not_found)
     }
 
     // --- VPCs -------------------------------------------------------------------------------
@@ -127,71 +131,73 @@ impl Network {
         validate::dry_run(&p)?;
         let token = client_token(&p)?;
         let me = self.clone();
-        let out = blocking(move || {
-            create_once(&me.store, &ctx, &p, token, |tx| {
-                let account = ctx.caller.account_id;
-                let scope = me.store.scope(account);
-                let (_, count) = db::list_vpcs(tx, &Filter::owned(account, &region.id), 0, 0)?;
-                if count >= MAX_VPCS_PER_REGION {
-                    return Err(ApiError::invalid(
-                        "QuotaExceeded.Vpc",
-                        format!("VPC quota exceeded: at most {MAX_VPCS_PER_REGION} per region."),
-                    ));
-                }
-                let id = scope.register(tx, "vpc", "vpc", &region.id, &region.id_code)?;
-                let vrouter = scope.register(tx, "vrouter", "vrt", &region.id, &region.id_code)?;
-                let table = scope.register(tx, "route_table", "vtb", &region.id, &region.id_code)?;
-                let created = now();
-                db::insert_vpc(
-                    tx,
-                    &Vpc {
-                        id: id.clone(),
-                        account_id: account,
-                        region_id: region.id.clone(),
-                        cidr_block: block.to_string(),
-                        name: name.clone(),
-                        description: description.clone(),
-                        status: "Pending".into(),
-                        is_default: false,
-                        vrouter_id: vrouter.clone(),
-                        route_table_id: table.clone(),
-                        user_cidrs: user_cidrs.clone(),
-                        created_at: created.clone(),
-                    },
-                )?;
-                db::insert_route_table(
-                    tx,
-                    &RouteTable {
-                        id: table.clone(),
-                        account_id: account,
-                        region_id: region.id.clone(),
-                        vpc_id: id.clone(),
-                        vrouter_id: vrouter.clone(),
-                        kind: "System".into(),
-                        name: String::new(),
-                        description: String::new(),
-                        created_at: created,
-                    },
-                )?;
-                db::set_tags(tx, &id, &tags)?;
-                let mut out = json!({"VpcId": id, "VRouterId": vrouter, "RouteTableId": table});
-                if api == Api::Vpc {
-                    out["ResourceGroupId"] = json!("");
-                }
-                Ok(out)
+        let out = self
+            .store
+            .call(move |store| {
+                create_once(store, &ctx, &p, token, |tx| {
+                    let account = ctx.caller.account_id;
+                    let scope = me.store.scope(account);
+                    let (_, count) = vpc::list_vpcs(tx, &Filter::owned(account, &region.id), 0, 0)?;
+                    if count >= MAX_VPCS_PER_REGION {
+                        return Err(ApiError::invalid(
+                            "QuotaExceeded.Vpc",
+                            format!("VPC quota exceeded: at most {MAX_VPCS_PER_REGION} per region."),
+                        ));
+                    }
+                    let id = scope.register(tx, "vpc", "vpc", &region.id, &region.id_code)?;
+                    let vrouter = scope.register(tx, "vrouter", "vrt", &region.id, &region.id_code)?;
+                    let table = scope.register(tx, "route_table", "vtb", &region.id, &region.id_code)?;
+                    let created = now();
+                    vpc::insert_vpc(
+                        tx,
+                        &Vpc {
+                            id: id.clone(),
+                            account_id: account,
+                            region_id: region.id.clone(),
+                            cidr_block: block.to_string(),
+                            name: name.clone(),
+                            description: description.clone(),
+                            status: VpcStatus::Pending,
+                            is_default: false,
+                            vrouter_id: vrouter.clone(),
+                            route_table_id: table.clone(),
+                            user_cidrs: user_cidrs.clone(),
+                            created_at: created.clone(),
+                        },
+                    )?;
+                    route_table::insert_route_table(
+                        tx,
+                        &RouteTable {
+                            id: table.clone(),
+                            account_id: account,
+                            region_id: region.id.clone(),
+                            vpc_id: id.clone(),
+                            vrouter_id: vrouter.clone(),
+                            kind: "System".into(),
+                            name: String::new(),
+                            description: String::new(),
+                            created_at: created,
+                        },
+                    )?;
+                    tag::set_tags(tx, &id, &tags)?;
+                    let mut out = json!({"VpcId": id, "VRouterId": vrouter, "RouteTableId": table});
+                    if api == Api::Vpc {
+                        out["ResourceGroupId"] = json!("");
+                    }
+                    Ok(out)
+                })
             })
-        })
-        .await?;
+            .await?;
         self.wake.notify_one();
         Ok(out)
     }
 
     fn vpc_json(&self, tx: &Transaction<'_>, v: &Vpc, api: Api, detailed: bool) -> Result<Value, ApiError> {
-        let vsws: Vec<String> = db::vswitches_of_vpc(tx, &v.id)?.into_iter().map(|s| s.id).collect();
+        let vsws: Vec<String> = vswitch::vswitches_of_vpc(tx, &v.id)?.into_iter().map(|s| s.id).collect();
         let mut o = json!({
             "VpcId": v.id,
             "RegionId": v.region_id,
-            "Status": v.status,
+            "Status": v.status.as_str(),
             "VpcName": v.name,
             "CreationTime": v.created_at,
             "CidrBlock": v.cidr_block,
@@ -202,7 +208,7 @@ impl Network {
             "UserCidrs": {"UserCidr": v.user_cidrs},
         });
         if api == Api::Vpc {
-            let tags = db::tags_of(tx, &[v.id.as_str()])?.remove(&v.id).unwrap_or_default();
+            let tags = tag::tags_of(tx, &[v.id.as_str()])?.remove(&v.id).unwrap_or_default();
             let extra = json!({
                 "Ipv6CidrBlock": "",
                 "EnabledIpv6": false,
@@ -252,23 +258,22 @@ impl Network {
         let tags = if api == Api::Vpc { validate::tag_filter(&p)? } else { vec![] };
         validate::dry_run(&p)?;
         let me = self.clone();
-        blocking(move || {
-            me.store.read(|tx| {
+        self.store
+            .read_async(move |tx| {
                 let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
                 let f = Filter::owned(ctx.caller.account_id, &region)
                     .any_of("id", &ids)
                     .eq("name", name.as_deref())
                     .eq_bool("is_default", is_default)
                     .tags(&tag_args(&tags));
-                let (rows, total) = db::list_vpcs(tx, &f, page.offset(), page.limit())?;
+                let (rows, total) = vpc::list_vpcs(tx, &f, page.offset(), page.limit())?;
                 let items = rows.iter().map(|v| me.vpc_json(tx, v, api, false)).collect::<Result<Vec<_>, _>>()?;
                 let mut o = Map::new();
                 o.insert("Vpcs".into(), json!({"Vpc": items}));
                 page_fields(&mut o, page, total);
                 Ok(Value::Object(o))
             })
-        })
-        .await
+            .await
     }
 
     pub async fn describe_vpc_attribute(self: Arc<Self>, ctx: Ctx, p: Params, api: Api) -> Result<Value, ApiError> {
@@ -277,16 +282,15 @@ impl Network {
         let is_default = p.opt_bool("IsDefault")?;
         validate::dry_run(&p)?;
         let me = self.clone();
-        blocking(move || {
-            me.store.read(|tx| {
+        self.store
+            .read_async(move |tx| {
                 let v = me.vpc(tx, ctx.caller.account_id, &region, &id)?;
                 if is_default.is_some_and(|d| d != v.is_default) {
                     return Err(vpc_not_found());
                 }
                 me.vpc_json(tx, &v, api, true)
             })
-        })
-        .await
+            .await
     }
 
     pub async fn modify_vpc_attribute(self: Arc<Self>, ctx: Ctx, p: Params, _api: Api) -> Result<Value, ApiError> {
@@ -299,8 +303,8 @@ impl Network {
             None => None,
         };
         let me = self.clone();
-        blocking(move || {
-            me.store.write(|tx| {
+        self.store
+            .write_async(move |tx| {
                 let mut v = me.vpc(tx, ctx.caller.account_id, &region, &id)?;
                 if let Some(n) = name {
                     v.name = n;
@@ -310,7 +314,7 @@ impl Network {
                 }
                 if let Some(c) = new_cidr {
                     // Only widening to a block that still holds every vSwitch is allowed.
-                    let fits = db::vswitches_of_vpc(tx, &v.id)?
+                    let fits = vswitch::vswitches_of_vpc(tx, &v.id)?
                         .iter()
                         .all(|s| cidr::parse(&s.cidr_block).is_ok_and(|b| c.contains(&b)));
                     if !fits {
@@ -321,11 +325,10 @@ impl Network {
                     }
                     v.cidr_block = c.to_string();
                 }
-                db::update_vpc(tx, &v)?;
+                vpc::update_vpc(tx, &v)?;
                 Ok(json!({}))
             })
-        })
-        .await
+            .await
     }
 
     pub async fn delete_vpc(self: Arc<Self>, ctx: Ctx, p: Params, _api: Api) -> Result<Value, ApiError> {
@@ -333,22 +336,23 @@ impl Network {
         let id = p.required_str("VpcId")?.to_owned();
         validate::dry_run(&p)?;
         let me = self.clone();
-        let out = blocking(move || {
-            me.store.write(|tx| {
+        let out = self
+            .store
+            .write_async(move |tx| {
                 let v = me.vpc(tx, ctx.caller.account_id, &region, &id)?;
-                if v.status != "Available" {
+                if v.status != VpcStatus::Available {
                     return Err(ApiError::invalid(
                         "IncorrectVpcStatus",
                         "The current status of the VPC does not support this operation.",
                     )
                     .recommend("wait until DescribeVpcs shows the VPC Available"));
                 }
-                let vsws = db::vswitches_of_vpc(tx, &v.id)?;
+                let vsws = vswitch::vswitches_of_vpc(tx, &v.id)?;
                 if let Some(s) = vsws.first() {
                     return Err(ApiError::invalid("DependencyViolation", "Specified object has dependent resources.")
                         .recommend(format!("delete its vSwitches first ({} left, e.g. {})", vsws.len(), s.id)));
                 }
-                let groups = feitian_meta::ecs::count_where(tx, "security_groups", "vpc_id", &v.id)?;
+                let groups = query::count_where(tx, "security_groups", "vpc_id", &v.id)?;
                 if groups > 0 {
                     return Err(ApiError::invalid(
                         "DependencyViolation.SecurityGroup",
@@ -356,8 +360,10 @@ impl Network {
                     )
                     .recommend(format!("{groups} security group(s) still belong to this VPC; delete them first")));
                 }
-                let custom =
-                    db::route_entries(tx, &v.route_table_id)?.into_iter().filter(|e| e.kind == "Custom").count();
+                let custom = route_table::route_entries(tx, &v.route_table_id)?
+                    .into_iter()
+                    .filter(|e| e.kind == "Custom")
+                    .count();
                 if custom > 0 {
                     return Err(ApiError::invalid(
                         "DependencyViolation.RouteEntry",
@@ -365,11 +371,10 @@ impl Network {
                     )
                     .recommend("delete the custom route entries of its route table first"));
                 }
-                db::delete_vpc(tx, &v)?;
+                vpc::delete_vpc(tx, &v)?;
                 Ok(json!({}))
             })
-        })
-        .await?;
+            .await?;
         self.wake.notify_one();
         Ok(out)
     }
@@ -388,84 +393,90 @@ impl Network {
         validate::dry_run(&p)?;
         let token = client_token(&p)?;
         let me = self.clone();
-        let out = blocking(move || {
-            create_once(&me.store, &ctx, &p, token, |tx| {
-                let account = ctx.caller.account_id;
-                let vpc = me.vpc(tx, account, &region.id, &vpc_id)?;
-                if vpc.status != "Available" {
-                    return Err(ApiError::invalid(
-                        "IncorrectVpcStatus",
-                        "The current status of the VPC does not support this operation.",
-                    )
-                    .recommend("wait until DescribeVpcs shows the VPC Available"));
-                }
-                let vpc_net = cidr::parse(&vpc.cidr_block).map_err(|_| ApiError::internal())?;
-                let others = db::vswitches_of_vpc(tx, &vpc.id)?;
-                if others.len() as u64 >= MAX_VSWITCHES_PER_VPC {
-                    return Err(ApiError::invalid("QuotaExceeded.VSwitch", "Virtual switch quota exceeded."));
-                }
-                let net =
-                    cidr::vswitch_block(&block, vpc_net, others.iter().map(|s| (s.id.as_str(), s.cidr_block.as_str())))
-                        .map_err(|e| cidr_error("CidrBlock", e))?;
-                // A vSwitch's block may not collide with a custom route's destination.
-                for e in db::route_entries(tx, &vpc.route_table_id)?.iter().filter(|e| e.kind == "Custom") {
-                    if cidr::parse(&e.destination).is_ok_and(|d| cidr::overlaps(d, net)) {
+        let out = self
+            .store
+            .call(move |store| {
+                create_once(store, &ctx, &p, token, |tx| {
+                    let account = ctx.caller.account_id;
+                    let vpc = me.vpc(tx, account, &region.id, &vpc_id)?;
+                    if vpc.status != VpcStatus::Available {
                         return Err(ApiError::invalid(
-                            "InvalidCidrBlock.Overlapped",
-                            "Specified CIDR block overlapped with other subnets.",
+                            "IncorrectVpcStatus",
+                            "The current status of the VPC does not support this operation.",
                         )
-                        .recommend(format!("it overlaps the custom route to {}", e.destination)));
+                        .recommend("wait until DescribeVpcs shows the VPC Available"));
                     }
-                }
-                let id = me.store.scope(account).register(tx, "vswitch", "vsw", &region.id, &region.id_code)?;
-                let created = now();
-                db::insert_vswitch(
-                    tx,
-                    &VSwitch {
-                        id: id.clone(),
-                        account_id: account,
-                        region_id: region.id.clone(),
-                        vpc_id: vpc.id.clone(),
-                        zone_id: zone_id.clone(),
-                        cidr_block: net.to_string(),
-                        name: name.clone(),
-                        description: description.clone(),
-                        status: "Pending".into(),
-                        created_at: created.clone(),
-                    },
-                )?;
-                db::insert_route_entry(
-                    tx,
-                    &RouteEntry {
-                        id: feitian_meta::ids::resource_id("rte", &region.id_code),
-                        route_table_id: vpc.route_table_id.clone(),
-                        account_id: account,
-                        destination: net.to_string(),
-                        next_hop_type: "local".into(),
-                        next_hop_id: String::new(),
-                        kind: "System".into(),
-                        status: "Available".into(),
-                        name: String::new(),
-                        description: String::new(),
-                        created_at: created,
-                    },
-                )?;
-                db::set_tags(tx, &id, &tags)?;
-                Ok(json!({"VSwitchId": id}))
+                    let vpc_net = cidr::parse(&vpc.cidr_block).map_err(|_| ApiError::internal())?;
+                    let others = vswitch::vswitches_of_vpc(tx, &vpc.id)?;
+                    if others.len() as u64 >= MAX_VSWITCHES_PER_VPC {
+                        return Err(ApiError::invalid("QuotaExceeded.VSwitch", "Virtual switch quota exceeded."));
+                    }
+                    let net = cidr::vswitch_block(
+                        &block,
+                        vpc_net,
+                        others.iter().map(|s| (s.id.as_str(), s.cidr_block.as_str())),
+                    )
+                    .map_err(|e| cidr_error("CidrBlock", e))?;
+                    // A vSwitch's block may not collide with a custom route's destination.
+                    for e in route_table::route_entries(tx, &vpc.route_table_id)?.iter().filter(|e| e.kind == "Custom")
+                    {
+                        if cidr::parse(&e.destination).is_ok_and(|d| cidr::overlaps(d, net)) {
+                            return Err(ApiError::invalid(
+                                "InvalidCidrBlock.Overlapped",
+                                "Specified CIDR block overlapped with other subnets.",
+                            )
+                            .recommend(format!("it overlaps the custom route to {}", e.destination)));
+                        }
+                    }
+                    let id = me.store.scope(account).register(tx, "vswitch", "vsw", &region.id, &region.id_code)?;
+                    let created = now();
+                    vswitch::insert_vswitch(
+                        tx,
+                        &VSwitch {
+                            id: id.clone(),
+                            account_id: account,
+                            region_id: region.id.clone(),
+                            vpc_id: vpc.id.clone(),
+                            zone_id: zone_id.clone(),
+                            cidr_block: net.to_string(),
+                            name: name.clone(),
+                            description: description.clone(),
+                            status: VSwitchStatus::Pending,
+                            created_at: created.clone(),
+                        },
+                    )?;
+                    route_table::insert_route_entry(
+                        tx,
+                        &RouteEntry {
+                            id: feitian_meta::ids::resource_id("rte", &region.id_code),
+                            route_table_id: vpc.route_table_id.clone(),
+                            account_id: account,
+                            destination: net.to_string(),
+                            next_hop_type: "local".into(),
+                            next_hop_id: String::new(),
+                            kind: "System".into(),
+                            status: RouteEntryStatus::Available,
+                            name: String::new(),
+                            description: String::new(),
+                            created_at: created,
+                        },
+                    )?;
+                    tag::set_tags(tx, &id, &tags)?;
+                    Ok(json!({"VSwitchId": id}))
+                })
             })
-        })
-        .await?;
+            .await?;
         self.wake.notify_one();
         Ok(out)
     }
 
     fn vswitch_json(&self, tx: &Transaction<'_>, s: &VSwitch, api: Api) -> Result<Value, ApiError> {
         let net = cidr::parse(&s.cidr_block).map_err(|_| ApiError::internal())?;
-        let available = cidr::usable_count(net).saturating_sub(db::used_addresses(tx, &s.id)?);
+        let available = cidr::usable_count(net).saturating_sub(network_interface::used_addresses(tx, &s.id)?);
         let mut o = json!({
             "VSwitchId": s.id,
             "VpcId": s.vpc_id,
-            "Status": s.status,
+            "Status": s.status.as_str(),
             "CidrBlock": s.cidr_block,
             "ZoneId": s.zone_id,
             "AvailableIpAddressCount": available,
@@ -476,8 +487,8 @@ impl Network {
             "ResourceGroupId": "",
         });
         if api == Api::Vpc {
-            let tags = db::tags_of(tx, &[s.id.as_str()])?.remove(&s.id).unwrap_or_default();
-            let vpc = db::get_vpc(tx, s.account_id, &s.vpc_id)?.ok_or_else(ApiError::internal)?;
+            let tags = tag::tags_of(tx, &[s.id.as_str()])?.remove(&s.id).unwrap_or_default();
+            let vpc = vpc::get_vpc(tx, s.account_id, &s.vpc_id)?.ok_or_else(ApiError::internal)?;
             merge(
                 &mut o,
                 json!({
@@ -506,8 +517,8 @@ impl Network {
         let route_table = if api == Api::Vpc { p.opt_str("RouteTableId").map(str::to_owned) } else { None };
         validate::dry_run(&p)?;
         let me = self.clone();
-        blocking(move || {
-            me.store.read(|tx| {
+        self.store
+            .read_async(move |tx| {
                 let account = ctx.caller.account_id;
                 if is_default == Some(true) {
                     // feitian has no default vSwitches.
@@ -517,9 +528,9 @@ impl Network {
                     return Ok(Value::Object(o));
                 }
                 let rt_vpc = match &route_table {
-                    Some(rt) => {
-                        Some(db::get_route_table(tx, account, rt)?.map(|t| t.vpc_id).unwrap_or_else(|| "-".into()))
-                    }
+                    Some(rt) => Some(
+                        route_table::get_route_table(tx, account, rt)?.map(|t| t.vpc_id).unwrap_or_else(|| "-".into()),
+                    ),
                     None => None,
                 };
                 let f = Filter::owned(account, &region.id)
@@ -529,15 +540,14 @@ impl Network {
                     .eq("zone_id", zone_id.as_deref())
                     .eq("name", name.as_deref())
                     .tags(&tag_args(&tags));
-                let (rows, total) = db::list_vswitches(tx, &f, page.offset(), page.limit())?;
+                let (rows, total) = vswitch::list_vswitches(tx, &f, page.offset(), page.limit())?;
                 let items = rows.iter().map(|s| me.vswitch_json(tx, s, api)).collect::<Result<Vec<_>, _>>()?;
                 let mut o = Map::new();
                 o.insert("VSwitches".into(), json!({"VSwitch": items}));
                 page_fields(&mut o, page, total);
                 Ok(Value::Object(o))
             })
-        })
-        .await
+            .await
     }
 
     pub async fn describe_vswitch_attributes(
@@ -550,13 +560,12 @@ impl Network {
         let id = p.required_str("VSwitchId")?.to_owned();
         validate::dry_run(&p)?;
         let me = self.clone();
-        blocking(move || {
-            me.store.read(|tx| {
+        self.store
+            .read_async(move |tx| {
                 let s = me.vswitch(tx, ctx.caller.account_id, &region, &id)?;
                 me.vswitch_json(tx, &s, api)
             })
-        })
-        .await
+            .await
     }
 
     pub async fn modify_vswitch_attribute(self: Arc<Self>, ctx: Ctx, p: Params, _api: Api) -> Result<Value, ApiError> {
@@ -565,8 +574,8 @@ impl Network {
         let name = validate::name(&p, "VSwitchName", "InvalidVSwitchName.Malformed")?.map(str::to_owned);
         let description = validate::description(&p, "Description", "InvalidDescription.Malformed")?.map(str::to_owned);
         let me = self.clone();
-        blocking(move || {
-            me.store.write(|tx| {
+        self.store
+            .write_async(move |tx| {
                 let mut s = me.vswitch(tx, ctx.caller.account_id, &region, &id)?;
                 if let Some(n) = name {
                     s.name = n;
@@ -574,11 +583,10 @@ impl Network {
                 if let Some(d) = description {
                     s.description = d;
                 }
-                db::update_vswitch(tx, &s)?;
+                vswitch::update_vswitch(tx, &s)?;
                 Ok(json!({}))
             })
-        })
-        .await
+            .await
     }
 
     pub async fn delete_vswitch(self: Arc<Self>, ctx: Ctx, p: Params, _api: Api) -> Result<Value, ApiError> {
@@ -586,34 +594,34 @@ impl Network {
         let id = p.required_str("VSwitchId")?.to_owned();
         validate::dry_run(&p)?;
         let me = self.clone();
-        let out = blocking(move || {
-            me.store.write(|tx| {
+        let out = self
+            .store
+            .write_async(move |tx| {
                 let account = ctx.caller.account_id;
                 let s = me.vswitch(tx, account, &region, &id)?;
-                if s.status != "Available" {
+                if s.status != VSwitchStatus::Available {
                     return Err(ApiError::invalid(
                         "IncorrectVSwitchStatus",
                         "The current status of the virtual switch does not support this operation.",
                     ));
                 }
-                let used = db::used_addresses(tx, &s.id)?;
+                let used = network_interface::used_addresses(tx, &s.id)?;
                 if used > 0 {
                     return Err(ApiError::invalid("DependencyViolation", "Specified object has dependent resources.")
                         .recommend(format!(
                             "{used} network interfaces (instances) still use this vSwitch; delete them first"
                         )));
                 }
-                let vpc = db::get_vpc(tx, account, &s.vpc_id)?.ok_or_else(ApiError::internal)?;
-                for e in db::route_entries(tx, &vpc.route_table_id)? {
+                let vpc = vpc::get_vpc(tx, account, &s.vpc_id)?.ok_or_else(ApiError::internal)?;
+                for e in route_table::route_entries(tx, &vpc.route_table_id)? {
                     if e.kind == "System" && e.destination == s.cidr_block {
-                        db::delete_route_entry(tx, &e.id)?;
+                        route_table::delete_route_entry(tx, &e.id)?;
                     }
                 }
-                db::delete_vswitch(tx, &s)?;
+                vswitch::delete_vswitch(tx, &s)?;
                 Ok(json!({}))
             })
-        })
-        .await?;
+            .await?;
         self.wake.notify_one();
         Ok(out)
     }
@@ -630,7 +638,7 @@ impl Network {
             "RouteTableId": e.route_table_id,
             "DestinationCidrBlock": e.destination,
             "Type": e.kind,
-            "Status": e.status,
+            "Status": e.status.as_str(),
             "InstanceId": e.next_hop_id,
             "NextHopType": e.next_hop_type,
             "NextHops": {"NextHop": hops},
@@ -643,7 +651,7 @@ impl Network {
 
     fn route_table_json(&self, tx: &Transaction<'_>, t: &RouteTable, api: Api) -> Result<Value, ApiError> {
         let entries: Vec<Value> =
-            db::route_entries(tx, &t.id)?.iter().map(|e| Self::route_entry_json(e, api)).collect();
+            route_table::route_entries(tx, &t.id)?.iter().map(|e| Self::route_entry_json(e, api)).collect();
         let mut o = json!({
             "RouteTableId": t.id,
             "RouteTableType": t.kind,
@@ -653,7 +661,7 @@ impl Network {
             "RouteEntrys": {"RouteEntry": entries},
         });
         if api == Api::Vpc {
-            let vsws: Vec<String> = db::vswitches_of_vpc(tx, &t.vpc_id)?.into_iter().map(|s| s.id).collect();
+            let vsws: Vec<String> = vswitch::vswitches_of_vpc(tx, &t.vpc_id)?.into_iter().map(|s| s.id).collect();
             merge(&mut o, json!({"Status": "Available", "VSwitchIds": {"VSwitchId": vsws}}));
         }
         Ok(o)
@@ -684,34 +692,33 @@ impl Network {
         let region = self.region(&p)?.id.clone();
         let page = Page::from_params(&p, 10, 50)?;
         let me = self.clone();
-        blocking(move || {
-            me.store.read(|tx| {
+        self.store
+            .read_async(move |tx| {
                 let f = Self::route_table_filter(&p, ctx.caller.account_id, &region)?;
-                let (rows, total) = db::list_route_tables(tx, &f, page.offset(), page.limit())?;
+                let (rows, total) = route_table::list_route_tables(tx, &f, page.offset(), page.limit())?;
                 let items = rows.iter().map(|t| me.route_table_json(tx, t, api)).collect::<Result<Vec<_>, _>>()?;
                 let mut o = Map::new();
                 o.insert("RouteTables".into(), json!({"RouteTable": items}));
                 page_fields(&mut o, page, total);
                 Ok(Value::Object(o))
             })
-        })
-        .await
+            .await
     }
 
     pub async fn describe_route_table_list(self: Arc<Self>, ctx: Ctx, p: Params, _api: Api) -> Result<Value, ApiError> {
         let region = self.region(&p)?.id.clone();
         let page = Page::from_params(&p, 10, 50)?;
         let tags = validate::tag_filter(&p)?;
-        let me = self.clone();
-        blocking(move || {
-            me.store.read(|tx| {
+        self.store
+            .read_async(move |tx| {
                 let account = ctx.caller.account_id;
                 let f = Self::route_table_filter(&p, account, &region)?.tags(&tag_args(&tags));
-                let (rows, total) = db::list_route_tables(tx, &f, page.offset(), page.limit())?;
+                let (rows, total) = route_table::list_route_tables(tx, &f, page.offset(), page.limit())?;
                 let mut items = Vec::new();
                 for t in &rows {
-                    let vsws: Vec<String> = db::vswitches_of_vpc(tx, &t.vpc_id)?.into_iter().map(|s| s.id).collect();
-                    let tags = db::tags_of(tx, &[t.id.as_str()])?.remove(&t.id).unwrap_or_default();
+                    let vsws: Vec<String> =
+                        vswitch::vswitches_of_vpc(tx, &t.vpc_id)?.into_iter().map(|s| s.id).collect();
+                    let tags = tag::tags_of(tx, &[t.id.as_str()])?.remove(&t.id).unwrap_or_default();
                     items.push(json!({
                         "VpcId": t.vpc_id,
                         "RouterId": t.vrouter_id,
@@ -735,8 +742,7 @@ impl Network {
                 page_fields(&mut o, page, total);
                 Ok(Value::Object(o))
             })
-        })
-        .await
+            .await
     }
 
     pub async fn create_route_entry(self: Arc<Self>, ctx: Ctx, p: Params, api: Api) -> Result<Value, ApiError> {
@@ -779,59 +785,64 @@ impl Network {
         validate::dry_run(&p)?;
         let token = client_token(&p)?;
         let me = self.clone();
-        blocking(move || {
-            create_once(&me.store, &ctx, &p, token, |tx| {
-                let account = ctx.caller.account_id;
-                let table = db::get_route_table(tx, account, &table_id)?
-                    .filter(|t| t.region_id == region.id)
-                    .ok_or_else(route_table_not_found)?;
-                if me.store.scope(account).get(tx, hop_kind, &hop_id)?.is_none() {
-                    return Err(ApiError::new(404, "InvalidNextHopId.NotFound", "Specified next hop does not exist.")
-                        .recommend(format!("{hop_id} is not a {hop_type} of this account")));
-                }
-                let entries = db::route_entries(tx, &table.id)?;
-                if entries.iter().any(|e| e.destination == dest.to_string()) {
-                    return Err(ApiError::invalid(
-                        "InvalidCIDRBlock.Duplicate",
-                        "Specified CIDR block is already in use by another route entry.",
-                    ));
-                }
-                for e in entries.iter().filter(|e| e.kind == "System") {
-                    if cidr::parse(&e.destination).is_ok_and(|d| d.contains(&dest)) {
-                        return Err(ApiError::invalid(
-                            "InvalidDestinationCidrBlock.Conflict",
-                            "Specified destination is inside a vSwitch's block.",
+        self.store
+            .call(move |store| {
+                create_once(store, &ctx, &p, token, |tx| {
+                    let account = ctx.caller.account_id;
+                    let table = route_table::get_route_table(tx, account, &table_id)?
+                        .filter(|t| t.region_id == region.id)
+                        .ok_or_else(route_table_not_found)?;
+                    if me.store.scope(account).get(tx, hop_kind, &hop_id)?.is_none() {
+                        return Err(ApiError::new(
+                            404,
+                            "InvalidNextHopId.NotFound",
+                            "Specified next hop does not exist.",
                         )
-                        .recommend(format!(
+                        .recommend(format!("{hop_id} is not a {hop_type} of this account")));
+                    }
+                    let entries = route_table::route_entries(tx, &table.id)?;
+                    if entries.iter().any(|e| e.destination == dest.to_string()) {
+                        return Err(ApiError::invalid(
+                            "InvalidCIDRBlock.Duplicate",
+                            "Specified CIDR block is already in use by another route entry.",
+                        ));
+                    }
+                    for e in entries.iter().filter(|e| e.kind == "System") {
+                        if cidr::parse(&e.destination).is_ok_and(|d| d.contains(&dest)) {
+                            return Err(ApiError::invalid(
+                                "InvalidDestinationCidrBlock.Conflict",
+                                "Specified destination is inside a vSwitch's block.",
+                            )
+                            .recommend(format!(
                             "{dest} lies within the system route {}; a custom route may cover, not split, a vSwitch",
                             e.destination
                         )));
+                        }
                     }
-                }
-                if entries.iter().filter(|e| e.kind == "Custom").count() as u64 >= MAX_CUSTOM_ROUTES_PER_TABLE {
-                    return Err(ApiError::invalid("QuotaExceeded.RouteEntry", "Route entry quota exceeded."));
-                }
-                let id = feitian_meta::ids::resource_id("rte", &region.id_code);
-                db::insert_route_entry(
-                    tx,
-                    &RouteEntry {
-                        id: id.clone(),
-                        route_table_id: table.id.clone(),
-                        account_id: account,
-                        destination: dest.to_string(),
-                        next_hop_type: hop_type.clone(),
-                        next_hop_id: hop_id.clone(),
-                        kind: "Custom".into(),
-                        status: "Available".into(),
-                        name: name.clone(),
-                        description: description.clone(),
-                        created_at: now(),
-                    },
-                )?;
-                Ok(if api == Api::Vpc { json!({"RouteEntryId": id}) } else { json!({}) })
+                    if entries.iter().filter(|e| e.kind == "Custom").count() as u64 >= MAX_CUSTOM_ROUTES_PER_TABLE {
+                        return Err(ApiError::invalid("QuotaExceeded.RouteEntry", "Route entry quota exceeded."));
+                    }
+                    let id = feitian_meta::ids::resource_id("rte", &region.id_code);
+                    route_table::insert_route_entry(
+                        tx,
+                        &RouteEntry {
+                            id: id.clone(),
+                            route_table_id: table.id.clone(),
+                            account_id: account,
+                            destination: dest.to_string(),
+                            next_hop_type: hop_type.clone(),
+                            next_hop_id: hop_id.clone(),
+                            kind: "Custom".into(),
+                            status: RouteEntryStatus::Available,
+                            name: name.clone(),
+                            description: description.clone(),
+                            created_at: now(),
+                        },
+                    )?;
+                    Ok(if api == Api::Vpc { json!({"RouteEntryId": id}) } else { json!({}) })
+                })
             })
-        })
-        .await
+            .await
     }
 
     pub async fn delete_route_entry(self: Arc<Self>, ctx: Ctx, p: Params, _api: Api) -> Result<Value, ApiError> {
@@ -848,19 +859,18 @@ impl Network {
             }));
         }
         validate::dry_run(&p)?;
-        let me = self.clone();
-        blocking(move || {
-            me.store.write(|tx| {
+        self.store
+            .write_async(move |tx| {
                 let account = ctx.caller.account_id;
                 let tables = match &table_id {
-                    Some(t) => vec![db::get_route_table(tx, account, t)?
+                    Some(t) => vec![route_table::get_route_table(tx, account, t)?
                         .filter(|t| t.region_id == region)
                         .ok_or_else(route_table_not_found)?],
-                    None => db::list_route_tables(tx, &Filter::owned(account, &region), 0, u64::MAX >> 1)?.0,
+                    None => route_table::list_route_tables(tx, &Filter::owned(account, &region), 0, u64::MAX >> 1)?.0,
                 };
                 let mut found = None;
                 for t in &tables {
-                    for e in db::route_entries(tx, &t.id)? {
+                    for e in route_table::route_entries(tx, &t.id)? {
                         let by_id = entry_id.as_deref().is_some_and(|id| id == e.id);
                         let by_dest = dest.as_deref().is_some_and(|d| d == e.destination)
                             && hop.as_deref().is_none_or(|h| h == e.next_hop_id);
@@ -879,11 +889,10 @@ impl Network {
                     )
                     .recommend("system routes go away with their vSwitch"));
                 }
-                db::delete_route_entry(tx, &e.id)?;
+                route_table::delete_route_entry(tx, &e.id)?;
                 Ok(json!({}))
             })
-        })
-        .await
+            .await
     }
 
     pub async fn describe_route_entry_list(self: Arc<Self>, ctx: Ctx, p: Params, _api: Api) -> Result<Value, ApiError> {
@@ -897,47 +906,44 @@ impl Network {
         let name = p.opt_str("RouteEntryName").map(str::to_owned);
         let hop_type = p.opt_str("NextHopType").map(str::to_owned);
         let hop_id = p.opt_str("NextHopId").map(str::to_owned);
-        let me = self.clone();
-        blocking(move || {
-            me.store.read(|tx| {
-                let t = db::get_route_table(tx, ctx.caller.account_id, &table_id)?.filter(|t| t.region_id == region).ok_or_else(route_table_not_found)?;
-                let all: Vec<RouteEntry> = db::route_entries(tx, &t.id)?
-                    .into_iter()
-                    .filter(|e| kind.as_deref().is_none_or(|k| k == e.kind))
-                    .filter(|e| dest.as_deref().is_none_or(|d| d == e.destination))
-                    .filter(|e| entry_id.as_deref().is_none_or(|i| i == e.id))
-                    .filter(|e| name.as_deref().is_none_or(|n| n == e.name))
-                    .filter(|e| hop_type.as_deref().is_none_or(|h| h == e.next_hop_type))
-                    .filter(|e| hop_id.as_deref().is_none_or(|h| h == e.next_hop_id))
-                    .collect();
-                let page: Vec<Value> = all
-                    .iter()
-                    .skip(offset)
-                    .take(max)
-                    .map(|e| {
-                        let hops: Vec<Value> = if e.next_hop_id.is_empty() {
-                            vec![]
-                        } else {
-                            vec![json!({"NextHopType": e.next_hop_type, "NextHopId": e.next_hop_id, "Enabled": 1, "Weight": 100, "NextHopRegionId": region})]
-                        };
-                        json!({
-                            "RouteEntryId": e.id,
-                            "RouteTableId": e.route_table_id,
-                            "DestinationCidrBlock": e.destination,
-                            "Type": e.kind,
-                            "Status": e.status,
-                            "RouteEntryName": e.name,
-                            "Description": e.description,
-                            "IpVersion": "ipv4",
-                            "GmtModified": e.created_at,
-                            "Origin": if e.kind == "System" { "SystemRoute" } else { "StaticRoute" },
-                            "NextHops": {"NextHop": hops},
-                        })
+        self.store.read_async(move |tx| {
+            let t = route_table::get_route_table(tx, ctx.caller.account_id, &table_id)?.filter(|t| t.region_id == region).ok_or_else(route_table_not_found)?;
+            let all: Vec<RouteEntry> = route_table::route_entries(tx, &t.id)?
+                .into_iter()
+                .filter(|e| kind.as_deref().is_none_or(|k| k == e.kind))
+                .filter(|e| dest.as_deref().is_none_or(|d| d == e.destination))
+                .filter(|e| entry_id.as_deref().is_none_or(|i| i == e.id))
+                .filter(|e| name.as_deref().is_none_or(|n| n == e.name))
+                .filter(|e| hop_type.as_deref().is_none_or(|h| h == e.next_hop_type))
+                .filter(|e| hop_id.as_deref().is_none_or(|h| h == e.next_hop_id))
+                .collect();
+            let page: Vec<Value> = all
+                .iter()
+                .skip(offset)
+                .take(max)
+                .map(|e| {
+                    let hops: Vec<Value> = if e.next_hop_id.is_empty() {
+                        vec![]
+                    } else {
+                        vec![json!({"NextHopType": e.next_hop_type, "NextHopId": e.next_hop_id, "Enabled": 1, "Weight": 100, "NextHopRegionId": region})]
+                    };
+                    json!({
+                        "RouteEntryId": e.id,
+                        "RouteTableId": e.route_table_id,
+                        "DestinationCidrBlock": e.destination,
+                        "Type": e.kind,
+                        "Status": e.status.as_str(),
+                        "RouteEntryName": e.name,
+                        "Description": e.description,
+                        "IpVersion": "ipv4",
+                        "GmtModified": e.created_at,
+                        "Origin": if e.kind == "System" { "SystemRoute" } else { "StaticRoute" },
+                        "NextHops": {"NextHop": hops},
                     })
-                    .collect();
-                let next = feitian_api::paging::next_offset_token(offset, page.len(), all.len());
-                Ok(json!({"RouteEntrys": {"RouteEntry": page}, "NextToken": next, "TotalCount": all.len()}))
-            })
+                })
+                .collect();
+            let next = feitian_api::paging::next_offset_token(offset, page.len(), all.len());
+            Ok(json!({"RouteEntrys": {"RouteEntry": page}, "NextToken": next, "TotalCount": all.len()}))
         })
         .await
     }
@@ -970,72 +976,75 @@ impl Network {
         let wanted_ip = if api == Api::Vpc { p.opt_str("IpAddress").map(str::to_owned) } else { None };
         let token = client_token(&p)?;
         let me = self.clone();
-        blocking(move || {
-            create_once(&me.store, &ctx, &p, token, |tx| {
-                let account = ctx.caller.account_id;
-                let (_, count) = db::list_eips(tx, &Filter::owned(account, &region.id), 0, 0)?;
-                if count >= MAX_EIPS_PER_REGION {
-                    return Err(ApiError::invalid(
-                        "QuotaExceeded.Eip",
-                        format!("EIP quota exceeded: at most {MAX_EIPS_PER_REGION} per region."),
-                    ));
-                }
-                let used: std::collections::HashSet<String> = db::public_addresses_in_use(tx)?.into_iter().collect();
-                let ip = match &wanted_ip {
-                    Some(w) => {
-                        let a: Ipv4Addr =
-                            w.parse().map_err(|_| ApiError::invalid_parameter("IpAddress", "not an IPv4 address"))?;
-                        if !me.eip_pool.contains(&a)
-                            || a == me.eip_pool.network()
-                            || a == me.eip_pool.broadcast()
-                            || used.contains(w)
-                        {
-                            return Err(ApiError::invalid(
-                                "InvalidIpAddress.NotAvailable",
-                                "The specified IP address is not available.",
-                            )
-                            .recommend(format!("pick a free address of the pool {}", me.eip_pool)));
-                        }
-                        a
+        self.store
+            .call(move |store| {
+                create_once(store, &ctx, &p, token, |tx| {
+                    let account = ctx.caller.account_id;
+                    let (_, count) = eip::list_eips(tx, &Filter::owned(account, &region.id), 0, 0)?;
+                    if count >= MAX_EIPS_PER_REGION {
+                        return Err(ApiError::invalid(
+                            "QuotaExceeded.Eip",
+                            format!("EIP quota exceeded: at most {MAX_EIPS_PER_REGION} per region."),
+                        ));
                     }
-                    None => me.eip_pool.hosts().find(|a| !used.contains(&a.to_string())).ok_or_else(|| {
-                        ApiError::invalid("ResourceNotEnough.EipAddress", "No public address is left in the pool.")
-                            .recommend("release unused EIPs or widen eip_pool in the configuration")
-                    })?,
-                };
-                let id = me.store.scope(account).register(tx, "eip", "eip", &region.id, &region.id_code)?;
-                db::insert_eip(
-                    tx,
-                    &Eip {
-                        id: id.clone(),
-                        account_id: account,
-                        region_id: region.id.clone(),
-                        ip_address: ip.to_string(),
-                        bandwidth,
-                        internet_charge_type: charge.clone(),
-                        isp: isp.clone(),
-                        name: name.clone(),
-                        description: description.clone(),
-                        status: "Available".into(),
-                        instance_id: String::new(),
-                        instance_type: String::new(),
-                        private_ip: String::new(),
-                        created_at: now(),
-                    },
-                )?;
-                db::set_tags(tx, &id, &tags)?;
-                let mut out = json!({"AllocationId": id, "EipAddress": ip.to_string()});
-                if api == Api::Vpc {
-                    merge(&mut out, json!({"ResourceGroupId": "", "OrderId": ""}));
-                }
-                Ok(out)
+                    let used: std::collections::HashSet<String> =
+                        eip::public_addresses_in_use(tx)?.into_iter().collect();
+                    let ip = match &wanted_ip {
+                        Some(w) => {
+                            let a: Ipv4Addr = w
+                                .parse()
+                                .map_err(|_| ApiError::invalid_parameter("IpAddress", "not an IPv4 address"))?;
+                            if !me.eip_pool.contains(&a)
+                                || a == me.eip_pool.network()
+                                || a == me.eip_pool.broadcast()
+                                || used.contains(w)
+                            {
+                                return Err(ApiError::invalid(
+                                    "InvalidIpAddress.NotAvailable",
+                                    "The specified IP address is not available.",
+                                )
+                                .recommend(format!("pick a free address of the pool {}", me.eip_pool)));
+                            }
+                            a
+                        }
+                        None => me.eip_pool.hosts().find(|a| !used.contains(&a.to_string())).ok_or_else(|| {
+                            ApiError::invalid("ResourceNotEnough.EipAddress", "No public address is left in the pool.")
+                                .recommend("release unused EIPs or widen eip_pool in the configuration")
+                        })?,
+                    };
+                    let id = me.store.scope(account).register(tx, "eip", "eip", &region.id, &region.id_code)?;
+                    eip::insert_eip(
+                        tx,
+                        &Eip {
+                            id: id.clone(),
+                            account_id: account,
+                            region_id: region.id.clone(),
+                            ip_address: ip.to_string(),
+                            bandwidth,
+                            internet_charge_type: charge.clone(),
+                            isp: isp.clone(),
+                            name: name.clone(),
+                            description: description.clone(),
+                            status: EipStatus::Available,
+                            instance_id: String::new(),
+                            instance_type: String::new(),
+                            private_ip: String::new(),
+                            created_at: now(),
+                        },
+                    )?;
+                    tag::set_tags(tx, &id, &tags)?;
+                    let mut out = json!({"AllocationId": id, "EipAddress": ip.to_string()});
+                    if api == Api::Vpc {
+                        merge(&mut out, json!({"ResourceGroupId": "", "OrderId": ""}));
+                    }
+                    Ok(out)
+                })
             })
-        })
-        .await
+            .await
     }
 
     fn eip(&self, tx: &Transaction<'_>, account: u64, region: &str, id: &str) -> Result<Eip, ApiError> {
-        db::get_eip(tx, account, id)?.filter(|e| e.region_id == region).ok_or_else(eip_not_found)
+        eip::get_eip(tx, account, id)?.filter(|e| e.region_id == region).ok_or_else(eip_not_found)
     }
 
     pub async fn associate_eip_address(self: Arc<Self>, ctx: Ctx, p: Params, _api: Api) -> Result<Value, ApiError> {
@@ -1056,8 +1065,9 @@ impl Network {
             }
         };
         let me = self.clone();
-        let out = blocking(move || {
-            me.store.write(|tx| {
+        let out = self
+            .store
+            .write_async(move |tx| {
                 let account = ctx.caller.account_id;
                 let mut e = me.eip(tx, account, &region, &id)?;
                 if me.store.scope(account).get(tx, kind.0, &instance)?.is_none() {
@@ -1067,7 +1077,7 @@ impl Network {
                         "The specified instance does not exist.",
                     ));
                 }
-                if e.status == "InUse" {
+                if e.status == EipStatus::InUse {
                     if e.instance_id == instance {
                         return Ok(json!({}));
                     }
@@ -1077,18 +1087,17 @@ impl Network {
                     )
                     .recommend(format!("it is associated with {}; unassociate it first", e.instance_id)));
                 }
-                if feitian_meta::ecs::count_where(tx, "eips", "instance_id", &instance)? > 0 {
+                if query::count_where(tx, "eips", "instance_id", &instance)? > 0 {
                     return Err(ApiError::invalid("InvalidAssociation.Duplicated", "The instance already has an EIP."));
                 }
-                e.status = "InUse".into();
+                e.status = EipStatus::InUse;
                 e.instance_id = instance.clone();
                 e.instance_type = kind.1.into();
-                db::update_eip(tx, &e)?;
+                eip::update_eip(tx, &e)?;
                 Ok(json!({}))
             })
-        })
-        .await;
-        self.host_wake.notify_one();
+            .await;
+        self.nudges.network_changed();
         out
     }
 
@@ -1097,26 +1106,26 @@ impl Network {
         let id = p.required_str("AllocationId")?.to_owned();
         let instance = p.required_str("InstanceId")?.to_owned();
         let me = self.clone();
-        let out = blocking(move || {
-            me.store.write(|tx| {
+        let out = self
+            .store
+            .write_async(move |tx| {
                 let mut e = me.eip(tx, ctx.caller.account_id, &region, &id)?;
-                if e.status != "InUse" || e.instance_id != instance {
+                if e.status != EipStatus::InUse || e.instance_id != instance {
                     return Err(ApiError::invalid(
                         "IncorrectEipStatus",
                         "The current status of the EIP does not support this operation.",
                     )
                     .recommend(format!("{id} is not associated with {instance}")));
                 }
-                e.status = "Available".into();
+                e.status = EipStatus::Available;
                 e.instance_id.clear();
                 e.instance_type.clear();
                 e.private_ip.clear();
-                db::update_eip(tx, &e)?;
+                eip::update_eip(tx, &e)?;
                 Ok(json!({}))
             })
-        })
-        .await;
-        self.host_wake.notify_one();
+            .await;
+        self.nudges.network_changed();
         out
     }
 
@@ -1124,22 +1133,22 @@ impl Network {
         let region = self.region(&p)?.id.clone();
         let id = p.required_str("AllocationId")?.to_owned();
         let me = self.clone();
-        let out = blocking(move || {
-            me.store.write(|tx| {
+        let out = self
+            .store
+            .write_async(move |tx| {
                 let e = me.eip(tx, ctx.caller.account_id, &region, &id)?;
-                if e.status != "Available" {
+                if e.status != EipStatus::Available {
                     return Err(ApiError::invalid(
                         "IncorrectEipStatus",
                         "The current status of the EIP does not support this operation.",
                     )
                     .recommend("unassociate it before releasing it"));
                 }
-                db::delete_eip(tx, &e.id)?;
+                eip::delete_eip(tx, &e.id)?;
                 Ok(json!({}))
             })
-        })
-        .await;
-        self.host_wake.notify_one();
+            .await;
+        self.nudges.network_changed();
         out
     }
 
@@ -1149,15 +1158,14 @@ impl Network {
         let ids = validate::id_list(&p, "AllocationId", 50)?;
         let ips = validate::id_list(&p, "EipAddress", 50)?;
         if let Some(s) = p.opt_str("Status") {
-            if !["Associating", "Unassociating", "InUse", "Available", "Releasing"].contains(&s) {
+            if EipStatus::parse(s).is_none() {
                 return Err(ApiError::invalid_parameter("Status", format!("{s:?} is not an EIP status")));
             }
         }
         let tags = if api == Api::Vpc { validate::tag_filter(&p)? } else { vec![] };
         validate::dry_run(&p)?;
-        let me = self.clone();
-        blocking(move || {
-            me.store.read(|tx| {
+        self.store
+            .read_async(move |tx| {
                 let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
                 let ips: Vec<&str> = ips.iter().map(String::as_str).collect();
                 let f = Filter::owned(ctx.caller.account_id, &region)
@@ -1169,13 +1177,13 @@ impl Network {
                     .eq("isp", p.opt_str("ISP"))
                     .eq("name", if api == Api::Vpc { p.opt_str("EipName") } else { None })
                     .tags(&tag_args(&tags));
-                let (rows, total) = db::list_eips(tx, &f, page.offset(), page.limit())?;
+                let (rows, total) = eip::list_eips(tx, &f, page.offset(), page.limit())?;
                 let mut items = Vec::new();
                 for e in &rows {
                     let mut o = json!({
                         "AllocationId": e.id,
                         "IpAddress": e.ip_address,
-                        "Status": e.status,
+                        "Status": e.status.as_str(),
                         "RegionId": e.region_id,
                         "InstanceId": e.instance_id,
                         "InstanceType": e.instance_type,
@@ -1187,7 +1195,7 @@ impl Network {
                         "OperationLocks": {"LockReason": []},
                     });
                     if api == Api::Vpc {
-                        let tags = db::tags_of(tx, &[e.id.as_str()])?.remove(&e.id).unwrap_or_default();
+                        let tags = tag::tags_of(tx, &[e.id.as_str()])?.remove(&e.id).unwrap_or_default();
                         merge(
                             &mut o,
                             json!({
@@ -1220,7 +1228,6 @@ impl Network {
                 page_fields(&mut o, page, total);
                 Ok(Value::Object(o))
             })
-        })
-        .await
+            .await
     }
 }

@@ -1,9 +1,13 @@
-//! Pangu's master state: chunkservers, files, chunks and where their replicas are. The master
-//! keeps a mirror in memory and writes through to these tables first, so that what it
-//! answered survives a crash.
+//! The master's namespace in the control-plane store: chunkservers, files, chunks and where
+//! their replicas are (the `pangu_*` tables). The master keeps a mirror in memory and writes
+//! through to these tables first, so that what it answered survives a crash.
+//!
+//! The queries live here, beside the master that owns the tables, so that nothing else reads
+//! or writes them; their definitions stay in `feitian-meta`'s migrations, because the
+//! control-plane database has one schema history.
 
-use crate::MetaError;
-use rusqlite::{params, OptionalExtension, Transaction};
+use feitian_meta::{MetaError, Transaction};
+use rusqlite::{params, OptionalExtension};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerRow {
@@ -206,8 +210,9 @@ pub fn file(tx: &Transaction<'_>, id: u64) -> Result<Option<FileRow>, MetaError>
 
 #[cfg(test)]
 mod tests {
+    use feitian_meta::Store;
+
     use super::*;
-    use crate::Store;
 
     #[test]
     fn namespace_round_trip_and_delete_makes_garbage() {

@@ -1,0 +1,31 @@
+//! What a host tells the control plane.
+//!
+//! Every report is applied by the control plane in one store transaction. Status moves are
+//! compare-and-set: a move from `from` happens only if the instance is still `from`, so a host
+//! never overwrites what the API changed meanwhile (a `StopInstance` that landed while the
+//! guest was booting wins). Times are stamped by the control plane's clock, not the host's.
+
+use crate::InstanceStatus;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Report {
+    /// The host moved an instance on: `from` → `to`, if it is still `from`.
+    Moved {
+        id: String,
+        from: InstanceStatus,
+        to: InstanceStatus,
+        /// The guest has just booted: stamp the instance's start time.
+        started: bool,
+        /// One of the reboots asked for is done.
+        reboot_done: bool,
+    },
+    /// A start failed: the instance stays `Stopped`, and is no longer wanted running.
+    StartFailed { id: String, error: String },
+    /// A guest that was `Running` stopped without being asked: it shut down from inside
+    /// (`crashed: false`), or its virtual machine's process ended (`crashed: true`, which the
+    /// control plane records as a `SystemFailure.Stop` event).
+    StoppedOnItsOwn { id: String, crashed: bool },
+    /// The forced stop (or reboot) asked for is done.
+    ForcedStopDone { id: String },
+}

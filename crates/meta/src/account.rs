@@ -1,0 +1,246 @@
+//! Accounts and their access keys (tables `accounts`, `access_keys`): who may call, with which
+//! key pair. The root account and its first key are made on the first start.
+
+use crate::status::status_enum;
+use crate::{ids, now, MetaError, Store};
+use rusqlite::{params, OptionalExtension, Row, Transaction};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    pub id: u64,
+    pub name: String,
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessKey {
+    pub id: String,
+    pub secret: String,
+    pub account_id: u64,
+}
+
+status_enum! {
+    /// Whether an AccessKey may sign requests.
+    pub enum AccessKeyStatus as "AccessKey status" {
+        Active = "Active",
+        Inactive = "Inactive",
+    }
+}
+
+/// What authentication needs of an AccessKey.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyRecord {
+    pub secret: String,
+    pub status: AccessKeyStatus,
+    pub account: Account,
+}
+
+const ACCOUNT_COLS: &str = "id, name, created_at";
+
+fn account_at(r: &Row<'_>, at: usize) -> rusqlite::Result<Account> {
+    Ok(Account { id: r.get::<_, i64>(at)? as u64, name: r.get(at + 1)?, created_at: r.get(at + 2)? })
+}
+
+/// Account names: 1 to 64 letters, digits, `.`, `_` or `-`, starting with a letter or digit.
+pub fn validate_account_name(name: &str) -> Result<(), MetaError> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        && name.as_bytes()[0].is_ascii_alphanumeric();
+    if ok {
+        Ok(())
+    } else {
+        Err(MetaError::Invalid(format!(
+            "account name {name:?} is not valid: use 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit"
+        )))
+    }
+}
+
+fn account_named(tx: &Transaction<'_>, name: &str) -> Result<Option<Account>, MetaError> {
+    Ok(tx
+        .query_row(&format!("SELECT {ACCOUNT_COLS} FROM accounts WHERE name = ?1"), [name], |r| account_at(r, 0))
+        .optional()?)
+}
+
+impl Store {
+    pub fn create_account(&self, name: &str) -> Result<Account, MetaError> {
+        validate_account_name(name)?;
+        self.write(|tx| {
+            if account_named(tx, name)?.is_some() {
+                return Err(MetaError::AccountExists(name.to_owned()));
+            }
+            insert_account(tx, name)
+        })
+    }
+
+    pub fn account_by_name(&self, name: &str) -> Result<Option<Account>, MetaError> {
+        self.read(|tx| account_named(tx, name))
+    }
+
+    pub fn accounts(&self) -> Result<Vec<Account>, MetaError> {
+        self.read(|tx| {
+            let mut st =
+                tx.prepare_cached(&format!("SELECT {ACCOUNT_COLS} FROM accounts ORDER BY created_at, name"))?;
+            let rows = st.query_map([], |r| account_at(r, 0))?.collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })
+    }
+
+    /// A new key pair for the named account.
+    pub fn create_access_key(&self, account_name: &str) -> Result<AccessKey, MetaError> {
+        self.write(|tx| {
+            let account =
+                account_named(tx, account_name)?.ok_or_else(|| MetaError::AccountNotFound(account_name.to_owned()))?;
+            insert_key(tx, account.id, &ids::access_key_id(), &ids::access_key_secret())
+        })
+    }
+
+    /// Makes sure the root account exists with at least one key. With `wanted` (from the
+    /// environment), that exact pair is the root's key, added if new. Returns the root
+    /// account and the key created now, if any (to be shown once).
+    pub fn ensure_root(&self, wanted: Option<(&str, &str)>) -> Result<(Account, Option<AccessKey>), MetaError> {
+        self.write(|tx| {
+            let root = match account_named(tx, "root")? {
+                Some(a) => a,
+                None => insert_account(tx, "root")?,
+            };
+            let created = match wanted {
+                Some((id, secret)) => {
+                    let existing: Option<(i64, String)> = tx
+                        .query_row("SELECT account_id, secret FROM access_keys WHERE id = ?1", [id], |r| {
+                            Ok((r.get(0)?, r.get(1)?))
+                        })
+                        .optional()?;
+                    match existing {
+                        Some((acc, _)) if acc as u64 != root.id => {
+                            return Err(MetaError::Invalid(format!("AccessKeyId {id} belongs to another account")))
+                        }
+                        Some((_, s)) if s == secret => None,
+                        Some(_) => {
+                            tx.execute(
+                                "UPDATE access_keys SET secret = ?2, status = ?3 WHERE id = ?1",
+                                params![id, secret, AccessKeyStatus::Active],
+                            )?;
+                            Some(AccessKey { id: id.to_owned(), secret: secret.to_owned(), account_id: root.id })
+                        }
+                        None => Some(insert_key(tx, root.id, id, secret)?),
+                    }
+                }
+                None => {
+                    let has_key: bool = tx.query_row(
+                        "SELECT COUNT(*) > 0 FROM access_keys WHERE account_id = ?1",
+                        [root.id as i64],
+                        |r| r.get(0),
+                    )?;
+                    if has_key {
+                        None
+                    } else {
+                        Some(insert_key(tx, root.id, &ids::access_key_id(), &ids::access_key_secret())?)
+                    }
+                }
+            };
+            Ok((root, created))
+        })
+    }
+
+    pub fn lookup_access_key(&self, id: &str) -> Result<Option<KeyRecord>, MetaError> {
+        self.read(|tx| {
+            Ok(tx
+                .query_row(
+                    "SELECT k.secret, k.status, a.id, a.name, a.created_at
+                     FROM access_keys k JOIN accounts a ON a.id = k.account_id WHERE k.id = ?1",
+                    [id],
+                    |r| Ok(KeyRecord { secret: r.get(0)?, status: r.get(1)?, account: account_at(r, 2)? }),
+                )
+                .optional()?)
+        })
+    }
+}
+
+fn insert_account(tx: &Transaction<'_>, name: &str) -> Result<Account, MetaError> {
+    // Ids are random; retry on the (astronomically rare) collision instead of failing.
+    for _ in 0..8 {
+        let a = Account { id: ids::account_id(), name: name.to_owned(), created_at: now() };
+        let n = tx.execute(
+            "INSERT INTO accounts (id, name, created_at) SELECT ?1, ?2, ?3 WHERE NOT EXISTS (SELECT 1 FROM accounts WHERE id = ?1)",
+            params![a.id as i64, a.name, a.created_at],
+        )?;
+        if n == 1 {
+            return Ok(a);
+        }
+    }
+    Err(MetaError::Invalid("could not pick a free account id".into()))
+}
+
+fn insert_key(tx: &Transaction<'_>, account_id: u64, id: &str, secret: &str) -> Result<AccessKey, MetaError> {
+    tx.execute(
+        "INSERT INTO access_keys (id, account_id, secret, status, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![id, account_id as i64, secret, AccessKeyStatus::Active, now()],
+    )?;
+    Ok(AccessKey { id: id.to_owned(), secret: secret.to_owned(), account_id })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::status::assert_sql_round_trips;
+
+    #[test]
+    fn access_key_statuses_round_trip() {
+        assert_sql_round_trips(AccessKeyStatus::ALL, AccessKeyStatus::as_str, AccessKeyStatus::parse);
+    }
+
+    #[test]
+    fn access_key_status_is_written_and_read() {
+        let s = Store::open_in_memory().unwrap();
+        s.create_account("a").unwrap();
+        let k = s.create_access_key("a").unwrap();
+        for &status in AccessKeyStatus::ALL {
+            s.write(|tx| {
+                Ok::<_, MetaError>(
+                    tx.execute("UPDATE access_keys SET status = ?2 WHERE id = ?1", params![k.id, status])?,
+                )
+            })
+            .unwrap();
+            assert_eq!(s.lookup_access_key(&k.id).unwrap().unwrap().status, status);
+        }
+        s.write(|tx| {
+            Ok::<_, MetaError>(
+                tx.execute_batch("PRAGMA ignore_check_constraints = ON; UPDATE access_keys SET status = 'Gone'")?,
+            )
+        })
+        .unwrap();
+        assert!(s.lookup_access_key(&k.id).is_err(), "an unknown status is an error, not a key");
+    }
+
+    #[test]
+    fn root_key_from_environment() {
+        let s = Store::open_in_memory().unwrap();
+        let (_, k) = s.ensure_root(Some(("LTAIfixed", "sekret"))).unwrap();
+        assert_eq!(k.unwrap().id, "LTAIfixed");
+        let (_, k) = s.ensure_root(Some(("LTAIfixed", "sekret"))).unwrap();
+        assert!(k.is_none());
+        let (_, k) = s.ensure_root(Some(("LTAIfixed", "changed"))).unwrap();
+        assert_eq!(k.unwrap().secret, "changed");
+        assert_eq!(s.lookup_access_key("LTAIfixed").unwrap().unwrap().secret, "changed");
+        s.create_account("other").unwrap();
+        let other_key = s.create_access_key("other").unwrap();
+        assert!(s.ensure_root(Some((&other_key.id, "x"))).is_err());
+    }
+
+    #[test]
+    fn accounts_and_keys() {
+        let s = Store::open_in_memory().unwrap();
+        let a = s.create_account("team-a").unwrap();
+        assert!(matches!(s.create_account("team-a"), Err(MetaError::AccountExists(_))));
+        assert!(matches!(s.create_account("../x"), Err(MetaError::Invalid(_))));
+        assert!(matches!(s.create_account(""), Err(MetaError::Invalid(_))));
+        assert!(matches!(s.create_access_key("nobody"), Err(MetaError::AccountNotFound(_))));
+        let k = s.create_access_key("team-a").unwrap();
+        assert_eq!(s.lookup_access_key(&k.id).unwrap().unwrap().account.id, a.id);
+        assert!(s.lookup_access_key("LTAInothere").unwrap().is_none());
+        assert_eq!(s.account_by_name("team-a").unwrap().unwrap(), a);
+        assert_eq!(s.accounts().unwrap().len(), 1);
+        assert_eq!(s.read(|tx| crate::resource::account_name(tx, a.id)).unwrap().as_deref(), Some("team-a"));
+    }
+}

@@ -1,0 +1,78 @@
+//! OSS buckets (table `buckets`). Bucket names are global across accounts, as on the real
+//! service; who may use one is decided by the OSS service from its owner and ACL.
+
+use crate::MetaError;
+use rusqlite::{params, OptionalExtension, Row, Transaction};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bucket {
+    pub name: String,
+    pub account_id: u64,
+    pub region_id: String,
+    pub acl: String,
+    pub storage_class: String,
+    pub created_at: String,
+}
+
+const COLS: &str = "name, account_id, region_id, acl, storage_class, created_at";
+
+fn row(r: &Row<'_>) -> rusqlite::Result<Bucket> {
+    Ok(Bucket {
+        name: r.get(0)?,
+        account_id: r.get::<_, i64>(1)? as u64,
+        region_id: r.get(2)?,
+        acl: r.get(3)?,
+        storage_class: r.get(4)?,
+        created_at: r.get(5)?,
+    })
+}
+
+/// Inserts a bucket; `false` when the name is taken (by anyone).
+pub fn insert_bucket(tx: &Transaction<'_>, b: &Bucket) -> Result<bool, MetaError> {
+    let n = tx.execute(
+        &format!("INSERT INTO buckets ({COLS}) SELECT ?1, ?2, ?3, ?4, ?5, ?6 WHERE NOT EXISTS (SELECT 1 FROM buckets WHERE name = ?1)"),
+        params![b.name, b.account_id as i64, b.region_id, b.acl, b.storage_class, b.created_at],
+    )?;
+    Ok(n == 1)
+}
+
+/// A bucket by name, whoever owns it (access is decided by the caller from owner and ACL).
+pub fn get_bucket(tx: &Transaction<'_>, name: &str) -> Result<Option<Bucket>, MetaError> {
+    Ok(tx.query_row(&format!("SELECT {COLS} FROM buckets WHERE name = ?1"), [name], row).optional()?)
+}
+
+/// An account's buckets whose names start with `prefix` and sort after `marker`, at most `max`.
+pub fn list_buckets(
+    tx: &Transaction<'_>,
+    account_id: u64,
+    prefix: &str,
+    marker: &str,
+    max: u64,
+) -> Result<Vec<Bucket>, MetaError> {
+    let mut st = tx.prepare_cached(&format!(
+        "SELECT {COLS} FROM buckets WHERE account_id = ?1 AND substr(name, 1, length(?2)) = ?2 AND name > ?3 ORDER BY name LIMIT ?4"
+    ))?;
+    let rows =
+        st.query_map(params![account_id as i64, prefix, marker, max as i64], row)?.collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
+}
+
+pub fn set_bucket_acl(tx: &Transaction<'_>, name: &str, acl: &str) -> Result<(), MetaError> {
+    tx.execute("UPDATE buckets SET acl = ?2 WHERE name = ?1", params![name, acl])?;
+    Ok(())
+}
+
+pub fn delete_bucket(tx: &Transaction<'_>, name: &str) -> Result<(), MetaError> {
+    tx.execute("DELETE FROM buckets WHERE name = ?1", [name])?;
+    Ok(())
+}
+
+/// Whether the bucket holds no object and no multipart upload in progress (DeleteBucket).
+pub fn bucket_is_empty(tx: &Transaction<'_>, bucket: &str) -> Result<bool, MetaError> {
+    let used: bool = tx
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM oss_objects WHERE bucket = ?1) OR EXISTS (SELECT 1 FROM oss_uploads WHERE bucket = ?1)",
+        )?
+        .query_row([bucket], |r| r.get(0))?;
+    Ok(!used)
+}
