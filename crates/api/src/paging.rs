@@ -3,6 +3,7 @@
 
 use crate::{ApiError, Params};
 use base64::Engine;
+use serde::{Deserialize, Serialize};
 
 /// `PageNumber` (from 1) and `PageSize`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,6 +29,21 @@ impl Page {
     pub fn limit(&self) -> u64 {
         u64::from(self.size)
     }
+
+    /// The answer's paging fields for this page of `total` rows.
+    pub fn info(&self, total: u64) -> PageInfo {
+        PageInfo { page_number: self.number, page_size: self.size, total_count: total }
+    }
+}
+
+/// `PageNumber`, `PageSize` and `TotalCount` of a paged answer: `#[serde(flatten)]` it into
+/// the answer's struct.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct PageInfo {
+    pub page_number: u32,
+    pub page_size: u32,
+    pub total_count: u64,
 }
 
 /// `NextToken` / `MaxResults`. The token is opaque to clients; here it carries an offset.
@@ -91,6 +107,20 @@ fn decode_token(t: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn page_info_flattens_into_an_answer() {
+        #[derive(Serialize)]
+        #[serde(rename_all = "PascalCase")]
+        struct Answer {
+            items: Vec<u8>,
+            #[serde(flatten)]
+            page: PageInfo,
+        }
+        let page = Page { number: 3, size: 10 };
+        let v = serde_json::to_value(Answer { items: vec![1], page: page.info(21) }).unwrap();
+        assert_eq!(v, serde_json::json!({"Items": [1], "PageNumber": 3, "PageSize": 10, "TotalCount": 21}));
+    }
 
     fn p(pairs: &[(&str, &str)]) -> Params {
         Params::from_pairs(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string()))).unwrap()

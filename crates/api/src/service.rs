@@ -4,6 +4,8 @@
 use crate::paging::Page;
 use crate::{ApiError, Ctx, Params};
 use feitian_meta::{Store, Transaction};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 use serde_json::{json, Map, Value};
 
 /// Now, as the APIs write times (`2026-11-22T08:00:00Z`).
@@ -21,21 +23,28 @@ pub fn client_token(p: &Params) -> Result<Option<String>, ApiError> {
     }
 }
 
-/// Runs a create in one write transaction, at most once per `ClientToken`: the reply is
-/// stored with the token and returned as is for a repeat with the same parameters.
-pub fn create_once(
+/// Runs a create in one write transaction, at most once per `ClientToken`: the answer is
+/// stored with the token (as JSON) and returned as it was for a repeat with the same
+/// parameters.
+pub fn create_once<T: Serialize + DeserializeOwned>(
     store: &Store,
     ctx: &Ctx,
     p: &Params,
     token: Option<String>,
-    f: impl FnOnce(&Transaction<'_>) -> Result<Value, ApiError>,
-) -> Result<Value, ApiError> {
+    f: impl FnOnce(&Transaction<'_>) -> Result<T, ApiError>,
+) -> Result<T, ApiError> {
     let Some(token) = token else { return store.write(f) };
     let reply = store.idempotent::<ApiError>(ctx.caller.account_id, &ctx.action, &token, p.business(), |tx| {
-        let v = f(tx)?;
-        Ok(v.to_string())
+        let answer = f(tx)?;
+        serde_json::to_string(&answer).map_err(|e| {
+            tracing::error!(error = %e, "an answer does not serialize");
+            ApiError::internal()
+        })
     })?;
-    serde_json::from_str(&reply).map_err(|_| ApiError::internal())
+    serde_json::from_str(&reply).map_err(|e| {
+        tracing::error!(error = %e, "a stored ClientToken answer does not read back");
+        ApiError::internal()
+    })
 }
 
 /// `PageNumber`, `PageSize`, `TotalCount` into an answer.
