@@ -190,3 +190,33 @@ impl NetworkAgent {
         self.on_host(|h| h.teardown()).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use feitian_agent_api::NicAttachment;
+    use std::net::Ipv4Addr;
+
+    #[test]
+    fn a_plan_becomes_this_hosts_namespace() {
+        let ip = Ipv4Addr::new(192, 168, 1, 10);
+        let mut security = feitian_secgroup::World::new();
+        security.add_nic(feitian_secgroup::Nic { id: "eni-1".into(), owner: "1".into(), ip, groups: vec![] });
+        let plan = VpcPlan {
+            vpc_id: "vpc-1".into(),
+            gateways: vec!["192.168.1.253/24".parse().expect("net")],
+            nics: vec![NicAttachment { nic_id: "eni-1".into(), ip, mac: "00:16:3e:00:00:01".into() }],
+            nat: [(Ipv4Addr::new(198, 18, 0, 2), ip)].into(),
+            security,
+            metadata: Default::default(),
+        };
+        let ns = namespace(&plan);
+        assert_eq!(ns.vpc_id, "vpc-1");
+        assert_eq!(ns.ports, vec![Port::new("eni-1", ip, "00:16:3e:00:00:01", &tap_name("eni-1"))]);
+        assert_eq!(ns.nat, plan.nat);
+        assert_eq!(ns.gateways, plan.gateways);
+        // The security groups are compiled for exactly these ports.
+        assert_eq!(ns.security, sg::ruleset(&plan.security, &ns.ports));
+        assert!(ns.security.contains(&tap_name("eni-1")));
+    }
+}

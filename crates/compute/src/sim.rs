@@ -33,6 +33,20 @@ impl SimDriver {
         Self::new(Duration::from_millis(ms))
     }
 
+    /// Models a guest that stops without being asked: a shutdown from inside (`clean`; it
+    /// prints the shutdown line, as the built-in image does), or its virtual machine's process
+    /// dying under it. `false` if the driver has no such instance running.
+    pub fn halt(&self, id: &str, clean: bool) -> bool {
+        let mut vms = self.vms.lock();
+        let Some(vm) = vms.get_mut(id).filter(|v| v.running) else { return false };
+        vm.running = false;
+        if clean {
+            vm.console.push_str(crate::image::SHUTDOWN_LINE);
+            vm.console.push('\n');
+        }
+        true
+    }
+
     fn log(&self, id: &str, line: &str) {
         if let Some(vm) = self.vms.lock().get_mut(id) {
             vm.console.push_str(line);
@@ -176,6 +190,11 @@ mod tests {
         assert_eq!(d.observe("i-1"), Observed::Stopped);
         assert!(d.console_output("i-1").unwrap().contains("ACPI shutdown"));
         assert_eq!(d.known(), vec!["i-1".to_string()]);
+        d.start(&spec()).await.unwrap();
+        assert!(d.halt("i-1", true));
+        assert_eq!(d.observe("i-1"), Observed::Stopped);
+        assert!(d.console_output("i-1").unwrap().contains(crate::image::SHUTDOWN_LINE));
+        assert!(!d.halt("i-1", false), "a stopped guest cannot halt again");
         d.destroy("i-1").await.unwrap();
         assert_eq!(d.observe("i-1"), Observed::Absent);
         assert!(d.known().is_empty());
