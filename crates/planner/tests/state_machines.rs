@@ -130,8 +130,9 @@ impl Cloud {
         self.instance(id).await["Status"].as_str().unwrap_or("absent").to_owned()
     }
 
-    async fn wait_status(&self, id: &str, want: &str) {
-        self.until(&format!("{id} to be {want}"), || async { (self.status(id).await == want).then_some(()) }).await
+    async fn wait_status(&self, id: &str, want: InstanceStatus) {
+        self.until(&format!("{id} to be {want}"), || async { (self.status(id).await == want.as_str()).then_some(()) })
+            .await
     }
 
     async fn wait_available(&self, action: &str, list: &str, item: &str, id_param: &str, id: &str) {
@@ -238,7 +239,7 @@ async fn an_instance_goes_through_its_lifecycle_on_the_host() {
     let mut cloud = Cloud::new();
     let (_, vsw, sg) = cloud.network_for_instances().await;
     let id = cloud.run_instance(&vsw, &sg).await;
-    cloud.wait_status(&id, "Running").await;
+    cloud.wait_status(&id, InstanceStatus::Running).await;
     assert_eq!(cloud.driver.observe(&id), Observed::Running, "Running in the API is running on the host");
     let started = cloud.instance(&id).await["StartTime"].as_str().unwrap_or_default().to_owned();
     assert!(!started.is_empty(), "the control plane stamps the start time");
@@ -254,18 +255,18 @@ async fn an_instance_goes_through_its_lifecycle_on_the_host() {
 
     // The API's answer moves the status at once; the host finishes the move.
     cloud.ok(ECS, "StopInstance", &[REGION, ("InstanceId", &id)]).await;
-    assert_eq!(cloud.status(&id).await, "Stopping");
-    cloud.wait_status(&id, "Stopped").await;
+    assert_eq!(cloud.status(&id).await, InstanceStatus::Stopping.as_str());
+    cloud.wait_status(&id, InstanceStatus::Stopped).await;
     assert_eq!(cloud.driver.observe(&id), Observed::Stopped);
 
     cloud.ok(ECS, "StartInstance", &[REGION, ("InstanceId", &id)]).await;
-    assert_eq!(cloud.status(&id).await, "Starting");
-    cloud.wait_status(&id, "Running").await;
+    assert_eq!(cloud.status(&id).await, InstanceStatus::Starting.as_str());
+    cloud.wait_status(&id, InstanceStatus::Running).await;
 
     // A reboot stops and starts the guest, and is done only once.
     cloud.ok(ECS, "RebootInstance", &[REGION, ("InstanceId", &id)]).await;
-    assert_eq!(cloud.status(&id).await, "Stopping");
-    cloud.wait_status(&id, "Running").await;
+    assert_eq!(cloud.status(&id).await, InstanceStatus::Stopping.as_str());
+    cloud.wait_status(&id, InstanceStatus::Running).await;
     cloud
         .until("the reboot to be done", || async {
             cloud.planner.instances_to_reconcile().await.expect("targets").is_empty().then_some(())
@@ -275,7 +276,7 @@ async fn an_instance_goes_through_its_lifecycle_on_the_host() {
 
     // A forced stop is carried out as forced, and the mark is cleared once done.
     cloud.ok(ECS, "StopInstance", &[REGION, ("InstanceId", &id), ("ForceStop", "true")]).await;
-    cloud.wait_status(&id, "Stopped").await;
+    cloud.wait_status(&id, InstanceStatus::Stopped).await;
     assert!(cloud.driver.console_output(&id).expect("console").contains("power off (forced)"));
     let forced = cloud.store.read(feitian_meta::instance::forced_stops).expect("forced stops");
     assert!(forced.is_empty(), "the forced-stop mark outlived its stop: {forced:?}");
@@ -295,11 +296,11 @@ async fn a_guest_that_stops_on_its_own_is_recorded() {
     let mut cloud = Cloud::new();
     let (_, vsw, sg) = cloud.network_for_instances().await;
     let id = cloud.run_instance(&vsw, &sg).await;
-    cloud.wait_status(&id, "Running").await;
+    cloud.wait_status(&id, InstanceStatus::Running).await;
 
     // Its virtual machine dies: Stopped, with a SystemFailure.Stop event.
     assert!(cloud.driver.halt(&id, false));
-    cloud.wait_status(&id, "Stopped").await;
+    cloud.wait_status(&id, InstanceStatus::Stopped).await;
     let v = cloud.ok(ECS, "DescribeInstanceHistoryEvents", &[REGION, ("InstanceId", &id)]).await;
     let list = v["InstanceSystemEventSet"]["InstanceSystemEventType"].as_array().cloned().unwrap_or_default();
     assert_eq!(list.len(), 1, "{v}");
@@ -311,9 +312,9 @@ async fn a_guest_that_stops_on_its_own_is_recorded() {
 
     // Its guest shuts down from inside: Stopped, and no event.
     cloud.ok(ECS, "StartInstance", &[REGION, ("InstanceId", &id)]).await;
-    cloud.wait_status(&id, "Running").await;
+    cloud.wait_status(&id, InstanceStatus::Running).await;
     assert!(cloud.driver.halt(&id, true));
-    cloud.wait_status(&id, "Stopped").await;
+    cloud.wait_status(&id, InstanceStatus::Stopped).await;
     let v = cloud.ok(ECS, "DescribeInstanceHistoryEvents", &[REGION, ("InstanceId", &id)]).await;
     assert_eq!(v["InstanceSystemEventSet"]["InstanceSystemEventType"].as_array().map(Vec::len), Some(1), "{v}");
 }
@@ -323,9 +324,9 @@ async fn the_host_never_overwrites_what_the_api_decided() {
     let mut cloud = Cloud::new();
     let (_, vsw, sg) = cloud.network_for_instances().await;
     let id = cloud.run_instance(&vsw, &sg).await;
-    cloud.wait_status(&id, "Running").await;
+    cloud.wait_status(&id, InstanceStatus::Running).await;
     cloud.ok(ECS, "StopInstance", &[REGION, ("InstanceId", &id)]).await;
-    cloud.wait_status(&id, "Stopped").await;
+    cloud.wait_status(&id, InstanceStatus::Stopped).await;
 
     // A late report from a host that still thinks the guest runs changes nothing.
     let late = Report::Moved {
@@ -338,7 +339,7 @@ async fn the_host_never_overwrites_what_the_api_decided() {
     assert!(!cloud.planner.report(late).await.expect("report"));
     let crashed = Report::StoppedOnItsOwn { id: id.clone(), crashed: true };
     assert!(!cloud.planner.report(crashed).await.expect("report"));
-    assert_eq!(cloud.status(&id).await, "Stopped");
+    assert_eq!(cloud.status(&id).await, InstanceStatus::Stopped.as_str());
     let v = cloud.ok(ECS, "DescribeInstanceHistoryEvents", &[REGION, ("InstanceId", &id)]).await;
     assert_eq!(v["TotalCount"], 0, "a lost compare-and-set records no event: {v}");
 
