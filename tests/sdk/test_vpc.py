@@ -159,7 +159,7 @@ def test_ecs_api_copies(feitian, account):
     ecs("ModifyVSwitchAttribute", VSwitchId=sid, Description="d")
     eip = ecs("AllocateEipAddress")
     listed = ecs("DescribeEipAddresses", AllocationId=eip["AllocationId"])["EipAddresses"]["EipAddress"][0]
-    assert listed["IpAddress"] == eip["EipAddress"] and listed["Bandwidth"] == 5
+    assert listed["IpAddress"] == eip["EipAddress"] and listed["Bandwidth"] == "5"  # a string, as the ECS model declares it
     ecs("ReleaseEipAddress", AllocationId=eip["AllocationId"])
     ecs("DeleteVSwitch", VSwitchId=sid)
     ecs("DeleteVpc", VpcId=vid)

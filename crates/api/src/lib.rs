@@ -3,6 +3,7 @@
 //! parameters ([`Params`]) and an authenticated [`Caller`], and returns a typed answer or an
 //! [`ApiError`].
 
+pub mod answers;
 pub mod auth;
 pub mod edge;
 mod error;

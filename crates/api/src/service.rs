@@ -1,12 +1,9 @@
-//! Helpers every service uses around the store: `ClientToken` idempotency, timestamps,
-//! paging fields.
+//! Helpers every service uses around the store: `ClientToken` idempotency, timestamps.
 
-use crate::paging::Page;
 use crate::{ApiError, Ctx, Params};
 use feitian_meta::{Store, Transaction};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use serde_json::{json, Map, Value};
 
 /// Now, as the APIs write times (`2026-11-22T08:00:00Z`).
 pub fn now() -> String {
@@ -45,18 +42,4 @@ pub fn create_once<T: Serialize + DeserializeOwned>(
         tracing::error!(error = %e, "a stored ClientToken answer does not read back");
         ApiError::internal()
     })
-}
-
-/// `PageNumber`, `PageSize`, `TotalCount` into an answer.
-pub fn page_fields(obj: &mut Map<String, Value>, page: Page, total: u64) {
-    obj.insert("PageNumber".into(), json!(page.number));
-    obj.insert("PageSize".into(), json!(page.size));
-    obj.insert("TotalCount".into(), json!(total));
-}
-
-/// Adds the fields of `extra` (an object) to `into` (an object).
-pub fn merge(into: &mut Value, extra: Value) {
-    if let (Value::Object(a), Value::Object(b)) = (into, extra) {
-        a.extend(b);
-    }
 }

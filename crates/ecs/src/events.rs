@@ -4,13 +4,12 @@
 //! event is complete (`Executed`) when recorded.
 
 use crate::Ecs;
-use feitian_api::paging::Page;
+use feitian_api::paging::{Page, PageInfo};
 use feitian_api::region::require_region;
-use feitian_api::service::page_fields;
 use feitian_api::{ApiError, Ctx, Params};
-use feitian_meta::instance_event::{self, EventCycleStatus};
+use feitian_meta::instance_event::{self, EventCycleStatus, InstanceEvent};
 use feitian_meta::Filter;
-use serde_json::{json, Map, Value};
+use serde::Serialize;
 use std::sync::Arc;
 
 /// The event types of the API, with the numeric codes feitian gives them. The names are the
@@ -64,9 +63,82 @@ fn names<'p>(p: &'p Params, single: &str, list: &str, max: usize, known: &[&str]
     Ok(out)
 }
 
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DescribeInstanceHistoryEventsResponse {
+    pub instance_system_event_set: InstanceSystemEventSet,
+    #[serde(flatten)]
+    pub page: PageInfo,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct InstanceSystemEventSet {
+    pub instance_system_event_type: Vec<InstanceSystemEvent>,
+}
+
+/// One event, as `InstanceSystemEventSet.InstanceSystemEventType[]` shows it.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct InstanceSystemEvent {
+    pub event_id: String,
+    pub event_type: EventType,
+    pub event_cycle_status: EventCycle,
+    pub event_publish_time: String,
+    pub not_before: String,
+    pub event_finish_time: String,
+    pub instance_id: String,
+    pub resource_type: &'static str,
+    pub reason: String,
+    pub reason_code: &'static str,
+    pub impact_level: &'static str,
+    pub extended_attribute: ExtendedAttribute,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct EventType {
+    pub code: u32,
+    pub name: String,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct EventCycle {
+    pub code: u32,
+    pub name: &'static str,
+}
+
+/// Details of some event types (disks, hosts, metrics); none of feitian's events has any.
+#[derive(Debug, Serialize)]
+pub struct ExtendedAttribute {}
+
+impl From<InstanceEvent> for InstanceSystemEvent {
+    fn from(e: InstanceEvent) -> Self {
+        InstanceSystemEvent {
+            event_id: e.id,
+            event_type: EventType { code: type_code(&e.event_type), name: e.event_type },
+            event_cycle_status: EventCycle { code: cycle_code(e.cycle_status), name: e.cycle_status.as_str() },
+            not_before: e.publish_time.clone(),
+            event_publish_time: e.publish_time,
+            event_finish_time: e.finish_time,
+            instance_id: e.instance_id,
+            resource_type: "instance",
+            reason: e.reason,
+            reason_code: "",
+            impact_level: "",
+            extended_attribute: ExtendedAttribute {},
+        }
+    }
+}
+
 impl Ecs {
     /// `DescribeInstanceHistoryEvents`.
-    pub async fn describe_instance_history_events(self: Arc<Self>, ctx: Ctx, p: Params) -> Result<Value, ApiError> {
+    pub async fn describe_instance_history_events(
+        self: Arc<Self>,
+        ctx: Ctx,
+        p: Params,
+    ) -> Result<DescribeInstanceHistoryEventsResponse, ApiError> {
         let region = require_region(&self.catalog, &p)?.clone();
         let page = Page::from_params(&p, 10, 100)?;
         let types: Vec<&str> = EVENT_TYPES.iter().map(|(n, _)| *n).collect();
@@ -97,29 +169,11 @@ impl Ecs {
                     .any_of("cycle_status", &s)
                     .any_of("id", &i);
                 let (rows, total) = instance_event::list_events(tx, &f, page.offset(), page.limit())?;
-                let items: Vec<Value> = rows
-                    .iter()
-                    .map(|e| {
-                        json!({
-                            "EventId": e.id,
-                            "EventType": {"Code": type_code(&e.event_type), "Name": e.event_type},
-                            "EventCycleStatus": {"Code": cycle_code(e.cycle_status), "Name": e.cycle_status.as_str()},
-                            "EventPublishTime": e.publish_time,
-                            "NotBefore": e.publish_time,
-                            "EventFinishTime": e.finish_time,
-                            "InstanceId": e.instance_id,
-                            "ResourceType": "instance",
-                            "Reason": e.reason,
-                            "ReasonCode": "",
-                            "ImpactLevel": "",
-                            "ExtendedAttribute": {},
-                        })
-                    })
-                    .collect();
-                let mut o = Map::new();
-                o.insert("InstanceSystemEventSet".into(), json!({"InstanceSystemEventType": items}));
-                page_fields(&mut o, page, total);
-                Ok(Value::Object(o))
+                let instance_system_event_type = rows.into_iter().map(InstanceSystemEvent::from).collect();
+                Ok(DescribeInstanceHistoryEventsResponse {
+                    instance_system_event_set: InstanceSystemEventSet { instance_system_event_type },
+                    page: page.info(total),
+                })
             })
             .await
     }

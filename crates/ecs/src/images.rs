@@ -1,12 +1,12 @@
 //! Images (ECS 2014-05-26): the public image catalog. Custom images (from snapshots) come with
 //! the storage issues and will be listed here beside these.
 
-use feitian_api::paging::Page;
+use crate::answer::Tags;
+use feitian_api::paging::{Page, PageInfo};
 use feitian_api::region::require_region;
-use feitian_api::service::page_fields;
 use feitian_api::{validate, ApiError, Params};
 use feitian_region::Catalog;
-use serde_json::{json, Map, Value};
+use serde::Serialize;
 
 /// One public image.
 #[derive(Debug, Clone, Copy)]
@@ -50,46 +50,145 @@ pub fn not_found() -> ApiError {
         .recommend(format!("public images here: {}", PUBLIC.iter().map(|i| i.id).collect::<Vec<_>>().join(", ")))
 }
 
-fn image_json(i: &PublicImage) -> Value {
-    json!({
-        "ImageId": i.id,
-        "ImageName": i.name,
-        "ImageFamily": i.family,
-        "ImageVersion": i.version,
-        "ImageOwnerAlias": "system",
-        "Description": i.description,
-        "OSName": i.os_name,
-        "OSNameEn": i.os_name_en,
-        "OSType": "linux",
-        "Platform": i.platform,
-        "Architecture": "x86_64",
-        "Size": i.size_gib,
-        "Status": "Available",
-        "Progress": "100%",
-        "Usage": "instance",
-        "IsPublic": true,
-        "IsCopied": false,
-        "IsSelfShared": "",
-        "IsSubscribed": false,
-        "IsSupportCloudinit": true,
-        "IsSupportIoOptimized": true,
-        "LoginAsNonRootSupported": false,
-        "BootMode": "BIOS",
-        "CreationTime": i.created,
-        "ProductCode": "",
-        "ResourceGroupId": "",
-        "SupplierName": "",
-        "LicenseType": "",
-        "Features": {"NvmeSupport": "unsupported"},
-        "DiskDeviceMappings": {"DiskDeviceMapping": [
-            {"Device": "/dev/xvda", "Size": i.size_gib.to_string(), "Type": "system", "SnapshotId": "", "Format": "", "ImportOSSBucket": "", "ImportOSSObject": "", "Progress": "100%", "RemainTime": 0, "Encrypted": "false"}
-        ]},
-        "Tags": {"Tag": []},
-    })
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DescribeImagesResponse {
+    pub region_id: String,
+    pub images: Images,
+    #[serde(flatten)]
+    pub page: PageInfo,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Images {
+    pub image: Vec<Image>,
+}
+
+/// One image, as `Images.Image[]` shows it.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Image {
+    pub image_id: &'static str,
+    pub image_name: &'static str,
+    pub image_family: &'static str,
+    pub image_version: &'static str,
+    pub image_owner_alias: &'static str,
+    pub description: &'static str,
+    #[serde(rename = "OSName")]
+    pub os_name: &'static str,
+    #[serde(rename = "OSNameEn")]
+    pub os_name_en: &'static str,
+    #[serde(rename = "OSType")]
+    pub os_type: &'static str,
+    pub platform: &'static str,
+    pub architecture: &'static str,
+    pub size: u32,
+    pub status: &'static str,
+    pub progress: &'static str,
+    pub usage: &'static str,
+    pub is_public: bool,
+    pub is_copied: bool,
+    pub is_self_shared: &'static str,
+    pub is_subscribed: bool,
+    pub is_support_cloudinit: bool,
+    pub is_support_io_optimized: bool,
+    pub login_as_non_root_supported: bool,
+    pub boot_mode: &'static str,
+    pub creation_time: &'static str,
+    pub product_code: &'static str,
+    pub resource_group_id: &'static str,
+    pub supplier_name: &'static str,
+    pub license_type: &'static str,
+    pub features: Features,
+    pub disk_device_mappings: DiskDeviceMappings,
+    pub tags: Tags<&'static str>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Features {
+    pub nvme_support: &'static str,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DiskDeviceMappings {
+    pub disk_device_mapping: Vec<DiskDeviceMapping>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DiskDeviceMapping {
+    pub device: &'static str,
+    /// GiB, as a string (the API's type).
+    pub size: String,
+    #[serde(rename = "Type")]
+    pub kind: &'static str,
+    pub snapshot_id: &'static str,
+    pub format: &'static str,
+    #[serde(rename = "ImportOSSBucket")]
+    pub import_oss_bucket: &'static str,
+    #[serde(rename = "ImportOSSObject")]
+    pub import_oss_object: &'static str,
+    pub progress: &'static str,
+    pub remain_time: u32,
+    pub encrypted: bool,
+}
+
+impl From<&PublicImage> for Image {
+    fn from(i: &PublicImage) -> Self {
+        Image {
+            image_id: i.id,
+            image_name: i.name,
+            image_family: i.family,
+            image_version: i.version,
+            image_owner_alias: "system",
+            description: i.description,
+            os_name: i.os_name,
+            os_name_en: i.os_name_en,
+            os_type: "linux",
+            platform: i.platform,
+            architecture: "x86_64",
+            size: i.size_gib,
+            status: "Available",
+            progress: "100%",
+            usage: "instance",
+            is_public: true,
+            is_copied: false,
+            is_self_shared: "",
+            is_subscribed: false,
+            is_support_cloudinit: true,
+            is_support_io_optimized: true,
+            login_as_non_root_supported: false,
+            boot_mode: "BIOS",
+            creation_time: i.created,
+            product_code: "",
+            resource_group_id: "",
+            supplier_name: "",
+            license_type: "",
+            features: Features { nvme_support: "unsupported" },
+            disk_device_mappings: DiskDeviceMappings {
+                disk_device_mapping: vec![DiskDeviceMapping {
+                    device: "/dev/xvda",
+                    size: i.size_gib.to_string(),
+                    kind: "system",
+                    snapshot_id: "",
+                    format: "",
+                    import_oss_bucket: "",
+                    import_oss_object: "",
+                    progress: "100%",
+                    remain_time: 0,
+                    encrypted: false,
+                }],
+            },
+            tags: Tags { tag: vec![] },
+        }
+    }
 }
 
 /// `DescribeImages`.
-pub fn describe_images(catalog: &Catalog, p: &Params) -> Result<Value, ApiError> {
+pub fn describe_images(catalog: &Catalog, p: &Params) -> Result<DescribeImagesResponse, ApiError> {
     let region = require_region(catalog, p)?;
     let page = Page::from_params(p, 10, 100)?;
     let ids = validate::id_list(p, "ImageId", 100)?;
@@ -128,11 +227,32 @@ pub fn describe_images(catalog: &Catalog, p: &Params) -> Result<Value, ApiError>
             && p.opt_str("Usage").is_none_or(|u| u == "instance" || u == "none")
     };
     let found: Vec<&PublicImage> = PUBLIC.iter().filter(matches).collect();
-    let shown: Vec<Value> =
-        found.iter().skip(page.offset() as usize).take(page.limit() as usize).map(|i| image_json(i)).collect();
-    let mut o = Map::new();
-    o.insert("RegionId".into(), json!(region.id));
-    o.insert("Images".into(), json!({"Image": shown}));
-    page_fields(&mut o, page, found.len() as u64);
-    Ok(Value::Object(o))
+    let image =
+        found.iter().skip(page.offset() as usize).take(page.limit() as usize).map(|i| Image::from(*i)).collect();
+    Ok(DescribeImagesResponse {
+        region_id: region.id.clone(),
+        images: Images { image },
+        page: page.info(found.len() as u64),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn an_image_in_the_types_of_the_model() {
+        let v = serde_json::to_value(Image::from(&FEITIAN_LINUX)).unwrap();
+        assert_eq!(v["OSType"], json!("linux"));
+        assert_eq!(v["Size"], json!(1));
+        let mapping = &v["DiskDeviceMappings"]["DiskDeviceMapping"][0];
+        // DescribeImagesResponseBodyImagesImageDiskDeviceMappingsDiskDeviceMapping: Size is a
+        // string, RemainTime a number, Encrypted a bool.
+        assert_eq!(mapping["Size"], json!("1"));
+        assert_eq!(mapping["RemainTime"], json!(0));
+        assert_eq!(mapping["Encrypted"], json!(false));
+        assert_eq!(mapping["ImportOSSBucket"], json!(""));
+        assert_eq!(v["Tags"], json!({"Tag": []}));
+    }
 }

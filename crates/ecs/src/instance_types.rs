@@ -1,5 +1,7 @@
 //! The instance type catalog: real type names with their vCPUs and memory.
 
+use serde::Serialize;
+
 /// One instance type.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct InstanceType {
@@ -60,9 +62,85 @@ pub fn not_found(id: &str) -> feitian_api::ApiError {
     .recommend(format!("types here: {}", CATALOG.iter().map(|t| t.id).collect::<Vec<_>>().join(", ")))
 }
 
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DescribeInstanceTypesResponse {
+    pub instance_types: InstanceTypes,
+    /// "" on the last page.
+    pub next_token: String,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct InstanceTypes {
+    pub instance_type: Vec<InstanceTypeItem>,
+}
+
+/// One type, as `InstanceTypes.InstanceType[]` shows it.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct InstanceTypeItem {
+    pub instance_type_id: &'static str,
+    pub instance_type_family: &'static str,
+    pub cpu_core_count: u32,
+    /// GiB.
+    pub memory_size: f64,
+    pub cpu_architecture: &'static str,
+    pub instance_category: &'static str,
+    pub instance_family_level: &'static str,
+    pub eni_quantity: u32,
+    pub eni_private_ip_address_quantity: u32,
+    pub eni_ipv6_address_quantity: u32,
+    pub eni_total_quantity: u32,
+    #[serde(rename = "GPUAmount")]
+    pub gpu_amount: u32,
+    #[serde(rename = "GPUSpec")]
+    pub gpu_spec: &'static str,
+    #[serde(rename = "GPUMemorySize")]
+    pub gpu_memory_size: f64,
+    pub local_storage_category: &'static str,
+    pub disk_quantity: u32,
+    pub instance_bandwidth_rx: u32,
+    pub instance_bandwidth_tx: u32,
+    pub instance_pps_rx: u32,
+    pub instance_pps_tx: u32,
+    pub nvme_support: &'static str,
+}
+
+impl From<&InstanceType> for InstanceTypeItem {
+    fn from(t: &InstanceType) -> Self {
+        let shared = t.family.starts_with("ecs.t");
+        InstanceTypeItem {
+            instance_type_id: t.id,
+            instance_type_family: t.family,
+            cpu_core_count: t.cpu_cores,
+            memory_size: f64::from(t.memory_gib),
+            cpu_architecture: "X86",
+            instance_category: if shared { "Shared" } else { "General-purpose" },
+            instance_family_level: if shared { "CreditEntryLevel" } else { "EnterpriseLevel" },
+            eni_quantity: 2,
+            eni_private_ip_address_quantity: 6,
+            eni_ipv6_address_quantity: 0,
+            eni_total_quantity: 2,
+            gpu_amount: 0,
+            gpu_spec: "",
+            gpu_memory_size: 0.0,
+            local_storage_category: "",
+            disk_quantity: 17,
+            instance_bandwidth_rx: 0,
+            instance_bandwidth_tx: 0,
+            instance_pps_rx: 0,
+            instance_pps_tx: 0,
+            nvme_support: "unsupported",
+        }
+    }
+}
+
 /// `DescribeInstanceTypes`: the catalog, filtered by ids (`InstanceTypes.N`), family, and
 /// CPU/memory bounds, paged by `NextToken`/`MaxResults`.
-pub fn describe_instance_types(p: &feitian_api::Params) -> Result<serde_json::Value, feitian_api::ApiError> {
+pub fn describe_instance_types(
+    p: &feitian_api::Params,
+) -> Result<DescribeInstanceTypesResponse, feitian_api::ApiError> {
     use feitian_api::paging::TokenPage;
     let ids = p.list("InstanceTypes", 10)?;
     let family = p.opt_str("InstanceTypeFamily");
@@ -88,38 +166,14 @@ pub fn describe_instance_types(p: &feitian_api::Params) -> Result<serde_json::Va
         })
         .filter(|t| min_mem.is_none_or(|m| t.memory_gib >= m) && max_mem.is_none_or(|m| t.memory_gib <= m))
         .collect();
-    let shown: Vec<serde_json::Value> = found
+    let instance_type: Vec<InstanceTypeItem> = found
         .iter()
         .skip(page.offset as usize)
         .take(page.max_results as usize)
-        .map(|t| {
-            serde_json::json!({
-                "InstanceTypeId": t.id,
-                "InstanceTypeFamily": t.family,
-                "CpuCoreCount": t.cpu_cores,
-                "MemorySize": t.memory_gib,
-                "CpuArchitecture": "X86",
-                "InstanceCategory": if t.family.starts_with("ecs.t") { "Shared" } else { "General-purpose" },
-                "InstanceFamilyLevel": if t.family.starts_with("ecs.t") { "CreditEntryLevel" } else { "EnterpriseLevel" },
-                "EniQuantity": 2,
-                "EniPrivateIpAddressQuantity": 6,
-                "EniIpv6AddressQuantity": 0,
-                "EniTotalQuantity": 2,
-                "GPUAmount": 0,
-                "GPUSpec": "",
-                "GPUMemorySize": 0.0,
-                "LocalStorageCategory": "",
-                "DiskQuantity": 17,
-                "InstanceBandwidthRx": 0,
-                "InstanceBandwidthTx": 0,
-                "InstancePpsRx": 0,
-                "InstancePpsTx": 0,
-                "NvmeSupport": "unsupported",
-            })
-        })
+        .map(|t| InstanceTypeItem::from(*t))
         .collect();
-    let next = page.next_token(shown.len(), found.len() as u64).unwrap_or_default();
-    Ok(serde_json::json!({"InstanceTypes": {"InstanceType": shown}, "NextToken": next}))
+    let next_token = page.next_token(instance_type.len(), found.len() as u64).unwrap_or_default();
+    Ok(DescribeInstanceTypesResponse { instance_types: InstanceTypes { instance_type }, next_token })
 }
 
 #[cfg(test)]

@@ -1,6 +1,8 @@
 //! The DescribeInstances shape of an instance, as borrowing structs: a page of 100 instances
 //! serializes straight from the store rows, with no intermediate JSON tree.
+//! DescribeInstanceAttribute shows a part of the same view.
 
+use crate::answer::{Paging, Tags};
 use crate::{images, instance_types};
 use feitian_agent_api::InstanceStatus;
 use feitian_meta::instance::{Instance, InstanceExtras};
@@ -29,7 +31,9 @@ pub struct EipAddress<'a> {
     pub ip_address: &'a str,
     pub bandwidth: i64,
     pub internet_charge_type: &'a str,
-    pub is_support_unassociate: bool,
+    /// DescribeInstances only: DescribeInstanceAttribute's `EipAddress` has no such field.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub is_support_unassociate: Option<bool>,
 }
 
 #[derive(Serialize)]
@@ -80,19 +84,6 @@ pub struct NetworkInterfaces<'a> {
 pub struct LockReasons {
     #[serde(rename = "LockReason")]
     pub list: [(); 0],
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct TagView<'a> {
-    pub tag_key: &'a str,
-    pub tag_value: &'a str,
-}
-
-#[derive(Serialize)]
-pub struct Tags<'a> {
-    #[serde(rename = "Tag")]
-    pub list: Vec<TagView<'a>>,
 }
 
 #[derive(Serialize)]
@@ -187,7 +178,7 @@ pub struct InstanceView<'a> {
     pub security_group_ids: SecurityGroupIds<'a>,
     pub network_interfaces: NetworkInterfaces<'a>,
     pub operation_locks: LockReasons,
-    pub tags: Tags<'a>,
+    pub tags: Tags<&'a str>,
     pub metadata_options: MetadataOptions,
     pub cpu_options: CpuOptions,
     pub hibernation_options: Configured,
@@ -268,14 +259,14 @@ impl<'a> InstanceView<'a> {
                     ip_address: &e.ip_address,
                     bandwidth: e.bandwidth,
                     internet_charge_type: &e.internet_charge_type,
-                    is_support_unassociate: true,
+                    is_support_unassociate: Some(true),
                 },
                 None => EipAddress {
                     allocation_id: "",
                     ip_address: "",
                     bandwidth: 0,
                     internet_charge_type: "",
-                    is_support_unassociate: false,
+                    is_support_unassociate: Some(false),
                 },
             },
             security_group_ids: SecurityGroupIds { ids: groups },
@@ -300,11 +291,7 @@ impl<'a> InstanceView<'a> {
                     .collect(),
             },
             operation_locks: LockReasons { list: [] },
-            tags: Tags {
-                list: tags
-                    .map(|t| t.iter().map(|(k, v)| TagView { tag_key: k, tag_value: v }).collect())
-                    .unwrap_or_default(),
-            },
+            tags: tags.into_iter().flatten().map(|(k, v)| (k.as_str(), v.as_str())).collect(),
             metadata_options: MetadataOptions {
                 http_endpoint: "enabled",
                 http_tokens: "optional",
@@ -319,46 +306,237 @@ impl<'a> InstanceView<'a> {
 
 /// A page of DescribeInstances, owning its rows so that the views can borrow them while the
 /// answer is serialized.
-pub struct InstancesPage {
+pub struct DescribeInstancesResponse {
     pub rows: Vec<Instance>,
     pub extras: InstanceExtras,
-    pub paging: PageFields,
+    pub paging: Paging,
 }
 
-pub enum PageFields {
-    Numbered { number: u32, size: u32, total: u64 },
-    Token { next: String, total: u64 },
-}
-
-impl Serialize for InstancesPage {
+impl Serialize for DescribeInstancesResponse {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::{Error, SerializeMap};
         #[derive(Serialize)]
-        struct Instances<'a> {
-            #[serde(rename = "Instance")]
-            list: Vec<InstanceView<'a>>,
+        #[serde(rename_all = "PascalCase")]
+        struct Page<'a> {
+            #[serde(flatten)]
+            paging: &'a Paging,
+            instances: Instances<'a>,
         }
-        let list = self
+        #[derive(Serialize)]
+        #[serde(rename_all = "PascalCase")]
+        struct Instances<'a> {
+            instance: Vec<InstanceView<'a>>,
+        }
+        let instance = self
             .rows
             .iter()
-            .map(|i| {
-                InstanceView::new(i, &self.extras)
-                    .ok_or_else(|| S::Error::custom(format!("{} has no network interface", i.id)))
-            })
+            .map(|i| InstanceView::new(i, &self.extras).ok_or_else(|| no_interface(&i.id)))
             .collect::<Result<Vec<_>, _>>()?;
-        let mut m = s.serialize_map(None)?;
-        match &self.paging {
-            PageFields::Numbered { number, size, total } => {
-                m.serialize_entry("PageNumber", number)?;
-                m.serialize_entry("PageSize", size)?;
-                m.serialize_entry("TotalCount", total)?;
-            }
-            PageFields::Token { next, total } => {
-                m.serialize_entry("NextToken", next)?;
-                m.serialize_entry("TotalCount", total)?;
-            }
+        Page { paging: &self.paging, instances: Instances { instance } }.serialize(s)
+    }
+}
+
+fn no_interface<E: serde::ser::Error>(id: &str) -> E {
+    E::custom(format!("{id} has no network interface"))
+}
+
+/// DescribeInstanceAttribute's answer, owning the instance's rows so that its view can borrow
+/// them while the answer is serialized.
+pub struct DescribeInstanceAttributeResponse {
+    instance: Instance,
+    extras: InstanceExtras,
+}
+
+impl DescribeInstanceAttributeResponse {
+    /// `None` when the instance has no view (no network interface).
+    pub fn new(instance: Instance, extras: InstanceExtras) -> Option<Self> {
+        InstanceView::new(&instance, &extras)?;
+        Some(DescribeInstanceAttributeResponse { instance, extras })
+    }
+}
+
+impl Serialize for DescribeInstanceAttributeResponse {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let view = InstanceView::new(&self.instance, &self.extras).ok_or_else(|| no_interface(&self.instance.id))?;
+        InstanceAttributeView::from(view).serialize(s)
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DedicatedHostAttribute {
+    pub dedicated_host_id: &'static str,
+    pub dedicated_host_name: &'static str,
+}
+
+/// The fields of an instance DescribeInstanceAttribute shows.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct InstanceAttributeView<'a> {
+    pub instance_id: &'a str,
+    pub instance_name: &'a str,
+    pub description: &'a str,
+    pub host_name: &'a str,
+    pub image_id: &'a str,
+    pub instance_type: &'a str,
+    pub cpu: i64,
+    pub memory: i64,
+    pub region_id: &'a str,
+    pub zone_id: &'a str,
+    pub status: &'a str,
+    pub creation_time: &'a str,
+    pub expired_time: &'static str,
+    pub instance_charge_type: &'static str,
+    pub internet_charge_type: &'a str,
+    pub internet_max_bandwidth_out: i64,
+    pub internet_max_bandwidth_in: i64,
+    pub instance_network_type: &'static str,
+    /// "optimized" or "none": a string here, where DescribeInstances has a bool.
+    pub io_optimized: &'static str,
+    pub serial_number: &'a str,
+    pub stopped_mode: &'static str,
+    pub vlan_id: &'static str,
+    pub cluster_id: &'static str,
+    pub credit_specification: &'static str,
+    pub vpc_attributes: VpcAttributes<'a>,
+    pub inner_ip_address: Ips<'a>,
+    pub public_ip_address: Ips<'a>,
+    pub eip_address: EipAddress<'a>,
+    pub security_group_ids: SecurityGroupIds<'a>,
+    pub operation_locks: LockReasons,
+    pub dedicated_host_attribute: DedicatedHostAttribute,
+    pub enable_jumbo_frame: bool,
+}
+
+impl<'a> From<InstanceView<'a>> for InstanceAttributeView<'a> {
+    fn from(v: InstanceView<'a>) -> Self {
+        InstanceAttributeView {
+            instance_id: v.instance_id,
+            instance_name: v.instance_name,
+            description: v.description,
+            host_name: v.host_name,
+            image_id: v.image_id,
+            instance_type: v.instance_type,
+            cpu: v.cpu,
+            memory: v.memory,
+            region_id: v.region_id,
+            zone_id: v.zone_id,
+            status: v.status,
+            creation_time: v.creation_time,
+            expired_time: v.expired_time,
+            instance_charge_type: v.instance_charge_type,
+            internet_charge_type: v.internet_charge_type,
+            internet_max_bandwidth_out: v.internet_max_bandwidth_out,
+            internet_max_bandwidth_in: v.internet_max_bandwidth_in,
+            instance_network_type: v.instance_network_type,
+            io_optimized: if v.io_optimized { "optimized" } else { "none" },
+            serial_number: v.serial_number,
+            stopped_mode: v.stopped_mode,
+            vlan_id: v.vlan_id,
+            cluster_id: v.cluster_id,
+            credit_specification: v.credit_specification,
+            vpc_attributes: v.vpc_attributes,
+            inner_ip_address: v.inner_ip_address,
+            public_ip_address: v.public_ip_address,
+            eip_address: EipAddress { is_support_unassociate: None, ..v.eip_address },
+            security_group_ids: v.security_group_ids,
+            operation_locks: v.operation_locks,
+            dedicated_host_attribute: DedicatedHostAttribute { dedicated_host_id: "", dedicated_host_name: "" },
+            enable_jumbo_frame: false,
         }
-        m.serialize_entry("Instances", &Instances { list })?;
-        m.end()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::answer::TokenInfo;
+    use feitian_agent_api::Desired;
+    use feitian_meta::network_interface::NetworkInterface;
+    use serde_json::{json, Value};
+
+    fn instance() -> Instance {
+        Instance {
+            id: "i-1".into(),
+            account_id: 1,
+            region_id: "cn-hangzhou".into(),
+            zone_id: "cn-hangzhou-i".into(),
+            name: "web".into(),
+            host_name: "web".into(),
+            description: String::new(),
+            instance_type: "ecs.g6.large".into(),
+            cpu: 2,
+            memory_mib: 8192,
+            image_id: images::FEITIAN_LINUX.id.into(),
+            vpc_id: "vpc-1".into(),
+            vswitch_id: "vsw-1".into(),
+            key_pair_name: String::new(),
+            user_data: String::new(),
+            status: InstanceStatus::Running,
+            desired: Desired::Running,
+            reboots: 0,
+            internet_charge_type: "PayByTraffic".into(),
+            internet_bandwidth_out: 0,
+            public_ip: String::new(),
+            deletion_protection: false,
+            serial_number: "s".into(),
+            created_at: "2026-11-22T00:00:00Z".into(),
+            started_at: String::new(),
+        }
+    }
+
+    fn extras() -> InstanceExtras {
+        let mut x = InstanceExtras::default();
+        let eni = NetworkInterface {
+            id: "eni-1".into(),
+            account_id: 1,
+            region_id: "cn-hangzhou".into(),
+            zone_id: "cn-hangzhou-i".into(),
+            vpc_id: "vpc-1".into(),
+            vswitch_id: "vsw-1".into(),
+            instance_id: "i-1".into(),
+            primary_ip: "10.0.0.1".into(),
+            mac: "00:16:3e:00:00:01".into(),
+            created_at: String::new(),
+        };
+        x.enis.insert("i-1".into(), vec![eni]);
+        x.groups.insert("eni-1".into(), vec!["sg-1".into()]);
+        x.tags.insert("i-1".into(), vec![("k".into(), "v".into())]);
+        x
+    }
+
+    #[test]
+    fn a_page_of_instances() {
+        let page = DescribeInstancesResponse {
+            rows: vec![instance()],
+            extras: extras(),
+            paging: Paging::Token(TokenInfo { next_token: String::new(), total_count: 1 }),
+        };
+        let v = serde_json::to_value(&page).unwrap();
+        let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(keys, ["NextToken", "TotalCount", "Instances"]);
+        let i = &v["Instances"]["Instance"][0];
+        assert_eq!(i["IoOptimized"], json!(true));
+        assert_eq!(i["EipAddress"]["IsSupportUnassociate"], json!(false));
+        assert_eq!(i["Tags"], json!({"Tag": [{"TagKey": "k", "TagValue": "v"}]}));
+        assert_eq!(i["SecurityGroupIds"], json!({"SecurityGroupId": ["sg-1"]}));
+        let lonely = DescribeInstancesResponse { extras: InstanceExtras::default(), ..page };
+        assert!(serde_json::to_value(&lonely).is_err(), "an instance without an interface has no view");
+    }
+
+    #[test]
+    fn the_attribute_answer_is_a_part_of_the_view() {
+        assert!(DescribeInstanceAttributeResponse::new(instance(), InstanceExtras::default()).is_none());
+        let answer = DescribeInstanceAttributeResponse::new(instance(), extras()).unwrap();
+        let v = serde_json::to_value(&answer).unwrap();
+        // The model (DescribeInstanceAttributeResponseBody) has IoOptimized as a string.
+        assert_eq!(v["IoOptimized"], json!("optimized"));
+        assert_eq!(v["EipAddress"].get("IsSupportUnassociate"), None);
+        assert_eq!(v["DedicatedHostAttribute"], json!({"DedicatedHostId": "", "DedicatedHostName": ""}));
+        assert_eq!(v["EnableJumboFrame"], json!(false));
+        assert_eq!(v["VpcAttributes"]["PrivateIpAddress"], json!({"IpAddress": ["10.0.0.1"]}));
+        assert_eq!(v.get("Tags"), None);
+        let keys = v.as_object().map(|o| o.len());
+        assert_eq!(keys, Some(32));
+        assert!(matches!(v["Cpu"], Value::Number(_)));
     }
 }

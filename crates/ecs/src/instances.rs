@@ -8,14 +8,17 @@
 //! network interface, private address, disk record and group memberships in the same
 //! transaction, so a crash never leaves half an instance.
 
-use crate::instance_view::{InstanceView, InstancesPage, PageFields};
+use crate::answer::Paging;
+use crate::disk_view::{DescribeDisksResponse, DiskItem, Disks};
+use crate::instance_view::{DescribeInstanceAttributeResponse, DescribeInstancesResponse};
 use crate::security_groups::MAX_GROUPS_PER_INTERFACE;
 use crate::{images, instance_types, security_groups, Ecs};
 use base64::Engine;
 use feitian_agent_api::{Desired, InstanceStatus};
-use feitian_api::paging::{Page, TokenPage};
+use feitian_api::answers::Empty;
+use feitian_api::paging::{Page, PageInfo, TokenPage};
 use feitian_api::region::{require_region, zone};
-use feitian_api::service::{client_token, create_once, merge, now, page_fields};
+use feitian_api::service::{client_token, create_once, now};
 use feitian_api::{validate, ApiError, Ctx, Params};
 use feitian_meta::disk::{self, Disk, DiskStatus, DiskType};
 use feitian_meta::instance::{self, Instance};
@@ -23,7 +26,9 @@ use feitian_meta::network_interface::{self, NetworkInterface};
 use feitian_meta::vswitch::{self, VSwitchStatus};
 use feitian_meta::{eip, key_pair, query, security_group, tag, Filter, Transaction};
 use feitian_region::Region;
-use serde_json::{json, Map, Value};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
@@ -40,6 +45,95 @@ pub fn not_found() -> ApiError {
 pub fn incorrect_status(status: InstanceStatus, wanted: &str) -> ApiError {
     ApiError::new(403, "IncorrectInstanceStatus", "The current status of the resource does not support this operation.")
         .recommend(format!("the instance is {status}; this action needs it {wanted}"))
+}
+
+/// Stored with its ClientToken, so it reads back too.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct RunInstancesResponse {
+    pub instance_id_sets: InstanceIdSets,
+    pub order_id: String,
+    pub trade_price: f64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct InstanceIdSets {
+    pub instance_id_set: Vec<String>,
+}
+
+/// Stored with its ClientToken, so it reads back too.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct CreateInstanceResponse {
+    pub instance_id: String,
+    pub order_id: String,
+    pub trade_price: f64,
+}
+
+/// The answer of StartInstances, StopInstances and RebootInstances (the SDKs'
+/// `StartInstancesResponse`, `StopInstancesResponse`, `RebootInstancesResponse`): one result
+/// per instance. DeleteInstances (`DeleteInstancesResponse`) answers with none.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct InstancesResponse {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance_responses: Option<InstanceResponses>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct InstanceResponses {
+    pub instance_response: Vec<InstanceResponse>,
+}
+
+/// What happened to one instance of a batch.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct InstanceResponse {
+    pub instance_id: String,
+    /// "200", or the error's code.
+    pub code: Cow<'static, str>,
+    pub message: String,
+    /// "" when the action failed; so is `CurrentStatus`.
+    pub previous_status: &'static str,
+    pub current_status: &'static str,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DescribeInstanceStatusResponse {
+    pub instance_statuses: InstanceStatuses,
+    #[serde(flatten)]
+    pub page: PageInfo,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct InstanceStatuses {
+    pub instance_status: Vec<InstanceStatusItem>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct InstanceStatusItem {
+    pub instance_id: String,
+    pub status: &'static str,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct GetInstanceConsoleOutputResponse {
+    pub instance_id: String,
+    /// Base64.
+    pub console_output: String,
+    pub last_update_time: String,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct AllocatePublicIpAddressResponse {
+    pub ip_address: String,
 }
 
 /// The settings of one create call, validated before any store work.
@@ -424,7 +518,13 @@ impl Ecs {
 
     /// RunInstances (`run`: created to run, any Amount) and CreateInstance (created Stopped,
     /// one instance): the same plan, one transaction, at most once per ClientToken.
-    async fn create(self: Arc<Self>, ctx: Ctx, p: Params, run: bool) -> Result<Value, ApiError> {
+    async fn create<T: Serialize + DeserializeOwned + Send + 'static>(
+        self: Arc<Self>,
+        ctx: Ctx,
+        p: Params,
+        run: bool,
+        answer: fn(Vec<String>) -> T,
+    ) -> Result<T, ApiError> {
         let plan = self.plan(&p, run)?;
         validate::dry_run(&p)?;
         let token = client_token(&p)?;
@@ -434,11 +534,7 @@ impl Ecs {
             .call(move |store| {
                 create_once(store, &ctx, &p, token, |tx| {
                     let ids = me.create_instances(tx, ctx.caller.account_id, &plan)?;
-                    Ok(if run {
-                        json!({"InstanceIdSets": {"InstanceIdSet": ids}, "OrderId": "", "TradePrice": 0.0})
-                    } else {
-                        json!({"InstanceId": ids[0], "OrderId": "", "TradePrice": 0.0})
-                    })
+                    Ok(answer(ids))
                 })
             })
             .await?;
@@ -446,12 +542,23 @@ impl Ecs {
         Ok(out)
     }
 
-    pub async fn run_instances(self: Arc<Self>, ctx: Ctx, p: Params) -> Result<Value, ApiError> {
-        self.create(ctx, p, true).await
+    pub async fn run_instances(self: Arc<Self>, ctx: Ctx, p: Params) -> Result<RunInstancesResponse, ApiError> {
+        self.create(ctx, p, true, |ids| RunInstancesResponse {
+            instance_id_sets: InstanceIdSets { instance_id_set: ids },
+            order_id: String::new(),
+            trade_price: 0.0,
+        })
+        .await
     }
 
-    pub async fn create_instance(self: Arc<Self>, ctx: Ctx, p: Params) -> Result<Value, ApiError> {
-        self.create(ctx, p, false).await
+    pub async fn create_instance(self: Arc<Self>, ctx: Ctx, p: Params) -> Result<CreateInstanceResponse, ApiError> {
+        self.create(ctx, p, false, |ids| CreateInstanceResponse {
+            // One instance: `plan` allows no Amount here.
+            instance_id: ids.into_iter().next().unwrap_or_default(),
+            order_id: String::new(),
+            trade_price: 0.0,
+        })
+        .await
     }
 
     fn instance(
@@ -530,7 +637,7 @@ impl Ecs {
         ctx: Ctx,
         p: Params,
         action: LifecycleAction,
-    ) -> Result<Value, ApiError> {
+    ) -> Result<Empty, ApiError> {
         let id = p.required_str("InstanceId")?.to_owned();
         let force = p.opt_bool("ForceStop")?.or(p.opt_bool("Force")?).unwrap_or(false);
         check_stopped_mode(&p)?;
@@ -548,7 +655,7 @@ impl Ecs {
             })
             .await?;
         self.changed();
-        Ok(json!({}))
+        Ok(Empty {})
     }
 
     /// StartInstances / StopInstances / RebootInstances / DeleteInstances: `InstanceId.N`.
@@ -559,7 +666,7 @@ impl Ecs {
         ctx: Ctx,
         p: Params,
         action: LifecycleAction,
-    ) -> Result<Value, ApiError> {
+    ) -> Result<InstancesResponse, ApiError> {
         let region = require_region(&self.catalog, &p)?.id.clone();
         let ids: Vec<String> = p.list("InstanceId", 100)?.into_iter().map(str::to_owned).collect();
         if ids.is_empty() {
@@ -584,40 +691,52 @@ impl Ecs {
         };
         validate::dry_run(&p)?;
         let me = self.clone();
-        let out = self.store.write_async(move |tx| {
-            let mut responses = Vec::new();
-            for id in &ids {
-                let result = me.instance(tx, ctx.caller.account_id, Some(&region), id).and_then(|inst| match action {
-                    LifecycleAction::Start => me.transition(tx, &inst, Lifecycle::Start),
-                    LifecycleAction::Stop => me.transition(tx, &inst, Lifecycle::Stop { force }),
-                    LifecycleAction::Reboot => me.transition(tx, &inst, Lifecycle::Reboot { force }),
-                    LifecycleAction::Delete => me.delete_one(tx, &inst, force).map(|_| (inst.status.as_str(), "Deleted")),
-                });
-                match result {
-                    Ok((prev, cur)) => responses.push(json!({"InstanceId": id, "Code": "200", "Message": "success", "PreviousStatus": prev, "CurrentStatus": cur})),
-                    Err(e) if all_together => return Err(e),
-                    Err(e) => responses.push(json!({"InstanceId": id, "Code": e.code, "Message": e.message, "PreviousStatus": "", "CurrentStatus": ""})),
+        let out = self
+            .store
+            .write_async(move |tx| {
+                let mut responses = Vec::new();
+                for id in &ids {
+                    let result =
+                        me.instance(tx, ctx.caller.account_id, Some(&region), id).and_then(|inst| match action {
+                            LifecycleAction::Start => me.transition(tx, &inst, Lifecycle::Start),
+                            LifecycleAction::Stop => me.transition(tx, &inst, Lifecycle::Stop { force }),
+                            LifecycleAction::Reboot => me.transition(tx, &inst, Lifecycle::Reboot { force }),
+                            LifecycleAction::Delete => {
+                                me.delete_one(tx, &inst, force).map(|_| (inst.status.as_str(), "Deleted"))
+                            }
+                        });
+                    let (code, message, previous_status, current_status) = match result {
+                        Ok((prev, cur)) => (Cow::Borrowed("200"), "success".to_owned(), prev, cur),
+                        Err(e) if all_together => return Err(e),
+                        Err(e) => (e.code, e.message, "", ""),
+                    };
+                    responses.push(InstanceResponse {
+                        instance_id: id.clone(),
+                        code,
+                        message,
+                        previous_status,
+                        current_status,
+                    });
                 }
-            }
-            Ok(match action {
-                LifecycleAction::Delete => json!({}),
-                _ => json!({"InstanceResponses": {"InstanceResponse": responses}}),
+                Ok(InstancesResponse {
+                    instance_responses: match action {
+                        LifecycleAction::Delete => None,
+                        _ => Some(InstanceResponses { instance_response: responses }),
+                    },
+                })
             })
-        })
-        .await?;
+            .await?;
         self.changed();
         Ok(out)
     }
 
     // --- describe ---------------------------------------------------------------------------
 
-    fn instance_json(&self, tx: &Transaction<'_>, i: &Instance) -> Result<Value, ApiError> {
-        let extras = instance::instance_extras(tx, &[i.id.as_str()])?;
-        let view = InstanceView::new(i, &extras).ok_or_else(ApiError::internal)?;
-        serde_json::to_value(view).map_err(|_| ApiError::internal())
-    }
-
-    pub async fn describe_instances(self: Arc<Self>, ctx: Ctx, p: Params) -> Result<InstancesPage, ApiError> {
+    pub async fn describe_instances(
+        self: Arc<Self>,
+        ctx: Ctx,
+        p: Params,
+    ) -> Result<DescribeInstancesResponse, ApiError> {
         let region = require_region(&self.catalog, &p)?.clone();
         let by_token = p.opt_str("NextToken").is_some() || p.opt_str("MaxResults").is_some();
         let page = Page::from_params(&p, 10, 100)?;
@@ -669,69 +788,33 @@ impl Ecs {
                 let (rows, total) = instance::list_instances(tx, &f, offset, limit)?;
                 let ids: Vec<&str> = rows.iter().map(|i| i.id.as_str()).collect();
                 let extras = instance::instance_extras(tx, &ids)?;
-                let paging = if by_token {
-                    PageFields::Token { next: tpage.next_token(rows.len(), total).unwrap_or_default(), total }
-                } else {
-                    PageFields::Numbered { number: page.number, size: page.size, total }
-                };
-                Ok(InstancesPage { rows, extras, paging })
+                let paging = Paging::new(by_token, page, tpage, rows.len(), total);
+                Ok(DescribeInstancesResponse { rows, extras, paging })
             })
             .await
     }
 
-    pub async fn describe_instance_attribute(self: Arc<Self>, ctx: Ctx, p: Params) -> Result<Value, ApiError> {
+    pub async fn describe_instance_attribute(
+        self: Arc<Self>,
+        ctx: Ctx,
+        p: Params,
+    ) -> Result<DescribeInstanceAttributeResponse, ApiError> {
         let id = p.required_str("InstanceId")?.to_owned();
         let me = self.clone();
         self.store
             .read_async(move |tx| {
                 let i = me.instance(tx, ctx.caller.account_id, None, &id)?;
-                let full = me.instance_json(tx, &i)?;
-                let mut o = Map::new();
-                for k in [
-                    "InstanceId",
-                    "InstanceName",
-                    "Description",
-                    "HostName",
-                    "ImageId",
-                    "InstanceType",
-                    "Cpu",
-                    "Memory",
-                    "RegionId",
-                    "ZoneId",
-                    "Status",
-                    "CreationTime",
-                    "ExpiredTime",
-                    "InstanceChargeType",
-                    "InternetChargeType",
-                    "InternetMaxBandwidthOut",
-                    "InternetMaxBandwidthIn",
-                    "InstanceNetworkType",
-                    "IoOptimized",
-                    "SerialNumber",
-                    "StoppedMode",
-                    "VlanId",
-                    "ClusterId",
-                    "CreditSpecification",
-                    "VpcAttributes",
-                    "InnerIpAddress",
-                    "PublicIpAddress",
-                    "EipAddress",
-                    "SecurityGroupIds",
-                    "OperationLocks",
-                ] {
-                    o.insert(k.into(), full[k].clone());
-                }
-                if let Some(Value::Object(eip)) = o.get_mut("EipAddress") {
-                    eip.remove("IsSupportUnassociate");
-                }
-                o.insert("DedicatedHostAttribute".into(), json!({"DedicatedHostId": "", "DedicatedHostName": ""}));
-                o.insert("EnableJumboFrame".into(), json!(false));
-                Ok(Value::Object(o))
+                let extras = instance::instance_extras(tx, &[i.id.as_str()])?;
+                DescribeInstanceAttributeResponse::new(i, extras).ok_or_else(ApiError::internal)
             })
             .await
     }
 
-    pub async fn describe_instance_status(self: Arc<Self>, ctx: Ctx, p: Params) -> Result<Value, ApiError> {
+    pub async fn describe_instance_status(
+        self: Arc<Self>,
+        ctx: Ctx,
+        p: Params,
+    ) -> Result<DescribeInstanceStatusResponse, ApiError> {
         let region = require_region(&self.catalog, &p)?.clone();
         let page = Page::from_params(&p, 10, 50)?;
         let ids: Vec<String> = p.list("InstanceId", 100)?.into_iter().map(str::to_owned).collect();
@@ -743,19 +826,25 @@ impl Ecs {
                     .any_of("id", &ids)
                     .eq("zone_id", zone_id.as_deref());
                 let (rows, total) = instance::list_instances(tx, &f, page.offset(), page.limit())?;
-                let items: Vec<Value> =
-                    rows.iter().map(|i| json!({"InstanceId": i.id, "Status": i.status.as_str()})).collect();
-                let mut o = Map::new();
-                o.insert("InstanceStatuses".into(), json!({"InstanceStatus": items}));
-                page_fields(&mut o, page, total);
-                Ok(Value::Object(o))
+                let instance_status = rows
+                    .into_iter()
+                    .map(|i| InstanceStatusItem { status: i.status.as_str(), instance_id: i.id })
+                    .collect();
+                Ok(DescribeInstanceStatusResponse {
+                    instance_statuses: InstanceStatuses { instance_status },
+                    page: page.info(total),
+                })
             })
             .await
     }
 
     /// `GetInstanceConsoleOutput`: the latest boot's serial console, base64, from the host
     /// that runs the instance (the driver keeps the log; an instance never started has none).
-    pub async fn get_instance_console_output(self: Arc<Self>, ctx: Ctx, p: Params) -> Result<Value, ApiError> {
+    pub async fn get_instance_console_output(
+        self: Arc<Self>,
+        ctx: Ctx,
+        p: Params,
+    ) -> Result<GetInstanceConsoleOutputResponse, ApiError> {
         let region = require_region(&self.catalog, &p)?.clone();
         let id = p.required_str("InstanceId")?.to_owned();
         let remove_symbols = p.opt_bool("RemoveSymbols")?.unwrap_or(false);
@@ -775,16 +864,16 @@ impl Ecs {
             // Control characters a console prints (escapes, carriage returns, bells).
             text = text.chars().filter(|c| !c.is_control() || *c == '\n' || *c == '\t').collect();
         }
-        Ok(json!({
-            "InstanceId": inst.id,
-            "ConsoleOutput": base64::engine::general_purpose::STANDARD.encode(text.as_bytes()),
-            "LastUpdateTime": feitian_api::service::now(),
-        }))
+        Ok(GetInstanceConsoleOutputResponse {
+            instance_id: inst.id,
+            console_output: base64::engine::general_purpose::STANDARD.encode(text.as_bytes()),
+            last_update_time: feitian_api::service::now(),
+        })
     }
 
     // --- changes ----------------------------------------------------------------------------
 
-    pub async fn modify_instance_attribute(self: Arc<Self>, ctx: Ctx, p: Params) -> Result<Value, ApiError> {
+    pub async fn modify_instance_attribute(self: Arc<Self>, ctx: Ctx, p: Params) -> Result<Empty, ApiError> {
         let id = p.required_str("InstanceId")?.to_owned();
         let name = validate::name(&p, "InstanceName", "InvalidInstanceName.Malformed")?.map(str::to_owned);
         let description = validate::description(&p, "Description", "InvalidDescription.Malformed")?.map(str::to_owned);
@@ -845,14 +934,18 @@ impl Ecs {
                     }
                 }
                 instance::update_instance(tx, &i)?;
-                Ok(json!({}))
+                Ok(Empty {})
             })
             .await?;
         self.changed();
         Ok(out)
     }
 
-    pub async fn allocate_public_ip_address(self: Arc<Self>, ctx: Ctx, p: Params) -> Result<Value, ApiError> {
+    pub async fn allocate_public_ip_address(
+        self: Arc<Self>,
+        ctx: Ctx,
+        p: Params,
+    ) -> Result<AllocatePublicIpAddressResponse, ApiError> {
         let id = p.required_str("InstanceId")?.to_owned();
         let me = self.clone();
         self.store
@@ -875,13 +968,13 @@ impl Ecs {
                     i.internet_bandwidth_out = 5;
                 }
                 instance::update_instance(tx, &i)?;
-                Ok(json!({"IpAddress": i.public_ip}))
+                Ok(AllocatePublicIpAddressResponse { ip_address: i.public_ip })
             })
             .await
     }
 
     /// JoinSecurityGroup / LeaveSecurityGroup, by InstanceId or NetworkInterfaceId.
-    pub async fn membership(self: Arc<Self>, ctx: Ctx, p: Params, join: bool) -> Result<Value, ApiError> {
+    pub async fn membership(self: Arc<Self>, ctx: Ctx, p: Params, join: bool) -> Result<Empty, ApiError> {
         if p.opt_str("RegionId").is_some() {
             require_region(&self.catalog, &p)?;
         }
@@ -954,7 +1047,7 @@ impl Ecs {
                     }
                     security_group::leave_group(tx, &eni.id, &group.id)?;
                 }
-                Ok(json!({}))
+                Ok(Empty {})
             })
             .await?;
         self.changed();
@@ -963,7 +1056,7 @@ impl Ecs {
 
     // --- disks ------------------------------------------------------------------------------
 
-    pub async fn describe_disks(self: Arc<Self>, ctx: Ctx, p: Params) -> Result<Value, ApiError> {
+    pub async fn describe_disks(self: Arc<Self>, ctx: Ctx, p: Params) -> Result<DescribeDisksResponse, ApiError> {
         let region = require_region(&self.catalog, &p)?.clone();
         let by_token = p.opt_str("NextToken").is_some() || p.opt_str("MaxResults").is_some();
         let page = Page::from_params(&p, 10, 100)?;
@@ -979,76 +1072,34 @@ impl Ecs {
         let zone_id = zone(&region, &p, false)?.map(|z| z.id.clone());
         let tags = validate::tag_filter(&p)?;
         validate::dry_run(&p)?;
-        self.store.read_async(move |tx| {
-            let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
-            let tag_args: Vec<(&str, Option<&str>)> = tags.iter().map(|(k, v)| (k.as_str(), v.as_deref())).collect();
-            let f = Filter::owned(ctx.caller.account_id, &region.id)
-                .any_of("id", &ids)
-                .eq("instance_id", p.opt_str("InstanceId"))
-                .eq("disk_type", kind.as_deref())
-                .eq("category", p.opt_str("Category"))
-                .eq("status", p.opt_str("Status"))
-                .eq("zone_id", zone_id.as_deref())
-                .eq("name", p.opt_str("DiskName"))
-                .tags(&tag_args);
-            let (offset, limit) = if by_token { (tpage.offset, u64::from(tpage.max_results)) } else { (page.offset(), page.limit()) };
-            let (rows, total) = disk::list_disks(tx, &f, offset, limit)?;
-            let mut items = Vec::new();
-            for d in &rows {
-                let tags = tag::tags_of(tx, &[d.id.as_str()])?.remove(&d.id).unwrap_or_default();
-                let attached = if d.instance_id.is_empty() { vec![] } else { vec![json!({"InstanceId": d.instance_id, "Device": d.device, "AttachedTime": d.created_at})] };
-                let mut o = json!({
-                    "DiskId": d.id,
-                    "DiskName": d.name,
-                    "Description": d.description,
-                    "Type": d.disk_type.as_str(),
-                    "Category": d.category,
-                    "Size": d.size_gib,
-                    "ImageId": d.image_id,
-                    "Device": d.device,
-                    "InstanceId": d.instance_id,
-                    "RegionId": d.region_id,
-                    "ZoneId": d.zone_id,
-                    "Status": d.status.as_str(),
-                    "CreationTime": d.created_at,
-                    "AttachedTime": d.created_at,
-                    "DetachedTime": "",
-                    "ExpiredTime": "",
-                    "DeleteWithInstance": d.delete_with_instance,
-                    "DeleteAutoSnapshot": true,
-                    "EnableAutoSnapshot": true,
-                    "EnableAutomatedSnapshotPolicy": false,
-                    "AutoSnapshotPolicyId": "",
-                    "Encrypted": false,
-                    "KMSKeyId": "",
-                    "Portable": false,
-                    "DiskChargeType": "PostPaid",
-                    "IOPS": 1800 + 50 * d.size_gib,
-                    "PerformanceLevel": if d.category == "cloud_essd" { "PL1" } else { "" },
-                    "SerialNumber": d.id.trim_start_matches("d-"),
-                    "SourceSnapshotId": "",
-                    "ResourceGroupId": "",
-                    "MultiAttach": "Disabled",
-                    "Attachments": {"Attachment": attached},
-                    "OperationLocks": {"OperationLock": []},
-                    "Tags": {"Tag": tags.iter().map(|(k, v)| json!({"TagKey": k, "TagValue": v})).collect::<Vec<_>>()},
-                });
-                if d.instance_id.is_empty() {
-                    merge(&mut o, json!({"Status": DiskStatus::Available.as_str()}));
+        self.store
+            .read_async(move |tx| {
+                let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+                let tag_args: Vec<(&str, Option<&str>)> =
+                    tags.iter().map(|(k, v)| (k.as_str(), v.as_deref())).collect();
+                let f = Filter::owned(ctx.caller.account_id, &region.id)
+                    .any_of("id", &ids)
+                    .eq("instance_id", p.opt_str("InstanceId"))
+                    .eq("disk_type", kind.as_deref())
+                    .eq("category", p.opt_str("Category"))
+                    .eq("status", p.opt_str("Status"))
+                    .eq("zone_id", zone_id.as_deref())
+                    .eq("name", p.opt_str("DiskName"))
+                    .tags(&tag_args);
+                let (offset, limit) =
+                    if by_token { (tpage.offset, u64::from(tpage.max_results)) } else { (page.offset(), page.limit()) };
+                let (rows, total) = disk::list_disks(tx, &f, offset, limit)?;
+                let mut items = Vec::new();
+                for d in rows {
+                    let tags = tag::tags_of(tx, &[d.id.as_str()])?.remove(&d.id).unwrap_or_default();
+                    items.push(DiskItem::new(d, tags.into_iter().collect()));
                 }
-                items.push(o);
-            }
-            let mut o = Map::new();
-            if by_token {
-                o.insert("NextToken".into(), json!(tpage.next_token(items.len(), total).unwrap_or_default()));
-                o.insert("TotalCount".into(), json!(total));
-            } else {
-                page_fields(&mut o, page, total);
-            }
-            o.insert("Disks".into(), json!({"Disk": items}));
-            Ok(Value::Object(o))
-        })
-        .await
+                Ok(DescribeDisksResponse {
+                    paging: Paging::new(by_token, page, tpage, items.len(), total),
+                    disks: Disks { disk: items },
+                })
+            })
+            .await
     }
 }
 
@@ -1104,6 +1155,49 @@ mod tests {
         assert_eq!(user_data(&p(&[("UserData", "***")])).unwrap_err().code, "InvalidUserData.Base64FormatInvalid");
         let big = base64::engine::general_purpose::STANDARD.encode(vec![b'x'; MAX_USER_DATA + 1]);
         assert_eq!(user_data(&p(&[("UserData", &big)])).unwrap_err().code, "InvalidUserData.SizeExceeded");
+    }
+
+    /// Create answers are stored with their ClientToken and read back for a replay.
+    fn replays<T: Serialize + DeserializeOwned>(answer: T) -> String {
+        let stored = serde_json::to_string(&answer).unwrap();
+        let again = serde_json::to_string(&serde_json::from_str::<T>(&stored).unwrap()).unwrap();
+        assert_eq!(stored, again);
+        stored
+    }
+
+    #[test]
+    fn create_answers_read_back_as_they_were() {
+        let run = RunInstancesResponse {
+            instance_id_sets: InstanceIdSets { instance_id_set: vec!["i-1".into(), "i-2".into()] },
+            order_id: String::new(),
+            trade_price: 0.0,
+        };
+        assert_eq!(replays(run), r#"{"InstanceIdSets":{"InstanceIdSet":["i-1","i-2"]},"OrderId":"","TradePrice":0.0}"#);
+        let one = CreateInstanceResponse { instance_id: "i-1".into(), order_id: String::new(), trade_price: 0.0 };
+        assert_eq!(replays(one), r#"{"InstanceId":"i-1","OrderId":"","TradePrice":0.0}"#);
+        let group = security_groups::CreateSecurityGroupResponse { security_group_id: "sg-1".into() };
+        assert_eq!(replays(group), r#"{"SecurityGroupId":"sg-1"}"#);
+    }
+
+    #[test]
+    fn batch_answers() {
+        let deleted = InstancesResponse { instance_responses: None };
+        assert_eq!(serde_json::to_string(&deleted).unwrap(), "{}");
+        let started = InstancesResponse {
+            instance_responses: Some(InstanceResponses {
+                instance_response: vec![InstanceResponse {
+                    instance_id: "i-1".into(),
+                    code: Cow::Borrowed("200"),
+                    message: "success".into(),
+                    previous_status: "Stopped",
+                    current_status: "Starting",
+                }],
+            }),
+        };
+        assert_eq!(
+            serde_json::to_string(&started).unwrap(),
+            r#"{"InstanceResponses":{"InstanceResponse":[{"InstanceId":"i-1","Code":"200","Message":"success","PreviousStatus":"Stopped","CurrentStatus":"Starting"}]}}"#
+        );
     }
 
     #[test]

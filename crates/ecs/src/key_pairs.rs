@@ -1,15 +1,17 @@
 //! SSH key pairs (ECS 2014-05-26): create (feitian generates an RSA key and returns the private
 //! half once, never storing it), import, describe, delete, attach to and detach from instances.
 
+use crate::answer::Tags;
 use crate::Ecs;
-use feitian_api::paging::Page;
+use feitian_api::answers::Empty;
+use feitian_api::paging::{Page, PageInfo};
 use feitian_api::region::require_region;
-use feitian_api::service::{now, page_fields};
+use feitian_api::service::now;
 use feitian_api::{validate, ApiError, Ctx, Params};
 use feitian_meta::key_pair::{self, KeyPair};
 use feitian_meta::{instance, resource, tag, Transaction};
 use md5::{Digest, Md5};
-use serde_json::{json, Map, Value};
+use serde::Serialize;
 use std::sync::Arc;
 
 /// Key pairs per region per account, the real default.
@@ -77,6 +79,79 @@ pub(crate) fn tag_id(account: u64, region: &str, name: &str) -> String {
     format!("kp:{account}:{region}:{name}")
 }
 
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct CreateKeyPairResponse {
+    pub key_pair_name: String,
+    pub key_pair_id: String,
+    pub key_pair_finger_print: String,
+    /// The private key, PKCS#1 PEM: shown once, never stored.
+    pub private_key_body: String,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ImportKeyPairResponse {
+    pub key_pair_name: String,
+    pub key_pair_finger_print: String,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DescribeKeyPairsResponse {
+    pub key_pairs: KeyPairs,
+    #[serde(flatten)]
+    pub page: PageInfo,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct KeyPairs {
+    pub key_pair: Vec<KeyPairItem>,
+}
+
+/// One key pair, as `KeyPairs.KeyPair[]` shows it.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct KeyPairItem {
+    pub key_pair_name: String,
+    pub key_pair_finger_print: String,
+    pub creation_time: String,
+    pub resource_group_id: &'static str,
+    pub tags: Tags<String>,
+    /// With `IncludePublicKey=true` only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub public_key: Option<String>,
+}
+
+/// AttachKeyPair's answer, and DetachKeyPair's (`DetachKeyPairResponse`, the same fields).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct AttachKeyPairResponse {
+    pub key_pair_name: String,
+    /// A number, as a string (the API's type); so is `FailCount`.
+    pub total_count: String,
+    pub fail_count: String,
+    pub results: KeyPairResults,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct KeyPairResults {
+    pub result: Vec<KeyPairResult>,
+}
+
+/// What happened to one instance.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct KeyPairResult {
+    pub instance_id: String,
+    /// "true" or "false", a string (the API's type).
+    pub success: &'static str,
+    pub code: &'static str,
+    pub message: &'static str,
+}
+
 impl Ecs {
     fn save_key_pair(&self, tx: &Transaction<'_>, k: &KeyPair, tags: &[(String, String)]) -> Result<(), ApiError> {
         if key_pair::get_key_pair(tx, k.account_id, &k.region_id, &k.name)?.is_some() {
@@ -99,7 +174,7 @@ impl Ecs {
 
     /// Stores a new key pair of the caller and answers `reply(name, fingerprint)`.
     #[allow(clippy::too_many_arguments)]
-    async fn add_key_pair(
+    async fn add_key_pair<T: Send + 'static>(
         self: Arc<Self>,
         ctx: Ctx,
         region: String,
@@ -107,8 +182,8 @@ impl Ecs {
         public_key: String,
         fingerprint: String,
         tags: Vec<(String, String)>,
-        reply: impl FnOnce(&str, &str) -> Value + Send + 'static,
-    ) -> Result<Value, ApiError> {
+        reply: impl FnOnce(String, String) -> T + Send + 'static,
+    ) -> Result<T, ApiError> {
         let me = self.clone();
         self.store
             .write_async(move |tx| {
@@ -121,12 +196,12 @@ impl Ecs {
                     created_at: now(),
                 };
                 me.save_key_pair(tx, &k, &tags)?;
-                Ok(reply(&k.name, &k.fingerprint))
+                Ok(reply(k.name, k.fingerprint))
             })
             .await
     }
 
-    pub async fn create_key_pair(self: Arc<Self>, ctx: Ctx, p: Params) -> Result<Value, ApiError> {
+    pub async fn create_key_pair(self: Arc<Self>, ctx: Ctx, p: Params) -> Result<CreateKeyPairResponse, ApiError> {
         let region = require_region(&self.catalog, &p)?.id.clone();
         let name = key_pair_name(&p)?;
         let tags = validate::tags(&p)?;
@@ -135,30 +210,31 @@ impl Ecs {
             tracing::error!(error = %e, "key generation failed");
             ApiError::internal()
         })??;
-        self.add_key_pair(ctx, region, name, public, fp, tags, move |name, fp| {
-            json!({"KeyPairName": name, "KeyPairId": name, "KeyPairFingerPrint": fp, "PrivateKeyBody": pem})
+        self.add_key_pair(ctx, region, name, public, fp, tags, move |name, fp| CreateKeyPairResponse {
+            key_pair_id: name.clone(),
+            key_pair_name: name,
+            key_pair_finger_print: fp,
+            private_key_body: pem,
         })
         .await
     }
 
-    pub async fn import_key_pair(self: Arc<Self>, ctx: Ctx, p: Params) -> Result<Value, ApiError> {
+    pub async fn import_key_pair(self: Arc<Self>, ctx: Ctx, p: Params) -> Result<ImportKeyPairResponse, ApiError> {
         let region = require_region(&self.catalog, &p)?.id.clone();
         let name = key_pair_name(&p)?;
         let (public, fp) = parse_public_key(p.required_str("PublicKeyBody")?)?;
         let tags = validate::tags(&p)?;
-        self.add_key_pair(
-            ctx,
-            region,
-            name,
-            public,
-            fp,
-            tags,
-            |name, fp| json!({"KeyPairName": name, "KeyPairFingerPrint": fp}),
-        )
+        self.add_key_pair(ctx, region, name, public, fp, tags, |key_pair_name, key_pair_finger_print| {
+            ImportKeyPairResponse { key_pair_name, key_pair_finger_print }
+        })
         .await
     }
 
-    pub async fn describe_key_pairs(self: Arc<Self>, ctx: Ctx, p: Params) -> Result<Value, ApiError> {
+    pub async fn describe_key_pairs(
+        self: Arc<Self>,
+        ctx: Ctx,
+        p: Params,
+    ) -> Result<DescribeKeyPairsResponse, ApiError> {
         let region = require_region(&self.catalog, &p)?.id.clone();
         let page = Page::from_params(&p, 10, 50)?;
         let name = p.opt_str("KeyPairName").map(str::to_owned);
@@ -180,31 +256,23 @@ impl Ecs {
                     if !all_match {
                         continue;
                     }
-                    let tag_list: Vec<Value> = mine.iter().map(|(k, v)| json!({"TagKey": k, "TagValue": v})).collect();
-                    let mut o = json!({
-                        "KeyPairName": k.name,
-                        "KeyPairFingerPrint": k.fingerprint,
-                        "CreationTime": k.created_at,
-                        "ResourceGroupId": "",
-                        "Tags": {"Tag": tag_list},
+                    items.push(KeyPairItem {
+                        key_pair_name: k.name,
+                        key_pair_finger_print: k.fingerprint,
+                        creation_time: k.created_at,
+                        resource_group_id: "",
+                        tags: mine.into_iter().collect(),
+                        public_key: with_key.then_some(k.public_key),
                     });
-                    if with_key {
-                        o["PublicKey"] = json!(k.public_key);
-                    }
-                    items.push(o);
                 }
                 let total = items.len() as u64;
-                let shown: Vec<Value> =
-                    items.into_iter().skip(page.offset() as usize).take(page.limit() as usize).collect();
-                let mut o = Map::new();
-                o.insert("KeyPairs".into(), json!({"KeyPair": shown}));
-                page_fields(&mut o, page, total);
-                Ok(Value::Object(o))
+                let key_pair = items.into_iter().skip(page.offset() as usize).take(page.limit() as usize).collect();
+                Ok(DescribeKeyPairsResponse { key_pairs: KeyPairs { key_pair }, page: page.info(total) })
             })
             .await
     }
 
-    pub async fn delete_key_pairs(self: Arc<Self>, ctx: Ctx, p: Params) -> Result<Value, ApiError> {
+    pub async fn delete_key_pairs(self: Arc<Self>, ctx: Ctx, p: Params) -> Result<Empty, ApiError> {
         let region = require_region(&self.catalog, &p)?.id.clone();
         let names = validate::id_list(&p, "KeyPairNames", 100)?;
         if names.is_empty() {
@@ -224,13 +292,18 @@ impl Ecs {
                     // Instances keep their authorized key (as on the real cloud) but lose the name.
                     instance::forget_key_pair_on_instances(tx, account, &region, n)?;
                 }
-                Ok(json!({}))
+                Ok(Empty {})
             })
             .await
     }
 
     /// AttachKeyPair / DetachKeyPair: per-instance results, as the real API gives them.
-    pub async fn attach_key_pair(self: Arc<Self>, ctx: Ctx, p: Params, attach: bool) -> Result<Value, ApiError> {
+    pub async fn attach_key_pair(
+        self: Arc<Self>,
+        ctx: Ctx,
+        p: Params,
+        attach: bool,
+    ) -> Result<AttachKeyPairResponse, ApiError> {
         let region = require_region(&self.catalog, &p)?.id.clone();
         let name = p.required_str("KeyPairName")?.to_owned();
         let ids = validate::id_list(&p, "InstanceIds", 50)?;
@@ -269,14 +342,14 @@ impl Ecs {
                             ("false", c, m)
                         }
                     };
-                    results.push(json!({"InstanceId": id, "Success": success, "Code": code, "Message": message}));
+                    results.push(KeyPairResult { instance_id: id.clone(), success, code, message });
                 }
-                Ok(json!({
-                    "KeyPairName": name,
-                    "TotalCount": ids.len().to_string(),
-                    "FailCount": failed.to_string(),
-                    "Results": {"Result": results},
-                }))
+                Ok(AttachKeyPairResponse {
+                    key_pair_name: name,
+                    total_count: ids.len().to_string(),
+                    fail_count: failed.to_string(),
+                    results: KeyPairResults { result: results },
+                })
             })
             .await
     }

@@ -3,8 +3,9 @@
 //! Handlers validate typed parameters and answer in the API's own field names; state lives
 //! in the control-plane store. Every action is registered in [`register`], by name (the VPC
 //! actions that ECS also offers are registered by `feitian-vpc`).
-#![recursion_limit = "256"]
 
+pub mod answer;
+pub mod disk_view;
 pub mod events;
 pub mod images;
 pub mod instance_types;

@@ -1,31 +1,15 @@
-//! `DescribeRegions` and `DescribeZones` (ECS 2014-05-26).
+//! `DescribeRegions` and `DescribeZones` (ECS 2014-05-26). The answer shapes, shared with VPC's,
+//! are in [`feitian_api::answers`].
 
 use crate::instance_types;
+use feitian_api::answers::{
+    AvailableResources, DedicatedHostGenerations, DedicatedHostTypes, DescribeRegionsResponse, DescribeZonesResponse,
+    DiskCategories, InstanceTypes, RegionItem, Regions, ResourceTypes, ResourcesInfo, Supported, VolumeCategories,
+    ZoneDetail, ZoneItem, Zones,
+};
 use feitian_api::region::{language, require_region};
 use feitian_api::{ApiError, Params};
 use feitian_region::{Catalog, Language, Region};
-use serde::Serialize;
-
-#[derive(Serialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct DescribeRegionsResponse {
-    pub regions: Regions,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct Regions {
-    pub region: Vec<RegionItem>,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct RegionItem {
-    pub region_id: String,
-    pub local_name: String,
-    pub region_endpoint: String,
-    pub status: &'static str,
-}
 
 fn check_charge_type(p: &Params) -> Result<(), ApiError> {
     match p.opt_str("InstanceChargeType") {
@@ -54,141 +38,10 @@ pub fn describe_regions(catalog: &Catalog, p: &Params) -> Result<DescribeRegions
             region_id: r.id.clone(),
             local_name: r.name(lang).to_owned(),
             region_endpoint: r.endpoint("ecs"),
-            status: "available",
+            status: Some("available"),
         })
         .collect();
     Ok(DescribeRegionsResponse { regions: Regions { region } })
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct DescribeZonesResponse {
-    pub zones: Zones,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct Zones {
-    pub zone: Vec<ZoneItem>,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct ZoneItem {
-    pub zone_id: String,
-    pub local_name: String,
-    pub zone_type: &'static str,
-    #[serde(flatten)]
-    pub detail: Option<ZoneDetail>,
-}
-
-/// What can be created in a zone; left out with `Verbose=false`.
-#[derive(Serialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct ZoneDetail {
-    pub available_resource_creation: ResourceTypes,
-    pub available_disk_categories: DiskCategories,
-    pub available_volume_categories: VolumeCategories,
-    pub available_instance_types: InstanceTypes,
-    pub available_dedicated_host_types: DedicatedHostTypes,
-    pub dedicated_host_generations: DedicatedHostGenerations,
-    pub available_resources: AvailableResources,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct ResourceTypes {
-    pub resource_types: Vec<&'static str>,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct DiskCategories {
-    pub disk_categories: Vec<&'static str>,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct VolumeCategories {
-    pub volume_categories: Vec<&'static str>,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct InstanceTypes {
-    pub instance_types: Vec<&'static str>,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct DedicatedHostTypes {
-    pub dedicated_host_type: Vec<&'static str>,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct DedicatedHostGenerations {
-    pub dedicated_host_generation: Vec<&'static str>,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct AvailableResources {
-    pub resources_info: Vec<ResourcesInfo>,
-}
-
-/// The real API spells these inner lists in lower camel case (`supportedInstanceType`).
-#[derive(Serialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct ResourcesInfo {
-    pub io_optimized: bool,
-    pub system_disk_categories: Supported<SystemDisk>,
-    pub data_disk_categories: Supported<DataDisk>,
-    pub network_types: Supported<Network>,
-    pub instance_types: Supported<InstanceType>,
-    pub instance_type_families: Supported<InstanceTypeFamily>,
-    pub instance_generations: Supported<InstanceGeneration>,
-}
-
-/// A `{ "supportedX": [...] }` wrapper; `K` names the key.
-pub struct Supported<K> {
-    pub values: Vec<&'static str>,
-    _key: std::marker::PhantomData<K>,
-}
-
-pub trait SupportedKey {
-    const KEY: &'static str;
-}
-
-macro_rules! supported_key {
-    ($($t:ident => $k:literal),* $(,)?) => {$(
-        pub struct $t;
-        impl SupportedKey for $t { const KEY: &'static str = $k; }
-    )*};
-}
-
-supported_key! {
-    SystemDisk => "supportedSystemDiskCategory",
-    DataDisk => "supportedDataDiskCategory",
-    Network => "supportedNetworkCategory",
-    InstanceType => "supportedInstanceType",
-    InstanceTypeFamily => "supportedInstanceTypeFamily",
-    InstanceGeneration => "supportedInstanceGeneration",
-}
-
-impl<K> Supported<K> {
-    fn new(values: Vec<&'static str>) -> Self {
-        Supported { values, _key: std::marker::PhantomData }
-    }
-}
-
-impl<K: SupportedKey> Serialize for Supported<K> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        let mut m = s.serialize_map(Some(1))?;
-        m.serialize_entry(K::KEY, &self.values)?;
-        m.end()
-    }
 }
 
 /// The disk categories feitian's storage offers.

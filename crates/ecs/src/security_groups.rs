@@ -2,15 +2,17 @@
 //! identity and semantics come from the pure `feitian-secgroup` crate; this module stores them
 //! and enforces what spans resources: peers that must exist, quotas, dependencies.
 
+use crate::answer::{Paging, Tags};
 use crate::Ecs;
+use feitian_api::answers::Empty;
 use feitian_api::paging::{Page, TokenPage};
 use feitian_api::region::require_region;
-use feitian_api::service::{client_token, create_once, now, page_fields};
+use feitian_api::service::{client_token, create_once, now};
 use feitian_api::{validate, ApiError, Ctx, Params};
 use feitian_meta::security_group::{self, SecurityGroup, SgRule};
 use feitian_meta::{query, resource, tag, vpc, Filter, Transaction};
 use feitian_secgroup::{self as sg, Direction, Peer, Rule, RuleError, RuleInput};
-use serde_json::{json, Map, Value};
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -97,6 +99,134 @@ fn account_name(tx: &Transaction<'_>, id: u64) -> Result<String, ApiError> {
     resource::account_name(tx, id)?.ok_or_else(ApiError::internal)
 }
 
+/// Stored with its ClientToken, so it reads back too.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct CreateSecurityGroupResponse {
+    pub security_group_id: String,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DescribeSecurityGroupsResponse {
+    pub region_id: String,
+    #[serde(flatten)]
+    pub paging: Paging,
+    pub security_groups: SecurityGroups,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct SecurityGroups {
+    pub security_group: Vec<SecurityGroupItem>,
+}
+
+/// One group, as `SecurityGroups.SecurityGroup[]` shows it.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct SecurityGroupItem {
+    pub security_group_id: String,
+    pub security_group_name: String,
+    pub description: String,
+    pub vpc_id: String,
+    pub creation_time: String,
+    pub security_group_type: String,
+    pub resource_group_id: &'static str,
+    pub service_managed: bool,
+    pub ecs_count: u64,
+    pub available_instance_amount: u64,
+    pub rule_count: usize,
+    pub group_to_group_rule_count: usize,
+    pub tags: Tags<String>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DescribeSecurityGroupAttributeResponse {
+    pub region_id: String,
+    pub security_group_id: String,
+    pub security_group_name: String,
+    pub description: String,
+    pub vpc_id: String,
+    pub inner_access_policy: String,
+    /// "" on the last page, and without `MaxResults`.
+    pub next_token: String,
+    pub permissions: Permissions,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Permissions {
+    pub permission: Vec<Permission>,
+}
+
+/// One rule, as `Permissions.Permission[]` shows it.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Permission {
+    pub security_group_rule_id: String,
+    pub direction: String,
+    pub ip_protocol: String,
+    pub port_range: String,
+    pub source_port_range: String,
+    pub policy: String,
+    /// A number, as a string (the API's type).
+    pub priority: String,
+    pub nic_type: String,
+    pub source_cidr_ip: String,
+    pub dest_cidr_ip: String,
+    pub source_group_id: String,
+    pub source_group_name: String,
+    pub source_group_owner_account: String,
+    pub dest_group_id: String,
+    pub dest_group_name: String,
+    pub dest_group_owner_account: String,
+    pub ipv6_source_cidr_ip: &'static str,
+    pub ipv6_dest_cidr_ip: &'static str,
+    pub source_prefix_list_id: &'static str,
+    pub source_prefix_list_name: &'static str,
+    pub dest_prefix_list_id: &'static str,
+    pub dest_prefix_list_name: &'static str,
+    pub port_range_list_id: &'static str,
+    pub port_range_list_name: &'static str,
+    pub description: String,
+    pub create_time: String,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DescribeSecurityGroupReferencesResponse {
+    pub security_group_references: SecurityGroupReferences,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct SecurityGroupReferences {
+    pub security_group_reference: Vec<SecurityGroupReference>,
+}
+
+/// The groups whose rules name one group.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct SecurityGroupReference {
+    pub security_group_id: String,
+    pub referencing_security_groups: ReferencingSecurityGroups,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ReferencingSecurityGroups {
+    pub referencing_security_group: Vec<ReferencingSecurityGroup>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ReferencingSecurityGroup {
+    pub security_group_id: String,
+    /// The owner's account id, as a string (the API's type).
+    pub ali_uid: String,
+}
+
 impl Ecs {
     pub(crate) fn group(
         &self,
@@ -137,7 +267,11 @@ impl Ecs {
         }
     }
 
-    pub async fn create_security_group(self: Arc<Self>, ctx: Ctx, p: Params) -> Result<Value, ApiError> {
+    pub async fn create_security_group(
+        self: Arc<Self>,
+        ctx: Ctx,
+        p: Params,
+    ) -> Result<CreateSecurityGroupResponse, ApiError> {
         let region = require_region(&self.catalog, &p)?.clone();
         let vpc_id = p
             .required_str("VpcId")
@@ -192,35 +326,41 @@ impl Ecs {
                         },
                     )?;
                     tag::set_tags(tx, &id, &tags)?;
-                    Ok(json!({"SecurityGroupId": id}))
+                    Ok(CreateSecurityGroupResponse { security_group_id: id })
                 })
             })
             .await
     }
 
-    fn group_json(&self, tx: &Transaction<'_>, g: &SecurityGroup) -> Result<Value, ApiError> {
+    fn group_item(&self, tx: &Transaction<'_>, g: SecurityGroup) -> Result<SecurityGroupItem, ApiError> {
         let rules = security_group::rules_of(tx, &g.id)?;
         let members = security_group::members_of(tx, &g.id)?.len() as u64;
         let tags = tag::tags_of(tx, &[g.id.as_str()])?.remove(&g.id).unwrap_or_default();
-        let tags: Vec<Value> = tags.iter().map(|(k, v)| json!({"TagKey": k, "TagValue": v})).collect();
-        Ok(json!({
-            "SecurityGroupId": g.id,
-            "SecurityGroupName": g.name,
-            "Description": g.description,
-            "VpcId": g.vpc_id,
-            "CreationTime": g.created_at,
-            "SecurityGroupType": g.sg_type,
-            "ResourceGroupId": "",
-            "ServiceManaged": false,
-            "EcsCount": members,
-            "AvailableInstanceAmount": MAX_MEMBERS.saturating_sub(members),
-            "RuleCount": rules.len(),
-            "GroupToGroupRuleCount": rules.iter().filter(|r| !r.source_group_id.is_empty() || !r.dest_group_id.is_empty()).count(),
-            "Tags": {"Tag": tags},
-        }))
+        Ok(SecurityGroupItem {
+            security_group_id: g.id,
+            security_group_name: g.name,
+            description: g.description,
+            vpc_id: g.vpc_id,
+            creation_time: g.created_at,
+            security_group_type: g.sg_type,
+            resource_group_id: "",
+            service_managed: false,
+            ecs_count: members,
+            available_instance_amount: MAX_MEMBERS.saturating_sub(members),
+            rule_count: rules.len(),
+            group_to_group_rule_count: rules
+                .iter()
+                .filter(|r| !r.source_group_id.is_empty() || !r.dest_group_id.is_empty())
+                .count(),
+            tags: tags.into_iter().collect(),
+        })
     }
 
-    pub async fn describe_security_groups(self: Arc<Self>, ctx: Ctx, p: Params) -> Result<Value, ApiError> {
+    pub async fn describe_security_groups(
+        self: Arc<Self>,
+        ctx: Ctx,
+        p: Params,
+    ) -> Result<DescribeSecurityGroupsResponse, ApiError> {
         let region = require_region(&self.catalog, &p)?.id.clone();
         let by_token = p.opt_str("NextToken").is_some() || p.opt_str("MaxResults").is_some();
         let page = Page::from_params(&p, 10, 50)?;
@@ -264,59 +404,58 @@ impl Ecs {
                 let (offset, limit) =
                     if by_token { (tpage.offset, u64::from(tpage.max_results)) } else { (page.offset(), page.limit()) };
                 let (rows, total) = security_group::list_security_groups(tx, &f, offset, limit)?;
-                let items = rows.iter().map(|g| me.group_json(tx, g)).collect::<Result<Vec<_>, _>>()?;
-                let mut o = Map::new();
-                o.insert("RegionId".into(), json!(region));
-                if by_token {
-                    o.insert("NextToken".into(), json!(tpage.next_token(items.len(), total).unwrap_or_default()));
-                    o.insert("TotalCount".into(), json!(total));
-                } else {
-                    page_fields(&mut o, page, total);
-                }
-                o.insert("SecurityGroups".into(), json!({"SecurityGroup": items}));
-                Ok(Value::Object(o))
+                let items = rows.into_iter().map(|g| me.group_item(tx, g)).collect::<Result<Vec<_>, _>>()?;
+                Ok(DescribeSecurityGroupsResponse {
+                    region_id: region,
+                    paging: Paging::new(by_token, page, tpage, items.len(), total),
+                    security_groups: SecurityGroups { security_group: items },
+                })
             })
             .await
     }
 
-    fn rule_json(&self, tx: &Transaction<'_>, r: &SgRule) -> Result<Value, ApiError> {
+    fn permission(&self, tx: &Transaction<'_>, r: SgRule) -> Result<Permission, ApiError> {
         let group_name = |id: &str| -> Result<String, ApiError> {
             if id.is_empty() {
                 return Ok(String::new());
             }
             Ok(security_group::get_security_group_any_owner(tx, id)?.map(|g| g.name).unwrap_or_default())
         };
-        Ok(json!({
-            "SecurityGroupRuleId": r.id,
-            "Direction": r.direction,
-            "IpProtocol": r.ip_protocol,
-            "PortRange": r.port_range,
-            "SourcePortRange": r.source_port_range,
-            "Policy": r.policy,
-            "Priority": r.priority.to_string(),
-            "NicType": r.nic_type,
-            "SourceCidrIp": r.source_cidr,
-            "DestCidrIp": r.dest_cidr,
-            "SourceGroupId": r.source_group_id,
-            "SourceGroupName": group_name(&r.source_group_id)?,
-            "SourceGroupOwnerAccount": r.source_group_owner_account,
-            "DestGroupId": r.dest_group_id,
-            "DestGroupName": group_name(&r.dest_group_id)?,
-            "DestGroupOwnerAccount": r.dest_group_owner_account,
-            "Ipv6SourceCidrIp": "",
-            "Ipv6DestCidrIp": "",
-            "SourcePrefixListId": "",
-            "SourcePrefixListName": "",
-            "DestPrefixListId": "",
-            "DestPrefixListName": "",
-            "PortRangeListId": "",
-            "PortRangeListName": "",
-            "Description": r.description,
-            "CreateTime": r.created_at,
-        }))
+        Ok(Permission {
+            source_group_name: group_name(&r.source_group_id)?,
+            dest_group_name: group_name(&r.dest_group_id)?,
+            security_group_rule_id: r.id,
+            direction: r.direction,
+            ip_protocol: r.ip_protocol,
+            port_range: r.port_range,
+            source_port_range: r.source_port_range,
+            policy: r.policy,
+            priority: r.priority.to_string(),
+            nic_type: r.nic_type,
+            source_cidr_ip: r.source_cidr,
+            dest_cidr_ip: r.dest_cidr,
+            source_group_id: r.source_group_id,
+            source_group_owner_account: r.source_group_owner_account,
+            dest_group_id: r.dest_group_id,
+            dest_group_owner_account: r.dest_group_owner_account,
+            ipv6_source_cidr_ip: "",
+            ipv6_dest_cidr_ip: "",
+            source_prefix_list_id: "",
+            source_prefix_list_name: "",
+            dest_prefix_list_id: "",
+            dest_prefix_list_name: "",
+            port_range_list_id: "",
+            port_range_list_name: "",
+            description: r.description,
+            create_time: r.created_at,
+        })
     }
 
-    pub async fn describe_security_group_attribute(self: Arc<Self>, ctx: Ctx, p: Params) -> Result<Value, ApiError> {
+    pub async fn describe_security_group_attribute(
+        self: Arc<Self>,
+        ctx: Ctx,
+        p: Params,
+    ) -> Result<DescribeSecurityGroupAttributeResponse, ApiError> {
         let region = require_region(&self.catalog, &p)?.id.clone();
         let id = p.required_str("SecurityGroupId")?.to_owned();
         let direction = match p.opt_str("Direction").unwrap_or("all") {
@@ -347,27 +486,32 @@ impl Ecs {
                     .filter(|r| nic.as_deref().is_none_or(|n| n == r.nic_type))
                     .collect();
                 let take = max.map(|m| m as usize).unwrap_or(usize::MAX);
-                let shown =
-                    rules.iter().skip(offset).take(take).map(|r| me.rule_json(tx, r)).collect::<Result<Vec<_>, _>>()?;
+                let total = rules.len();
+                let shown = rules
+                    .into_iter()
+                    .skip(offset)
+                    .take(take)
+                    .map(|r| me.permission(tx, r))
+                    .collect::<Result<Vec<_>, _>>()?;
                 let next = match max {
-                    Some(_) => feitian_api::paging::next_offset_token(offset, shown.len(), rules.len()),
+                    Some(_) => feitian_api::paging::next_offset_token(offset, shown.len(), total),
                     None => String::new(),
                 };
-                Ok(json!({
-                    "RegionId": g.region_id,
-                    "SecurityGroupId": g.id,
-                    "SecurityGroupName": g.name,
-                    "Description": g.description,
-                    "VpcId": g.vpc_id,
-                    "InnerAccessPolicy": g.inner_policy,
-                    "NextToken": next,
-                    "Permissions": {"Permission": shown},
-                }))
+                Ok(DescribeSecurityGroupAttributeResponse {
+                    region_id: g.region_id,
+                    security_group_id: g.id,
+                    security_group_name: g.name,
+                    description: g.description,
+                    vpc_id: g.vpc_id,
+                    inner_access_policy: g.inner_policy,
+                    next_token: next,
+                    permissions: Permissions { permission: shown },
+                })
             })
             .await
     }
 
-    pub async fn modify_security_group_attribute(self: Arc<Self>, ctx: Ctx, p: Params) -> Result<Value, ApiError> {
+    pub async fn modify_security_group_attribute(self: Arc<Self>, ctx: Ctx, p: Params) -> Result<Empty, ApiError> {
         let region = require_region(&self.catalog, &p)?.id.clone();
         let id = p.required_str("SecurityGroupId")?.to_owned();
         let name = validate::name(&p, "SecurityGroupName", "InvalidSecurityGroupName.Malformed")?.map(str::to_owned);
@@ -384,12 +528,12 @@ impl Ecs {
                     g.description = d;
                 }
                 security_group::update_security_group(tx, &g)?;
-                Ok(json!({}))
+                Ok(Empty {})
             })
             .await
     }
 
-    pub async fn modify_security_group_policy(self: Arc<Self>, ctx: Ctx, p: Params) -> Result<Value, ApiError> {
+    pub async fn modify_security_group_policy(self: Arc<Self>, ctx: Ctx, p: Params) -> Result<Empty, ApiError> {
         let region = require_region(&self.catalog, &p)?.id.clone();
         let id = p.required_str("SecurityGroupId")?.to_owned();
         let policy = match p.required_str("InnerAccessPolicy")? {
@@ -409,14 +553,14 @@ impl Ecs {
                 let mut g = me.group(tx, ctx.caller.account_id, &region, &id)?;
                 g.inner_policy = policy.into();
                 security_group::update_security_group(tx, &g)?;
-                Ok::<_, ApiError>(json!({}))
+                Ok::<_, ApiError>(Empty {})
             })
             .await?;
         self.changed();
         Ok(out)
     }
 
-    pub async fn delete_security_group(self: Arc<Self>, ctx: Ctx, p: Params) -> Result<Value, ApiError> {
+    pub async fn delete_security_group(self: Arc<Self>, ctx: Ctx, p: Params) -> Result<Empty, ApiError> {
         let region = require_region(&self.catalog, &p)?.id.clone();
         let id = p.required_str("SecurityGroupId")?.to_owned();
         let me = self.clone();
@@ -444,12 +588,12 @@ impl Ecs {
                     .recommend(format!("revoke the rules of {} that name {} first", r.id, g.id)));
                 }
                 security_group::delete_security_group(tx, &g.id)?;
-                Ok(json!({}))
+                Ok(Empty {})
             })
             .await
     }
 
-    pub async fn authorize(self: Arc<Self>, ctx: Ctx, p: Params, direction: Direction) -> Result<Value, ApiError> {
+    pub async fn authorize(self: Arc<Self>, ctx: Ctx, p: Params, direction: Direction) -> Result<Empty, ApiError> {
         let region = require_region(&self.catalog, &p)?.clone();
         let id = p.required_str("SecurityGroupId")?.to_owned();
         let rules = rule_fields(&p)?
@@ -484,14 +628,14 @@ impl Ecs {
                     security_group::insert_rule(tx, &SgRule::from_rule(&rule, rid, &g.id, now()))?;
                     existing.push(rule);
                 }
-                Ok(json!({}))
+                Ok(Empty {})
             })
             .await?;
         self.changed();
         Ok(out)
     }
 
-    pub async fn revoke(self: Arc<Self>, ctx: Ctx, p: Params, direction: Direction) -> Result<Value, ApiError> {
+    pub async fn revoke(self: Arc<Self>, ctx: Ctx, p: Params, direction: Direction) -> Result<Empty, ApiError> {
         let region = require_region(&self.catalog, &p)?.id.clone();
         let id = p.required_str("SecurityGroupId")?.to_owned();
         let rule_ids: Vec<String> = p.list("SecurityGroupRuleId", 100)?.into_iter().map(str::to_owned).collect();
@@ -531,14 +675,18 @@ impl Ecs {
                         }
                     }
                 }
-                Ok::<_, ApiError>(json!({}))
+                Ok::<_, ApiError>(Empty {})
             })
             .await?;
         self.changed();
         Ok(out)
     }
 
-    pub async fn describe_security_group_references(self: Arc<Self>, ctx: Ctx, p: Params) -> Result<Value, ApiError> {
+    pub async fn describe_security_group_references(
+        self: Arc<Self>,
+        ctx: Ctx,
+        p: Params,
+    ) -> Result<DescribeSecurityGroupReferencesResponse, ApiError> {
         let region = require_region(&self.catalog, &p)?.id.clone();
         let mut ids: Vec<String> = p.list("SecurityGroupId", 10)?.into_iter().map(str::to_owned).collect();
         if ids.is_empty() {
@@ -548,18 +696,27 @@ impl Ecs {
             return Err(ApiError::missing_parameter("SecurityGroupId.N"));
         }
         let me = self.clone();
-        self.store.read_async(move |tx| {
-            let mut out = Vec::new();
-            for id in &ids {
-                let g = me.group(tx, ctx.caller.account_id, &region, id)?;
-                let refs: Vec<Value> = security_group::groups_referencing(tx, &g.id)?
-                    .iter()
-                    .map(|r| json!({"SecurityGroupId": r.id, "AliUid": r.account_id.to_string()}))
-                    .collect();
-                out.push(json!({"SecurityGroupId": g.id, "ReferencingSecurityGroups": {"ReferencingSecurityGroup": refs}}));
-            }
-            Ok(json!({"SecurityGroupReferences": {"SecurityGroupReference": out}}))
-        })
-        .await
+        self.store
+            .read_async(move |tx| {
+                let mut out = Vec::new();
+                for id in &ids {
+                    let g = me.group(tx, ctx.caller.account_id, &region, id)?;
+                    let referencing_security_group = security_group::groups_referencing(tx, &g.id)?
+                        .into_iter()
+                        .map(|r| ReferencingSecurityGroup {
+                            ali_uid: r.account_id.to_string(),
+                            security_group_id: r.id,
+                        })
+                        .collect();
+                    out.push(SecurityGroupReference {
+                        security_group_id: g.id,
+                        referencing_security_groups: ReferencingSecurityGroups { referencing_security_group },
+                    });
+                }
+                Ok(DescribeSecurityGroupReferencesResponse {
+                    security_group_references: SecurityGroupReferences { security_group_reference: out },
+                })
+            })
+            .await
     }
 }

@@ -3,10 +3,11 @@
 //! resource's id (key pairs, which are named, by a derived id).
 
 use crate::Ecs;
+use feitian_api::answers::Empty;
 use feitian_api::region::require_region;
 use feitian_api::{validate, ApiError, Ctx, Params};
 use feitian_meta::{key_pair, resource, tag, Transaction};
-use serde_json::{json, Value};
+use serde::Serialize;
 use std::sync::Arc;
 
 /// Tags per resource, the real limit.
@@ -33,6 +34,30 @@ fn kind(resource_type: &str) -> Result<&'static str, ApiError> {
 
 fn resource_ids(p: &Params, max: usize) -> Result<Vec<String>, ApiError> {
     Ok(p.list("ResourceId", max)?.into_iter().map(str::to_owned).collect())
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ListTagResourcesResponse {
+    pub tag_resources: TagResources,
+    /// "" on the last page.
+    pub next_token: String,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct TagResources {
+    pub tag_resource: Vec<TagResource>,
+}
+
+/// One tag of one resource.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct TagResource {
+    pub resource_id: String,
+    pub resource_type: String,
+    pub tag_key: String,
+    pub tag_value: String,
 }
 
 impl Ecs {
@@ -66,7 +91,7 @@ impl Ecs {
         }
     }
 
-    pub async fn tag_resources(self: Arc<Self>, ctx: Ctx, p: Params) -> Result<Value, ApiError> {
+    pub async fn tag_resources(self: Arc<Self>, ctx: Ctx, p: Params) -> Result<Empty, ApiError> {
         let region = require_region(&self.catalog, &p)?.id.clone();
         let kind = kind(p.required_str("ResourceType")?)?;
         let ids = resource_ids(&p, 50)?;
@@ -90,12 +115,12 @@ impl Ecs {
                             )));
                     }
                 }
-                Ok(json!({}))
+                Ok(Empty {})
             })
             .await
     }
 
-    pub async fn untag_resources(self: Arc<Self>, ctx: Ctx, p: Params) -> Result<Value, ApiError> {
+    pub async fn untag_resources(self: Arc<Self>, ctx: Ctx, p: Params) -> Result<Empty, ApiError> {
         let region = require_region(&self.catalog, &p)?.id.clone();
         let kind = kind(p.required_str("ResourceType")?)?;
         let ids = resource_ids(&p, 50)?;
@@ -124,12 +149,16 @@ impl Ecs {
                     };
                     tag::remove_tags(tx, &target, &keys)?;
                 }
-                Ok(json!({}))
+                Ok(Empty {})
             })
             .await
     }
 
-    pub async fn list_tag_resources(self: Arc<Self>, ctx: Ctx, p: Params) -> Result<Value, ApiError> {
+    pub async fn list_tag_resources(
+        self: Arc<Self>,
+        ctx: Ctx,
+        p: Params,
+    ) -> Result<ListTagResourcesResponse, ApiError> {
         let region = require_region(&self.catalog, &p)?.id.clone();
         let rtype = p.required_str("ResourceType")?.to_owned();
         let kind = kind(&rtype)?;
@@ -166,8 +195,13 @@ impl Ecs {
                     if !matches {
                         continue;
                     }
-                    for (k, v) in tags {
-                        out.push(json!({"ResourceId": public, "ResourceType": rtype, "TagKey": k, "TagValue": v}));
+                    for (tag_key, tag_value) in tags {
+                        out.push(TagResource {
+                            resource_id: public.clone(),
+                            resource_type: rtype.clone(),
+                            tag_key,
+                            tag_value,
+                        });
                     }
                 }
                 const PAGE: usize = 50;
@@ -176,8 +210,8 @@ impl Ecs {
                     PAGE.min(out.len().saturating_sub(offset)),
                     out.len(),
                 );
-                let shown: Vec<Value> = out.into_iter().skip(offset).take(PAGE).collect();
-                Ok(json!({"TagResources": {"TagResource": shown}, "NextToken": next}))
+                let tag_resource = out.into_iter().skip(offset).take(PAGE).collect();
+                Ok(ListTagResourcesResponse { tag_resources: TagResources { tag_resource }, next_token: next })
             })
             .await
     }

@@ -2,6 +2,7 @@
 //! (2014-05-26), which older clients such as Packer call. Every action is registered by
 //! name in [`register_vpc_api`] and [`register_ecs_api`].
 
+pub mod answers;
 pub mod reconcile;
 pub mod regions;
 pub mod service;

@@ -1,30 +1,11 @@
 //! `DescribeRegions` and `DescribeZones` (VPC 2016-04-28). VPC's answers are leaner than
-//! ECS's: no status, no resource lists.
+//! ECS's: no status, no resource lists. The answer shapes, shared with ECS's, are in
+//! [`feitian_api::answers`].
 
+use feitian_api::answers::{DescribeRegionsResponse, DescribeZonesResponse, RegionItem, Regions, ZoneItem, Zones};
 use feitian_api::region::{language, require_region};
 use feitian_api::{ApiError, Params};
 use feitian_region::Catalog;
-use serde::Serialize;
-
-#[derive(Serialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct DescribeRegionsResponse {
-    pub regions: Regions,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct Regions {
-    pub region: Vec<RegionItem>,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct RegionItem {
-    pub region_id: String,
-    pub local_name: String,
-    pub region_endpoint: String,
-}
 
 pub fn describe_regions(catalog: &Catalog, p: &Params) -> Result<DescribeRegionsResponse, ApiError> {
     let lang = language(p)?;
@@ -35,29 +16,10 @@ pub fn describe_regions(catalog: &Catalog, p: &Params) -> Result<DescribeRegions
             region_id: r.id.clone(),
             local_name: r.name(lang).to_owned(),
             region_endpoint: r.endpoint("vpc"),
+            status: None,
         })
         .collect();
     Ok(DescribeRegionsResponse { regions: Regions { region } })
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct DescribeZonesResponse {
-    pub zones: Zones,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct Zones {
-    pub zone: Vec<ZoneItem>,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct ZoneItem {
-    pub zone_id: String,
-    pub local_name: String,
-    pub zone_type: &'static str,
 }
 
 pub fn describe_zones(catalog: &Catalog, p: &Params) -> Result<DescribeZonesResponse, ApiError> {
@@ -74,7 +36,12 @@ pub fn describe_zones(catalog: &Catalog, p: &Params) -> Result<DescribeZonesResp
     let zone = region
         .zones
         .iter()
-        .map(|z| ZoneItem { zone_id: z.id.clone(), local_name: z.name(lang).to_owned(), zone_type: "AvailabilityZone" })
+        .map(|z| ZoneItem {
+            zone_id: z.id.clone(),
+            local_name: z.name(lang).to_owned(),
+            zone_type: "AvailabilityZone",
+            detail: None,
+        })
         .collect();
     Ok(DescribeZonesResponse { zones: Zones { zone } })
 }

@@ -1,12 +1,15 @@
 //! The VPC actions: validation and state changes, one store transaction each. The same
 //! handlers answer the VPC API (2016-04-28) and the older copies of these actions in the ECS
 //! API (2014-05-26); [`Api`] picks which fields an answer carries, so that each answer holds
-//! exactly the keys its API's official model knows.
+//! exactly the keys its API's official model knows. The answer types are in
+//! [`answers`](crate::answers).
 
+use crate::answers::*;
 use feitian_agent_api::Nudges;
+use feitian_api::answers::Empty;
 use feitian_api::paging::Page;
 use feitian_api::region::{require_region, zone};
-use feitian_api::service::{client_token, create_once, merge, now, page_fields};
+use feitian_api::service::{client_token, create_once, now};
 use feitian_api::validate;
 use feitian_api::{ApiError, Ctx, Params};
 use feitian_cidr::{self as cidr, CidrError};
@@ -17,7 +20,6 @@ use feitian_meta::vswitch::{self, VSwitch, VSwitchStatus};
 use feitian_meta::{network_interface, query, tag, Filter, Store, Transaction};
 use feitian_region::{Catalog, Region};
 use ipnet::Ipv4Net;
-use serde_json::{json, Map, Value};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 use tokio::sync::Notify;
@@ -78,9 +80,30 @@ fn cidr_error(param: &str, e: CidrError) -> ApiError {
     }
 }
 
-/// `{"Tag": [{"Key", "Value"}]}`, as the VPC API shows tags.
-fn tags_json(tags: &[(String, String)]) -> Value {
-    json!({"Tag": tags.iter().map(|(k, v)| json!({"Key": k, "Value": v})).collect::<Vec<_>>()})
+/// A resource's tags, as the VPC API shows them.
+fn tags_of(tx: &Transaction<'_>, id: &str) -> Result<Tags, ApiError> {
+    Ok(tag::tags_of(tx, &[id])?.remove(id).unwrap_or_default().into())
+}
+
+/// The ids of a VPC's vSwitches.
+fn vswitch_ids(tx: &Transaction<'_>, vpc_id: &str) -> Result<VSwitchIds, ApiError> {
+    Ok(vswitch::vswitches_of_vpc(tx, vpc_id)?.into_iter().map(|s| s.id).collect::<Vec<_>>().into())
+}
+
+/// A route entry's next hop (none for a system route). `region` is shown by
+/// `DescribeRouteEntryList` only.
+fn next_hops(e: &RouteEntry, region: Option<&str>) -> NextHops {
+    if e.next_hop_id.is_empty() {
+        return NextHops::default();
+    }
+    vec![NextHop {
+        next_hop_type: e.next_hop_type.clone(),
+        next_hop_id: e.next_hop_id.clone(),
+        enabled: 1,
+        weight: 100,
+        next_hop_region_id: region.map(str::to_owned),
+    }]
+    .into()
 }
 
 fn tag_args(tags: &[(String, Option<String>)]) -> Vec<(&str, Option<&str>)> {
@@ -102,7 +125,7 @@ impl Network {
 
     // --- VPCs -------------------------------------------------------------------------------
 
-    pub async fn create_vpc(self: Arc<Self>, ctx: Ctx, p: Params, api: Api) -> Result<Value, ApiError> {
+    pub async fn create_vpc(self: Arc<Self>, ctx: Ctx, p: Params, api: Api) -> Result<CreateVpcResponse, ApiError> {
         let region = self.region(&p)?.clone();
         let block = cidr::vpc_block(p.opt_str("CidrBlock").unwrap_or(cidr::DEFAULT_VPC_CIDR))
             .map_err(|e| cidr_error("CidrBlock", e))?;
@@ -180,11 +203,12 @@ impl Network {
                         },
                     )?;
                     tag::set_tags(tx, &id, &tags)?;
-                    let mut out = json!({"VpcId": id, "VRouterId": vrouter, "RouteTableId": table});
-                    if api == Api::Vpc {
-                        out["ResourceGroupId"] = json!("");
-                    }
-                    Ok(out)
+                    Ok(CreateVpcResponse {
+                        vpc_id: id,
+                        vrouter_id: vrouter,
+                        route_table_id: table,
+                        resource_group_id: (api == Api::Vpc).then(String::new),
+                    })
                 })
             })
             .await?;
@@ -192,64 +216,49 @@ impl Network {
         Ok(out)
     }
 
-    fn vpc_json(&self, tx: &Transaction<'_>, v: &Vpc, api: Api, detailed: bool) -> Result<Value, ApiError> {
-        let vsws: Vec<String> = vswitch::vswitches_of_vpc(tx, &v.id)?.into_iter().map(|s| s.id).collect();
-        let mut o = json!({
-            "VpcId": v.id,
-            "RegionId": v.region_id,
-            "Status": v.status.as_str(),
-            "VpcName": v.name,
-            "CreationTime": v.created_at,
-            "CidrBlock": v.cidr_block,
-            "VRouterId": v.vrouter_id,
-            "Description": v.description,
-            "IsDefault": v.is_default,
-            "VSwitchIds": {"VSwitchId": vsws},
-            "UserCidrs": {"UserCidr": v.user_cidrs},
-        });
-        if api == Api::Vpc {
-            let tags = tag::tags_of(tx, &[v.id.as_str()])?.remove(&v.id).unwrap_or_default();
-            let extra = json!({
-                "Ipv6CidrBlock": "",
-                "EnabledIpv6": false,
-                "ResourceGroupId": "",
-                "OwnerId": v.account_id,
-                "DhcpOptionsSetId": "",
-                "DhcpOptionsSetStatus": "",
-                "DnsHostnameStatus": "DISABLED",
-                "SecondaryCidrBlocks": {"SecondaryCidrBlock": []},
-                "Tags": tags_json(&tags),
-            });
-            merge(&mut o, extra);
-            if detailed {
-                merge(
-                    &mut o,
-                    json!({
-                        "ClassicLinkEnabled": false,
-                        "SupportIpv4Gateway": false,
-                        "Ipv4GatewayId": "",
-                        "CloudResources": {"CloudResourceSetType": [
-                            {"ResourceType": "VSwitch", "ResourceCount": vsws.len()},
-                            {"ResourceType": "VRouter", "ResourceCount": 1},
-                            {"ResourceType": "RouteTable", "ResourceCount": 1},
-                        ]},
-                    }),
-                );
-            } else {
-                merge(
-                    &mut o,
-                    json!({
-                        "CenStatus": "Detached",
-                        "RouterTableIds": {"RouterTableIds": [v.route_table_id]},
-                        "NatGatewayIds": {"NatGatewayIds": []},
-                    }),
-                );
-            }
-        }
-        Ok(o)
+    /// What both VPC answers show of `v`, with the VPC API's fields for [`Api::Vpc`].
+    fn vpc_attributes(
+        tx: &Transaction<'_>,
+        v: Vpc,
+        vswitch_ids: VSwitchIds,
+        api: Api,
+    ) -> Result<VpcAttributes, ApiError> {
+        let vpc_api = match api {
+            Api::Vpc => Some(VpcExtension {
+                ipv6_cidr_block: "",
+                enabled_ipv6: false,
+                resource_group_id: "",
+                owner_id: v.account_id,
+                dhcp_options_set_id: "",
+                dhcp_options_set_status: "",
+                dns_hostname_status: "DISABLED",
+                secondary_cidr_blocks: SecondaryCidrBlocks::default(),
+                tags: tags_of(tx, &v.id)?,
+            }),
+            Api::Ecs => None,
+        };
+        Ok(VpcAttributes {
+            vpc_id: v.id,
+            region_id: v.region_id,
+            status: v.status.as_str(),
+            vpc_name: v.name,
+            creation_time: v.created_at,
+            cidr_block: v.cidr_block,
+            vrouter_id: v.vrouter_id,
+            description: v.description,
+            is_default: v.is_default,
+            vswitch_ids,
+            user_cidrs: v.user_cidrs.into(),
+            vpc_api,
+        })
     }
 
-    pub async fn describe_vpcs(self: Arc<Self>, ctx: Ctx, p: Params, api: Api) -> Result<Value, ApiError> {
+    pub async fn describe_vpcs(
+        self: Arc<Self>,
+        ctx: Ctx,
+        p: Params,
+        api: Api,
+    ) -> Result<DescribeVpcsResponse, ApiError> {
         let region = self.region(&p)?.id.clone();
         let page = Page::from_params(&p, 10, 50)?;
         let ids = validate::id_list(&p, "VpcId", 20)?;
@@ -257,7 +266,6 @@ impl Network {
         let is_default = p.opt_bool("IsDefault")?;
         let tags = if api == Api::Vpc { validate::tag_filter(&p)? } else { vec![] };
         validate::dry_run(&p)?;
-        let me = self.clone();
         self.store
             .read_async(move |tx| {
                 let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
@@ -267,16 +275,27 @@ impl Network {
                     .eq_bool("is_default", is_default)
                     .tags(&tag_args(&tags));
                 let (rows, total) = vpc::list_vpcs(tx, &f, page.offset(), page.limit())?;
-                let items = rows.iter().map(|v| me.vpc_json(tx, v, api, false)).collect::<Result<Vec<_>, _>>()?;
-                let mut o = Map::new();
-                o.insert("Vpcs".into(), json!({"Vpc": items}));
-                page_fields(&mut o, page, total);
-                Ok(Value::Object(o))
+                let mut items = Vec::with_capacity(rows.len());
+                for v in rows {
+                    let vpc_api = (api == Api::Vpc).then(|| VpcListExtension {
+                        cen_status: "Detached",
+                        router_table_ids: vec![v.route_table_id.clone()].into(),
+                        nat_gateway_ids: NatGatewayIds::default(),
+                    });
+                    let vswitch_ids = vswitch_ids(tx, &v.id)?;
+                    items.push(VpcItem { vpc: Self::vpc_attributes(tx, v, vswitch_ids, api)?, vpc_api });
+                }
+                Ok(DescribeVpcsResponse { vpcs: items.into(), page: page.info(total) })
             })
             .await
     }
 
-    pub async fn describe_vpc_attribute(self: Arc<Self>, ctx: Ctx, p: Params, api: Api) -> Result<Value, ApiError> {
+    pub async fn describe_vpc_attribute(
+        self: Arc<Self>,
+        ctx: Ctx,
+        p: Params,
+        api: Api,
+    ) -> Result<DescribeVpcAttributeResponse, ApiError> {
         let region = self.region(&p)?.id.clone();
         let id = p.required_str("VpcId")?.to_owned();
         let is_default = p.opt_bool("IsDefault")?;
@@ -288,12 +307,29 @@ impl Network {
                 if is_default.is_some_and(|d| d != v.is_default) {
                     return Err(vpc_not_found());
                 }
-                me.vpc_json(tx, &v, api, true)
+                let vswitch_ids = vswitch_ids(tx, &v.id)?;
+                let vpc_api = (api == Api::Vpc).then(|| VpcAttributeExtension {
+                    classic_link_enabled: false,
+                    support_ipv4_gateway: false,
+                    ipv4_gateway_id: "",
+                    cloud_resources: vec![
+                        CloudResource { resource_type: "VSwitch", resource_count: vswitch_ids.items.len() as u64 },
+                        CloudResource { resource_type: "VRouter", resource_count: 1 },
+                        CloudResource { resource_type: "RouteTable", resource_count: 1 },
+                    ]
+                    .into(),
+                });
+                Ok(DescribeVpcAttributeResponse { vpc: Self::vpc_attributes(tx, v, vswitch_ids, api)?, vpc_api })
             })
             .await
     }
 
-    pub async fn modify_vpc_attribute(self: Arc<Self>, ctx: Ctx, p: Params, _api: Api) -> Result<Value, ApiError> {
+    pub async fn modify_vpc_attribute(
+        self: Arc<Self>,
+        ctx: Ctx,
+        p: Params,
+        _api: Api,
+    ) -> Result<ModifyVpcAttributeResponse, ApiError> {
         let region = self.region(&p)?.id.clone();
         let id = p.required_str("VpcId")?.to_owned();
         let name = validate::name(&p, "VpcName", "InvalidVpcName.Malformed")?.map(str::to_owned);
@@ -326,12 +362,12 @@ impl Network {
                     v.cidr_block = c.to_string();
                 }
                 vpc::update_vpc(tx, &v)?;
-                Ok(json!({}))
+                Ok(Empty {})
             })
             .await
     }
 
-    pub async fn delete_vpc(self: Arc<Self>, ctx: Ctx, p: Params, _api: Api) -> Result<Value, ApiError> {
+    pub async fn delete_vpc(self: Arc<Self>, ctx: Ctx, p: Params, _api: Api) -> Result<DeleteVpcResponse, ApiError> {
         let region = self.region(&p)?.id.clone();
         let id = p.required_str("VpcId")?.to_owned();
         validate::dry_run(&p)?;
@@ -372,7 +408,7 @@ impl Network {
                     .recommend("delete the custom route entries of its route table first"));
                 }
                 vpc::delete_vpc(tx, &v)?;
-                Ok(json!({}))
+                Ok(Empty {})
             })
             .await?;
         self.wake.notify_one();
@@ -381,7 +417,12 @@ impl Network {
 
     // --- vSwitches --------------------------------------------------------------------------
 
-    pub async fn create_vswitch(self: Arc<Self>, ctx: Ctx, p: Params, api: Api) -> Result<Value, ApiError> {
+    pub async fn create_vswitch(
+        self: Arc<Self>,
+        ctx: Ctx,
+        p: Params,
+        api: Api,
+    ) -> Result<CreateVSwitchResponse, ApiError> {
         let region = self.region(&p)?.clone();
         let zone_id = zone(&region, &p, true)?.map(|z| z.id.clone()).unwrap_or_default();
         let vpc_id = p.required_str("VpcId")?.to_owned();
@@ -462,7 +503,7 @@ impl Network {
                         },
                     )?;
                     tag::set_tags(tx, &id, &tags)?;
-                    Ok(json!({"VSwitchId": id}))
+                    Ok(CreateVSwitchResponse { vswitch_id: id })
                 })
             })
             .await?;
@@ -470,42 +511,46 @@ impl Network {
         Ok(out)
     }
 
-    fn vswitch_json(&self, tx: &Transaction<'_>, s: &VSwitch, api: Api) -> Result<Value, ApiError> {
+    fn vswitch_attributes(tx: &Transaction<'_>, s: VSwitch, api: Api) -> Result<VSwitchAttributes, ApiError> {
         let net = cidr::parse(&s.cidr_block).map_err(|_| ApiError::internal())?;
         let available = cidr::usable_count(net).saturating_sub(network_interface::used_addresses(tx, &s.id)?);
-        let mut o = json!({
-            "VSwitchId": s.id,
-            "VpcId": s.vpc_id,
-            "Status": s.status.as_str(),
-            "CidrBlock": s.cidr_block,
-            "ZoneId": s.zone_id,
-            "AvailableIpAddressCount": available,
-            "Description": s.description,
-            "VSwitchName": s.name,
-            "CreationTime": s.created_at,
-            "IsDefault": false,
-            "ResourceGroupId": "",
-        });
-        if api == Api::Vpc {
-            let tags = tag::tags_of(tx, &[s.id.as_str()])?.remove(&s.id).unwrap_or_default();
-            let vpc = vpc::get_vpc(tx, s.account_id, &s.vpc_id)?.ok_or_else(ApiError::internal)?;
-            merge(
-                &mut o,
-                json!({
-                    "Ipv6CidrBlock": "",
-                    "EnabledIpv6": false,
-                    "NetworkAclId": "",
-                    "ShareType": "Sharing",
-                    "OwnerId": s.account_id,
-                    "RouteTable": {"RouteTableId": vpc.route_table_id, "RouteTableType": "System"},
-                    "Tags": tags_json(&tags),
-                }),
-            );
-        }
-        Ok(o)
+        let vpc_api = match api {
+            Api::Vpc => {
+                let vpc = vpc::get_vpc(tx, s.account_id, &s.vpc_id)?.ok_or_else(ApiError::internal)?;
+                Some(VSwitchExtension {
+                    ipv6_cidr_block: "",
+                    enabled_ipv6: false,
+                    network_acl_id: "",
+                    share_type: "Sharing",
+                    owner_id: s.account_id,
+                    route_table: VSwitchRouteTable { route_table_id: vpc.route_table_id, route_table_type: "System" },
+                    tags: tags_of(tx, &s.id)?,
+                })
+            }
+            Api::Ecs => None,
+        };
+        Ok(VSwitchAttributes {
+            vswitch_id: s.id,
+            vpc_id: s.vpc_id,
+            status: s.status.as_str(),
+            cidr_block: s.cidr_block,
+            zone_id: s.zone_id,
+            available_ip_address_count: available,
+            description: s.description,
+            vswitch_name: s.name,
+            creation_time: s.created_at,
+            is_default: false,
+            resource_group_id: "",
+            vpc_api,
+        })
     }
 
-    pub async fn describe_vswitches(self: Arc<Self>, ctx: Ctx, p: Params, api: Api) -> Result<Value, ApiError> {
+    pub async fn describe_vswitches(
+        self: Arc<Self>,
+        ctx: Ctx,
+        p: Params,
+        api: Api,
+    ) -> Result<DescribeVSwitchesResponse, ApiError> {
         let region = self.region(&p)?.clone();
         let page = Page::from_params(&p, 10, 50)?;
         let zone_id = zone(&region, &p, false)?.map(|z| z.id.clone());
@@ -516,16 +561,12 @@ impl Network {
         let tags = if api == Api::Vpc { validate::tag_filter(&p)? } else { vec![] };
         let route_table = if api == Api::Vpc { p.opt_str("RouteTableId").map(str::to_owned) } else { None };
         validate::dry_run(&p)?;
-        let me = self.clone();
         self.store
             .read_async(move |tx| {
                 let account = ctx.caller.account_id;
                 if is_default == Some(true) {
                     // feitian has no default vSwitches.
-                    let mut o = Map::new();
-                    o.insert("VSwitches".into(), json!({"VSwitch": []}));
-                    page_fields(&mut o, page, 0);
-                    return Ok(Value::Object(o));
+                    return Ok(DescribeVSwitchesResponse { vswitches: VSwitches::default(), page: page.info(0) });
                 }
                 let rt_vpc = match &route_table {
                     Some(rt) => Some(
@@ -541,11 +582,9 @@ impl Network {
                     .eq("name", name.as_deref())
                     .tags(&tag_args(&tags));
                 let (rows, total) = vswitch::list_vswitches(tx, &f, page.offset(), page.limit())?;
-                let items = rows.iter().map(|s| me.vswitch_json(tx, s, api)).collect::<Result<Vec<_>, _>>()?;
-                let mut o = Map::new();
-                o.insert("VSwitches".into(), json!({"VSwitch": items}));
-                page_fields(&mut o, page, total);
-                Ok(Value::Object(o))
+                let items =
+                    rows.into_iter().map(|s| Self::vswitch_attributes(tx, s, api)).collect::<Result<Vec<_>, _>>()?;
+                Ok(DescribeVSwitchesResponse { vswitches: items.into(), page: page.info(total) })
             })
             .await
     }
@@ -555,7 +594,7 @@ impl Network {
         ctx: Ctx,
         p: Params,
         api: Api,
-    ) -> Result<Value, ApiError> {
+    ) -> Result<DescribeVSwitchAttributesResponse, ApiError> {
         let region = self.region(&p)?.id.clone();
         let id = p.required_str("VSwitchId")?.to_owned();
         validate::dry_run(&p)?;
@@ -563,12 +602,17 @@ impl Network {
         self.store
             .read_async(move |tx| {
                 let s = me.vswitch(tx, ctx.caller.account_id, &region, &id)?;
-                me.vswitch_json(tx, &s, api)
+                Self::vswitch_attributes(tx, s, api)
             })
             .await
     }
 
-    pub async fn modify_vswitch_attribute(self: Arc<Self>, ctx: Ctx, p: Params, _api: Api) -> Result<Value, ApiError> {
+    pub async fn modify_vswitch_attribute(
+        self: Arc<Self>,
+        ctx: Ctx,
+        p: Params,
+        _api: Api,
+    ) -> Result<ModifyVSwitchAttributeResponse, ApiError> {
         let region = self.region(&p)?.id.clone();
         let id = p.required_str("VSwitchId")?.to_owned();
         let name = validate::name(&p, "VSwitchName", "InvalidVSwitchName.Malformed")?.map(str::to_owned);
@@ -584,12 +628,17 @@ impl Network {
                     s.description = d;
                 }
                 vswitch::update_vswitch(tx, &s)?;
-                Ok(json!({}))
+                Ok(Empty {})
             })
             .await
     }
 
-    pub async fn delete_vswitch(self: Arc<Self>, ctx: Ctx, p: Params, _api: Api) -> Result<Value, ApiError> {
+    pub async fn delete_vswitch(
+        self: Arc<Self>,
+        ctx: Ctx,
+        p: Params,
+        _api: Api,
+    ) -> Result<DeleteVSwitchResponse, ApiError> {
         let region = self.region(&p)?.id.clone();
         let id = p.required_str("VSwitchId")?.to_owned();
         validate::dry_run(&p)?;
@@ -619,7 +668,7 @@ impl Network {
                     }
                 }
                 vswitch::delete_vswitch(tx, &s)?;
-                Ok(json!({}))
+                Ok(Empty {})
             })
             .await?;
         self.wake.notify_one();
@@ -628,43 +677,41 @@ impl Network {
 
     // --- route tables -----------------------------------------------------------------------
 
-    fn route_entry_json(e: &RouteEntry, api: Api) -> Value {
-        let hops: Vec<Value> = if e.next_hop_id.is_empty() {
-            vec![]
-        } else {
-            vec![json!({"NextHopType": e.next_hop_type, "NextHopId": e.next_hop_id, "Enabled": 1, "Weight": 100})]
-        };
-        let mut o = json!({
-            "RouteTableId": e.route_table_id,
-            "DestinationCidrBlock": e.destination,
-            "Type": e.kind,
-            "Status": e.status.as_str(),
-            "InstanceId": e.next_hop_id,
-            "NextHopType": e.next_hop_type,
-            "NextHops": {"NextHop": hops},
+    fn route_entry_item(e: RouteEntry, api: Api) -> RouteEntryItem {
+        let next_hops = next_hops(&e, None);
+        let vpc_api = (api == Api::Vpc).then_some(RouteEntryExtension {
+            route_entry_id: e.id,
+            route_entry_name: e.name,
+            description: e.description,
         });
-        if api == Api::Vpc {
-            merge(&mut o, json!({"RouteEntryId": e.id, "RouteEntryName": e.name, "Description": e.description}));
+        RouteEntryItem {
+            route_table_id: e.route_table_id,
+            destination_cidr_block: e.destination,
+            kind: e.kind,
+            status: e.status.as_str(),
+            instance_id: e.next_hop_id,
+            next_hop_type: e.next_hop_type,
+            next_hops,
+            vpc_api,
         }
-        o
     }
 
-    fn route_table_json(&self, tx: &Transaction<'_>, t: &RouteTable, api: Api) -> Result<Value, ApiError> {
-        let entries: Vec<Value> =
-            route_table::route_entries(tx, &t.id)?.iter().map(|e| Self::route_entry_json(e, api)).collect();
-        let mut o = json!({
-            "RouteTableId": t.id,
-            "RouteTableType": t.kind,
-            "VRouterId": t.vrouter_id,
-            "CreationTime": t.created_at,
-            "ResourceGroupId": "",
-            "RouteEntrys": {"RouteEntry": entries},
-        });
-        if api == Api::Vpc {
-            let vsws: Vec<String> = vswitch::vswitches_of_vpc(tx, &t.vpc_id)?.into_iter().map(|s| s.id).collect();
-            merge(&mut o, json!({"Status": "Available", "VSwitchIds": {"VSwitchId": vsws}}));
-        }
-        Ok(o)
+    fn route_table_item(tx: &Transaction<'_>, t: RouteTable, api: Api) -> Result<RouteTableItem, ApiError> {
+        let entries: Vec<RouteEntryItem> =
+            route_table::route_entries(tx, &t.id)?.into_iter().map(|e| Self::route_entry_item(e, api)).collect();
+        let vpc_api = match api {
+            Api::Vpc => Some(RouteTableExtension { status: "Available", vswitch_ids: vswitch_ids(tx, &t.vpc_id)? }),
+            Api::Ecs => None,
+        };
+        Ok(RouteTableItem {
+            route_table_id: t.id,
+            route_table_type: t.kind,
+            vrouter_id: t.vrouter_id,
+            creation_time: t.created_at,
+            resource_group_id: "",
+            route_entrys: entries.into(),
+            vpc_api,
+        })
     }
 
     fn route_table_filter(p: &Params, account: u64, region: &str) -> Result<Filter, ApiError> {
@@ -688,24 +735,31 @@ impl Network {
             .eq("kind", p.opt_str("RouterType").filter(|t| *t == "VBR").map(|_| "-")))
     }
 
-    pub async fn describe_route_tables(self: Arc<Self>, ctx: Ctx, p: Params, api: Api) -> Result<Value, ApiError> {
+    pub async fn describe_route_tables(
+        self: Arc<Self>,
+        ctx: Ctx,
+        p: Params,
+        api: Api,
+    ) -> Result<DescribeRouteTablesResponse, ApiError> {
         let region = self.region(&p)?.id.clone();
         let page = Page::from_params(&p, 10, 50)?;
-        let me = self.clone();
         self.store
             .read_async(move |tx| {
                 let f = Self::route_table_filter(&p, ctx.caller.account_id, &region)?;
                 let (rows, total) = route_table::list_route_tables(tx, &f, page.offset(), page.limit())?;
-                let items = rows.iter().map(|t| me.route_table_json(tx, t, api)).collect::<Result<Vec<_>, _>>()?;
-                let mut o = Map::new();
-                o.insert("RouteTables".into(), json!({"RouteTable": items}));
-                page_fields(&mut o, page, total);
-                Ok(Value::Object(o))
+                let items =
+                    rows.into_iter().map(|t| Self::route_table_item(tx, t, api)).collect::<Result<Vec<_>, _>>()?;
+                Ok(DescribeRouteTablesResponse { route_tables: items.into(), page: page.info(total) })
             })
             .await
     }
 
-    pub async fn describe_route_table_list(self: Arc<Self>, ctx: Ctx, p: Params, _api: Api) -> Result<Value, ApiError> {
+    pub async fn describe_route_table_list(
+        self: Arc<Self>,
+        ctx: Ctx,
+        p: Params,
+        _api: Api,
+    ) -> Result<DescribeRouteTableListResponse, ApiError> {
         let region = self.region(&p)?.id.clone();
         let page = Page::from_params(&p, 10, 50)?;
         let tags = validate::tag_filter(&p)?;
@@ -714,38 +768,37 @@ impl Network {
                 let account = ctx.caller.account_id;
                 let f = Self::route_table_filter(&p, account, &region)?.tags(&tag_args(&tags));
                 let (rows, total) = route_table::list_route_tables(tx, &f, page.offset(), page.limit())?;
-                let mut items = Vec::new();
-                for t in &rows {
-                    let vsws: Vec<String> =
-                        vswitch::vswitches_of_vpc(tx, &t.vpc_id)?.into_iter().map(|s| s.id).collect();
-                    let tags = tag::tags_of(tx, &[t.id.as_str()])?.remove(&t.id).unwrap_or_default();
-                    items.push(json!({
-                        "VpcId": t.vpc_id,
-                        "RouterId": t.vrouter_id,
-                        "RouterType": "VRouter",
-                        "RouteTableId": t.id,
-                        "RouteTableName": t.name,
-                        "RouteTableType": t.kind,
-                        "Description": t.description,
-                        "CreationTime": t.created_at,
-                        "Status": "Available",
-                        "ResourceGroupId": "",
-                        "AssociateType": "VSwitch",
-                        "RoutePropagationEnable": false,
-                        "VSwitchIds": {"VSwitchId": vsws},
-                        "GatewayIds": {"GatewayIds": []},
-                        "Tags": tags_json(&tags),
-                    }));
+                let mut items = Vec::with_capacity(rows.len());
+                for t in rows {
+                    items.push(RouterTableListItem {
+                        vswitch_ids: vswitch_ids(tx, &t.vpc_id)?,
+                        tags: tags_of(tx, &t.id)?,
+                        vpc_id: t.vpc_id,
+                        router_id: t.vrouter_id,
+                        router_type: "VRouter",
+                        route_table_id: t.id,
+                        route_table_name: t.name,
+                        route_table_type: t.kind,
+                        description: t.description,
+                        creation_time: t.created_at,
+                        status: "Available",
+                        resource_group_id: "",
+                        associate_type: "VSwitch",
+                        route_propagation_enable: false,
+                        gateway_ids: GatewayIds::default(),
+                    });
                 }
-                let mut o = Map::new();
-                o.insert("RouterTableList".into(), json!({"RouterTableListType": items}));
-                page_fields(&mut o, page, total);
-                Ok(Value::Object(o))
+                Ok(DescribeRouteTableListResponse { router_table_list: items.into(), page: page.info(total) })
             })
             .await
     }
 
-    pub async fn create_route_entry(self: Arc<Self>, ctx: Ctx, p: Params, api: Api) -> Result<Value, ApiError> {
+    pub async fn create_route_entry(
+        self: Arc<Self>,
+        ctx: Ctx,
+        p: Params,
+        api: Api,
+    ) -> Result<CreateRouteEntryResponse, ApiError> {
         let region = self.region(&p)?.clone();
         let table_id = p.required_str("RouteTableId")?.to_owned();
         let dest = cidr::parse(p.required_str("DestinationCidrBlock")?).map_err(|_| {
@@ -839,13 +892,18 @@ impl Network {
                             created_at: now(),
                         },
                     )?;
-                    Ok(if api == Api::Vpc { json!({"RouteEntryId": id}) } else { json!({}) })
+                    Ok(CreateRouteEntryResponse { route_entry_id: (api == Api::Vpc).then_some(id) })
                 })
             })
             .await
     }
 
-    pub async fn delete_route_entry(self: Arc<Self>, ctx: Ctx, p: Params, _api: Api) -> Result<Value, ApiError> {
+    pub async fn delete_route_entry(
+        self: Arc<Self>,
+        ctx: Ctx,
+        p: Params,
+        _api: Api,
+    ) -> Result<DeleteRouteEntryResponse, ApiError> {
         let region = self.region(&p)?.id.clone();
         let table_id = p.opt_str("RouteTableId").map(str::to_owned);
         let entry_id = p.opt_str("RouteEntryId").map(str::to_owned);
@@ -890,12 +948,17 @@ impl Network {
                     .recommend("system routes go away with their vSwitch"));
                 }
                 route_table::delete_route_entry(tx, &e.id)?;
-                Ok(json!({}))
+                Ok(Empty {})
             })
             .await
     }
 
-    pub async fn describe_route_entry_list(self: Arc<Self>, ctx: Ctx, p: Params, _api: Api) -> Result<Value, ApiError> {
+    pub async fn describe_route_entry_list(
+        self: Arc<Self>,
+        ctx: Ctx,
+        p: Params,
+        _api: Api,
+    ) -> Result<DescribeRouteEntryListResponse, ApiError> {
         let region = self.region(&p)?.id.clone();
         let table_id = p.required_str("RouteTableId")?.to_owned();
         let max = p.opt_int("MaxResult", 20, 100)?.unwrap_or(50) as usize;
@@ -906,51 +969,53 @@ impl Network {
         let name = p.opt_str("RouteEntryName").map(str::to_owned);
         let hop_type = p.opt_str("NextHopType").map(str::to_owned);
         let hop_id = p.opt_str("NextHopId").map(str::to_owned);
-        self.store.read_async(move |tx| {
-            let t = route_table::get_route_table(tx, ctx.caller.account_id, &table_id)?.filter(|t| t.region_id == region).ok_or_else(route_table_not_found)?;
-            let all: Vec<RouteEntry> = route_table::route_entries(tx, &t.id)?
-                .into_iter()
-                .filter(|e| kind.as_deref().is_none_or(|k| k == e.kind))
-                .filter(|e| dest.as_deref().is_none_or(|d| d == e.destination))
-                .filter(|e| entry_id.as_deref().is_none_or(|i| i == e.id))
-                .filter(|e| name.as_deref().is_none_or(|n| n == e.name))
-                .filter(|e| hop_type.as_deref().is_none_or(|h| h == e.next_hop_type))
-                .filter(|e| hop_id.as_deref().is_none_or(|h| h == e.next_hop_id))
-                .collect();
-            let page: Vec<Value> = all
-                .iter()
-                .skip(offset)
-                .take(max)
-                .map(|e| {
-                    let hops: Vec<Value> = if e.next_hop_id.is_empty() {
-                        vec![]
-                    } else {
-                        vec![json!({"NextHopType": e.next_hop_type, "NextHopId": e.next_hop_id, "Enabled": 1, "Weight": 100, "NextHopRegionId": region})]
-                    };
-                    json!({
-                        "RouteEntryId": e.id,
-                        "RouteTableId": e.route_table_id,
-                        "DestinationCidrBlock": e.destination,
-                        "Type": e.kind,
-                        "Status": e.status.as_str(),
-                        "RouteEntryName": e.name,
-                        "Description": e.description,
-                        "IpVersion": "ipv4",
-                        "GmtModified": e.created_at,
-                        "Origin": if e.kind == "System" { "SystemRoute" } else { "StaticRoute" },
-                        "NextHops": {"NextHop": hops},
+        self.store
+            .read_async(move |tx| {
+                let t = route_table::get_route_table(tx, ctx.caller.account_id, &table_id)?
+                    .filter(|t| t.region_id == region)
+                    .ok_or_else(route_table_not_found)?;
+                let all: Vec<RouteEntry> = route_table::route_entries(tx, &t.id)?
+                    .into_iter()
+                    .filter(|e| kind.as_deref().is_none_or(|k| k == e.kind))
+                    .filter(|e| dest.as_deref().is_none_or(|d| d == e.destination))
+                    .filter(|e| entry_id.as_deref().is_none_or(|i| i == e.id))
+                    .filter(|e| name.as_deref().is_none_or(|n| n == e.name))
+                    .filter(|e| hop_type.as_deref().is_none_or(|h| h == e.next_hop_type))
+                    .filter(|e| hop_id.as_deref().is_none_or(|h| h == e.next_hop_id))
+                    .collect();
+                let total = all.len();
+                let page: Vec<RouteEntryListItem> = all
+                    .into_iter()
+                    .skip(offset)
+                    .take(max)
+                    .map(|e| RouteEntryListItem {
+                        next_hops: next_hops(&e, Some(&region)),
+                        origin: if e.kind == "System" { "SystemRoute" } else { "StaticRoute" },
+                        route_entry_id: e.id,
+                        route_table_id: e.route_table_id,
+                        destination_cidr_block: e.destination,
+                        kind: e.kind,
+                        status: e.status.as_str(),
+                        route_entry_name: e.name,
+                        description: e.description,
+                        ip_version: "ipv4",
+                        gmt_modified: e.created_at,
                     })
-                })
-                .collect();
-            let next = feitian_api::paging::next_offset_token(offset, page.len(), all.len());
-            Ok(json!({"RouteEntrys": {"RouteEntry": page}, "NextToken": next, "TotalCount": all.len()}))
-        })
-        .await
+                    .collect();
+                let next_token = feitian_api::paging::next_offset_token(offset, page.len(), total);
+                Ok(DescribeRouteEntryListResponse { route_entrys: page.into(), next_token, total_count: total as u64 })
+            })
+            .await
     }
 
     // --- EIPs -------------------------------------------------------------------------------
 
-    pub async fn allocate_eip_address(self: Arc<Self>, ctx: Ctx, p: Params, api: Api) -> Result<Value, ApiError> {
+    pub async fn allocate_eip_address(
+        self: Arc<Self>,
+        ctx: Ctx,
+        p: Params,
+        api: Api,
+    ) -> Result<AllocateEipAddressResponse, ApiError> {
         let region = self.region(&p)?.clone();
         let bandwidth = p.opt_int("Bandwidth", 1, 500)?.unwrap_or(5);
         let charge = p.opt_str("InternetChargeType").unwrap_or("PayByBandwidth").to_owned();
@@ -1033,11 +1098,11 @@ impl Network {
                         },
                     )?;
                     tag::set_tags(tx, &id, &tags)?;
-                    let mut out = json!({"AllocationId": id, "EipAddress": ip.to_string()});
-                    if api == Api::Vpc {
-                        merge(&mut out, json!({"ResourceGroupId": "", "OrderId": ""}));
-                    }
-                    Ok(out)
+                    Ok(AllocateEipAddressResponse {
+                        allocation_id: id,
+                        eip_address: ip.to_string(),
+                        resource_group_id: (api == Api::Vpc).then(String::new),
+                    })
                 })
             })
             .await
@@ -1047,7 +1112,12 @@ impl Network {
         eip::get_eip(tx, account, id)?.filter(|e| e.region_id == region).ok_or_else(eip_not_found)
     }
 
-    pub async fn associate_eip_address(self: Arc<Self>, ctx: Ctx, p: Params, _api: Api) -> Result<Value, ApiError> {
+    pub async fn associate_eip_address(
+        self: Arc<Self>,
+        ctx: Ctx,
+        p: Params,
+        _api: Api,
+    ) -> Result<AssociateEipAddressResponse, ApiError> {
         let region = self.region(&p)?.id.clone();
         let id = p.required_str("AllocationId")?.to_owned();
         let instance = p.required_str("InstanceId")?.to_owned();
@@ -1079,7 +1149,7 @@ impl Network {
                 }
                 if e.status == EipStatus::InUse {
                     if e.instance_id == instance {
-                        return Ok(json!({}));
+                        return Ok(Empty {});
                     }
                     return Err(ApiError::invalid(
                         "IncorrectEipStatus",
@@ -1094,14 +1164,19 @@ impl Network {
                 e.instance_id = instance.clone();
                 e.instance_type = kind.1.into();
                 eip::update_eip(tx, &e)?;
-                Ok(json!({}))
+                Ok(Empty {})
             })
             .await;
         self.nudges.network_changed();
         out
     }
 
-    pub async fn unassociate_eip_address(self: Arc<Self>, ctx: Ctx, p: Params, _api: Api) -> Result<Value, ApiError> {
+    pub async fn unassociate_eip_address(
+        self: Arc<Self>,
+        ctx: Ctx,
+        p: Params,
+        _api: Api,
+    ) -> Result<UnassociateEipAddressResponse, ApiError> {
         let region = self.region(&p)?.id.clone();
         let id = p.required_str("AllocationId")?.to_owned();
         let instance = p.required_str("InstanceId")?.to_owned();
@@ -1122,14 +1197,19 @@ impl Network {
                 e.instance_type.clear();
                 e.private_ip.clear();
                 eip::update_eip(tx, &e)?;
-                Ok(json!({}))
+                Ok(Empty {})
             })
             .await;
         self.nudges.network_changed();
         out
     }
 
-    pub async fn release_eip_address(self: Arc<Self>, ctx: Ctx, p: Params, _api: Api) -> Result<Value, ApiError> {
+    pub async fn release_eip_address(
+        self: Arc<Self>,
+        ctx: Ctx,
+        p: Params,
+        _api: Api,
+    ) -> Result<ReleaseEipAddressResponse, ApiError> {
         let region = self.region(&p)?.id.clone();
         let id = p.required_str("AllocationId")?.to_owned();
         let me = self.clone();
@@ -1145,14 +1225,19 @@ impl Network {
                     .recommend("unassociate it before releasing it"));
                 }
                 eip::delete_eip(tx, &e.id)?;
-                Ok(json!({}))
+                Ok(Empty {})
             })
             .await;
         self.nudges.network_changed();
         out
     }
 
-    pub async fn describe_eip_addresses(self: Arc<Self>, ctx: Ctx, p: Params, api: Api) -> Result<Value, ApiError> {
+    pub async fn describe_eip_addresses(
+        self: Arc<Self>,
+        ctx: Ctx,
+        p: Params,
+        api: Api,
+    ) -> Result<DescribeEipAddressesResponse, ApiError> {
         let region = self.region(&p)?.id.clone();
         let page = Page::from_params(&p, 10, 100)?;
         let ids = validate::id_list(&p, "AllocationId", 50)?;
@@ -1178,56 +1263,236 @@ impl Network {
                     .eq("name", if api == Api::Vpc { p.opt_str("EipName") } else { None })
                     .tags(&tag_args(&tags));
                 let (rows, total) = eip::list_eips(tx, &f, page.offset(), page.limit())?;
-                let mut items = Vec::new();
-                for e in &rows {
-                    let mut o = json!({
-                        "AllocationId": e.id,
-                        "IpAddress": e.ip_address,
-                        "Status": e.status.as_str(),
-                        "RegionId": e.region_id,
-                        "InstanceId": e.instance_id,
-                        "InstanceType": e.instance_type,
-                        "InternetChargeType": e.internet_charge_type,
-                        "ChargeType": "PostPaid",
-                        "AllocationTime": e.created_at,
-                        "ExpiredTime": "",
-                        "EipBandwidth": e.bandwidth.to_string(),
-                        "OperationLocks": {"LockReason": []},
+                let mut items = Vec::with_capacity(rows.len());
+                for e in rows {
+                    let vpc_api = match api {
+                        Api::Vpc => Some(EipAddressExtension {
+                            tags: tags_of(tx, &e.id)?,
+                            name: e.name,
+                            description: e.description,
+                            isp: e.isp,
+                            private_ip_address: e.private_ip,
+                            instance_region_id: if e.instance_id.is_empty() {
+                                String::new()
+                            } else {
+                                e.region_id.clone()
+                            },
+                            mode: "NAT",
+                            netmode: "public",
+                            deletion_protection: false,
+                            resource_group_id: "",
+                            bandwidth_package_id: "",
+                            bandwidth_package_type: "",
+                            bandwidth_package_bandwidth: "",
+                            hd_monitor_status: "OFF",
+                            second_limited: false,
+                            service_managed: 0,
+                        }),
+                        Api::Ecs => None,
+                    };
+                    items.push(EipAddressItem {
+                        allocation_id: e.id,
+                        ip_address: e.ip_address,
+                        status: e.status.as_str(),
+                        region_id: e.region_id,
+                        instance_id: e.instance_id,
+                        instance_type: e.instance_type,
+                        internet_charge_type: e.internet_charge_type,
+                        charge_type: "PostPaid",
+                        allocation_time: e.created_at,
+                        expired_time: "",
+                        bandwidth: e.bandwidth.to_string(),
+                        eip_bandwidth: e.bandwidth.to_string(),
+                        operation_locks: OperationLocks::default(),
+                        vpc_api,
                     });
-                    if api == Api::Vpc {
-                        let tags = tag::tags_of(tx, &[e.id.as_str()])?.remove(&e.id).unwrap_or_default();
-                        merge(
-                            &mut o,
-                            json!({
-                                "Bandwidth": e.bandwidth.to_string(),
-                                "Name": e.name,
-                                "Description": e.description,
-                                "ISP": e.isp,
-                                "PrivateIpAddress": e.private_ip,
-                                "InstanceRegionId": if e.instance_id.is_empty() { "" } else { e.region_id.as_str() },
-                                "Mode": "NAT",
-                                "Netmode": "public",
-                                "DeletionProtection": false,
-                                "ResourceGroupId": "",
-                                "BandwidthPackageId": "",
-                                "BandwidthPackageType": "",
-                                "BandwidthPackageBandwidth": "",
-                                "HDMonitorStatus": "OFF",
-                                "SecondLimited": false,
-                                "ServiceManaged": 0,
-                                "Tags": tags_json(&tags),
-                            }),
-                        );
-                    } else {
-                        o["Bandwidth"] = json!(e.bandwidth);
-                    }
-                    items.push(o);
                 }
-                let mut o = Map::new();
-                o.insert("EipAddresses".into(), json!({"EipAddress": items}));
-                page_fields(&mut o, page, total);
-                Ok(Value::Object(o))
+                Ok(DescribeEipAddressesResponse { eip_addresses: items.into(), page: page.info(total) })
             })
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use feitian_api::Caller;
+    use serde::Serialize;
+    use serde_json::{json, Value};
+
+    const R: (&str, &str) = ("RegionId", "cn-hangzhou");
+
+    struct World {
+        net: Arc<Network>,
+        account: u64,
+    }
+
+    impl World {
+        fn new() -> World {
+            let store = Store::open_in_memory().unwrap();
+            let account = store.create_account("a").unwrap().id;
+            let net = Arc::new(Network {
+                store,
+                catalog: Arc::new(Catalog::default()),
+                eip_pool: "203.0.113.0/28".parse().unwrap(),
+                wake: Arc::new(Notify::new()),
+                nudges: Nudges::default(),
+            });
+            World { net, account }
+        }
+
+        fn ctx(&self, action: &str) -> Ctx {
+            Ctx {
+                request_id: "R".into(),
+                caller: Caller { account_id: self.account, account_name: "a".into(), access_key_id: "k".into() },
+                product: "vpc",
+                action: action.into(),
+            }
+        }
+
+        /// What the reconciler does: new VPCs and vSwitches become Available.
+        fn settle(&self) {
+            self.net
+                .store
+                .write(|tx| {
+                    vpc::activate_pending_vpcs(tx)?;
+                    vswitch::activate_pending_vswitches(tx)
+                })
+                .unwrap();
+        }
+    }
+
+    fn p(pairs: &[(&str, &str)]) -> Params {
+        Params::from_pairs(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string()))).unwrap()
+    }
+
+    fn to_json(answer: impl Serialize) -> Value {
+        serde_json::to_value(answer).unwrap()
+    }
+
+    fn keys(v: &Value) -> Vec<&str> {
+        let mut k: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+        k.sort_unstable();
+        k
+    }
+
+    #[tokio::test]
+    async fn each_api_answers_the_keys_of_its_own_model() {
+        let w = World::new();
+        let net = || w.net.clone();
+        let vpc = net().create_vpc(w.ctx("CreateVpc"), p(&[R, ("Tag.1.Key", "k")]), Api::Vpc).await.unwrap();
+        assert_eq!(vpc.resource_group_id.as_deref(), Some(""));
+        let ecs_vpc = net().create_vpc(w.ctx("CreateVpc"), p(&[R]), Api::Ecs).await.unwrap();
+        assert_eq!(keys(&to_json(&ecs_vpc)), ["RouteTableId", "VRouterId", "VpcId"]);
+        w.settle();
+        let sw = p(&[R, ("VpcId", &vpc.vpc_id), ("CidrBlock", "172.16.0.0/24"), ("ZoneId", "cn-hangzhou-h")]);
+        net().create_vswitch(w.ctx("CreateVSwitch"), sw, Api::Vpc).await.unwrap();
+        w.settle();
+
+        let listed = |api| {
+            let f = net().describe_vpcs(w.ctx("DescribeVpcs"), p(&[R, ("VpcId", &vpc.vpc_id)]), api);
+            async { to_json(f.await.unwrap()) }
+        };
+        let (by_ecs, by_vpc) = (listed(Api::Ecs).await, listed(Api::Vpc).await);
+        let common = [
+            "CidrBlock",
+            "CreationTime",
+            "Description",
+            "IsDefault",
+            "RegionId",
+            "Status",
+            "UserCidrs",
+            "VRouterId",
+            "VSwitchIds",
+            "VpcId",
+            "VpcName",
+        ];
+        assert_eq!(keys(&by_ecs["Vpcs"]["Vpc"][0]), common);
+        assert_eq!(by_ecs["Vpcs"]["Vpc"][0]["VSwitchIds"]["VSwitchId"].as_array().unwrap().len(), 1);
+        assert_eq!(keys(&by_vpc["Vpcs"]["Vpc"][0]).len(), common.len() + 12);
+        assert_eq!(by_vpc["Vpcs"]["Vpc"][0]["Tags"], json!({"Tag": [{"Key": "k", "Value": ""}]}));
+        assert_eq!(by_vpc["Vpcs"]["Vpc"][0]["RouterTableIds"], json!({"RouterTableIds": [vpc.route_table_id]}));
+        assert_eq!(
+            (&by_vpc["PageNumber"], &by_vpc["PageSize"], &by_vpc["TotalCount"]),
+            (&json!(1), &json!(10), &json!(1))
+        );
+
+        let attr = to_json(
+            net()
+                .describe_vpc_attribute(w.ctx("DescribeVpcAttribute"), p(&[R, ("VpcId", &vpc.vpc_id)]), Api::Vpc)
+                .await
+                .unwrap(),
+        );
+        assert_eq!(
+            attr["CloudResources"]["CloudResourceSetType"][0],
+            json!({"ResourceType": "VSwitch", "ResourceCount": 1})
+        );
+        assert!(attr.get("CenStatus").is_none() && attr.get("OwnerId").is_some());
+
+        let tables = |api| {
+            let f = net().describe_route_tables(w.ctx("DescribeRouteTables"), p(&[R, ("VpcId", &vpc.vpc_id)]), api);
+            async { to_json(f.await.unwrap()) }
+        };
+        let (by_ecs, by_vpc) = (tables(Api::Ecs).await, tables(Api::Vpc).await);
+        let (t_ecs, t_vpc) = (&by_ecs["RouteTables"]["RouteTable"][0], &by_vpc["RouteTables"]["RouteTable"][0]);
+        assert!(t_ecs.get("Status").is_none() && t_vpc["Status"] == "Available");
+        assert_eq!(
+            keys(&t_ecs["RouteEntrys"]["RouteEntry"][0]).len() + 3,
+            keys(&t_vpc["RouteEntrys"]["RouteEntry"][0]).len()
+        );
+        assert_eq!(t_vpc["RouteEntrys"]["RouteEntry"][0]["NextHops"], json!({"NextHop": []}));
+
+        let eip = net()
+            .allocate_eip_address(w.ctx("AllocateEipAddress"), p(&[R, ("Bandwidth", "7")]), Api::Vpc)
+            .await
+            .unwrap();
+        assert_eq!(keys(&to_json(&eip)), ["AllocationId", "EipAddress", "ResourceGroupId"]);
+        let eips = |api| {
+            let f = net().describe_eip_addresses(w.ctx("DescribeEipAddresses"), p(&[R]), api);
+            async { to_json(f.await.unwrap()) }
+        };
+        let (by_ecs, by_vpc) = (eips(Api::Ecs).await, eips(Api::Vpc).await);
+        let (e_ecs, e_vpc) = (&by_ecs["EipAddresses"]["EipAddress"][0], &by_vpc["EipAddresses"]["EipAddress"][0]);
+        // A String in both models (ECS's answer had it as a number).
+        assert_eq!((&e_ecs["Bandwidth"], &e_vpc["Bandwidth"]), (&json!("7"), &json!("7")));
+        let ecs_eip = [
+            "AllocationId",
+            "AllocationTime",
+            "Bandwidth",
+            "ChargeType",
+            "EipBandwidth",
+            "ExpiredTime",
+            "InstanceId",
+            "InstanceType",
+            "InternetChargeType",
+            "IpAddress",
+            "OperationLocks",
+            "RegionId",
+            "Status",
+        ];
+        assert_eq!(keys(e_ecs), ecs_eip);
+        assert!(e_ecs.get("ISP").is_none() && e_vpc["ISP"] == "BGP" && e_vpc["HDMonitorStatus"] == "OFF");
+        assert_eq!(e_ecs["OperationLocks"], json!({"LockReason": []}));
+    }
+
+    #[tokio::test]
+    async fn client_token_replays_give_the_typed_answer_again() {
+        let w = World::new();
+        let alloc = |api| {
+            let f =
+                w.net.clone().allocate_eip_address(w.ctx("AllocateEipAddress"), p(&[R, ("ClientToken", "t1")]), api);
+            async { to_json(f.await.unwrap()) }
+        };
+        let first = alloc(Api::Vpc).await;
+        assert_eq!(alloc(Api::Vpc).await, first);
+        // Replies stored before the answers were typed still read back (OrderId is dropped).
+        let old = r#"{"AllocationId": "eip-1", "EipAddress": "203.0.113.1", "ResourceGroupId": "", "OrderId": ""}"#;
+        let back: AllocateEipAddressResponse = serde_json::from_str(old).unwrap();
+        assert_eq!(to_json(back), json!({"AllocationId": "eip-1", "EipAddress": "203.0.113.1", "ResourceGroupId": ""}));
+        let back: CreateRouteEntryResponse = serde_json::from_str("{}").unwrap();
+        assert_eq!(to_json(back), json!({}));
+        let back: CreateVpcResponse =
+            serde_json::from_str(r#"{"VpcId": "v", "VRouterId": "r", "RouteTableId": "t"}"#).unwrap();
+        assert!(back.resource_group_id.is_none());
     }
 }
