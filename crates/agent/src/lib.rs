@@ -23,7 +23,7 @@
 pub mod network;
 
 use feitian_agent_api::{
-    ContractError, ControlPlane, Desired, Fut, HostApi, InstancePlan, InstanceStatus, InstanceTarget, Nudges, Report,
+    ContractError, ControlPlane, Desired, Fut, HostApi, InstanceStatus, InstanceTarget, Nudges, Report,
 };
 use feitian_compute::{Driver, DriverError, InstanceSpec, Observed};
 use network::NetworkAgent;
@@ -55,27 +55,6 @@ pub struct InstanceReconciler {
     inflight: Mutex<HashSet<String>>,
     /// Set at shutdown: no more passes, so guests stopped for it are not taken for crashed.
     halted: AtomicBool,
-}
-
-/// The driver's input: the control plane's plan, placed on this host's network.
-fn driver_spec(plan: InstancePlan, netns: Option<String>, tap: Option<String>) -> InstanceSpec {
-    InstanceSpec {
-        id: plan.id,
-        host_name: plan.host_name,
-        cpu: plan.cpu,
-        memory_mib: plan.memory_mib,
-        image_id: plan.image_id,
-        system_disk_gib: plan.system_disk_gib,
-        mac: plan.nic.mac,
-        private_ip: plan.nic.ip.to_string(),
-        gateway: plan.nic.gateway.to_string(),
-        prefix_len: plan.nic.prefix_len,
-        vpc_id: plan.vpc_id,
-        user_data: plan.user_data,
-        public_keys: plan.public_keys,
-        netns,
-        tap,
-    }
 }
 
 impl InstanceReconciler {
@@ -237,9 +216,9 @@ impl InstanceReconciler {
         match &self.net {
             Some(net) => {
                 let (netns, tap) = net.attach(&plan).await?;
-                Ok(driver_spec(plan, Some(netns), Some(tap)))
+                Ok(InstanceSpec { plan, netns: Some(netns), tap: Some(tap) })
             }
-            None => Ok(driver_spec(plan, None, None)),
+            None => Ok(InstanceSpec { plan, netns: None, tap: None }),
         }
     }
 

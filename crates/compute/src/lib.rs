@@ -17,26 +17,15 @@ pub mod image;
 pub mod qemu;
 pub mod sim;
 
+pub use feitian_agent_api::InstancePlan;
 use std::future::Future;
 use std::pin::Pin;
 
-/// Everything a driver needs to run an instance.
+/// Everything a driver needs to run an instance: the control plane's plan, and where the
+/// host attached its network.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InstanceSpec {
-    pub id: String,
-    pub host_name: String,
-    pub cpu: u32,
-    pub memory_mib: u32,
-    pub image_id: String,
-    /// The system disk's size; the guest's root file system is grown to fill it.
-    pub system_disk_gib: u64,
-    pub mac: String,
-    pub private_ip: String,
-    pub gateway: String,
-    pub prefix_len: u8,
-    pub vpc_id: String,
-    pub user_data: String,
-    pub public_keys: Vec<String>,
+    pub plan: InstancePlan,
     /// The network namespace holding the instance's tap (the `qemu` driver runs QEMU there).
     pub netns: Option<String>,
     /// The tap of its network interface; `None` boots it without a network.

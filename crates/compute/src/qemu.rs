@@ -146,18 +146,22 @@ impl QemuDriver {
     }
 
     fn args(&self, spec: &InstanceSpec) -> Vec<String> {
-        let d = self.dir(&spec.id);
-        let (cpus, mem) = scaled(spec.cpu, spec.memory_mib, self.cfg.host_cpus, self.cfg.host_memory_mib);
-        let ip = spec.private_ip.parse::<std::net::Ipv4Addr>().ok().filter(|_| spec.tap.is_some());
+        let d = self.dir(&spec.plan.id);
+        let (cpus, mem) = scaled(spec.plan.cpu, spec.plan.memory_mib, self.cfg.host_cpus, self.cfg.host_memory_mib);
+        let ip = spec.tap.is_some().then_some(spec.plan.nic.ip);
         let params = GuestParams {
-            ip: ip.map(|ip| (ip, spec.prefix_len)),
-            gateway: ip.and_then(|_| spec.gateway.parse().ok()),
-            mac: ip.map(|_| spec.mac.clone()),
-            hostname: Some(spec.host_name.clone()).filter(|h| !h.is_empty()),
+            ip: ip.map(|ip| (ip, spec.plan.nic.prefix_len)),
+            gateway: ip.map(|_| spec.plan.nic.gateway),
+            mac: ip.map(|_| spec.plan.nic.mac.clone()),
+            hostname: Some(spec.plan.host_name.clone()).filter(|h| !h.is_empty()),
         };
         let cmdline = kernel_cmdline(&self.cfg.kernel_cmdline_base, &params);
-        let mut a: Vec<String> =
-            vec!["-name".into(), format!("{},process=feitian-{}", spec.id, spec.id), "-machine".into(), "pc".into()];
+        let mut a: Vec<String> = vec![
+            "-name".into(),
+            format!("{},process=feitian-{}", spec.plan.id, spec.plan.id),
+            "-machine".into(),
+            "pc".into(),
+        ];
         a.extend(self.cfg.accel.args());
         a.extend([
             "-smp".into(),
@@ -177,13 +181,13 @@ impl QemuDriver {
             "-drive".into(),
             format!("file={},if=virtio,format=qcow2,discard=unmap", d.join("system.qcow2").display()),
             "-chardev".into(),
-            format!("file,id=console,path={},append=on", self.console_path(&spec.id).display()),
+            format!("file,id=console,path={},append=on", self.console_path(&spec.plan.id).display()),
             "-serial".into(),
             "chardev:console".into(),
             "-qmp".into(),
-            format!("unix:{},server=on,wait=off", self.qmp_path(&spec.id).display()),
+            format!("unix:{},server=on,wait=off", self.qmp_path(&spec.plan.id).display()),
             "-pidfile".into(),
-            self.pid_path(&spec.id).display().to_string(),
+            self.pid_path(&spec.plan.id).display().to_string(),
             "-daemonize".into(),
             // Entropy for the guest: without it a TCG guest waits seconds before dropbear starts.
             "-device".into(),
@@ -195,7 +199,7 @@ impl QemuDriver {
                 format!("tap,id=net0,ifname={tap},script=no,downscript=no"),
                 "-device".into(),
                 // romfile=: no iPXE option ROM (seconds under TCG, unused with -kernel).
-                format!("virtio-net-pci,netdev=net0,mac={},romfile=", spec.mac),
+                format!("virtio-net-pci,netdev=net0,mac={},romfile=", spec.plan.nic.mac),
             ]);
         }
         a
@@ -227,13 +231,13 @@ impl QemuDriver {
 
     /// Starts QEMU (daemonized, inside `netns` when given) and returns once it runs.
     fn launch(&self, spec: &InstanceSpec) -> Result<(), DriverError> {
-        let d = self.dir(&spec.id);
+        let d = self.dir(&spec.plan.id);
         std::fs::create_dir_all(&d).map_err(failed)?;
-        self.ensure_disk(&spec.id, spec.system_disk_gib)?;
+        self.ensure_disk(&spec.plan.id, spec.plan.system_disk_gib)?;
         // Each boot's console starts empty: GetInstanceConsoleOutput shows the latest boot.
-        std::fs::write(self.console_path(&spec.id), b"").map_err(failed)?;
-        let _ = std::fs::remove_file(self.pid_path(&spec.id));
-        let _ = std::fs::remove_file(self.qmp_path(&spec.id));
+        std::fs::write(self.console_path(&spec.plan.id), b"").map_err(failed)?;
+        let _ = std::fs::remove_file(self.pid_path(&spec.plan.id));
+        let _ = std::fs::remove_file(self.qmp_path(&spec.plan.id));
         let mut cmd = std::process::Command::new(&self.cfg.qemu);
         cmd.args(self.args(spec)).stdin(std::process::Stdio::null());
         let ns_file = match &spec.netns {
@@ -346,15 +350,15 @@ impl Driver for QemuDriver {
 
     fn start<'a>(&'a self, spec: &'a InstanceSpec) -> DriverFuture<'a, ()> {
         Box::pin(async move {
-            if let Some(pid) = self.pid(&spec.id) {
+            if let Some(pid) = self.pid(&spec.plan.id) {
                 // Adopted or already running: it must be on the instance's network. A QEMU
                 // whose namespace was removed under it (a shutdown that raced its start)
                 // reaches nobody; it is powered off and booted again.
                 if spec.netns.as_deref().is_none_or(|ns| same_netns(pid, ns)) {
                     return Ok(());
                 }
-                tracing::warn!(instance = %spec.id, "its QEMU runs in a network namespace that is gone; booting it again");
-                self.power_off(&spec.id).await?;
+                tracing::warn!(instance = %spec.plan.id, "its QEMU runs in a network namespace that is gone; booting it again");
+                self.power_off(&spec.plan.id).await?;
             }
             let me_spec = spec.clone();
             let launched = {
@@ -364,18 +368,18 @@ impl Driver for QemuDriver {
                     .map_err(|e| failed(format!("launch task failed: {e}")))?
             };
             launched?;
-            let console = self.console_path(&spec.id);
-            let id = spec.id.clone();
+            let console = self.console_path(&spec.plan.id);
+            let id = spec.plan.id.clone();
             let ready = wait_until(self.cfg.boot_timeout, || {
                 std::fs::read(&console).map(|b| contains(&b, READY_MARKER.as_bytes())).unwrap_or(false)
                     || self.pid(&id).is_none()
             })
             .await;
-            if self.pid(&spec.id).is_none() {
+            if self.pid(&spec.plan.id).is_none() {
                 return Err(failed(format!(
                     "the QEMU of {} ended during boot; its console: {}",
-                    spec.id,
-                    self.console_tail(&spec.id)
+                    spec.plan.id,
+                    self.console_tail(&spec.plan.id)
                         .unwrap_or_default()
                         .lines()
                         .rev()
@@ -385,7 +389,7 @@ impl Driver for QemuDriver {
                 )));
             }
             if !ready {
-                tracing::warn!(instance = %spec.id, "the guest did not report ready in time; it runs, but may not be reachable yet");
+                tracing::warn!(instance = %spec.plan.id, "the guest did not report ready in time; it runs, but may not be reachable yet");
             }
             Ok(())
         })
@@ -416,8 +420,8 @@ impl Driver for QemuDriver {
 
     fn reboot<'a>(&'a self, spec: &'a InstanceSpec, force: bool) -> DriverFuture<'a, ()> {
         Box::pin(async move {
-            if self.pid(&spec.id).is_some() {
-                self.stop(&spec.id, force).await?;
+            if self.pid(&spec.plan.id).is_some() {
+                self.stop(&spec.plan.id, force).await?;
             }
             self.start(spec).await
         })

@@ -64,36 +64,41 @@ impl Driver for SimDriver {
         Box::pin(async move {
             {
                 let mut vms = self.vms.lock();
-                let vm = vms.entry(spec.id.clone()).or_insert_with(|| SimVm { running: false, console: String::new() });
+                let vm =
+                    vms.entry(spec.plan.id.clone()).or_insert_with(|| SimVm { running: false, console: String::new() });
                 if vm.running {
                     return Ok(());
                 }
             }
             self.log(
-                &spec.id,
+                &spec.plan.id,
                 &format!(
                     "[sim] booting {} ({} vCPU, {} MiB) from {}",
-                    spec.id, spec.cpu, spec.memory_mib, spec.image_id
+                    spec.plan.id, spec.plan.cpu, spec.plan.memory_mib, spec.plan.image_id
                 ),
             );
             tokio::time::sleep(self.boot).await;
             self.log(
-                &spec.id,
+                &spec.plan.id,
                 &format!(
                     "[sim] eth0 {} mac {} ip {}/{} gw {}",
-                    spec.vpc_id, spec.mac, spec.private_ip, spec.prefix_len, spec.gateway
+                    spec.plan.vpc_id,
+                    spec.plan.nic.mac,
+                    spec.plan.nic.ip,
+                    spec.plan.nic.prefix_len,
+                    spec.plan.nic.gateway
                 ),
             );
             self.log(
-                &spec.id,
+                &spec.plan.id,
                 &format!(
                     "[sim] {} authorized key(s); user-data {} bytes",
-                    spec.public_keys.len(),
-                    spec.user_data.len()
+                    spec.plan.public_keys.len(),
+                    spec.plan.user_data.len()
                 ),
             );
-            self.log(&spec.id, &format!("{} login:", spec.host_name));
-            if let Some(vm) = self.vms.lock().get_mut(&spec.id) {
+            self.log(&spec.plan.id, &format!("{} login:", spec.plan.host_name));
+            if let Some(vm) = self.vms.lock().get_mut(&spec.plan.id) {
                 vm.running = true;
             }
             Ok(())
@@ -121,8 +126,8 @@ impl Driver for SimDriver {
 
     fn reboot<'a>(&'a self, spec: &'a InstanceSpec, force: bool) -> DriverFuture<'a, ()> {
         Box::pin(async move {
-            if self.observe(&spec.id) == Observed::Running {
-                self.stop(&spec.id, force).await?;
+            if self.observe(&spec.plan.id) == Observed::Running {
+                self.stop(&spec.plan.id, force).await?;
             }
             self.start(spec).await
         })
@@ -155,22 +160,28 @@ impl Driver for SimDriver {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::InstancePlan;
 
     fn spec() -> InstanceSpec {
         InstanceSpec {
-            id: "i-1".into(),
-            host_name: "h".into(),
-            cpu: 1,
-            memory_mib: 512,
-            system_disk_gib: 40,
-            image_id: "img".into(),
-            mac: "00:16:3e:00:00:01".into(),
-            private_ip: "192.168.1.1".into(),
-            gateway: "192.168.1.253".into(),
-            prefix_len: 24,
-            vpc_id: "vpc-1".into(),
-            user_data: String::new(),
-            public_keys: vec![],
+            plan: InstancePlan {
+                id: "i-1".into(),
+                host_name: "h".into(),
+                cpu: 1,
+                memory_mib: 512,
+                system_disk_gib: 40,
+                image_id: "img".into(),
+                vpc_id: "vpc-1".into(),
+                nic: feitian_agent_api::NicPlan {
+                    id: "eni-1".into(),
+                    mac: "00:16:3e:00:00:01".into(),
+                    ip: "192.168.1.1".parse().unwrap(),
+                    gateway: "192.168.1.253".parse().unwrap(),
+                    prefix_len: 24,
+                },
+                user_data: String::new(),
+                public_keys: vec![],
+            },
             netns: None,
             tap: None,
         }
