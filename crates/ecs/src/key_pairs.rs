@@ -53,6 +53,20 @@ pub fn generate() -> Result<(String, String, String), ApiError> {
     Ok((pem, line, fingerprint(&blob)))
 }
 
+/// Whether the account may add a key pair named `name` in the region: the name is free and
+/// the quota is not reached.
+fn room_for_key_pair(tx: &Transaction<'_>, account: u64, region: &str, name: &str) -> Result<(), ApiError> {
+    if key_pair::get_key_pair(tx, account, region, name)?.is_some() {
+        return Err(ApiError::invalid("KeyPair.AlreadyExist", "The key pair already exist.")
+            .recommend("pick another KeyPairName, or delete the existing pair first"));
+    }
+    let (_, count) = key_pair::list_key_pairs(tx, account, region, None, None, 0, 0)?;
+    if count >= MAX_KEY_PAIRS {
+        return Err(ApiError::invalid("QuotaExceed.KeyPair", "The maximum number of key pairs is reached."));
+    }
+    Ok(())
+}
+
 fn key_pair_name(p: &Params) -> Result<String, ApiError> {
     let name = p.required_str("KeyPairName")?;
     let n = name.chars().count();
@@ -154,14 +168,7 @@ pub struct KeyPairResult {
 
 impl Ecs {
     fn save_key_pair(&self, tx: &Transaction<'_>, k: &KeyPair, tags: &[(String, String)]) -> Result<(), ApiError> {
-        if key_pair::get_key_pair(tx, k.account_id, &k.region_id, &k.name)?.is_some() {
-            return Err(ApiError::invalid("KeyPair.AlreadyExist", "The key pair already exist.")
-                .recommend("pick another KeyPairName, or delete the existing pair first"));
-        }
-        let (_, count) = key_pair::list_key_pairs(tx, k.account_id, &k.region_id, None, None, 0, 0)?;
-        if count >= MAX_KEY_PAIRS {
-            return Err(ApiError::invalid("QuotaExceed.KeyPair", "The maximum number of key pairs is reached."));
-        }
+        room_for_key_pair(tx, k.account_id, &k.region_id, &k.name)?;
         key_pair::insert_key_pair(tx, k)?;
         if !tags.is_empty() {
             // Key pairs are named, not numbered: their tags hang off a derived id.
@@ -202,11 +209,25 @@ impl Ecs {
     }
 
     pub async fn create_key_pair(self: Arc<Self>, ctx: Ctx, p: Params) -> Result<CreateKeyPairResponse, ApiError> {
+        self.create_key_pair_with(ctx, p, generate).await
+    }
+
+    /// `CreateKeyPair` with `keygen` making the key (tests count its calls).
+    async fn create_key_pair_with(
+        self: Arc<Self>,
+        ctx: Ctx,
+        p: Params,
+        keygen: fn() -> Result<(String, String, String), ApiError>,
+    ) -> Result<CreateKeyPairResponse, ApiError> {
         let region = require_region(&self.catalog, &p)?.id.clone();
         let name = key_pair_name(&p)?;
         let tags = validate::tags(&p)?;
+        // A taken name or a full quota is refused before ~0.2 s of CPU goes into an RSA key
+        // (the write checks again: a concurrent create may take the name meanwhile).
+        let (account, r, n) = (ctx.caller.account_id, region.clone(), name.clone());
+        self.store.read_async(move |tx| room_for_key_pair(tx, account, &r, &n)).await?;
         // RSA generation takes a while: off the async workers.
-        let (pem, public, fp) = tokio::task::spawn_blocking(generate).await.map_err(|e| {
+        let (pem, public, fp) = tokio::task::spawn_blocking(keygen).await.map_err(|e| {
             tracing::error!(error = %e, "key generation failed");
             ApiError::internal()
         })??;
@@ -358,6 +379,38 @@ impl Ecs {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    static GENERATED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+    fn counted() -> Result<(String, String, String), ApiError> {
+        GENERATED.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        generate()
+    }
+
+    #[tokio::test]
+    async fn a_refused_create_spends_no_key_generation() {
+        let store = feitian_meta::Store::open_in_memory().unwrap();
+        let account = store.create_account("a").unwrap().id;
+        let ecs = Arc::new(Ecs {
+            store,
+            catalog: Arc::new(feitian_region::Catalog::default()),
+            eip_pool: "198.18.0.0/28".parse().unwrap(),
+            nudges: Default::default(),
+            host: Default::default(),
+        });
+        let ctx = Ctx {
+            request_id: "r".into(),
+            caller: feitian_api::Caller { account_id: account, account_name: "a".into(), access_key_id: "k".into() },
+            product: "ecs",
+            action: "CreateKeyPair".into(),
+        };
+        let p = || Params::from_pairs([("RegionId", "cn-hangzhou"), ("KeyPairName", "kp")]).unwrap();
+        ecs.clone().create_key_pair_with(ctx.clone(), p(), counted).await.unwrap();
+        assert_eq!(GENERATED.load(std::sync::atomic::Ordering::SeqCst), 1);
+        let e = ecs.clone().create_key_pair_with(ctx, p(), counted).await.unwrap_err();
+        assert_eq!(e.code, "KeyPair.AlreadyExist");
+        assert_eq!(GENERATED.load(std::sync::atomic::Ordering::SeqCst), 1, "a key was generated for a refused create");
+    }
 
     #[test]
     fn generated_keys_parse_back_with_the_same_fingerprint() {
