@@ -111,22 +111,11 @@ impl HostNet {
     }
 
     /// The public namespace, the host's veth into it and the host's route to the pool.
-    /// Idempotent.
+    /// Idempotent. A pool the host already routes elsewhere is refused before anything is
+    /// made, so a refused start leaves nothing behind.
     pub fn ensure_public(&self) -> Result<(), NetError> {
         let ns = self.public_ns();
-        Self::add_ns(&ns)?;
-        sysctl_in(&ns, &["net.ipv4.ip_forward=1", "net.ipv6.conf.all.disable_ipv6=1"])?;
         let host = self.host_veth();
-        if !Self::link_exists(None, &host) {
-            run("ip", &["link", "add", &host, "type", "veth", "peer", "name", "host0", "netns", &ns])?;
-        }
-        run("ip", &["addr", "replace", &format!("{HOST_SIDE}/32"), "dev", &host])?;
-        run("ip", &["link", "set", &host, "up"])?;
-        ip_in(&ns, &["addr", "replace", &format!("{PUB_SIDE}/32"), "dev", "host0"])?;
-        ip_in(&ns, &["link", "set", "host0", "up"])?;
-        // Only the host is reachable from here: no default route, so nothing a guest sends can
-        // leave through the host to an outside network.
-        ip_in(&ns, &["route", "replace", &format!("{HOST_SIDE}/32"), "dev", "host0"])?;
         let pool = self.pool.to_string();
         // Refuse to take over a route another program (or another feitian) put there.
         let existing = run("ip", &["-o", "route", "show", "exact", &pool])?;
@@ -137,6 +126,18 @@ impl HostNet {
                 existing.trim()
             )));
         }
+        Self::add_ns(&ns)?;
+        sysctl_in(&ns, &["net.ipv4.ip_forward=1", "net.ipv6.conf.all.disable_ipv6=1"])?;
+        if !Self::link_exists(None, &host) {
+            run("ip", &["link", "add", &host, "type", "veth", "peer", "name", "host0", "netns", &ns])?;
+        }
+        run("ip", &["addr", "replace", &format!("{HOST_SIDE}/32"), "dev", &host])?;
+        run("ip", &["link", "set", &host, "up"])?;
+        ip_in(&ns, &["addr", "replace", &format!("{PUB_SIDE}/32"), "dev", "host0"])?;
+        ip_in(&ns, &["link", "set", "host0", "up"])?;
+        // Only the host is reachable from here: no default route, so nothing a guest sends can
+        // leave through the host to an outside network.
+        ip_in(&ns, &["route", "replace", &format!("{HOST_SIDE}/32"), "dev", "host0"])?;
         run("ip", &["route", "replace", &pool, "via", PUB_SIDE, "dev", &host, "onlink", "src", HOST_SIDE])?;
         Ok(())
     }
