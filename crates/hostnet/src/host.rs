@@ -18,7 +18,7 @@
 //! public namespace stands for the internet: it routes each EIP to its VPC and the rest back
 //! to the host. Only addresses of the pool are routed from the host, and only into it.
 
-use crate::cmd::{ip_in, netns_path, nft_in, run, sysctl_in, NetError};
+use crate::cmd::{ip_in, netns_path, nft_in, run, run_with_input, sysctl_in, NetError};
 use crate::sg;
 use ipnet::Ipv4Net;
 use std::collections::{BTreeMap, BTreeSet};
@@ -139,7 +139,15 @@ impl HostNet {
         // leave through the host to an outside network.
         ip_in(&ns, &["route", "replace", &format!("{HOST_SIDE}/32"), "dev", "host0"])?;
         run("ip", &["route", "replace", &pool, "via", PUB_SIDE, "dev", &host, "onlink", "src", HOST_SIDE])?;
+        // The host accepts nothing its guests open: they reach the host only through this
+        // veth, and every service feitian offers them lives inside their own namespaces.
+        run_with_input("nft", &["-f", "-"], Some(&host_guard_ruleset(&self.host_guard_table(), &host)))?;
         Ok(())
+    }
+
+    /// The root namespace's nftables table that keeps guests out of the host.
+    fn host_guard_table(&self) -> String {
+        format!("{}_host_guard", self.prefix)
     }
 
     /// Brings one VPC's namespace from `before` (what was applied last; `None` when unknown,
@@ -248,6 +256,8 @@ impl HostNet {
         if Self::ns_exists(&pubns) {
             run("ip", &["netns", "del", &pubns])?;
         }
+        let guard = self.host_guard_table();
+        run_with_input("nft", &["-f", "-"], Some(&format!("table inet {guard} {{}}\ndelete table inet {guard}\n")))?;
         Ok(())
     }
 
@@ -265,6 +275,10 @@ impl HostNet {
         }
         if Self::link_exists(None, &self.host_veth()) {
             out.push(format!("link {}", self.host_veth()));
+        }
+        let guard = self.host_guard_table();
+        if run("nft", &["list", "table", "inet", &guard]).is_ok() {
+            out.push(format!("nftables table inet {guard}"));
         }
         out
     }
@@ -365,6 +379,21 @@ fn routes_via(ns: &str, dev: &str) -> Result<BTreeSet<String>, NetError> {
         .collect())
 }
 
+/// The host's guard (root namespace, table `table`): nothing arriving from feitian's veth
+/// `veth` may open a connection to the host or be forwarded by it; only replies to what the
+/// host opened (an SSH session to a guest's EIP) come back. Idempotent: the table is replaced
+/// whole.
+pub fn host_guard_ruleset(table: &str, veth: &str) -> String {
+    format!(
+        "table inet {table} {{}}\ndelete table inet {table}\ntable inet {table} {{\n\
+         \x20 chain input {{\n    type filter hook input priority filter - 10; policy accept;\n\
+         \x20   iifname \"{veth}\" ct state established,related accept\n\
+         \x20   iifname \"{veth}\" drop\n  }}\n\
+         \x20 chain forward {{\n    type filter hook forward priority filter - 10; policy accept;\n\
+         \x20   iifname \"{veth}\" drop\n  }}\n}}\n"
+    )
+}
+
 /// The NAT table of a VPC namespace: each public address DNATs to its private one, and the
 /// private one leaves as its public one. A packet from a NIC with no public address never
 /// leaves the VPC (as on Alibaba Cloud: no EIP, no NAT gateway, no internet).
@@ -415,6 +444,16 @@ mod tests {
         let empty = nat_ruleset(&BTreeMap::new());
         assert!(!empty.contains("map"));
         assert!(empty.contains("oifname \"pub0\" drop"));
+    }
+
+    #[test]
+    fn the_host_guard_drops_what_guests_open_and_lets_replies_in() {
+        let s = host_guard_ruleset("ftabc_host_guard", "ftabch");
+        assert!(s.starts_with("table inet ftabc_host_guard {}\ndelete table inet ftabc_host_guard\n"));
+        let established = s.find("iifname \"ftabch\" ct state established,related accept").expect("replies");
+        let drop = s.find("iifname \"ftabch\" drop").expect("drop");
+        assert!(established < drop, "replies are accepted before the drop");
+        assert!(s.contains("hook input") && s.contains("hook forward"));
     }
 
     #[test]
