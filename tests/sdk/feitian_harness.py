@@ -147,7 +147,7 @@ class FeitianProcess(Child):
         return out
 
     def remove_host_leftovers(self):
-        """After a kill -9: the QEMUs it started (by pid) and its namespaces and host link."""
+        """After a kill -9: the QEMUs it started (by pid), its namespaces, host link and host guard."""
         if not (Path(self.data_dir) / "instances").exists():
             return  # the sim driver: nothing on the host
         for pid in self.qemu_pids():
@@ -162,6 +162,7 @@ class FeitianProcess(Child):
                 if n.name.startswith(prefix):
                     subprocess.run(["ip", "netns", "del", n.name], capture_output=True)
         subprocess.run(["ip", "link", "del", prefix + "h"], capture_output=True)
+        subprocess.run(["nft", "delete", "table", "inet", prefix + "_host_guard"], capture_output=True)
 
     # -- the CLI on the same data directory -------------------------------------------------
     def cli(self, *args, check=True):

@@ -4,22 +4,45 @@ the upload completes, the object is byte-exact, and once the server is back the 
 restores three replicas of every chunk, no faster than the configured re-replication
 rate. A flipped byte in one replica file is never served, is logged, and is repaired.
 Finally the whole stack is killed (-9) and restarted: every acknowledged object is intact.
+
+Pangu's requests are signed: the chunkservers get the cluster secret the first `feitian up`
+made (DATA_DIR/pangu/cluster.key) through FEITIAN_PANGU_SECRET_FILE, and the master's status
+is read with a request signed with it.
 """
 import concurrent.futures
 import hashlib
+import hmac
+import json
+import os
 import random
+import secrets
 import time
+import urllib.request
 import uuid
 
 import oss2
 import pytest
 
-from feitian_harness import ChunkserverProcess, FeitianProcess, free_port, pangu_status
+from feitian_harness import ChunkserverProcess, FeitianProcess, free_port
 
 PART = 32 * 1024 * 1024
 PARTS = 32  # 1 GiB
 REPAIR_MIB = 64
 BURST = 8 * 1024 * 1024
+
+
+def pangu_status(master):
+    """GET /pangu/v1/status, signed with the cluster secret in FEITIAN_PANGU_SECRET_FILE
+    (the scheme: crates/pangu/src/auth.rs)."""
+    lines = open(os.environ["FEITIAN_PANGU_SECRET_FILE"]).read().splitlines()
+    key = bytes.fromhex(next(l.strip() for l in lines if l.strip() and not l.startswith("#")))
+    path, ts, nonce = "/pangu/v1/status", str(int(time.time() * 1000)), secrets.token_hex(8)
+    to_sign = "\n".join(["PANGU1-HMAC-SHA256", "cluster", "GET", path, ts, nonce, "0", "", ""])
+    sig = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
+    auth = f"PANGU1-HMAC-SHA256 Key=cluster,Timestamp={ts},Nonce={nonce},Signature={sig}"
+    req = urllib.request.Request(f"http://{master}{path}", headers={"Authorization": auth})
+    with urllib.request.urlopen(req, timeout=5) as r:
+        return json.loads(r.read())
 
 
 def part_bytes(i):
@@ -37,7 +60,7 @@ def wait(fn, timeout, what):
 
 
 @pytest.fixture
-def cluster(tmp_path):
+def cluster(tmp_path, monkeypatch):
     cfg = tmp_path / "feitian.toml"
     cfg.write_text("[pangu]\nreplication = 3\nembedded_chunkserver = false\nheartbeat_timeout_secs = 3\n")
     master = f"127.0.0.1:{free_port()}"
@@ -47,6 +70,8 @@ def cluster(tmp_path):
                                   scrub_interval_secs=2) for i in range(3)]
     try:
         f.start()
+        # The chunkservers, started after this with this environment, need the secret.
+        monkeypatch.setenv("FEITIAN_PANGU_SECRET_FILE", str(f.data_dir / "pangu" / "cluster.key"))
         for s in servers:
             s.start()
         wait(lambda: sum(x["live"] for x in pangu_status(master)["servers"]) == 3, 20, "three live chunkservers")

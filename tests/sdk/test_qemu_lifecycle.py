@@ -8,14 +8,18 @@ module. Deadlines are upper bounds for waiting only (guests boot under TCG on sm
 no test asserts how long anything took. At the end, with every instance deleted, no VPC
 namespace may be left while feitian runs, and nothing at all once it has stopped."""
 import concurrent.futures
+import shutil
+import socket
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
 import pytest
 
 from conftest import Api
-from qemu_helpers import Net, needs_vms, qemu_feitian, ssh, ssh_ok
+from feitian_harness import FeitianProcess
+from qemu_helpers import IMAGES, Net, needs_vms, qemu_feitian, ssh, ssh_ok
 
 pytestmark = needs_vms
 
@@ -397,3 +401,27 @@ def test_a_shutdown_racing_a_start_leaves_nothing():
     finally:
         left = finish()
     assert left == [], f"left on the host: {left}"
+
+
+def test_a_failed_start_removes_the_host_networking_it_made():
+    """A start that fails after the host networking was made (here: the Pangu master's port is
+    taken) removes it again, and says what to do."""
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen(1)
+    tmp = Path(tempfile.mkdtemp(prefix="feitian-qemu-"))
+    cfg = tmp / "feitian.toml"
+    cfg.write_text(f'eip_pool = "198.18.69.0/24"\n[compute]\ndriver = "qemu"\nimages_dir = "{IMAGES}"\n')
+    f = FeitianProcess(config=cfg, env={"FEITIAN_COMPUTE_DRIVER": "qemu"},
+                       pangu_listen=f"127.0.0.1:{taken.getsockname()[1]}")
+    try:
+        with pytest.raises(RuntimeError) as failed:
+            f.start(timeout=900)
+        assert "--pangu-listen" in str(failed.value), str(failed.value)
+        assert "stopping instances and removing host networking" in f.stdout()
+        left = [x for x in f.host_leftovers() if f.host_prefix() in x]
+        assert left == [], f"left on the host after a failed start: {left}"
+    finally:
+        taken.close()
+        f.cleanup()
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -27,7 +27,10 @@ fn mismatch(string_to_sign: &str) -> ApiError {
         "SignatureDoesNotMatch",
         "The request signature we calculated does not match the signature you provided.",
     )
-    .recommend(format!("string to sign: {string_to_sign:?}"))
+    .recommend(format!(
+        "string to sign: {:?}",
+        crate::error::echo_within(string_to_sign, crate::error::STRING_TO_SIGN_ECHO_MAX)
+    ))
 }
 
 fn bad(what: &str) -> ApiError {

@@ -4,12 +4,17 @@
 //! `Tag.1.Key=…&Tag.1.Value=…`. A handler reads them through these getters, which never
 //! panic and turn every malformed value into a 4xx `InvalidParameter`/`MissingParameter`.
 
+use crate::error::echo;
 use crate::ApiError;
 use std::collections::BTreeMap;
 
 /// The longest value feitian accepts in any single parameter (UserData is the largest real
 /// one: 32 KiB after base64).
 pub const MAX_VALUE_LEN: usize = 64 * 1024;
+
+/// The longest parameter name feitian accepts. The real ones are short (the longest are like
+/// `NetworkInterface.1.SecurityGroupIds.1`, under 64 bytes).
+pub const MAX_NAME_LEN: usize = 256;
 
 /// The parameters of one request, unique by name.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -34,8 +39,9 @@ pub const COMMON: &[&str] = &[
 ];
 
 impl Params {
-    /// Builds from decoded pairs. A name given twice, or a value over [`MAX_VALUE_LEN`], is
-    /// an `InvalidParameter`.
+    /// Builds from decoded pairs. A name given twice, a name over [`MAX_NAME_LEN`] or a value
+    /// over [`MAX_VALUE_LEN`] is an `InvalidParameter`. The edge builds these before the
+    /// request's nonce is claimed, so that a request refused here can be retried as it is.
     pub fn from_pairs<I, K, V>(pairs: I) -> Result<Self, ApiError>
     where
         I: IntoIterator<Item = (K, V)>,
@@ -45,6 +51,9 @@ impl Params {
         let mut map = BTreeMap::new();
         for (k, v) in pairs {
             let (k, v) = (k.into(), v.into());
+            if k.len() > MAX_NAME_LEN {
+                return Err(ApiError::invalid_parameter(&k, format!("the name is longer than {MAX_NAME_LEN} bytes")));
+            }
             if v.len() > MAX_VALUE_LEN {
                 return Err(ApiError::invalid_parameter(&k, format!("longer than {MAX_VALUE_LEN} bytes")));
             }
@@ -85,8 +94,10 @@ impl Params {
         let Some(v) = self.opt_str(name) else {
             return Ok(None);
         };
-        let n: i64 =
-            v.trim().parse().map_err(|_| ApiError::invalid_parameter(name, format!("{v:?} is not an integer")))?;
+        let n: i64 = v
+            .trim()
+            .parse()
+            .map_err(|_| ApiError::invalid_parameter(name, format!("{:?} is not an integer", echo(v))))?;
         if n < min || n > max {
             return Err(ApiError::invalid_parameter(name, format!("{n} is outside {min}..{max}")));
         }
@@ -99,7 +110,7 @@ impl Params {
             None => Ok(None),
             Some(v) if v.eq_ignore_ascii_case("true") => Ok(Some(true)),
             Some(v) if v.eq_ignore_ascii_case("false") => Ok(Some(false)),
-            Some(v) => Err(ApiError::invalid_parameter(name, format!("{v:?} is neither true nor false"))),
+            Some(v) => Err(ApiError::invalid_parameter(name, format!("{:?} is neither true nor false", echo(v)))),
         }
     }
 
@@ -167,6 +178,19 @@ mod tests {
         assert_eq!(e.code, "InvalidParameter");
         let big = "x".repeat(MAX_VALUE_LEN + 1);
         assert_eq!(Params::from_pairs([("A", big)]).unwrap_err().status, 400);
+        let long_name = "N".repeat(MAX_NAME_LEN + 1);
+        let e = Params::from_pairs([(long_name.as_str(), "1")]).unwrap_err();
+        assert_eq!(e.code, "InvalidParameter");
+        assert!(e.message.len() < 600, "the name is echoed cut: {}", e.message.len());
+        assert!(Params::from_pairs([("N".repeat(MAX_NAME_LEN), "1".to_owned())]).is_ok());
+    }
+
+    #[test]
+    fn values_in_errors_are_echoed_bounded() {
+        // Debug escaping makes a control character six bytes: the echo is cut first.
+        let q = p(&[("N", &"\u{1}".repeat(MAX_VALUE_LEN)), ("B", &"y".repeat(MAX_VALUE_LEN))]);
+        assert!(q.opt_int("N", 0, 1).unwrap_err().message.len() < 2048);
+        assert!(q.opt_bool("B").unwrap_err().message.len() < 2048);
     }
 
     #[test]

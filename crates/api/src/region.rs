@@ -12,7 +12,10 @@ pub fn language(p: &Params) -> Result<Language, ApiError> {
         Some(l) if l.eq_ignore_ascii_case("en-US") || l.eq_ignore_ascii_case("en") || l.eq_ignore_ascii_case("ja") => {
             Ok(Language::English)
         }
-        Some(l) => Err(ApiError::invalid_parameter("AcceptLanguage", format!("{l:?} is not one of zh-CN, en-US, ja"))),
+        Some(l) => Err(ApiError::invalid_parameter(
+            "AcceptLanguage",
+            format!("{:?} is not one of zh-CN, en-US, ja", crate::error::echo(l)),
+        )),
     }
 }
 

@@ -2,7 +2,7 @@
 //! whether or not `feitian up` is running on it (SQLite arbitrates).
 
 use anyhow::Context;
-use feitian_meta::account::AccessKey;
+use feitian_meta::account::{AccessKey, AccessKeyStatus};
 use feitian_meta::Store;
 use std::path::Path;
 
@@ -53,6 +53,41 @@ pub fn list_accounts(data_dir: &Path) -> anyhow::Result<()> {
     let store = open_store(data_dir)?;
     for a in store.accounts()? {
         println!("{}\t{}\t{}", a.name, a.id, a.created_at);
+    }
+    Ok(())
+}
+
+/// `feitian accesskey list`: id, account, status, creation time; never a secret.
+pub fn list_keys(data_dir: &Path, account: Option<&str>) -> anyhow::Result<()> {
+    let store = open_store(data_dir)?;
+    if let Some(name) = account {
+        if store.account_by_name(name)?.is_none() {
+            return Err(feitian_meta::MetaError::AccountNotFound(name.to_owned()).into());
+        }
+    }
+    for k in store.access_keys(account)? {
+        println!("{}\t{}\t{}\t{}", k.id, k.account_name, k.status, k.created_at);
+    }
+    Ok(())
+}
+
+/// `feitian accesskey disable|enable ID`: the running edge honours it within a second.
+pub fn set_key_status(data_dir: &Path, id: &str, status: AccessKeyStatus) -> anyhow::Result<()> {
+    let store = open_store(data_dir)?;
+    let key = store.set_access_key_status(id, status)?;
+    let what = if status == AccessKeyStatus::Active { "enabled" } else { "disabled" };
+    eprintln!("{what} AccessKey {} of account {}", key.id, key.account_name);
+    Ok(())
+}
+
+/// `feitian accesskey delete ID`: for good; the running edge answers NotFound within a second.
+pub fn delete_key(data_dir: &Path, id: &str) -> anyhow::Result<()> {
+    let store = open_store(data_dir)?;
+    let key = store.delete_access_key(id)?;
+    eprintln!("deleted AccessKey {} of account {}", key.id, key.account_name);
+    let creds = data_dir.join(crate::up::CREDENTIALS_FILE);
+    if std::fs::read_to_string(&creds).is_ok_and(|c| c.contains(&format!("\"{}\"", key.id))) {
+        eprintln!("note: {} still holds this key; it no longer works", creds.display());
     }
     Ok(())
 }

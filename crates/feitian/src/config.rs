@@ -33,6 +33,108 @@ pub struct Config {
     /// How instances run.
     #[serde(default)]
     pub compute: ComputeConfig,
+    /// What the edge port lets a client hold.
+    #[serde(default)]
+    pub edge: EdgeConfig,
+}
+
+/// `[edge]`: the bounds of the edge port (RPC and OSS), so that clients that never
+/// authenticate cannot exhaust it (see `feitian_api::serve`).
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields, default)]
+pub struct EdgeConfig {
+    /// Seconds a request head may take to arrive, from the connection's start or the end of
+    /// the previous answer.
+    pub header_read_timeout_secs: u64,
+    /// Seconds a connection with no request in flight may stay open with nothing arriving.
+    pub keep_alive_idle_timeout_secs: u64,
+    /// Seconds a request body may send nothing (answered 408), or an answer stay unread,
+    /// before the connection closes.
+    pub body_idle_timeout_secs: u64,
+    /// Open connections in all (lowered to what the open-files limit allows).
+    pub max_connections: usize,
+    /// Open connections per client address (an IPv4 address, an IPv6 /64); a quarter of
+    /// `max_connections` unless set.
+    pub max_connections_per_client: Option<usize>,
+    /// MiB of RPC request bodies held before their requests are authenticated, in all.
+    pub pre_auth_body_budget_mib: usize,
+    /// The same, per client address; a quarter of the budget unless set.
+    pub pre_auth_body_per_client_mib: Option<usize>,
+}
+
+impl Default for EdgeConfig {
+    fn default() -> Self {
+        let d = feitian_api::serve::Limits::default();
+        EdgeConfig {
+            header_read_timeout_secs: d.header_read_timeout.as_secs(),
+            keep_alive_idle_timeout_secs: d.keep_alive_idle_timeout.as_secs(),
+            body_idle_timeout_secs: d.body_idle_timeout.as_secs(),
+            max_connections: d.max_connections,
+            max_connections_per_client: None,
+            pre_auth_body_budget_mib: d.pre_auth_body_budget >> 20,
+            pre_auth_body_per_client_mib: None,
+        }
+    }
+}
+
+impl EdgeConfig {
+    fn per_client_connections(&self) -> usize {
+        self.max_connections_per_client.unwrap_or((self.max_connections / 4).max(1))
+    }
+
+    fn per_client_budget_mib(&self) -> usize {
+        self.pre_auth_body_per_client_mib.unwrap_or((self.pre_auth_body_budget_mib / 4).max(1))
+    }
+
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.header_read_timeout_secs == 0
+            || self.keep_alive_idle_timeout_secs == 0
+            || self.body_idle_timeout_secs == 0
+        {
+            anyhow::bail!("edge timeouts must be above 0 seconds");
+        }
+        if self.keep_alive_idle_timeout_secs > self.header_read_timeout_secs {
+            anyhow::bail!(
+                "edge.keep_alive_idle_timeout_secs ({}) must not exceed edge.header_read_timeout_secs ({}): the wait for \
+                 the next request head is also bounded by the header timeout",
+                self.keep_alive_idle_timeout_secs,
+                self.header_read_timeout_secs
+            );
+        }
+        if self.max_connections == 0 || self.per_client_connections() == 0 {
+            anyhow::bail!("edge.max_connections and max_connections_per_client must be above 0");
+        }
+        if self.per_client_connections() > self.max_connections {
+            anyhow::bail!("edge.max_connections_per_client must not exceed edge.max_connections");
+        }
+        // One RPC body may be up to 1 MiB; a share smaller than that could never be used.
+        if self.pre_auth_body_budget_mib == 0
+            || self.per_client_budget_mib() == 0
+            || self.per_client_budget_mib() > self.pre_auth_body_budget_mib
+        {
+            anyhow::bail!(
+                "edge.pre_auth_body_per_client_mib must be 1 or more, and at most edge.pre_auth_body_budget_mib"
+            );
+        }
+        if self.pre_auth_body_budget_mib > 1 << 20 {
+            anyhow::bail!("edge.pre_auth_body_budget_mib is too large");
+        }
+        Ok(())
+    }
+
+    /// The limits the edge enforces.
+    pub fn limits(&self) -> feitian_api::serve::Limits {
+        use std::time::Duration;
+        feitian_api::serve::Limits {
+            header_read_timeout: Duration::from_secs(self.header_read_timeout_secs),
+            keep_alive_idle_timeout: Duration::from_secs(self.keep_alive_idle_timeout_secs),
+            body_idle_timeout: Duration::from_secs(self.body_idle_timeout_secs),
+            max_connections: self.max_connections,
+            max_connections_per_client: self.per_client_connections(),
+            pre_auth_body_budget: self.pre_auth_body_budget_mib << 20,
+            pre_auth_body_per_client: self.per_client_budget_mib() << 20,
+        }
+    }
 }
 
 /// `[compute]`: how instances run.
@@ -196,5 +298,43 @@ zones = [ { id = "cn-beijing-a", local_name = "北京 可用区 A", english_name
         assert!(Config::load(Some(&path)).is_err());
         std::fs::write(&path, "bogus = 1\n").unwrap();
         assert!(Config::load(Some(&path)).is_err());
+    }
+
+    #[test]
+    fn edge_section() {
+        let d = Config::load(None).unwrap().edge;
+        d.validate().unwrap();
+        let (limits, defaults) = (d.limits(), feitian_api::serve::Limits::default());
+        assert_eq!(
+            (limits.max_connections, limits.max_connections_per_client),
+            (defaults.max_connections, defaults.max_connections_per_client)
+        );
+        assert_eq!(
+            (limits.pre_auth_body_budget, limits.pre_auth_body_per_client),
+            (defaults.pre_auth_body_budget, defaults.pre_auth_body_per_client)
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("feitian.toml");
+        std::fs::write(
+            &path,
+            "[edge]\nheader_read_timeout_secs = 5\nkeep_alive_idle_timeout_secs = 2\nmax_connections = 100\n",
+        )
+        .unwrap();
+        let e = Config::load(Some(&path)).unwrap().edge;
+        e.validate().unwrap();
+        assert_eq!((e.header_read_timeout_secs, e.keep_alive_idle_timeout_secs, e.max_connections), (5, 2, 100));
+        assert_eq!(e.body_idle_timeout_secs, d.body_idle_timeout_secs);
+        assert_eq!(e.limits().max_connections_per_client, 25, "a quarter of max_connections unless set");
+        std::fs::write(&path, "[edge]\nmax_conections = 100\n").unwrap();
+        assert!(Config::load(Some(&path)).is_err(), "a misspelt key is an error");
+        for bad in [
+            "keep_alive_idle_timeout_secs = 30\nheader_read_timeout_secs = 20",
+            "max_connections = 10\nmax_connections_per_client = 11",
+            "body_idle_timeout_secs = 0",
+            "pre_auth_body_per_client_mib = 0",
+        ] {
+            std::fs::write(&path, format!("[edge]\n{bad}\n")).unwrap();
+            assert!(Config::load(Some(&path)).unwrap().edge.validate().is_err(), "{bad}");
+        }
     }
 }

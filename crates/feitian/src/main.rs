@@ -122,6 +122,34 @@ enum AccessKeyCommand {
         #[command(flatten)]
         data: DataDir,
     },
+    /// List the AccessKeys (id, account, status, created; never a secret).
+    List {
+        /// Only this account's keys.
+        #[arg(long, value_name = "NAME")]
+        account: Option<String>,
+        #[command(flatten)]
+        data: DataDir,
+    },
+    /// Refuse a key's requests (InvalidAccessKeyId.Inactive) until it is enabled again; a
+    /// running `feitian up` honours it within a second. Not the root account's last active key.
+    Disable {
+        id: String,
+        #[command(flatten)]
+        data: DataDir,
+    },
+    /// Accept a disabled key's requests again.
+    Enable {
+        id: String,
+        #[command(flatten)]
+        data: DataDir,
+    },
+    /// Delete a key for good (InvalidAccessKeyId.NotFound). Not the root account's last
+    /// active key.
+    Delete {
+        id: String,
+        #[command(flatten)]
+        data: DataDir,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -151,6 +179,18 @@ fn main() -> std::process::ExitCode {
         Command::Account { command: AccountCommand::List { data } } => accounts::list_accounts(&data.path()),
         Command::Accesskey { command: AccessKeyCommand::Create { account, data } } => {
             accounts::create_key(&data.path(), &account)
+        }
+        Command::Accesskey { command: AccessKeyCommand::List { account, data } } => {
+            accounts::list_keys(&data.path(), account.as_deref())
+        }
+        Command::Accesskey { command: AccessKeyCommand::Disable { id, data } } => {
+            accounts::set_key_status(&data.path(), &id, feitian_meta::account::AccessKeyStatus::Inactive)
+        }
+        Command::Accesskey { command: AccessKeyCommand::Enable { id, data } } => {
+            accounts::set_key_status(&data.path(), &id, feitian_meta::account::AccessKeyStatus::Active)
+        }
+        Command::Accesskey { command: AccessKeyCommand::Delete { id, data } } => {
+            accounts::delete_key(&data.path(), &id)
         }
     };
     match result {

@@ -4,8 +4,7 @@ use crate::accounts::{key_json, open_store, set_mode};
 use crate::config::Config;
 use crate::keys::StoreKeys;
 use anyhow::{bail, Context};
-use axum::serve::ListenerExt;
-use feitian_api::{edge, Authenticator, Edge, Registry};
+use feitian_api::{edge, serve, Authenticator, Edge, Registry};
 use std::io::Write;
 use std::os::fd::AsRawFd;
 use std::path::Path;
@@ -37,6 +36,35 @@ fn root_key_from_env() -> anyhow::Result<Option<(String, String)>> {
         (None, None) => Ok(None),
         _ => bail!("set both FEITIAN_ROOT_ACCESS_KEY_ID and FEITIAN_ROOT_ACCESS_KEY_SECRET, or neither"),
     }
+}
+
+/// File descriptors kept for everything but edge connections: the store, chunk files, the
+/// chunkservers' and agents' sockets, refused connections being answered.
+const FD_HEADROOM: u64 = 512;
+
+/// Lowers `wanted` edge connections to what the open-files limit allows (raising the soft
+/// limit toward the hard one first), so that a flood meets the connection cap, not `EMFILE`:
+/// with no descriptor left, nothing can be accepted, `/healthz` included. `(connections,
+/// the soft limit)`.
+fn fit_connections(wanted: usize) -> (usize, u64) {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit writes into the struct we own.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return (wanted, libc::RLIM_INFINITY);
+    }
+    let need = wanted as u64 + FD_HEADROOM;
+    if lim.rlim_cur != libc::RLIM_INFINITY && lim.rlim_cur < need {
+        let raised = libc::rlimit { rlim_cur: need.min(lim.rlim_max), rlim_max: lim.rlim_max };
+        // SAFETY: setrlimit reads the struct we own; only the soft limit moves, within the hard one.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            lim.rlim_cur = raised.rlim_cur;
+        }
+    }
+    if lim.rlim_cur == libc::RLIM_INFINITY || lim.rlim_cur >= need {
+        return (wanted, lim.rlim_cur);
+    }
+    let fit = lim.rlim_cur.saturating_sub(FD_HEADROOM).max(lim.rlim_cur / 2).max(1);
+    (usize::try_from(fit).unwrap_or(wanted).min(wanted), lim.rlim_cur)
 }
 
 /// Wires every product into one registry.
@@ -87,6 +115,17 @@ pub fn run(data_dir: &Path, listen: &str, pangu_listen: &str, config: Option<&Pa
     let keys: Arc<dyn feitian_api::KeyStore> = Arc::new(StoreKeys::new(store.clone()));
     config.pangu.validate()?;
     config.compute.validate()?;
+    config.edge.validate()?;
+    let mut limits = config.edge.limits();
+    let (fit, open_files) = fit_connections(limits.max_connections);
+    if fit < limits.max_connections {
+        println!(
+            "edge: at most {fit} connections, not {}: the open-files limit is {open_files} (raise it with `ulimit -n`)",
+            limits.max_connections
+        );
+        limits.max_connections = fit;
+        limits.max_connections_per_client = limits.max_connections_per_client.min(fit);
+    }
 
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async move {
@@ -100,70 +139,87 @@ pub fn run(data_dir: &Path, listen: &str, pangu_listen: &str, config: Option<&Pa
             crate::compute::start(&config.compute, data_dir, eip_pool, planner.clone(), nudges.clone(), &mut out)
                 .await?
         };
-        let _ = ecs.host.set(feitian_agent::HostAgent::new(compute.driver.clone()));
-        let storage = crate::storage::start(&config.pangu, store.clone(), data_dir, pangu_listen, stop_rx).await?;
-        let blobs = feitian_oss::blobs::Blobs::new(storage.pangu.clone(), store.clone());
-        blobs.sweep().await.map_err(|e| anyhow::anyhow!("cannot reclaim unreferenced object files: {}", e.message))?;
-        let oss = feitian_oss::service::Oss::new(store.clone(), keys.clone(), catalog.default_region().clone(), blobs);
-        let edge = Edge::with_objects(registry, Authenticator::new(keys), oss);
-        let region = catalog.default_region();
-        let zones: Vec<&str> = region.zones.iter().map(|z| z.id.as_str()).collect();
-        let mut out = std::io::stdout().lock();
-        writeln!(
-            out,
-            "feitian {} is serving region {} (zones {})",
-            env!("CARGO_PKG_VERSION"),
-            region.id,
-            zones.join(", ")
-        )?;
-        writeln!(out, "endpoint: http://{addr}  (also an HTTP proxy for *.aliyuncs.com host names)")?;
-        writeln!(out, "data dir: {}", data_dir.display())?;
-        match &created {
-            Some(key) => {
-                writeln!(
-                    out,
-                    "root account {}: AccessKey pair (shown once; also in {}):",
-                    root.id,
-                    creds_path.display()
-                )?;
-                writeln!(out, "{}", key_json(key))?;
+        // Everything after the host networking was made: a failure here must still remove it.
+        let mut started: Option<Arc<feitian_agent::InstanceReconciler>> = None;
+        let served: anyhow::Result<()> = async {
+            let _ = ecs.host.set(feitian_agent::HostAgent::new(compute.driver.clone()));
+            let storage = crate::storage::start(&config.pangu, store.clone(), data_dir, pangu_listen, stop_rx).await?;
+            let blobs = feitian_oss::blobs::Blobs::new(storage.pangu.clone(), store.clone());
+            blobs
+                .sweep()
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot reclaim unreferenced object files: {}", e.message))?;
+            let oss =
+                feitian_oss::service::Oss::new(store.clone(), keys.clone(), catalog.default_region().clone(), blobs);
+            let edge = Edge::with_objects(registry, Authenticator::new(keys), oss, &limits);
+            let region = catalog.default_region();
+            let zones: Vec<&str> = region.zones.iter().map(|z| z.id.as_str()).collect();
+            let mut out = std::io::stdout().lock();
+            writeln!(
+                out,
+                "feitian {} is serving region {} (zones {})",
+                env!("CARGO_PKG_VERSION"),
+                region.id,
+                zones.join(", ")
+            )?;
+            writeln!(out, "endpoint: http://{addr}  (also an HTTP proxy for *.aliyuncs.com host names)")?;
+            writeln!(out, "data dir: {}", data_dir.display())?;
+            match &created {
+                Some(key) => {
+                    writeln!(
+                        out,
+                        "root account {}: AccessKey pair (shown once; also in {}):",
+                        root.id,
+                        creds_path.display()
+                    )?;
+                    writeln!(out, "{}", key_json(key))?;
+                }
+                None => writeln!(out, "root account {}: AccessKey pair in {}", root.id, creds_path.display())?,
             }
-            None => writeln!(out, "root account {}: AccessKey pair in {}", root.id, creds_path.display())?,
-        }
-        writeln!(
-            out,
-            "storage: pangu master at {} (replication {}), {}",
-            storage.master_addr,
-            config.pangu.replication,
-            match &storage.embedded_chunkserver {
-                Some(a) => format!("embedded chunkserver at {a}"),
-                None => "no embedded chunkserver (join some with `feitian chunkserver --master ADDR`)".to_owned(),
+            writeln!(
+                out,
+                "storage: pangu master at {} (replication {}), {}",
+                storage.master_addr,
+                config.pangu.replication,
+                match &storage.embedded_chunkserver {
+                    Some(a) => format!("embedded chunkserver at {a}"),
+                    None => format!(
+                        "no embedded chunkserver (join some with `feitian chunkserver --master {} --secret-file {}`)",
+                        storage.master_addr,
+                        crate::storage::secret_file(data_dir).display()
+                    ),
+                }
+            )?;
+            writeln!(out, "{}", compute.summary)?;
+            out.flush()?;
+            drop(out);
+            tokio::spawn(feitian_vpc::reconcile::run(network));
+            if let Some(net) = &compute.net {
+                tokio::spawn(net.clone().run());
             }
-        )?;
-        writeln!(out, "{}", compute.summary)?;
-        out.flush()?;
-        drop(out);
-        tokio::spawn(feitian_vpc::reconcile::run(network));
-        if let Some(net) = &compute.net {
-            tokio::spawn(net.clone().run());
+            let reconciler =
+                feitian_agent::InstanceReconciler::new(planner, compute.driver.clone(), nudges, compute.net.clone());
+            tokio::spawn(reconciler.clone().run());
+            started = Some(reconciler);
+            tracing::info!(%addr, ?limits, "serving");
+            // Connections are capped and timed there (and TCP_NODELAY set).
+            serve::serve(listener, limits, move |req| edge::handle(edge.clone(), req), shutdown_signal()).await?;
+            anyhow::Ok(())
         }
-        let reconciler =
-            feitian_agent::InstanceReconciler::new(planner, compute.driver.clone(), nudges, compute.net.clone());
-        tokio::spawn(reconciler.clone().run());
-        tracing::info!(%addr, "serving");
-        // Answers are a head and a body: without TCP_NODELAY a small body waits 40 ms for the
-        // client's delayed ACK.
-        let listener = listener.tap_io(feitian_pangu::chunkserver::no_delay);
-        axum::serve(listener, edge::router(edge)).with_graceful_shutdown(shutdown_signal()).await?;
+        .await;
         let _ = stop_tx.send(true);
         if let Some(net) = &compute.net {
-            // The shutdown policy: guests stop, then everything made on the host goes.
+            // The shutdown policy, also after a failed start: guests stop, then everything made
+            // on the host goes.
             println!("stopping instances and removing host networking");
-            reconciler.stop_all().await;
+            if let Some(reconciler) = started {
+                reconciler.stop_all().await;
+            }
             if let Err(e) = net.teardown().await {
                 tracing::warn!(error = %e, "host networking was not fully removed");
             }
         }
+        served?;
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         tracing::info!("stopped cleanly");
         anyhow::Ok(())

@@ -27,6 +27,22 @@ status_enum! {
     }
 }
 
+/// An AccessKey as `feitian accesskey list` shows it (never its secret).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessKeyInfo {
+    pub id: String,
+    pub account_id: u64,
+    pub account_name: String,
+    pub status: AccessKeyStatus,
+    pub created_at: String,
+}
+
+/// The account whose last active key may not be disabled or deleted: it is the key
+/// `feitian up` printed and wrote to `credentials.json`, and with none left the root account
+/// (the operator's) could no longer call the API, while `feitian up` would not make a new
+/// one either (it adds a key only to a root account with no key at all).
+pub const ROOT_ACCOUNT: &str = "root";
+
 /// What authentication needs of an AccessKey.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyRecord {
@@ -143,6 +159,41 @@ impl Store {
         })
     }
 
+    /// The AccessKeys, of one account or of all, oldest first.
+    pub fn access_keys(&self, account_name: Option<&str>) -> Result<Vec<AccessKeyInfo>, MetaError> {
+        self.read(|tx| {
+            let mut st = tx.prepare_cached(&format!(
+                "{KEY_INFO} WHERE ?1 IS NULL OR a.name = ?1 ORDER BY k.created_at, a.name, k.id"
+            ))?;
+            let rows = st.query_map([account_name], key_info_at)?.collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })
+    }
+
+    /// Sets a key's status (`Inactive` refuses its requests, `Active` accepts them again).
+    /// The root account's last active key cannot be made inactive ([`ROOT_ACCOUNT`]).
+    pub fn set_access_key_status(&self, id: &str, status: AccessKeyStatus) -> Result<AccessKeyInfo, MetaError> {
+        self.write(|tx| {
+            let key = key_info(tx, id)?;
+            if status == AccessKeyStatus::Inactive {
+                refuse_last_root_key(tx, &key)?;
+            }
+            tx.execute("UPDATE access_keys SET status = ?2 WHERE id = ?1", params![id, status])?;
+            Ok(AccessKeyInfo { status, ..key })
+        })
+    }
+
+    /// Deletes a key for good: its requests then get `InvalidAccessKeyId.NotFound`. The root
+    /// account's last active key cannot be deleted ([`ROOT_ACCOUNT`]).
+    pub fn delete_access_key(&self, id: &str) -> Result<AccessKeyInfo, MetaError> {
+        self.write(|tx| {
+            let key = key_info(tx, id)?;
+            refuse_last_root_key(tx, &key)?;
+            tx.execute("DELETE FROM access_keys WHERE id = ?1", [id])?;
+            Ok(key)
+        })
+    }
+
     pub fn lookup_access_key(&self, id: &str) -> Result<Option<KeyRecord>, MetaError> {
         self.read(|tx| {
             Ok(tx
@@ -155,6 +206,41 @@ impl Store {
                 .optional()?)
         })
     }
+}
+
+const KEY_INFO: &str = "SELECT k.id, a.id, a.name, k.status, k.created_at
+     FROM access_keys k JOIN accounts a ON a.id = k.account_id";
+
+fn key_info_at(r: &Row<'_>) -> rusqlite::Result<AccessKeyInfo> {
+    Ok(AccessKeyInfo {
+        id: r.get(0)?,
+        account_id: r.get::<_, i64>(1)? as u64,
+        account_name: r.get(2)?,
+        status: r.get(3)?,
+        created_at: r.get(4)?,
+    })
+}
+
+fn key_info(tx: &Transaction<'_>, id: &str) -> Result<AccessKeyInfo, MetaError> {
+    tx.query_row(&format!("{KEY_INFO} WHERE k.id = ?1"), [id], key_info_at)
+        .optional()?
+        .ok_or_else(|| MetaError::AccessKeyNotFound(id.to_owned()))
+}
+
+/// Refuses to take away the root account's last active key (see [`ROOT_ACCOUNT`]).
+fn refuse_last_root_key(tx: &Transaction<'_>, key: &AccessKeyInfo) -> Result<(), MetaError> {
+    if key.account_name != ROOT_ACCOUNT || key.status != AccessKeyStatus::Active {
+        return Ok(());
+    }
+    let active: i64 = tx.query_row(
+        "SELECT COUNT(*) FROM access_keys WHERE account_id = ?1 AND status = ?2",
+        params![key.account_id as i64, AccessKeyStatus::Active],
+        |r| r.get(0),
+    )?;
+    if active <= 1 {
+        return Err(MetaError::LastRootKey(key.id.clone()));
+    }
+    Ok(())
 }
 
 fn insert_account(tx: &Transaction<'_>, name: &str) -> Result<Account, MetaError> {
@@ -226,6 +312,57 @@ mod tests {
         s.create_account("other").unwrap();
         let other_key = s.create_access_key("other").unwrap();
         assert!(s.ensure_root(Some((&other_key.id, "x"))).is_err());
+    }
+
+    #[test]
+    fn keys_are_disabled_enabled_and_deleted() {
+        let s = Store::open_in_memory().unwrap();
+        s.create_account("a").unwrap();
+        let k = s.create_access_key("a").unwrap();
+        let info = s.set_access_key_status(&k.id, AccessKeyStatus::Inactive).unwrap();
+        assert_eq!((info.account_name.as_str(), info.status), ("a", AccessKeyStatus::Inactive));
+        assert_eq!(s.lookup_access_key(&k.id).unwrap().unwrap().status, AccessKeyStatus::Inactive);
+        // Another account's last key may go: only root's is kept.
+        s.set_access_key_status(&k.id, AccessKeyStatus::Active).unwrap();
+        assert_eq!(s.lookup_access_key(&k.id).unwrap().unwrap().status, AccessKeyStatus::Active);
+        assert_eq!(s.access_keys(Some("a")).unwrap().len(), 1);
+        s.delete_access_key(&k.id).unwrap();
+        assert!(s.lookup_access_key(&k.id).unwrap().is_none());
+        assert!(s.access_keys(Some("a")).unwrap().is_empty());
+        for r in
+            [s.delete_access_key(&k.id).map(drop), s.set_access_key_status(&k.id, AccessKeyStatus::Active).map(drop)]
+        {
+            assert!(matches!(r, Err(MetaError::AccessKeyNotFound(_))));
+        }
+    }
+
+    #[test]
+    fn the_root_accounts_last_active_key_stays() {
+        let s = Store::open_in_memory().unwrap();
+        let (_, first) = s.ensure_root(None).unwrap();
+        let first = first.unwrap();
+        for r in [
+            s.set_access_key_status(&first.id, AccessKeyStatus::Inactive).map(drop),
+            s.delete_access_key(&first.id).map(drop),
+        ] {
+            assert!(matches!(r, Err(MetaError::LastRootKey(_))), "{r:?}");
+        }
+        let second = s.create_access_key("root").unwrap();
+        s.set_access_key_status(&first.id, AccessKeyStatus::Inactive).unwrap();
+        // Now `second` is the last active one; the inactive first may be deleted.
+        assert!(matches!(s.delete_access_key(&second.id), Err(MetaError::LastRootKey(_))));
+        s.delete_access_key(&first.id).unwrap();
+        assert!(matches!(
+            s.set_access_key_status(&second.id, AccessKeyStatus::Inactive),
+            Err(MetaError::LastRootKey(_))
+        ));
+        // Enabling is always allowed.
+        assert_eq!(
+            s.set_access_key_status(&second.id, AccessKeyStatus::Active).unwrap().status,
+            AccessKeyStatus::Active
+        );
+        let all = s.access_keys(None).unwrap();
+        assert_eq!(all.iter().map(|k| k.id.as_str()).collect::<Vec<_>>(), vec![second.id.as_str()]);
     }
 
     #[test]

@@ -61,6 +61,12 @@ pub enum MetaError {
     AccountExists(String),
     #[error("account {0:?} does not exist; create it with `feitian account create {0}`")]
     AccountNotFound(String),
+    #[error("AccessKey {0} not found; `feitian accesskey list` shows the keys")]
+    AccessKeyNotFound(String),
+    #[error(
+        "AccessKey {0} is the root account's last active key; create another with `feitian accesskey create --account root` first"
+    )]
+    LastRootKey(String),
     #[error("{0}")]
     Invalid(String),
     #[error("the ClientToken was used before with different parameters")]

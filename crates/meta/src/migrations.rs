@@ -420,4 +420,13 @@ CREATE TABLE instance_forced_stops (
 );
 "#,
     ),
+    (
+        9,
+        "ClientToken expiry",
+        r#"
+-- A ClientToken is remembered for a limited time (client_token.rs); this index finds the
+-- oldest rows for the bounded sweep that each idempotent write does.
+CREATE INDEX client_tokens_by_age ON client_tokens(created_at);
+"#,
+    ),
 ];

@@ -35,6 +35,7 @@ async fn pangu(store: &Store, dir: &std::path::Path) -> Pangu {
             flow: DEFAULT_FLOW,
             heartbeat: Duration::from_millis(100),
             scrub: None,
+            secret: master.config().secret.clone(),
         },
         std::future::pending(),
     )

@@ -14,6 +14,12 @@
 //! [`ChunkClients`] hands out the client for an address: one pooled client per chunkserver,
 //! or the in-process one for a chunkserver running in this process. The master and the file
 //! clients of a process share one, so that both see the same in-process chunkservers.
+//!
+//! Every request is signed ([`crate::auth`]) with the client's [`Credentials`]: the cluster
+//! secret, or (the master's orders) the target server's own key
+//! ([`ChunkClient::with_credentials`]). An append is signed over its CRC32C header, never its
+//! bytes: signing adds no pass over them. Calls to the in-process chunkserver are not
+//! requests and need no signature.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -28,6 +34,7 @@ use hyper_util::rt::TokioExecutor;
 use parking_lot::Mutex;
 use serde::de::DeserializeOwned;
 
+use crate::auth::{Credentials, RequestFacts, AUTHORIZATION};
 use crate::chunk::{checksum, ChunkId};
 use crate::chunkserver::{
     ChunkInfo, ChunkServer, CorruptChunk, ErrorBody, ErrorCode, LenResponse, ServerStatus, CRC32C_HEADER,
@@ -78,24 +85,41 @@ pub struct ChunkClient {
     server: String,
     http: Client<HttpConnector, Full<Bytes>>,
     timeout: Duration,
+    /// What its requests are signed with.
+    credentials: Credentials,
     /// The same chunkserver, when it runs in this process: appends and reads then skip
     /// HTTP (the data path of `feitian up`'s embedded chunkserver); everything else, and
     /// every check, is the same.
     local: Option<ChunkServer>,
 }
 
+/// Pangu's HTTP client: keep-alive connections, dropped when idle before the server's header
+/// timeout would close them (a request sent on a connection the server is closing fails).
+pub(crate) fn http_client() -> Client<HttpConnector, Full<Bytes>> {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    Client::builder(TokioExecutor::new())
+        .pool_timer(hyper_util::rt::TokioTimer::new())
+        .pool_idle_timeout(crate::serve::CLIENT_IDLE)
+        .build(connector)
+}
+
 impl ChunkClient {
-    /// A client to the chunkserver at `server` (`host:port`).
-    pub fn new(server: impl Into<String>) -> ChunkClient {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        let http = Client::builder(TokioExecutor::new()).build(connector);
-        ChunkClient { server: server.into(), http, timeout: DEFAULT_TIMEOUT, local: None }
+    /// A client to the chunkserver at `server` (`host:port`), signing with `credentials`.
+    pub fn new(server: impl Into<String>, credentials: Credentials) -> ChunkClient {
+        ChunkClient { server: server.into(), http: http_client(), timeout: DEFAULT_TIMEOUT, credentials, local: None }
     }
 
     /// A client to a chunkserver running in this process (`server` is its address).
-    pub fn in_process(server: impl Into<String>, local: ChunkServer) -> ChunkClient {
-        ChunkClient { local: Some(local), ..ChunkClient::new(server) }
+    pub fn in_process(server: impl Into<String>, local: ChunkServer, credentials: Credentials) -> ChunkClient {
+        ChunkClient { local: Some(local), ..ChunkClient::new(server, credentials) }
+    }
+
+    /// The same client (same connections) signing with other credentials: the master's
+    /// orders to a server carry that server's key.
+    pub fn with_credentials(mut self, credentials: Credentials) -> ChunkClient {
+        self.credentials = credentials;
+        self
     }
 
     fn local_error(&self, e: crate::chunkserver::ApiError) -> ChunkClientError {
@@ -237,7 +261,18 @@ impl ChunkClient {
         body: Bytes,
         crc: Option<u32>,
     ) -> Result<(hyper::HeaderMap, Bytes)> {
-        let mut request = Request::builder().method(method).uri(format!("http://{}{path}", self.server));
+        let crc = crc.map(|c| c.to_string());
+        let authorization = self.credentials.authorization(&RequestFacts {
+            method: method.as_str(),
+            path_and_query: path,
+            content_length: body.len() as u64,
+            crc32c: crc.as_deref().unwrap_or(""),
+            sha256: "",
+        });
+        let mut request = Request::builder()
+            .method(method)
+            .uri(format!("http://{}{path}", self.server))
+            .header(AUTHORIZATION, authorization);
         if let Some(crc) = crc {
             request = request.header(CRC32C_HEADER, crc);
         }
@@ -276,29 +311,36 @@ impl ChunkClient {
 }
 
 /// The chunkservers this process talks to, by address (cheap to clone; clones share).
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct ChunkClients {
     inner: Arc<Pool>,
 }
 
-#[derive(Default)]
 struct Pool {
+    /// The cluster secret, which the clients sign with.
+    credentials: Credentials,
     clients: Mutex<HashMap<String, ChunkClient>>,
     /// Chunkservers running in this process, by address.
     local: Mutex<HashMap<String, ChunkServer>>,
 }
 
 impl ChunkClients {
-    pub fn new() -> ChunkClients {
-        ChunkClients::default()
+    /// Clients that sign with `credentials` (the cluster secret).
+    pub fn new(credentials: Credentials) -> ChunkClients {
+        ChunkClients { inner: Arc::new(Pool { credentials, clients: Mutex::default(), local: Mutex::default() }) }
     }
 
     /// The client for the chunkserver at `addr`: in-process if it runs here, else pooled.
     pub fn get(&self, addr: &str) -> ChunkClient {
         if let Some(local) = self.inner.local.lock().get(addr) {
-            return ChunkClient::in_process(addr, local.clone());
+            return ChunkClient::in_process(addr, local.clone(), self.inner.credentials.clone());
         }
-        self.inner.clients.lock().entry(addr.to_owned()).or_insert_with(|| ChunkClient::new(addr)).clone()
+        self.inner
+            .clients
+            .lock()
+            .entry(addr.to_owned())
+            .or_insert_with(|| ChunkClient::new(addr, self.inner.credentials.clone()))
+            .clone()
     }
 
     /// Says that the chunkserver at `addr` runs in this process: appends to and reads from

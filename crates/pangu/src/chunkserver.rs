@@ -14,7 +14,13 @@
 //! | `GET /corrupt`                                           | a list of [`CorruptChunk`]      |
 //! | `GET /status`                                            | [`ServerStatus`]                |
 //!
-//! `{id}` is a [`ChunkId`] in hex. Errors are `{"code", "message", ...}` ([`ErrorBody`])
+//! `{id}` is a [`ChunkId`] in hex. Every request is signed ([`crate::auth`]): with the cluster
+//! secret, except creates, deletes and replicates, which only the master orders and signs
+//! with this server's own key. A request that is not signed as it must be is answered 401
+//! (`Unauthenticated`, `RequestExpired`, `RequestReplayed`) or 403 (`Forbidden`) from its head
+//! alone, before any work and before its body is read; so nobody without the secret reads,
+//! writes, lists or deletes a replica, and a replicate only ever fetches from the source the
+//! master named. Errors are `{"code", "message", ...}` ([`ErrorBody`])
 //! with a 4xx status for anything the client can fix or must know (offset and checksum
 //! mismatches, full or sealed chunks, corrupt replicas) and a 5xx only for the server's own
 //! failures (local I/O errors, a poisoned handle, an unreachable replication source).
@@ -51,19 +57,21 @@ mod tests;
 use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{DefaultBodyLimit, Path as UrlPath, RawQuery, State};
+use axum::extract::{DefaultBodyLimit, Extension, Path as UrlPath, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::serve::ListenerExt;
 use axum::Router;
 use parking_lot::{Mutex, RwLock};
 use serde::Serialize;
 use tracing::{info, warn};
 
+use crate::auth::layer::Guard;
+use crate::auth::{AuthError, Credentials, Keyring, Principal, ServerToken, Verifier};
 use crate::chunk::{checksum, ChunkError, ChunkFile, ChunkId, DEFAULT_MAX_SIZE};
 use crate::chunk_client::{ChunkClient, ChunkClientError};
 use crate::flow::{FlowConfig, FlowError, Refusal, Scheduler, Traffic};
@@ -100,6 +108,11 @@ pub struct ChunkServerConfig {
     /// How client appends and re-replication copies share this server's bandwidth; the
     /// repair ceiling is the configured re-replication rate.
     pub flow: FlowConfig,
+    /// The cluster secret: requests signed with it are served, and this server signs its
+    /// reads from a replication source with it.
+    pub secret: Keyring,
+    /// This server's token from the master: the master's orders are signed with it.
+    pub token: ServerToken,
 }
 
 /// The default share: 2 GiB/s in all (more than one disk moves, so clients are not slowed),
@@ -138,6 +151,10 @@ pub struct ChunkServer {
 
 struct Inner {
     config: ChunkServerConfig,
+    /// The id the master knows this server by (the configured one, unless the master gave
+    /// it another since: [`ChunkServer::set_identity`]).
+    server_id: AtomicU64,
+    verifier: Arc<Verifier>,
     chunks: Mutex<HashMap<ChunkId, Arc<Replica>>>,
     corrupt: Mutex<BTreeMap<ChunkId, String>>,
     lifecycle: Mutex<()>,
@@ -173,8 +190,11 @@ impl ChunkServer {
         }
         info!(dir = %config.dir.display(), chunks = chunks.len(), corrupt = corrupt.len(), "chunkserver opened");
         let flow = Scheduler::new(config.flow).map_err(ChunkServerError::Flow)?;
+        let verifier = Arc::new(Verifier::chunkserver(config.secret.clone(), config.server_id, &config.token));
         Ok(ChunkServer {
             inner: Arc::new(Inner {
+                server_id: AtomicU64::new(config.server_id.0),
+                verifier,
                 config,
                 chunks: Mutex::new(chunks),
                 corrupt: Mutex::new(corrupt),
@@ -189,9 +209,27 @@ impl ChunkServer {
         &self.inner.config
     }
 
-    /// The service's routes, to serve alone ([`ChunkServer::serve`]) or nest in another
-    /// router.
+    /// The id the master knows this server by.
+    pub fn server_id(&self) -> ServerId {
+        ServerId(self.inner.server_id.load(Ordering::Relaxed))
+    }
+
+    /// The master knows this server by another id now (it lost the old one): its orders
+    /// come signed with the new id's token.
+    pub fn set_identity(&self, id: ServerId, token: &ServerToken) {
+        self.inner.verifier.set_identity(id, token);
+        self.inner.server_id.store(id.0, Ordering::Relaxed);
+    }
+
+    /// The service's routes, every one behind the signature check, to serve alone
+    /// ([`ChunkServer::serve`]). Not to be nested under a prefix: the signature covers the
+    /// path as the client sent it.
     pub fn router(&self) -> Router {
+        let guard = Guard {
+            verifier: Arc::clone(&self.inner.verifier),
+            refuse: |e| ApiError::from_auth(e).into_response(),
+            check_body_sha256: None,
+        };
         Router::new()
             .route("/chunks", get(list_chunks))
             .route("/chunks/{id}", post(create_chunk).get(read_chunk).delete(delete_chunk))
@@ -203,11 +241,13 @@ impl ChunkServer {
             // An append's body may be a whole batch (one fsync per batch, not per write).
             .layer(DefaultBodyLimit::max(MAX_TRANSFER_BYTES as usize))
             .with_state(self.clone())
+            // Outermost: nothing runs, and no body is read, before the signature is checked.
+            .layer(axum::middleware::from_fn_with_state(guard, crate::auth::layer::guard))
     }
 
     /// Serves the routes on `listener` until the future is dropped or the listener fails.
     pub async fn serve(self, listener: tokio::net::TcpListener) -> io::Result<()> {
-        axum::serve(listener.tap_io(no_delay), self.router()).await
+        self.serve_until(listener, std::future::pending()).await
     }
 
     /// Serves until `shutdown` completes, then lets requests in flight finish (an append
@@ -217,7 +257,29 @@ impl ChunkServer {
         listener: tokio::net::TcpListener,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> io::Result<()> {
-        axum::serve(listener.tap_io(no_delay), self.router()).with_graceful_shutdown(shutdown).await
+        self.serve_with(listener, crate::serve::DEFAULT_LIMITS, shutdown).await
+    }
+
+    /// [`ChunkServer::serve_until`] with other bounds on connections.
+    pub async fn serve_with(
+        self,
+        listener: tokio::net::TcpListener,
+        limits: crate::serve::Limits,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> io::Result<()> {
+        crate::serve::serve(listener, self.router(), limits, shutdown).await
+    }
+
+    /// Only the master orders creates, deletes and replicates: it signs them with this
+    /// server's own key.
+    fn require_master(&self, principal: Principal) -> Result<(), ApiError> {
+        if principal == Principal::Server(self.server_id()) {
+            return Ok(());
+        }
+        Err(ApiError::new(
+            ErrorCode::Forbidden,
+            "only the master orders creates, deletes and replicates (signed with this server's key)".to_owned(),
+        ))
     }
 
     /// The replicas listed as corrupt.
@@ -234,7 +296,7 @@ impl ChunkServer {
         let config = self.config();
         let used_bytes: u64 = infos.iter().map(|info| info.len).sum();
         let status = ServerStatus {
-            server_id: config.server_id.0,
+            server_id: self.server_id().0,
             rack: config.rack.clone(),
             capacity_bytes: config.capacity_bytes,
             used_bytes,
@@ -468,9 +530,11 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, ApiError> + S
 
 async fn create_chunk(
     State(server): State<ChunkServer>,
+    Extension(principal): Extension<Principal>,
     UrlPath(id): UrlPath<String>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
+    server.require_master(principal)?;
     let id = parse_id(&id)?;
     let query = Query::parse(query.as_deref());
     let max_size = query.u64_or("max_size", DEFAULT_MAX_SIZE)?;
@@ -568,7 +632,12 @@ async fn seal_chunk(
     Ok(json_response(StatusCode::OK, &LenResponse { len }))
 }
 
-async fn delete_chunk(State(server): State<ChunkServer>, UrlPath(id): UrlPath<String>) -> Result<Response, ApiError> {
+async fn delete_chunk(
+    State(server): State<ChunkServer>,
+    Extension(principal): Extension<Principal>,
+    UrlPath(id): UrlPath<String>,
+) -> Result<Response, ApiError> {
+    server.require_master(principal)?;
     let id = parse_id(&id)?;
     blocking(move || server.delete(id)).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
@@ -593,11 +662,16 @@ async fn status(State(server): State<ChunkServer>) -> Result<Response, ApiError>
 /// once, and an unfinished one that an earlier request left (only a crash does that, see
 /// below) is continued from its end, its bytes having come from a verified source. A copy
 /// that fails removes the replica it created, so a failed repair leaves nothing behind.
+///
+/// Only the master orders a copy, so `from` is a server it registered: nobody else can make
+/// this server connect to a host of their choosing.
 async fn replicate_chunk(
     State(server): State<ChunkServer>,
+    Extension(principal): Extension<Principal>,
     UrlPath(id): UrlPath<String>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
+    server.require_master(principal)?;
     let id = parse_id(&id)?;
     let query = Query::parse(query.as_deref());
     let from = query.required("from")?.to_string();
@@ -634,7 +708,7 @@ async fn replicate_chunk(
 
 /// Appends the source's bytes `offset..len` to the local replica and seals it at `len`.
 async fn copy_from(server: &ChunkServer, id: ChunkId, from: &str, mut offset: u64, len: u64) -> Result<u64, ApiError> {
-    let source = ChunkClient::new(from);
+    let source = ChunkClient::new(from, Credentials::cluster(&server.inner.config.secret));
     while offset < len {
         let n = (len - offset).min(REPLICATE_READ_BYTES);
         server.admit(Traffic::Repair, n).await;
@@ -767,8 +841,12 @@ impl ApiError {
             | ErrorCode::ChunkFull
             | ErrorCode::ChunkSealed
             | ErrorCode::ChunkCorrupt => StatusCode::CONFLICT,
-            ErrorCode::ChunkPoisoned => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::ChunkPoisoned | ErrorCode::Busy => StatusCode::SERVICE_UNAVAILABLE,
             ErrorCode::ReplicationSourceFailed => StatusCode::BAD_GATEWAY,
+            ErrorCode::Unauthenticated | ErrorCode::RequestExpired | ErrorCode::RequestReplayed => {
+                StatusCode::UNAUTHORIZED
+            }
+            ErrorCode::Forbidden => StatusCode::FORBIDDEN,
             ErrorCode::InternalError | ErrorCode::Unknown => StatusCode::INTERNAL_SERVER_ERROR,
         };
         ApiError { status, body: ErrorBody { code, message, chunk_len: None, block_index: None } }
@@ -776,6 +854,20 @@ impl ApiError {
 
     fn invalid(message: String) -> ApiError {
         ApiError::new(ErrorCode::InvalidParameter, message)
+    }
+
+    fn from_auth(error: AuthError) -> ApiError {
+        let code = match error {
+            AuthError::Expired { .. } => ErrorCode::RequestExpired,
+            AuthError::Replayed => ErrorCode::RequestReplayed,
+            AuthError::Busy => ErrorCode::Busy,
+            AuthError::Missing
+            | AuthError::Malformed(_)
+            | AuthError::UnknownKey
+            | AuthError::BadSignature
+            | AuthError::BodyMismatch => ErrorCode::Unauthenticated,
+        };
+        ApiError::new(code, error.to_string())
     }
 
     fn from_chunk(error: ChunkError) -> ApiError {

@@ -1,5 +1,7 @@
 //! Pangu: an append-only, replicated, end-to-end checksummed distributed file system.
 //!
+//! - [`auth`]: who may call the master and the chunkservers: the cluster secret, servers'
+//!   identity tokens, signed requests with a bounded replay window.
 //! - [`chunk`]: one chunk replica on a chunkserver's disk: append-only, a CRC32C per block,
 //!   verified on every read.
 //! - [`chunkserver`]: the HTTP service over a directory of chunk replicas: create, append,
@@ -17,7 +19,10 @@
 //! - [`parts`]: bytes in several buffers, appended as one without first being copied into one.
 //! - [`flow`]: token buckets, and the scheduler that shares a server's bandwidth between
 //!   client writes and repair so that neither starves and repair never storms.
+//! - [`serve`]: the HTTP loop of Pangu's listeners, with a connection cap and a header
+//!   timeout.
 
+pub mod auth;
 pub mod chunk;
 pub mod chunk_client;
 pub mod chunkserver;
@@ -30,3 +35,4 @@ pub mod node;
 pub mod parts;
 pub mod placement;
 pub mod repair;
+pub mod serve;

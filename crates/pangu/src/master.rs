@@ -37,6 +37,18 @@
 //!
 //! File clients reach the master through [`crate::master_client::MasterClient`], which
 //! [`Master`] implements in process.
+//!
+//! # Authentication
+//!
+//! Every request to the master's routes ([`router`]) is signed ([`crate::auth`]): a new
+//! chunkserver registers with the cluster secret and is given its id and a token; from then
+//! on it speaks with its own key (the token under the cluster secret), which the master
+//! checks by recomputing the token from its own key. So a registration under a known id (the
+//! one request that moves a server's address) and a heartbeat are only accepted from that
+//! server. The master signs its chunkserver calls with the cluster secret, and its orders
+//! (create, delete, replicate) with the target server's key, which only it and that server
+//! can make: a chunkserver obeys no one else's, and fetches only from the source the master
+//! names, a server it registered.
 
 pub mod namespace;
 
@@ -49,6 +61,7 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
+use crate::auth::{Credentials, Keyring, Principal, ServerToken, TokenIssuer, Verifier};
 use crate::chunk::{ChunkId, DEFAULT_MAX_SIZE};
 use crate::chunk_client::{ChunkClient, ChunkClientError, ChunkClients};
 use crate::chunkserver::{ChunkInfo, CorruptChunk, ErrorCode, ServerStatus};
@@ -82,11 +95,19 @@ pub struct MasterConfig {
     /// How often health is checked and repair planned.
     pub tick: Duration,
     pub repair: RepairLimits,
+    /// The cluster secret: what members sign with (and the master's calls to chunkservers).
+    pub secret: Keyring,
+    /// The master's own key, which chunkservers' identity tokens are made from.
+    pub issuer: TokenIssuer,
 }
 
 impl MasterConfig {
+    /// The defaults, with a fresh random cluster secret and master key (`feitian up` sets
+    /// the ones kept in its data directory).
     pub fn new(replication: usize) -> MasterConfig {
         MasterConfig {
+            secret: Keyring::generate(),
+            issuer: TokenIssuer::generate(),
             replication,
             min_write_replicas: if replication <= 1 { 1 } else { 2 },
             chunk_size: DEFAULT_MAX_SIZE,
@@ -111,6 +132,9 @@ pub enum MasterError {
     Create(String),
     #[error("unknown chunkserver {0}")]
     UnknownServer(u64),
+    /// The request is signed, but not by the server it speaks for.
+    #[error("{0}")]
+    Forbidden(String),
     #[error("control-plane store: {0}")]
     Store(#[from] MetaError),
     #[error("the master is shutting down")]
@@ -156,6 +180,10 @@ pub struct RegisterRequest {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RegisterReply {
     pub server_id: u64,
+    /// A new server's token (hex), its proof of identity from now on; `None` for a known
+    /// server, which has it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
 }
 
 /// `POST /pangu/v1/heartbeat`: a chunkserver's full report.
@@ -258,6 +286,8 @@ pub struct Master {
     origin: Instant,
     /// Its clients to chunkservers, shared with the file clients of this process.
     chunks: ChunkClients,
+    /// Checks the signatures of requests to its routes.
+    verifier: Arc<Verifier>,
 }
 
 fn now_text() -> String {
@@ -309,7 +339,6 @@ impl Master {
         info!(servers = servers.len(), files = files.len(), chunks = chunks.len(), "pangu master loaded its namespace");
         Ok(Arc::new(Master {
             store,
-            config,
             state: Mutex::new(State {
                 servers,
                 heartbeats,
@@ -322,7 +351,9 @@ impl Master {
                 stats: RepairStats::default(),
             }),
             origin,
-            chunks: ChunkClients::new(),
+            chunks: ChunkClients::new(Credentials::cluster(&config.secret)),
+            verifier: Arc::new(Verifier::master(config.secret.clone(), config.issuer.clone())),
+            config,
         }))
     }
 
@@ -337,6 +368,18 @@ impl Master {
     /// A pooled client to a chunkserver.
     pub fn chunk_client(&self, addr: &str) -> ChunkClient {
         self.chunks.get(addr)
+    }
+
+    /// A client for the master's orders to server `id` (create, delete, replicate), which
+    /// it signs with that server's own key.
+    fn order_client(&self, id: ServerId, addr: &str) -> ChunkClient {
+        self.chunks.get(addr).with_credentials(Credentials::server(id, &self.server_token(id), &self.config.secret))
+    }
+
+    /// Server `id`'s token. For `feitian up`, whose embedded chunkserver's data directory
+    /// is its own: one registered before tokens existed is given its token there.
+    pub fn server_token(&self, id: ServerId) -> ServerToken {
+        self.config.issuer.token(id)
     }
 
     /// The master's chunkserver clients, for file clients in the same process (so that they
@@ -360,17 +403,29 @@ impl Master {
 
     // ---- membership --------------------------------------------------------------------
 
-    pub async fn register(&self, req: RegisterRequest) -> Result<RegisterReply, MasterError> {
+    /// Registers a chunkserver signed as `principal`. A known id (a server coming back,
+    /// perhaps at another address) must be signed with that server's own key; a new server
+    /// (no id) gets an id and its token.
+    pub async fn register(&self, req: RegisterRequest, principal: Principal) -> Result<RegisterReply, MasterError> {
         let (addr, rack) = (req.addr.clone(), req.rack.clone());
-        let id = match req.server_id {
+        let (id, token) = match req.server_id {
             Some(id) => {
+                if principal != Principal::Server(ServerId(id)) {
+                    warn!(server = id, addr = %req.addr, ?principal, "refused a registration under a known id without its key");
+                    return Err(MasterError::Forbidden(format!(
+                        "registering as server {id} takes that server's key, not {principal:?}'s"
+                    )));
+                }
                 let known = self.db(move |tx| db::update_server(tx, id, &addr, &rack)).await?;
                 if !known {
                     return Err(MasterError::UnknownServer(id));
                 }
-                id
+                (id, None)
             }
-            None => self.db(move |tx| db::insert_server(tx, &addr, &rack, &now_text())).await?,
+            None => {
+                let id = self.db(move |tx| db::insert_server(tx, &addr, &rack, &now_text())).await?;
+                (id, Some(self.server_token(ServerId(id)).to_hex()))
+            }
         };
         let now = self.now();
         let mut st = self.state.lock();
@@ -385,12 +440,18 @@ impl Master {
         server.rack = req.rack.clone();
         st.heartbeats.record(ServerId(id), now);
         info!(server = id, addr = %req.addr, rack = %req.rack, "chunkserver registered");
-        Ok(RegisterReply { server_id: id })
+        Ok(RegisterReply { server_id: id, token })
     }
 
-    /// Takes a chunkserver's report; answers with the replicas it should delete.
-    pub fn heartbeat(&self, hb: HeartbeatRequest) -> Result<HeartbeatReply, MasterError> {
+    /// Takes a chunkserver's report, signed as `principal` (it must be that server);
+    /// answers with the replicas it should delete.
+    pub fn heartbeat(&self, hb: HeartbeatRequest, principal: Principal) -> Result<HeartbeatReply, MasterError> {
         let id = ServerId(hb.server_id);
+        if principal != Principal::Server(id) {
+            return Err(MasterError::Forbidden(format!(
+                "a heartbeat for server {id} takes that server's key, not {principal:?}'s"
+            )));
+        }
         let now = self.now();
         let mut st = self.state.lock();
         let State { servers, heartbeats, chunks, garbage, in_flight, stats, .. } = &mut *st;
@@ -528,7 +589,7 @@ impl Master {
             }
         }
         let creates = chosen.iter().map(|(s, addr)| {
-            let client = self.chunk_client(addr);
+            let client = self.order_client(*s, addr);
             async move { (*s, addr.clone(), client.create(id, chunk_size).await) }
         });
         let results = futures_util::future::join_all(creates).await;
@@ -838,7 +899,7 @@ impl Master {
             }
         }
         for (chunk, server, addr) in garbage {
-            let client = self.chunk_client(&addr);
+            let client = self.order_client(server, &addr);
             match client.delete(chunk).await {
                 Ok(()) => {
                     self.db(move |tx| db::forget_garbage(tx, chunk.0, server.0)).await?;
@@ -886,7 +947,7 @@ impl Master {
         let result = match (source, target) {
             (Some(source), Some(target)) => {
                 info!(chunk = %task.chunk, from = %source, to = %target, bytes = task.bytes, "re-replicating");
-                self.chunk_client(&target)
+                self.order_client(task.target, &target)
                     .with_timeout(Duration::from_secs(3600))
                     .replicate(task.chunk, &source, task.bytes)
                     .await
@@ -932,39 +993,63 @@ impl Master {
     }
 }
 
-/// The master's HTTP routes, for chunkservers (register, heartbeat) and operators (status).
+/// The most a request to the master may carry: a heartbeat lists every replica of its server
+/// (about 80 bytes each).
+pub const MAX_REQUEST_BYTES: usize = 64 * 1024 * 1024;
+
+/// The master's HTTP routes, for chunkservers (register, heartbeat) and operators (status),
+/// every one behind the signature check (see the module docs). Served alone: the signature
+/// covers the path as the client sent it.
 pub fn router(master: Arc<Master>) -> axum::Router {
-    use axum::extract::State;
+    use axum::extract::{Extension, State};
     use axum::http::StatusCode;
+    use axum::response::IntoResponse;
     use axum::routing::{get, post};
     use axum::Json;
 
     fn refuse(e: MasterError) -> (StatusCode, String) {
         let status = match e {
             MasterError::UnknownServer(_) => StatusCode::NOT_FOUND,
+            MasterError::Forbidden(_) => StatusCode::FORBIDDEN,
             _ => StatusCode::SERVICE_UNAVAILABLE,
         };
         (status, e.to_string())
     }
+    fn unauthenticated(e: crate::auth::AuthError) -> axum::response::Response {
+        let status = match e {
+            crate::auth::AuthError::Busy => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::UNAUTHORIZED,
+        };
+        (status, e.to_string()).into_response()
+    }
     async fn register(
         State(m): State<Arc<Master>>,
+        Extension(principal): Extension<Principal>,
         Json(req): Json<RegisterRequest>,
     ) -> Result<Json<RegisterReply>, (StatusCode, String)> {
-        m.register(req).await.map(Json).map_err(refuse)
+        m.register(req, principal).await.map(Json).map_err(refuse)
     }
     async fn heartbeat(
         State(m): State<Arc<Master>>,
+        Extension(principal): Extension<Principal>,
         Json(req): Json<HeartbeatRequest>,
     ) -> Result<Json<HeartbeatReply>, (StatusCode, String)> {
-        m.heartbeat(req).map(Json).map_err(refuse)
+        m.heartbeat(req, principal).map(Json).map_err(refuse)
     }
     async fn status(State(m): State<Arc<Master>>) -> Json<MasterStatus> {
         Json(m.status())
     }
+    let guard = crate::auth::layer::Guard {
+        verifier: Arc::clone(&master.verifier),
+        refuse: unauthenticated,
+        check_body_sha256: Some(MAX_REQUEST_BYTES),
+    };
     axum::Router::new()
         .route("/pangu/v1/register", post(register))
         .route("/pangu/v1/heartbeat", post(heartbeat))
         .route("/pangu/v1/status", get(status))
-        .layer(axum::extract::DefaultBodyLimit::max(64 * 1024 * 1024))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_REQUEST_BYTES))
         .with_state(master)
+        // Outermost: nothing runs, and no body is read, before the signature is checked.
+        .layer(axum::middleware::from_fn_with_state(guard, crate::auth::layer::guard))
 }

@@ -106,9 +106,10 @@ impl From<MasterError> for MasterClientError {
             MasterError::ChunkOpen(chunk) => MasterClientError::ChunkOpen(chunk),
             MasterError::Placement(e) => MasterClientError::Placement(e),
             MasterError::Create(e) => MasterClientError::Create(e),
-            e @ (MasterError::UnknownServer(_) | MasterError::Store(_) | MasterError::Gone) => {
-                MasterClientError::Unavailable(e.to_string())
-            }
+            e @ (MasterError::UnknownServer(_)
+            | MasterError::Forbidden(_)
+            | MasterError::Store(_)
+            | MasterError::Gone) => MasterClientError::Unavailable(e.to_string()),
         }
     }
 }
@@ -268,6 +269,7 @@ mod tests {
                 flow: DEFAULT_FLOW,
                 heartbeat: Duration::from_millis(100),
                 scrub: None,
+                secret: master.config().secret.clone(),
             },
             std::future::pending(),
         )

@@ -72,6 +72,7 @@ impl Cluster {
             flow: flow_for_repair_rate(256 << 20).unwrap_or(DEFAULT_FLOW),
             heartbeat: Duration::from_millis(200),
             scrub: None,
+            secret: self.master.config().secret.clone(),
         };
         let node = node::start(config, async move {
             let _ = rx.await;

@@ -11,36 +11,72 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use super::*;
+use crate::auth::{RequestFacts, TokenIssuer, AUTHORIZATION};
 use crate::chunk::BLOCK_SIZE;
 use crate::chunk_client::{ChunkClient, ChunkClientError};
 
 const ID: ChunkId = ChunkId(0x00c0_ffee);
+const SERVER: ServerId = ServerId(7);
+
+/// The cluster's secret and the master's key, shared by every server of these tests.
+fn keys() -> (Keyring, TokenIssuer) {
+    let secret = crate::auth::Secret::from_hex(&"c5".repeat(32)).unwrap();
+    let master = crate::auth::Secret::from_hex(&"3a".repeat(32)).unwrap();
+    (Keyring::single(secret), TokenIssuer::new(master))
+}
+
+/// What the master signs its orders to [`SERVER`] with.
+fn master_credentials() -> Credentials {
+    let (secret, issuer) = keys();
+    Credentials::server(SERVER, &issuer.token(SERVER), &secret)
+}
+
+/// What any member of the cluster signs with.
+fn cluster_credentials() -> Credentials {
+    Credentials::cluster(&keys().0)
+}
 
 /// A chunkserver running on its own listener until dropped (or `stop`ped).
 struct Running {
     addr: SocketAddr,
+    /// Signs as the master does to this server: everything is allowed.
     client: ChunkClient,
+    /// Signs with the cluster secret: a member that is not the master.
+    member: ChunkClient,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<io::Result<()>>,
 }
 
 impl Running {
     async fn start(dir: &Path) -> Running {
+        Running::start_with(dir, crate::serve::DEFAULT_LIMITS).await
+    }
+
+    async fn start_with(dir: &Path, limits: crate::serve::Limits) -> Running {
+        let (secret, issuer) = keys();
         let config = ChunkServerConfig {
             dir: dir.to_path_buf(),
-            server_id: ServerId(7),
+            server_id: SERVER,
             rack: "rack-a".to_string(),
             capacity_bytes: 1 << 30,
             flow: super::DEFAULT_FLOW,
+            secret,
+            token: issuer.token(SERVER),
         };
         let server = tokio::task::spawn_blocking(move || ChunkServer::open(config)).await.unwrap().unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel();
-        let task = tokio::spawn(server.serve_until(listener, async {
+        let task = tokio::spawn(server.serve_with(listener, limits, async {
             let _ = stopped.await;
         }));
-        Running { addr, client: ChunkClient::new(addr.to_string()), stop: Some(stop), task }
+        Running {
+            addr,
+            client: ChunkClient::new(addr.to_string(), master_credentials()),
+            member: ChunkClient::new(addr.to_string(), cluster_credentials()),
+            stop: Some(stop),
+            task,
+        }
     }
 
     /// Stops accepting, lets requests in flight finish, and waits for the server to end.
@@ -50,6 +86,7 @@ impl Running {
         }
         // Drop our keep-alive connections so that the graceful shutdown can finish.
         drop(self.client);
+        drop(self.member);
         self.task.await.unwrap().unwrap();
     }
 }
@@ -175,7 +212,12 @@ async fn bad_requests_get_4xx_with_codes() {
         ("POST", "/chunks/c0ffee/seal?len=-1", None, (400, ErrorCode::InvalidParameter)),
         ("POST", "/chunks/c0ffee/replicate?len=1", None, (400, ErrorCode::InvalidParameter)),
     ] {
-        let mut request = hyper::Request::builder().method(method).uri(format!("http://{}{path}", server.addr));
+        let facts =
+            RequestFacts { method, path_and_query: path, content_length: 0, crc32c: header.unwrap_or(""), sha256: "" };
+        let mut request = hyper::Request::builder()
+            .method(method)
+            .uri(format!("http://{}{path}", server.addr))
+            .header(AUTHORIZATION, master_credentials().authorization(&facts));
         if let Some(crc) = header {
             request = request.header(CRC32C_HEADER, crc);
         }
@@ -315,7 +357,7 @@ async fn an_unreachable_server_is_a_transport_failure() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     drop(listener);
-    let result = ChunkClient::new(addr.to_string()).status().await;
+    let result = ChunkClient::new(addr.to_string(), cluster_credentials()).status().await;
     assert!(result.as_ref().is_err_and(ChunkClientError::is_transport), "{result:?}");
 }
 
@@ -365,4 +407,228 @@ fn query_strings_decode() {
     assert!(q.optional_u64("x").is_err());
     assert!(q.required("missing").is_err());
     assert_eq!(percent_decode("%4"), "%4");
+}
+
+// ---- authentication: the attacks of issue 14, each refused -----------------------------
+
+/// One HTTP/1.1 exchange on a fresh connection: `request` is written as is (nothing more),
+/// then the answer is read up to the end of its body: its status and body.
+async fn raw_exchange(addr: SocketAddr, request: &[u8]) -> (u16, Vec<u8>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request).await.unwrap();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        if let Some(end) = answer.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&answer[..end]).to_ascii_lowercase();
+            let status = head[9..12].parse().unwrap();
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .map(|v| v.trim().parse().unwrap())
+                .unwrap_or(0);
+            if answer.len() >= end + 4 + len {
+                return (status, answer[end + 4..end + 4 + len].to_vec());
+            }
+        }
+        let n = tokio::time::timeout(std::time::Duration::from_secs(10), stream.read(&mut buf))
+            .await
+            .expect("an answer within 10 s")
+            .unwrap();
+        assert!(n > 0, "the connection closed without a whole answer: {:?}", String::from_utf8_lossy(&answer));
+        answer.extend_from_slice(&buf[..n]);
+    }
+}
+
+/// A request's head and body, signed with `credentials` (or not at all) at `now_ms`.
+fn raw_request(method: &str, path: &str, crc: Option<u32>, body: &[u8], sign: Option<(&Credentials, u64)>) -> Vec<u8> {
+    let crc = crc.map(|c| c.to_string());
+    let mut head = format!("{method} {path} HTTP/1.1\r\nhost: x\r\ncontent-length: {}\r\n", body.len());
+    if let Some(crc) = &crc {
+        head += &format!("{CRC32C_HEADER}: {crc}\r\n");
+    }
+    if let Some((credentials, now)) = sign {
+        let facts = RequestFacts {
+            method,
+            path_and_query: path,
+            content_length: body.len() as u64,
+            crc32c: crc.as_deref().unwrap_or(""),
+            sha256: "",
+        };
+        head += &format!("{AUTHORIZATION}: {}\r\n", credentials.authorization_at(&facts, now, rand::random()));
+    }
+    head += "connection: close\r\n\r\n";
+    [head.as_bytes(), body].concat()
+}
+
+fn code_of(body: &[u8]) -> ErrorCode {
+    serde_json::from_slice::<ErrorBody>(body).unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(body))).code
+}
+
+#[tokio::test]
+async fn without_the_secret_nobody_reads_writes_lists_or_deletes_a_replica() {
+    let dir = TempDir::new().unwrap();
+    let server = Running::start(dir.path()).await;
+    let c = &server.client;
+    let secret = b"a private object's bytes";
+    c.create(ID, 1 << 20).await.unwrap();
+    c.append(ID, 0, Bytes::from_static(secret)).await.unwrap();
+    let other = ChunkId(0xbad);
+    let junk = vec![0x55u8; 4096];
+    let id = format!("{ID}");
+    let n = secret.len();
+    let routes: Vec<(&str, String, Option<u32>, &[u8])> = vec![
+        // Before: 200 and the bytes.
+        ("GET", format!("/chunks/{id}?offset=0&len=10"), None, b""),
+        ("GET", "/chunks".into(), None, b""),
+        // Before: 204, and the object was unrecoverable.
+        ("DELETE", format!("/chunks/{id}"), None, b""),
+        ("POST", format!("/chunks/{id}/seal?len=1"), None, b""),
+        // Before: a new replica and bytes on disk (filling it).
+        ("POST", format!("/chunks/{other}?max_size=1048576"), None, b""),
+        ("POST", format!("/chunks/{id}/append?offset={n}"), Some(checksum(&junk)), &junk),
+        // Before: a connection to any host named.
+        ("POST", format!("/chunks/{other}/replicate?from=127.0.0.1:9&len=10"), None, b""),
+        ("GET", "/corrupt".into(), None, b""),
+        ("GET", "/status".into(), None, b""),
+    ];
+    let wrong = Credentials::cluster(&Keyring::generate());
+    for (method, path, crc, body) in &routes {
+        for sign in [None, Some((&wrong, crate::auth::now_ms()))] {
+            let (status, answer) = raw_exchange(server.addr, &raw_request(method, path, *crc, body, sign)).await;
+            assert_eq!(
+                (status, code_of(&answer)),
+                (401, ErrorCode::Unauthenticated),
+                "{method} {path} {}",
+                sign.is_some()
+            );
+            assert!(!answer.windows(10).any(|w| w == &secret[..10]), "no byte of the replica in a refusal");
+        }
+    }
+    // Nothing changed: the one replica, its bytes, unsealed; nothing else was created.
+    assert_eq!(c.list().await.unwrap(), vec![ChunkInfo { id: ID, len: n as u64, max_size: 1 << 20, sealed: false }]);
+    assert_eq!(&c.read(ID, 0, n as u64).await.unwrap()[..], secret);
+    assert!(!dir.path().join(format!("{other}.meta")).exists());
+    // The same requests signed with the secret are served (the old behaviour, for members).
+    let member = cluster_credentials();
+    let (status, answer) =
+        raw_exchange(server.addr, &raw_request("GET", &routes[0].1, None, b"", Some((&member, crate::auth::now_ms()))))
+            .await;
+    assert_eq!((status, &answer[..]), (200, &secret[..10]));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn only_the_master_orders_creates_deletes_and_replicates() {
+    let dir = TempDir::new().unwrap();
+    let server = Running::start(dir.path()).await;
+    server.client.create(ID, 1 << 20).await.unwrap();
+    let m = &server.member;
+    // A member's data calls are served ...
+    assert_eq!(m.append(ID, 0, Bytes::from_static(b"hello")).await.unwrap(), 5);
+    assert_eq!(&m.read(ID, 0, 5).await.unwrap()[..], b"hello");
+    assert_eq!(m.list().await.unwrap().len(), 1);
+    assert_eq!(m.status().await.unwrap().chunks, 1);
+    // ... its orders are not: they are the master's, signed with this server's key.
+    let (code, _) = refusal(m.create(ChunkId(2), 100).await);
+    assert_eq!(code, ErrorCode::Forbidden);
+    let result = m.delete(ID).await;
+    let Err(ChunkClientError::Server { status, code, .. }) = result else { panic!("{result:?}") };
+    assert_eq!((status, code), (403, ErrorCode::Forbidden));
+    assert_eq!(&m.read(ID, 0, 5).await.unwrap()[..], b"hello", "the replica is still there");
+    let (code, _) = refusal(m.replicate(ChunkId(3), &server.addr.to_string(), 5).await);
+    assert_eq!(code, ErrorCode::Forbidden);
+    // Another server's key is not this server's.
+    let (secret, issuer) = keys();
+    let eight = ChunkClient::new(
+        server.addr.to_string(),
+        Credentials::server(ServerId(8), &issuer.token(ServerId(8)), &secret),
+    );
+    let (code, _) = refusal(eight.delete(ID).await);
+    assert_eq!(code, ErrorCode::Unauthenticated);
+    assert_eq!(m.list().await.unwrap().iter().map(|i| i.id).collect::<Vec<_>>(), vec![ID]);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_replicate_from_a_host_the_master_did_not_name_never_connects() {
+    let dir = TempDir::new().unwrap();
+    let server = Running::start(dir.path()).await;
+    let attacker = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let from = attacker.local_addr().unwrap().to_string();
+    // Unsigned (before: 502 after connecting to it), and signed by a member.
+    let path = format!("/chunks/{}/replicate?from={from}&len=10", ChunkId(5));
+    let (status, answer) = raw_exchange(server.addr, &raw_request("POST", &path, None, b"", None)).await;
+    assert_eq!((status, code_of(&answer)), (401, ErrorCode::Unauthenticated));
+    let (code, _) = refusal(server.member.replicate(ChunkId(5), &from, 10).await);
+    assert_eq!(code, ErrorCode::Forbidden);
+    let accepted = tokio::time::timeout(std::time::Duration::from_millis(300), attacker.accept()).await;
+    assert!(accepted.is_err(), "the chunkserver connected to the attacker's host");
+    assert!(server.client.list().await.unwrap().is_empty(), "no replica was created");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn an_unsigned_append_is_refused_before_its_body_is_read() {
+    let dir = TempDir::new().unwrap();
+    let server = Running::start(dir.path()).await;
+    server.client.create(ID, 1 << 20).await.unwrap();
+    // A 64 MiB append of which only the head and 1 KiB are sent: the refusal comes without
+    // waiting for (or reading) the rest.
+    let head = format!(
+        "POST /chunks/{ID}/append?offset=0 HTTP/1.1\r\nhost: x\r\ncontent-length: {}\r\n{CRC32C_HEADER}: 1\r\n\r\n",
+        MAX_TRANSFER_BYTES
+    );
+    let request = [head.as_bytes(), &[0u8; 1024]].concat();
+    let (status, answer) = raw_exchange(server.addr, &request).await;
+    assert_eq!((status, code_of(&answer)), (401, ErrorCode::Unauthenticated));
+    assert_eq!(server.client.list().await.unwrap()[0].len, 0);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn stale_future_and_replayed_requests_are_refused() {
+    let dir = TempDir::new().unwrap();
+    let server = Running::start(dir.path()).await;
+    let member = cluster_credentials();
+    let now = crate::auth::now_ms();
+    for at in [now - 20_000, now + 20_000] {
+        let (status, answer) =
+            raw_exchange(server.addr, &raw_request("GET", "/status", None, b"", Some((&member, at)))).await;
+        assert_eq!((status, code_of(&answer)), (401, ErrorCode::RequestExpired));
+    }
+    // One signed request, captured and sent again: served once.
+    let request = raw_request("GET", "/status", None, b"", Some((&member, now)));
+    assert_eq!(raw_exchange(server.addr, &request).await.0, 200);
+    let (status, answer) = raw_exchange(server.addr, &request).await;
+    assert_eq!((status, code_of(&answer)), (401, ErrorCode::RequestReplayed));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn silent_connections_are_closed_and_connections_are_bounded() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = TempDir::new().unwrap();
+    let limits = crate::serve::Limits {
+        max_connections: 2,
+        header_read_timeout: std::time::Duration::from_millis(300),
+        ..crate::serve::DEFAULT_LIMITS
+    };
+    let server = Running::start_with(dir.path(), limits).await;
+    // Two peers take both connections with a head they never finish (slowloris).
+    let mut silent = Vec::new();
+    for _ in 0..2 {
+        let mut s = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+        s.write_all(b"GET /status HTTP/1.1\r\nhost: x\r\n").await.unwrap();
+        silent.push(s);
+    }
+    // A member is still served once their time is up; they are closed.
+    assert_eq!(server.member.status().await.unwrap().server_id, SERVER.0);
+    for mut s in silent {
+        let mut buf = [0u8; 64];
+        let n = tokio::time::timeout(std::time::Duration::from_secs(10), s.read(&mut buf)).await.expect("closed");
+        assert!(matches!(n, Ok(0) | Err(_)), "{n:?}");
+    }
+    server.stop().await;
 }

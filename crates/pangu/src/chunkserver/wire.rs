@@ -39,6 +39,17 @@ pub enum ErrorCode {
     ChunkPoisoned,
     /// `replicate` could not read from its source chunkserver.
     ReplicationSourceFailed,
+    /// The request is not signed, or not with a key this server accepts (401).
+    Unauthenticated,
+    /// The request's timestamp is outside the replay window (401).
+    RequestExpired,
+    /// The request was already received once (401).
+    RequestReplayed,
+    /// The signer may not do this: only the master orders creates, deletes and replicates
+    /// (403).
+    Forbidden,
+    /// The server remembers as many signatures as it may; retry shortly (503).
+    Busy,
     /// A local I/O failure or a bug: the server's fault, never the client's.
     InternalError,
     /// A code this client does not know (a newer server).
