@@ -249,7 +249,7 @@ def probe(net, outside, eip, ip, src, dst, proto, sport, dport):
         # accepts (the EIP keeps the source port). Port 22 is dropbear's: its listener stops
         # for the probe (this session survives) and starts again.
         assert dst in OUTSIDE
-        client = f"timeout 4 dbclient -y -b :{sport} -p {dport} root@{target} true </dev/null >/dev/null 2>&1"
+        client = f"timeout 10 dbclient -y -b :{sport} -p {dport} root@{target} true </dev/null >/dev/null 2>&1"
         before = len(outside.seen)
         if sport == 22:
             # dropbear's listener (and this very session) hold port 22: stop the listener, let
@@ -261,8 +261,13 @@ def probe(net, outside, eip, ip, src, dst, proto, sport, dport):
             ssh_ok(net, eip[src], "true")  # dropbear is back
         else:
             ssh(net, eip[src], client, timeout=30)
-        time.sleep(0.5)
-        return f"{eip[src]}:{sport} {target}:{dport}" in outside.seen[before:]
+        # The guest runs under TCG, maybe on a busy host: wait for the connection to be seen,
+        # up to a bound (only a dropped case waits that long).
+        want = f"{eip[src]}:{sport} {target}:{dport}"
+        deadline = time.monotonic() + 15
+        while want not in outside.seen[before:] and time.monotonic() < deadline:
+            time.sleep(0.25)
+        return want in outside.seen[before:]
     else:
         cmd = f"timeout 3 nc -w 2 {target} {dport} </dev/null | head -n 1"
     out = ssh(net, eip[src], cmd, timeout=30).stdout.strip()
