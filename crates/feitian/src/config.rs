@@ -36,6 +36,10 @@ pub struct Config {
     /// What the edge port lets a client hold.
     #[serde(default)]
     pub edge: EdgeConfig,
+    /// Per-account quotas' defaults (`instances = 50`, …; see `feitian_meta::quota` for the
+    /// keys). `feitian account quota NAME key=value` overrides them for one account.
+    #[serde(default)]
+    pub quotas: std::collections::BTreeMap<String, u64>,
 }
 
 /// `[edge]`: the bounds of the edge port (RPC and OSS), so that clients that never
@@ -154,6 +158,16 @@ pub struct ComputeConfig {
     pub stop_grace_secs: u64,
     /// Seconds a boot may take to reach SSH before the instance is reported Running anyway.
     pub boot_timeout_secs: u64,
+    /// vCPUs promised to guests per host CPU (admission: an instance that would take more is
+    /// refused with `OperationDenied.NoStock`).
+    pub vcpu_overcommit: f64,
+    /// MiB of the host's memory never promised to guests (the host itself, QEMU's overhead).
+    /// Memory is not overcommitted.
+    pub memory_reserve_mib: u64,
+    /// The host the `sim` driver models: its CPUs and memory (the `qemu` driver measures the
+    /// real host instead).
+    pub sim_vcpus: u32,
+    pub sim_memory_mib: u64,
 }
 
 impl Default for ComputeConfig {
@@ -164,6 +178,10 @@ impl Default for ComputeConfig {
             accel: "auto".to_owned(),
             stop_grace_secs: 30,
             boot_timeout_secs: 300,
+            vcpu_overcommit: feitian_ecs::admission::Policy::default().vcpu_overcommit,
+            memory_reserve_mib: feitian_ecs::admission::Policy::default().memory_reserve_mib,
+            sim_vcpus: feitian_compute::sim::DEFAULT_VCPUS,
+            sim_memory_mib: feitian_compute::sim::DEFAULT_MEMORY_MIB,
         }
     }
 }
@@ -186,7 +204,21 @@ impl ComputeConfig {
         if self.stop_grace_secs == 0 || self.boot_timeout_secs == 0 {
             anyhow::bail!("compute.stop_grace_secs and boot_timeout_secs must be above 0");
         }
+        if !(self.vcpu_overcommit.is_finite() && self.vcpu_overcommit > 0.0 && self.vcpu_overcommit <= 64.0) {
+            anyhow::bail!("compute.vcpu_overcommit must be above 0 and at most 64, not {}", self.vcpu_overcommit);
+        }
+        if self.sim_vcpus == 0 || self.sim_memory_mib == 0 {
+            anyhow::bail!("compute.sim_vcpus and sim_memory_mib must be above 0");
+        }
         Ok(())
+    }
+
+    /// How much of the host instances may be promised.
+    pub fn admission(&self) -> feitian_ecs::admission::Policy {
+        feitian_ecs::admission::Policy {
+            vcpu_overcommit: self.vcpu_overcommit,
+            memory_reserve_mib: self.memory_reserve_mib,
+        }
     }
 }
 
@@ -250,6 +282,12 @@ impl Config {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read the configuration file {}", path.display()))?;
         toml::from_str(&text).with_context(|| format!("the configuration file {} is not valid", path.display()))
+    }
+
+    /// The quota defaults: the built-in ones with `[quotas]` applied.
+    pub fn quotas(&self) -> anyhow::Result<feitian_meta::quota::Quotas> {
+        feitian_meta::quota::Quotas::with_settings(self.quotas.iter().map(|(k, v)| (k.as_str(), *v)))
+            .map_err(|e| anyhow::anyhow!("the configuration's [quotas]: {e}"))
     }
 
     pub fn eip_pool(&self) -> anyhow::Result<ipnet::Ipv4Net> {

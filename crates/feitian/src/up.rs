@@ -81,6 +81,7 @@ pub fn run(data_dir: &Path, listen: &str, pangu_listen: &str, config: Option<&Pa
     let catalog = Arc::new(config.catalog()?);
     let eip_pool = config.eip_pool()?;
     let store = open_store(data_dir)?;
+    store.set_quotas(config.quotas()?);
     let _lock = lock_data_dir(data_dir)?;
     let env_key = root_key_from_env()?;
     let (root, created) = store.ensure_root(env_key.as_ref().map(|(i, s)| (i.as_str(), s.as_str())))?;
@@ -110,6 +111,7 @@ pub fn run(data_dir: &Path, listen: &str, pangu_listen: &str, config: Option<&Pa
         eip_pool,
         nudges: nudges.clone(),
         host: std::sync::OnceLock::new(),
+        admission: config.compute.admission(),
     });
     let registry = registry(ecs.clone(), network.clone());
     let keys: Arc<dyn feitian_api::KeyStore> = Arc::new(StoreKeys::new(store.clone()));
