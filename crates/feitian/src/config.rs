@@ -339,6 +339,36 @@ zones = [ { id = "cn-beijing-a", local_name = "北京 可用区 A", english_name
     }
 
     #[test]
+    fn quotas_and_admission_sections() {
+        use feitian_meta::quota::Quota;
+        let d = Config::load(None).unwrap();
+        assert_eq!(d.quotas().unwrap(), feitian_meta::quota::Quotas::default());
+        d.compute.validate().unwrap();
+        assert_eq!(d.compute.admission(), feitian_ecs::admission::Policy::default());
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("feitian.toml");
+        std::fs::write(
+            &path,
+            "[quotas]\ninstances = 5\nbuckets = 0\n[compute]\nvcpu_overcommit = 2.5\nmemory_reserve_mib = 64\nsim_vcpus = 3\n",
+        )
+        .unwrap();
+        let c = Config::load(Some(&path)).unwrap();
+        let q = c.quotas().unwrap();
+        assert_eq!((q.get(Quota::Instances), q.get(Quota::Buckets), q.get(Quota::Vpcs)), (5, 0, 10));
+        c.compute.validate().unwrap();
+        let p = c.compute.admission();
+        assert_eq!((p.vcpu_overcommit, p.memory_reserve_mib, c.compute.sim_vcpus), (2.5, 64, 3));
+        std::fs::write(&path, "[quotas]\ninstance = 5\n").unwrap();
+        assert!(Config::load(Some(&path)).unwrap().quotas().is_err(), "a misspelt quota is an error");
+        std::fs::write(&path, "[quotas]\ninstances = -5\n").unwrap();
+        assert!(Config::load(Some(&path)).is_err(), "a negative limit does not parse");
+        for bad in ["vcpu_overcommit = 0.0", "vcpu_overcommit = nan", "sim_memory_mib = 0"] {
+            std::fs::write(&path, format!("[compute]\n{bad}\n")).unwrap();
+            assert!(Config::load(Some(&path)).unwrap().compute.validate().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn edge_section() {
         let d = Config::load(None).unwrap().edge;
         d.validate().unwrap();
