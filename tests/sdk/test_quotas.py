@@ -238,6 +238,8 @@ def small_host(own_feitian, tmp_path):
 
 def test_admission_refuses_what_the_host_cannot_hold(small_host):
     f = small_host
+    assert "admission: host of 4 CPUs and 8192 MiB" in f.stdout()
+    assert "up to 8 vCPUs (overcommit 2) and 7168 MiB" in f.stdout()
     net = network(f, f.credentials())
     before = db_snapshot(f)
     e = refused(net, "OperationDenied.NoStock", 403, InstanceType=LARGE)  # 8 GiB > 7 GiB

@@ -193,6 +193,22 @@ pub fn run(data_dir: &Path, listen: &str, pangu_listen: &str, config: Option<&Pa
                 }
             )?;
             writeln!(out, "{}", compute.summary)?;
+            let policy = config.compute.admission();
+            match compute.driver.capacity() {
+                Ok(c) => writeln!(
+                    out,
+                    "admission: host of {} CPUs and {} MiB ({} MiB free now); guests get up to {} vCPUs (overcommit {}) \
+                     and {} MiB ({} MiB kept for the host)",
+                    c.vcpus,
+                    c.memory_mib,
+                    c.memory_available_mib,
+                    (f64::from(c.vcpus) * policy.vcpu_overcommit).floor(),
+                    policy.vcpu_overcommit,
+                    c.memory_mib.saturating_sub(policy.memory_reserve_mib),
+                    policy.memory_reserve_mib
+                )?,
+                Err(e) => writeln!(out, "admission: the host cannot measure itself ({e}); no instance will be admitted")?,
+            }
             out.flush()?;
             drop(out);
             tokio::spawn(feitian_vpc::reconcile::run(network));
