@@ -12,6 +12,7 @@
 //!                                  ── Nudges ───────▶   "your plans changed"
 //! ```
 //!
+//! - [`host`]: what a host has to give guests ([`HostCapacity`]), for admission.
 //! - [`instance`]: the instance lifecycle both sides speak ([`InstanceStatus`], [`Desired`]),
 //!   what the control plane wants of an instance ([`InstanceTarget`]) and everything a host
 //!   needs to run it ([`InstancePlan`]).
@@ -31,11 +32,13 @@
 //! trait (a client on one side, a server calling the real implementation on the other),
 //! with neither side changed. `tests` below hold each type to a JSON round trip.
 
+pub mod host;
 pub mod instance;
 pub mod network;
 pub mod report;
 pub mod transport;
 
+pub use host::HostCapacity;
 pub use instance::{Desired, InstancePlan, InstanceStatus, InstanceTarget, NicPlan};
 pub use network::{InstanceMetadata, NicAttachment, VpcPlan};
 pub use report::Report;
@@ -112,5 +115,6 @@ mod tests {
             round_trip(&r);
         }
         round_trip(&ContractError::Unavailable("store".into()));
+        round_trip(&HostCapacity { vcpus: 8, memory_mib: 32768, memory_available_mib: 20000 });
     }
 }

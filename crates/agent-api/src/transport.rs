@@ -1,6 +1,6 @@
 //! The two directions of the contract, as traits, and the wake-ups.
 
-use crate::{InstancePlan, InstanceTarget, Report, VpcPlan};
+use crate::{HostCapacity, InstancePlan, InstanceTarget, Report, VpcPlan};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -46,6 +46,8 @@ pub trait ControlPlane: Send + Sync + 'static {
 pub trait HostApi: Send + Sync + 'static {
     /// An instance's serial console output so far; `None` if the host has none.
     fn console_output(&self, instance_id: String) -> Fut<'_, Option<String>>;
+    /// The host's CPUs and memory, measured now (for admitting instances).
+    fn capacity(&self) -> Fut<'_, HostCapacity>;
 }
 
 /// How the control plane tells hosts that their plans changed, so they act at once instead

@@ -23,7 +23,7 @@
 pub mod network;
 
 use feitian_agent_api::{
-    ContractError, ControlPlane, Desired, Fut, HostApi, InstanceStatus, InstanceTarget, Nudges, Report,
+    ContractError, ControlPlane, Desired, Fut, HostApi, HostCapacity, InstanceStatus, InstanceTarget, Nudges, Report,
 };
 use feitian_compute::{Driver, DriverError, InstanceSpec, Observed};
 use network::NetworkAgent;
@@ -309,5 +309,9 @@ impl HostAgent {
 impl HostApi for HostAgent {
     fn console_output(&self, instance_id: String) -> Fut<'_, Option<String>> {
         Box::pin(async move { Ok(self.driver.console_output(&instance_id)) })
+    }
+
+    fn capacity(&self) -> Fut<'_, HostCapacity> {
+        Box::pin(async move { self.driver.capacity().map_err(|e| ContractError::Unavailable(e.to_string())) })
     }
 }

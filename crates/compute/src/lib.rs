@@ -13,11 +13,12 @@
 //! - [`qemu::QemuDriver`]: one `qemu-system-x86_64` per instance, on the built-in image
 //!   ([`image`]).
 
+pub mod host;
 pub mod image;
 pub mod qemu;
 pub mod sim;
 
-pub use feitian_agent_api::InstancePlan;
+pub use feitian_agent_api::{HostCapacity, InstancePlan};
 use std::future::Future;
 use std::pin::Pin;
 
@@ -69,4 +70,6 @@ pub trait Driver: Send + Sync + 'static {
     fn known(&self) -> Vec<String>;
     /// The serial console's output so far.
     fn console_output(&self, id: &str) -> Option<String>;
+    /// What the host has for guests, now: measured by the `qemu` driver, modelled by `sim`.
+    fn capacity(&self) -> Result<HostCapacity, DriverError>;
 }

@@ -17,7 +17,7 @@
 //! guest uses it.
 
 use crate::image::{kernel_cmdline, GuestParams, ImageLayout, SSH_READY_LINE};
-use crate::{Driver, DriverError, DriverFuture, InstanceSpec, Observed};
+use crate::{Driver, DriverError, DriverFuture, HostCapacity, InstanceSpec, Observed};
 use std::io::{Read, Seek, SeekFrom};
 use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
@@ -463,6 +463,11 @@ impl Driver for QemuDriver {
 
     fn console_output(&self, id: &str) -> Option<String> {
         self.console_tail(id)
+    }
+
+    /// Measured now (`/proc/meminfo`, the CPUs this process may run on).
+    fn capacity(&self) -> Result<HostCapacity, DriverError> {
+        crate::host::measure().map_err(|e| failed(format!("cannot measure the host: {e}")))
     }
 }
 

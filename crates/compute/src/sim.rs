@@ -6,7 +6,7 @@
 //! memory: after a feitian restart the reconciler starts again whatever the store says should
 //! be running, which for this driver is instant bookkeeping.
 
-use crate::{Driver, DriverError, DriverFuture, InstanceSpec, Observed};
+use crate::{Driver, DriverError, DriverFuture, HostCapacity, InstanceSpec, Observed};
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::time::Duration;
@@ -15,16 +15,34 @@ use std::time::Duration;
 struct SimVm {
     running: bool,
     console: String,
+    /// What the guest was given (it takes it from the modelled host while it runs).
+    memory_mib: u64,
 }
 
 pub struct SimDriver {
     boot: Duration,
     vms: Mutex<HashMap<String, SimVm>>,
+    /// The modelled host: its CPUs and memory.
+    vcpus: u32,
+    memory_mib: u64,
 }
+
+/// The host `sim` models unless told otherwise: large enough that only quotas, not the
+/// model, limit what a test or a demo creates.
+pub const DEFAULT_VCPUS: u32 = 256;
+pub const DEFAULT_MEMORY_MIB: u64 = 1 << 20;
 
 impl SimDriver {
     pub fn new(boot: Duration) -> Self {
-        SimDriver { boot, vms: Mutex::new(HashMap::new()) }
+        SimDriver { boot, vms: Mutex::new(HashMap::new()), vcpus: DEFAULT_VCPUS, memory_mib: DEFAULT_MEMORY_MIB }
+    }
+
+    /// Models a host of `vcpus` CPUs and `memory_mib` of memory (admission tests use a
+    /// small one; the `qemu` driver measures the real host instead).
+    pub fn with_host(mut self, vcpus: u32, memory_mib: u64) -> Self {
+        self.vcpus = vcpus;
+        self.memory_mib = memory_mib;
+        self
     }
 
     /// The boot time from `FEITIAN_SIM_BOOT_MS`, else 300 ms.
@@ -64,8 +82,12 @@ impl Driver for SimDriver {
         Box::pin(async move {
             {
                 let mut vms = self.vms.lock();
-                let vm =
-                    vms.entry(spec.plan.id.clone()).or_insert_with(|| SimVm { running: false, console: String::new() });
+                let vm = vms.entry(spec.plan.id.clone()).or_insert_with(|| SimVm {
+                    running: false,
+                    console: String::new(),
+                    memory_mib: 0,
+                });
+                vm.memory_mib = u64::from(spec.plan.memory_mib);
                 if vm.running {
                     return Ok(());
                 }
@@ -154,6 +176,16 @@ impl Driver for SimDriver {
 
     fn console_output(&self, id: &str) -> Option<String> {
         self.vms.lock().get(id).map(|v| v.console.clone())
+    }
+
+    /// The modelled host: its running guests use all the memory they were given.
+    fn capacity(&self) -> Result<HostCapacity, DriverError> {
+        let used: u64 = self.vms.lock().values().filter(|v| v.running).map(|v| v.memory_mib).sum();
+        Ok(HostCapacity {
+            vcpus: self.vcpus,
+            memory_mib: self.memory_mib,
+            memory_available_mib: self.memory_mib.saturating_sub(used),
+        })
     }
 }
 

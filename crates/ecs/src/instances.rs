@@ -12,9 +12,9 @@ use crate::answer::Paging;
 use crate::disk_view::{DescribeDisksResponse, DiskItem, Disks};
 use crate::instance_view::{DescribeInstanceAttributeResponse, DescribeInstancesResponse};
 use crate::security_groups::MAX_GROUPS_PER_INTERFACE;
-use crate::{images, instance_types, security_groups, Ecs};
+use crate::{admission, images, instance_types, security_groups, Ecs};
 use base64::Engine;
-use feitian_agent_api::{Desired, InstanceStatus};
+use feitian_agent_api::{Desired, HostCapacity, InstanceStatus};
 use feitian_api::answers::Empty;
 use feitian_api::paging::{Page, PageInfo, TokenPage};
 use feitian_api::region::{require_region, zone};
@@ -23,6 +23,7 @@ use feitian_api::{validate, ApiError, Ctx, Params};
 use feitian_meta::disk::{self, Disk, DiskStatus, DiskType};
 use feitian_meta::instance::{self, Instance};
 use feitian_meta::network_interface::{self, NetworkInterface};
+use feitian_meta::quota::{self, Quota};
 use feitian_meta::vswitch::{self, VSwitchStatus};
 use feitian_meta::{eip, key_pair, query, security_group, tag, Filter, Transaction};
 use feitian_region::Region;
@@ -215,6 +216,11 @@ fn host_name(p: &Params) -> Result<Option<String>, ApiError> {
     Ok(Some(h.to_owned()))
 }
 
+/// The memory an instance of the type is given, in MiB.
+fn instance_memory_mib(t: &instance_types::InstanceType) -> u64 {
+    (t.memory_gib * 1024.0) as u64
+}
+
 /// A MAC address in Alibaba Cloud's range (00:16:3e).
 fn random_mac() -> String {
     let b: [u8; 3] = rand::random();
@@ -351,8 +357,68 @@ impl Ecs {
             .ok_or_else(|| ApiError::invalid("ResourceNotEnough.PublicIp", "No public address is left in the pool."))
     }
 
-    /// Creates `plan.amount` instances in the caller's transaction; their ids.
-    fn create_instances(&self, tx: &Transaction<'_>, account: u64, plan: &Plan) -> Result<Vec<String>, ApiError> {
+    /// The host's capacity, asked of it through the host contract (before the transaction
+    /// that admits against it). No host, or a host that cannot measure itself, admits nothing.
+    async fn host_capacity(&self) -> Result<HostCapacity, ApiError> {
+        let host = self.host.get().ok_or_else(|| admission::no_stock("no host has joined this region yet"))?;
+        host.capacity().await.map_err(|e| {
+            tracing::warn!(error = %e, "the host could not report its capacity; refusing to place instances");
+            admission::no_stock("the host could not report its capacity")
+        })
+    }
+
+    /// Whether the host admits `demand` beside what its guests were promised (in the caller's
+    /// transaction, which then records the new promise).
+    fn admit(&self, tx: &Transaction<'_>, host: &HostCapacity, demand: admission::Demand) -> Result<(), ApiError> {
+        let promised = instance::commitment(tx)?;
+        admission::admit(host, &promised, demand, &self.admission).map_err(admission::no_stock)
+    }
+
+    /// The account's quotas for `amount` more instances like `plan`'s, in the caller's
+    /// transaction (so a concurrent create sees these once they commit).
+    fn check_instance_quotas(&self, tx: &Transaction<'_>, account: u64, plan: &Plan) -> Result<(), ApiError> {
+        let defaults = self.store.quotas();
+        let amount = plan.amount.max(0) as u64;
+        let (count, vcpus) = instance::account_usage(tx, account, &plan.region.id)?;
+        let max = quota::limit(tx, &defaults, account, Quota::Instances)?;
+        if !quota::fits(max, count, amount) {
+            return Err(ApiError::new(
+                403,
+                "QuotaExceed.ElasticQuota",
+                "The number of the specified ECS instances has exceeded the quota of the specified instance type.",
+            )
+            .recommend(format!("this account may hold {max} instances in {} and holds {count}", plan.region.id)));
+        }
+        let max = quota::limit(tx, &defaults, account, Quota::Vcpus)?;
+        if !quota::fits(max, vcpus, amount.saturating_mul(u64::from(plan.itype.cpu_cores))) {
+            return Err(ApiError::new(
+                403,
+                "QuotaExceed.ElasticQuota",
+                "The number of vCPUs assigned to the ECS instances has exceeded the quota in the zone.",
+            )
+            .recommend(format!("this account may hold {max} vCPUs in {} and holds {vcpus}", plan.region.id)));
+        }
+        let used = disk::capacity_used_gib(tx, account, &plan.region.id)?;
+        let max = quota::limit(tx, &defaults, account, Quota::DiskCapacityGib)?;
+        if !quota::fits(max, used, amount.saturating_mul(plan.disk_size.max(0) as u64)) {
+            return Err(ApiError::invalid(
+                "QuotaExceed.DiskCapacity",
+                format!("The used capacity of disk type has exceeded the quota in the zone, {}.", plan.disk_category),
+            )
+            .recommend(format!("this account may hold {max} GiB of disks in {} and holds {used}", plan.region.id)));
+        }
+        Ok(())
+    }
+
+    /// Creates `plan.amount` instances in the caller's transaction; their ids. `host` is the
+    /// host's capacity when they are to run (they are admitted against it).
+    fn create_instances(
+        &self,
+        tx: &Transaction<'_>,
+        account: u64,
+        plan: &Plan,
+        host: Option<&HostCapacity>,
+    ) -> Result<Vec<String>, ApiError> {
         let vsw =
             vswitch::get_vswitch(tx, account, &plan.vswitch_id)?.filter(|v| v.region_id == plan.region.id).ok_or_else(
                 || ApiError::new(404, "InvalidVSwitchId.NotFound", "Specified virtual switch does not exist."),
@@ -387,6 +453,15 @@ impl Ecs {
         if !plan.key_pair.is_empty() && key_pair::get_key_pair(tx, account, &plan.region.id, &plan.key_pair)?.is_none()
         {
             return Err(ApiError::new(404, "InvalidKeyPairName.NotFound", "The specified KeyPairName does not exist."));
+        }
+        self.check_instance_quotas(tx, account, plan)?;
+        if let Some(host) = host {
+            let n = plan.amount.max(0) as u64;
+            let demand = admission::Demand {
+                vcpus: n.saturating_mul(u64::from(plan.itype.cpu_cores)),
+                memory_mib: n.saturating_mul(instance_memory_mib(plan.itype)),
+            };
+            self.admit(tx, host, demand)?;
         }
         let net = feitian_cidr::parse(&vsw.cidr_block).map_err(|_| ApiError::internal())?;
         let mut taken: HashSet<String> = network_interface::taken_addresses(tx, &vsw.id)?.into_iter().collect();
@@ -454,7 +529,7 @@ impl Ecs {
                     description: plan.description.clone(),
                     instance_type: plan.itype.id.to_owned(),
                     cpu: i64::from(plan.itype.cpu_cores),
-                    memory_mib: (plan.itype.memory_gib * 1024.0) as i64,
+                    memory_mib: instance_memory_mib(plan.itype) as i64,
                     image_id: plan.image.id.to_owned(),
                     vpc_id: vsw.vpc_id.clone(),
                     vswitch_id: vsw.id.clone(),
@@ -528,12 +603,15 @@ impl Ecs {
         let plan = self.plan(&p, run)?;
         validate::dry_run(&p)?;
         let token = client_token(&p)?;
+        // Measured before the transaction (the host answers over the contract); the promises
+        // it is weighed against are read inside it.
+        let host = if run { Some(self.host_capacity().await?) } else { None };
         let me = self.clone();
         let out = self
             .store
             .call(move |store| {
                 create_once(store, &ctx, &p, token, |tx| {
-                    let ids = me.create_instances(tx, ctx.caller.account_id, &plan)?;
+                    let ids = me.create_instances(tx, ctx.caller.account_id, &plan, host.as_ref())?;
                     Ok(answer(ids))
                 })
             })
@@ -585,10 +663,14 @@ impl Ecs {
     ) -> Result<(&'static str, &'static str), ApiError> {
         let before = inst.status.as_str();
         let (status, desired, reboots) = match action {
-            Lifecycle::Start => {
+            Lifecycle::Start(ref host) => {
                 if inst.status != InstanceStatus::Stopped {
                     return Err(incorrect_status(inst.status, InstanceStatus::Stopped.as_str()));
                 }
+                // A stopped instance holds nothing of the host: it is admitted again.
+                let demand =
+                    admission::Demand { vcpus: inst.cpu.max(0) as u64, memory_mib: inst.memory_mib.max(0) as u64 };
+                self.admit(tx, host, demand)?;
                 (InstanceStatus::Starting, Desired::Running, 0)
             }
             Lifecycle::Stop { force } => match inst.status {
@@ -611,6 +693,17 @@ impl Ecs {
         let forced = matches!(action, Lifecycle::Stop { force: true } | Lifecycle::Reboot { force: true });
         instance::set_forced_stop(tx, &inst.id, forced && status == InstanceStatus::Stopping)?;
         Ok((before, status.as_str()))
+    }
+
+    /// The status change an action asks for (`None`: a delete). A start carries the host's
+    /// capacity, measured now, to be admitted against.
+    async fn lifecycle(&self, action: LifecycleAction, force: bool) -> Result<Option<Lifecycle>, ApiError> {
+        Ok(match action {
+            LifecycleAction::Start => Some(Lifecycle::Start(self.host_capacity().await?)),
+            LifecycleAction::Stop => Some(Lifecycle::Stop { force }),
+            LifecycleAction::Reboot => Some(Lifecycle::Reboot { force }),
+            LifecycleAction::Delete => None,
+        })
     }
 
     fn delete_one(&self, tx: &Transaction<'_>, inst: &Instance, force: bool) -> Result<(), ApiError> {
@@ -642,15 +735,14 @@ impl Ecs {
         let force = p.opt_bool("ForceStop")?.or(p.opt_bool("Force")?).unwrap_or(false);
         check_stopped_mode(&p)?;
         validate::dry_run(&p)?;
+        let change = self.lifecycle(action, force).await?;
         let me = self.clone();
         self.store
             .write_async(move |tx| {
                 let inst = me.instance(tx, ctx.caller.account_id, None, &id)?;
-                match action {
-                    LifecycleAction::Start => me.transition(tx, &inst, Lifecycle::Start).map(drop),
-                    LifecycleAction::Stop => me.transition(tx, &inst, Lifecycle::Stop { force }).map(drop),
-                    LifecycleAction::Reboot => me.transition(tx, &inst, Lifecycle::Reboot { force }).map(drop),
-                    LifecycleAction::Delete => me.delete_one(tx, &inst, force),
+                match change {
+                    Some(l) => me.transition(tx, &inst, l).map(drop),
+                    None => me.delete_one(tx, &inst, force),
                 }
             })
             .await?;
@@ -690,6 +782,7 @@ impl Ecs {
             }
         };
         validate::dry_run(&p)?;
+        let change = self.lifecycle(action, force).await?;
         let me = self.clone();
         let out = self
             .store
@@ -697,13 +790,9 @@ impl Ecs {
                 let mut responses = Vec::new();
                 for id in &ids {
                     let result =
-                        me.instance(tx, ctx.caller.account_id, Some(&region), id).and_then(|inst| match action {
-                            LifecycleAction::Start => me.transition(tx, &inst, Lifecycle::Start),
-                            LifecycleAction::Stop => me.transition(tx, &inst, Lifecycle::Stop { force }),
-                            LifecycleAction::Reboot => me.transition(tx, &inst, Lifecycle::Reboot { force }),
-                            LifecycleAction::Delete => {
-                                me.delete_one(tx, &inst, force).map(|_| (inst.status.as_str(), "Deleted"))
-                            }
+                        me.instance(tx, ctx.caller.account_id, Some(&region), id).and_then(|inst| match change {
+                            Some(l) => me.transition(tx, &inst, l),
+                            None => me.delete_one(tx, &inst, force).map(|_| (inst.status.as_str(), "Deleted")),
                         });
                     let (code, message, previous_status, current_status) = match result {
                         Ok((prev, cur)) => (Cow::Borrowed("200"), "success".to_owned(), prev, cur),
@@ -1106,13 +1195,18 @@ impl Ecs {
 /// A lifecycle action on one instance.
 #[derive(Debug, Clone, Copy)]
 enum Lifecycle {
-    Start,
-    Stop { force: bool },
-    Reboot { force: bool },
+    /// With the host's capacity, measured for this call.
+    Start(HostCapacity),
+    Stop {
+        force: bool,
+    },
+    Reboot {
+        force: bool,
+    },
 }
 
 /// Which lifecycle action an API call asks for.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LifecycleAction {
     Start,
     Stop,

@@ -9,13 +9,11 @@ use feitian_api::region::require_region;
 use feitian_api::service::now;
 use feitian_api::{validate, ApiError, Ctx, Params};
 use feitian_meta::key_pair::{self, KeyPair};
+use feitian_meta::quota::{self, Quota, Quotas};
 use feitian_meta::{instance, resource, tag, Transaction};
 use md5::{Digest, Md5};
 use serde::Serialize;
 use std::sync::Arc;
-
-/// Key pairs per region per account, the real default.
-pub const MAX_KEY_PAIRS: u64 = 500;
 
 /// The fingerprint the API shows: MD5 of the public key blob, as colon-separated hex (RFC 4716).
 pub fn fingerprint(blob: &[u8]) -> String {
@@ -55,13 +53,19 @@ pub fn generate() -> Result<(String, String, String), ApiError> {
 
 /// Whether the account may add a key pair named `name` in the region: the name is free and
 /// the quota is not reached.
-fn room_for_key_pair(tx: &Transaction<'_>, account: u64, region: &str, name: &str) -> Result<(), ApiError> {
+fn room_for_key_pair(
+    tx: &Transaction<'_>,
+    quotas: &Quotas,
+    account: u64,
+    region: &str,
+    name: &str,
+) -> Result<(), ApiError> {
     if key_pair::get_key_pair(tx, account, region, name)?.is_some() {
         return Err(ApiError::invalid("KeyPair.AlreadyExist", "The key pair already exist.")
             .recommend("pick another KeyPairName, or delete the existing pair first"));
     }
     let (_, count) = key_pair::list_key_pairs(tx, account, region, None, None, 0, 0)?;
-    if count >= MAX_KEY_PAIRS {
+    if !quota::fits(quota::limit(tx, quotas, account, Quota::KeyPairs)?, count, 1) {
         return Err(ApiError::invalid("QuotaExceed.KeyPair", "The maximum number of key pairs is reached."));
     }
     Ok(())
@@ -168,7 +172,7 @@ pub struct KeyPairResult {
 
 impl Ecs {
     fn save_key_pair(&self, tx: &Transaction<'_>, k: &KeyPair, tags: &[(String, String)]) -> Result<(), ApiError> {
-        room_for_key_pair(tx, k.account_id, &k.region_id, &k.name)?;
+        room_for_key_pair(tx, &self.store.quotas(), k.account_id, &k.region_id, &k.name)?;
         key_pair::insert_key_pair(tx, k)?;
         if !tags.is_empty() {
             // Key pairs are named, not numbered: their tags hang off a derived id.
@@ -224,8 +228,8 @@ impl Ecs {
         let tags = validate::tags(&p)?;
         // A taken name or a full quota is refused before ~0.2 s of CPU goes into an RSA key
         // (the write checks again: a concurrent create may take the name meanwhile).
-        let (account, r, n) = (ctx.caller.account_id, region.clone(), name.clone());
-        self.store.read_async(move |tx| room_for_key_pair(tx, account, &r, &n)).await?;
+        let (account, r, n, quotas) = (ctx.caller.account_id, region.clone(), name.clone(), self.store.quotas());
+        self.store.read_async(move |tx| room_for_key_pair(tx, &quotas, account, &r, &n)).await?;
         // RSA generation takes a while: off the async workers.
         let (pem, public, fp) = tokio::task::spawn_blocking(keygen).await.map_err(|e| {
             tracing::error!(error = %e, "key generation failed");
@@ -397,6 +401,7 @@ mod tests {
             eip_pool: "198.18.0.0/28".parse().unwrap(),
             nudges: Default::default(),
             host: Default::default(),
+            admission: Default::default(),
         });
         let ctx = Ctx {
             request_id: "r".into(),

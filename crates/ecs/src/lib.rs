@@ -4,6 +4,8 @@
 //! in the control-plane store. Every action is registered in [`register`], by name (the VPC
 //! actions that ECS also offers are registered by `feitian-vpc`).
 
+pub mod accounts;
+pub mod admission;
 pub mod answer;
 pub mod disk_view;
 pub mod events;
@@ -38,6 +40,8 @@ pub struct Ecs {
     /// The host that runs the instances (for their consoles), through the host contract; set
     /// once the host's agent is up.
     pub host: std::sync::OnceLock<Arc<dyn HostApi>>,
+    /// How much of the host instances may be promised ([`admission`]).
+    pub admission: admission::Policy,
 }
 
 impl Ecs {
@@ -78,6 +82,7 @@ pub fn register(r: &mut Registry, ecs: Arc<Ecs>) {
         async move { out }
     });
     actions!(r, ecs, [
+        "DescribeAccountAttributes" => describe_account_attributes,
         "RunInstances" => run_instances,
         "CreateInstance" => create_instance,
         "StartInstance" => lifecycle_one(LifecycleAction::Start),

@@ -9,6 +9,7 @@ use feitian_api::paging::{Page, TokenPage};
 use feitian_api::region::require_region;
 use feitian_api::service::{client_token, create_once, now};
 use feitian_api::{validate, ApiError, Ctx, Params};
+use feitian_meta::quota::{self, Quota};
 use feitian_meta::security_group::{self, SecurityGroup, SgRule};
 use feitian_meta::{query, resource, tag, vpc, Filter, Transaction};
 use feitian_secgroup::{self as sg, Direction, Peer, Rule, RuleError, RuleInput};
@@ -20,8 +21,6 @@ use std::sync::Arc;
 pub const MAX_RULES_PER_GROUP: usize = 100;
 /// Groups per network interface, the real default.
 pub const MAX_GROUPS_PER_INTERFACE: usize = 5;
-/// Groups per region per account.
-pub const MAX_GROUPS_PER_REGION: u64 = 100;
 /// Instances (interfaces) a normal group may hold.
 pub const MAX_MEMBERS: u64 = 2000;
 
@@ -301,9 +300,8 @@ impl Ecs {
                     let vpc = vpc::get_vpc(tx, account, &vpc_id)?
                         .filter(|v| v.region_id == region.id)
                         .ok_or_else(|| ApiError::new(404, "InvalidVpcId.NotFound", "Specified VPC does not exist."))?;
-                    if query::count(tx, "security_groups", &Filter::owned(account, &region.id))?
-                        >= MAX_GROUPS_PER_REGION
-                    {
+                    let used = query::count(tx, "security_groups", &Filter::owned(account, &region.id))?;
+                    if !quota::fits(quota::limit(tx, &me.store.quotas(), account, Quota::SecurityGroups)?, used, 1) {
                         return Err(ApiError::invalid(
                             "QuotaExceed.SecurityGroup",
                             "The maximum number of security groups is reached.",

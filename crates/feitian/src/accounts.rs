@@ -91,3 +91,37 @@ pub fn delete_key(data_dir: &Path, id: &str) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// `feitian account quota NAME [key=value …]`: sets the given overrides (`key=default`
+/// removes one), then shows every quota of the account: its limit and where it comes from.
+pub fn quota(data_dir: &Path, name: &str, settings: &[String], config: Option<&Path>) -> anyhow::Result<()> {
+    use feitian_meta::quota::{self, Quota};
+    let defaults = crate::config::Config::load(config)?.quotas()?;
+    let mut changes = Vec::new();
+    for s in settings {
+        match s.split_once('=') {
+            Some((k, "default")) => {
+                let q = Quota::parse(k.trim())
+                    .ok_or_else(|| anyhow::anyhow!("{k:?} is not a quota ({})", quota::keys()))?;
+                changes.push((q, None));
+            }
+            _ => {
+                let (q, v) = quota::parse_setting(s).map_err(anyhow::Error::msg)?;
+                changes.push((q, Some(v)));
+            }
+        }
+    }
+    let store = open_store(data_dir)?;
+    let account =
+        store.account_by_name(name)?.ok_or_else(|| feitian_meta::MetaError::AccountNotFound(name.to_owned()))?;
+    let rows = store.write(|tx| {
+        for (q, v) in &changes {
+            quota::set_override(tx, account.id, *q, *v)?;
+        }
+        quota::effective(tx, &defaults, account.id)
+    })?;
+    for (q, v, overridden) in rows {
+        println!("{q}\t{v}\t{}", if overridden { "account" } else { "default" });
+    }
+    Ok(())
+}

@@ -40,9 +40,9 @@ pub fn images_dir(cfg: &ComputeConfig, data_dir: &Path) -> PathBuf {
     cfg.images_dir.clone().unwrap_or_else(|| data_dir.join("images"))
 }
 
-fn sim(why: &str) -> Compute {
+fn sim(cfg: &ComputeConfig, why: &str) -> Compute {
     Compute {
-        driver: Arc::new(feitian_compute::sim::SimDriver::from_env()),
+        driver: Arc::new(feitian_compute::sim::SimDriver::from_env().with_host(cfg.sim_vcpus, cfg.sim_memory_mib)),
         net: None,
         summary: format!("compute driver: sim (instances are modelled, not booted: {why}); `feitian doctor` says what this host lacks"),
     }
@@ -97,13 +97,13 @@ pub async fn start(
 ) -> anyhow::Result<Compute> {
     let wanted = cfg.driver()?;
     if wanted == "sim" {
-        return Ok(sim("configured"));
+        return Ok(sim(cfg, "configured"));
     }
     if let Some(why) = qemu_missing() {
         if wanted == "qemu" {
             anyhow::bail!("compute.driver is qemu but {why}");
         }
-        return Ok(sim(&why));
+        return Ok(sim(cfg, &why));
     }
     let images = images_dir(cfg, data_dir);
     std::fs::create_dir_all(&images)?;
@@ -121,7 +121,7 @@ pub async fn start(
     };
     let layout = match built {
         Ok(l) => l,
-        Err(e) if wanted == "auto" => return Ok(sim(&format!("the guest image could not be built: {e}"))),
+        Err(e) if wanted == "auto" => return Ok(sim(cfg, &format!("the guest image could not be built: {e}"))),
         Err(e) => anyhow::bail!("cannot build the guest image: {e}"),
     };
     let manifest = layout.read_manifest()?;

@@ -36,6 +36,10 @@ pub struct Config {
     /// What the edge port lets a client hold.
     #[serde(default)]
     pub edge: EdgeConfig,
+    /// Per-account quotas' defaults (`instances = 50`, …; see `feitian_meta::quota` for the
+    /// keys). `feitian account quota NAME key=value` overrides them for one account.
+    #[serde(default)]
+    pub quotas: std::collections::BTreeMap<String, u64>,
 }
 
 /// `[edge]`: the bounds of the edge port (RPC and OSS), so that clients that never
@@ -154,6 +158,16 @@ pub struct ComputeConfig {
     pub stop_grace_secs: u64,
     /// Seconds a boot may take to reach SSH before the instance is reported Running anyway.
     pub boot_timeout_secs: u64,
+    /// vCPUs promised to guests per host CPU (admission: an instance that would take more is
+    /// refused with `OperationDenied.NoStock`).
+    pub vcpu_overcommit: f64,
+    /// MiB of the host's memory never promised to guests (the host itself, QEMU's overhead).
+    /// Memory is not overcommitted.
+    pub memory_reserve_mib: u64,
+    /// The host the `sim` driver models: its CPUs and memory (the `qemu` driver measures the
+    /// real host instead).
+    pub sim_vcpus: u32,
+    pub sim_memory_mib: u64,
 }
 
 impl Default for ComputeConfig {
@@ -164,6 +178,10 @@ impl Default for ComputeConfig {
             accel: "auto".to_owned(),
             stop_grace_secs: 30,
             boot_timeout_secs: 300,
+            vcpu_overcommit: feitian_ecs::admission::Policy::default().vcpu_overcommit,
+            memory_reserve_mib: feitian_ecs::admission::Policy::default().memory_reserve_mib,
+            sim_vcpus: feitian_compute::sim::DEFAULT_VCPUS,
+            sim_memory_mib: feitian_compute::sim::DEFAULT_MEMORY_MIB,
         }
     }
 }
@@ -186,7 +204,21 @@ impl ComputeConfig {
         if self.stop_grace_secs == 0 || self.boot_timeout_secs == 0 {
             anyhow::bail!("compute.stop_grace_secs and boot_timeout_secs must be above 0");
         }
+        if !(self.vcpu_overcommit.is_finite() && self.vcpu_overcommit > 0.0 && self.vcpu_overcommit <= 64.0) {
+            anyhow::bail!("compute.vcpu_overcommit must be above 0 and at most 64, not {}", self.vcpu_overcommit);
+        }
+        if self.sim_vcpus == 0 || self.sim_memory_mib == 0 {
+            anyhow::bail!("compute.sim_vcpus and sim_memory_mib must be above 0");
+        }
         Ok(())
+    }
+
+    /// How much of the host instances may be promised.
+    pub fn admission(&self) -> feitian_ecs::admission::Policy {
+        feitian_ecs::admission::Policy {
+            vcpu_overcommit: self.vcpu_overcommit,
+            memory_reserve_mib: self.memory_reserve_mib,
+        }
     }
 }
 
@@ -252,6 +284,12 @@ impl Config {
         toml::from_str(&text).with_context(|| format!("the configuration file {} is not valid", path.display()))
     }
 
+    /// The quota defaults: the built-in ones with `[quotas]` applied.
+    pub fn quotas(&self) -> anyhow::Result<feitian_meta::quota::Quotas> {
+        feitian_meta::quota::Quotas::with_settings(self.quotas.iter().map(|(k, v)| (k.as_str(), *v)))
+            .map_err(|e| anyhow::anyhow!("the configuration's [quotas]: {e}"))
+    }
+
     pub fn eip_pool(&self) -> anyhow::Result<ipnet::Ipv4Net> {
         let raw = self.eip_pool.as_deref().unwrap_or(DEFAULT_EIP_POOL);
         let net: ipnet::Ipv4Net = raw.parse().with_context(|| format!("eip_pool {raw:?} is not a CIDR block"))?;
@@ -298,6 +336,36 @@ zones = [ { id = "cn-beijing-a", local_name = "北京 可用区 A", english_name
         assert!(Config::load(Some(&path)).is_err());
         std::fs::write(&path, "bogus = 1\n").unwrap();
         assert!(Config::load(Some(&path)).is_err());
+    }
+
+    #[test]
+    fn quotas_and_admission_sections() {
+        use feitian_meta::quota::Quota;
+        let d = Config::load(None).unwrap();
+        assert_eq!(d.quotas().unwrap(), feitian_meta::quota::Quotas::default());
+        d.compute.validate().unwrap();
+        assert_eq!(d.compute.admission(), feitian_ecs::admission::Policy::default());
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("feitian.toml");
+        std::fs::write(
+            &path,
+            "[quotas]\ninstances = 5\nbuckets = 0\n[compute]\nvcpu_overcommit = 2.5\nmemory_reserve_mib = 64\nsim_vcpus = 3\n",
+        )
+        .unwrap();
+        let c = Config::load(Some(&path)).unwrap();
+        let q = c.quotas().unwrap();
+        assert_eq!((q.get(Quota::Instances), q.get(Quota::Buckets), q.get(Quota::Vpcs)), (5, 0, 10));
+        c.compute.validate().unwrap();
+        let p = c.compute.admission();
+        assert_eq!((p.vcpu_overcommit, p.memory_reserve_mib, c.compute.sim_vcpus), (2.5, 64, 3));
+        std::fs::write(&path, "[quotas]\ninstance = 5\n").unwrap();
+        assert!(Config::load(Some(&path)).unwrap().quotas().is_err(), "a misspelt quota is an error");
+        std::fs::write(&path, "[quotas]\ninstances = -5\n").unwrap();
+        assert!(Config::load(Some(&path)).is_err(), "a negative limit does not parse");
+        for bad in ["vcpu_overcommit = 0.0", "vcpu_overcommit = nan", "sim_memory_mib = 0"] {
+            std::fs::write(&path, format!("[compute]\n{bad}\n")).unwrap();
+            assert!(Config::load(Some(&path)).unwrap().compute.validate().is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -111,6 +111,18 @@ enum AccountCommand {
         #[command(flatten)]
         data: DataDir,
     },
+    /// Show an account's quotas, or set them (`vcpus=16 eips=5`; `vcpus=default` goes back
+    /// to the configuration's default). A running `feitian up` enforces a change at once.
+    Quota {
+        name: String,
+        /// `key=value` settings; none shows every quota.
+        settings: Vec<String>,
+        /// The configuration file `feitian up` runs with (for the defaults shown).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        #[command(flatten)]
+        data: DataDir,
+    },
 }
 
 #[derive(Subcommand)]
@@ -177,6 +189,9 @@ fn main() -> std::process::ExitCode {
             accounts::create_account(&data.path(), &name)
         }
         Command::Account { command: AccountCommand::List { data } } => accounts::list_accounts(&data.path()),
+        Command::Account { command: AccountCommand::Quota { name, settings, config, data } } => {
+            accounts::quota(&data.path(), &name, &settings, config.as_deref())
+        }
         Command::Accesskey { command: AccessKeyCommand::Create { account, data } } => {
             accounts::create_key(&data.path(), &account)
         }

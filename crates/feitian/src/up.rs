@@ -81,6 +81,7 @@ pub fn run(data_dir: &Path, listen: &str, pangu_listen: &str, config: Option<&Pa
     let catalog = Arc::new(config.catalog()?);
     let eip_pool = config.eip_pool()?;
     let store = open_store(data_dir)?;
+    store.set_quotas(config.quotas()?);
     let _lock = lock_data_dir(data_dir)?;
     let env_key = root_key_from_env()?;
     let (root, created) = store.ensure_root(env_key.as_ref().map(|(i, s)| (i.as_str(), s.as_str())))?;
@@ -110,6 +111,7 @@ pub fn run(data_dir: &Path, listen: &str, pangu_listen: &str, config: Option<&Pa
         eip_pool,
         nudges: nudges.clone(),
         host: std::sync::OnceLock::new(),
+        admission: config.compute.admission(),
     });
     let registry = registry(ecs.clone(), network.clone());
     let keys: Arc<dyn feitian_api::KeyStore> = Arc::new(StoreKeys::new(store.clone()));
@@ -191,6 +193,22 @@ pub fn run(data_dir: &Path, listen: &str, pangu_listen: &str, config: Option<&Pa
                 }
             )?;
             writeln!(out, "{}", compute.summary)?;
+            let policy = config.compute.admission();
+            match compute.driver.capacity() {
+                Ok(c) => writeln!(
+                    out,
+                    "admission: host of {} CPUs and {} MiB ({} MiB free now); guests get up to {} vCPUs (overcommit {}) \
+                     and {} MiB ({} MiB kept for the host)",
+                    c.vcpus,
+                    c.memory_mib,
+                    c.memory_available_mib,
+                    (f64::from(c.vcpus) * policy.vcpu_overcommit).floor(),
+                    policy.vcpu_overcommit,
+                    c.memory_mib.saturating_sub(policy.memory_reserve_mib),
+                    policy.memory_reserve_mib
+                )?,
+                Err(e) => writeln!(out, "admission: the host cannot measure itself ({e}); no instance will be admitted")?,
+            }
             out.flush()?;
             drop(out);
             tokio::spawn(feitian_vpc::reconcile::run(network));

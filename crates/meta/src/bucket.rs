@@ -42,6 +42,13 @@ pub fn get_bucket(tx: &Transaction<'_>, name: &str) -> Result<Option<Bucket>, Me
 }
 
 /// An account's buckets whose names start with `prefix` and sort after `marker`, at most `max`.
+/// How many buckets the account has (the `buckets` quota).
+pub fn count_buckets(tx: &Transaction<'_>, account_id: u64) -> Result<u64, MetaError> {
+    let n: i64 =
+        tx.query_row("SELECT COUNT(*) FROM buckets WHERE account_id = ?1", params![account_id as i64], |r| r.get(0))?;
+    Ok(n.max(0) as u64)
+}
+
 pub fn list_buckets(
     tx: &Transaction<'_>,
     account_id: u64,

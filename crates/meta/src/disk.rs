@@ -103,6 +103,17 @@ pub fn list_disks(tx: &Transaction<'_>, f: &Filter, offset: u64, limit: u64) -> 
     page(tx, "disks", DISK_COLS, f, offset, limit, disk_row)
 }
 
+/// GiB of an account's disks in a region, every category together (the `disk_capacity_gib`
+/// quota).
+pub fn capacity_used_gib(tx: &Transaction<'_>, account_id: u64, region_id: &str) -> Result<u64, MetaError> {
+    let gib: i64 = tx.query_row(
+        "SELECT COALESCE(SUM(size_gib), 0) FROM disks WHERE account_id = ?1 AND region_id = ?2",
+        params![account_id as i64, region_id],
+        |r| r.get(0),
+    )?;
+    Ok(gib.max(0) as u64)
+}
+
 pub fn set_disk_status_for_instance(
     tx: &Transaction<'_>,
     instance_id: &str,

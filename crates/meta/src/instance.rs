@@ -244,6 +244,55 @@ pub fn forced_stops(tx: &Transaction<'_>) -> Result<HashSet<String>, MetaError> 
     Ok(all(tx, "SELECT instance_id FROM instance_forced_stops", [], |r| r.get(0))?.into_iter().collect())
 }
 
+// --- quotas and admission ---------------------------------------------------------------------
+
+/// What an account's instances in a region hold: (instances, vCPUs). Every instance counts,
+/// stopped or not: a stopped instance keeps its place (as a pay-as-you-go instance stopped
+/// with `KeepCharging` does).
+pub fn account_usage(tx: &Transaction<'_>, account_id: u64, region_id: &str) -> Result<(u64, u64), MetaError> {
+    let (n, cpus): (i64, i64) = tx.query_row(
+        "SELECT COUNT(*), COALESCE(SUM(cpu), 0) FROM instances WHERE account_id = ?1 AND region_id = ?2",
+        params![account_id as i64, region_id],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    Ok((n.max(0) as u64, cpus.max(0) as u64))
+}
+
+/// What the host has promised to guests, every account together.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Commitment {
+    /// vCPUs of the guests that run or are to run.
+    pub vcpus: u64,
+    /// Memory of the guests that run or are to run.
+    pub memory_mib: u64,
+    /// The part of `memory_mib` whose guests have not booted yet: the host's free memory
+    /// does not show it as used.
+    pub memory_not_started_mib: u64,
+}
+
+/// The guests that hold (or are about to hold) the host's CPUs and memory: those wanted
+/// running, and those still on their way down (Stopping, or Starting/Running under a stop).
+/// A `CreateInstance`'s instance (Pending, wanted Stopped) holds nothing.
+pub fn commitment(tx: &Transaction<'_>) -> Result<Commitment, MetaError> {
+    let (cpus, mem, not_started): (i64, i64, i64) = tx.query_row(
+        "SELECT COALESCE(SUM(cpu), 0), COALESCE(SUM(memory_mib), 0),
+                COALESCE(SUM(CASE WHEN status IN (?3, ?4) THEN memory_mib ELSE 0 END), 0)
+         FROM instances WHERE desired = ?1 OR status <> ?2 AND status <> ?3",
+        params![
+            Desired::Running.as_str(),
+            InstanceStatus::Stopped.as_str(),
+            InstanceStatus::Pending.as_str(),
+            InstanceStatus::Starting.as_str()
+        ],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )?;
+    Ok(Commitment {
+        vcpus: cpus.max(0) as u64,
+        memory_mib: mem.max(0) as u64,
+        memory_not_started_mib: not_started.max(0) as u64,
+    })
+}
+
 // --- for the reconciler ---------------------------------------------------------------------
 
 /// Instances whose observed state differs from the desired one (work for the reconciler).
@@ -351,6 +400,38 @@ mod tests {
     fn lifecycle_statuses_round_trip() {
         assert_text_round_trips(&InstanceStatus::ALL, InstanceStatus::as_str, InstanceStatus::parse);
         assert_text_round_trips(&Desired::ALL, Desired::as_str, Desired::parse);
+    }
+
+    #[test]
+    fn what_holds_the_host_and_what_an_account_uses() {
+        let (s, account) = testing::store();
+        let id = testing::register(&s, account, "instance", "i");
+        s.write(|tx| insert_instance(tx, &testing::instance(account, &id))).unwrap();
+        // (status, desired) → whether it holds the host, and whether it has not booted yet.
+        let cases = [
+            (InstanceStatus::Pending, Desired::Running, true, true),
+            (InstanceStatus::Pending, Desired::Stopped, false, false),
+            (InstanceStatus::Starting, Desired::Running, true, true),
+            (InstanceStatus::Running, Desired::Running, true, false),
+            (InstanceStatus::Stopping, Desired::Stopped, true, false),
+            (InstanceStatus::Stopping, Desired::Running, true, false),
+            (InstanceStatus::Stopped, Desired::Stopped, false, false),
+            (InstanceStatus::Starting, Desired::Stopped, true, true),
+        ];
+        for (status, desired, holds, booting) in cases {
+            s.write(|tx| set_lifecycle(tx, &id, status, desired, 0)).unwrap();
+            let c = s.read(commitment).unwrap();
+            let want = Commitment {
+                vcpus: if holds { 2 } else { 0 },
+                memory_mib: if holds { 2048 } else { 0 },
+                memory_not_started_mib: if booting { 2048 } else { 0 },
+            };
+            assert_eq!(c, want, "{status} wanted {desired}");
+            // An account's usage counts it whatever its state.
+            assert_eq!(s.read(|tx| account_usage(tx, account, testing::REGION)).unwrap(), (1, 2));
+        }
+        assert_eq!(s.read(|tx| account_usage(tx, account + 1, testing::REGION)).unwrap(), (0, 0));
+        assert_eq!(s.read(|tx| account_usage(tx, account, "cn-elsewhere")).unwrap(), (0, 0));
     }
 
     #[test]

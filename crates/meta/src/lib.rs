@@ -32,6 +32,8 @@ pub mod instance_event;
 pub mod key_pair;
 pub mod network_interface;
 pub mod security_group;
+// Quotas.
+pub mod quota;
 // OSS.
 pub mod bucket;
 pub mod extent;

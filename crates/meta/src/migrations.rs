@@ -429,4 +429,18 @@ CREATE TABLE instance_forced_stops (
 CREATE INDEX client_tokens_by_age ON client_tokens(created_at);
 "#,
     ),
+    (
+        10,
+        "Quotas: per-account overrides",
+        r#"
+-- An account's own limit for a quota (quota.rs); a quota without a row takes the
+-- deployment's default ([quotas] in the configuration file).
+CREATE TABLE account_quotas (
+    account_id      BIGINT NOT NULL,
+    name            TEXT NOT NULL,
+    value           BIGINT NOT NULL CHECK (value >= 0),
+    PRIMARY KEY (account_id, name)
+);
+"#,
+    ),
 ];

@@ -3,6 +3,7 @@
 //! in the modules named for them.
 
 use crate::migrations::MIGRATIONS;
+use crate::quota::Quotas;
 use crate::{now, MetaError};
 use parking_lot::Mutex;
 use rusqlite::{params, Connection, Transaction, TransactionBehavior};
@@ -22,6 +23,9 @@ pub struct Store {
     /// Read-only connections for `read`: WAL lets them run beside each other and beside the
     /// writer. Empty for an in-memory store (its data lives in the one connection).
     readers: Arc<Vec<Mutex<Connection>>>,
+    /// The deployment's quota defaults (`[quotas]` of the configuration file); accounts'
+    /// overrides are rows (see [`crate::quota`]).
+    quotas: Arc<parking_lot::RwLock<Arc<Quotas>>>,
 }
 
 /// A transaction waiting for a group commit.
@@ -132,7 +136,18 @@ impl Store {
             conn: Arc::new(Mutex::new(conn)),
             queue: Arc::new(Mutex::new(Vec::new())),
             readers: Arc::new(Vec::new()),
+            quotas: Arc::new(parking_lot::RwLock::new(Arc::new(Quotas::default()))),
         })
+    }
+
+    /// Sets the quota defaults every clone of this store enforces from now on.
+    pub fn set_quotas(&self, quotas: Quotas) {
+        *self.quotas.write() = Arc::new(quotas);
+    }
+
+    /// The quota defaults in force.
+    pub fn quotas(&self) -> Arc<Quotas> {
+        self.quotas.read().clone()
     }
 
     /// Runs `f` in one write transaction (taken at once, so writers never deadlock on

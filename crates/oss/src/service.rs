@@ -20,14 +20,13 @@ use feitian_api::oss_signature::OssRequest;
 use feitian_api::{oss_auth, ApiError, ObjectFuture, ObjectService};
 use feitian_meta::bucket::{self, Bucket};
 use feitian_meta::extent::Extent;
+use feitian_meta::quota::{self, Quota};
 use feitian_meta::{MetaError, Store, Transaction};
 use feitian_region::Region;
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
-/// Buckets per account, the real default.
-pub const MAX_BUCKETS: usize = 100;
 /// The largest request body a bucket action reads (configurations are small).
 const MAX_CONFIG_BODY: usize = 64 * 1024;
 
@@ -421,6 +420,7 @@ impl Oss {
             created_at: feitian_api::service::now(),
         };
         let acl_given = r.header("x-oss-acl").is_some();
+        let quotas = self.store.quotas();
         self.store
             .write_async(move |tx| {
                 if let Some(existing) = bucket::get_bucket(tx, &b.name).map_err(from_meta)? {
@@ -433,8 +433,9 @@ impl Oss {
                     }
                     return Ok(());
                 }
-                let mine = bucket::list_buckets(tx, b.account_id, "", "", MAX_BUCKETS as u64).map_err(from_meta)?;
-                if mine.len() >= MAX_BUCKETS {
+                let max = quota::limit(tx, &quotas, b.account_id, Quota::Buckets).map_err(from_meta)?;
+                let mine = bucket::count_buckets(tx, b.account_id).map_err(from_meta)?;
+                if !quota::fits(max, mine, 1) {
                     return Err(OssError::too_many_buckets());
                 }
                 if !bucket::insert_bucket(tx, &b).map_err(from_meta)? {

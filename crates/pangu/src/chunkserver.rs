@@ -45,9 +45,11 @@
 //!
 //! # Capacity
 //!
-//! Free space is `capacity_bytes` (configured) minus the committed bytes of every replica:
-//! asking the file system (`statvfs`) needs `libc`, which this crate does not use, and a
-//! configured budget is what the master should place against anyway when disks are shared.
+//! Free space is the smaller of two: `capacity_bytes` (configured: the budget this server may
+//! fill when its disk is shared) minus the committed bytes of every replica, and what the
+//! file system under `dir` still lets a writer use (`statvfs`, measured at every report). So
+//! a disk that something else filled is known to be full, and the master places nothing there
+//! ([`free_bytes`]).
 
 mod wire;
 
@@ -93,6 +95,31 @@ pub fn no_delay(stream: &mut tokio::net::TcpStream) {
     if let Err(e) = stream.set_nodelay(true) {
         tracing::debug!(error = %e, "cannot set TCP_NODELAY");
     }
+}
+
+/// Bytes the file system holding `dir` still lets an unprivileged writer use (`statvfs`:
+/// available blocks × fragment size); `None` if it cannot be asked.
+pub fn fs_available_bytes(dir: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: `path` is a NUL-terminated string and `st` points to writable memory of the
+    // right type; statvfs writes it whole when it returns 0.
+    let rc = unsafe { libc::statvfs(path.as_ptr(), st.as_mut_ptr()) };
+    if rc != 0 {
+        return None;
+    }
+    // SAFETY: initialized by the successful call above.
+    let st = unsafe { st.assume_init() };
+    #[allow(clippy::unnecessary_cast)] // the field types differ between targets
+    Some((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
+}
+
+/// Free space as the master should place against it: the configured budget less what is
+/// stored, and never more than the file system has left (when it could be asked).
+pub fn free_bytes(capacity_bytes: u64, used_bytes: u64, fs_available: Option<u64>) -> u64 {
+    let budget = capacity_bytes.saturating_sub(used_bytes);
+    fs_available.map_or(budget, |fs| budget.min(fs))
 }
 
 /// How a chunkserver is set up.
@@ -300,7 +327,7 @@ impl ChunkServer {
             rack: config.rack.clone(),
             capacity_bytes: config.capacity_bytes,
             used_bytes,
-            free_bytes: config.capacity_bytes.saturating_sub(used_bytes),
+            free_bytes: free_bytes(config.capacity_bytes, used_bytes, fs_available_bytes(&config.dir)),
             chunks: infos.len() as u64,
             corrupt_chunks: corrupt.len() as u64,
         };

@@ -65,6 +65,7 @@ impl Cloud {
             eip_pool,
             nudges: nudges.clone(),
             host: std::sync::OnceLock::new(),
+            admission: feitian_ecs::admission::Policy::default(),
         });
         let mut registry = Registry::default();
         feitian_ecs::register(&mut registry, ecs.clone());

@@ -14,6 +14,7 @@ use feitian_api::validate;
 use feitian_api::{ApiError, Ctx, Params};
 use feitian_cidr::{self as cidr, CidrError};
 use feitian_meta::eip::{self, Eip, EipStatus};
+use feitian_meta::quota::{self, Quota};
 use feitian_meta::route_table::{self, RouteEntry, RouteEntryStatus, RouteTable};
 use feitian_meta::vpc::{self, Vpc, VpcStatus};
 use feitian_meta::vswitch::{self, VSwitch, VSwitchStatus};
@@ -31,11 +32,10 @@ pub enum Api {
     Ecs,
 }
 
-/// Per-account quotas (the real defaults).
-pub const MAX_VPCS_PER_REGION: u64 = 10;
+/// Per-VPC limits (the real defaults). The per-account ones (VPCs, EIPs) are quotas
+/// (`feitian_meta::quota`), configurable and overridable per account.
 pub const MAX_VSWITCHES_PER_VPC: u64 = 150;
 pub const MAX_CUSTOM_ROUTES_PER_TABLE: u64 = 200;
-pub const MAX_EIPS_PER_REGION: u64 = 20;
 
 pub struct Network {
     pub store: Store,
@@ -161,10 +161,11 @@ impl Network {
                     let account = ctx.caller.account_id;
                     let scope = me.store.scope(account);
                     let (_, count) = vpc::list_vpcs(tx, &Filter::owned(account, &region.id), 0, 0)?;
-                    if count >= MAX_VPCS_PER_REGION {
+                    let max = quota::limit(tx, &me.store.quotas(), account, Quota::Vpcs)?;
+                    if !quota::fits(max, count, 1) {
                         return Err(ApiError::invalid(
                             "QuotaExceeded.Vpc",
-                            format!("VPC quota exceeded: at most {MAX_VPCS_PER_REGION} per region."),
+                            format!("VPC quota exceeded: at most {max} per region."),
                         ));
                     }
                     let id = scope.register(tx, "vpc", "vpc", &region.id, &region.id_code)?;
@@ -1046,11 +1047,10 @@ impl Network {
                 create_once(store, &ctx, &p, token, |tx| {
                     let account = ctx.caller.account_id;
                     let (_, count) = eip::list_eips(tx, &Filter::owned(account, &region.id), 0, 0)?;
-                    if count >= MAX_EIPS_PER_REGION {
-                        return Err(ApiError::invalid(
-                            "QuotaExceeded.Eip",
-                            format!("EIP quota exceeded: at most {MAX_EIPS_PER_REGION} per region."),
-                        ));
+                    let max = quota::limit(tx, &me.store.quotas(), account, Quota::Eips)?;
+                    if !quota::fits(max, count, 1) {
+                        return Err(ApiError::invalid("QuotaExceeded.Eip", "Elastic IP address quota exceeded")
+                            .recommend(format!("at most {max} EIPs per region; release one first")));
                     }
                     let used: std::collections::HashSet<String> =
                         eip::public_addresses_in_use(tx)?.into_iter().collect();

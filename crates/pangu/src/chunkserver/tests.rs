@@ -632,3 +632,21 @@ async fn silent_connections_are_closed_and_connections_are_bounded() {
     }
     server.stop().await;
 }
+
+#[test]
+fn free_space_is_the_budget_left_or_what_the_disk_has_left() {
+    use super::free_bytes;
+    assert_eq!(free_bytes(1000, 300, None), 700, "no file system answer: the budget");
+    assert_eq!(free_bytes(1000, 300, Some(10_000)), 700, "a roomy disk: the budget");
+    assert_eq!(free_bytes(1000, 300, Some(50)), 50, "a disk something else filled");
+    assert_eq!(free_bytes(1000, 1200, Some(50)), 0, "over budget");
+    assert_eq!(free_bytes(1000, 0, Some(0)), 0, "a full disk is full");
+}
+
+#[test]
+fn the_file_system_is_measured() {
+    let dir = TempDir::new().unwrap();
+    let avail = super::fs_available_bytes(dir.path()).expect("statvfs answers for a directory that exists");
+    assert!(avail > 0);
+    assert_eq!(super::fs_available_bytes(&dir.path().join("no/such/dir")), None);
+}

@@ -103,7 +103,8 @@ pub struct ServerStatus {
     pub capacity_bytes: u64,
     /// The committed bytes of every open replica.
     pub used_bytes: u64,
-    /// `capacity_bytes - used_bytes`, at least 0.
+    /// `capacity_bytes - used_bytes` (at least 0), or what the file system has left if that
+    /// is less (see [`super::free_bytes`]).
     pub free_bytes: u64,
     pub chunks: u64,
     pub corrupt_chunks: u64,
