@@ -10,9 +10,15 @@ nothing changed.
   To act "meanwhile" deterministically, a request is sent with `Expect: 100-continue`: the
   server answers `100 Continue` only once it authorized the request and starts reading its
   body (`Held`); the test then changes the world, and only then sends the body.
+- **V4 signatures are scoped**: another region or product is `InvalidArgument` (400); the
+  payload hash must be `UNSIGNED-PAYLOAD` (OSS answers any other value, a correct digest
+  included, `InvalidArgument`); a presigned URL dated beyond the clock skew is
+  `RequestNotReadyYet` (403).
 
 Loopback only; no wall-clock assertions. Signed raw requests are signed by oss2's own signer.
 """
+import datetime
+import hashlib
 import http.client
 import socket
 import urllib.parse
@@ -20,9 +26,11 @@ import xml.etree.ElementTree as ET
 
 import oss2
 import pytest
+import requests
 from oss2.models import PartInfo
 
 from test_oss_objects import (  # noqa: F401 - new_bucket and other_account are fixtures
+    REGION,
     REQUEST_ID,
     anonymous,
     bucket,
@@ -32,6 +40,7 @@ from test_oss_objects import (  # noqa: F401 - new_bucket and other_account are 
     new_bucket,
     oss_error,
     other_account,
+    raw_http,
     read_all,
     signed,
 )
@@ -197,3 +206,91 @@ def test_anonymous_writes_in_flight_when_the_bucket_is_made_private(feitian, new
     b.put_bucket_acl(oss2.BUCKET_ACL_PUBLIC_READ_WRITE)
     anon.complete_multipart_upload("mp", upload, [PartInfo(1, part.etag)])
     assert read_all(b, "mp")[1] == b"part one"
+
+
+# --- V4 scope, payload hash and dates -------------------------------------------------------------------
+
+def v4_raw(b, method, key, headers=None, product="oss", region=REGION, payload="UNSIGNED-PAYLOAD"):
+    """A V4 request signed by oss2's own V4 signer, with the scope and payload hash given
+    (oss2's `_sign_request` always writes UNSIGNED-PAYLOAD, so its signature computation is
+    called directly)."""
+    auth = b.auth
+    req = oss2.http.Request(method, b._make_url(b.bucket_name, key), headers=headers, region=region, product=product)
+    when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    req.headers["x-oss-date"] = when
+    req.headers["x-oss-content-sha256"] = payload
+    creds = auth.credentials_provider.get_credentials()
+    extra = auth._ProviderAuthV4__get_additional_signed_headers(None)
+    sig = auth._ProviderAuthV4__make_signature(req, b.bucket_name, key, extra, creds, when)
+    scope = f"{creds.get_access_key_id()}/{when[:8]}/{region}/{product}/aliyun_v4_request"
+    req.headers["authorization"] = f"OSS4-HMAC-SHA256 Credential={scope}, Signature={sig}"
+    path = urllib.parse.urlsplit(req.url).path
+    return path, {k: v for k, v in req.headers.items() if v is not None}
+
+
+def error_fields(reply):
+    root = ET.fromstring(reply.body)
+    fields = {c.tag: c.text or "" for c in root}
+    assert root.tag == "Error" and {"Code", "Message", "RequestId", "HostId"} <= set(fields), reply.text()
+    return fields
+
+
+def test_v4_payload_hash_other_than_unsigned_payload_is_refused(feitian, new_bucket):
+    b = new_bucket(v4=True)
+    body = b"a body whose digest the client signed"
+    # The control: oss2's own request (UNSIGNED-PAYLOAD) through the same path works.
+    path, hdrs = v4_raw(b, "PUT", "control")
+    r = raw_http(feitian, "PUT", path, hdrs, body)
+    assert r.status == 200, r.text()
+    for label, payload in [("the body's digest", hashlib.sha256(body).hexdigest()),
+                           ("another body's digest", hashlib.sha256(b"something else").hexdigest()),
+                           ("not a digest", "STREAMING-UNSIGNED-PAYLOAD-TRAILER")]:
+        path, hdrs = v4_raw(b, "PUT", "hashed", payload=payload)
+        r = raw_http(feitian, "PUT", path, hdrs, body)
+        assert r.status == 400 and error_fields(r)["Code"] == "InvalidArgument", (label, r.text())
+    assert keys_of(b) == ["control"]
+
+
+def test_v4_scope_of_another_region_or_product_is_refused(feitian, account, new_bucket):
+    b = new_bucket(v4=True)
+    elsewhere = oss2.Bucket(oss2.AuthV4(*account), f"http://{feitian.endpoint}", b.bucket_name, region="cn-beijing")
+    e = oss_error(lambda: elsewhere.put_object("k", b"signed for cn-beijing"), "InvalidArgument", 400)
+    assert "region" in e.message
+    oss_error(lambda: elsewhere.get_bucket_info(), "InvalidArgument", 400)
+    path, hdrs = v4_raw(b, "PUT", "k", product="ecs")
+    r = raw_http(feitian, "PUT", path, hdrs, b"signed for ecs")
+    assert r.status == 400 and error_fields(r)["Code"] == "InvalidArgument", r.text()
+    assert keys_of(b) == []
+    b.put_object("k", b"signed for here")  # the control
+    assert read_all(b, "k")[1] == b"signed for here"
+
+
+def test_v4_presigned_url_dated_in_the_future_is_not_ready_yet(feitian, new_bucket, monkeypatch):
+    b = new_bucket(v4=True)
+    b.put_object("k", b"v")
+    now_url = b.sign_url("GET", "k", 3600)
+
+    real = datetime.datetime
+
+    class Ahead(real):
+        """oss2's clock, an hour ahead (it dates V4 URLs with datetime.utcnow())."""
+
+        @classmethod
+        def utcnow(cls):
+            return real.utcnow() + datetime.timedelta(hours=1)
+
+    monkeypatch.setattr(oss2.auth, "datetime", Ahead)
+    future_url = b.sign_url("GET", "k", 3600 * 24)
+    monkeypatch.undo()
+    assert "x-oss-date=" in future_url
+    r = requests.get(future_url, timeout=30)
+    assert r.status_code == 403, r.text[:300]
+    root = ET.fromstring(r.content)
+    assert root.findtext("Code") == "RequestNotReadyYet" and root.findtext("RequestId"), r.text[:300]
+    # And as a PUT: nothing written.
+    monkeypatch.setattr(oss2.auth, "datetime", Ahead)
+    future_put = b.sign_url("PUT", "k", 3600)
+    monkeypatch.undo()
+    assert requests.put(future_put, data=b"overwrite", timeout=30).status_code == 403
+    r = requests.get(now_url, timeout=30)
+    assert (r.status_code, r.content) == (200, b"v")

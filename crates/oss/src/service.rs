@@ -149,6 +149,7 @@ fn from_api(e: ApiError) -> OssError {
         }
         "RequestTimeTooSkewed" => OssError::request_time_too_skewed(),
         "AccessDenied" => OssError::access_denied(&e.message),
+        "RequestNotReadyYet" => OssError::new(403, "RequestNotReadyYet", e.message),
         "InvalidArgument" => OssError::new(400, "InvalidArgument", e.message),
         _ if e.status >= 500 => OssError::internal_error(),
         _ => OssError::new(400, "InvalidRequest", e.message),
@@ -626,6 +627,7 @@ impl ObjectService for Oss {
             .filter_map(|(k, v)| header_text(v).map(|v| (k.as_str().to_ascii_lowercase(), v)))
             .collect();
         let keys = self.keys.clone();
+        let region_id = self.region.id.clone();
         let me = Oss {
             store: self.store.clone(),
             keys: self.keys.clone(),
@@ -644,7 +646,7 @@ impl ObjectService for Oss {
                         params: &params,
                         headers: &headers,
                     };
-                    oss_auth::authenticate(keys.as_ref(), &r, Utc::now()).map_err(from_api)?
+                    oss_auth::authenticate(keys.as_ref(), &r, &region_id, Utc::now()).map_err(from_api)?
                 };
                 me.serve(Req { method: parts.method.clone(), target, params, headers }, body, caller).await
             }
