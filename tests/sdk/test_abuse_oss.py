@@ -14,6 +14,8 @@ nothing changed.
   payload hash must be `UNSIGNED-PAYLOAD` (OSS answers any other value, a correct digest
   included, `InvalidArgument`); a presigned URL dated beyond the clock skew is
   `RequestNotReadyYet` (403).
+- **No `response-*` overrides for anonymous GETs** (400 `InvalidRequest`), so a public text
+  object cannot be served as HTML.
 
 Loopback only; no wall-clock assertions. Signed raw requests are signed by oss2's own signer.
 """
@@ -294,3 +296,33 @@ def test_v4_presigned_url_dated_in_the_future_is_not_ready_yet(feitian, new_buck
     assert requests.put(future_put, data=b"overwrite", timeout=30).status_code == 403
     r = requests.get(now_url, timeout=30)
     assert (r.status_code, r.content) == (200, b"v")
+
+
+# --- response-* overrides ------------------------------------------------------------------------------------
+
+OVERRIDES = ["response-content-type", "response-content-disposition", "response-content-language",
+             "response-cache-control", "response-content-encoding", "response-expires"]
+
+
+def test_anonymous_get_may_not_override_response_headers(feitian, new_bucket):
+    b = new_bucket(acl=oss2.BUCKET_ACL_PUBLIC_READ)
+    page = b"<script>alert(document.domain)</script>"
+    b.put_object("note.txt", page, headers={"Content-Type": "text/plain"})
+    anon = anonymous(feitian, b.bucket_name)
+    r, data = read_all(anon, "note.txt")
+    assert data == page and r.headers["Content-Type"] == "text/plain"
+    for param in OVERRIDES:
+        value = "text/html" if param == "response-content-type" else "inline"
+        e = oss_error(lambda: anon.get_object("note.txt", params={param: value}), "InvalidRequest", 400)
+        assert "anonymous" in e.message, e.message
+        # Through a plain browser-like GET as well.
+        url = f"http://{feitian.endpoint}/{b.bucket_name}/note.txt?{param}={urllib.parse.quote(value)}"
+        got = requests.get(url, timeout=30)
+        assert got.status_code == 400 and b"<script>" not in got.content, (param, got.headers)
+        assert ET.fromstring(got.content).findtext("Code") == "InvalidRequest"
+    # Signed requests (the SDK, a presigned URL) may override, as on OSS.
+    r = b.get_object("note.txt", params={"response-content-type": "text/html"})
+    assert r.read() == page and r.headers["Content-Type"] == "text/html"
+    url = b.sign_url("GET", "note.txt", 60, params={"response-content-disposition": "attachment"})
+    got = requests.get(url, timeout=30)
+    assert got.status_code == 200 and got.headers["Content-Disposition"] == "attachment"

@@ -236,6 +236,9 @@ impl Oss {
         head: bool,
     ) -> Result<Answer, OssError> {
         let (_, found) = self.object_for(bucket, key, caller, Need::Read, !head).await?;
+        if !head {
+            metadata::check_overrides_allowed(&r.params, caller.is_none())?;
+        }
         let (o, extents) = found.ok_or_else(|| OssError::no_such_key(key))?;
         check_preconditions(r, &o)?;
         let mut headers = metadata::object_headers(&o);
