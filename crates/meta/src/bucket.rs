@@ -12,9 +12,13 @@ pub struct Bucket {
     pub acl: String,
     pub storage_class: String,
     pub created_at: String,
+    /// Which bucket of this name it is: set by [`insert_bucket`] from a counter that never
+    /// repeats, so a bucket deleted and created again (by anyone) is a different bucket. A
+    /// write records it when it is authorized and compares it when it commits.
+    pub generation: i64,
 }
 
-const COLS: &str = "name, account_id, region_id, acl, storage_class, created_at";
+const COLS: &str = "name, account_id, region_id, acl, storage_class, created_at, generation";
 
 fn row(r: &Row<'_>) -> rusqlite::Result<Bucket> {
     Ok(Bucket {
@@ -24,16 +28,23 @@ fn row(r: &Row<'_>) -> rusqlite::Result<Bucket> {
         acl: r.get(3)?,
         storage_class: r.get(4)?,
         created_at: r.get(5)?,
+        generation: r.get(6)?,
     })
 }
 
-/// Inserts a bucket; `false` when the name is taken (by anyone).
-pub fn insert_bucket(tx: &Transaction<'_>, b: &Bucket) -> Result<bool, MetaError> {
-    let n = tx.execute(
-        &format!("INSERT INTO buckets ({COLS}) SELECT ?1, ?2, ?3, ?4, ?5, ?6 WHERE NOT EXISTS (SELECT 1 FROM buckets WHERE name = ?1)"),
-        params![b.name, b.account_id as i64, b.region_id, b.acl, b.storage_class, b.created_at],
+/// Inserts a bucket with the next generation (`b.generation` is not read); `None` when the
+/// name is taken (by anyone), else the generation it got.
+pub fn insert_bucket(tx: &Transaction<'_>, b: &Bucket) -> Result<Option<i64>, MetaError> {
+    if get_bucket(tx, &b.name)?.is_some() {
+        return Ok(None);
+    }
+    let generation: i64 = tx.query_row("SELECT next FROM oss_bucket_generation", [], |r| r.get(0))?;
+    tx.execute("UPDATE oss_bucket_generation SET next = next + 1", [])?;
+    tx.execute(
+        &format!("INSERT INTO buckets ({COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"),
+        params![b.name, b.account_id as i64, b.region_id, b.acl, b.storage_class, b.created_at, generation],
     )?;
-    Ok(n == 1)
+    Ok(Some(generation))
 }
 
 /// A bucket by name, whoever owns it (access is decided by the caller from owner and ACL).
@@ -82,4 +93,28 @@ pub fn bucket_is_empty(tx: &Transaction<'_>, bucket: &str) -> Result<bool, MetaE
         )?
         .query_row([bucket], |r| r.get(0))?;
     Ok(!used)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::store_with_bucket;
+
+    #[test]
+    fn a_bucket_created_again_is_another_generation() {
+        let s = store_with_bucket("b");
+        let first = s.read::<_, MetaError>(|tx| get_bucket(tx, "b")).unwrap().unwrap();
+        let again = |b: &Bucket| s.write::<_, MetaError>(|tx| insert_bucket(tx, b)).unwrap();
+        // The name is taken: nothing inserted, the generation unchanged.
+        assert_eq!(again(&first), None);
+        s.write::<_, MetaError>(|tx| delete_bucket(tx, "b")).unwrap();
+        // Deleted and made again (the last generation handed out was the deleted one's):
+        // never the same generation.
+        let second = again(&first).unwrap();
+        assert_ne!(second, first.generation);
+        s.write::<_, MetaError>(|tx| delete_bucket(tx, "b")).unwrap();
+        let third = again(&first).unwrap();
+        assert!(third > second && third != first.generation);
+        assert_eq!(s.read::<_, MetaError>(|tx| get_bucket(tx, "b")).unwrap().unwrap().generation, third);
+    }
 }

@@ -443,4 +443,19 @@ CREATE TABLE account_quotas (
 );
 "#,
     ),
+    (
+        11,
+        "OSS: bucket generations (a bucket's identity beyond its name)",
+        r#"
+-- A bucket name can be deleted and created again, by another account; a write authorized
+-- against the old bucket must not commit into the new one. Each bucket gets a generation
+-- when it is created, from a counter that never goes back (a MAX()+1 would hand a deleted
+-- bucket's generation to its successor). Buckets made before this migration keep 0.
+CREATE TABLE oss_bucket_generation (
+    next            BIGINT NOT NULL
+);
+INSERT INTO oss_bucket_generation (next) VALUES (1);
+ALTER TABLE buckets ADD COLUMN generation BIGINT NOT NULL DEFAULT 0;
+"#,
+    ),
 ];

@@ -124,6 +124,7 @@ pub fn store_with_bucket(name: &str) -> Store {
         acl: "private".into(),
         storage_class: "Standard".into(),
         created_at: CREATED.into(),
+        generation: 0,
     };
     s.write::<_, MetaError>(|tx| insert_bucket(tx, &b)).unwrap();
     s

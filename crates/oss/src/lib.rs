@@ -21,6 +21,7 @@
 //! - [`request_id`]: the shape of `x-oss-request-id`.
 //! - [`access`]: who may do what (owner, bucket and object ACLs).
 //! - [`metadata`]: an object's stored headers, in from requests and out to answers.
+//! - `grant`: what a write was authorized against, asked again in its commit transaction.
 //!
 //! The service itself — I/O, on the edge port — is [`service`] (routing, bucket actions),
 //! [`objects`] and [`multipart`] (the object actions), over [`blobs`] (object bytes on Pangu)
@@ -33,6 +34,7 @@ pub mod crc64;
 pub mod dates;
 pub mod errors;
 pub mod etag;
+mod grant;
 pub mod listing;
 pub mod md5batch;
 pub mod metadata;

@@ -7,7 +7,9 @@
 //! `Content-Disposition`, `Content-Encoding`, `Content-Language`, `Expires`, and the user
 //! metadata `x-oss-meta-*` (names lowercase, as OSS returns them; at most 8 KB of names and
 //! values together). They are served back verbatim; GetObject's `response-*` query
-//! parameters override them in that one answer.
+//! parameters override them in that one answer, for signed requests only: OSS refuses them
+//! on an anonymous GET (400 `InvalidRequest`), or anyone could have a public text object
+//! served as inline HTML from the bucket's origin.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -121,6 +123,18 @@ const OVERRIDES: [(&str, &str); 6] = [
     ("response-content-encoding", "content-encoding"),
 ];
 
+/// Refuses `response-*` query parameters on an anonymous request, as OSS does ("Request
+/// specific response headers cannot be used for anonymous GET requests", 400
+/// `InvalidRequest`).
+pub fn check_overrides_allowed(params: &[(String, String)], anonymous: bool) -> Result<(), OssError> {
+    if anonymous && params.iter().any(|(k, _)| OVERRIDES.iter().any(|(p, _)| p == k)) {
+        return Err(OssError::invalid_request(
+            "Request specific response headers cannot be used for anonymous GET requests.",
+        ));
+    }
+    Ok(())
+}
+
 /// Applies `response-*` query parameters (non-empty ones) to an answer's headers.
 pub fn apply_overrides(h: &mut HeaderList, params: &[(String, String)]) {
     for (param, header) in OVERRIDES {
@@ -198,6 +212,22 @@ pub fn parse_copy_source(value: &str) -> Result<(String, String), OssError> {
 
 #[cfg(test)]
 mod tests {
+    use super::{check_overrides_allowed, OVERRIDES};
+
+    #[test]
+    fn response_overrides_need_a_signature() {
+        let none: Vec<(String, String)> = vec![("x-oss-process".into(), String::new())];
+        assert!(check_overrides_allowed(&none, true).is_ok());
+        for (param, _) in OVERRIDES {
+            for value in ["text/html", ""] {
+                let p = vec![(param.to_string(), value.to_string())];
+                let e = check_overrides_allowed(&p, true).unwrap_err();
+                assert_eq!((e.status, e.code), (400, "InvalidRequest"), "{param}={value}");
+                assert!(check_overrides_allowed(&p, false).is_ok(), "{param}, signed");
+            }
+        }
+    }
+
     use super::*;
 
     fn hdrs(v: &[(&str, &str)]) -> Vec<(String, String)> {

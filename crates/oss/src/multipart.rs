@@ -19,10 +19,11 @@ use feitian_meta::upload::{self, Part, Upload};
 use crate::access::Need;
 use crate::dates::from_unix_millis;
 use crate::errors::OssError;
+use crate::grant::Grant;
 use crate::listing::{ListPartsRequest, ListUploadsRequest};
 use crate::metadata;
 use crate::model::{ObjectType, PartSummary, UploadSummary};
-use crate::objects::{check_copy_source, ensure_bucket, nothing_written, now_ms, WriteSpec, MAX_OBJECT_SIZE};
+use crate::objects::{check_copy_source, nothing_written, now_ms, WriteSpec, MAX_OBJECT_SIZE};
 use crate::range::{self, RangeBehavior, RangeDecision};
 use crate::service::{check, Answer, Oss, Req};
 use crate::xml::answers::url_encode_if;
@@ -131,9 +132,10 @@ impl Oss {
             initiated_ms: now_ms(),
         };
         let id = upload.upload_id.clone();
+        let grant = Grant::new(&b, caller);
         self.store
             .write_async(move |tx| {
-                ensure_bucket(tx, &upload.bucket)?;
+                grant.recheck(tx, Some(&upload.key))?;
                 upload::insert_upload(tx, &upload)?;
                 Ok::<_, OssError>(())
             })
@@ -156,7 +158,8 @@ impl Oss {
         if expected.is_some_and(|n| n > MAX_PART_SIZE) {
             return Err(OssError::entity_too_large());
         }
-        self.upload_for(bucket, key, &id, caller, Need::Write).await?;
+        let (b, _) = self.upload_for(bucket, key, &id, caller, Need::Write).await?;
+        let grant = Grant::new(&b, caller);
         let written = self.store_body(body, expected, MAX_PART_SIZE, content_md5).await?;
         let part = Part {
             part_number: number,
@@ -169,23 +172,25 @@ impl Oss {
             .header("etag", part.etag.clone())
             .header("x-oss-hash-crc64ecma", crc64::header_value(part.crc64))
             .header("content-md5", etag::content_md5(&written.md5));
-        self.store_part(bucket, key, id, part, written.extents).await?;
+        self.store_part(grant, key, id, part, written.extents).await?;
         Ok(answer)
     }
 
-    /// Records a part whose bytes are stored (they are released if the upload is gone).
+    /// Records a part whose bytes are stored (they are released if the upload is gone, or
+    /// what `grant` allowed no longer holds).
     async fn store_part(
         &self,
-        bucket: &str,
+        grant: Grant,
         key: &str,
         id: String,
         part: Part,
         extents: Vec<Extent>,
     ) -> Result<(), OssError> {
-        let (b, k) = (bucket.to_owned(), key.to_owned());
+        let k = key.to_owned();
         let fresh = extents.clone();
         self.commit(fresh, move |tx| {
-            if upload::get_upload(tx, &b, &k, &id)?.is_none() {
+            let b = grant.recheck(tx, None)?;
+            if upload::get_upload(tx, &b.name, &k, &id)?.is_none() {
                 return Err(OssError::no_such_upload(&id));
             }
             Ok(((), upload::put_part(tx, &id, &part, &extents)?))
@@ -204,7 +209,8 @@ impl Oss {
         let id = upload_id(r);
         let number = requests::parse_part_number(r.param("partNumber").unwrap_or(""))?;
         let (src_bucket, src_key) = metadata::parse_copy_source(r.header("x-oss-copy-source").unwrap_or(""))?;
-        self.upload_for(bucket, key, &id, caller, Need::Write).await?;
+        let (b, _) = self.upload_for(bucket, key, &id, caller, Need::Write).await?;
+        let grant = Grant::new(&b, caller);
         let (_, src) = self.object_for(&src_bucket, &src_key, caller, Need::Read, true).await?;
         let (source, extents) = src.ok_or_else(|| OssError::no_such_key(&src_key))?;
         check_copy_source(r, &source)?;
@@ -233,7 +239,7 @@ impl Oss {
         )
         .header("etag", part.etag.clone())
         .header("x-oss-hash-crc64ecma", crc64::header_value(part.crc64));
-        self.store_part(bucket, key, id, part, written.extents).await?;
+        self.store_part(grant, key, id, part, written.extents).await?;
         Ok(answer)
     }
 
@@ -249,7 +255,8 @@ impl Oss {
         let url = r.url_encoded()?;
         let forbid = metadata::forbid_overwrite(r.header("x-oss-forbid-overwrite"));
         let complete_all = r.header("x-oss-complete-all").is_some_and(|v| v.trim().eq_ignore_ascii_case("yes"));
-        self.upload_for(bucket, key, &id, caller, Need::Write).await?;
+        let (b, _) = self.upload_for(bucket, key, &id, caller, Need::Write).await?;
+        let grant = Grant::new(&b, caller);
         let body = axum::body::to_bytes(body, MAX_COMPLETE_BODY).await.map_err(|_| OssError::malformed_xml())?;
         let listed = if complete_all {
             if !body.iter().all(u8::is_ascii_whitespace) {
@@ -267,6 +274,9 @@ impl Oss {
         let now = now_ms();
         let (etag, crc) = self
             .commit(Vec::new(), move |tx| {
+                // The same bucket, and the key (whose ACL may have changed since the upload
+                // began) still writable by this caller.
+                grant.recheck(tx, Some(&k))?;
                 let upload = upload::get_upload(tx, &b, &k, &id)?.ok_or_else(|| OssError::no_such_upload(&id))?;
                 let parts = upload::all_parts(tx, &id)?;
                 let listed = match listed {
@@ -311,9 +321,11 @@ impl Oss {
         caller: Option<&Caller>,
     ) -> Result<Answer, OssError> {
         let id = upload_id(r);
-        self.upload_for(bucket, key, &id, caller, Need::Write).await?;
+        let (b, _) = self.upload_for(bucket, key, &id, caller, Need::Write).await?;
+        let grant = Grant::new(&b, caller);
         let (b, k) = (bucket.to_owned(), key.to_owned());
         self.commit(Vec::new(), move |tx| {
+            grant.recheck(tx, None)?;
             if upload::get_upload(tx, &b, &k, &id)?.is_none() {
                 return Err(OssError::no_such_upload(&id));
             }

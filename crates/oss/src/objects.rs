@@ -14,13 +14,13 @@ use feitian_api::auth::Caller;
 use feitian_meta::bucket::{self, Bucket};
 use feitian_meta::extent::Extent;
 use feitian_meta::object::{self, Appended, Object, ObjectHeaders};
-use feitian_meta::Transaction;
 
 use crate::access::Need;
 use crate::blobs::Written;
 use crate::conditional::{self, Preconditions, Validators};
 use crate::dates::{format_http_date, from_unix_millis};
 use crate::errors::OssError;
+use crate::grant::Grant;
 use crate::listing::{ListObjectsV1Request, ListObjectsV2Request};
 use crate::metadata::{self, MetadataDirective};
 use crate::model::{Acl, ObjectSummary, ObjectType, StorageClass};
@@ -62,11 +62,6 @@ impl WriteSpec {
             None => stored_class(&b.storage_class),
         }
     }
-}
-
-/// The bucket, inside a write transaction (it may have been deleted since it was read).
-pub(crate) fn ensure_bucket(tx: &Transaction<'_>, name: &str) -> Result<Bucket, OssError> {
-    bucket::get_bucket(tx, name)?.ok_or_else(|| OssError::no_such_bucket(name))
 }
 
 /// What an empty body or an empty copy stores: nothing.
@@ -193,6 +188,7 @@ impl Oss {
         if forbid && existing.is_some() {
             return Err(OssError::file_already_exists());
         }
+        let grant = Grant::new(&b, caller);
         let written = self.store_body(body, expected, MAX_OBJECT_SIZE, content_md5).await?;
         let o = Object {
             bucket: bucket.to_owned(),
@@ -210,17 +206,18 @@ impl Oss {
             .header("etag", o.etag.clone())
             .header("x-oss-hash-crc64ecma", crc64::header_value(o.crc64))
             .header("content-md5", etag::content_md5(&written.md5));
-        self.commit_object(o, written.extents, forbid).await?;
+        self.commit_object(grant, o, written.extents, forbid).await?;
         Ok(answer)
     }
 
     /// Makes `o` (with the bytes of `fresh`) the object at its key in one transaction,
-    /// unless `forbid` and one exists (`FileAlreadyExists`); the bytes it replaced are
-    /// released once that commits.
-    async fn commit_object(&self, o: Object, fresh: Vec<Extent>, forbid: bool) -> Result<(), OssError> {
+    /// unless `forbid` and one exists (`FileAlreadyExists`) or what `grant` allowed no
+    /// longer holds (`NoSuchBucket`, `AccessDenied`: see [`Grant::recheck`]); the bytes it
+    /// replaced are released once that commits, `fresh` if it fails.
+    async fn commit_object(&self, grant: Grant, o: Object, fresh: Vec<Extent>, forbid: bool) -> Result<(), OssError> {
         let extents = fresh.clone();
         self.commit(fresh, move |tx| {
-            ensure_bucket(tx, &o.bucket)?;
+            grant.recheck(tx, Some(&o.key))?;
             if forbid && object::get_object(tx, &o.bucket, &o.key)?.is_some() {
                 return Err(OssError::file_already_exists());
             }
@@ -239,6 +236,9 @@ impl Oss {
         head: bool,
     ) -> Result<Answer, OssError> {
         let (_, found) = self.object_for(bucket, key, caller, Need::Read, !head).await?;
+        if !head {
+            metadata::check_overrides_allowed(&r.params, caller.is_none())?;
+        }
         let (o, extents) = found.ok_or_else(|| OssError::no_such_key(key))?;
         check_preconditions(r, &o)?;
         let mut headers = metadata::object_headers(&o);
@@ -290,9 +290,14 @@ impl Oss {
         key: &str,
         caller: Option<&Caller>,
     ) -> Result<Answer, OssError> {
-        self.object_for(bucket, key, caller, Need::Write, false).await?;
+        let (b, _) = self.object_for(bucket, key, caller, Need::Write, false).await?;
+        let grant = Grant::new(&b, caller);
         let (b, k) = (bucket.to_owned(), key.to_owned());
-        self.commit(Vec::new(), move |tx| Ok(((), object::delete_object(tx, &b, &k)?.unwrap_or_default()))).await?;
+        self.commit(Vec::new(), move |tx| {
+            grant.recheck(tx, Some(&k))?;
+            Ok(((), object::delete_object(tx, &b, &k)?.unwrap_or_default()))
+        })
+        .await?;
         Ok(Answer::empty(StatusCode::NO_CONTENT))
     }
 
@@ -306,8 +311,7 @@ impl Oss {
         caller: Option<&Caller>,
     ) -> Result<Answer, OssError> {
         let b = self.bucket(bucket, caller, Need::Write).await?;
-        let is_owner = caller.is_some_and(|c| c.account_id == b.account_id);
-        let anonymous = caller.is_none();
+        let grant = Grant::new(&b, caller);
         let url = r.url_encoded()?;
         let claimed = r
             .header("content-md5")
@@ -320,21 +324,14 @@ impl Oss {
             metadata::check_version_id(o.version_id.as_deref())?;
         }
         let keys: Vec<String> = req.objects.into_iter().map(|o| o.key).collect();
-        let bucket_acl = stored_acl(&b.acl)?;
         let name = b.name.clone();
         let deleted = self
             .commit(Vec::new(), move |tx| {
                 let mut freed = Vec::new();
                 for k in &keys {
-                    if !is_owner {
-                        // An object's own ACL may forbid what the bucket's allows.
-                        if let Some(o) = object::get_object(tx, &name, k)? {
-                            let acl = Some(stored_acl(&o.acl)?);
-                            if !crate::access::allows(false, bucket_acl, acl, Need::Write) {
-                                return Err(crate::access::denied(anonymous));
-                            }
-                        }
-                    }
+                    // The same bucket, and (an object's own ACL may forbid what the bucket's
+                    // allows) each key still writable by this caller.
+                    grant.recheck(tx, Some(k))?;
                     freed.extend(object::delete_object(tx, &name, k)?.unwrap_or_default());
                 }
                 Ok((keys, freed))
@@ -363,6 +360,7 @@ impl Oss {
         let (source, source_extents) = src.ok_or_else(|| OssError::no_such_key(&src_key))?;
         check_copy_source(r, &source)?;
         let (b, existing) = self.object_for(bucket, key, caller, Need::Write, false).await?;
+        let grant = Grant::new(&b, caller);
         let headers = match directive {
             MetadataDirective::Replace => spec.headers.clone(),
             MetadataDirective::Copy => source.headers.clone(),
@@ -378,6 +376,7 @@ impl Oss {
             };
             let (bn, kn) = (bucket.to_owned(), key.to_owned());
             self.commit(Vec::new(), move |tx| {
+                grant.recheck(tx, Some(&kn))?;
                 if !object::update_object_metadata(tx, &bn, &kn, &headers, &acl, &class, now)? {
                     return Err(OssError::no_such_key(&kn));
                 }
@@ -405,7 +404,7 @@ impl Oss {
             last_modified_ms: now,
         };
         let answer = copied(o.etag.clone(), o.crc64, now);
-        self.commit_object(o, written.extents, forbid).await?;
+        self.commit_object(grant, o, written.extents, forbid).await?;
         Ok(answer)
     }
 
@@ -425,6 +424,7 @@ impl Oss {
         let expected = r.content_length()?;
         let (b, existing) = self.object_for(bucket, key, caller, Need::Write, false).await?;
         check_append(existing.as_ref().map(|(o, _)| o), position)?;
+        let grant = Grant::new(&b, caller);
         let room = MAX_OBJECT_SIZE.saturating_sub(position);
         if expected.is_some_and(|n| n > room) {
             return Err(OssError::entity_too_large());
@@ -446,7 +446,7 @@ impl Oss {
         let extents = written.extents.clone();
         let (size, crc, etag) = self
             .commit(written.extents, move |tx| {
-                ensure_bucket(tx, &first.bucket)?;
+                grant.recheck(tx, Some(&first.key))?;
                 let current = object::get_object(tx, &first.bucket, &first.key)?;
                 check_append(current.as_ref(), position)?;
                 match current {
@@ -481,12 +481,13 @@ impl Oss {
         key: &str,
         caller: Option<&Caller>,
     ) -> Result<Answer, OssError> {
-        self.bucket(bucket, caller, Need::Owner).await?;
+        let grant = Grant::new(&self.bucket(bucket, caller, Need::Owner).await?, caller);
         let acl = Acl::parse_object(
             r.header("x-oss-object-acl").ok_or_else(|| OssError::missing_argument("x-oss-object-acl"))?.trim(),
         )?;
         let (b, k) = (bucket.to_owned(), key.to_owned());
         self.commit(Vec::new(), move |tx| {
+            grant.same_bucket(tx)?;
             if !object::set_object_acl(tx, &b, &k, acl.as_str())? {
                 return Err(OssError::no_such_key(&k));
             }

@@ -8,6 +8,7 @@
 use crate::access::{self, Need};
 use crate::blobs::Blobs;
 use crate::errors::OssError;
+use crate::grant::Grant;
 use crate::metadata::HeaderList;
 use crate::model::{Acl, BucketSummary, DataRedundancyType, Owner, StorageClass};
 use crate::names::RequestTarget;
@@ -147,6 +148,7 @@ fn from_api(e: ApiError) -> OssError {
         }
         "RequestTimeTooSkewed" => OssError::request_time_too_skewed(),
         "AccessDenied" => OssError::access_denied(&e.message),
+        "RequestNotReadyYet" => OssError::new(403, "RequestNotReadyYet", e.message),
         "InvalidArgument" => OssError::new(400, "InvalidArgument", e.message),
         _ if e.status >= 500 => OssError::internal_error(),
         _ => OssError::new(400, "InvalidRequest", e.message),
@@ -339,10 +341,11 @@ impl Oss {
             Method::GET => self.list_objects(&r, &bucket, caller).await,
             Method::POST if r.has("delete") => self.delete_multiple_objects(&r, body, &bucket, caller).await,
             Method::DELETE => {
-                self.bucket(&bucket, caller, Need::Owner).await?;
+                let grant = Grant::new(&self.bucket(&bucket, caller, Need::Owner).await?, caller);
                 let n = bucket.clone();
                 self.store
                     .write_async(move |tx| {
+                        grant.same_bucket(tx)?;
                         if !bucket::bucket_is_empty(tx, &n)? {
                             return Err(OssError::bucket_not_empty(&n));
                         }
@@ -418,6 +421,7 @@ impl Oss {
             acl: acl.as_str().to_owned(),
             storage_class: config.storage_class.as_str().to_owned(),
             created_at: feitian_api::service::now(),
+            generation: 0,
         };
         let acl_given = r.header("x-oss-acl").is_some();
         let quotas = self.store.quotas();
@@ -438,7 +442,7 @@ impl Oss {
                 if !quota::fits(max, mine, 1) {
                     return Err(OssError::too_many_buckets());
                 }
-                if !bucket::insert_bucket(tx, &b).map_err(from_meta)? {
+                if bucket::insert_bucket(tx, &b).map_err(from_meta)?.is_none() {
                     return Err(OssError::bucket_already_exists(&b.name));
                 }
                 Ok(())
@@ -448,13 +452,18 @@ impl Oss {
     }
 
     async fn put_bucket_acl(&self, r: &Req, bucket: &str, caller: Option<&Caller>) -> Result<Answer, OssError> {
-        self.bucket(bucket, caller, Need::Owner).await?;
+        let grant = Grant::new(&self.bucket(bucket, caller, Need::Owner).await?, caller);
         let acl = Acl::parse_bucket(
             r.header("x-oss-acl")
                 .ok_or_else(|| OssError::new(400, "MissingArgument", "Missing the x-oss-acl header."))?,
         )?;
         let n = bucket.to_owned();
-        self.store.write_async(move |tx| bucket::set_bucket_acl(tx, &n, acl.as_str()).map_err(from_meta)).await?;
+        self.store
+            .write_async(move |tx| {
+                grant.same_bucket(tx)?;
+                bucket::set_bucket_acl(tx, &n, acl.as_str()).map_err(from_meta)
+            })
+            .await?;
         Ok(Answer::empty(StatusCode::OK))
     }
 }
@@ -619,6 +628,7 @@ impl ObjectService for Oss {
             .filter_map(|(k, v)| header_text(v).map(|v| (k.as_str().to_ascii_lowercase(), v)))
             .collect();
         let keys = self.keys.clone();
+        let region_id = self.region.id.clone();
         let me = Oss {
             store: self.store.clone(),
             keys: self.keys.clone(),
@@ -637,7 +647,7 @@ impl ObjectService for Oss {
                         params: &params,
                         headers: &headers,
                     };
-                    oss_auth::authenticate(keys.as_ref(), &r, Utc::now()).map_err(from_api)?
+                    oss_auth::authenticate(keys.as_ref(), &r, &region_id, Utc::now()).map_err(from_api)?
                 };
                 me.serve(Req { method: parts.method.clone(), target, params, headers }, body, caller).await
             }

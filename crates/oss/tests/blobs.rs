@@ -9,47 +9,11 @@ use feitian_meta::extent::Extent;
 use feitian_meta::object::{self, Object, ObjectHeaders};
 use feitian_meta::{MetaError, Store};
 use feitian_oss::blobs::{Blobs, Timing};
-use feitian_pangu::chunkserver::DEFAULT_FLOW;
-use feitian_pangu::client::Pangu;
-use feitian_pangu::master::{self, FileId, Master, MasterConfig};
-use feitian_pangu::node::{self, NodeConfig};
+use feitian_pangu::master::FileId;
 use futures_util::StreamExt;
 
-async fn pangu(store: &Store, dir: &std::path::Path) -> Pangu {
-    let mut config = MasterConfig::new(1);
-    config.tick = Duration::from_millis(100);
-    let master = Master::open(store.clone(), config).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    let router = master::router(master.clone());
-    tokio::spawn(async move { axum::serve(listener, router).await });
-    tokio::spawn(master.clone().run(std::future::pending()));
-    let node = node::start(
-        NodeConfig {
-            master: addr,
-            dir: dir.to_path_buf(),
-            rack: "r".into(),
-            listen: "127.0.0.1:0".parse().unwrap(),
-            advertise: None,
-            capacity_bytes: 1 << 32,
-            flow: DEFAULT_FLOW,
-            heartbeat: Duration::from_millis(100),
-            scrub: None,
-            secret: master.config().secret.clone(),
-        },
-        std::future::pending(),
-    )
-    .await
-    .unwrap();
-    for _ in 0..100 {
-        if master.status().servers.iter().any(|s| s.live) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    master.attach_local(&node.addr, node.server.clone());
-    Pangu::in_process(master)
-}
+mod common;
+use common::pangu;
 
 fn bytes(len: usize, seed: u8) -> Bytes {
     Bytes::from((0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect::<Vec<u8>>())
@@ -70,6 +34,7 @@ fn reference(store: &Store, key: &str, extents: &[Extent]) {
                     acl: "private".into(),
                     storage_class: "Standard".into(),
                     created_at: "2026-11-22T00:00:00Z".into(),
+                    generation: 0,
                 },
             )?;
             let o = Object {
