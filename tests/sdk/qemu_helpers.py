@@ -49,6 +49,9 @@ def qemu_feitian(pool):
         'driver = "qemu"\n'
         f'images_dir = "{IMAGES}"\n'
         "stop_grace_secs = 15\n"
+        # Idle guests under TCG touch a fraction of their memory; test_twenty_at_once runs
+        # twenty 1 GiB guests beside three others on a 24 GiB CI host.
+        "memory_overcommit = 2.0\n"
     )
     f = FeitianProcess(config=cfg, env={"FEITIAN_COMPUTE_DRIVER": "qemu"})
     f.start(timeout=900)  # the first run builds the image from Debian packages

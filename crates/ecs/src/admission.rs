@@ -6,10 +6,12 @@
 //! | resource | the promised total stays within |
 //! |---|---|
 //! | vCPUs | the host's CPUs × `vcpu_overcommit` |
-//! | memory | the host's memory (`MemTotal`) − `memory_reserve_mib` |
-//! | memory of guests not booted yet | the memory free now (`MemAvailable`) − `memory_reserve_mib` |
+//! | memory | (the host's memory (`MemTotal`) − `memory_reserve_mib`) × `memory_overcommit` |
+//! | memory of guests not booted yet | (the memory free now (`MemAvailable`) − `memory_reserve_mib`) × `memory_overcommit` |
 //!
-//! Memory is never overcommitted: a guest may touch all it was given. The third line is for
+//! By default memory is not overcommitted (`memory_overcommit` 1): a guest may touch all it
+//! was given. A deployment whose guests idle (a developer's test cloud) may promise more than
+//! the host has and take the risk of the kernel's OOM killer. The third line is for
 //! a host whose memory something else took (other programs, the page cache pinned): what
 //! runs already is in `MemAvailable`'s "used", so only the guests still to boot are added.
 //! Otherwise the answer is `OperationDenied.NoStock` (403), as the real service answers when
@@ -29,11 +31,13 @@ pub struct Policy {
     pub vcpu_overcommit: f64,
     /// Memory kept for the host itself (and QEMU's own overhead).
     pub memory_reserve_mib: u64,
+    /// Guest memory promised per MiB the host can give (1: none promised that it has not).
+    pub memory_overcommit: f64,
 }
 
 impl Default for Policy {
     fn default() -> Self {
-        Policy { vcpu_overcommit: 16.0, memory_reserve_mib: 1024 }
+        Policy { vcpu_overcommit: 16.0, memory_reserve_mib: 1024, memory_overcommit: 1.0 }
     }
 }
 
@@ -77,7 +81,8 @@ pub fn admit(host: &HostCapacity, promised: &Commitment, demand: Demand, policy:
     if promised.vcpus.saturating_add(demand.vcpus) > vcpu_budget {
         return Err(Shortfall::Vcpus { wanted: demand.vcpus, promised: promised.vcpus, budget: vcpu_budget });
     }
-    let memory_budget = host.memory_mib.saturating_sub(policy.memory_reserve_mib);
+    let scaled = |mib: u64| (mib as f64 * policy.memory_overcommit).floor().max(0.0) as u64;
+    let memory_budget = scaled(host.memory_mib.saturating_sub(policy.memory_reserve_mib));
     if promised.memory_mib.saturating_add(demand.memory_mib) > memory_budget {
         return Err(Shortfall::Memory {
             wanted: demand.memory_mib,
@@ -85,7 +90,7 @@ pub fn admit(host: &HostCapacity, promised: &Commitment, demand: Demand, policy:
             budget: memory_budget,
         });
     }
-    let available = host.memory_available_mib.saturating_sub(policy.memory_reserve_mib);
+    let available = scaled(host.memory_available_mib.saturating_sub(policy.memory_reserve_mib));
     if promised.memory_not_started_mib.saturating_add(demand.memory_mib) > available {
         return Err(Shortfall::MemoryNow {
             wanted: demand.memory_mib,
@@ -111,7 +116,7 @@ mod tests {
     use super::*;
 
     const HOST: HostCapacity = HostCapacity { vcpus: 4, memory_mib: 16384, memory_available_mib: 12288 };
-    const POLICY: Policy = Policy { vcpu_overcommit: 2.0, memory_reserve_mib: 1024 };
+    const POLICY: Policy = Policy { vcpu_overcommit: 2.0, memory_reserve_mib: 1024, memory_overcommit: 1.0 };
 
     fn promised(vcpus: u64, memory_mib: u64, not_started: u64) -> Commitment {
         Commitment { vcpus, memory_mib, memory_not_started_mib: not_started }
@@ -161,6 +166,22 @@ mod tests {
         assert!(matches!(
             admit(&three, &promised(0, 0, 0), Demand { vcpus: 5, memory_mib: 0 }, &fractional),
             Err(Shortfall::Vcpus { budget: 4, .. })
+        ));
+    }
+
+    #[test]
+    fn memory_overcommit_scales_both_memory_budgets() {
+        let double = Policy { memory_overcommit: 2.0, ..POLICY };
+        let none = promised(0, 0, 0);
+        // Free now: (12288 - 1024) × 2 = 22528; in all: (16384 - 1024) × 2 = 30720.
+        assert_eq!(admit(&HOST, &none, Demand { vcpus: 1, memory_mib: 22528 }, &double), Ok(()));
+        assert!(matches!(
+            admit(&HOST, &none, Demand { vcpus: 1, memory_mib: 22529 }, &double),
+            Err(Shortfall::MemoryNow { available: 22528, .. })
+        ));
+        assert!(matches!(
+            admit(&HOST, &promised(0, 30000, 0), Demand { vcpus: 1, memory_mib: 721 }, &double),
+            Err(Shortfall::Memory { budget: 30720, .. })
         ));
     }
 }

@@ -162,8 +162,10 @@ pub struct ComputeConfig {
     /// refused with `OperationDenied.NoStock`).
     pub vcpu_overcommit: f64,
     /// MiB of the host's memory never promised to guests (the host itself, QEMU's overhead).
-    /// Memory is not overcommitted.
     pub memory_reserve_mib: u64,
+    /// Guest memory promised per MiB the host can give: 1 (the default) promises none it does
+    /// not have; more suits guests that idle (a test cloud), at the OOM killer's risk.
+    pub memory_overcommit: f64,
     /// The host the `sim` driver models: its CPUs and memory (the `qemu` driver measures the
     /// real host instead).
     pub sim_vcpus: u32,
@@ -180,6 +182,7 @@ impl Default for ComputeConfig {
             boot_timeout_secs: 300,
             vcpu_overcommit: feitian_ecs::admission::Policy::default().vcpu_overcommit,
             memory_reserve_mib: feitian_ecs::admission::Policy::default().memory_reserve_mib,
+            memory_overcommit: feitian_ecs::admission::Policy::default().memory_overcommit,
             sim_vcpus: feitian_compute::sim::DEFAULT_VCPUS,
             sim_memory_mib: feitian_compute::sim::DEFAULT_MEMORY_MIB,
         }
@@ -207,6 +210,9 @@ impl ComputeConfig {
         if !(self.vcpu_overcommit.is_finite() && self.vcpu_overcommit > 0.0 && self.vcpu_overcommit <= 64.0) {
             anyhow::bail!("compute.vcpu_overcommit must be above 0 and at most 64, not {}", self.vcpu_overcommit);
         }
+        if !(self.memory_overcommit.is_finite() && self.memory_overcommit > 0.0 && self.memory_overcommit <= 8.0) {
+            anyhow::bail!("compute.memory_overcommit must be above 0 and at most 8, not {}", self.memory_overcommit);
+        }
         if self.sim_vcpus == 0 || self.sim_memory_mib == 0 {
             anyhow::bail!("compute.sim_vcpus and sim_memory_mib must be above 0");
         }
@@ -218,6 +224,7 @@ impl ComputeConfig {
         feitian_ecs::admission::Policy {
             vcpu_overcommit: self.vcpu_overcommit,
             memory_reserve_mib: self.memory_reserve_mib,
+            memory_overcommit: self.memory_overcommit,
         }
     }
 }
@@ -362,7 +369,7 @@ zones = [ { id = "cn-beijing-a", local_name = "北京 可用区 A", english_name
         assert!(Config::load(Some(&path)).unwrap().quotas().is_err(), "a misspelt quota is an error");
         std::fs::write(&path, "[quotas]\ninstances = -5\n").unwrap();
         assert!(Config::load(Some(&path)).is_err(), "a negative limit does not parse");
-        for bad in ["vcpu_overcommit = 0.0", "vcpu_overcommit = nan", "sim_memory_mib = 0"] {
+        for bad in ["vcpu_overcommit = 0.0", "vcpu_overcommit = nan", "sim_memory_mib = 0", "memory_overcommit = 0.0"] {
             std::fs::write(&path, format!("[compute]\n{bad}\n")).unwrap();
             assert!(Config::load(Some(&path)).unwrap().compute.validate().is_err(), "{bad}");
         }

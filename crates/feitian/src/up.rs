@@ -198,14 +198,15 @@ pub fn run(data_dir: &Path, listen: &str, pangu_listen: &str, config: Option<&Pa
                 Ok(c) => writeln!(
                     out,
                     "admission: host of {} CPUs and {} MiB ({} MiB free now); guests get up to {} vCPUs (overcommit {}) \
-                     and {} MiB ({} MiB kept for the host)",
+                     and {} MiB ({} MiB kept for the host, overcommit {})",
                     c.vcpus,
                     c.memory_mib,
                     c.memory_available_mib,
                     (f64::from(c.vcpus) * policy.vcpu_overcommit).floor(),
                     policy.vcpu_overcommit,
-                    c.memory_mib.saturating_sub(policy.memory_reserve_mib),
-                    policy.memory_reserve_mib
+                    (c.memory_mib.saturating_sub(policy.memory_reserve_mib) as f64 * policy.memory_overcommit).floor(),
+                    policy.memory_reserve_mib,
+                    policy.memory_overcommit
                 )?,
                 Err(e) => writeln!(out, "admission: the host cannot measure itself ({e}); no instance will be admitted")?,
             }
