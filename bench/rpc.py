@@ -12,6 +12,7 @@ import os
 import platform
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -78,8 +79,11 @@ def main():
     concurrency = int(os.environ.get("BENCH_CONCURRENCY", "32"))
     seconds = int(os.environ.get("BENCH_SECONDS", "10"))
     os.environ["FEITIAN_BIN"] = str(ROOT / "target" / "release" / "feitian")
+    # One account holds the 1,000 instances: above the default quotas (docs/configuration.md).
+    config = Path(tempfile.mkdtemp(prefix="feitian-bench-")) / "feitian.toml"
+    config.write_text("[quotas]\ninstances = 1000\nvcpus = 1000\n")
     feitian = FeitianProcess(env={"FEITIAN_ROOT_ACCESS_KEY_ID": AK, "FEITIAN_ROOT_ACCESS_KEY_SECRET": SECRET,
-                                  "FEITIAN_LOG": "warn", "FEITIAN_SIM_BOOT_MS": "10"})
+                                  "FEITIAN_LOG": "warn", "FEITIAN_SIM_BOOT_MS": "10"}, config=config)
     moto = None
     kinds = {"regions": ("feitian-describe-regions", "moto-describe-regions"),
              "instances": ("feitian-describe-instances", "moto-describe-instances")}[which]
