@@ -282,6 +282,36 @@ mod tests {
     }
 
     #[test]
+    fn planted_names_are_neither_followed_nor_read() {
+        let d = tempfile::tempdir().unwrap();
+        let me = unsafe { libc::geteuid() };
+        let secret = d.path().join("secret");
+        std::fs::write(&secret, b"host secret").unwrap();
+        // A symbolic link, a hard link, a FIFO and another owner's file are all refused.
+        let link = d.path().join("console.log");
+        std::os::unix::fs::symlink(&secret, &link).unwrap();
+        assert!(open_owned(&link, me).is_err());
+        let hard = d.path().join("qemu.pid");
+        std::fs::hard_link(&secret, &hard).unwrap();
+        assert!(open_owned(&hard, me).is_err());
+        let fifo = d.path().join("qemu.log");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        assert!(open_owned(&fifo, me).is_err()); // and it did not wait for a writer
+        let own = d.path().join("own");
+        std::fs::write(&own, b"x").unwrap();
+        assert!(open_owned(&own, me).is_ok());
+        assert!(open_owned(&own, me.wrapping_add(1)).is_err());
+        // Making a file afresh replaces the planted names and leaves their targets alone.
+        for planted in [&link, &hard, &fifo] {
+            let f = create_fresh(planted, me, 0o600).unwrap();
+            assert!(f.metadata().unwrap().is_file());
+            assert!(open_owned(planted, me).is_ok());
+        }
+        assert_eq!(std::fs::read(&secret).unwrap(), b"host secret");
+    }
+
+    #[test]
     fn image_files_are_linked_when_public_and_copied_when_not() {
         let d = tempfile::tempdir().unwrap();
         let public = d.path().join("vmlinuz");
