@@ -156,8 +156,8 @@ pub async fn start(
     let accel = accel(cfg, &images, &layout, &manifest.kernel_cmdline_base).await;
     let (confinement, accel) = confinement("qemu-system-x86_64", accel, data_dir);
     let confined = format!(
-        "confined: a uid per instance, {}",
-        if confinement.sandbox { "seccomp sandbox" } else { "no seccomp sandbox (QEMU lacks it)" }
+        "QEMU confined (a uid per instance, {})",
+        if confinement.sandbox { "seccomp sandbox" } else { "no seccomp sandbox: this QEMU lacks it" }
     );
     let host_cpus = std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1);
     let driver = QemuDriver::new(QemuConfig {
@@ -180,7 +180,7 @@ pub async fn start(
         driver: Arc::new(driver),
         net: Some(net),
         summary: format!(
-            "compute driver: qemu ({}, {confined}, image {}), networks in namespaces {}-*, EIP pool {eip_pool} routed from this host",
+            "compute driver: qemu ({}, image {}), {confined}, networks in namespaces {}-*, EIP pool {eip_pool} routed from this host",
             accel.name(),
             layout.dir.display(),
             prefix
