@@ -148,6 +148,11 @@ def flag(args, name):
     return args[args.index(name) + 1] if name in args else None
 
 
+# The image directory feitian boots from (its banner says it). A confined QEMU names its kernel,
+# initrd and disk relative to its instance directory, so the paths come from here.
+IMAGE_DIR = None
+
+
 def ssh_cmd(key, host, port):
     return ["ssh", "-i", str(key), *SSH_OPTS, "-p", str(port), f"root@{host}", "true"]
 
@@ -335,12 +340,12 @@ class BareSide:
         return ["qemu-system-x86_64", "-machine", flag(ref, "-machine"), "-accel", flag(ref, "-accel"),
                 "-cpu", flag(ref, "-cpu"), "-smp", flag(ref, "-smp"), "-m", flag(ref, "-m"),
                 "-nodefaults", "-no-user-config", "-display", "none",
-                "-kernel", flag(ref, "-kernel"), "-initrd", flag(ref, "-initrd"), "-append", append,
+                "-kernel", str(IMAGE_DIR / "vmlinuz"), "-initrd", str(IMAGE_DIR / "initrd.img"), "-append", append,
                 "-drive", drive, "-serial", f"file:{console}", "-device", "virtio-rng-pci",
                 "-netdev", netdev, "-device", f"virtio-net-pci,netdev=net0,mac={BARE_MAC},romfile="]
 
     def boot(self, n, ref):
-        rootfs = Path(flag(ref, "-kernel")).parent / "rootfs.qcow2"
+        rootfs = IMAGE_DIR / "rootfs.qcow2"
         overlay, console = self.work / f"bare-{n}.qcow2", self.work / f"bare-{n}.console.log"
         subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", str(rootfs), str(overlay),
                         f"{SYSTEM_DISK_GIB}G"], check=True, capture_output=True)
@@ -413,7 +418,9 @@ def main():
         image = re.search(r"^compute driver: qemu \(\w+, image (\S+)\)", f.stdout(), re.M)
         if image is None:
             raise Failed(f"feitian does not run the qemu driver: {f.stdout()}")
-        warm(Path(image[1]))
+        global IMAGE_DIR
+        IMAGE_DIR = Path(image[1])
+        warm(IMAGE_DIR)
         for n in range(1, BOOTS + 1):
             results["feitian"].append(feitian_side.boot(n))
             log(f"    -> {results['feitian'][-1]['ssh']:.2f} s")
@@ -454,7 +461,7 @@ def report(results, feitian_side, bare_side, setup):
     mem = next((int(l.split()[1]) // (1 << 20) for l in open("/proc/meminfo") if l.startswith("MemTotal")), 0)
     version = subprocess.run(["qemu-system-x86_64", "--version"], capture_output=True, text=True).stdout
     version = re.search(r"version (\S+)", version)
-    image_dir = Path(flag(ref, "-kernel")).parent
+    image_dir = IMAGE_DIR
     kernel = re.search(r'"kernel_release"\s*:\s*"([^"]+)"', (image_dir / "image.json").read_text())
     accel = flag(ref, "-accel")
     fe, ba = [m["ssh"] for m in results["feitian"]], [m["ssh"] for m in results["bare"]]

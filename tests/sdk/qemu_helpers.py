@@ -133,3 +133,77 @@ def ssh_ok(net, ip, command, deadline=180):
     raise AssertionError(f"ssh root@{ip} {command!r} never worked: {last}")
 
 
+
+
+def qemu_process(f, iid):
+    """What /proc says of instance `iid`'s QEMU: pid, uids, gids, groups, seccomp mode,
+    no_new_privs, effective capabilities, working directory."""
+    pid = int((Path(f.data_dir) / "instances" / iid / "qemu.pid").read_text())
+    status = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
+    return {
+        "pid": pid,
+        "uids": [int(x) for x in status["Uid"].split()],
+        "gids": [int(x) for x in status["Gid"].split()],
+        "groups": [int(x) for x in status["Groups"].split()],
+        "seccomp": int(status["Seccomp"]),
+        "no_new_privs": int(status["NoNewPrivs"]),
+        "cap_eff": int(status["CapEff"], 16),
+        "cwd": os.readlink(f"/proc/{pid}/cwd"),
+    }
+
+
+def as_user(uid, gid, code, cwd="/"):
+    """Runs Python `code` as `uid`:`gid` with no other groups; returns its stdout lines."""
+    def drop():
+        os.setgroups([])
+        os.setresgid(gid, gid, gid)
+        os.setresuid(uid, uid, uid)
+    out = subprocess.run(["/usr/bin/python3", "-c", code], preexec_fn=drop, cwd=cwd, capture_output=True,
+                         text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.split()
+
+
+def assert_confined(f, iid):
+    """Issue 14, QEMU confined: instance `iid`'s QEMU is not root and has no capabilities, runs
+    under QEMU's seccomp filter with no_new_privs, from its private directory (0700, its own
+    uid's), and that uid can read nothing else of the data directory nor write the image.
+    Returns the QEMU's uid."""
+    import stat
+
+    p = qemu_process(f, iid)
+    data = Path(f.data_dir).resolve()
+    d = data / "instances" / iid
+    uid, gid = p["uids"][0], p["gids"][0]
+    assert uid != 0 and p["uids"] == [uid] * 4, p
+    assert gid != 0 and p["gids"] == [gid] * 4, p
+    assert p["groups"] == [], p  # (under KVM: /dev/kvm's group; the tests run TCG)
+    assert p["cap_eff"] == 0, p
+    assert p["seccomp"] == 2, p  # SECCOMP_MODE_FILTER: QEMU's -sandbox is loaded
+    assert p["no_new_privs"] == 1, p
+    assert p["cwd"] == str(d), p
+    st = d.stat()
+    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (uid, gid, 0o700)
+    for closed in (data, data / "instances"):
+        assert stat.S_IMODE(closed.stat().st_mode) & 0o077 == 0, closed
+    # What that uid can do, tried as that uid: its own files yes; the data directory, the
+    # credentials and the other instances no; its image only read.
+    probe = f"""
+import os
+def can(f):
+    try:
+        f()
+        return "yes"
+    except PermissionError:
+        return "no"
+print(can(lambda: open("console.log", "rb").read(1)))
+print(can(lambda: open("base.qcow2", "rb").read(1)))
+print(can(lambda: open("base.qcow2", "r+b")))
+print(can(lambda: open("vmlinuz", "r+b")))
+print(can(lambda: os.listdir({str(data)!r})))
+print(can(lambda: os.listdir({str(data / "instances")!r})))
+print(can(lambda: open({str(data / "credentials.json")!r}, "rb")))
+print(can(lambda: os.listdir("..")))
+"""
+    assert as_user(uid, gid, probe, cwd=d) == ["yes", "yes", "no", "no", "no", "no", "no", "no"]
+    return uid

@@ -5,7 +5,7 @@ import base64
 
 import pytest
 
-from qemu_helpers import Net, needs_vms, qemu_feitian, ssh, ssh_ok
+from qemu_helpers import Net, assert_confined, needs_vms, qemu_feitian, qemu_process, ssh, ssh_ok
 
 pytestmark = needs_vms
 
@@ -21,7 +21,8 @@ def cloud():
 def test_ssh_metadata_and_user_data(cloud):
     """Done-when 1: VPC, vSwitch, a group allowing tcp 22, RunInstances with KeyPairName and
     UserData, an EIP; Running; ssh -i key root@EIP works; inside, the metadata service tells
-    the instance its own id, and the UserData script ran."""
+    the instance its own id, and the UserData script ran. Issue 14: the guest's QEMU runs
+    confined (its own uid, seccomp, a private directory) and the guest still works."""
     net = Net(cloud)
     script = "#!/bin/sh\necho \"ran as $(id -u) on $(hostname)\" > /root/user-data-proof\n"
     [iid] = net.run(UserData=base64.b64encode(script.encode()).decode(), HostName="web-1",
@@ -39,6 +40,7 @@ def test_ssh_metadata_and_user_data(cloud):
         "VpcAttributes"]["PrivateIpAddress"]["IpAddress"][0]
     assert got.split() == [ip, net.vpc_id, private]
     assert "feitian-guest: ssh ready" in net.console(iid)
+    assert_confined(cloud, iid)
 
 
 def test_a_dead_qemu_leaves_the_instance_stopped_with_an_event(cloud):
@@ -53,6 +55,13 @@ def test_a_dead_qemu_leaves_the_instance_stopped_with_an_event(cloud):
     ip = net.eip(iid)
     net.wait(iid, "Running")
     ssh_ok(net, ip, "true")
+    # Issue 14: each instance's QEMU has a uid of its own (the first test's guest still runs).
+    uid = assert_confined(cloud, iid)
+    dirs = [d for d in (Path(cloud.data_dir) / "instances").iterdir() if d.is_dir()]
+    owners = [d.stat().st_uid for d in dirs]
+    assert len(dirs) >= 2 and len(set(owners)) == len(owners) and 0 not in owners, owners
+    running = [d.name for d in dirs if d.name != iid and (d / "qemu.pid").exists()]
+    assert running and uid not in [qemu_process(cloud, other)["uids"][0] for other in running]
     pid = int((Path(cloud.data_dir) / "instances" / iid / "qemu.pid").read_text())
     os.kill(pid, signal.SIGKILL)  # the fault: the VM's process dies under the guest
     net.wait(iid, "Stopped", timeout=60)
@@ -64,6 +73,7 @@ def test_a_dead_qemu_leaves_the_instance_stopped_with_an_event(cloud):
 
     net.ecs("StartInstance", InstanceId=iid)
     net.wait(iid, "Running")
+    assert assert_confined(cloud, iid) == uid  # a boot again keeps the instance's uid
     ssh(net, ip, "poweroff")  # the guest shuts itself down: no event, as on Alibaba Cloud
     net.wait(iid, "Stopped", timeout=120)
     assert net.ecs("DescribeInstanceHistoryEvents", InstanceId=iid)["TotalCount"] == 1

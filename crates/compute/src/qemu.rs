@@ -6,18 +6,32 @@
 //! feitian restart, [`QemuDriver::observe`] finds a live QEMU from its pid file and the driver
 //! adopts it as it is (the guest keeps running, its connections survive).
 //!
-//! QEMU runs daemonized (its own session), inside the VPC namespace of its network
-//! interface, so it opens its tap there and outlives a feitian that is killed. A guest that
-//! powers itself off ends its QEMU; the reconciler sees the instance's process gone and
-//! records it Stopped.
+//! QEMU runs in its own session, inside the VPC namespace of its network interface, and
+//! outlives a feitian that is killed. A guest that powers itself off ends its QEMU; the
+//! reconciler sees the instance's process gone and records it Stopped.
+//!
+//! **Confinement** ([`confine`], when feitian is root, which the driver needs anyway): each
+//! instance's QEMU runs as a uid of its own, never root, under QEMU's seccomp sandbox, from
+//! its instance directory (0700, that uid's), naming every file relative to it. What feitian
+//! still does as root for it: enter the VPC's network namespace, open the tap and pass its
+//! descriptor, own and hand out the directory, make the overlay and stage the image's
+//! files; host networking (namespaces, bridges, taps, nftables) is root's work throughout.
+//! A QEMU taken over by its guest reaches that guest's memory and disk, its directory, the
+//! tap's packets, ordinary sockets in the VPC's namespace, and what any unprivileged user
+//! can read; not the data directory, another guest's QEMU, the image (read-only), or root.
+//! Not root (tests only: `feitian up` picks the sim driver then), QEMU runs as feitian's
+//! user, daemonized by itself, unconfined.
 //!
 //! Sizes: vCPUs are the instance type's, capped at the host's cores; memory is the type's,
 //! capped at a sixteenth of the host's memory (at least 256 MiB), so that a type meant for a
 //! large server still boots on a laptop (see [`scaled`]). Guest memory is only touched as the
 //! guest uses it.
 
+pub mod confine;
+
 use crate::image::{kernel_cmdline, GuestParams, ImageLayout, SSH_READY_LINE};
 use crate::{Driver, DriverError, DriverFuture, HostCapacity, InstanceSpec, Observed};
+pub use confine::Confinement;
 use std::io::{Read, Seek, SeekFrom};
 use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
@@ -70,7 +84,13 @@ pub struct QemuConfig {
     pub boot_timeout: Duration,
     pub host_cpus: u32,
     pub host_memory_mib: u64,
+    /// How QEMU is confined ([`confine`]); `None` runs it as feitian's own user, daemonized
+    /// by QEMU itself (feitian not root).
+    pub confine: Option<Confinement>,
 }
+
+/// What a confined launch leaves running: QEMU as feitian's child (it reaps it when dropped).
+type Launched = Option<tokio::process::Child>;
 
 /// vCPUs and memory for a type of `cpu` vCPUs and `memory_mib`, on this host.
 pub fn scaled(cpu: u32, memory_mib: u32, host_cpus: u32, host_memory_mib: u64) -> (u32, u32) {
@@ -107,6 +127,11 @@ async fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
 impl QemuDriver {
     pub fn new(cfg: QemuConfig) -> std::io::Result<QemuDriver> {
         std::fs::create_dir_all(&cfg.run_dir)?;
+        if cfg.confine.is_some() {
+            // Guests' uids may not even list the instances, let alone enter another's.
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&cfg.run_dir, std::fs::Permissions::from_mode(0o700))?;
+        }
         Ok(QemuDriver { cfg })
     }
 
@@ -130,10 +155,27 @@ impl QemuDriver {
         self.dir(id).join("qemu.pid")
     }
 
+    /// Who owns the instance's files: its guest uid when confined (once handed out), else root.
+    fn owner(&self, id: &str) -> u32 {
+        if self.cfg.confine.is_none() {
+            return 0;
+        }
+        confine::handed_to(&self.dir(id)).ok().flatten().unwrap_or(0)
+    }
+
+    /// QEMU's own output (a confined QEMU is not daemonized by QEMU, so its errors land here).
+    fn log_path(&self, id: &str) -> PathBuf {
+        self.dir(id).join("qemu.log")
+    }
+
     /// The pid of the instance's live QEMU, if there is one. The pid must still be a QEMU
     /// named after this instance (a pid file can outlive its process, and pids are reused).
     pub fn pid(&self, id: &str) -> Option<i32> {
-        let pid: i32 = std::fs::read_to_string(self.pid_path(id)).ok()?.trim().parse().ok()?;
+        // The pid file is root's (feitian writes it for a confined QEMU; an unconfined one is
+        // root): one the guest's uid planted is not read.
+        let mut text = String::new();
+        confine::open_owned(&self.pid_path(id), 0).ok()?.take(32).read_to_string(&mut text).ok()?;
+        let pid: i32 = text.trim().parse().ok()?;
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
         // The state follows the parenthesised command name; a zombie has exited.
         let state = stat.rsplit_once(')').map(|(_, rest)| rest.trim_start().chars().next());
@@ -145,8 +187,15 @@ impl QemuDriver {
         cmdline.split(|b| *b == 0).any(|arg| String::from_utf8_lossy(arg).contains(&wanted)).then_some(pid)
     }
 
-    fn args(&self, spec: &InstanceSpec) -> Vec<String> {
-        let d = self.dir(&spec.plan.id);
+    /// QEMU's command line. Confined, every file is named relative to the instance's
+    /// directory (QEMU's working directory: its uid cannot reach it by its full path), the tap
+    /// is the descriptor `tap_fd`, and QEMU neither daemonizes nor changes its user (feitian
+    /// did both before `exec`); it loads its seccomp filter.
+    fn args(&self, spec: &InstanceSpec, tap_fd: Option<i32>) -> Vec<String> {
+        let confined = self.cfg.confine.is_some();
+        let id = &spec.plan.id;
+        let d = self.dir(id);
+        let path = |name: &str, full: PathBuf| if confined { name.to_owned() } else { full.display().to_string() };
         let (cpus, mem) = scaled(spec.plan.cpu, spec.plan.memory_mib, self.cfg.host_cpus, self.cfg.host_memory_mib);
         let ip = spec.tap.is_some().then_some(spec.plan.nic.ip);
         let params = GuestParams {
@@ -173,30 +222,36 @@ impl QemuDriver {
             "-display".into(),
             "none".into(),
             "-kernel".into(),
-            self.cfg.image.kernel().display().to_string(),
+            path("vmlinuz", self.cfg.image.kernel()),
             "-initrd".into(),
-            self.cfg.image.initrd().display().to_string(),
+            path("initrd.img", self.cfg.image.initrd()),
             "-append".into(),
             cmdline,
             "-drive".into(),
-            format!("file={},if=virtio,format=qcow2,discard=unmap", d.join("system.qcow2").display()),
+            format!("file={},if=virtio,format=qcow2,discard=unmap", path("system.qcow2", d.join("system.qcow2"))),
             "-chardev".into(),
-            format!("file,id=console,path={},append=on", self.console_path(&spec.plan.id).display()),
+            format!("file,id=console,path={},append=on", path("console.log", self.console_path(id))),
             "-serial".into(),
             "chardev:console".into(),
             "-qmp".into(),
-            format!("unix:{},server=on,wait=off", self.qmp_path(&spec.plan.id).display()),
-            "-pidfile".into(),
-            self.pid_path(&spec.plan.id).display().to_string(),
-            "-daemonize".into(),
+            format!("unix:{},server=on,wait=off", path("qmp.sock", self.qmp_path(id))),
             // Entropy for the guest: without it a TCG guest waits seconds before dropbear starts.
             "-device".into(),
             "virtio-rng-pci".into(),
         ]);
+        match &self.cfg.confine {
+            None => a.extend(["-pidfile".into(), self.pid_path(id).display().to_string(), "-daemonize".into()]),
+            Some(c) if c.sandbox => a.extend(["-sandbox".into(), confine::SANDBOX.into()]),
+            Some(_) => {}
+        }
         if let Some(tap) = &spec.tap {
+            let netdev = match tap_fd {
+                Some(fd) => format!("tap,id=net0,fd={fd}"),
+                None => format!("tap,id=net0,ifname={tap},script=no,downscript=no"),
+            };
             a.extend([
                 "-netdev".into(),
-                format!("tap,id=net0,ifname={tap},script=no,downscript=no"),
+                netdev,
                 "-device".into(),
                 // romfile=: no iPXE option ROM (seconds under TCG, unused with -kernel).
                 format!("virtio-net-pci,netdev=net0,mac={},romfile=", spec.plan.nic.mac),
@@ -208,13 +263,40 @@ impl QemuDriver {
     /// Creates the system disk on first start: a qcow2 overlay whose backing file is the image,
     /// as large as the instance's system disk (sparse: only written clusters take space; the
     /// guest grows its root file system to fill it at boot).
+    ///
+    /// Confined, the backing file is `base.qcow2` beside the overlay (named relatively, so the
+    /// guest's uid reaches it from its directory): a read-only view of the image as it was
+    /// when the disk was made. A disk made before confinement, whose backing file is the
+    /// image's full path, gets one the same way.
     fn ensure_disk(&self, id: &str, size_gib: u64) -> Result<(), DriverError> {
         let disk = self.dir(id).join("system.qcow2");
+        let confined = self.cfg.confine.is_some();
+        let base_view = self.dir(id).join("base.qcow2");
         if disk.exists() {
+            if confined && !base_view.exists() {
+                let backing = backing_file(&disk)?;
+                confine::stage_readonly(&backing, &base_view)
+                    .map_err(|e| failed(format!("cannot give {id} its image {}: {e}", backing.display())))?;
+                qemu_img(&[
+                    "rebase".as_ref(),
+                    "-u".as_ref(),
+                    "-F".as_ref(),
+                    "qcow2".as_ref(),
+                    "-b".as_ref(),
+                    "base.qcow2".as_ref(),
+                    disk.as_os_str(),
+                ])?;
+            }
             return Ok(());
         }
         let tmp = self.dir(id).join("system.qcow2.tmp");
-        let base = self.cfg.image.rootfs();
+        let base = if confined {
+            confine::stage_readonly(&self.cfg.image.rootfs(), &base_view)
+                .map_err(|e| failed(format!("cannot give {id} the image: {e}")))?;
+            PathBuf::from("base.qcow2")
+        } else {
+            self.cfg.image.rootfs()
+        };
         let size_mib = size_gib.saturating_mul(1024).max(crate::image::ROOTFS_SIZE_MIB);
         let out = std::process::Command::new("qemu-img")
             .args(["create", "-q", "-f", "qcow2", "-F", "qcow2", "-b"])
@@ -229,17 +311,23 @@ impl QemuDriver {
         std::fs::rename(&tmp, &disk).map_err(failed)
     }
 
-    /// Starts QEMU (daemonized, inside `netns` when given) and returns once it runs.
-    fn launch(&self, spec: &InstanceSpec) -> Result<(), DriverError> {
-        let d = self.dir(&spec.plan.id);
+    /// Starts QEMU inside `netns` when given. Unconfined, QEMU daemonizes itself and this
+    /// returns once it runs; confined, it returns QEMU's process, which the caller watches
+    /// until its pid file names it.
+    fn launch(&self, spec: &InstanceSpec) -> Result<Launched, DriverError> {
+        let id = &spec.plan.id;
+        let d = self.dir(id);
         std::fs::create_dir_all(&d).map_err(failed)?;
-        self.ensure_disk(&spec.plan.id, spec.plan.system_disk_gib)?;
+        if let Some(c) = &self.cfg.confine {
+            return self.launch_confined(spec, c).map(Some);
+        }
+        self.ensure_disk(id, spec.plan.system_disk_gib)?;
         // Each boot's console starts empty: GetInstanceConsoleOutput shows the latest boot.
-        std::fs::write(self.console_path(&spec.plan.id), b"").map_err(failed)?;
-        let _ = std::fs::remove_file(self.pid_path(&spec.plan.id));
-        let _ = std::fs::remove_file(self.qmp_path(&spec.plan.id));
+        std::fs::write(self.console_path(id), b"").map_err(failed)?;
+        let _ = std::fs::remove_file(self.pid_path(id));
+        let _ = std::fs::remove_file(self.qmp_path(id));
         let mut cmd = std::process::Command::new(&self.cfg.qemu);
-        cmd.args(self.args(spec)).stdin(std::process::Stdio::null());
+        cmd.args(self.args(spec, None)).stdin(std::process::Stdio::null());
         let ns_file = match &spec.netns {
             Some(ns) => Some(
                 std::fs::File::open(Path::new("/var/run/netns").join(ns))
@@ -269,12 +357,101 @@ impl QemuDriver {
                 String::from_utf8_lossy(&out.stderr).trim()
             )));
         }
-        Ok(())
+        Ok(None)
+    }
+
+    /// [`launch`](Self::launch) confined ([`confine`]): the instance's directory becomes its
+    /// uid's, the image's files are staged in it, the tap is opened here, and the child drops
+    /// to the uid before `exec`.
+    fn launch_confined(&self, spec: &InstanceSpec, c: &Confinement) -> Result<tokio::process::Child, DriverError> {
+        let id = &spec.plan.id;
+        let d = self.dir(id);
+        let disk = d.join("system.qcow2");
+        let uid = match confine::handed_to(&d).map_err(failed)? {
+            Some(uid) => {
+                // The guest's directory: its disk is never remade here (see `confine`).
+                let is_file = |p: &Path| std::fs::symlink_metadata(p).is_ok_and(|m| m.is_file());
+                if !is_file(&disk) || !is_file(&d.join("base.qcow2")) {
+                    return Err(failed(format!("the system disk of {id} is gone from {}", d.display())));
+                }
+                uid
+            }
+            None => {
+                // Still root's (a new instance, or one made before confinement): the disk is
+                // made or moved onto base.qcow2 now, then everything is handed over.
+                self.ensure_disk(id, spec.plan.system_disk_gib)?;
+                let uid = confine::hand_over(&d, &self.cfg.run_dir)
+                    .map_err(|e| failed(format!("cannot give {id} a uid: {e}")))?;
+                std::os::unix::fs::lchown(&disk, Some(uid), Some(uid)).map_err(failed)?;
+                uid
+            }
+        };
+        for (src, name) in [(self.cfg.image.kernel(), "vmlinuz"), (self.cfg.image.initrd(), "initrd.img")] {
+            confine::stage_readonly(&src, &d.join(name))
+                .map_err(|e| failed(format!("cannot give {id} {}: {e}", src.display())))?;
+        }
+        // Each boot's console starts empty: GetInstanceConsoleOutput shows the latest boot.
+        confine::create_fresh(&self.console_path(id), uid, 0o600).map_err(failed)?;
+        let log = confine::create_fresh(&self.log_path(id), uid, 0o600).map_err(failed)?;
+        for f in [self.pid_path(id), self.qmp_path(id)] {
+            match std::fs::remove_file(&f) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(failed(e)),
+                _ => {}
+            }
+        }
+        let tap = match &spec.tap {
+            Some(name) => Some(
+                confine::open_tap(spec.netns.as_deref(), name)
+                    .map_err(|e| failed(format!("cannot open tap {name} of {id}: {e}")))?,
+            ),
+            None => None,
+        };
+        let ns_file = match &spec.netns {
+            Some(ns) => Some(
+                std::fs::File::open(Path::new("/var/run/netns").join(ns))
+                    .map_err(|e| failed(format!("network namespace {ns} is missing: {e}")))?,
+            ),
+            None => None,
+        };
+        let tap_fd = tap.as_ref().map(|t| t.as_raw_fd());
+        let ns_fd = ns_file.as_ref().map(|f| f.as_raw_fd());
+        let groups: Vec<libc::gid_t> = c.kvm_gid.filter(|_| self.cfg.accel == Accel::Kvm).into_iter().collect();
+        let mut cmd = std::process::Command::new(&self.cfg.qemu);
+        cmd.args(self.args(spec, tap_fd))
+            .current_dir(&d)
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone().map_err(failed)?)
+            .stderr(log);
+        // SAFETY: drop_privileges makes only async-signal-safe calls; the descriptors stay
+        // open (tap, ns_file) until after spawn returns.
+        unsafe {
+            cmd.pre_exec(move || confine::drop_privileges(ns_fd, tap_fd, uid, &groups));
+        }
+        let child = tokio::process::Command::from(cmd)
+            .spawn()
+            .map_err(|e| failed(format!("cannot run {}: {e}", self.cfg.qemu)))?;
+        drop((tap, ns_file));
+        // QEMU runs as a uid that cannot resolve its directory's full path (QEMU's -pidfile
+        // needs it), and spawn returned after exec: the child's pid is QEMU's.
+        let pid = child.id().ok_or_else(|| failed(format!("the QEMU of {id} ended at once: {}", self.log_tail(id))))?;
+        let mut f = confine::create_fresh(&self.pid_path(id), 0, 0o644).map_err(failed)?;
+        std::io::Write::write_all(&mut f, format!("{pid}\n").as_bytes()).map_err(failed)?;
+        Ok(child)
+    }
+
+    /// The last lines QEMU wrote to its own output, for an error message.
+    fn log_tail(&self, id: &str) -> String {
+        let mut text = String::new();
+        if let Ok(f) = confine::open_owned(&self.log_path(id), self.owner(id)) {
+            let _ = f.take(64 * 1024).read_to_string(&mut text);
+        }
+        text.lines().rev().take(5).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join(" | ")
     }
 
     async fn qmp(&self, id: &str, command: &str) -> Result<serde_json::Value, DriverError> {
         let sock = self.qmp_path(id);
-        let fut = qmp_execute(&sock, command);
+        let pid = self.pid(id).ok_or_else(|| failed(format!("the QEMU of {id} is not running")))?;
+        let fut = qmp_execute(&sock, command, Some(pid));
         tokio::time::timeout(Duration::from_secs(10), fut)
             .await
             .map_err(|_| failed(format!("QMP {command} timed out for {id}")))?
@@ -301,7 +478,7 @@ impl QemuDriver {
     }
 
     fn console_tail(&self, id: &str) -> Option<String> {
-        let mut f = std::fs::File::open(self.console_path(id)).ok()?;
+        let mut f = confine::open_owned(&self.console_path(id), self.owner(id)).ok()?;
         let len = f.metadata().ok()?.len();
         f.seek(SeekFrom::Start(len.saturating_sub(CONSOLE_TAIL))).ok()?;
         let mut buf = Vec::new();
@@ -310,11 +487,19 @@ impl QemuDriver {
     }
 }
 
-/// Sends one QMP command and returns its `return` value.
-pub async fn qmp_execute(sock: &Path, command: &str) -> Result<serde_json::Value, DriverError> {
+/// Sends one QMP command and returns its `return` value. With `peer`, the socket's other end
+/// must be that process (a confined guest's uid could replace its socket with a link to
+/// another guest's).
+pub async fn qmp_execute(sock: &Path, command: &str, peer: Option<i32>) -> Result<serde_json::Value, DriverError> {
     let stream = tokio::net::UnixStream::connect(sock)
         .await
         .map_err(|e| failed(format!("cannot reach QMP at {}: {e}", sock.display())))?;
+    if let Some(pid) = peer {
+        let got = stream.peer_cred().map_err(failed)?.pid();
+        if got != Some(pid) {
+            return Err(failed(format!("QMP at {} is answered by pid {got:?}, not its QEMU {pid}", sock.display())));
+        }
+    }
     let (r, mut w) = stream.into_split();
     let mut lines = BufReader::new(r).lines();
     w.write_all(b"{\"execute\":\"qmp_capabilities\"}\n").await.map_err(failed)?;
@@ -367,18 +552,35 @@ impl Driver for QemuDriver {
                     .await
                     .map_err(|e| failed(format!("launch task failed: {e}")))?
             };
-            launched?;
-            let console = self.console_path(&spec.plan.id);
+            if let Some(mut child) = launched? {
+                // A confined QEMU is our child: it runs once its QMP socket is there; an early
+                // exit (a bad argument, a refused file) says why in its log. Dropping the
+                // child leaves it running; tokio reaps it when it ends.
+                let id = &spec.plan.id;
+                let mut exited = false;
+                let qmp = self.qmp_path(id);
+                wait_until(Duration::from_secs(30), || {
+                    exited = !matches!(child.try_wait(), Ok(None));
+                    exited || std::fs::symlink_metadata(&qmp).is_ok()
+                })
+                .await;
+                if exited || self.pid(id).is_none() {
+                    if !exited {
+                        let _ = child.start_kill();
+                    }
+                    return Err(failed(format!("the QEMU of {id} did not start: {}", self.log_tail(id))));
+                }
+            }
             let id = spec.plan.id.clone();
             let ready = wait_until(self.cfg.boot_timeout, || {
-                std::fs::read(&console).map(|b| contains(&b, READY_MARKER.as_bytes())).unwrap_or(false)
-                    || self.pid(&id).is_none()
+                self.console_tail(&id).is_some_and(|t| t.contains(READY_MARKER)) || self.pid(&id).is_none()
             })
             .await;
             if self.pid(&spec.plan.id).is_none() {
                 return Err(failed(format!(
-                    "the QEMU of {} ended during boot; its console: {}",
+                    "the QEMU of {} ended during boot ({}); its console: {}",
                     spec.plan.id,
+                    self.log_tail(&spec.plan.id),
                     self.console_tail(&spec.plan.id)
                         .unwrap_or_default()
                         .lines()
@@ -469,6 +671,28 @@ impl Driver for QemuDriver {
     fn capacity(&self) -> Result<HostCapacity, DriverError> {
         crate::host::measure().map_err(|e| failed(format!("cannot measure the host: {e}")))
     }
+}
+
+fn qemu_img(args: &[&std::ffi::OsStr]) -> Result<std::process::Output, DriverError> {
+    let out = std::process::Command::new("qemu-img")
+        .args(args)
+        .output()
+        .map_err(|e| failed(format!("cannot run qemu-img (apt-get install qemu-utils): {e}")))?;
+    if !out.status.success() {
+        return Err(failed(format!("qemu-img failed: {}", String::from_utf8_lossy(&out.stderr).trim())));
+    }
+    Ok(out)
+}
+
+/// The full path of the backing file of qcow2 image `disk`.
+fn backing_file(disk: &Path) -> Result<PathBuf, DriverError> {
+    let out = qemu_img(&["info".as_ref(), "--output=json".as_ref(), "-U".as_ref(), disk.as_os_str()])?;
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).map_err(failed)?;
+    v["full-backing-filename"]
+        .as_str()
+        .or(v["backing-filename"].as_str())
+        .map(PathBuf::from)
+        .ok_or_else(|| failed(format!("{} has no backing file", disk.display())))
 }
 
 /// Whether process `pid` lives in network namespace `ns` (an `ip netns` name).

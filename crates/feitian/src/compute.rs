@@ -6,7 +6,7 @@ use crate::config::ComputeConfig;
 use feitian_agent::network::NetworkAgent;
 use feitian_agent_api::{ControlPlane, Nudges};
 use feitian_compute::image;
-use feitian_compute::qemu::{self, Accel, QemuConfig, QemuDriver};
+use feitian_compute::qemu::{self, confine, Accel, Confinement, QemuConfig, QemuDriver};
 use feitian_compute::Driver;
 use feitian_hostnet::host::HostNet;
 use std::io::Write;
@@ -86,6 +86,34 @@ async fn accel(cfg: &ComputeConfig, images: &Path, layout: &image::ImageLayout, 
     }
 }
 
+/// How guests' QEMUs are confined here (feitian is root: [`qemu_missing`] saw to it), and
+/// the accelerator they can use confined: KVM needs `/dev/kvm` open to a group the guests'
+/// uids can join.
+fn confinement(qemu: &str, accel: Accel, data_dir: &Path) -> (Confinement, Accel) {
+    let sandbox = confine::sandbox_supported(qemu);
+    if !sandbox {
+        tracing::warn!("{qemu} has no seccomp sandbox (-sandbox): guests' QEMUs run without a system-call filter");
+    }
+    let kvm_gid = confine::kvm_group();
+    let accel = if accel == Accel::Kvm && kvm_gid.is_none() {
+        tracing::warn!(
+            "/dev/kvm is open to root only, and guests' QEMUs do not run as root: guests run under TCG \
+             (give /dev/kvm a group that may read and write it, as Debian's kvm group, 0660)"
+        );
+        Accel::Tcg
+    } else {
+        accel
+    };
+    use std::os::unix::fs::PermissionsExt;
+    if std::fs::metadata(data_dir).is_ok_and(|m| m.permissions().mode() & 0o007 != 0) {
+        tracing::warn!(
+            "{} is open to other users, guests' QEMUs among them: make it 0700 (feitian creates it so)",
+            data_dir.display()
+        );
+    }
+    (Confinement { sandbox, kvm_gid }, accel)
+}
+
 /// Picks and prepares the driver. `out` receives progress lines (the image build).
 pub async fn start(
     cfg: &ComputeConfig,
@@ -126,6 +154,11 @@ pub async fn start(
     };
     let manifest = layout.read_manifest()?;
     let accel = accel(cfg, &images, &layout, &manifest.kernel_cmdline_base).await;
+    let (confinement, accel) = confinement("qemu-system-x86_64", accel, data_dir);
+    let confined = format!(
+        "QEMU confined (a uid per instance, {})",
+        if confinement.sandbox { "seccomp sandbox" } else { "no seccomp sandbox: this QEMU lacks it" }
+    );
     let host_cpus = std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1);
     let driver = QemuDriver::new(QemuConfig {
         qemu: "qemu-system-x86_64".into(),
@@ -137,6 +170,7 @@ pub async fn start(
         boot_timeout: Duration::from_secs(cfg.boot_timeout_secs),
         host_cpus,
         host_memory_mib: host_memory_mib(),
+        confine: Some(confinement),
     })?;
     let host = Arc::new(HostNet::new(data_dir, eip_pool));
     let prefix = host.prefix().to_owned();
@@ -146,7 +180,7 @@ pub async fn start(
         driver: Arc::new(driver),
         net: Some(net),
         summary: format!(
-            "compute driver: qemu ({}, image {}), networks in namespaces {}-*, EIP pool {eip_pool} routed from this host",
+            "compute driver: qemu ({}, image {}), {confined}, networks in namespaces {}-*, EIP pool {eip_pool} routed from this host",
             accel.name(),
             layout.dir.display(),
             prefix

@@ -36,6 +36,40 @@ fn kvm_creates_vm() -> Result<(), String> {
     Ok(())
 }
 
+/// Whether guests' QEMUs can be confined (`crates/compute/src/qemu/confine.rs`): a uid of
+/// their range for each (feitian must be root to hand them out), and QEMU's seccomp sandbox.
+fn confinement(root: bool, qemu_found: bool) -> (bool, String) {
+    use feitian_compute::qemu::confine;
+    let (first, last) = (confine::UID_BASE, confine::UID_BASE + (confine::UID_COUNT - 1));
+    if !root {
+        return (false, "not root: QEMU would run as feitian's own user, with no uid per instance".into());
+    }
+    if !qemu_found {
+        return (false, "no QEMU to confine".into());
+    }
+    // The range's uids must be free: no passwd entry may claim one.
+    let taken = std::fs::read_to_string("/etc/passwd")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split(':').nth(2)?.parse::<u32>().ok())
+        .filter(|uid| confine::is_guest_uid(*uid))
+        .count();
+    let sandbox = confine::sandbox_supported("qemu-system-x86_64");
+    let kvm = match confine::kvm_group() {
+        Some(gid) => format!("/dev/kvm through its group {gid}"),
+        None => "/dev/kvm is root's only, so confined guests run under TCG".into(),
+    };
+    let detail = format!(
+        "each guest's QEMU runs as its own uid ({first}-{last}; {taken} taken by passwd entries), {}; {kvm}",
+        if sandbox {
+            "with a seccomp sandbox (-sandbox on, obsolete, elevateprivileges, spawn and resourcecontrol denied)"
+        } else {
+            "WITHOUT a seccomp sandbox: this QEMU refuses -sandbox (built without libseccomp)"
+        }
+    );
+    (sandbox, detail)
+}
+
 fn free_bytes(path: &Path) -> Option<u64> {
     use std::ffi::CString;
     use std::os::unix::ffi::OsStrExt;
@@ -63,6 +97,7 @@ pub fn run(data_dir: &Path) -> anyhow::Result<()> {
         fix: Some("run feitian as root (or with CAP_NET_ADMIN) for real instance networking"),
     });
     let qemu = run_ok("qemu-system-x86_64", &["--version"]);
+    let qemu_found = qemu.is_some();
     checks.push(Check {
         name: "qemu",
         ok: qemu.is_some(),
@@ -78,6 +113,13 @@ pub fn run(data_dir: &Path) -> anyhow::Result<()> {
             Err(e) => format!("{e}: guests will run under TCG (software emulation), slower but working"),
         },
         fix: Some("enable virtualization in firmware or nested virtualization in the hypervisor, and load kvm_intel or kvm_amd"),
+    });
+    let (ok, detail) = confinement(root, qemu_found);
+    checks.push(Check {
+        name: "confine",
+        ok,
+        detail,
+        fix: Some("run feitian as root, and install Debian's qemu-system-x86 (built with libseccomp)"),
     });
     let nft = run_ok("nft", &["--version"]);
     checks.push(Check {
