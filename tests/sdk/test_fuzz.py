@@ -105,6 +105,17 @@ def pick(rng, seq):
 @pytest.fixture(scope="module")
 def world():
     f = FeitianProcess().start()
+    try:
+        made = make_world(f)
+    except BaseException:
+        f.cleanup()  # a failed setup must not leave the process behind
+        raise
+    yield made
+    f.cleanup()
+
+
+def make_world(f):
+    """A victim with one of everything, an attacker with a bucket of its own."""
     rpc = RawRpc(f.endpoint, timeout=30.0)
     victim = f.new_account(f"victim-{SEED}")
     attacker = f.new_account(f"attacker-{SEED}")
@@ -138,8 +149,7 @@ def world():
     own = bucket(f, attacker, f"attacker-{SEED}")
     own.create_bucket(oss2.BUCKET_ACL_PUBLIC_READ_WRITE)
     own.put_object("mine.txt", b"attacker")
-    yield f, rpc, victim, attacker, v, own
-    f.cleanup()
+    return f, rpc, victim, attacker, v, own
 
 
 @pytest.fixture(scope="module", autouse=True)
