@@ -163,6 +163,20 @@ async fn writes_beyond_the_capacity_are_refused_at_commit_and_their_bytes_reclai
     assert_eq!(status, StatusCode::NO_CONTENT, "{text}");
     let again = put(&oss, "four", 2 * MIB).await;
     assert_eq!(again.0, StatusCode::OK, "{}", again.1);
+    // After this mix of accepted and refused writes, the counter is what a full SUM says.
+    let summed: i64 = store
+        .read::<_, MetaError>(|tx| {
+            Ok(tx.query_row(
+                "SELECT (SELECT COALESCE(SUM(size), 0) FROM oss_objects WHERE bucket = 'full') + \
+                 (SELECT COALESCE(SUM(p.size), 0) FROM oss_parts p JOIN oss_uploads u ON u.upload_id = p.upload_id \
+                  WHERE u.bucket = 'full')",
+                [],
+                |r| r.get(0),
+            )?)
+        })
+        .unwrap();
+    assert_eq!(used(&store), summed as u64);
+    assert_eq!(used(&store), CAPACITY_UNIT);
 
     // Every refused write's file is reclaimed: eventually no file is left that neither
     // existed before the refusals nor holds an object's bytes, but for the one pack file
