@@ -79,6 +79,10 @@ pub enum MetaError {
     SchemaTooNew { found: i64, known: i64 },
     #[error("cannot open the database at {path}: {source}")]
     Open { path: String, source: rusqlite::Error },
+    /// A write would take a bucket's bytes beyond its storage capacity (bucket.rs); the
+    /// transaction that asked must be rolled back.
+    #[error("bucket {bucket:?} would hold more than its storage capacity of {capacity_gb} GB")]
+    StorageCapacityExceeded { bucket: String, capacity_gb: i64 },
     /// Store work on the blocking pool panicked or was cancelled (see [`Store::call`]).
     #[error("a store task failed: {0}")]
     TaskFailed(String),

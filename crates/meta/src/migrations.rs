@@ -458,4 +458,20 @@ INSERT INTO oss_bucket_generation (next) VALUES (1);
 ALTER TABLE buckets ADD COLUMN generation BIGINT NOT NULL DEFAULT 0;
 "#,
     ),
+    (
+        12,
+        "OSS: a bucket's storage capacity and the bytes it holds",
+        r#"
+-- The owner's limit on the bucket's bytes (PutBucketStorageCapacity, `?qos`), in GB as OSS
+-- counts them (2^30 bytes); -1 is no limit. `used_bytes` is the sum of the sizes of the
+-- bucket's objects and of the parts of its uploads in progress, kept by every write in
+-- the write's own transaction (bucket.rs), so a commit knows the room left without a SUM.
+ALTER TABLE buckets ADD COLUMN storage_capacity BIGINT NOT NULL DEFAULT -1 CHECK (storage_capacity >= -1);
+ALTER TABLE buckets ADD COLUMN used_bytes BIGINT NOT NULL DEFAULT 0;
+UPDATE buckets SET used_bytes =
+    (SELECT COALESCE(SUM(o.size), 0) FROM oss_objects o WHERE o.bucket = buckets.name)
+  + (SELECT COALESCE(SUM(p.size), 0) FROM oss_parts p JOIN oss_uploads u ON u.upload_id = p.upload_id
+      WHERE u.bucket = buckets.name);
+"#,
+    ),
 ];

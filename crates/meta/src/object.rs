@@ -1,6 +1,7 @@
 //! OSS objects (table `oss_objects`): one row per (bucket, key) with the headers it serves;
 //! its bytes are its [extents](crate::extent), kept apart.
 
+use crate::bucket::{charge, used_bytes, within_capacity};
 use crate::extent::{add_extents, extents_of, take_extents, Extent, Holder};
 use crate::listing::{fetch, scan, Listed, Resume};
 use crate::MetaError;
@@ -76,10 +77,11 @@ fn object_at(r: &Row<'_>, at: usize) -> rusqlite::Result<Object> {
     })
 }
 
-fn object_id(tx: &Transaction<'_>, bucket: &str, key: &str) -> Result<Option<i64>, MetaError> {
+/// The object's row id and size.
+fn object_id(tx: &Transaction<'_>, bucket: &str, key: &str) -> Result<Option<(i64, i64)>, MetaError> {
     Ok(tx
-        .prepare_cached("SELECT id FROM oss_objects WHERE bucket = ?1 AND object_key = ?2")?
-        .query_row([bucket, key], |r| r.get(0))
+        .prepare_cached("SELECT id, size FROM oss_objects WHERE bucket = ?1 AND object_key = ?2")?
+        .query_row([bucket, key], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?)
 }
 
@@ -130,23 +132,30 @@ pub(crate) fn insert_object_row(tx: &Transaction<'_>, o: &Object) -> Result<i64,
         o.storage_class,
         o.last_modified_ms,
     ])?;
-    Ok(tx.last_insert_rowid())
+    let id = tx.last_insert_rowid();
+    charge(tx, &o.bucket, o.size as i64)?;
+    Ok(id)
 }
 
 /// Removes an object's row and returns its extents (`None` when there is no such object).
 pub(crate) fn remove_object(tx: &Transaction<'_>, bucket: &str, key: &str) -> Result<Option<Vec<Extent>>, MetaError> {
-    let Some(id) = object_id(tx, bucket, key)? else { return Ok(None) };
+    let Some((id, size)) = object_id(tx, bucket, key)? else { return Ok(None) };
     let extents = take_extents(tx, Holder::Object(id))?;
     tx.prepare_cached("DELETE FROM oss_objects WHERE id = ?1")?.execute([id])?;
+    charge(tx, bucket, -size)?;
     Ok(Some(extents))
 }
 
 /// Makes `o` the object at its key, made of `extents`, replacing any object there. Returns
 /// the replaced object's extents (to release once this transaction commits).
+/// [`MetaError::StorageCapacityExceeded`] when the bucket would grow beyond its capacity
+/// (an overwrite counts the difference); the caller then rolls the transaction back.
 pub fn put_object(tx: &Transaction<'_>, o: &Object, extents: &[Extent]) -> Result<Vec<Extent>, MetaError> {
+    let before = used_bytes(tx, &o.bucket)?;
     let old = remove_object(tx, &o.bucket, &o.key)?.unwrap_or_default();
     let id = insert_object_row(tx, o)?;
     add_extents(tx, Holder::Object(id), extents)?;
+    within_capacity(tx, &o.bucket, before)?;
     Ok(old)
 }
 
@@ -161,6 +170,7 @@ pub struct Appended {
 
 /// Adds `extents` at the end of an existing object and records its new size, CRC, ETag and
 /// time. `false` when there is no such object. (The service checks type and position.)
+/// [`MetaError::StorageCapacityExceeded`] when the bucket would grow beyond its capacity.
 pub fn append_object(
     tx: &Transaction<'_>,
     bucket: &str,
@@ -168,10 +178,13 @@ pub fn append_object(
     extents: &[Extent],
     new: &Appended,
 ) -> Result<bool, MetaError> {
-    let Some(id) = object_id(tx, bucket, key)? else { return Ok(false) };
+    let Some((id, old_size)) = object_id(tx, bucket, key)? else { return Ok(false) };
+    let before = used_bytes(tx, bucket)?;
     add_extents(tx, Holder::Object(id), extents)?;
     tx.prepare_cached("UPDATE oss_objects SET size = ?2, crc64 = ?3, etag = ?4, last_modified_ms = ?5 WHERE id = ?1")?
         .execute(params![id, new.size as i64, new.crc64 as i64, new.etag, new.last_modified_ms])?;
+    charge(tx, bucket, new.size as i64 - old_size)?;
+    within_capacity(tx, bucket, before)?;
     Ok(true)
 }
 

@@ -268,6 +268,42 @@ mod tests {
     }
 
     #[test]
+    fn the_capacity_migration_counts_what_buckets_already_hold() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("meta.db");
+        // A database as the release before migration 12 left it, with objects and parts.
+        let c = Connection::open(&path).unwrap();
+        c.execute_batch(
+            "CREATE TABLE schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)",
+        )
+        .unwrap();
+        for (version, name, sql) in MIGRATIONS.iter().filter(|m| m.0 < 12) {
+            c.execute_batch(sql).unwrap();
+            c.execute("INSERT INTO schema_migrations VALUES (?1, ?2, 'x')", params![version, name]).unwrap();
+        }
+        c.execute_batch(
+            "INSERT INTO accounts VALUES (1, 'a', 'x');
+             INSERT INTO buckets (name, account_id, region_id, acl, storage_class, created_at) VALUES
+                 ('full', 1, 'r', 'private', 'Standard', 'x'), ('empty', 1, 'r', 'private', 'Standard', 'x');
+             INSERT INTO oss_objects (bucket, object_key, size, etag, crc64, object_type, content_type, user_meta, acl,
+                 storage_class, last_modified_ms) VALUES
+                 ('full', 'a', 100, 'e', 0, 'Normal', 't', '{}', 'default', 'Standard', 0),
+                 ('full', 'b', 23, 'e', 0, 'Normal', 't', '{}', 'default', 'Standard', 0);
+             INSERT INTO oss_uploads (upload_id, bucket, object_key, content_type, user_meta, acl, storage_class,
+                 initiated_ms) VALUES ('U', 'full', 'm', 't', '{}', 'default', 'Standard', 0);
+             INSERT INTO oss_parts (upload_id, part_number, size, etag, crc64, last_modified_ms) VALUES
+                 ('U', 1, 1000, 'e', 0, 0), ('U', 2, 7, 'e', 0, 0);",
+        )
+        .unwrap();
+        drop(c);
+        let s = Store::open(&path).unwrap();
+        let used = |b: &str| s.read::<_, MetaError>(|tx| crate::bucket::used_bytes(tx, b)).unwrap();
+        assert_eq!((used("full"), used("empty")), (1130, 0));
+        let capacity = s.read::<_, MetaError>(|tx| crate::bucket::storage_capacity(tx, "full")).unwrap();
+        assert_eq!(capacity, Some(-1), "existing buckets get no limit");
+    }
+
+    #[test]
     fn a_newer_schema_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("meta.db");

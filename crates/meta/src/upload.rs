@@ -1,6 +1,7 @@
 //! Multipart uploads in progress (table `oss_uploads`) and their parts (`oss_parts`).
 //! Completing one makes its object from the parts' extents, moved, not copied.
 
+use crate::bucket::{charge, used_bytes, within_capacity};
 use crate::extent::{self, add_extents, take_extents, Extent, Holder};
 use crate::listing::{fetch, scan, Listed, Resume};
 use crate::object::{headers_at, insert_object_row, remove_object, Object, ObjectHeaders};
@@ -111,15 +112,24 @@ fn part_id(tx: &Transaction<'_>, upload_id: &str, part_number: u32) -> Result<Op
 
 /// Records a part made of `extents`, replacing one uploaded before with the same number.
 /// Returns the replaced part's extents (to release after commit).
+/// A part's bytes count toward its bucket's storage capacity from when it is uploaded:
+/// [`MetaError::StorageCapacityExceeded`] when the bucket would grow beyond it.
 pub fn put_part(tx: &Transaction<'_>, upload_id: &str, p: &Part, extents: &[Extent]) -> Result<Vec<Extent>, MetaError> {
+    let bucket = upload_bucket(tx, upload_id)?
+        .ok_or_else(|| MetaError::Invalid(format!("upload {upload_id} does not exist")))?;
+    let before = used_bytes(tx, &bucket)?;
     let mut old = Vec::new();
+    let mut old_size = 0i64;
     if let Some(id) = part_id(tx, upload_id, p.part_number)? {
         old = take_extents(tx, Holder::Part(id))?;
+        old_size = tx.prepare_cached("SELECT size FROM oss_parts WHERE id = ?1")?.query_row([id], |r| r.get(0))?;
         tx.prepare_cached("DELETE FROM oss_parts WHERE id = ?1")?.execute([id])?;
     }
     tx.prepare_cached(&format!("INSERT INTO oss_parts (upload_id, {PART_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"))?
         .execute(params![upload_id, p.part_number, p.size as i64, p.etag, p.crc64 as i64, p.last_modified_ms])?;
     add_extents(tx, Holder::Part(tx.last_insert_rowid()), extents)?;
+    charge(tx, &bucket, p.size as i64 - old_size)?;
+    within_capacity(tx, &bucket, before)?;
     Ok(old)
 }
 
@@ -139,6 +149,12 @@ pub fn all_parts(tx: &Transaction<'_>, upload_id: &str) -> Result<Vec<Part>, Met
 
 /// Removes every part of an upload and the upload itself; returns all their extents.
 fn remove_upload(tx: &Transaction<'_>, upload_id: &str) -> Result<Vec<Extent>, MetaError> {
+    if let Some(bucket) = upload_bucket(tx, upload_id)? {
+        let parts: i64 = tx
+            .prepare_cached("SELECT COALESCE(SUM(size), 0) FROM oss_parts WHERE upload_id = ?1")?
+            .query_row([upload_id], |r| r.get(0))?;
+        charge(tx, &bucket, -parts)?;
+    }
     let mut freed = Vec::new();
     let ids: Vec<i64> = tx
         .prepare_cached("SELECT id FROM oss_parts WHERE upload_id = ?1 ORDER BY part_number")?
@@ -162,6 +178,7 @@ pub fn complete_upload(
     o: &Object,
     part_numbers: &[u32],
 ) -> Result<Vec<Extent>, MetaError> {
+    let before = used_bytes(tx, &o.bucket)?;
     let mut freed = remove_object(tx, &o.bucket, &o.key)?.unwrap_or_default();
     let object = insert_object_row(tx, o)?;
     let mut seq = 0i64;
@@ -171,7 +188,18 @@ pub fn complete_upload(
         seq = extent::move_to_object(tx, part, object, seq)?;
     }
     freed.extend(remove_upload(tx, upload_id)?);
+    // The parts were counted when uploaded; completing only drops the unused ones and the
+    // replaced object, unless `o` claims more bytes than its parts hold.
+    within_capacity(tx, &o.bucket, before)?;
     Ok(freed)
+}
+
+/// The bucket an upload in progress belongs to.
+fn upload_bucket(tx: &Transaction<'_>, upload_id: &str) -> Result<Option<String>, MetaError> {
+    Ok(tx
+        .prepare_cached("SELECT bucket FROM oss_uploads WHERE upload_id = ?1")?
+        .query_row([upload_id], |r| r.get(0))
+        .optional()?)
 }
 
 /// Aborts an upload: returns the extents of its parts, `None` if there is no such upload.

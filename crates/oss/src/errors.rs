@@ -271,6 +271,18 @@ impl OssError {
         Self::new(405, "MethodNotAllowed", "The specified method is not allowed against this resource.")
     }
 
+    /// A write that would take the bucket beyond its storage capacity (`PUT ?qos`). OSS
+    /// documents no code for it; this is the code and status S3-style stores with bucket
+    /// quotas answer (docs/decisions.md, "Bucket storage capacity").
+    pub fn storage_capacity_exceeded(bucket: &str, capacity_gb: i64) -> Self {
+        Self::new(
+            403,
+            "InsufficientStorageSpace",
+            format!("The bucket {bucket} would exceed its storage capacity of {capacity_gb} GB."),
+        )
+        .with_detail("BucketName", bucket)
+    }
+
     /// feitian's own fault; every occurrence is a bug.
     pub fn internal_error() -> Self {
         Self::new(500, "InternalError", "We encountered an internal error. Please try again.")
@@ -288,6 +300,7 @@ mod tests {
             (OssError::no_such_key("k"), 404, "NoSuchKey"),
             (OssError::bucket_already_exists("b"), 409, "BucketAlreadyExists"),
             (OssError::bucket_not_empty("b"), 409, "BucketNotEmpty"),
+            (OssError::storage_capacity_exceeded("b", 1), 403, "InsufficientStorageSpace"),
             (OssError::access_denied("x"), 403, "AccessDenied"),
             (OssError::signature_does_not_match(), 403, "SignatureDoesNotMatch"),
             (OssError::invalid_access_key_id("ak"), 403, "InvalidAccessKeyId"),

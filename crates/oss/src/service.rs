@@ -156,6 +156,9 @@ fn from_api(e: ApiError) -> OssError {
 }
 
 fn from_meta(e: MetaError) -> OssError {
+    if let MetaError::StorageCapacityExceeded { bucket, capacity_gb } = &e {
+        return OssError::storage_capacity_exceeded(bucket, *capacity_gb);
+    }
     tracing::error!(error = %e, "control-plane store failed");
     OssError::internal_error()
 }
@@ -198,7 +201,6 @@ const UNSERVED_BUCKET_SUBRESOURCES: &[&str] = &[
     "inventory",
     "worm",
     "wormId",
-    "qos",
     "requestPayment",
     "stat",
     "transferAcceleration",
@@ -311,6 +313,7 @@ impl Oss {
         let caller = caller.as_ref();
         match r.method {
             Method::PUT if r.has("acl") => self.put_bucket_acl(&r, &bucket, caller).await,
+            Method::PUT if r.has("qos") => self.put_bucket_storage_capacity(body, &bucket, caller).await,
             Method::PUT => self.put_bucket(&r, body, &bucket, caller).await,
             Method::GET if r.has("acl") => {
                 let b = self.bucket(&bucket, caller, Need::Owner).await?;
@@ -332,6 +335,16 @@ impl Oss {
                     versioning: None,
                 };
                 Ok(Answer::xml(StatusCode::OK, xml::answers::bucket_info(&info)))
+            }
+            Method::GET if r.has("qos") => {
+                self.bucket(&bucket, caller, Need::Owner).await?;
+                let n = bucket.clone();
+                let capacity = self
+                    .store
+                    .read_async(move |tx| bucket::storage_capacity(tx, &n).map_err(from_meta))
+                    .await?
+                    .ok_or_else(|| OssError::no_such_bucket(&bucket))?;
+                Ok(Answer::xml(StatusCode::OK, xml::answers::bucket_user_qos(capacity)))
             }
             Method::GET if r.has("location") => {
                 let b = self.bucket(&bucket, caller, Need::Owner).await?;
@@ -462,6 +475,27 @@ impl Oss {
             .write_async(move |tx| {
                 grant.same_bucket(tx)?;
                 bucket::set_bucket_acl(tx, &n, acl.as_str()).map_err(from_meta)
+            })
+            .await?;
+        Ok(Answer::empty(StatusCode::OK))
+    }
+
+    /// PutBucketStorageCapacity (`PUT ?qos`), the owner's alone. It takes effect for the
+    /// writes that commit after it; what the bucket holds already stays.
+    async fn put_bucket_storage_capacity(
+        &self,
+        body: Body,
+        bucket: &str,
+        caller: Option<&Caller>,
+    ) -> Result<Answer, OssError> {
+        let grant = Grant::new(&self.bucket(bucket, caller, Need::Owner).await?, caller);
+        let body = axum::body::to_bytes(body, MAX_CONFIG_BODY).await.map_err(|_| OssError::malformed_xml())?;
+        let capacity = xml::requests::parse_bucket_user_qos(&body)?;
+        let n = bucket.to_owned();
+        self.store
+            .write_async(move |tx| {
+                grant.same_bucket(tx)?;
+                bucket::set_storage_capacity(tx, &n, capacity).map_err(from_meta)
             })
             .await?;
         Ok(Answer::empty(StatusCode::OK))

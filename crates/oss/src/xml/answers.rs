@@ -233,6 +233,15 @@ pub fn location_constraint(location: &str) -> String {
     w.finish()
 }
 
+/// GetBucketStorageCapacity (`GET ?qos`) — `parse_get_bucket_user_qos`.
+pub fn bucket_user_qos(storage_capacity: i64) -> String {
+    let mut w = XmlWriter::document();
+    w.open("BucketUserQos");
+    w.text_element("StorageCapacity", &storage_capacity.to_string());
+    w.close("BucketUserQos");
+    w.finish()
+}
+
 /// GetBucketAcl and GetObjectAcl — `parse_get_bucket_acl` / `parse_get_object_acl`.
 pub fn access_control_policy(o: &Owner, acl: Acl) -> String {
     let mut w = XmlWriter::document();

@@ -196,6 +196,24 @@ pub fn parse_create_bucket_configuration(body: &[u8]) -> Result<CreateBucketConf
     Ok(config)
 }
 
+/// Parses a PutBucketStorageCapacity body (`PUT ?qos`, oss2's `to_put_bucket_user_qos`):
+/// `<BucketUserQos><StorageCapacity>N</StorageCapacity></BucketUserQos>`, N in GB, -1 for
+/// no limit. Another root is `MalformedXML`; a missing, non-integer or out-of-range N
+/// (below -1, or more GB than a 64-bit byte count holds) is `InvalidArgument`.
+pub fn parse_bucket_user_qos(body: &[u8]) -> Result<i64, OssError> {
+    let root = parse_document(body)?;
+    expect_root(&root, "BucketUserQos")?;
+    let text = root.child("StorageCapacity").map(|e| e.text.trim()).unwrap_or("");
+    match text.parse::<i64>() {
+        Ok(n) if (-1..=feitian_meta::bucket::MAX_STORAGE_CAPACITY).contains(&n) => Ok(n),
+        _ => Err(OssError::invalid_argument(
+            "StorageCapacity",
+            text,
+            "StorageCapacity must be -1 (no limit) or a whole number of GB from 0.",
+        )),
+    }
+}
+
 fn expect_root(root: &Element, name: &str) -> Result<(), OssError> {
     if root.name == name {
         Ok(())
@@ -207,6 +225,23 @@ fn expect_root(root: &Element, name: &str) -> Result<(), OssError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_storage_capacity_is_minus_one_or_whole_gigabytes() {
+        let body = |n: &str| format!("<BucketUserQos><StorageCapacity>{n}</StorageCapacity></BucketUserQos>");
+        for (text, want) in [("-1", -1), ("0", 0), (" 1 ", 1), ("10240", 10240), ("8589934591", 8589934591)] {
+            assert_eq!(parse_bucket_user_qos(body(text).as_bytes()).unwrap(), want, "{text}");
+        }
+        for bad in ["-2", "1.5", "", "None", "ten", "8589934592", "99999999999999999999"] {
+            let e = parse_bucket_user_qos(body(bad).as_bytes()).unwrap_err();
+            assert_eq!((e.status, e.code), (400, "InvalidArgument"), "{bad}");
+        }
+        let e = parse_bucket_user_qos(b"<BucketUserQos></BucketUserQos>").unwrap_err();
+        assert_eq!(e.code, "InvalidArgument");
+        for malformed in [&b"<Other><StorageCapacity>1</StorageCapacity></Other>"[..], b"<BucketUserQos>", b""] {
+            assert_eq!(parse_bucket_user_qos(malformed).unwrap_err().code, "MalformedXML");
+        }
+    }
     use chrono::TimeZone;
 
     /// What oss2 2.19.1 sends for two parts (printed as bytes, no XML declaration):
