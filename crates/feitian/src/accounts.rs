@@ -7,6 +7,8 @@ use feitian_meta::Store;
 use std::path::Path;
 
 pub const DB_FILE: &str = "meta.db";
+/// The root key pair, written on the first start (0600).
+pub const CREDENTIALS_FILE: &str = "credentials.json";
 
 /// Opens the store of a data directory, creating the directory (mode 0700) if needed.
 pub fn open_store(data_dir: &Path) -> anyhow::Result<Store> {
@@ -85,7 +87,7 @@ pub fn delete_key(data_dir: &Path, id: &str) -> anyhow::Result<()> {
     let store = open_store(data_dir)?;
     let key = store.delete_access_key(id)?;
     eprintln!("deleted AccessKey {} of account {}", key.id, key.account_name);
-    let creds = data_dir.join(crate::up::CREDENTIALS_FILE);
+    let creds = data_dir.join(CREDENTIALS_FILE);
     if std::fs::read_to_string(&creds).is_ok_and(|c| c.contains(&format!("\"{}\"", key.id))) {
         eprintln!("note: {} still holds this key; it no longer works", creds.display());
     }

@@ -6,6 +6,7 @@ mod config;
 mod doctor;
 mod keys;
 mod sgcheck;
+mod signals;
 mod storage;
 mod up;
 

@@ -221,7 +221,7 @@ pub fn run_chunkserver(a: ChunkserverArgs) -> anyhow::Result<()> {
             a.data_dir.display(),
             a.master
         );
-        crate::up::shutdown_signal().await;
+        crate::signals::shutdown_signal().await;
         let _ = tx.send(true);
         tokio::time::sleep(Duration::from_millis(200)).await;
         anyhow::Ok(())

@@ -1,6 +1,6 @@
 //! `feitian up`: one process serving a whole single-node region.
 
-use crate::accounts::{key_json, open_store, set_mode};
+use crate::accounts::{key_json, open_store, set_mode, CREDENTIALS_FILE};
 use crate::config::Config;
 use crate::keys::StoreKeys;
 use anyhow::{bail, Context};
@@ -9,8 +9,6 @@ use std::io::Write;
 use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::sync::Arc;
-
-pub const CREDENTIALS_FILE: &str = "credentials.json";
 
 /// Takes the data directory's lock so that two `feitian up` never share one directory.
 fn lock_data_dir(data_dir: &Path) -> anyhow::Result<std::fs::File> {
@@ -222,7 +220,7 @@ pub fn run(data_dir: &Path, listen: &str, pangu_listen: &str, config: Option<&Pa
             started = Some(reconciler);
             tracing::info!(%addr, ?limits, "serving");
             // Connections are capped and timed there (and TCP_NODELAY set).
-            serve::serve(listener, limits, move |req| edge::handle(edge.clone(), req), shutdown_signal()).await?;
+            serve::serve(listener, limits, move |req| edge::handle(edge.clone(), req), crate::signals::shutdown_signal()).await?;
             anyhow::Ok(())
         }
         .await;
@@ -243,21 +241,4 @@ pub fn run(data_dir: &Path, listen: &str, pangu_listen: &str, config: Option<&Pa
         tracing::info!("stopped cleanly");
         anyhow::Ok(())
     })
-}
-
-pub async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot watch SIGTERM; only Ctrl-C stops feitian");
-            let _ = ctrl_c.await;
-            return;
-        }
-    };
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term.recv() => {},
-    }
-    tracing::info!("shutting down");
 }

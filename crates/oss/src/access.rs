@@ -16,6 +16,12 @@
 use crate::errors::OssError;
 use crate::model::Acl;
 
+/// A stored ACL back as the enum (`default` included); a value the store could never hold
+/// is feitian's fault.
+pub(crate) fn stored_acl(s: &str) -> Result<Acl, OssError> {
+    Acl::parse_object(s).map_err(|_| OssError::internal_error())
+}
+
 /// What a request needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Need {

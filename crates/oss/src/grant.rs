@@ -23,9 +23,8 @@ use feitian_meta::bucket::{self, Bucket};
 use feitian_meta::object;
 use feitian_meta::Transaction;
 
-use crate::access::{self, Need};
+use crate::access::{self, stored_acl, Need};
 use crate::errors::OssError;
-use crate::service::stored_acl;
 
 /// The bucket a write was authorized against, and who asked.
 #[derive(Debug, Clone)]

@@ -15,6 +15,7 @@ use feitian_meta::bucket::{self, Bucket};
 use feitian_meta::extent::Extent;
 use feitian_meta::object::{self, Appended, Object, ObjectHeaders};
 
+use crate::access::stored_acl;
 use crate::access::Need;
 use crate::blobs::Written;
 use crate::conditional::{self, Preconditions, Validators};
@@ -25,7 +26,7 @@ use crate::listing::{ListObjectsV1Request, ListObjectsV2Request};
 use crate::metadata::{self, MetadataDirective};
 use crate::model::{Acl, ObjectSummary, ObjectType, StorageClass};
 use crate::range::{self, RangeBehavior, RangeDecision};
-use crate::service::{check, owner, stored_acl, stored_class, Answer, Oss, Req};
+use crate::service::{check, owner, stored_class, Answer, Oss, Req};
 use crate::{crc64, etag, names, xml};
 
 /// The largest object PutObject, CopyObject and AppendObject make, and the largest part.

@@ -5,7 +5,7 @@
 //! Routing follows the REST API: the method, whether a key is addressed, and the
 //! subresource in the query (`?acl`, `?uploads`, `?uploadId`, `?append`, `?delete`, …).
 
-use crate::access::{self, Need};
+use crate::access::{self, stored_acl, Need};
 use crate::blobs::Blobs;
 use crate::errors::OssError;
 use crate::grant::Grant;
@@ -169,12 +169,6 @@ pub(crate) fn owner(account: u64) -> Owner {
 
 fn created(b: &Bucket) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(&b.created_at).map(|t| t.with_timezone(&Utc)).unwrap_or_default()
-}
-
-/// A stored ACL back as the enum (`default` included); a value the store could never hold
-/// is feitian's fault.
-pub(crate) fn stored_acl(s: &str) -> Result<Acl, OssError> {
-    Acl::parse_object(s).map_err(|_| OssError::internal_error())
 }
 
 /// A stored storage class back as the enum.

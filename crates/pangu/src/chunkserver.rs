@@ -51,7 +51,7 @@
 //! a disk that something else filled is known to be full, and the master places nothing there
 //! ([`free_bytes`]).
 
-mod wire;
+pub mod wire;
 
 #[cfg(test)]
 mod tests;

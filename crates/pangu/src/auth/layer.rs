@@ -17,7 +17,7 @@ use axum::response::Response;
 use sha2::{Digest, Sha256};
 
 use super::{now_ms, AuthError, RequestFacts, Verifier, AUTHORIZATION, SHA256_HEADER};
-use crate::chunkserver::CRC32C_HEADER;
+use crate::chunkserver::wire::CRC32C_HEADER;
 
 /// How a service refuses a request.
 pub type Refuse = fn(AuthError) -> Response;
