@@ -13,35 +13,16 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use feitian_api::auth::{Credential, KeyStore};
-use feitian_api::{ApiError, ObjectService};
+use feitian_api::ObjectService;
 use feitian_meta::bucket::{self, Bucket, CAPACITY_UNIT};
 use feitian_meta::object::{self, Object, ObjectHeaders};
 use feitian_meta::{MetaError, Store};
 use feitian_oss::blobs::{Blobs, Timing};
 use feitian_oss::service::Oss;
 use feitian_pangu::client::Pangu;
-use feitian_region::Region;
 
 mod common;
-
-/// No keys: these requests are anonymous (the bucket is public-read-write).
-struct NoKeys;
-impl KeyStore for NoKeys {
-    fn lookup(&self, _: &str) -> Result<Option<Credential>, ApiError> {
-        Ok(None)
-    }
-}
-
-fn region() -> Region {
-    Region {
-        id: "cn-hangzhou".into(),
-        local_name: "华东1（杭州）".into(),
-        english_name: "China (Hangzhou)".into(),
-        id_code: "bp".into(),
-        zones: Vec::new(),
-    }
-}
+use common::{region, NoKeys};
 
 const MIB: u64 = 1 << 20;
 

@@ -9,36 +9,17 @@ use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::http::{Request, StatusCode};
-use feitian_api::auth::{Credential, KeyStore};
-use feitian_api::{ApiError, ObjectService};
+use feitian_api::ObjectService;
 use feitian_meta::bucket::{self, Bucket};
 use feitian_meta::object;
 use feitian_meta::{MetaError, Store};
 use feitian_oss::blobs::{Blobs, Timing};
 use feitian_oss::service::Oss;
 use feitian_pangu::client::Pangu;
-use feitian_region::Region;
 use tokio::sync::{mpsc, oneshot};
 
 mod common;
-
-/// No keys: these requests are anonymous (the bucket is public-read-write).
-struct NoKeys;
-impl KeyStore for NoKeys {
-    fn lookup(&self, _: &str) -> Result<Option<Credential>, ApiError> {
-        Ok(None)
-    }
-}
-
-fn region() -> Region {
-    Region {
-        id: "cn-hangzhou".into(),
-        local_name: "华东1（杭州）".into(),
-        english_name: "China (Hangzhou)".into(),
-        id_code: "bp".into(),
-        zones: Vec::new(),
-    }
-}
+use common::{region, NoKeys};
 
 fn public_bucket(account_id: u64) -> Bucket {
     Bucket {

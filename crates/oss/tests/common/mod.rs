@@ -2,11 +2,13 @@
 
 use std::time::Duration;
 
+use feitian_api::{ApiError, Credential, KeyStore};
 use feitian_meta::Store;
 use feitian_pangu::chunkserver::DEFAULT_FLOW;
 use feitian_pangu::client::Pangu;
 use feitian_pangu::master::{self, Master, MasterConfig};
 use feitian_pangu::node::{self, NodeConfig};
+use feitian_region::Region;
 
 /// A master and one chunkserver (files under `dir`), the master's namespace in `store`.
 pub async fn pangu(store: &Store, dir: &std::path::Path) -> Pangu {
@@ -43,4 +45,25 @@ pub async fn pangu(store: &Store, dir: &std::path::Path) -> Pangu {
     }
     master.attach_local(&node.addr, node.server.clone());
     Pangu::in_process(master)
+}
+
+/// No keys: requests are anonymous (the tests' buckets are public-read-write).
+#[allow(dead_code)] // not every test file uses it
+pub struct NoKeys;
+impl KeyStore for NoKeys {
+    fn lookup(&self, _: &str) -> Result<Option<Credential>, ApiError> {
+        Ok(None)
+    }
+}
+
+/// The region the tests' OSS serves.
+#[allow(dead_code)]
+pub fn region() -> Region {
+    Region {
+        id: "cn-hangzhou".into(),
+        local_name: "华东1（杭州）".into(),
+        english_name: "China (Hangzhou)".into(),
+        id_code: "bp".into(),
+        zones: Vec::new(),
+    }
 }
