@@ -87,7 +87,8 @@ pub async fn start(
     if config.embedded_chunkserver {
         let dir = data_dir.join("pangu").join("chunks");
         give_token(&master, &dir)?;
-        let node = node::start(
+        let node = node::start_beside(
+            &master,
             NodeConfig {
                 master: master_addr.to_string(),
                 dir,
@@ -109,15 +110,7 @@ pub async fn start(
         )
         .await
         .context("cannot start the embedded chunkserver")?;
-        master.attach_local(&node.addr, node.server.clone());
         embedded = Some(node.addr.clone());
-        // Let the first heartbeat land, so that the first write finds a live server.
-        for _ in 0..50 {
-            if master.status().servers.iter().any(|s| s.live && s.addr == node.addr) {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
     }
     if embedded.is_none() {
         tracing::info!(

@@ -258,7 +258,8 @@ mod tests {
         let router = master::router(master.clone());
         tokio::spawn(async move { axum::serve(listener, router).await });
         tokio::spawn(master.clone().run(std::future::pending()));
-        let node = node::start(
+        let _node = node::start_beside(
+            &master,
             NodeConfig {
                 master: master_addr,
                 dir: dir.path().to_path_buf(),
@@ -275,13 +276,6 @@ mod tests {
         )
         .await
         .unwrap();
-        for _ in 0..100 {
-            if master.status().servers.iter().any(|s| s.live) {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        master.attach_local(&node.addr, node.server.clone());
         let hop = Arc::new(JsonHop { master: master.clone(), calls: AtomicUsize::new(0) });
         let pangu = Pangu::new(hop.clone(), master.chunk_clients().clone());
 

@@ -81,6 +81,25 @@ pub enum NodeError {
     Key(#[from] KeyFileError),
 }
 
+/// Starts a chunkserver in the master's own process ([`start`]) and attaches it to the
+/// master for in-process appends and reads (no loopback HTTP on the data path), then waits
+/// (at most a second) for its first heartbeat, so that the first write finds a live server.
+pub async fn start_beside(
+    master: &std::sync::Arc<crate::master::Master>,
+    config: NodeConfig,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<Node, NodeError> {
+    let node = start(config, shutdown).await?;
+    master.attach_local(&node.addr, node.server.clone());
+    for _ in 0..50 {
+        if master.status().servers.iter().any(|s| s.live && s.addr == node.addr) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(node)
+}
+
 /// Binds, registers (retrying until the master answers), opens the replicas, and serves
 /// and heartbeats until `shutdown` resolves.
 pub async fn start(

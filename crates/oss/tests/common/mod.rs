@@ -20,7 +20,8 @@ pub async fn pangu(store: &Store, dir: &std::path::Path) -> Pangu {
     let router = master::router(master.clone());
     tokio::spawn(async move { axum::serve(listener, router).await });
     tokio::spawn(master.clone().run(std::future::pending()));
-    let node = node::start(
+    let _node = node::start_beside(
+        &master,
         NodeConfig {
             master: addr,
             dir: dir.to_path_buf(),
@@ -37,13 +38,6 @@ pub async fn pangu(store: &Store, dir: &std::path::Path) -> Pangu {
     )
     .await
     .unwrap();
-    for _ in 0..100 {
-        if master.status().servers.iter().any(|s| s.live) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    master.attach_local(&node.addr, node.server.clone());
     Pangu::in_process(master)
 }
 
