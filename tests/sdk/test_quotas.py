@@ -16,6 +16,23 @@ SMALL = "ecs.t5-lc1m1.small"  # 1 vCPU, 1 GiB
 LARGE = "ecs.g6.large"  # 2 vCPUs, 8 GiB
 
 
+def at_once(fn, n):
+    """Runs `fn` in `n` threads started together; their results, in finishing order."""
+    results, lock = [], threading.Lock()
+
+    def run():
+        out = fn()
+        with lock:
+            results.append(out)
+
+    threads = [threading.Thread(target=run) for _ in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results
+
+
 def named_account(f):
     name = f"q-{uuid.uuid4().hex[:10]}"
     return name, f.new_account(name)
@@ -121,24 +138,17 @@ def test_concurrent_creates_never_exceed_the_quota(feitian):
     name, key = named_account(feitian)
     net = network(feitian, key)
     set_quota(feitian, name, "instances=5")
-    results, lock = [], threading.Lock()
 
     def one():
         ecs = Api(feitian, key, "ecs")  # a client per thread
         try:
             ids = ecs("RunInstances", ImageId=IMAGE, InstanceType=SMALL, VSwitchId=net["vsw"],
                       SecurityGroupId=net["sg"])["InstanceIdSets"]["InstanceIdSet"]
-            out = ("ok", ids)
+            return ("ok", ids)
         except Exception as e:  # the SDK's ClientException
-            out = ("refused", getattr(e, "code", repr(e)))
-        with lock:
-            results.append(out)
+            return ("refused", getattr(e, "code", repr(e)))
 
-    threads = [threading.Thread(target=one) for _ in range(12)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    results = at_once(one, 12)
     ok = [r for r in results if r[0] == "ok"]
     assert len(ok) == 5, results
     assert sorted(r[1] for r in results if r[0] == "refused") == ["QuotaExceed.ElasticQuota"] * 7
@@ -283,24 +293,16 @@ def test_admission_counts_vcpus(own_feitian, tmp_path):
 def test_concurrent_runs_never_overfill_the_host(small_host):
     f = small_host
     net = network(f, f.credentials())
-    results, lock = [], threading.Lock()
-
     def one():
         ecs = Api(f, f.credentials(), "ecs")
         try:
             ecs("RunInstances", ImageId=IMAGE, InstanceType=SMALL, VSwitchId=net["vsw"], SecurityGroupId=net["sg"],
                 Amount=2)
-            out = "ok"
+            return "ok"
         except Exception as e:
-            out = getattr(e, "code", repr(e))
-        with lock:
-            results.append(out)
+            return getattr(e, "code", repr(e))
 
-    threads = [threading.Thread(target=one) for _ in range(6)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    results = at_once(one, 6)
     # 7 GiB: three pairs fit, the others are refused; never more than the host holds.
     assert sorted(results) == ["OperationDenied.NoStock"] * 3 + ["ok"] * 3, results
     assert instance_count(net) == 6
