@@ -28,6 +28,8 @@
 //! guest uses it.
 
 pub mod confine;
+pub mod disks;
+pub mod qmp;
 
 use crate::image::{kernel_cmdline, GuestParams, ImageLayout, SSH_READY_LINE};
 use crate::{Driver, DriverError, DriverFuture, HostCapacity, InstanceSpec, Observed};
@@ -37,7 +39,6 @@ use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 /// What the guest prints on its console once SSH listens.
 pub const READY_MARKER: &str = SSH_READY_LINE;
@@ -488,44 +489,14 @@ impl QemuDriver {
 }
 
 /// Sends one QMP command and returns its `return` value. With `peer`, the socket's other end
-/// must be that process (a confined guest's uid could replace its socket with a link to
-/// another guest's).
+/// must be that process (see [`qmp::Qmp::connect`]).
 pub async fn qmp_execute(sock: &Path, command: &str, peer: Option<i32>) -> Result<serde_json::Value, DriverError> {
-    let stream = tokio::net::UnixStream::connect(sock)
-        .await
-        .map_err(|e| failed(format!("cannot reach QMP at {}: {e}", sock.display())))?;
-    if let Some(pid) = peer {
-        let got = stream.peer_cred().map_err(failed)?.pid();
-        if got != Some(pid) {
-            return Err(failed(format!("QMP at {} is answered by pid {got:?}, not its QEMU {pid}", sock.display())));
-        }
-    }
-    let (r, mut w) = stream.into_split();
-    let mut lines = BufReader::new(r).lines();
-    w.write_all(b"{\"execute\":\"qmp_capabilities\"}\n").await.map_err(failed)?;
-    qmp_answer(&mut lines).await?;
-    w.write_all(format!("{{\"execute\":\"{command}\"}}\n").as_bytes()).await.map_err(failed)?;
-    match qmp_answer(&mut lines).await {
+    let mut session = qmp::Qmp::connect(sock, peer).await?;
+    match session.execute(command, None).await {
         // `quit` may close the socket before answering.
         Err(_) if command == "quit" => Ok(serde_json::Value::Null),
         other => other,
     }
-}
-
-/// Reads QMP lines up to the next answer, skipping the greeting and events.
-async fn qmp_answer(
-    lines: &mut tokio::io::Lines<BufReader<tokio::net::unix::OwnedReadHalf>>,
-) -> Result<serde_json::Value, DriverError> {
-    while let Some(line) = lines.next_line().await.map_err(failed)? {
-        let v: serde_json::Value = serde_json::from_str(&line).map_err(failed)?;
-        if let Some(ret) = v.get("return") {
-            return Ok(ret.clone());
-        }
-        if let Some(err) = v.get("error") {
-            return Err(failed(format!("QMP error: {err}")));
-        }
-    }
-    Err(failed("QMP closed the connection"))
 }
 
 impl Driver for QemuDriver {
