@@ -13,7 +13,7 @@
 //!   (pure).
 //! - [`checkpoint`]: the index written out with the log position it covers (pure).
 //! - [`flow`]: compaction's token bucket and its share of each append (pure).
-//! - [`crc`]: CRC32C.
+//! - [`crc`]: CRC32C, as Pangu computes it.
 //! - [`Raf`] (`volume`): the engine; `writer` (group commit), `replay` (open), `compact`
 //!   (checkpoints and compaction) are its parts.
 

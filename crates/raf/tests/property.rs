@@ -147,6 +147,9 @@ async fn verify_counting(raf: &Raf, model: &mut Model, what: &str, cov: &mut Cov
     assert_eq!(raf.stats().live_bytes, model.live_bytes(), "{what}: live bytes");
 }
 
+/// A write issued before a crash: first block, blocks, tag, its task.
+type InFlight = (u64, u64, u64, JoinHandle<Result<(), RafError>>);
+
 /// Random disjoint ranges.
 fn ranges(rng: &mut StdRng, count: usize) -> Vec<(u64, u64)> {
     let mut taken = vec![false; BLOCKS as usize];
@@ -269,7 +272,7 @@ async fn run_case(seed: u64, cov: &mut Coverage) {
             }
             // A crash with writes (and maybe a compaction or checkpoint) in flight.
             _ => {
-                let mut writes: Vec<(u64, u64, u64, JoinHandle<Result<(), RafError>>)> = Vec::new();
+                let mut writes: Vec<InFlight> = Vec::new();
                 let count = rng.gen_range(1..=4);
                 for (lba, n) in ranges(&mut rng, count) {
                     let tag = next_tag;
