@@ -16,7 +16,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures_util::future::try_join_all;
@@ -86,7 +86,8 @@ pub(crate) struct Shared {
     pub compaction_lock: tokio::sync::Mutex<()>,
     pub compaction_bucket: Mutex<TokenBucket>,
     pub moves: mpsc::Sender<MoveReq>,
-    started: Instant,
+    /// Tokio's clock, so tests can pause it.
+    started: tokio::time::Instant,
 }
 
 impl Shared {
@@ -156,7 +157,7 @@ impl Raf {
             compaction_lock: tokio::sync::Mutex::new(()),
             compaction_bucket: Mutex::new(bucket),
             moves: move_tx,
-            started: Instant::now(),
+            started: tokio::time::Instant::now(),
             config,
         });
         let (shutdown, _) = watch::channel(false);

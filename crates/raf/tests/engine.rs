@@ -211,3 +211,84 @@ async fn background_compaction_progresses_under_a_busy_guest() {
     });
     raf.close().await.expect("close");
 }
+
+#[tokio::test]
+async fn reads_racing_compaction_never_go_back_in_time() {
+    // Slow reads widen the window in which compaction drops a segment under a read.
+    let store = Store::with_slow_reads(9, 2, 60);
+    let size = 64 * BLOCK;
+    let mut cfg = config();
+    cfg.segment_bytes = 64 * KIB;
+    cfg.batch_bytes = 32 * KIB;
+    cfg.compaction.chunk_bytes = 16 * KIB;
+    let raf = Arc::new(volume(&store, "d", size, cfg).await);
+    // Each round writes version `round` into every block; `acked` is the newest round
+    // whose writes were all acknowledged.
+    let acked = Arc::new(std::sync::atomic::AtomicU8::new(0));
+    let block_of = |v: u8| Bytes::from(vec![v; BLOCK as usize]);
+    for b in 0..64 {
+        raf.write(b * BLOCK, block_of(0)).await.expect("write");
+    }
+    let writer = {
+        let (raf, acked) = (raf.clone(), acked.clone());
+        tokio::spawn(async move {
+            for round in 1..=30u8 {
+                for b in 0..64 {
+                    raf.write(b * BLOCK, block_of(round)).await.expect("write");
+                }
+                acked.store(round, std::sync::atomic::Ordering::SeqCst);
+            }
+        })
+    };
+    let compactor = {
+        let raf = raf.clone();
+        tokio::spawn(async move {
+            let mut dropped = 0;
+            for _ in 0..200 {
+                dropped += raf.compact().await.expect("compact").dropped.len();
+                tokio::task::yield_now().await;
+            }
+            dropped
+        })
+    };
+    let mut reads = 0;
+    while !writer.is_finished() {
+        let floor = acked.load(std::sync::atomic::Ordering::SeqCst);
+        let data = raf.read(0, size).await.expect("read");
+        for (b, chunk) in data.chunks(BLOCK as usize).enumerate() {
+            assert!(chunk.iter().all(|&x| x == chunk[0]), "block {b} is torn");
+            assert!(chunk[0] >= floor, "block {b} reads version {} after {floor} was acknowledged", chunk[0]);
+        }
+        reads += 1;
+    }
+    writer.await.expect("writer");
+    let dropped = compactor.await.expect("compactor");
+    assert!(dropped > 0 && reads > 10, "dropped {dropped} segments over {reads} reads");
+    assert_eq!(raf.read(0, size).await.expect("read"), Bytes::from(vec![30u8; size as usize]));
+}
+
+#[tokio::test(start_paused = true)]
+async fn compaction_is_paced_by_its_token_bucket() {
+    let store = Store::new(10, 0);
+    let mut cfg = config();
+    cfg.compaction.bytes_per_sec = 256 * KIB;
+    cfg.compaction.burst_bytes = 64 * KIB;
+    cfg.compaction.chunk_bytes = 64 * KIB;
+    let raf = volume(&store, "d", 2048 * KIB, cfg).await;
+    // Two regions written in turns, then the first one again: the segments of the turns
+    // (three writes each) end up a third or two thirds live, and the first are moved.
+    for at in (0..1024 * KIB).step_by(64 * 1024) {
+        raf.write(at, fill(64 * KIB, 1)).await.expect("write");
+        raf.write(1024 * KIB + at, fill(64 * KIB, 2)).await.expect("write");
+    }
+    for at in (0..1024 * KIB).step_by(64 * 1024) {
+        raf.write(at, fill(64 * KIB, 3)).await.expect("write");
+    }
+    let start = tokio::time::Instant::now();
+    let report = raf.compact().await.expect("compact");
+    let took = start.elapsed();
+    assert!(report.bytes_copied >= 256 * KIB, "{report:?}");
+    // Beyond the burst, every byte waits for its token (on tokio's paused clock).
+    let floor = Duration::from_secs_f64((report.bytes_copied - 64 * KIB) as f64 / (256 * KIB) as f64);
+    assert!(took >= floor, "moved {} bytes in {took:?}, floor {floor:?}", report.bytes_copied);
+}

@@ -62,10 +62,12 @@ pub struct MemStore {
     inner: Mutex<Inner>,
     /// How many times an append yields while in flight.
     yields: usize,
+    /// How many times a read yields.
+    read_yields: usize,
 }
 
 impl MemStore {
-    pub fn new(seed: u64, yields: usize) -> Arc<MemStore> {
+    pub fn new(seed: u64, yields: usize, read_yields: usize) -> Arc<MemStore> {
         Arc::new(MemStore {
             inner: Mutex::new(Inner {
                 volumes: HashMap::new(),
@@ -77,6 +79,7 @@ impl MemStore {
                 rng: StdRng::seed_from_u64(seed),
             }),
             yields,
+            read_yields,
         })
     }
 
@@ -221,7 +224,12 @@ pub struct Store(pub Arc<MemStore>);
 
 impl Store {
     pub fn new(seed: u64, yields: usize) -> Store {
-        Store(MemStore::new(seed, yields))
+        Store(MemStore::new(seed, yields, yields))
+    }
+
+    /// A store whose reads take `read_yields` turns of the scheduler.
+    pub fn with_slow_reads(seed: u64, yields: usize, read_yields: usize) -> Store {
+        Store(MemStore::new(seed, yields, read_yields))
     }
 
     pub fn dyn_store(&self) -> Arc<dyn LogStore> {
@@ -354,6 +362,10 @@ impl LogStore for Store {
 
     fn read(&self, file: FileId, offset: u64, len: u64) -> StoreFuture<'_, Bytes> {
         Box::pin(async move {
+            // A read takes time too: compaction may drop the file meanwhile.
+            for _ in 0..self.0.read_yields {
+                tokio::task::yield_now().await;
+            }
             let inner = self.0.inner.lock();
             let f = inner.files.get(&file).ok_or_else(|| StoreError::NotFound(format!("{file:?}")))?;
             let end = offset.checked_add(len).filter(|&e| e <= f.data.len() as u64);
