@@ -50,11 +50,13 @@ pub(crate) struct MoveReq {
 }
 
 impl GuestOp {
+    /// The bytes its record takes in the append.
     fn bytes(&self) -> u64 {
-        match self {
+        let data = match self {
             GuestOp::Write { data, .. } => data.len() as u64,
             GuestOp::Zero { .. } => 0,
-        }
+        };
+        record::HEADER_LEN as u64 + data
     }
 }
 
