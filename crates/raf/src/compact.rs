@@ -25,7 +25,8 @@ use tokio::sync::oneshot;
 
 use crate::checkpoint;
 use crate::error::RafError;
-use crate::index::BLOCK;
+use crate::index::{Target, BLOCK};
+use crate::store::FileId;
 use crate::volume::Shared;
 use crate::writer::MoveReq;
 
@@ -73,7 +74,8 @@ pub(crate) async fn write_checkpoint(shared: &Shared) -> Result<(), RafError> {
 pub(crate) async fn compact(shared: &Shared) -> Result<CompactionReport, RafError> {
     let _one_at_a_time = shared.compaction_lock.lock().await;
     let config = &shared.config.compaction;
-    let victims: Vec<(u64, crate::store::FileId, u64)> = {
+    // (seq, file, length) of each segment to rewrite.
+    let victims: Vec<(u64, FileId, u64)> = {
         let state = shared.state.lock();
         let newest = state.segments.keys().next_back().copied();
         state
@@ -93,7 +95,7 @@ pub(crate) async fn compact(shared: &Shared) -> Result<CompactionReport, RafErro
     for &(seq, file, _) in &victims {
         let extents = shared.state.lock().index.extents_in(seq);
         for e in extents {
-            let crate::index::Target::Data(loc) = e.target else { continue };
+            let Target::Data(loc) = e.target else { continue };
             let mut done = 0;
             while done < e.len {
                 let n = (e.len - done).min(chunk_blocks);
