@@ -41,7 +41,8 @@ impl Default for Config {
         Config {
             segment_bytes: 64 * MIB,
             batch_bytes: 4 * MIB,
-            checkpoint_every: 64 * MIB,
+            // docs/disks.md: replay after a crash reads at most this much log.
+            checkpoint_every: 256 * MIB,
             queue_depth: 256,
             compaction: CompactionConfig::default(),
         }
