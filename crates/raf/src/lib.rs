@@ -1,0 +1,37 @@
+//! RAF ("random-access file"): a cloud disk kept as a log on Pangu.
+//!
+//! A volume is a log of records in append-only segment files, an index from 4 KiB blocks
+//! to their newest place in the log, and a root in Pangu's volume registry. Writes are
+//! write-through with group commit: acknowledged once durable on every replica, so a
+//! flush needs no I/O and a restarted server can honour whatever QEMU's NBD client replays.
+//! See `docs/disks.md` for the design and why.
+//!
+//! - [`store`]: what the engine needs of Pangu (the volume registry and files), as a trait.
+//! - [`index`]: the extent map from blocks to log locations, with exact live bytes per
+//!   segment (pure).
+//! - [`record`]: the log record codec; a torn tail is a clean stop, a bad CRC is an error
+//!   (pure).
+//! - [`checkpoint`]: the index written out with the log position it covers (pure).
+//! - [`flow`]: compaction's token bucket and its share of each append (pure).
+//! - [`crc`]: CRC32C, as Pangu computes it.
+//! - [`Raf`] (`volume`): the engine; `writer` (group commit), `replay` (open), `compact`
+//!   (checkpoints and compaction) are its parts.
+
+pub mod checkpoint;
+mod compact;
+mod config;
+pub mod crc;
+mod error;
+pub mod flow;
+pub mod index;
+pub mod record;
+mod replay;
+pub mod store;
+mod volume;
+mod writer;
+
+pub use compact::CompactionReport;
+pub use config::{CompactionConfig, Config};
+pub use error::RafError;
+pub use store::{Appender, CheckpointRef, FileId, Lease, LogStore, SegmentRef, StoreError, StoreFuture};
+pub use volume::{Raf, Stats};

@@ -1,0 +1,434 @@
+//! The engine: one open volume ([`Raf`]), its reads, writes and lifecycle.
+//!
+//! `open` acquires the volume (fencing any earlier writer), rebuilds its index from the
+//! checkpoint and the log after it, loads its frozen parents the same way (read-only,
+//! through `describe`), and starts three tasks: the writer (group commit,
+//! [`crate::writer`]), the checkpointer (a checkpoint after every
+//! [`Config::checkpoint_every`] bytes of log) and the background compactor.
+//!
+//! Reads look the range up under the state lock and read the pieces from the store after
+//! releasing it. A write is answered only after its record is durable and the index
+//! updated, so a read that starts after a write was acknowledged sees it. A read that
+//! races with compaction dropping a segment it was about to read finds the file gone and
+//! looks the range up again (the index then points at the moved copy).
+//!
+//! Dropping a `Raf` without `close` is a crash: its tasks are aborted where they are.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use futures_util::future::try_join_all;
+use parking_lot::Mutex;
+use tokio::sync::{mpsc, oneshot, watch, Notify};
+use tokio::task::JoinHandle;
+
+use crate::checkpoint::Position;
+use crate::compact::{self, CompactionReport};
+use crate::config::Config;
+use crate::error::RafError;
+use crate::flow::TokenBucket;
+use crate::index::{Index, Mapping, BLOCK};
+use crate::record::MAX_RECORD_BLOCKS;
+use crate::replay::{self, SegmentInfo};
+use crate::store::{FileId, LogStore, StoreError};
+use crate::writer::{self, GuestOp, GuestReq, MoveReq};
+
+/// How deep a chain of clones may go (a cycle in the registry would otherwise loop).
+const MAX_PARENTS: usize = 16;
+/// How often a read looks its range up again after finding a segment dropped under it.
+const READ_ATTEMPTS: usize = 3;
+
+/// A volume's counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stats {
+    /// The volume's size.
+    pub logical_bytes: u64,
+    /// Bytes of data the index maps (what the log must keep).
+    pub live_bytes: u64,
+    /// Bytes in the log's segments.
+    pub log_bytes: u64,
+    pub segments: usize,
+    pub extents: usize,
+}
+
+/// What changes while the volume is open, under one lock.
+pub(crate) struct State {
+    pub index: Index,
+    pub size: u64,
+    pub segments: BTreeMap<u64, SegmentInfo>,
+    pub next_seq: u64,
+    /// The end of the log as applied to the index.
+    pub position: Position,
+    pub since_checkpoint: u64,
+    /// Set when an append failed: no more writes.
+    pub failed: Option<StoreError>,
+}
+
+/// A frozen parent, read-only.
+struct Layer {
+    index: Index,
+    files: HashMap<u64, FileId>,
+}
+
+/// What the volume's tasks share.
+pub(crate) struct Shared {
+    pub store: Arc<dyn LogStore>,
+    pub name: String,
+    pub epoch: u64,
+    pub config: Config,
+    pub state: Mutex<State>,
+    parents: Vec<Layer>,
+    /// Holds the position the registry's checkpoint covers; one checkpoint at a time.
+    pub checkpoint_lock: tokio::sync::Mutex<Position>,
+    pub checkpoint_due: Notify,
+    pub compaction_lock: tokio::sync::Mutex<()>,
+    pub compaction_bucket: Mutex<TokenBucket>,
+    pub moves: mpsc::Sender<MoveReq>,
+    /// Tokio's clock, so tests can pause it.
+    started: tokio::time::Instant,
+}
+
+impl Shared {
+    pub fn failed(&self) -> Option<StoreError> {
+        self.state.lock().failed.clone()
+    }
+
+    /// Time since the volume was opened (the token bucket's clock).
+    pub fn clock(&self) -> Duration {
+        self.started.elapsed()
+    }
+}
+
+struct Tasks {
+    writer: JoinHandle<()>,
+    background: Vec<JoinHandle<()>>,
+}
+
+/// An open volume. Share it behind an `Arc`: every operation takes `&self`.
+pub struct Raf {
+    shared: Arc<Shared>,
+    guests: Mutex<Option<mpsc::Sender<GuestReq>>>,
+    shutdown: watch::Sender<bool>,
+    tasks: Mutex<Option<Tasks>>,
+}
+
+impl Raf {
+    /// Opens `name` for writing: the earlier writer, if any, is fenced.
+    pub async fn open(store: Arc<dyn LogStore>, name: &str, config: Config) -> Result<Raf, RafError> {
+        let lease = store.acquire(name).await?;
+        let loaded = replay::load(&*store, &lease).await?;
+        let mut parents = Vec::new();
+        let mut next = lease.parent.clone();
+        while let Some(parent) = next {
+            if parents.len() == MAX_PARENTS {
+                return Err(RafError::ParentChainTooDeep(MAX_PARENTS));
+            }
+            let plead = store.describe(&parent).await?;
+            if !plead.frozen {
+                return Err(RafError::ParentNotFrozen(parent));
+            }
+            let p = replay::load(&*store, &plead).await?;
+            let files = p.segments.iter().map(|(&seq, s)| (seq, s.file)).collect();
+            parents.push(Layer { index: p.index, files });
+            next = plead.parent;
+        }
+        let (guest_tx, guest_rx) = mpsc::channel(config.queue_depth.max(1));
+        let (move_tx, move_rx) = mpsc::channel(8);
+        let c = &config.compaction;
+        let bucket = TokenBucket::new(c.bytes_per_sec, c.burst_bytes.max(c.chunk_bytes), Duration::ZERO);
+        let shared = Arc::new(Shared {
+            store,
+            name: name.to_string(),
+            epoch: lease.epoch,
+            state: Mutex::new(State {
+                index: loaded.index,
+                size: lease.size_bytes,
+                segments: loaded.segments,
+                next_seq: loaded.next_seq,
+                position: loaded.position,
+                since_checkpoint: 0,
+                failed: None,
+            }),
+            parents,
+            checkpoint_lock: tokio::sync::Mutex::new(loaded.covered),
+            checkpoint_due: Notify::new(),
+            compaction_lock: tokio::sync::Mutex::new(()),
+            compaction_bucket: Mutex::new(bucket),
+            moves: move_tx,
+            started: tokio::time::Instant::now(),
+            config,
+        });
+        let (shutdown, _) = watch::channel(false);
+        let writer = tokio::spawn(writer::run(shared.clone(), guest_rx, move_rx));
+        let mut background = vec![tokio::spawn(checkpointer(shared.clone(), shutdown.subscribe()))];
+        if let Some(every) = shared.config.compaction.interval {
+            background.push(tokio::spawn(compactor(shared.clone(), every, shutdown.subscribe())));
+        }
+        Ok(Raf {
+            shared,
+            guests: Mutex::new(Some(guest_tx)),
+            shutdown,
+            tasks: Mutex::new(Some(Tasks { writer, background })),
+        })
+    }
+
+    /// The volume's name.
+    pub fn name(&self) -> &str {
+        &self.shared.name
+    }
+
+    /// The epoch this writer holds.
+    pub fn epoch(&self) -> u64 {
+        self.shared.epoch
+    }
+
+    pub fn size(&self) -> u64 {
+        self.shared.state.lock().size
+    }
+
+    /// Reads `len` bytes at `offset`.
+    pub async fn read(&self, offset: u64, len: u64) -> Result<Bytes, RafError> {
+        self.check_range(offset, len)?;
+        let mut attempt = 1;
+        loop {
+            match self.try_read(offset, len).await {
+                Err(RafError::Store(StoreError::NotFound(_))) if attempt < READ_ATTEMPTS => attempt += 1,
+                result => return result,
+            }
+        }
+    }
+
+    async fn try_read(&self, offset: u64, len: u64) -> Result<Bytes, RafError> {
+        let first = offset / BLOCK;
+        // (block, count, file, offset in file): the pieces with data; the rest is zeros.
+        let mut reads: Vec<(u64, u64, FileId, u64)> = Vec::new();
+        let mut holes = Vec::new();
+        {
+            let state = self.shared.state.lock();
+            for p in state.index.lookup(first, len / BLOCK) {
+                match p.mapping {
+                    Mapping::Data(loc) => {
+                        let seg = state.segments.get(&loc.segment).ok_or(RafError::MissingSegment(loc.segment))?;
+                        reads.push((p.start, p.len, seg.file, loc.offset));
+                    }
+                    Mapping::Zero => {}
+                    Mapping::Hole => holes.push((p.start, p.len)),
+                }
+            }
+        }
+        // Holes read through the parents, nearest first.
+        for layer in &self.shared.parents {
+            let mut deeper = Vec::new();
+            for (start, n) in holes {
+                for p in layer.index.lookup(start, n) {
+                    match p.mapping {
+                        Mapping::Data(loc) => {
+                            let file = *layer.files.get(&loc.segment).ok_or(RafError::MissingSegment(loc.segment))?;
+                            reads.push((p.start, p.len, file, loc.offset));
+                        }
+                        Mapping::Zero => {}
+                        Mapping::Hole => deeper.push((p.start, p.len)),
+                    }
+                }
+            }
+            holes = deeper;
+        }
+        let store = &self.shared.store;
+        let pieces = try_join_all(reads.iter().map(|&(_, n, file, at)| store.read(file, at, n * BLOCK))).await?;
+        let mut out = BytesMut::zeroed(len as usize);
+        for (&(start, n, _, _), data) in reads.iter().zip(pieces) {
+            if data.len() as u64 != n * BLOCK {
+                return Err(RafError::ShortRead { want: n * BLOCK, got: data.len() as u64 });
+            }
+            let at = ((start - first) * BLOCK) as usize;
+            out[at..at + data.len()].copy_from_slice(&data);
+        }
+        Ok(out.freeze())
+    }
+
+    /// Writes `data` at `offset`; returns once it is durable and visible.
+    pub async fn write(&self, offset: u64, data: Bytes) -> Result<(), RafError> {
+        self.check_range(offset, data.len() as u64)?;
+        let piece = u64::from(MAX_RECORD_BLOCKS) * BLOCK;
+        let mut ops = Vec::new();
+        let mut at = 0u64;
+        while at < data.len() as u64 {
+            let n = (data.len() as u64 - at).min(piece);
+            let lba = (offset + at) / BLOCK;
+            ops.push(GuestOp::Write { lba, data: data.slice(at as usize..(at + n) as usize) });
+            at += n;
+        }
+        self.submit(ops).await
+    }
+
+    /// Makes `len` bytes at `offset` read as zeros, storing no data (write-zeroes).
+    pub async fn write_zeroes(&self, offset: u64, len: u64) -> Result<(), RafError> {
+        self.check_range(offset, len)?;
+        let mut ops = Vec::new();
+        let mut lba = offset / BLOCK;
+        let mut left = len / BLOCK;
+        while left > 0 {
+            let n = left.min(u64::from(u32::MAX));
+            ops.push(GuestOp::Zero { lba, nblocks: n as u32 });
+            lba += n;
+            left -= n;
+        }
+        self.submit(ops).await
+    }
+
+    /// Discards `len` bytes at `offset`: their space leaves the live count and they read
+    /// as zeros (also on a clone: the parent's blocks are shadowed).
+    pub async fn trim(&self, offset: u64, len: u64) -> Result<(), RafError> {
+        self.write_zeroes(offset, len).await
+    }
+
+    /// Every write acknowledged before is durable already (write-through): nothing to do
+    /// but report a volume that can no longer write.
+    pub async fn flush(&self) -> Result<(), RafError> {
+        if self.guests.lock().is_none() {
+            return Err(RafError::Closed);
+        }
+        match self.shared.failed() {
+            Some(err) => Err(RafError::Failed(err)),
+            None => Ok(()),
+        }
+    }
+
+    async fn submit(&self, ops: Vec<GuestOp>) -> Result<(), RafError> {
+        if ops.is_empty() {
+            return Ok(());
+        }
+        let Some(tx) = self.guests.lock().clone() else { return Err(RafError::Closed) };
+        let mut answers = Vec::with_capacity(ops.len());
+        for op in ops {
+            let (done, rx) = oneshot::channel();
+            tx.send(GuestReq { op, done }).await.map_err(|_| RafError::Closed)?;
+            answers.push(rx);
+        }
+        // Holding the sender would keep the writer from seeing a close.
+        drop(tx);
+        for rx in answers {
+            rx.await.map_err(|_| RafError::Closed)??;
+        }
+        Ok(())
+    }
+
+    /// Grows the volume to `size` bytes.
+    pub async fn resize(&self, size: u64) -> Result<(), RafError> {
+        let current = self.size();
+        if size % BLOCK != 0 {
+            return Err(RafError::Unaligned { offset: 0, len: size });
+        }
+        if size < current {
+            return Err(RafError::Shrink { size: current, requested: size });
+        }
+        self.shared.store.resize(&self.shared.name, self.shared.epoch, size).await?;
+        let mut state = self.shared.state.lock();
+        state.size = state.size.max(size);
+        Ok(())
+    }
+
+    /// The volume's counters.
+    pub fn stats(&self) -> Stats {
+        let state = self.shared.state.lock();
+        Stats {
+            logical_bytes: state.size,
+            live_bytes: state.index.total_live_bytes(),
+            log_bytes: state.segments.values().map(|s| s.len).sum(),
+            segments: state.segments.len(),
+            extents: state.index.extent_count(),
+        }
+    }
+
+    /// Runs one compaction pass now.
+    pub async fn compact(&self) -> Result<CompactionReport, RafError> {
+        compact::compact(&self.shared).await
+    }
+
+    /// Writes a checkpoint now.
+    pub async fn checkpoint(&self) -> Result<(), RafError> {
+        compact::write_checkpoint(&self.shared).await
+    }
+
+    /// Stops taking writes, finishes those queued, seals the log and writes a checkpoint.
+    pub async fn close(&self) -> Result<(), RafError> {
+        // The background tasks finish what they are doing (a compaction pass needs the
+        // writer), then the writer drains the queue and seals the segment.
+        let _ = self.shutdown.send(true);
+        let tasks = self.tasks.lock().take();
+        if let Some(tasks) = tasks {
+            for task in tasks.background {
+                let _ = task.await;
+            }
+            drop(self.guests.lock().take());
+            let _ = tasks.writer.await;
+        }
+        drop(self.guests.lock().take());
+        if let Some(err) = self.shared.failed() {
+            return Err(RafError::Failed(err));
+        }
+        compact::write_checkpoint(&self.shared).await
+    }
+
+    /// Closes the volume and freezes it: from now on it can only be a clone's parent.
+    pub async fn freeze(&self) -> Result<(), RafError> {
+        self.close().await?;
+        self.shared.store.freeze(&self.shared.name, self.shared.epoch).await?;
+        Ok(())
+    }
+
+    fn check_range(&self, offset: u64, len: u64) -> Result<(), RafError> {
+        if offset % BLOCK != 0 || len % BLOCK != 0 {
+            return Err(RafError::Unaligned { offset, len });
+        }
+        let size = self.size();
+        match offset.checked_add(len) {
+            Some(end) if end <= size => Ok(()),
+            _ => Err(RafError::OutOfRange { offset, len, size }),
+        }
+    }
+}
+
+impl Drop for Raf {
+    fn drop(&mut self) {
+        if let Some(tasks) = self.tasks.lock().take() {
+            tasks.writer.abort();
+            for task in tasks.background {
+                task.abort();
+            }
+        }
+    }
+}
+
+/// Writes a checkpoint whenever the writer says enough log has accumulated.
+async fn checkpointer(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = shared.checkpoint_due.notified() => {}
+            _ = shutdown.changed() => return,
+        }
+        if let Err(err) = compact::write_checkpoint(&shared).await {
+            tracing::warn!(volume = %shared.name, %err, "checkpoint failed");
+        }
+    }
+}
+
+/// Runs a compaction pass every `every`.
+async fn compactor(shared: Arc<Shared>, every: Duration, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = shutdown.changed() => return,
+        }
+        match compact::compact(&shared).await {
+            Ok(report) if !report.dropped.is_empty() => {
+                tracing::debug!(volume = %shared.name, ?report, "compacted");
+            }
+            Ok(_) => {}
+            Err(RafError::Store(StoreError::StaleEpoch)) => return,
+            Err(err) => tracing::warn!(volume = %shared.name, %err, "compaction failed"),
+        }
+    }
+}
