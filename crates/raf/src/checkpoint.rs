@@ -25,7 +25,7 @@
 //!
 //! Pure: no I/O.
 
-use crate::crc::crc32c;
+use feitian_pangu::crc::crc32c;
 use crate::index::{Extent, Index, IndexError, Location, Target};
 
 pub const HEADER_LEN: usize = 48;

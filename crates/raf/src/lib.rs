@@ -13,17 +13,17 @@
 //!   (pure).
 //! - [`checkpoint`]: the index written out with the log position it covers (pure).
 //! - [`flow`]: compaction's token bucket and its share of each append (pure).
-//! - [`crc`]: CRC32C, as Pangu computes it.
+//! - [`pangu`]: the store of real volumes: Pangu's volume registry and files.
 //! - [`Raf`] (`volume`): the engine; `writer` (group commit), `replay` (open), `compact`
 //!   (checkpoints and compaction) are its parts.
 
 pub mod checkpoint;
 mod compact;
 mod config;
-pub mod crc;
 mod error;
 pub mod flow;
 pub mod index;
+pub mod pangu;
 pub mod record;
 mod replay;
 pub mod store;

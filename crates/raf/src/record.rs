@@ -32,7 +32,7 @@
 //!
 //! Pure: no I/O.
 
-use crate::crc::crc32c;
+use feitian_pangu::crc::crc32c;
 use crate::index::{Location, BLOCK};
 
 pub const HEADER_LEN: usize = 48;
@@ -113,7 +113,7 @@ pub fn encode(out: &mut Vec<u8>, kind: Kind, epoch: u64, seq: u64, lba: u64, nbl
         }
         _ => &[],
     };
-    let data_crc = crate::crc::crc32c_append(crc32c(prefix), data);
+    let data_crc = feitian_pangu::crc::crc32c_append(crc32c(prefix), data);
     out.extend_from_slice(&MAGIC);
     out.push(VERSION);
     out.push(kind.code());

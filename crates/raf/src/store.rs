@@ -40,6 +40,9 @@ pub enum StoreError {
     Frozen,
     #[error("already exists: {0}")]
     Exists(String),
+    /// The registry refused the call as made (a bad name or size, a shrink, a sealed file).
+    #[error("refused: {0}")]
+    Refused(String),
     /// The store could not do it now (a master or chunkservers unreachable, a disk error).
     #[error("store unavailable: {0}")]
     Unavailable(String),
