@@ -677,13 +677,18 @@ impl Driver for QemuDriver {
     // retries and logs it.
     fn attach_disk<'a>(&'a self, id: &'a str, disk: &'a DiskPlan) -> DriverFuture<'a, ()> {
         Box::pin(async move {
-            Err(failed(format!("attaching disk {} to {id}: hot-plugging volumes is not yet supported by the qemu driver", disk.volume)))
+            Err(failed(format!(
+                "attaching disk {} to {id}: hot-plugging volumes is not yet supported by the qemu driver",
+                disk.volume
+            )))
         })
     }
 
     fn detach_disk<'a>(&'a self, id: &'a str, volume: &'a str) -> DriverFuture<'a, ()> {
         Box::pin(async move {
-            Err(failed(format!("detaching disk {volume} from {id}: hot-unplugging volumes is not yet supported by the qemu driver")))
+            Err(failed(format!(
+                "detaching disk {volume} from {id}: hot-unplugging volumes is not yet supported by the qemu driver"
+            )))
         })
     }
 

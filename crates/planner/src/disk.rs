@@ -44,7 +44,9 @@ pub fn to_reconcile(tx: &Transaction<'_>) -> Result<Vec<DiskTarget>, MetaError> 
 pub fn of_instance(tx: &Transaction<'_>, instance_id: &str) -> Result<Vec<DiskPlan>, MetaError> {
     let mut disks: Vec<Disk> =
         db::disks_of_instance(tx, instance_id)?.into_iter().filter(|d| d.status != DiskStatus::Detaching).collect();
-    disks.sort_by(|a, b| (a.disk_type != DiskType::System, &a.device).cmp(&(b.disk_type != DiskType::System, &b.device)));
+    disks.sort_by(|a, b| {
+        (a.disk_type != DiskType::System, &a.device).cmp(&(b.disk_type != DiskType::System, &b.device))
+    });
     Ok(disks.iter().map(disk_plan).collect())
 }
 

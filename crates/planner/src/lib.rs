@@ -19,9 +19,7 @@ pub mod disk;
 pub mod instance;
 pub mod network;
 
-use feitian_agent_api::{
-    ContractError, ControlPlane, DiskTarget, Fut, InstancePlan, InstanceTarget, Report, VpcPlan,
-};
+use feitian_agent_api::{ContractError, ControlPlane, DiskTarget, Fut, InstancePlan, InstanceTarget, Report, VpcPlan};
 use feitian_meta::{MetaError, Store};
 use std::collections::BTreeSet;
 use std::sync::Arc;
