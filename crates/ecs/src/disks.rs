@@ -479,7 +479,10 @@ impl Ecs {
             || p.opt_str("AutoSnapshotPolicyId").is_some()
             || p.opt_bool("Encrypted")? == Some(true)
             || p.opt_bool("EnableAutomatedSnapshotPolicy")? == Some(true)
-            || p.opt_str("DiskChargeType").is_some_and(|c| c != "PostPaid");
+            || p.opt_bool("EnableShared")? == Some(true)
+            || p.opt_str("DiskChargeType").is_some_and(|c| c != "PostPaid")
+            || p.opt_str("MultiAttach").is_some_and(|m| m != "Disabled")
+            || ["ResourceGroupId", "KMSKeyId", "LockReason"].iter().any(|k| p.opt_str(k).is_some());
         let zone_id = zone(&region, &p, false)?.map(|z| z.id.clone());
         let tags = validate::tag_filter(&p)?;
         validate::dry_run(&p)?;
@@ -496,6 +499,7 @@ impl Ecs {
                     .eq("status", status.as_deref())
                     .eq("zone_id", zone_id.as_deref())
                     .eq("name", p.opt_str("DiskName"))
+                    .eq("performance_level", p.opt_str("PerformanceLevel"))
                     .tags(&tag_args);
                 for (col, v) in bools {
                     f = f.eq_bool(col, v);
