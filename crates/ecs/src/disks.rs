@@ -427,7 +427,6 @@ impl Ecs {
                             enable_auto_snapshot: true,
                             attached_at: String::new(),
                             detached_at: String::new(),
-                            volume_gib: 0,
                         },
                     )?;
                     tag::set_tags(tx, &id, &tags)?;

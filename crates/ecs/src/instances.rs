@@ -593,7 +593,6 @@ impl Ecs {
                     enable_auto_snapshot: true,
                     attached_at: created.clone(),
                     detached_at: String::new(),
-                    volume_gib: 0,
                 },
             )?;
             for (d, device) in plan.data_disks.iter().zip(disks::assign_devices(&plan.data_disks)) {
@@ -622,7 +621,6 @@ impl Ecs {
                         enable_auto_snapshot: true,
                         attached_at: created.clone(),
                         detached_at: String::new(),
-                        volume_gib: 0,
                     },
                 )?;
             }

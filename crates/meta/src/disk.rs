@@ -1,10 +1,11 @@
-//! Cloud disks (table `disks`) and the volumes of deleted disks the host has still to delete
-//! (table `disk_volume_deletions`).
+//! Cloud disks (table `disks`), the host's progress on their volumes (table `disk_volumes`:
+//! the size the host last reported each volume at; no row before it exists), and the volumes
+//! of deleted disks the host has still to delete (table `disk_volume_deletions`).
 //!
-//! A disk row is the API's view (status, size, attachment) and the host's progress on its
-//! volume (`volume_gib`: the size the host last reported its volume at, 0 before it exists).
-//! A decision of the API is one write here; the host's reports are compare-and-sets on the
-//! status ([`advance`]), so a report never overwrites what the API changed meanwhile.
+//! A disk row is the API's view (status, size, attachment); what the host has made is kept
+//! apart, so the host's work never rewrites a row the API decided. The host's status reports
+//! are compare-and-sets ([`advance`]), so a report never overwrites what the API changed
+//! meanwhile.
 
 use crate::filter::Filter;
 use crate::query::{all, page};
@@ -50,11 +51,9 @@ pub struct Disk {
     pub enable_auto_snapshot: bool,
     pub attached_at: String,
     pub detached_at: String,
-    /// The size the host's volume has, as last reported; 0: not made yet.
-    pub volume_gib: i64,
 }
 
-const DISK_COLS: &str = "id, account_id, region_id, zone_id, instance_id, name, description, category, size_gib, disk_type, device, image_id, status, delete_with_instance, created_at, performance_level, portable, delete_auto_snapshot, enable_auto_snapshot, attached_at, detached_at, volume_gib";
+const DISK_COLS: &str = "id, account_id, region_id, zone_id, instance_id, name, description, category, size_gib, disk_type, device, image_id, status, delete_with_instance, created_at, performance_level, portable, delete_auto_snapshot, enable_auto_snapshot, attached_at, detached_at";
 
 fn disk_row(r: &Row<'_>) -> rusqlite::Result<Disk> {
     Ok(Disk {
@@ -79,14 +78,13 @@ fn disk_row(r: &Row<'_>) -> rusqlite::Result<Disk> {
         enable_auto_snapshot: r.get(18)?,
         attached_at: r.get(19)?,
         detached_at: r.get(20)?,
-        volume_gib: r.get(21)?,
     })
 }
 
 pub fn insert_disk(tx: &Transaction<'_>, d: &Disk) -> Result<(), MetaError> {
     tx.execute(
         &format!(
-            "INSERT INTO disks ({DISK_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)"
+            "INSERT INTO disks ({DISK_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)"
         ),
         params![
             d.id,
@@ -110,14 +108,12 @@ pub fn insert_disk(tx: &Transaction<'_>, d: &Disk) -> Result<(), MetaError> {
             d.enable_auto_snapshot,
             d.attached_at,
             d.detached_at,
-            d.volume_gib,
         ],
     )?;
     Ok(())
 }
 
-/// Writes back what the API may change of a disk (everything but its identity, owner and the
-/// host's `volume_gib`).
+/// Writes back what the API may change of a disk (everything but its identity and owner).
 pub fn update_disk(tx: &Transaction<'_>, d: &Disk) -> Result<(), MetaError> {
     tx.execute(
         "UPDATE disks SET instance_id = ?2, name = ?3, description = ?4, size_gib = ?5, device = ?6, status = ?7,
@@ -199,6 +195,7 @@ pub fn set_disk_status_for_instance(
 /// Deletes a disk's row now and leaves its volume for the host to delete.
 pub fn delete_disk(tx: &Transaction<'_>, id: &str, at: &str) -> Result<(), MetaError> {
     tx.execute("DELETE FROM disks WHERE id = ?1", [id])?;
+    tx.execute("DELETE FROM disk_volumes WHERE disk_id = ?1", [id])?;
     forget_resource(tx, id)?;
     tx.execute(
         "INSERT INTO disk_volume_deletions (volume, deleted_at) VALUES (?1, ?2) ON CONFLICT (volume) DO NOTHING",
@@ -227,16 +224,20 @@ pub(crate) fn release_disks_of_instance(tx: &Transaction<'_>, instance_id: &str)
 
 // --- the host's side ------------------------------------------------------------------------
 
-/// Disks the host has work on: a transitional status, or a volume not of the disk's size.
-pub fn disks_to_reconcile(tx: &Transaction<'_>) -> Result<Vec<Disk>, MetaError> {
+/// Disks the host has work on, with the size of their volume (0: not made yet): a
+/// transitional status, or a volume not of the disk's size.
+pub fn disks_to_reconcile(tx: &Transaction<'_>) -> Result<Vec<(Disk, u64)>, MetaError> {
+    let cols: Vec<String> = DISK_COLS.split(", ").map(|c| format!("d.{c}")).collect();
     all(
         tx,
         &format!(
-            "SELECT {DISK_COLS} FROM disks WHERE status IN ('Creating', 'Attaching', 'Detaching', 'ReIniting')
-                OR volume_gib < size_gib ORDER BY created_at, id"
+            "SELECT {}, COALESCE(v.gib, 0) FROM disks d LEFT JOIN disk_volumes v ON v.disk_id = d.id
+             WHERE d.status IN ('Creating', 'Attaching', 'Detaching', 'ReIniting') OR COALESCE(v.gib, 0) < d.size_gib
+             ORDER BY d.created_at, d.id",
+            cols.join(", ")
         ),
         [],
-        disk_row,
+        |r| Ok((disk_row(r)?, r.get::<_, i64>(21)?.max(0) as u64)),
     )
 }
 
@@ -250,10 +251,15 @@ pub fn volume_deleted(tx: &Transaction<'_>, volume: &str) -> Result<bool, MetaEr
     Ok(tx.execute("DELETE FROM disk_volume_deletions WHERE volume = ?1", [volume])? == 1)
 }
 
-/// The host's volume for the disk exists now at `gib`.
+/// The host's volume for the disk exists now at `gib` (a report for a deleted disk changes
+/// nothing; sizes only grow).
 pub fn volume_ready(tx: &Transaction<'_>, id: &str, gib: u64) -> Result<bool, MetaError> {
     let gib = i64::try_from(gib).map_err(|_| MetaError::Invalid(format!("{gib} GiB is too large")))?;
-    Ok(tx.execute("UPDATE disks SET volume_gib = MAX(volume_gib, ?2) WHERE id = ?1", params![id, gib])? == 1)
+    Ok(tx.execute(
+        "INSERT INTO disk_volumes (disk_id, gib) SELECT id, ?2 FROM disks WHERE id = ?1
+         ON CONFLICT (disk_id) DO UPDATE SET gib = MAX(disk_volumes.gib, excluded.gib)",
+        params![id, gib],
+    )? == 1)
 }
 
 /// The host's report: moves the status from `from` to `to` only if nobody changed it
@@ -275,7 +281,12 @@ pub fn advance(tx: &Transaction<'_>, id: &str, from: DiskStatus, to: DiskStatus,
 /// Whether an instance has a disk whose volume is not made yet (it cannot start before).
 pub fn instance_waits_for_volumes(tx: &Transaction<'_>, instance_id: &str) -> Result<bool, MetaError> {
     Ok(tx
-        .query_row("SELECT 1 FROM disks WHERE instance_id = ?1 AND volume_gib = 0 LIMIT 1", [instance_id], |_| Ok(()))
+        .query_row(
+            "SELECT 1 FROM disks d LEFT JOIN disk_volumes v ON v.disk_id = d.id
+             WHERE d.instance_id = ?1 AND v.disk_id IS NULL LIMIT 1",
+            [instance_id],
+            |_| Ok(()),
+        )
         .optional()?
         .is_some())
 }
@@ -315,7 +326,6 @@ mod tests {
             enable_auto_snapshot: false,
             attached_at: String::new(),
             detached_at: String::new(),
-            volume_gib: 0,
         }
     }
 
@@ -367,9 +377,11 @@ mod tests {
         assert_eq!(s.read(disks_to_reconcile).unwrap().len(), 1);
         assert!(s.write(|tx| volume_ready(tx, &d.id, 20)).unwrap());
         assert!(s.write(|tx| volume_ready(tx, &d.id, 10)).unwrap());
-        assert_eq!(s.read(|tx| get_disk(tx, account, &d.id)).unwrap().unwrap().volume_gib, 20, "never shrinks");
-        assert!(s.read(disks_to_reconcile).unwrap().is_empty());
+        assert_eq!(s.read(disks_to_reconcile).unwrap(), vec![], "never shrinks");
+        s.write(|tx| update_disk(tx, &Disk { size_gib: 30, status: DiskStatus::Available, ..now.clone() })).unwrap();
+        assert_eq!(s.read(disks_to_reconcile).unwrap()[0].1, 20, "a grown disk's volume is behind");
         s.write(|tx| delete_disk(tx, &d.id, "t")).unwrap();
+        assert!(!s.write(|tx| volume_ready(tx, &d.id, 20)).unwrap(), "a deleted disk has no volume to report");
         assert_eq!(s.read(volumes_to_delete).unwrap(), vec![d.id.clone()]);
         assert!(s.write(|tx| volume_deleted(tx, &d.id)).unwrap());
         assert!(!s.write(|tx| volume_deleted(tx, &d.id)).unwrap());

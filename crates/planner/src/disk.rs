@@ -22,7 +22,7 @@ pub fn parent(d: &Disk) -> Option<String> {
     (d.disk_type == DiskType::System && !d.image_id.is_empty()).then(|| image_volume_name(&d.image_id))
 }
 
-fn target(d: Disk) -> DiskTarget {
+fn target((d, volume_gib): (Disk, u64)) -> DiskTarget {
     DiskTarget {
         plan: disk_plan(&d),
         parent: parent(&d),
@@ -30,7 +30,7 @@ fn target(d: Disk) -> DiskTarget {
         status: d.status,
         instance_id: (!d.instance_id.is_empty()).then_some(d.instance_id),
         size_gib: d.size_gib.max(0) as u64,
-        volume_gib: d.volume_gib.max(0) as u64,
+        volume_gib,
     }
 }
 
