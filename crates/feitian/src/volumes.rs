@@ -3,10 +3,11 @@
 //!
 //! Today it keeps a record of each volume in memory (name, size, parent) and no bytes: the
 //! compute drivers do not read volumes yet (the `qemu` driver still gives a guest its own
-//! system-disk overlay). A volume that a restart forgot is made again by the reconciler only
-//! if its disk asks for it, so nothing here has to survive a restart.
+//! system-disk overlay). A restart forgets every record while the store still counts the
+//! volumes as made; since no bytes are lost with them, a later call on a forgotten volume
+//! (a resize) simply records it again.
 
-use feitian_agent_api::{ContractError, Fut, VolumeService};
+use feitian_agent_api::{Fut, VolumeService};
 use parking_lot::Mutex;
 use std::collections::HashMap;
 
@@ -29,10 +30,6 @@ impl MemoryVolumes {
     }
 }
 
-fn missing(name: &str) -> ContractError {
-    ContractError::Refused(format!("volume {name} does not exist"))
-}
-
 impl VolumeService for MemoryVolumes {
     fn create(&self, name: String, size_bytes: u64, parent: Option<String>) -> Fut<'_, ()> {
         Box::pin(async move {
@@ -46,7 +43,8 @@ impl VolumeService for MemoryVolumes {
     fn resize(&self, name: String, size_bytes: u64) -> Fut<'_, ()> {
         Box::pin(async move {
             let mut v = self.volumes.lock();
-            let vol = v.get_mut(&name).ok_or_else(|| missing(&name))?;
+            // A volume a restart forgot held no bytes: record it again at its new size.
+            let vol = v.entry(name).or_insert(Volume { size_bytes, parent: None });
             vol.size_bytes = vol.size_bytes.max(size_bytes);
             Ok(())
         })
@@ -80,7 +78,6 @@ mod tests {
         let v = MemoryVolumes::new();
         let name = || "d-1".to_string();
         assert!(!v.exists(name()).await.unwrap());
-        assert!(v.resize(name(), 10).await.is_err(), "a missing volume cannot grow");
         v.create(name(), 10, Some("img-m".into())).await.unwrap();
         v.create(name(), 5, None).await.unwrap();
         let got = || v.volumes.lock().get("d-1").cloned();
@@ -93,5 +90,7 @@ mod tests {
         v.delete(name()).await.unwrap();
         v.delete(name()).await.unwrap();
         assert!(!v.exists(name()).await.unwrap());
+        v.resize(name(), 30).await.unwrap();
+        assert_eq!(got(), Some(Volume { size_bytes: 30, parent: None }), "a forgotten volume is recorded again");
     }
 }
