@@ -358,3 +358,35 @@ def test_another_accounts_disk_is_not_found(net, feitian):
     assert (e.status_code, e.code) == (404, "InvalidDiskId.NotFound")
     assert stranger("DescribeDisks", DiskIds=json.dumps([did]))["TotalCount"] == 0
     assert disk(net, did)["Status"] == "Available"
+
+
+def test_disk_quotas_count_and_capacity(feitian):
+    """`disks` caps how many disks an account holds, `disk_capacity_gib` their GiB; data disks
+    and system disks count alike."""
+    import uuid
+    name = f"dq-{uuid.uuid4().hex[:10]}"
+    key = feitian.new_account(name)
+    vpc, ecs = Api(feitian, key, "vpc"), Api(feitian, key, "ecs")
+    vid = vpc("CreateVpc", CidrBlock="192.168.0.0/16")["VpcId"]
+    wait_for(lambda: vpc("DescribeVpcs", VpcId=vid)["Vpcs"]["Vpc"][0]["Status"] == "Available")
+    sid = vpc("CreateVSwitch", VpcId=vid, CidrBlock="192.168.1.0/24", ZoneId=ZONE)["VSwitchId"]
+    wait_for(lambda: vpc("DescribeVSwitchAttributes", VSwitchId=sid)["Status"] == "Available")
+    gid = ecs("CreateSecurityGroup", VpcId=vid)["SecurityGroupId"]
+    net = dict(vpc=vpc, ecs=ecs, vpc_id=vid, vsw=sid, sg=gid, key=key, f=feitian)
+
+    feitian.cli("account", "quota", name, "disks=2", "disk_capacity_gib=100")
+    create(net, Size=20)
+    # An instance with one data disk is two disks: one too many.
+    refused(net, 403, "QuotaExceed.Disk", "RunInstances", ImageId=IMAGE, InstanceType="ecs.t5-lc1m1.small",
+            VSwitchId=sid, SecurityGroupId=gid, **{"DataDisk.1.Size": "20", "DataDisk.1.Category": "cloud_ssd"})
+    iid = run(net)  # its system disk (20 GiB) is the second of 2
+    wait_instance(net, iid, "Running")
+    refused(net, 403, "QuotaExceed.Disk", "CreateDisk", ZoneId=ZONE, Size=20)
+    feitian.cli("account", "quota", name, "disks=10")
+    # 40 GiB held; 61 more would pass 100.
+    refused(net, 400, "QuotaExceed.DiskCapacity", "CreateDisk", ZoneId=ZONE, Size=61)
+    big = create(net, Size=60)
+    refused(net, 400, "QuotaExceed.DiskCapacity", "ResizeDisk", DiskId=big, NewSize=61)
+    # Deleting a disk frees its share.
+    ecs("DeleteDisk", DiskId=big)
+    create(net, Size=60)

@@ -60,3 +60,46 @@ pub fn record(tx: &Transaction<'_>, report: &Report, at: &str) -> Result<Option<
         _ => return Ok(None),
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(kind: DiskType, image: &str) -> Disk {
+        Disk {
+            id: "d-1".into(),
+            account_id: 1,
+            region_id: "r".into(),
+            zone_id: "z".into(),
+            instance_id: "i-1".into(),
+            name: String::new(),
+            description: String::new(),
+            category: "cloud_essd".into(),
+            size_gib: 40,
+            disk_type: kind,
+            device: "/dev/xvdb".into(),
+            image_id: image.into(),
+            status: DiskStatus::InUse,
+            delete_with_instance: true,
+            created_at: "t".into(),
+            performance_level: "PL1".into(),
+            portable: true,
+            delete_auto_snapshot: true,
+            enable_auto_snapshot: true,
+            attached_at: "t".into(),
+            detached_at: String::new(),
+        }
+    }
+
+    #[test]
+    fn system_disks_start_from_their_image_and_data_disks_empty() {
+        assert_eq!(parent(&row(DiskType::System, "m-1")), Some("img-m-1".to_string()));
+        assert_eq!(parent(&row(DiskType::Data, "")), None);
+        let p = disk_plan(&row(DiskType::Data, ""));
+        assert_eq!((p.volume.as_str(), p.serial.as_str(), p.size_gib, p.read_only), ("d-1", "d-1", 40, false));
+        let t = target((row(DiskType::Data, ""), 20));
+        assert_eq!((t.instance_id.as_deref(), t.volume_gib, t.size_gib), (Some("i-1"), 20, 40));
+        let t = target((Disk { instance_id: String::new(), ..row(DiskType::Data, "") }, 0));
+        assert_eq!(t.instance_id, None);
+    }
+}
