@@ -108,6 +108,8 @@ pub struct InstancePlan {
     pub image_id: String,
     /// The system disk's size; the guest's root file system is grown to fill it.
     pub system_disk_gib: u64,
+    /// The disks attached to it: the system disk first, then data disks by device.
+    pub disks: Vec<crate::DiskPlan>,
     pub vpc_id: String,
     /// The primary network interface.
     pub nic: NicPlan,

@@ -12,6 +12,9 @@
 //!                                  ── Nudges ───────▶   "your plans changed"
 //! ```
 //!
+//! - [`disk`]: cloud disks: their statuses ([`DiskStatus`]), what a guest gets of each
+//!   ([`DiskPlan`]), what the host must do to a disk's volume ([`DiskTarget`]), and the host's
+//!   volume store as a trait ([`VolumeService`]).
 //! - [`host`]: what a host has to give guests ([`HostCapacity`]), for admission.
 //! - [`instance`]: the instance lifecycle both sides speak ([`InstanceStatus`], [`Desired`]),
 //!   what the control plane wants of an instance ([`InstanceTarget`]) and everything a host
@@ -20,7 +23,8 @@
 //!   interfaces attached to it, the EIP translations, the security groups as
 //!   `feitian_secgroup` types, and what the metadata service tells each instance.
 //! - [`report`]: what a host tells the control plane ([`Report`]): status moves by
-//!   compare-and-set, guests that stopped on their own, finished forced stops.
+//!   compare-and-set, guests that stopped on their own, finished forced stops, disk moves and
+//!   volumes made or deleted.
 //! - [`transport`]: the two directions as traits ([`ControlPlane`], [`HostApi`]) and the
 //!   wake-ups ([`Nudges`]).
 //!
@@ -32,12 +36,14 @@
 //! trait (a client on one side, a server calling the real implementation on the other),
 //! with neither side changed. `tests` below hold each type to a JSON round trip.
 
+pub mod disk;
 pub mod host;
 pub mod instance;
 pub mod network;
 pub mod report;
 pub mod transport;
 
+pub use disk::{image_volume_name, DiskPlan, DiskStatus, DiskTarget, VolumeService};
 pub use host::HostCapacity;
 pub use instance::{Desired, InstancePlan, InstanceStatus, InstanceTarget, NicPlan};
 pub use network::{InstanceMetadata, NicAttachment, VpcPlan};
@@ -66,6 +72,22 @@ mod tests {
             gateway: Ipv4Addr::new(192, 168, 1, 253),
             prefix_len: 24,
         };
+        let disk_plan = DiskPlan {
+            volume: "d-1".into(),
+            size_gib: 40,
+            device: "/dev/xvda".into(),
+            serial: "d-1".into(),
+            read_only: false,
+        };
+        round_trip(&DiskTarget {
+            id: "d-1".into(),
+            status: DiskStatus::Attaching,
+            instance_id: Some("i-1".into()),
+            size_gib: 40,
+            volume_gib: 20,
+            parent: Some(image_volume_name("m-1")),
+            plan: disk_plan.clone(),
+        });
         round_trip(&InstancePlan {
             id: "i-1".into(),
             host_name: "web".into(),
@@ -73,6 +95,7 @@ mod tests {
             memory_mib: 4096,
             image_id: "m-1".into(),
             system_disk_gib: 40,
+            disks: vec![disk_plan.clone()],
             vpc_id: "vpc-1".into(),
             nic,
             user_data: "IyEvYmluL3No".into(),
@@ -111,6 +134,9 @@ mod tests {
             Report::StartFailed { id: "i-1".into(), error: "no image".into() },
             Report::StoppedOnItsOwn { id: "i-1".into(), crashed: true },
             Report::ForcedStopDone { id: "i-1".into() },
+            Report::DiskMoved { id: "d-1".into(), from: DiskStatus::Detaching, to: DiskStatus::Available },
+            Report::VolumeReady { id: "d-1".into(), gib: 40 },
+            Report::VolumeDeleted { id: "d-1".into() },
         ] {
             round_trip(&r);
         }

@@ -5,7 +5,7 @@
 //! never overwrites what the API changed meanwhile (a `StopInstance` that landed while the
 //! guest was booting wins). Times are stamped by the control plane's clock, not the host's.
 
-use crate::InstanceStatus;
+use crate::{DiskStatus, InstanceStatus};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -28,4 +28,11 @@ pub enum Report {
     StoppedOnItsOwn { id: String, crashed: bool },
     /// The forced stop (or reboot) asked for is done.
     ForcedStopDone { id: String },
+    /// The host moved a disk on: `from` → `to`, if it is still `from`. A move from
+    /// `Detaching` to `Available` also ends the disk's attachment.
+    DiskMoved { id: String, from: DiskStatus, to: DiskStatus },
+    /// The disk's volume exists now at `gib` (made, grown or re-initialised).
+    VolumeReady { id: String, gib: u64 },
+    /// The volume of a deleted disk is gone.
+    VolumeDeleted { id: String },
 }

@@ -1,6 +1,6 @@
 //! The two directions of the contract, as traits, and the wake-ups.
 
-use crate::{HostCapacity, InstancePlan, InstanceTarget, Report, VpcPlan};
+use crate::{DiskTarget, HostCapacity, InstancePlan, InstanceTarget, Report, VpcPlan};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -37,6 +37,11 @@ pub trait ControlPlane: Send + Sync + 'static {
     fn vpcs(&self) -> Fut<'_, Vec<String>>;
     /// One VPC's network on this host; `None` when the host should not hold it.
     fn vpc_plan(&self, vpc_id: String) -> Fut<'_, Option<VpcPlan>>;
+    /// Disks whose volume or attachment the host must change: a transitional status, or a
+    /// volume not (yet) of the disk's size.
+    fn disks_to_reconcile(&self) -> Fut<'_, Vec<DiskTarget>>;
+    /// Volumes of deleted disks that the host must delete.
+    fn volumes_to_delete(&self) -> Fut<'_, Vec<String>>;
     /// Records a report; `true` if it changed anything (a compare-and-set that lost is
     /// `false`).
     fn report(&self, report: Report) -> Fut<'_, bool>;
@@ -58,6 +63,7 @@ pub trait HostApi: Send + Sync + 'static {
 pub struct Nudges {
     instances: Arc<Notify>,
     network: Arc<Notify>,
+    disks: Arc<Notify>,
 }
 
 impl Nudges {
@@ -71,7 +77,12 @@ impl Nudges {
         self.network.notify_one();
     }
 
-    /// Both.
+    /// Disks were created, changed state or were deleted.
+    pub fn disks_changed(&self) {
+        self.disks.notify_one();
+    }
+
+    /// Instances and networks (disks have their own nudge).
     pub fn all_changed(&self) {
         self.instances_changed();
         self.network_changed();
@@ -80,6 +91,11 @@ impl Nudges {
     /// Waits for the next [`Nudges::instances_changed`] (one sent while nobody waited is kept).
     pub async fn instances(&self) {
         self.instances.notified().await
+    }
+
+    /// Waits for the next [`Nudges::disks_changed`].
+    pub async fn disks(&self) {
+        self.disks.notified().await
     }
 
     /// Waits for the next [`Nudges::network_changed`].

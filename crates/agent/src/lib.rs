@@ -14,12 +14,17 @@
 //! stopped again. What the host still has of instances the control plane no longer holds is
 //! destroyed.
 //!
+//! The disk reconciler ([`disks::DiskReconciler`]) does the same for disks: it makes, grows,
+//! re-initialises and deletes their volumes through the contract's `VolumeService`, and
+//! hot-plugs them through the compute driver.
+//!
 //! Restart policy (documented in docs/architecture.md): what should be `Running` is started
 //! again if the driver does not have it running (the `sim` driver loses its model on a
 //! restart, so this restarts those); a guest the `qemu` driver still runs is adopted, after a
 //! check that it is on its VPC's current network. A guest that stopped on its own is reported
 //! (`Report::StoppedOnItsOwn`, with `crashed` when it did not shut down itself).
 
+pub mod disks;
 pub mod network;
 
 use feitian_agent_api::{
@@ -44,6 +49,8 @@ pub enum AgentError {
     Network(String),
     #[error("instance {0} no longer exists")]
     Gone(String),
+    #[error("volume: {0}")]
+    Volume(ContractError),
 }
 
 pub struct InstanceReconciler {

@@ -18,7 +18,7 @@ pub mod image;
 pub mod qemu;
 pub mod sim;
 
-pub use feitian_agent_api::{HostCapacity, InstancePlan};
+pub use feitian_agent_api::{DiskPlan, HostCapacity, InstancePlan};
 use std::future::Future;
 use std::pin::Pin;
 
@@ -72,4 +72,12 @@ pub trait Driver: Send + Sync + 'static {
     fn console_output(&self, id: &str) -> Option<String>;
     /// What the host has for guests, now: measured by the `qemu` driver, modelled by `sim`.
     fn capacity(&self) -> Result<HostCapacity, DriverError>;
+    /// Hot-plugs a disk into a running instance; idempotent for one already attached. (A
+    /// stopped instance gets its disks from its plan at the next start.)
+    fn attach_disk<'a>(&'a self, id: &'a str, disk: &'a DiskPlan) -> DriverFuture<'a, ()>;
+    /// Hot-unplugs a disk (by its volume's name) from a running instance; idempotent.
+    fn detach_disk<'a>(&'a self, id: &'a str, volume: &'a str) -> DriverFuture<'a, ()>;
+    /// The volumes the instance's guest has attached right now, by name (empty when it does
+    /// not run).
+    fn attached_disks(&self, id: &str) -> Vec<String>;
 }

@@ -32,7 +32,7 @@ pub mod disks;
 pub mod qmp;
 
 use crate::image::{kernel_cmdline, GuestParams, ImageLayout, SSH_READY_LINE};
-use crate::{Driver, DriverError, DriverFuture, HostCapacity, InstanceSpec, Observed};
+use crate::{DiskPlan, Driver, DriverError, DriverFuture, HostCapacity, InstanceSpec, Observed};
 pub use confine::Confinement;
 use std::io::{Read, Seek, SeekFrom};
 use std::os::fd::AsRawFd;
@@ -641,6 +641,30 @@ impl Driver for QemuDriver {
     /// Measured now (`/proc/meminfo`, the CPUs this process may run on).
     fn capacity(&self) -> Result<HostCapacity, DriverError> {
         crate::host::measure().map_err(|e| failed(format!("cannot measure the host: {e}")))
+    }
+
+    // Hot-plugging volumes (NBD exports of RAF volumes, QMP `blockdev-add` + `device_add`)
+    // comes with the disk server; until then the driver refuses, and the disk reconciler
+    // retries and logs it.
+    fn attach_disk<'a>(&'a self, id: &'a str, disk: &'a DiskPlan) -> DriverFuture<'a, ()> {
+        Box::pin(async move {
+            Err(failed(format!(
+                "attaching disk {} to {id}: hot-plugging volumes is not yet supported by the qemu driver",
+                disk.volume
+            )))
+        })
+    }
+
+    fn detach_disk<'a>(&'a self, id: &'a str, volume: &'a str) -> DriverFuture<'a, ()> {
+        Box::pin(async move {
+            Err(failed(format!(
+                "detaching disk {volume} from {id}: hot-unplugging volumes is not yet supported by the qemu driver"
+            )))
+        })
+    }
+
+    fn attached_disks(&self, _id: &str) -> Vec<String> {
+        Vec::new()
     }
 }
 

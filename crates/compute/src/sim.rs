@@ -6,9 +6,9 @@
 //! memory: after a feitian restart the reconciler starts again whatever the store says should
 //! be running, which for this driver is instant bookkeeping.
 
-use crate::{Driver, DriverError, DriverFuture, HostCapacity, InstanceSpec, Observed};
+use crate::{DiskPlan, Driver, DriverError, DriverFuture, HostCapacity, InstanceSpec, Observed};
 use parking_lot::Mutex;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 #[derive(Debug, Clone)]
@@ -17,6 +17,8 @@ struct SimVm {
     console: String,
     /// What the guest was given (it takes it from the modelled host while it runs).
     memory_mib: u64,
+    /// The disks the guest has, by volume: those of its plan at boot, then hot-plugged ones.
+    disks: BTreeMap<String, DiskPlan>,
 }
 
 pub struct SimDriver {
@@ -58,6 +60,7 @@ impl SimDriver {
         let mut vms = self.vms.lock();
         let Some(vm) = vms.get_mut(id).filter(|v| v.running) else { return false };
         vm.running = false;
+        vm.disks.clear();
         if clean {
             vm.console.push_str(crate::image::SHUTDOWN_LINE);
             vm.console.push('\n');
@@ -86,11 +89,13 @@ impl Driver for SimDriver {
                     running: false,
                     console: String::new(),
                     memory_mib: 0,
+                    disks: BTreeMap::new(),
                 });
                 vm.memory_mib = u64::from(spec.plan.memory_mib);
                 if vm.running {
                     return Ok(());
                 }
+                vm.disks = spec.plan.disks.iter().map(|d| (d.volume.clone(), d.clone())).collect();
             }
             self.log(
                 &spec.plan.id,
@@ -119,6 +124,9 @@ impl Driver for SimDriver {
                     spec.plan.user_data.len()
                 ),
             );
+            for d in &spec.plan.disks {
+                self.log(&spec.plan.id, &format!("[sim] disk {} ({} GiB) serial {}", d.device, d.size_gib, d.serial));
+            }
             self.log(&spec.plan.id, &format!("{} login:", spec.plan.host_name));
             if let Some(vm) = self.vms.lock().get_mut(&spec.plan.id) {
                 vm.running = true;
@@ -141,6 +149,7 @@ impl Driver for SimDriver {
             }
             if let Some(vm) = self.vms.lock().get_mut(id) {
                 vm.running = false;
+                vm.disks.clear();
             }
             Ok(())
         })
@@ -178,6 +187,32 @@ impl Driver for SimDriver {
         self.vms.lock().get(id).map(|v| v.console.clone())
     }
 
+    fn attach_disk<'a>(&'a self, id: &'a str, disk: &'a DiskPlan) -> DriverFuture<'a, ()> {
+        Box::pin(async move {
+            let mut vms = self.vms.lock();
+            let vm = vms.get_mut(id).filter(|v| v.running).ok_or_else(|| DriverError::Unknown(id.to_owned()))?;
+            if vm.disks.insert(disk.volume.clone(), disk.clone()).is_none() {
+                vm.console.push_str(&format!("[sim] disk {} hot-plugged ({} GiB)\n", disk.device, disk.size_gib));
+            }
+            Ok(())
+        })
+    }
+
+    fn detach_disk<'a>(&'a self, id: &'a str, volume: &'a str) -> DriverFuture<'a, ()> {
+        Box::pin(async move {
+            let mut vms = self.vms.lock();
+            let Some(vm) = vms.get_mut(id) else { return Err(DriverError::Unknown(id.to_owned())) };
+            if let Some(d) = vm.disks.remove(volume) {
+                vm.console.push_str(&format!("[sim] disk {} unplugged\n", d.device));
+            }
+            Ok(())
+        })
+    }
+
+    fn attached_disks(&self, id: &str) -> Vec<String> {
+        self.vms.lock().get(id).filter(|v| v.running).map(|v| v.disks.keys().cloned().collect()).unwrap_or_default()
+    }
+
     /// The modelled host: its running guests use all the memory they were given.
     fn capacity(&self) -> Result<HostCapacity, DriverError> {
         let used: u64 = self.vms.lock().values().filter(|v| v.running).map(|v| v.memory_mib).sum();
@@ -194,6 +229,10 @@ mod tests {
     use super::*;
     use crate::InstancePlan;
 
+    fn disk(volume: &str, device: &str) -> DiskPlan {
+        DiskPlan { volume: volume.into(), size_gib: 20, device: device.into(), serial: volume.into(), read_only: false }
+    }
+
     fn spec() -> InstanceSpec {
         InstanceSpec {
             plan: InstancePlan {
@@ -202,6 +241,7 @@ mod tests {
                 cpu: 1,
                 memory_mib: 512,
                 system_disk_gib: 40,
+                disks: vec![disk("d-sys", "/dev/xvda")],
                 image_id: "img".into(),
                 vpc_id: "vpc-1".into(),
                 nic: feitian_agent_api::NicPlan {
@@ -238,6 +278,17 @@ mod tests {
         assert_eq!(d.observe("i-1"), Observed::Stopped);
         assert!(d.console_output("i-1").unwrap().contains(crate::image::SHUTDOWN_LINE));
         assert!(!d.halt("i-1", false), "a stopped guest cannot halt again");
+        assert!(d.attach_disk("i-1", &disk("d-2", "/dev/xvdb")).await.is_err(), "a stopped guest takes no hot-plug");
+        assert!(d.attached_disks("i-1").is_empty());
+        d.start(&spec()).await.unwrap();
+        assert_eq!(d.attached_disks("i-1"), vec!["d-sys".to_string()], "its plan's disks at boot");
+        d.attach_disk("i-1", &disk("d-2", "/dev/xvdb")).await.unwrap();
+        d.attach_disk("i-1", &disk("d-2", "/dev/xvdb")).await.unwrap();
+        assert_eq!(d.attached_disks("i-1"), vec!["d-2".to_string(), "d-sys".to_string()]);
+        d.detach_disk("i-1", "d-2").await.unwrap();
+        d.detach_disk("i-1", "d-2").await.unwrap();
+        assert_eq!(d.attached_disks("i-1"), vec!["d-sys".to_string()]);
+        assert!(d.console_output("i-1").unwrap().contains("/dev/xvdb hot-plugged"));
         d.destroy("i-1").await.unwrap();
         assert_eq!(d.observe("i-1"), Observed::Absent);
         assert!(d.known().is_empty());

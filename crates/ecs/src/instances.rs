@@ -9,10 +9,9 @@
 //! transaction, so a crash never leaves half an instance.
 
 use crate::answer::Paging;
-use crate::disk_view::{DescribeDisksResponse, DiskItem, Disks};
 use crate::instance_view::{DescribeInstanceAttributeResponse, DescribeInstancesResponse};
 use crate::security_groups::MAX_GROUPS_PER_INTERFACE;
-use crate::{admission, images, instance_types, security_groups, Ecs};
+use crate::{admission, disks, images, instance_types, security_groups, Ecs};
 use base64::Engine;
 use feitian_agent_api::{Desired, HostCapacity, InstanceStatus};
 use feitian_api::answers::Empty;
@@ -156,6 +155,7 @@ struct Plan {
     charge: String,
     disk_category: String,
     disk_size: i64,
+    data_disks: Vec<disks::DataDiskSpec>,
     deletion_protection: bool,
     tags: Vec<(String, String)>,
     run: bool,
@@ -341,6 +341,7 @@ impl Ecs {
             charge,
             disk_category,
             disk_size,
+            data_disks: disks::data_disks(p)?,
             deletion_protection: p.opt_bool("DeletionProtection")?.unwrap_or(false),
             tags: validate::tags(p)?,
             run,
@@ -398,15 +399,18 @@ impl Ecs {
             )
             .recommend(format!("this account may hold {max} vCPUs in {} and holds {vcpus}", plan.region.id)));
         }
-        let used = disk::capacity_used_gib(tx, account, &plan.region.id)?;
-        let max = quota::limit(tx, &defaults, account, Quota::DiskCapacityGib)?;
-        if !quota::fits(max, used, amount.saturating_mul(plan.disk_size.max(0) as u64)) {
-            return Err(ApiError::invalid(
-                "QuotaExceed.DiskCapacity",
-                format!("The used capacity of disk type has exceeded the quota in the zone, {}.", plan.disk_category),
-            )
-            .recommend(format!("this account may hold {max} GiB of disks in {} and holds {used}", plan.region.id)));
-        }
+        // Each instance brings its system disk and its data disks.
+        let per_instance: u64 =
+            plan.disk_size.max(0) as u64 + plan.data_disks.iter().map(|d| d.shape.size_gib.max(0) as u64).sum::<u64>();
+        disks::check_disk_quotas(
+            tx,
+            &defaults,
+            account,
+            &plan.region.id,
+            amount.saturating_mul(1 + plan.data_disks.len() as u64),
+            amount.saturating_mul(per_instance),
+            &plan.disk_category,
+        )?;
         Ok(())
     }
 
@@ -582,9 +586,44 @@ impl Ecs {
                     image_id: plan.image.id.to_owned(),
                     status: DiskStatus::InUse,
                     delete_with_instance: true,
-                    created_at: created,
+                    created_at: created.clone(),
+                    performance_level: if plan.disk_category == "cloud_essd" { "PL1".into() } else { String::new() },
+                    portable: false,
+                    delete_auto_snapshot: true,
+                    enable_auto_snapshot: true,
+                    attached_at: created.clone(),
+                    detached_at: String::new(),
                 },
             )?;
+            for (d, device) in plan.data_disks.iter().zip(disks::assign_devices(&plan.data_disks)) {
+                let disk_id = scope.register(tx, "disk", "d", &plan.region.id, &plan.region.id_code)?;
+                disk::insert_disk(
+                    tx,
+                    &Disk {
+                        id: disk_id,
+                        account_id: account,
+                        region_id: plan.region.id.clone(),
+                        zone_id: vsw.zone_id.clone(),
+                        instance_id: id.clone(),
+                        name: d.name.clone(),
+                        description: d.description.clone(),
+                        category: d.shape.category.clone(),
+                        size_gib: d.shape.size_gib,
+                        disk_type: DiskType::Data,
+                        device,
+                        image_id: String::new(),
+                        status: DiskStatus::InUse,
+                        delete_with_instance: d.delete_with_instance,
+                        created_at: created.clone(),
+                        performance_level: d.shape.performance_level.clone(),
+                        portable: true,
+                        delete_auto_snapshot: true,
+                        enable_auto_snapshot: true,
+                        attached_at: created.clone(),
+                        detached_at: String::new(),
+                    },
+                )?;
+            }
             tag::set_tags(tx, &id, &plan.tags)?;
             ids.push(id);
         }
@@ -1141,54 +1180,6 @@ impl Ecs {
             .await?;
         self.changed();
         Ok(out)
-    }
-
-    // --- disks ------------------------------------------------------------------------------
-
-    pub async fn describe_disks(self: Arc<Self>, ctx: Ctx, p: Params) -> Result<DescribeDisksResponse, ApiError> {
-        let region = require_region(&self.catalog, &p)?.clone();
-        let by_token = p.opt_str("NextToken").is_some() || p.opt_str("MaxResults").is_some();
-        let page = Page::from_params(&p, 10, 100)?;
-        let tpage = TokenPage::from_params(&p, 10, 500)?;
-        let ids = validate::id_list(&p, "DiskIds", 100)?;
-        let kind = match p.opt_str("DiskType").unwrap_or("all") {
-            "all" => None,
-            t @ ("system" | "data") => Some(t.to_owned()),
-            other => {
-                return Err(ApiError::invalid_parameter("DiskType", format!("{other:?} is not all, system or data")))
-            }
-        };
-        let zone_id = zone(&region, &p, false)?.map(|z| z.id.clone());
-        let tags = validate::tag_filter(&p)?;
-        validate::dry_run(&p)?;
-        self.store
-            .read_async(move |tx| {
-                let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
-                let tag_args: Vec<(&str, Option<&str>)> =
-                    tags.iter().map(|(k, v)| (k.as_str(), v.as_deref())).collect();
-                let f = Filter::owned(ctx.caller.account_id, &region.id)
-                    .any_of("id", &ids)
-                    .eq("instance_id", p.opt_str("InstanceId"))
-                    .eq("disk_type", kind.as_deref())
-                    .eq("category", p.opt_str("Category"))
-                    .eq("status", p.opt_str("Status"))
-                    .eq("zone_id", zone_id.as_deref())
-                    .eq("name", p.opt_str("DiskName"))
-                    .tags(&tag_args);
-                let (offset, limit) =
-                    if by_token { (tpage.offset, u64::from(tpage.max_results)) } else { (page.offset(), page.limit()) };
-                let (rows, total) = disk::list_disks(tx, &f, offset, limit)?;
-                let mut items = Vec::new();
-                for d in rows {
-                    let tags = tag::tags_of(tx, &[d.id.as_str()])?.remove(&d.id).unwrap_or_default();
-                    items.push(DiskItem::new(d, tags.into_iter().collect()));
-                }
-                Ok(DescribeDisksResponse {
-                    paging: Paging::new(by_token, page, tpage, items.len(), total),
-                    disks: Disks { disk: items },
-                })
-            })
-            .await
     }
 }
 

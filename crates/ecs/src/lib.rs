@@ -8,6 +8,7 @@ pub mod accounts;
 pub mod admission;
 pub mod answer;
 pub mod disk_view;
+pub mod disks;
 pub mod events;
 pub mod images;
 pub mod instance_types;
@@ -45,9 +46,11 @@ pub struct Ecs {
 }
 
 impl Ecs {
-    /// Tells the hosts that the store changed: their instances and their networks.
+    /// Tells the hosts that the store changed: their instances, their networks and disks
+    /// (an instance's create or delete makes or frees disks).
     pub fn changed(&self) {
         self.nudges.all_changed();
+        self.nudges.disks_changed();
     }
 }
 
@@ -102,7 +105,14 @@ pub fn register(r: &mut Registry, ecs: Arc<Ecs>) {
         "AllocatePublicIpAddress" => allocate_public_ip_address,
         "JoinSecurityGroup" => membership(true),
         "LeaveSecurityGroup" => membership(false),
+        "CreateDisk" => create_disk,
         "DescribeDisks" => describe_disks,
+        "AttachDisk" => attach_disk,
+        "DetachDisk" => detach_disk,
+        "DeleteDisk" => delete_disk,
+        "ResizeDisk" => resize_disk,
+        "ReInitDisk" => reinit_disk,
+        "ModifyDiskAttribute" => modify_disk_attribute,
         "TagResources" => tag_resources,
         "UntagResources" => untag_resources,
         "ListTagResources" => list_tag_resources,

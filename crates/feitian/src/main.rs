@@ -9,6 +9,7 @@ mod sgcheck;
 mod signals;
 mod storage;
 mod up;
+mod volumes;
 
 use clap::{Parser, Subcommand};
 

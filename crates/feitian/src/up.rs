@@ -214,6 +214,10 @@ pub fn run(data_dir: &Path, listen: &str, pangu_listen: &str, config: Option<&Pa
             if let Some(net) = &compute.net {
                 tokio::spawn(net.clone().run());
             }
+            let volumes: Arc<dyn feitian_agent_api::VolumeService> = Arc::new(crate::volumes::MemoryVolumes::new());
+            let disks =
+                feitian_agent::disks::DiskReconciler::new(planner.clone(), compute.driver.clone(), volumes, nudges.clone());
+            tokio::spawn(disks.run());
             let reconciler =
                 feitian_agent::InstanceReconciler::new(planner, compute.driver.clone(), nudges, compute.net.clone());
             tokio::spawn(reconciler.clone().run());

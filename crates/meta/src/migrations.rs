@@ -474,4 +474,33 @@ UPDATE buckets SET used_bytes =
       WHERE u.bucket = buckets.name);
 "#,
     ),
+    (
+        14,
+        "ECS: disks of their own (create, attach, resize, re-initialise) and their volumes",
+        r#"
+-- What the API shows of a disk beyond its first columns. Disks made before this migration
+-- are system disks: not portable.
+ALTER TABLE disks ADD COLUMN performance_level TEXT NOT NULL DEFAULT '';
+ALTER TABLE disks ADD COLUMN portable BOOLEAN NOT NULL DEFAULT FALSE;
+ALTER TABLE disks ADD COLUMN delete_auto_snapshot BOOLEAN NOT NULL DEFAULT TRUE;
+ALTER TABLE disks ADD COLUMN enable_auto_snapshot BOOLEAN NOT NULL DEFAULT TRUE;
+ALTER TABLE disks ADD COLUMN attached_at TEXT NOT NULL DEFAULT '';
+ALTER TABLE disks ADD COLUMN detached_at TEXT NOT NULL DEFAULT '';
+UPDATE disks SET performance_level = 'PL1' WHERE category = 'cloud_essd';
+UPDATE disks SET attached_at = created_at WHERE instance_id <> '';
+CREATE INDEX disks_by_status ON disks(status);
+-- The host's progress on each disk's volume: the size it last reported it at. No row: the
+-- volume is not made yet. Kept apart from `disks` so the host never rewrites the API's row.
+CREATE TABLE disk_volumes (
+    disk_id         TEXT PRIMARY KEY,
+    gib             BIGINT NOT NULL
+);
+-- A deleted disk's row goes at once; its volume is deleted by the host, which learns of it
+-- here and removes the row when done (so a crash in between deletes it on the next pass).
+CREATE TABLE disk_volume_deletions (
+    volume          TEXT PRIMARY KEY,
+    deleted_at      TEXT NOT NULL
+);
+"#,
+    ),
 ];

@@ -12,7 +12,8 @@
 //! |---|---|---|
 //! | `instances` | instances | `QuotaExceed.ElasticQuota` (403) |
 //! | `vcpus` | vCPUs of the account's instances | `QuotaExceed.ElasticQuota` (403) |
-//! | `disk_capacity_gib` | GiB of the account's disks (system disks today) | `QuotaExceed.DiskCapacity` (400) |
+//! | `disks` | disks (system and data) | `QuotaExceed.Disk` (403) |
+//! | `disk_capacity_gib` | GiB of the account's disks (system and data) | `QuotaExceed.DiskCapacity` (400) |
 //! | `snapshots` | snapshots (the snapshot service's creates) | `QuotaExceed.Snapshot` (403) |
 //! | `images` | custom images (the image service's creates) | `QuotaExceed.Image` (403) |
 //! | `eips` | EIPs | `QuotaExceeded.Eip` (400) |
@@ -35,6 +36,7 @@ use std::fmt;
 pub enum Quota {
     Instances,
     Vcpus,
+    Disks,
     DiskCapacityGib,
     Snapshots,
     Images,
@@ -46,9 +48,10 @@ pub enum Quota {
 }
 
 impl Quota {
-    pub const ALL: [Quota; 10] = [
+    pub const ALL: [Quota; 11] = [
         Quota::Instances,
         Quota::Vcpus,
+        Quota::Disks,
         Quota::DiskCapacityGib,
         Quota::Snapshots,
         Quota::Images,
@@ -64,6 +67,7 @@ impl Quota {
         match self {
             Quota::Instances => "instances",
             Quota::Vcpus => "vcpus",
+            Quota::Disks => "disks",
             Quota::DiskCapacityGib => "disk_capacity_gib",
             Quota::Snapshots => "snapshots",
             Quota::Images => "images",
@@ -86,6 +90,8 @@ impl Quota {
         match self {
             Quota::Instances => 200,
             Quota::Vcpus => 800,
+            // Room for every instance's system disk and a few data disks each.
+            Quota::Disks => 1000,
             Quota::DiskCapacityGib => 32 * 1024,
             Quota::Snapshots => 1000,
             Quota::Images => 100,

@@ -17,10 +17,20 @@ fn target(i: &Instance, forced: &HashSet<String>) -> InstanceTarget {
     }
 }
 
-/// Instances whose status is not yet the desired one, or with a reboot pending.
+/// Instances whose status is not yet the desired one, or with a reboot pending. One to be
+/// started whose disks' volumes are not all made yet waits (the disk reconciler makes them,
+/// then nudges).
 pub fn to_reconcile(tx: &Transaction<'_>) -> Result<Vec<InstanceTarget>, MetaError> {
     let forced = db::forced_stops(tx)?;
-    Ok(db::instances_to_reconcile(tx)?.iter().map(|i| target(i, &forced)).collect())
+    let mut out = Vec::new();
+    for i in db::instances_to_reconcile(tx)? {
+        let starting = matches!(i.status, InstanceStatus::Pending | InstanceStatus::Stopped | InstanceStatus::Starting);
+        if i.desired == Desired::Running && starting && disk::instance_waits_for_volumes(tx, &i.id)? {
+            continue;
+        }
+        out.push(target(&i, &forced));
+    }
+    Ok(out)
 }
 
 /// Every instance that should be running.
@@ -57,6 +67,7 @@ pub fn plan(tx: &Transaction<'_>, id: &str) -> Result<Option<InstancePlan>, Meta
         memory_mib: u32::try_from(i.memory_mib).unwrap_or(512),
         image_id: i.image_id.clone(),
         system_disk_gib,
+        disks: crate::disk::of_instance(tx, &i.id)?,
         vpc_id: i.vpc_id.clone(),
         nic: NicPlan {
             id: eni.id,
@@ -73,6 +84,9 @@ pub fn plan(tx: &Transaction<'_>, id: &str) -> Result<Option<InstancePlan>, Meta
 /// Records a host's report in the caller's transaction; `true` if it changed anything.
 /// `at` is the control plane's clock.
 pub fn record(tx: &Transaction<'_>, report: &Report, at: &str) -> Result<bool, MetaError> {
+    if let Some(changed) = crate::disk::record(tx, report, at)? {
+        return Ok(changed);
+    }
     match report {
         Report::Moved { id, from, to, started, reboot_done } => {
             db::advance(tx, id, *from, *to, started.then_some(at), *reboot_done)
@@ -99,6 +113,7 @@ pub fn record(tx: &Transaction<'_>, report: &Report, at: &str) -> Result<bool, M
             db::set_forced_stop(tx, id, false)?;
             Ok(true)
         }
+        Report::DiskMoved { .. } | Report::VolumeReady { .. } | Report::VolumeDeleted { .. } => Ok(false),
     }
 }
 

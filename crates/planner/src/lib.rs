@@ -6,6 +6,8 @@
 //! - [`instance`]: each instance's [`InstanceTarget`] (where it stands, what is desired) and
 //!   [`InstancePlan`] (everything needed to run it), and how a host's [`Report`] is recorded
 //!   (compare-and-set status moves, guests that stopped on their own, with their events).
+//! - [`disk`]: each disk's [`DiskTarget`] (its volume and attachment), the disks in an
+//!   instance's plan, and how disk reports are recorded.
 //! - [`network`]: each VPC's [`VpcPlan`] (gateways, interfaces, EIP translations, the
 //!   security-group world, metadata), and that world alone for
 //!   `feitian security-group evaluate`.
@@ -13,10 +15,11 @@
 //! [`Planner`] serves them to agents as the [`ControlPlane`] trait; in process, the agent
 //! holds it directly. Every call is one store transaction, run off the async threads.
 
+pub mod disk;
 pub mod instance;
 pub mod network;
 
-use feitian_agent_api::{ContractError, ControlPlane, Fut, InstancePlan, InstanceTarget, Report, VpcPlan};
+use feitian_agent_api::{ContractError, ControlPlane, DiskTarget, Fut, InstancePlan, InstanceTarget, Report, VpcPlan};
 use feitian_meta::{MetaError, Store};
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -68,6 +71,14 @@ impl ControlPlane for Planner {
 
     fn vpc_plan(&self, vpc_id: String) -> Fut<'_, Option<VpcPlan>> {
         Box::pin(async move { self.store.read_async(move |tx| network::plan(tx, &vpc_id)).await.map_err(unavailable) })
+    }
+
+    fn disks_to_reconcile(&self) -> Fut<'_, Vec<DiskTarget>> {
+        Box::pin(async move { self.store.read_async(disk::to_reconcile).await.map_err(unavailable) })
+    }
+
+    fn volumes_to_delete(&self) -> Fut<'_, Vec<String>> {
+        Box::pin(async move { self.store.read_async(feitian_meta::disk::volumes_to_delete).await.map_err(unavailable) })
     }
 
     fn report(&self, report: Report) -> Fut<'_, bool> {

@@ -7,15 +7,17 @@
 //! Waiting is bounded (a state that never comes fails the test after a generous minute), but
 //! no test asserts how long anything takes.
 
+use feitian_agent::disks::DiskReconciler;
 use feitian_agent::{HostAgent, InstanceReconciler};
-use feitian_agent_api::{ControlPlane, InstanceStatus, Nudges, Report};
+use feitian_agent_api::{ContractError, ControlPlane, DiskStatus, Fut, InstanceStatus, Nudges, Report, VolumeService};
 use feitian_api::{ApiError, Caller, Ctx, Params, Registry};
 use feitian_compute::sim::SimDriver;
 use feitian_compute::{Driver, Observed};
 use feitian_meta::Store;
 use feitian_planner::Planner;
 use serde_json::Value;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 const ECS: &str = "2014-05-26";
@@ -23,6 +25,63 @@ const VPC: &str = "2016-04-28";
 const REGION: (&str, &str) = ("RegionId", "cn-hangzhou");
 const IMAGE: &str = feitian_ecs::images::FEITIAN_LINUX.id;
 const INSTANCE_TYPE: &str = "ecs.t6-c1m1.large";
+
+/// A volume as the test's volume service keeps it: size, parent, times re-initialised.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct TestVolume {
+    gib: u64,
+    parent: Option<String>,
+    reinits: u32,
+}
+
+/// The host's volumes, in memory, so a test can see what the disk reconciler did to them.
+#[derive(Default)]
+struct TestVolumes(Mutex<HashMap<String, TestVolume>>);
+
+impl TestVolumes {
+    fn get(&self, name: &str) -> Option<TestVolume> {
+        self.0.lock().expect("volumes").get(name).cloned()
+    }
+}
+
+const GIB: u64 = feitian_agent_api::disk::GIB;
+
+impl VolumeService for TestVolumes {
+    fn create(&self, name: String, size_bytes: u64, parent: Option<String>) -> Fut<'_, ()> {
+        let mut v = self.0.lock().expect("volumes");
+        let vol = v.entry(name).or_insert(TestVolume { gib: 0, parent, reinits: 0 });
+        vol.gib = vol.gib.max(size_bytes / GIB);
+        Box::pin(async { Ok(()) })
+    }
+
+    fn resize(&self, name: String, size_bytes: u64) -> Fut<'_, ()> {
+        let out = match self.0.lock().expect("volumes").get_mut(&name) {
+            Some(vol) => {
+                vol.gib = vol.gib.max(size_bytes / GIB);
+                Ok(())
+            }
+            None => Err(ContractError::Refused(format!("no volume {name}"))),
+        };
+        Box::pin(async { out })
+    }
+
+    fn reinit(&self, name: String, size_bytes: u64, parent: Option<String>) -> Fut<'_, ()> {
+        let mut v = self.0.lock().expect("volumes");
+        let reinits = v.get(&name).map_or(0, |x| x.reinits) + 1;
+        v.insert(name, TestVolume { gib: size_bytes / GIB, parent, reinits });
+        Box::pin(async { Ok(()) })
+    }
+
+    fn delete(&self, name: String) -> Fut<'_, ()> {
+        self.0.lock().expect("volumes").remove(&name);
+        Box::pin(async { Ok(()) })
+    }
+
+    fn exists(&self, name: String) -> Fut<'_, bool> {
+        let found = self.0.lock().expect("volumes").contains_key(&name);
+        Box::pin(async move { Ok(found) })
+    }
+}
 
 /// One region in one process.
 struct Cloud {
@@ -32,6 +91,9 @@ struct Cloud {
     network: Arc<feitian_vpc::Network>,
     driver: Arc<SimDriver>,
     planner: Arc<Planner>,
+    volumes: Arc<TestVolumes>,
+    /// Runs by itself unless the cloud was made with [`Cloud::with_manual_disks`].
+    disks: Arc<DiskReconciler>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -47,6 +109,14 @@ impl Cloud {
     /// The services and the host's agent; the VPC reconciler is started by
     /// [`Cloud::settle_networks`], so that a test can see VPCs while they are `Pending`.
     fn new() -> Cloud {
+        let mut cloud = Cloud::with_manual_disks();
+        cloud.tasks.push(tokio::spawn(cloud.disks.clone().run()));
+        cloud
+    }
+
+    /// A cloud whose disk reconciler acts only when a test calls [`Cloud::disk_pass`], so the
+    /// test sees each transitional disk status.
+    fn with_manual_disks() -> Cloud {
         let store = Store::open_in_memory().expect("store");
         let account = store.create_account("tester").expect("account").id;
         let catalog = Arc::new(feitian_region::Catalog::default());
@@ -74,9 +144,37 @@ impl Cloud {
         let planner = Planner::new(store.clone());
         let driver = Arc::new(SimDriver::new(Duration::from_millis(50)));
         let _ = ecs.host.set(HostAgent::new(driver.clone()));
+        let volumes = Arc::new(TestVolumes::default());
+        let disks = DiskReconciler::new(planner.clone(), driver.clone(), volumes.clone(), nudges.clone());
         let reconciler = InstanceReconciler::new(planner.clone(), driver.clone(), nudges, None);
         let tasks = vec![tokio::spawn(reconciler.run())];
-        Cloud { registry, store, account, network, driver, planner, tasks }
+        Cloud { registry, store, account, network, driver, planner, volumes, disks, tasks }
+    }
+
+    /// One pass of the disk reconciler (its steps run on their own tasks).
+    async fn disk_pass(&self) {
+        self.disks.clone().pass().await.expect("disk pass");
+    }
+
+    async fn disk(&self, id: &str) -> Value {
+        let v = self.ok(ECS, "DescribeDisks", &[REGION, ("DiskIds", &format!("[\"{id}\"]"))]).await;
+        v["Disks"]["Disk"][0].clone()
+    }
+
+    async fn disk_status(&self, id: &str) -> String {
+        self.disk(id).await["Status"].as_str().unwrap_or("absent").to_owned()
+    }
+
+    /// Runs disk passes until the disk is `want`.
+    async fn settle_disk(&self, id: &str, want: DiskStatus) {
+        self.until(&format!("{id} to be {want}"), || async {
+            if self.disk_status(id).await == want.as_str() {
+                return Some(());
+            }
+            self.disk_pass().await;
+            None
+        })
+        .await
     }
 
     fn settle_networks(&mut self) {
@@ -413,4 +511,114 @@ async fn an_eip_follows_its_instance_into_the_plan() {
     // With its last instance gone, the VPC leaves the hosts' plans.
     cloud.ok(ECS, "DeleteInstance", &[REGION, ("InstanceId", &a), ("Force", "true")]).await;
     assert_eq!(cloud.planner.vpc_plan(vpc).await.expect("plan"), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disk_goes_through_its_statuses_on_the_host() {
+    let mut cloud = Cloud::with_manual_disks();
+    let (_, vsw, sg) = cloud.network_for_instances().await;
+
+    // An instance waits for its system disk's volume, made from its image's.
+    let id = cloud.run_instance(&vsw, &sg).await;
+    let system = cloud.ok(ECS, "DescribeDisks", &[REGION, ("InstanceId", &id)]).await["Disks"]["Disk"][0]["DiskId"]
+        .as_str()
+        .expect("a system disk")
+        .to_owned();
+    assert!(cloud.planner.instances_to_reconcile().await.expect("targets").is_empty(), "no start before its volume");
+    assert_eq!(cloud.status(&id).await, InstanceStatus::Pending.as_str());
+    cloud
+        .until("the instance to run", || async {
+            cloud.disk_pass().await;
+            (cloud.status(&id).await == InstanceStatus::Running.as_str()).then_some(())
+        })
+        .await;
+    let vol = cloud.volumes.get(&system).expect("the system disk's volume");
+    assert_eq!((vol.gib, vol.parent), (20, Some(format!("img-{IMAGE}"))));
+    assert_eq!(cloud.driver.attached_disks(&id), vec![system.clone()]);
+
+    // CreateDisk: Creating until the host made its volume, then Available.
+    let v = cloud.ok(ECS, "CreateDisk", &[REGION, ("ZoneId", "cn-hangzhou-i"), ("Size", "20")]).await;
+    let data = v["DiskId"].as_str().expect("DiskId").to_owned();
+    assert_eq!(cloud.disk_status(&data).await, "Creating");
+    cloud.settle_disk(&data, DiskStatus::Available).await;
+    assert_eq!(cloud.volumes.get(&data).map(|v| (v.gib, v.parent)), Some((20, None)));
+
+    // Attached to a running instance: Attaching until the host plugged it.
+    cloud.ok(ECS, "AttachDisk", &[("DiskId", &data), ("InstanceId", &id)]).await;
+    assert_eq!(cloud.disk_status(&data).await, "Attaching");
+    cloud.settle_disk(&data, DiskStatus::InUse).await;
+    assert!(cloud.driver.attached_disks(&id).contains(&data));
+    let d = cloud.disk(&data).await;
+    assert_eq!((d["InstanceId"].as_str(), d["Device"].as_str()), (Some(id.as_str()), Some("/dev/xvdb")));
+    let e = cloud.refused(ECS, "AttachDisk", &[("DiskId", &data), ("InstanceId", &id)]).await;
+    assert_eq!(e.code, "IncorrectDiskStatus");
+
+    // Detached: Detaching until the host unplugged it.
+    cloud.ok(ECS, "DetachDisk", &[("DiskId", &data), ("InstanceId", &id)]).await;
+    assert_eq!(cloud.disk_status(&data).await, "Detaching");
+    assert!(
+        cloud
+            .planner
+            .instance_plan(id.clone())
+            .await
+            .expect("plan")
+            .expect("plan")
+            .disks
+            .iter()
+            .all(|d| d.volume != data),
+        "a disk being detached is not in its instance's plan"
+    );
+    cloud.settle_disk(&data, DiskStatus::Available).await;
+    assert!(!cloud.driver.attached_disks(&id).contains(&data));
+    assert_eq!(cloud.disk(&data).await["InstanceId"], "");
+
+    // To a stopped instance: In_use at once, plugged at its next start.
+    cloud.ok(ECS, "StopInstance", &[REGION, ("InstanceId", &id)]).await;
+    cloud.wait_status(&id, InstanceStatus::Stopped).await;
+    cloud.ok(ECS, "AttachDisk", &[("DiskId", &data), ("InstanceId", &id)]).await;
+    assert_eq!(cloud.disk_status(&data).await, "In_use");
+    cloud.ok(ECS, "StartInstance", &[REGION, ("InstanceId", &id)]).await;
+    cloud.wait_status(&id, InstanceStatus::Running).await;
+    assert_eq!(cloud.driver.attached_disks(&id).len(), 2, "booted with both disks");
+
+    // Resized: the size at once, the volume by the host.
+    cloud.ok(ECS, "ResizeDisk", &[("DiskId", &data), ("NewSize", "40"), ("Type", "online")]).await;
+    assert_eq!(cloud.disk(&data).await["Size"], 40);
+    cloud
+        .until("the volume to grow", || async {
+            cloud.disk_pass().await;
+            (cloud.volumes.get(&data).map(|v| v.gib) == Some(40)).then_some(())
+        })
+        .await;
+
+    // Re-initialised (on a stopped instance): ReIniting until the host reset its volume.
+    let e = cloud.refused(ECS, "ReInitDisk", &[("DiskId", &data)]).await;
+    assert_eq!(e.code, "IncorrectInstanceStatus");
+    cloud.ok(ECS, "StopInstance", &[REGION, ("InstanceId", &id)]).await;
+    cloud.wait_status(&id, InstanceStatus::Stopped).await;
+    cloud.ok(ECS, "ReInitDisk", &[("DiskId", &system)]).await;
+    assert_eq!(cloud.disk_status(&system).await, "ReIniting");
+    cloud.settle_disk(&system, DiskStatus::InUse).await;
+    let vol = cloud.volumes.get(&system).expect("volume");
+    assert_eq!((vol.reinits, vol.parent), (1, Some(format!("img-{IMAGE}"))), "back to its image");
+
+    // A late host report loses its compare-and-set.
+    let late = Report::DiskMoved { id: data.clone(), from: DiskStatus::Attaching, to: DiskStatus::InUse };
+    assert!(!cloud.planner.report(late).await.expect("report"));
+
+    // Deleting the instance deletes its system disk (and, later, its volume) and leaves the
+    // data disk Available.
+    cloud.ok(ECS, "DeleteInstance", &[REGION, ("InstanceId", &id)]).await;
+    assert_eq!(cloud.disk_status(&system).await, "absent");
+    assert_eq!(cloud.disk_status(&data).await, "Available");
+    assert_eq!(cloud.planner.volumes_to_delete().await.expect("deletions"), vec![system.clone()]);
+    cloud.ok(ECS, "DeleteDisk", &[("DiskId", &data)]).await;
+    cloud
+        .until("the volumes to be deleted", || async {
+            cloud.disk_pass().await;
+            let left = cloud.planner.volumes_to_delete().await.expect("deletions");
+            (left.is_empty() && cloud.volumes.get(&system).is_none() && cloud.volumes.get(&data).is_none())
+                .then_some(())
+        })
+        .await;
 }
