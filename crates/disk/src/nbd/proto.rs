@@ -46,12 +46,8 @@ pub const TFLAG_SEND_TRIM: u16 = 1 << 5;
 pub const TFLAG_SEND_WRITE_ZEROES: u16 = 1 << 6;
 pub const TFLAG_SEND_CACHE: u16 = 1 << 10;
 /// What every export of this server advertises.
-pub const TRANSMISSION_FLAGS: u16 = TFLAG_HAS_FLAGS
-    | TFLAG_SEND_FLUSH
-    | TFLAG_SEND_FUA
-    | TFLAG_SEND_TRIM
-    | TFLAG_SEND_WRITE_ZEROES
-    | TFLAG_SEND_CACHE;
+pub const TRANSMISSION_FLAGS: u16 =
+    TFLAG_HAS_FLAGS | TFLAG_SEND_FLUSH | TFLAG_SEND_FUA | TFLAG_SEND_TRIM | TFLAG_SEND_WRITE_ZEROES | TFLAG_SEND_CACHE;
 
 /// Option codes.
 pub const OPT_EXPORT_NAME: u32 = 1;
@@ -217,7 +213,10 @@ pub fn answer_option(option: u32, data: &[u8], export: &Export, flags: ClientFla
         OPT_ABORT => Answer { reply: option_reply(option, REP_ACK, &[]), next: Next::Close },
         OPT_LIST => {
             if !data.is_empty() {
-                return Answer { reply: option_reply(option, REP_ERR_INVALID, b"LIST takes no data"), next: Next::Option };
+                return Answer {
+                    reply: option_reply(option, REP_ERR_INVALID, b"LIST takes no data"),
+                    next: Next::Option,
+                };
             }
             let mut server = Vec::with_capacity(4 + export.name.len());
             server.extend_from_slice(&(export.name.len() as u32).to_be_bytes());
@@ -228,7 +227,10 @@ pub fn answer_option(option: u32, data: &[u8], export: &Export, flags: ClientFla
         }
         OPT_INFO | OPT_GO => {
             let Some(name) = info_request_name(data) else {
-                return Answer { reply: option_reply(option, REP_ERR_INVALID, b"malformed INFO/GO request"), next: Next::Option };
+                return Answer {
+                    reply: option_reply(option, REP_ERR_INVALID, b"malformed INFO/GO request"),
+                    next: Next::Option,
+                };
             };
             if !export.answers_to(name) {
                 return Answer { reply: option_reply(option, REP_ERR_UNKNOWN, b"no such export"), next: Next::Option };
@@ -306,12 +308,27 @@ pub fn request(b: &[u8; REQUEST_LEN]) -> Result<Request, ProtoError> {
 /// A request the device is to carry out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Command {
-    Read { offset: u64, length: u32 },
+    Read {
+        offset: u64,
+        length: u32,
+    },
     /// The payload (`length` bytes) follows the header.
-    Write { offset: u64, length: u32, fua: bool },
+    Write {
+        offset: u64,
+        length: u32,
+        fua: bool,
+    },
     Flush,
-    Trim { offset: u64, length: u32, fua: bool },
-    WriteZeroes { offset: u64, length: u32, fua: bool },
+    Trim {
+        offset: u64,
+        length: u32,
+        fua: bool,
+    },
+    WriteZeroes {
+        offset: u64,
+        length: u32,
+        fua: bool,
+    },
     /// A prefetch hint: answered at once (nothing to warm on a file or a log).
     Cache,
     Disconnect,
@@ -324,7 +341,11 @@ pub enum Verdict {
     /// Answer with `errno`. `discard` payload bytes follow the header and must be read and
     /// dropped first; with `close`, the connection is closed after the reply instead (the
     /// payload is too large to read).
-    Refuse { errno: u32, discard: u32, close: bool },
+    Refuse {
+        errno: u32,
+        discard: u32,
+        close: bool,
+    },
 }
 
 /// Judges a request against an export of `size` bytes.
@@ -380,7 +401,9 @@ pub fn judge(r: &Request, size: u64) -> Verdict {
 /// Aligned to the block and entirely inside the export.
 fn in_range(offset: u64, length: u32, size: u64) -> bool {
     let b = u64::from(BLOCK_SIZE);
-    offset % b == 0 && u64::from(length) % b == 0 && offset.checked_add(u64::from(length)).is_some_and(|end| end <= size)
+    offset % b == 0
+        && u64::from(length) % b == 0
+        && offset.checked_add(u64::from(length)).is_some_and(|end| end <= size)
 }
 
 /// A simple reply's header (the data of a successful READ follows it).
@@ -415,7 +438,11 @@ mod tests {
         while !b.is_empty() {
             assert_eq!(u64::from_be_bytes(arr(&b[..8])), OPTION_REPLY_MAGIC);
             let len = u32::from_be_bytes(arr(&b[16..20])) as usize;
-            out.push((u32::from_be_bytes(arr(&b[8..12])), u32::from_be_bytes(arr(&b[12..16])), b[20..20 + len].to_vec()));
+            out.push((
+                u32::from_be_bytes(arr(&b[8..12])),
+                u32::from_be_bytes(arr(&b[12..16])),
+                b[20..20 + len].to_vec(),
+            ));
             b = &b[20 + len..];
         }
         out
@@ -560,7 +587,10 @@ mod tests {
             judge(&req(CMD_WRITE_ZEROES, CMD_FLAG_NO_HOLE, 0, 8192), size),
             Verdict::Run(Command::WriteZeroes { offset: 0, length: 8192, fua: false })
         );
-        assert_eq!(judge(&req(CMD_TRIM, 0, 4096, 4096), size), Verdict::Run(Command::Trim { offset: 4096, length: 4096, fua: false }));
+        assert_eq!(
+            judge(&req(CMD_TRIM, 0, 4096, 4096), size),
+            Verdict::Run(Command::Trim { offset: 4096, length: 4096, fua: false })
+        );
         assert_eq!(judge(&req(CMD_CACHE, 0, 0, 4096), size), Verdict::Run(Command::Cache));
         assert_eq!(judge(&req(CMD_DISC, 0, 0, 0), size), Verdict::Run(Command::Disconnect));
     }
@@ -585,9 +615,18 @@ mod tests {
             assert_eq!(judge(&r, size), einval, "{r:?}");
         }
         // A bad write's payload is read and dropped, unless it is over the maximum.
-        assert_eq!(judge(&req(CMD_WRITE, 0, 100, 4096), size), Verdict::Refuse { errno: EINVAL, discard: 4096, close: false });
-        assert_eq!(judge(&req(CMD_WRITE, 2, 0, 4096), size), Verdict::Refuse { errno: EINVAL, discard: 4096, close: false });
-        assert_eq!(judge(&req(CMD_WRITE, 0, 0, MAX_PAYLOAD + 4096), u64::MAX), Verdict::Refuse { errno: EINVAL, discard: 0, close: true });
+        assert_eq!(
+            judge(&req(CMD_WRITE, 0, 100, 4096), size),
+            Verdict::Refuse { errno: EINVAL, discard: 4096, close: false }
+        );
+        assert_eq!(
+            judge(&req(CMD_WRITE, 2, 0, 4096), size),
+            Verdict::Refuse { errno: EINVAL, discard: 4096, close: false }
+        );
+        assert_eq!(
+            judge(&req(CMD_WRITE, 0, 0, MAX_PAYLOAD + 4096), u64::MAX),
+            Verdict::Refuse { errno: EINVAL, discard: 0, close: true }
+        );
     }
 
     #[test]

@@ -198,12 +198,7 @@ fn authorized(stream: &UnixStream, shared: &Shared) -> bool {
     match stream.peer_cred() {
         Ok(c) if c.uid() == shared.client_uid || c.uid() == 0 || c.uid() == shared.own_uid => true,
         Ok(c) => {
-            tracing::warn!(
-                "nbd {}: refused a connection from uid {} (pid {:?})",
-                shared.export.name,
-                c.uid(),
-                c.pid()
-            );
+            tracing::warn!("nbd {}: refused a connection from uid {} (pid {:?})", shared.export.name, c.uid(), c.pid());
             false
         }
         Err(e) => {
