@@ -448,3 +448,79 @@ async fn a_new_connection_replaces_the_old_one() {
     .await
     .expect("join");
 }
+
+/// A file device whose advertised size the test moves, as a RAF volume's grows.
+struct Growing {
+    inner: FileDevice,
+    size: std::sync::atomic::AtomicU64,
+}
+
+impl feitian_disk::BlockDevice for Growing {
+    fn size(&self) -> u64 {
+        self.size.load(std::sync::atomic::Ordering::SeqCst)
+    }
+    fn read(&self, offset: u64, length: u32) -> feitian_disk::DeviceFuture<'_, bytes::Bytes> {
+        self.inner.read(offset, length)
+    }
+    fn write(&self, offset: u64, data: bytes::Bytes) -> feitian_disk::DeviceFuture<'_, ()> {
+        self.inner.write(offset, data)
+    }
+    fn write_zeroes(&self, offset: u64, length: u64) -> feitian_disk::DeviceFuture<'_, ()> {
+        self.inner.write_zeroes(offset, length)
+    }
+    fn trim(&self, offset: u64, length: u64) -> feitian_disk::DeviceFuture<'_, ()> {
+        self.inner.trim(offset, length)
+    }
+    fn flush(&self) -> feitian_disk::DeviceFuture<'_, ()> {
+        self.inner.flush()
+    }
+}
+
+/// GO's NBD_INFO_EXPORT size.
+fn go_size(sock: &Path) -> (UnixStream, u64) {
+    let mut s = connect(sock);
+    hello(&mut s);
+    option(&mut s, proto::OPT_GO, &[0, 0, 0, 0, 0, 0]);
+    let mut size = None;
+    loop {
+        let (kind, data) = option_reply(&mut s);
+        match kind {
+            proto::REP_INFO if data[..2] == proto::INFO_EXPORT.to_be_bytes() => {
+                size = Some(u64::from_be_bytes(data[2..10].try_into().expect("8 bytes")));
+            }
+            proto::REP_INFO => {}
+            proto::REP_ACK => return (s, size.expect("NBD_INFO_EXPORT")),
+            other => panic!("GO answered {other:#x}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disconnect_makes_the_client_reconnect_and_see_the_new_size() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let inner = FileDevice::create(&dir.path().join("disk.raw"), SIZE).expect("image");
+    let device = Arc::new(Growing { inner, size: (SIZE / 2).into() });
+    let config =
+        ServerConfig { dir: dir.path().to_path_buf(), name: "d-grow".into(), client_uid: CLIENT_UID, limits: None };
+    let server = NbdServer::start(config, device.clone()).expect("server");
+    let sock = server.socket_path().to_path_buf();
+    let (mut old, size) = tokio::task::spawn_blocking({
+        let sock = sock.clone();
+        move || go_size(&sock)
+    })
+    .await
+    .expect("join");
+    assert_eq!(size, SIZE / 2);
+    device.size.store(SIZE, std::sync::atomic::Ordering::SeqCst);
+    server.disconnect();
+    tokio::task::spawn_blocking(move || {
+        assert!(read_to_close(&mut old).is_empty());
+        let (mut new, size) = go_size(&sock);
+        assert_eq!(size, SIZE);
+        // The grown part is usable.
+        request(&mut new, proto::CMD_WRITE, 1, SIZE - 4096, 4096, &[5u8; 4096]);
+        assert_eq!(reply(&mut new), (0, 1));
+    })
+    .await
+    .expect("join");
+}

@@ -12,6 +12,10 @@
 //!   one (QEMU reconnecting after a restart of either side): the old one stops reading, and
 //!   the new one starts its handshake only once every device operation the old one started
 //!   has finished, so an old write can never land after a new one.
+//!
+//! The export's size is read from the device at each handshake, so after the volume grows,
+//! [`NbdServer::disconnect`] makes QEMU reconnect and learn the new size (`docs/disks.md`,
+//! online resize).
 
 use super::handshake::{self, Outcome};
 use super::proto::Export;
@@ -24,7 +28,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 
 /// How long a connection may take from accept to the end of its handshake.
@@ -61,13 +65,14 @@ pub enum ServerError {
 pub struct NbdServer {
     path: PathBuf,
     stop: watch::Sender<bool>,
+    kick: Arc<Notify>,
     task: Option<JoinHandle<()>>,
 }
 
 /// What every connection of one server shares.
 struct Shared {
     device: Arc<dyn BlockDevice>,
-    export: Export,
+    name: String,
     client_uid: u32,
     own_uid: u32,
     limiter: Option<Arc<Mutex<Limiter>>>,
@@ -88,20 +93,27 @@ impl NbdServer {
         // SAFETY: geteuid has no preconditions and cannot fail.
         let own_uid = unsafe { libc::geteuid() };
         let shared = Arc::new(Shared {
-            export: Export { name: config.name, size: device.size() },
+            name: config.name,
             device,
             client_uid: config.client_uid,
             own_uid,
             limiter: config.limits.map(|l| Arc::new(Mutex::new(Limiter::new(l, Instant::now())))),
         });
         let (stop, stop_rx) = watch::channel(false);
-        let task = tokio::spawn(accept_loop(listener, shared, stop_rx));
-        Ok(NbdServer { path, stop, task: Some(task) })
+        let kick = Arc::new(Notify::new());
+        let task = tokio::spawn(accept_loop(listener, shared, stop_rx, kick.clone()));
+        Ok(NbdServer { path, stop, kick, task: Some(task) })
     }
 
     /// The socket QEMU connects to.
     pub fn socket_path(&self) -> &Path {
         &self.path
+    }
+
+    /// Ends the live connection (if any) and keeps listening: the client reconnects, and
+    /// its handshake reads the device's size afresh. Its requests in flight finish first.
+    pub fn disconnect(&self) {
+        self.kick.notify_one();
     }
 
     /// Stops accepting, ends the live connection, and returns once its device operations
@@ -161,15 +173,22 @@ struct Live {
     task: JoinHandle<()>,
 }
 
-async fn accept_loop(listener: UnixListener, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+async fn accept_loop(listener: UnixListener, shared: Arc<Shared>, mut stop: watch::Receiver<bool>, kick: Arc<Notify>) {
+    // The last connection, stopped or not: the next one waits for it to finish.
     let mut live: Option<Live> = None;
     loop {
         let stream = tokio::select! {
+            _ = kick.notified() => {
+                if let Some(l) = &live {
+                    let _ = l.stop.send(true);
+                }
+                continue;
+            }
             r = listener.accept() => match r {
                 Ok((s, _)) => s,
                 Err(e) => {
                     // Out of descriptors and the like: wait rather than spin.
-                    tracing::warn!("nbd {}: accept: {e}", shared.export.name);
+                    tracing::warn!("nbd {}: accept: {e}", shared.name);
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
@@ -198,11 +217,11 @@ fn authorized(stream: &UnixStream, shared: &Shared) -> bool {
     match stream.peer_cred() {
         Ok(c) if c.uid() == shared.client_uid || c.uid() == 0 || c.uid() == shared.own_uid => true,
         Ok(c) => {
-            tracing::warn!("nbd {}: refused a connection from uid {} (pid {:?})", shared.export.name, c.uid(), c.pid());
+            tracing::warn!("nbd {}: refused a connection from uid {} (pid {:?})", shared.name, c.uid(), c.pid());
             false
         }
         Err(e) => {
-            tracing::warn!("nbd {}: no peer credentials: {e}", shared.export.name);
+            tracing::warn!("nbd {}: no peer credentials: {e}", shared.name);
             false
         }
     }
@@ -220,16 +239,17 @@ async fn connection(
         // connection waits for it, and through it for `p`.
         let _ = p.await;
     }
+    let export = Export { name: shared.name.clone(), size: shared.device.size() };
     let negotiated = tokio::select! {
-        r = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake::negotiate(&mut stream, &shared.export)) => r,
+        r = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake::negotiate(&mut stream, &export)) => r,
         _ = stopped(&mut stop) => return,
     };
     match negotiated {
         Ok(Ok(Outcome::Transmission)) => {
-            transmit::serve(stream, shared.device.clone(), shared.limiter.clone(), &mut stop).await
+            transmit::serve(stream, export.size, shared.device.clone(), shared.limiter.clone(), &mut stop).await
         }
         Ok(Ok(Outcome::Closed)) => {}
-        Ok(Err(e)) => tracing::warn!("nbd {}: handshake failed: {e}", shared.export.name),
-        Err(_) => tracing::warn!("nbd {}: handshake not finished within {HANDSHAKE_TIMEOUT:?}", shared.export.name),
+        Ok(Err(e)) => tracing::warn!("nbd {}: handshake failed: {e}", shared.name),
+        Err(_) => tracing::warn!("nbd {}: handshake not finished within {HANDSHAKE_TIMEOUT:?}", shared.name),
     }
 }

@@ -67,10 +67,11 @@ pub(crate) async fn stopped(stop: &mut watch::Receiver<bool>) {
     }
 }
 
-/// Serves requests on `stream` until the connection ends; returns after every device
-/// operation it started has finished.
+/// Serves requests on `stream` for an export of `size` bytes (as the handshake announced it)
+/// until the connection ends; returns after every device operation it started has finished.
 pub(crate) async fn serve(
     stream: UnixStream,
+    size: u64,
     device: Arc<dyn BlockDevice>,
     limiter: Option<Arc<Mutex<Limiter>>>,
     stop: &mut watch::Receiver<bool>,
@@ -84,7 +85,6 @@ pub(crate) async fn serve(
     let ops = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     let bytes = Arc::new(Semaphore::new(MAX_BYTES_IN_FLIGHT as usize));
     let mut tasks = JoinSet::new();
-    let size = device.size();
     let end = loop {
         while tasks.try_join_next().is_some() {}
         let op = tokio::select! {
