@@ -16,7 +16,12 @@
 //! | `cloud_efficiency` | min{1,800 + 8 × capacity, 5,000} | min{100 + 0.15 × capacity, 140} |
 //! | `cloud` (basic) | "several hundred" | 30 to 40 |
 //!
-//! PL1's pair is also the baseline stated on the ESSD AutoPL page. The basic disk has no
+//! Checked so far against pages the search tool could reach: PL1's pair on the ESSD AutoPL
+//! page (<https://www.alibabacloud.com/help/en/ecs/user-guide/essd-autopl-disks>: its
+//! baseline, "min{1,800 + 50 × Capacity, 50,000}" IOPS and "min{120 + 0.5 × Capacity, 350}"
+//! MB/s, is a PL1 ESSD's), and the IOPS caps of PL1, PL2 and PL3 (50,000, 100,000,
+//! 1,000,000) on the ModifyDiskSpec API page. The excerpts of the block storage page did not
+//! reach its table, so the other figures are to be re-checked there. The basic disk has no
 //! formula, only those ranges: feitian takes the low ends, 300 IOPS and 30 MB/s. Capacity
 //! ranges per category and level (PL2 from 461 GiB, PL3 from 1,261 GiB …) are the API's
 //! validation, not this module's. MB here is 2^20 bytes, as Alibaba's own conversions
