@@ -8,9 +8,13 @@
 
 mod device;
 mod file;
+mod host;
 pub mod nbd;
 pub mod qos;
+mod raf;
 
 pub use device::{BlockDevice, DeviceError, DeviceFuture};
 pub use file::FileDevice;
+pub use host::{DiskHost, HostError};
 pub use nbd::{NbdServer, ServerConfig, ServerError};
+pub use raf::RafDevice;

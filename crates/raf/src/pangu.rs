@@ -30,7 +30,7 @@ impl PanguStore {
     }
 }
 
-fn store_error(e: PanguError) -> StoreError {
+pub fn store_error(e: PanguError) -> StoreError {
     match e {
         PanguError::Master(MasterClientError::Volume(v)) => match v {
             VolumeError::StaleEpoch { .. } => StoreError::StaleEpoch,

@@ -1,0 +1,241 @@
+//! A host's disks: the volumes it serves to its guests, and its side of the volume store.
+//!
+//! [`DiskHost`] opens a disk's RAF volume (acquiring it: any earlier writer is fenced) and
+//! serves it on an NBD socket in the instance's directory, for that instance's QEMU only
+//! (lesson 2 of `docs/disks.md`: a disk's server runs on the host of its instance). It is
+//! also the host's [`VolumeService`]: it makes, grows, re-initialises and deletes volumes
+//! for the disk reconciler. A volume being served is grown through its open engine, and its
+//! connection is dropped so that QEMU reconnects and learns the new size.
+//!
+//! The logical image volumes the control plane names (`img-<image id>`) map to the frozen
+//! volumes this host imported ([`DiskHost::set_image_volume`]): the name of an imported
+//! image's volume carries its content's digest, so a rebuilt image never reuses the volume of
+//! an older one.
+
+use crate::nbd::{NbdServer, ServerConfig, ServerError};
+use crate::qos::Limits;
+use crate::RafDevice;
+use feitian_agent_api::{ContractError, Fut, VolumeService};
+use feitian_raf::pangu::PanguStore;
+use feitian_raf::{Config, LogStore, Raf, RafError, StoreError};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    #[error("volume {volume}: {source}")]
+    Raf { volume: String, source: RafError },
+    #[error("volume {volume}: {source}")]
+    Store { volume: String, source: StoreError },
+    #[error("disk server of {volume}: {source}")]
+    Server { volume: String, source: ServerError },
+    #[error("volume {0} is being served to a guest: stop its instance first")]
+    Busy(String),
+}
+
+struct Served {
+    raf: Arc<Raf>,
+    server: NbdServer,
+    dir: PathBuf,
+}
+
+/// The disks of one host.
+pub struct DiskHost {
+    store: PanguStore,
+    config: Config,
+    served: tokio::sync::Mutex<HashMap<String, Served>>,
+    /// Logical image volume (`img-<image id>`) → the frozen volume holding its bytes.
+    images: parking_lot::Mutex<HashMap<String, String>>,
+}
+
+impl DiskHost {
+    pub fn new(store: PanguStore, config: Config) -> Arc<DiskHost> {
+        Arc::new(DiskHost {
+            store,
+            config,
+            served: tokio::sync::Mutex::new(HashMap::new()),
+            images: parking_lot::Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn store(&self) -> &PanguStore {
+        &self.store
+    }
+
+    /// Says which frozen volume holds the bytes of the image volume the control plane calls
+    /// `logical`.
+    pub fn set_image_volume(&self, logical: &str, volume: &str) {
+        self.images.lock().insert(logical.to_owned(), volume.to_owned());
+    }
+
+    fn resolve(&self, parent: Option<String>) -> Option<String> {
+        parent.map(|p| self.images.lock().get(&p).cloned().unwrap_or(p))
+    }
+
+    /// Serves `volume` on `DIR/VOLUME.sock` to the QEMU running as `client_uid`, and returns
+    /// the socket's path. Idempotent: a volume served already in `dir` is left as it is (one
+    /// served elsewhere moves: its old server stops first).
+    pub async fn serve(
+        &self,
+        volume: &str,
+        dir: &Path,
+        client_uid: u32,
+        limits: Option<Limits>,
+    ) -> Result<PathBuf, HostError> {
+        let mut served = self.served.lock().await;
+        if let Some(s) = served.get(volume) {
+            if s.dir == dir {
+                return Ok(s.server.socket_path().to_owned());
+            }
+        }
+        if let Some(old) = served.remove(volume) {
+            close(volume, old).await;
+        }
+        let store: Arc<dyn LogStore> = Arc::new(self.store.clone());
+        let raf = Raf::open(store, volume, self.config.clone())
+            .await
+            .map_err(|source| HostError::Raf { volume: volume.to_owned(), source })?;
+        let raf = Arc::new(raf);
+        let config = ServerConfig { dir: dir.to_owned(), name: volume.to_owned(), client_uid, limits };
+        let server = match NbdServer::start(config, Arc::new(RafDevice::new(raf.clone()))) {
+            Ok(s) => s,
+            Err(source) => {
+                let _ = raf.close().await;
+                return Err(HostError::Server { volume: volume.to_owned(), source });
+            }
+        };
+        let path = server.socket_path().to_owned();
+        served.insert(volume.to_owned(), Served { raf, server, dir: dir.to_owned() });
+        Ok(path)
+    }
+
+    /// Stops serving `volume` (its connection's requests in flight finish first) and closes
+    /// it (a checkpoint). Idempotent.
+    pub async fn stop(&self, volume: &str) {
+        let old = self.served.lock().await.remove(volume);
+        if let Some(old) = old {
+            close(volume, old).await;
+        }
+    }
+
+    /// Stops every server (feitian's shutdown; guests were stopped first).
+    pub async fn stop_all(&self) {
+        let all: Vec<(String, Served)> = self.served.lock().await.drain().collect();
+        for (volume, s) in all {
+            close(&volume, s).await;
+        }
+    }
+
+    /// Whether `volume` is being served.
+    pub async fn is_served(&self, volume: &str) -> bool {
+        self.served.lock().await.contains_key(volume)
+    }
+
+    /// The open engine of a served volume (tests, statistics).
+    pub async fn raf(&self, volume: &str) -> Option<Arc<Raf>> {
+        self.served.lock().await.get(volume).map(|s| s.raf.clone())
+    }
+
+    /// Grows `volume` to `size` bytes: through its engine when served (then its connection is
+    /// dropped, so QEMU reconnects and reads the new size), in the registry otherwise.
+    pub async fn grow(&self, volume: &str, size: u64) -> Result<(), HostError> {
+        let served = self.served.lock().await;
+        if let Some(s) = served.get(volume) {
+            if s.raf.size() < size {
+                s.raf.resize(size).await.map_err(|source| HostError::Raf { volume: volume.to_owned(), source })?;
+                s.server.disconnect();
+            }
+            return Ok(());
+        }
+        drop(served);
+        let lease = self.describe(volume).await?;
+        if lease.size_bytes < size {
+            self.store.resize(volume, lease.epoch, size).await.map_err(|source| store_err(volume, source))?;
+        }
+        Ok(())
+    }
+
+    async fn describe(&self, volume: &str) -> Result<feitian_raf::Lease, HostError> {
+        self.store.describe(volume).await.map_err(|source| store_err(volume, source))
+    }
+
+    async fn create_volume(&self, name: &str, size: u64, parent: Option<String>) -> Result<(), HostError> {
+        let parent = self.resolve(parent);
+        match self.store.create(name, size, parent.as_deref()).await {
+            Ok(()) => Ok(()),
+            // Made by an earlier attempt that a crash interrupted: keep it, at least this big.
+            Err(StoreError::Exists(_)) => self.grow(name, size).await,
+            Err(source) => Err(store_err(name, source)),
+        }
+    }
+
+    async fn delete_volume(&self, name: &str) -> Result<(), HostError> {
+        self.stop(name).await;
+        match self.store.pangu().volume_delete(name).await {
+            Ok(()) => Ok(()),
+            Err(e) => match feitian_raf::pangu::store_error(e) {
+                StoreError::NotFound(_) => Ok(()),
+                source => Err(store_err(name, source)),
+            },
+        }
+    }
+}
+
+fn store_err(volume: &str, source: StoreError) -> HostError {
+    HostError::Store { volume: volume.to_owned(), source }
+}
+
+async fn close(volume: &str, s: Served) {
+    s.server.shutdown().await;
+    if let Err(e) = s.raf.close().await {
+        tracing::warn!(volume, error = %e, "closing the volume failed; the next open replays its log");
+    }
+}
+
+/// A refusal when retrying cannot help; unavailable (the reconciler retries) otherwise.
+fn message(e: HostError) -> ContractError {
+    match &e {
+        HostError::Busy(_)
+        | HostError::Store { source: StoreError::Refused(_) | StoreError::Frozen, .. }
+        | HostError::Raf { source: RafError::Shrink { .. }, .. } => ContractError::Refused(e.to_string()),
+        _ => ContractError::Unavailable(e.to_string()),
+    }
+}
+
+impl VolumeService for DiskHost {
+    fn create(&self, name: String, size_bytes: u64, parent: Option<String>) -> Fut<'_, ()> {
+        Box::pin(async move { self.create_volume(&name, size_bytes, parent).await.map_err(message) })
+    }
+
+    fn resize(&self, name: String, size_bytes: u64) -> Fut<'_, ()> {
+        Box::pin(async move { self.grow(&name, size_bytes).await.map_err(message) })
+    }
+
+    /// Back to empty (or the image): the volume is made again. Only a volume no guest uses
+    /// (ReInitDisk needs the instance stopped, and a stopped instance's disks are not
+    /// served).
+    fn reinit(&self, name: String, size_bytes: u64, parent: Option<String>) -> Fut<'_, ()> {
+        Box::pin(async move {
+            if self.is_served(&name).await {
+                return Err(message(HostError::Busy(name)));
+            }
+            self.delete_volume(&name).await.map_err(message)?;
+            self.create_volume(&name, size_bytes, parent).await.map_err(message)
+        })
+    }
+
+    fn delete(&self, name: String) -> Fut<'_, ()> {
+        Box::pin(async move { self.delete_volume(&name).await.map_err(message) })
+    }
+
+    fn exists(&self, name: String) -> Fut<'_, bool> {
+        Box::pin(async move {
+            match self.store.describe(&name).await {
+                Ok(_) => Ok(true),
+                Err(StoreError::NotFound(_)) => Ok(false),
+                Err(source) => Err(message(store_err(&name, source))),
+            }
+        })
+    }
+}
