@@ -503,6 +503,40 @@ mod tests {
             Err(PanguError::Master(MasterClientError::NoSuchFile(f))) => assert_eq!(f, file),
             other => panic!("expected NoSuchFile, got {other:?}"),
         }
+
+        // The volume registry, through the trait: a clone of a frozen base, its segments and
+        // checkpoint, and the refusals as typed errors.
+        pangu.volume_create("img-hop", 1 << 20, None).await.unwrap();
+        let base = pangu.volume_acquire("img-hop").await.unwrap();
+        let (seq, mut w) = pangu.volume_new_segment("img-hop", base.epoch).await.unwrap();
+        w.append(body.slice(..5000)).await.unwrap();
+        pangu.volume_freeze("img-hop", base.epoch).await.unwrap();
+        pangu.volume_create("d-hop", 1 << 20, Some("img-hop")).await.unwrap();
+        pangu.volume_resize("d-hop", 2 << 20).await.unwrap();
+        let lease = pangu.volume_acquire("d-hop").await.unwrap();
+        let (_, mut seg) = pangu.volume_new_segment("d-hop", lease.epoch).await.unwrap();
+        seg.append(body.slice(..10)).await.unwrap();
+        let mut cp = pangu.volume_new_checkpoint_file("d-hop", lease.epoch).await.unwrap();
+        cp.append(body.slice(..20)).await.unwrap();
+        let cp_file = cp.id();
+        cp.seal().await.unwrap();
+        pangu.volume_set_checkpoint("d-hop", lease.epoch, cp_file, 0, 10).await.unwrap();
+        pangu.volume_drop_segments("d-hop", lease.epoch, &[0]).await.unwrap();
+        let described = pangu.volume_describe("img-hop").await.unwrap();
+        assert!(described.frozen);
+        assert_eq!((described.segments[0].seq, described.segments[0].len), (seq, 5000));
+        let clone = pangu.volume_describe("d-hop").await.unwrap();
+        assert_eq!((clone.size_bytes, clone.parent.as_deref(), clone.segments.len()), (2 << 20, Some("img-hop"), 0));
+        assert_eq!(clone.checkpoint.map(|c| (c.file, c.covers_offset)), Some((cp_file, 10)));
+        assert_eq!(pangu.volumes().await.unwrap(), ["d-hop", "img-hop"]);
+        match pangu.volume_delete("img-hop").await {
+            Err(PanguError::Master(MasterClientError::Volume(VolumeError::VolumeInUse { clone, .. }))) => {
+                assert_eq!(clone, "d-hop")
+            }
+            other => panic!("expected VolumeInUse, got {other:?}"),
+        }
+        pangu.volume_delete("d-hop").await.unwrap();
+        pangu.volume_delete("img-hop").await.unwrap();
         assert!(hop.calls.load(Ordering::Relaxed) >= 10);
     }
 
@@ -522,6 +556,14 @@ mod tests {
             (MasterError::ChunkOpen(ChunkId(u64::MAX)), MasterClientError::ChunkOpen(ChunkId(u64::MAX))),
             (MasterError::Placement(placement.clone()), MasterClientError::Placement(placement)),
             (MasterError::Gone, MasterClientError::Unavailable("the master is shutting down".into())),
+            (
+                MasterError::ChunkSealed { chunk: ChunkId(3), len: 9 },
+                MasterClientError::ChunkSealed { chunk: ChunkId(3), len: 9 },
+            ),
+            (
+                MasterError::Volume(VolumeError::StaleEpoch { volume: "d-1".into(), current: 4 }),
+                MasterClientError::Volume(VolumeError::StaleEpoch { volume: "d-1".into(), current: 4 }),
+            ),
         ] {
             let message = from.to_string();
             let carried = hop(&MasterClientError::from(from));
