@@ -36,7 +36,7 @@
 //! # Volumes
 //!
 //! The master also keeps the roots of volumes (cloud disks' random-access files, see
-//! [`crate::volume`]) and the files each owns, in [`volumes`]. Volume files are not in
+//! [`crate::volume`]) and the files each owns (`master/volumes.rs`). Volume files are not in
 //! [`Master::files`] (the layer above garbage-collects what that lists) and only the
 //! volume's calls delete them. A writer's calls on a volume file (new chunks, seals) are
 //! refused once the volume's epoch has moved past the one the file was made under: that,
@@ -751,6 +751,7 @@ impl Master {
 
     /// The writer sealed `chunk` at `len` on every replica but those in `failed`, which are
     /// recorded as unhealthy (to be replaced).
+    ///
     /// Refused for a chunk of a volume's file made under an older epoch (the volume's new
     /// writer sealed it).
     pub async fn chunk_sealed(&self, chunk: ChunkId, len: u64, failed: &[ServerId]) -> Result<(), MasterError> {

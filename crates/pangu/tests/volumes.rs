@@ -23,7 +23,7 @@ struct Cluster {
     master: Arc<Master>,
     /// Stops the master's background loop.
     stop_master: Option<oneshot::Sender<()>>,
-    _nodes: Vec<(Node, oneshot::Sender<()>)>,
+    nodes: Vec<(Node, Option<oneshot::Sender<()>>)>,
     _dirs: Vec<tempfile::TempDir>,
 }
 
@@ -66,12 +66,19 @@ impl Cluster {
             })
             .await
             .unwrap();
-            nodes.push((node, tx));
+            nodes.push((node, Some(tx)));
             dirs.push(dir);
         }
-        let c = Cluster { store, master, stop_master: Some(stop_master), _nodes: nodes, _dirs: dirs };
+        let c = Cluster { store, master, stop_master: Some(stop_master), nodes, _dirs: dirs };
         c.wait("the nodes", |s| s.servers.iter().filter(|x| x.live).count() == servers).await;
         c
+    }
+
+    /// Stops chunkserver `i` (its listener and heartbeats).
+    fn stop_node(&mut self, i: usize) {
+        if let Some(tx) = self.nodes[i].1.take() {
+            let _ = tx.send(());
+        }
     }
 
     fn pangu(&self) -> Pangu {
@@ -441,4 +448,31 @@ async fn a_torn_append_ends_the_same_on_every_replica() {
             assert_eq!(client.seal(chunk.id, None).await.unwrap(), len, "{name}: sealed at the same length");
         }
     }
+}
+
+/// A replica's server is dead when the new writer acquires: the segment is sealed on the
+/// live replicas without waiting for it, and the dead one is left to repair.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_acquire_seals_on_the_live_replicas_when_one_server_is_dead() {
+    let mut c = Cluster::start(3, 3).await;
+    let pangu = c.pangu();
+    let name = "d-dead";
+    pangu.volume_create(name, 64 * MIB, None).await.unwrap();
+    let a = pangu.volume_acquire(name).await.unwrap();
+    let (_, mut wa) = pangu.volume_new_segment(name, a.epoch).await.unwrap();
+    let body = data(700_000, 16);
+    wa.append(body.clone()).await.unwrap();
+    let file = wa.id();
+    let dead_addr = c.master.layout(file).unwrap().chunks[0].replicas[1].addr.clone();
+    let i = c.nodes.iter().position(|(n, _)| n.addr == dead_addr).unwrap();
+    c.stop_node(i);
+    c.wait("the server to be seen dead", |s| s.servers.iter().filter(|x| x.live).count() == 2).await;
+
+    let b = pangu.volume_acquire(name).await.unwrap();
+    assert_eq!((b.segments[0].len, b.segments[0].sealed), (body.len() as u64, true));
+    let replicas = &c.master.layout(file).unwrap().chunks[0].replicas;
+    assert_eq!(replicas.len(), 2, "{replicas:?}");
+    assert!(replicas.iter().all(|r| r.addr != dead_addr));
+    assert_eq!(pangu.read(file, 0, body.len() as u64).await.unwrap(), body);
+    assert!(wa.append(data(10, 17)).await.is_err());
 }

@@ -435,9 +435,20 @@ impl Master {
         result
     }
 
+    /// Seals `chunk` on `replicas` (dead ones flagged `true`, after the live ones).
     async fn seal_replicas(&self, chunk: ChunkId, replicas: &[(bool, ServerId, String)]) -> Result<(), MasterError> {
         let mut failed = Vec::new();
         let mut errors = Vec::new();
+        // Replicas on servers the heartbeats call dead are not waited for (they are replaced)
+        // when a live one can be frozen: the old writer's appends need every replica, the
+        // frozen one included, so they cannot be acknowledged whatever the dead ones do.
+        let live = replicas.iter().filter(|r| !r.0).count();
+        let replicas = if live > 0 {
+            failed.extend(replicas[live..].iter().map(|r| r.1));
+            &replicas[..live]
+        } else {
+            replicas
+        };
         let mut rest = replicas.iter();
         let (source, len) = loop {
             let Some((_, s, addr)) = rest.next() else {
