@@ -475,6 +475,42 @@ UPDATE buckets SET used_bytes =
 "#,
     ),
     (
+        13,
+        "Pangu: volumes (the roots of cloud disks' random-access files) and their files",
+        r#"
+-- A volume is a block device kept as a log of Pangu files (docs/disks.md): its size, its
+-- writer's epoch (bumped by each acquire: every mutation carries it, so a stale writer is
+-- refused), an optional frozen parent it is a copy-on-write clone of, whether it is frozen,
+-- the current checkpoint (file and the log position it covers), and the next segment
+-- number (a counter, so a dropped segment's number is never given again).
+CREATE TABLE pangu_volumes (
+    name                TEXT PRIMARY KEY,
+    size_bytes          BIGINT NOT NULL CHECK (size_bytes > 0),
+    epoch               BIGINT NOT NULL,
+    parent              TEXT REFERENCES pangu_volumes(name),
+    frozen              BOOLEAN NOT NULL,
+    checkpoint_file     BIGINT REFERENCES pangu_files(id),
+    checkpoint_seq      BIGINT,
+    checkpoint_offset   BIGINT,
+    next_seq            BIGINT NOT NULL,
+    created_at          TEXT NOT NULL
+);
+CREATE INDEX pangu_volumes_by_parent ON pangu_volumes(parent);
+-- The Pangu files a volume owns: its log segments (in `seq` order) and its checkpoint
+-- files (the current one and any a crash left behind), with the epoch that created each.
+-- A file's deletion takes its row with it.
+CREATE TABLE pangu_volume_files (
+    file_id             BIGINT PRIMARY KEY REFERENCES pangu_files(id) ON DELETE CASCADE,
+    volume              TEXT NOT NULL REFERENCES pangu_volumes(name) ON DELETE CASCADE,
+    kind                TEXT NOT NULL CHECK (kind IN ('segment', 'checkpoint')),
+    seq                 BIGINT,
+    epoch               BIGINT NOT NULL,
+    CHECK ((kind = 'segment') = (seq IS NOT NULL)),
+    UNIQUE (volume, seq)
+);
+"#,
+    ),
+    (
         14,
         "ECS: disks of their own (create, attach, resize, re-initialise) and their volumes",
         r#"

@@ -43,6 +43,7 @@ use crate::master::{ChunkLocation, FileId, Master};
 use crate::master_client::{MasterClient, MasterClientError};
 use crate::parts::Parts;
 use crate::placement::ServerId;
+use crate::volume::VolumeLease;
 
 /// Replica sets one append may go through before the writer gives up.
 pub const MAX_ATTEMPTS: usize = 4;
@@ -82,14 +83,83 @@ impl Pangu {
     /// A new, empty file and its (only) writer.
     pub async fn create(&self) -> Result<FileWriter, PanguError> {
         let file = self.master.create_file().await?;
-        Ok(FileWriter { pangu: self.clone(), file, len: 0, open: None, avoid: Vec::new() })
+        Ok(FileWriter::new_file(self.clone(), file))
+    }
+
+    // ---- volumes (see crate::volume) ---------------------------------------------------
+
+    /// A new volume of `size_bytes`, a copy-on-write clone of the frozen `parent` if given.
+    pub async fn volume_create(&self, name: &str, size_bytes: u64, parent: Option<&str>) -> Result<(), PanguError> {
+        Ok(self.master.volume_create(name, size_bytes, parent).await?)
+    }
+
+    /// Takes the volume as its one writer: a new epoch, and its layout with every segment
+    /// sealed (a previous writer can append no more).
+    pub async fn volume_acquire(&self, name: &str) -> Result<VolumeLease, PanguError> {
+        Ok(self.master.volume_acquire(name).await?)
+    }
+
+    /// The volume's layout, without taking it.
+    pub async fn volume_describe(&self, name: &str) -> Result<VolumeLease, PanguError> {
+        Ok(self.master.volume_describe(name).await?)
+    }
+
+    /// The volume's next segment: its number and the writer of its (new, empty) file.
+    pub async fn volume_new_segment(&self, name: &str, epoch: u64) -> Result<(u64, FileWriter), PanguError> {
+        let (seq, file) = self.master.volume_new_segment(name, epoch).await?;
+        Ok((seq, FileWriter::new_file(self.clone(), file)))
+    }
+
+    /// The writer of a new checkpoint file of the volume; seal it, then install it with
+    /// [`Pangu::volume_set_checkpoint`].
+    pub async fn volume_new_checkpoint_file(&self, name: &str, epoch: u64) -> Result<FileWriter, PanguError> {
+        let file = self.master.volume_new_checkpoint_file(name, epoch).await?;
+        Ok(FileWriter::new_file(self.clone(), file))
+    }
+
+    /// Installs the sealed checkpoint `file`, covering the log up to `covers_offset` in
+    /// segment `covers_seq`; the previous checkpoint file is deleted.
+    pub async fn volume_set_checkpoint(
+        &self,
+        name: &str,
+        epoch: u64,
+        file: FileId,
+        covers_seq: u64,
+        covers_offset: u64,
+    ) -> Result<(), PanguError> {
+        Ok(self.master.volume_set_checkpoint(name, epoch, file, covers_seq, covers_offset).await?)
+    }
+
+    /// Deletes the volume's segments numbered `seqs`.
+    pub async fn volume_drop_segments(&self, name: &str, epoch: u64, seqs: &[u64]) -> Result<(), PanguError> {
+        Ok(self.master.volume_drop_segments(name, epoch, seqs).await?)
+    }
+
+    /// Grows the volume to `size_bytes`.
+    pub async fn volume_resize(&self, name: &str, size_bytes: u64) -> Result<(), PanguError> {
+        Ok(self.master.volume_resize(name, size_bytes).await?)
+    }
+
+    /// Seals the volume's open segments and freezes it for good.
+    pub async fn volume_freeze(&self, name: &str, epoch: u64) -> Result<(), PanguError> {
+        Ok(self.master.volume_freeze(name, epoch).await?)
+    }
+
+    /// Deletes the volume and every file it owns.
+    pub async fn volume_delete(&self, name: &str) -> Result<(), PanguError> {
+        Ok(self.master.volume_delete(name).await?)
+    }
+
+    /// Every volume's name.
+    pub async fn volumes(&self) -> Result<Vec<String>, PanguError> {
+        Ok(self.master.volumes().await?)
     }
 
     pub async fn delete(&self, file: FileId) -> Result<(), PanguError> {
         Ok(self.master.delete_file(file).await?)
     }
 
-    /// Every file (for the layer above's garbage collection).
+    /// Every file but volumes' (for the layer above's garbage collection).
     pub async fn files(&self) -> Result<Vec<FileId>, PanguError> {
         Ok(self.master.files().await?)
     }
@@ -176,6 +246,11 @@ pub struct FileWriter {
 }
 
 impl FileWriter {
+    /// The writer of `file`, new and empty.
+    fn new_file(pangu: Pangu, file: FileId) -> FileWriter {
+        FileWriter { pangu, file, len: 0, open: None, avoid: Vec::new() }
+    }
+
     pub fn id(&self) -> FileId {
         self.file
     }

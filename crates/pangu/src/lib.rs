@@ -21,6 +21,9 @@
 //!   client writes and repair so that neither starves and repair never storms.
 //! - [`serve`]: the HTTP loop of Pangu's listeners, with a connection cap and a header
 //!   timeout.
+//! - [`volume`]: volumes, the roots of cloud disks' random-access files that the master
+//!   keeps (size, writer epoch, parent, segment and checkpoint files), and the rules that
+//!   fence a writer that lost its volume.
 
 pub mod auth;
 pub mod chunk;
@@ -36,3 +39,4 @@ pub mod parts;
 pub mod placement;
 pub mod repair;
 pub mod serve;
+pub mod volume;

@@ -33,6 +33,15 @@
 //! Replicas a server holds that the namespace does not give it (files deleted while it was
 //! away, surplus copies) are deleted by telling the server in its heartbeat's answer.
 //!
+//! # Volumes
+//!
+//! The master also keeps the roots of volumes (cloud disks' random-access files, see
+//! [`crate::volume`]) and the files each owns (`master/volumes.rs`). Volume files are not in
+//! [`Master::files`] (the layer above garbage-collects what that lists) and only the
+//! volume's calls delete them. A writer's calls on a volume file (new chunks, seals) are
+//! refused once the volume's epoch has moved past the one the file was made under: that,
+//! with the seals an acquire makes, fences a writer that lost its volume.
+//!
 //! # Clients
 //!
 //! File clients reach the master through [`crate::master_client::MasterClient`], which
@@ -51,6 +60,7 @@
 //! names, a server it registered.
 
 pub mod namespace;
+mod volumes;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
@@ -67,6 +77,7 @@ use crate::chunk_client::{ChunkClient, ChunkClientError, ChunkClients};
 use crate::chunkserver::{ChunkInfo, CorruptChunk, ErrorCode, ServerStatus};
 use crate::placement::{place, PlacementError, ServerId, ServerInfo};
 use crate::repair::{self, ChunkState, Heartbeats, RepairLimits, RepairTask, ReplicaState};
+use crate::volume::{self, VolumeError};
 
 use self::namespace as db;
 
@@ -135,6 +146,14 @@ pub enum MasterError {
     /// The request is signed, but not by the server it speaks for.
     #[error("{0}")]
     Forbidden(String),
+    /// A seal at `len` of a chunk already sealed at another length.
+    #[error("chunk {chunk} is sealed at {len} bytes")]
+    ChunkSealed { chunk: ChunkId, len: u64 },
+    #[error(transparent)]
+    Volume(#[from] VolumeError),
+    /// An acquire or freeze could not seal a volume's segment (no replica answered).
+    #[error("cannot seal chunk {chunk} of a volume: {errors}")]
+    Fence { chunk: ChunkId, errors: String },
     #[error("control-plane store: {0}")]
     Store(#[from] MetaError),
     #[error("the master is shutting down")]
@@ -256,12 +275,26 @@ struct FileMeta {
 }
 
 struct ChunkMeta {
+    file: FileId,
     file_offset: u64,
     max_size: u64,
     sealed_len: Option<u64>,
     replicas: Vec<(ServerId, bool)>,
     /// When this master learnt of it (start-up for chunks loaded from the store).
     known_since: Instant,
+}
+
+/// A volume as the master's fence checks need it (the rest is read from the store).
+struct VolumeMeta {
+    epoch: u64,
+    frozen: bool,
+}
+
+/// A file a volume owns.
+struct VolumeFileMeta {
+    volume: String,
+    /// The epoch of the writer that made it.
+    epoch: u64,
 }
 
 struct State {
@@ -276,6 +309,67 @@ struct State {
     in_flight: Vec<RepairTask>,
     garbage: BTreeSet<(ChunkId, ServerId)>,
     stats: RepairStats,
+    volumes: HashMap<String, VolumeMeta>,
+    volume_files: HashMap<FileId, VolumeFileMeta>,
+    /// Files with a chunk allocation in progress, and how many: an acquire waits for those
+    /// of its volume's files before it seals them.
+    allocating: HashMap<FileId, usize>,
+}
+
+impl State {
+    /// Refuses a writer's call on `file` if it is a volume's file and the volume moved to a
+    /// newer epoch than the file's, or froze.
+    fn check_writer(&self, file: FileId) -> Result<(), MasterError> {
+        let Some(f) = self.volume_files.get(&file) else { return Ok(()) };
+        let Some(v) = self.volumes.get(&f.volume) else { return Ok(()) };
+        if volume::file_writable(f.epoch, v.epoch, v.frozen) {
+            return Ok(());
+        }
+        if v.frozen {
+            return Err(VolumeError::VolumeFrozen(f.volume.clone()).into());
+        }
+        Err(VolumeError::StaleEpoch { volume: f.volume.clone(), current: v.epoch }.into())
+    }
+
+    /// Forgets a deleted file: its chunks' replicas become garbage.
+    fn forget_file(&mut self, file: FileId) {
+        self.volume_files.remove(&file);
+        if let Some(f) = self.files.remove(&file) {
+            for c in f.chunks {
+                self.held.remove(&c);
+                if let Some(meta) = self.chunks.remove(&c) {
+                    for (s, _) in meta.replicas {
+                        self.garbage.insert((c, s));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Counts a chunk allocation on a file as in progress while it lives.
+struct Allocating<'a> {
+    state: &'a Mutex<State>,
+    file: FileId,
+}
+
+impl<'a> Allocating<'a> {
+    fn start(state: &'a Mutex<State>, st: &mut State, file: FileId) -> Allocating<'a> {
+        *st.allocating.entry(file).or_default() += 1;
+        Allocating { state, file }
+    }
+}
+
+impl Drop for Allocating<'_> {
+    fn drop(&mut self) {
+        let mut st = self.state.lock();
+        if let Some(n) = st.allocating.get_mut(&self.file) {
+            *n -= 1;
+            if *n == 0 {
+                st.allocating.remove(&self.file);
+            }
+        }
+    }
 }
 
 /// The master. Shared (`Arc`); [`Master::run`] is its background loop.
@@ -288,6 +382,10 @@ pub struct Master {
     chunks: ChunkClients,
     /// Checks the signatures of requests to its routes.
     verifier: Arc<Verifier>,
+    /// Serialises changes to the volume registry, so that its mirror in `state` follows the
+    /// store's order (held for a transaction and the mirror's update, never across I/O to
+    /// chunkservers).
+    volume_ops: tokio::sync::Mutex<()>,
 }
 
 fn now_text() -> String {
@@ -322,6 +420,7 @@ impl Master {
             chunks.insert(
                 ChunkId(c.id),
                 ChunkMeta {
+                    file: FileId(c.file_id),
                     file_offset: c.file_offset,
                     max_size: c.max_size,
                     sealed_len: c.sealed_len,
@@ -336,7 +435,20 @@ impl Master {
             }
         }
         let garbage = snap.garbage.into_iter().map(|(c, s)| (ChunkId(c), ServerId(s))).collect();
-        info!(servers = servers.len(), files = files.len(), chunks = chunks.len(), "pangu master loaded its namespace");
+        let volumes: HashMap<String, VolumeMeta> =
+            snap.volumes.into_iter().map(|v| (v.name, VolumeMeta { epoch: v.epoch, frozen: v.frozen })).collect();
+        let volume_files = snap
+            .volume_files
+            .into_iter()
+            .map(|f| (FileId(f.file_id), VolumeFileMeta { volume: f.volume, epoch: f.epoch }))
+            .collect();
+        info!(
+            servers = servers.len(),
+            files = files.len(),
+            chunks = chunks.len(),
+            volumes = volumes.len(),
+            "pangu master loaded its namespace"
+        );
         Ok(Arc::new(Master {
             store,
             state: Mutex::new(State {
@@ -349,10 +461,14 @@ impl Master {
                 in_flight: Vec::new(),
                 garbage,
                 stats: RepairStats::default(),
+                volumes,
+                volume_files,
+                allocating: HashMap::new(),
             }),
             origin,
             chunks: ChunkClients::new(Credentials::cluster(&config.secret)),
             verifier: Arc::new(Verifier::master(config.secret.clone(), config.issuer.clone())),
+            volume_ops: tokio::sync::Mutex::new(()),
             config,
         }))
     }
@@ -500,9 +616,10 @@ impl Master {
         Ok(FileId(id))
     }
 
-    /// Every file, for garbage collection by the layer above.
+    /// Every file but volumes' files, for garbage collection by the layer above.
     pub fn files(&self) -> Vec<FileId> {
-        let mut v: Vec<FileId> = self.state.lock().files.keys().copied().collect();
+        let st = self.state.lock();
+        let mut v: Vec<FileId> = st.files.keys().filter(|f| !st.volume_files.contains_key(f)).copied().collect();
         v.sort();
         v
     }
@@ -542,12 +659,14 @@ impl Master {
     /// and hands it to the caller as its writer.
     pub async fn allocate_chunk(&self, file: FileId, exclude: &[ServerId]) -> Result<ChunkLocation, MasterError> {
         let chunk_size = self.config.chunk_size;
-        let (seq, file_offset, chosen) = {
-            let st = self.state.lock();
+        let (seq, file_offset, chosen, _allocating) = {
+            let mut st = self.state.lock();
             let f = st.files.get(&file).ok_or(MasterError::NoSuchFile(file))?;
             if f.sealed_len.is_some() {
                 return Err(MasterError::FileSealed(file));
             }
+            st.check_writer(file)?;
+            let f = st.files.get(&file).ok_or(MasterError::NoSuchFile(file))?;
             let file_offset = match f.chunks.last() {
                 None => 0,
                 Some(last) => {
@@ -566,7 +685,10 @@ impl Master {
             };
             let chosen: Vec<(ServerId, String)> =
                 chosen.into_iter().map(|s| (s, st.servers[&s].addr.clone())).collect();
-            (f.chunks.len() as u32, file_offset, chosen)
+            let seq = f.chunks.len() as u32;
+            // Until this returns, an acquire of the file's volume waits before it seals.
+            let allocating = Allocating::start(&self.state, &mut st, file);
+            (seq, file_offset, chosen, allocating)
         };
         let servers: Vec<u64> = chosen.iter().map(|(s, _)| s.0).collect();
         let id =
@@ -576,6 +698,7 @@ impl Master {
             st.chunks.insert(
                 id,
                 ChunkMeta {
+                    file,
                     file_offset,
                     max_size: chunk_size,
                     sealed_len: None,
@@ -628,17 +751,35 @@ impl Master {
 
     /// The writer sealed `chunk` at `len` on every replica but those in `failed`, which are
     /// recorded as unhealthy (to be replaced).
+    ///
+    /// Refused for a chunk of a volume's file made under an older epoch (the volume's new
+    /// writer sealed it).
     pub async fn chunk_sealed(&self, chunk: ChunkId, len: u64, failed: &[ServerId]) -> Result<(), MasterError> {
+        {
+            let st = self.state.lock();
+            if let Some(c) = st.chunks.get(&chunk) {
+                st.check_writer(c.file)?;
+            }
+        }
         self.record_seal(chunk, len, failed).await
     }
 
+    /// Records a seal; refused (and nothing changed) if the chunk is sealed at another
+    /// length already, so a late seal can never shorten a chunk.
     async fn record_seal(&self, chunk: ChunkId, len: u64, failed: &[ServerId]) -> Result<(), MasterError> {
         let bad = failed.to_vec();
-        self.db(move |tx| {
-            db::seal_chunk(tx, chunk.0, len)?;
-            bad.iter().try_for_each(|s| db::set_replica(tx, chunk.0, s.0, false))
-        })
-        .await?;
+        self.store
+            .write_async(move |tx| {
+                if let Some(sealed) = db::chunk_sealed_len(tx, chunk.0)? {
+                    if sealed != len {
+                        return Err(MasterError::ChunkSealed { chunk, len: sealed });
+                    }
+                }
+                db::seal_chunk(tx, chunk.0, len)?;
+                bad.iter().try_for_each(|s| db::set_replica(tx, chunk.0, s.0, false))?;
+                Ok(())
+            })
+            .await?;
         let mut st = self.state.lock();
         st.held.remove(&chunk);
         st.sealing.remove(&chunk);
@@ -658,7 +799,14 @@ impl Master {
         self.state.lock().held.remove(&chunk);
     }
 
+    /// Seals a file at `len` (its writer's call: refused for a volume's file of an older
+    /// epoch).
     pub async fn seal_file(&self, file: FileId, len: u64) -> Result<(), MasterError> {
+        self.state.lock().check_writer(file)?;
+        self.record_file_seal(file, len).await
+    }
+
+    async fn record_file_seal(&self, file: FileId, len: u64) -> Result<(), MasterError> {
         self.db(move |tx| db::seal_file(tx, file.0, len)).await?;
         if let Some(f) = self.state.lock().files.get_mut(&file) {
             f.sealed_len = Some(len);
@@ -666,20 +814,14 @@ impl Master {
         Ok(())
     }
 
-    /// Deletes a file; its replicas are deleted from their servers in the background.
+    /// Deletes a file; its replicas are deleted from their servers in the background. A
+    /// volume's file is refused: only the volume's calls delete it.
     pub async fn delete_file(&self, file: FileId) -> Result<(), MasterError> {
-        self.db(move |tx| db::delete_file(tx, file.0)).await?;
-        let mut st = self.state.lock();
-        if let Some(f) = st.files.remove(&file) {
-            for c in f.chunks {
-                st.held.remove(&c);
-                if let Some(meta) = st.chunks.remove(&c) {
-                    for (s, _) in meta.replicas {
-                        st.garbage.insert((c, s));
-                    }
-                }
-            }
+        if let Some(f) = self.state.lock().volume_files.get(&file) {
+            return Err(VolumeError::OwnedByVolume { file, volume: f.volume.clone() }.into());
         }
+        self.db(move |tx| db::delete_file(tx, file.0)).await?;
+        self.state.lock().forget_file(file);
         Ok(())
     }
 

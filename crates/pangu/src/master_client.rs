@@ -1,6 +1,7 @@
 //! What the file client ([`crate::client`]) needs of the master, as one trait: create, list
 //! and delete files, map a file onto its chunks and replicas, get a new chunk to write,
-//! record seals, and hear that a writer is gone or that a replica is corrupt.
+//! record seals, hear that a writer is gone or that a replica is corrupt, and keep the
+//! registry of volumes ([`crate::volume`]).
 //!
 //! # Why a trait
 //!
@@ -41,6 +42,7 @@ use serde::{Deserialize, Serialize};
 use crate::chunk::ChunkId;
 use crate::master::{ChunkLocation, FileId, FileLayout, Master, MasterError};
 use crate::placement::{PlacementError, ServerId};
+use crate::volume::{VolumeError, VolumeLease};
 
 /// The answer to a call on the master.
 pub type MasterFuture<'a, T> = BoxFuture<'a, Result<T, MasterClientError>>;
@@ -77,6 +79,46 @@ pub trait MasterClient: Send + Sync {
     /// A read found a corrupt block in `server`'s replica of `chunk`: the master has it
     /// repaired.
     fn report_corrupt(&self, chunk: ChunkId, server: ServerId) -> MasterFuture<'_, ()>;
+
+    /// A new volume (see [`Master::volume_create`]).
+    fn volume_create<'a>(&'a self, name: &'a str, size_bytes: u64, parent: Option<&'a str>) -> MasterFuture<'a, ()>;
+
+    /// Takes the volume as its one writer (see [`Master::volume_acquire`]).
+    fn volume_acquire<'a>(&'a self, name: &'a str) -> MasterFuture<'a, VolumeLease>;
+
+    /// The volume's layout, without taking it.
+    fn volume_describe<'a>(&'a self, name: &'a str) -> MasterFuture<'a, VolumeLease>;
+
+    /// A new segment file of the volume: its number and id.
+    fn volume_new_segment<'a>(&'a self, name: &'a str, epoch: u64) -> MasterFuture<'a, (u64, FileId)>;
+
+    /// A new checkpoint file of the volume (not yet installed).
+    fn volume_new_checkpoint_file<'a>(&'a self, name: &'a str, epoch: u64) -> MasterFuture<'a, FileId>;
+
+    /// Installs a sealed checkpoint file as the volume's checkpoint.
+    fn volume_set_checkpoint<'a>(
+        &'a self,
+        name: &'a str,
+        epoch: u64,
+        file: FileId,
+        covers_seq: u64,
+        covers_offset: u64,
+    ) -> MasterFuture<'a, ()>;
+
+    /// Deletes the volume's segments numbered `seqs`.
+    fn volume_drop_segments<'a>(&'a self, name: &'a str, epoch: u64, seqs: &'a [u64]) -> MasterFuture<'a, ()>;
+
+    /// Grows the volume.
+    fn volume_resize<'a>(&'a self, name: &'a str, size_bytes: u64) -> MasterFuture<'a, ()>;
+
+    /// Seals the volume's open segments and freezes it.
+    fn volume_freeze<'a>(&'a self, name: &'a str, epoch: u64) -> MasterFuture<'a, ()>;
+
+    /// Deletes the volume and its files.
+    fn volume_delete<'a>(&'a self, name: &'a str) -> MasterFuture<'a, ()>;
+
+    /// Every volume's name.
+    fn volumes(&self) -> MasterFuture<'_, Vec<String>>;
 }
 
 /// Why the master did not do what a file client asked, as data that crosses a transport.
@@ -92,6 +134,11 @@ pub enum MasterClientError {
     Placement(PlacementError),
     #[error("no chunkserver could create the chunk ({0})")]
     Create(String),
+    #[error("chunk {chunk} is sealed at {len} bytes")]
+    ChunkSealed { chunk: ChunkId, len: u64 },
+    /// The volume registry refused the call.
+    #[error(transparent)]
+    Volume(VolumeError),
     /// The master cannot serve the call now: its store failed, it is shutting down, or
     /// (across a network) it cannot be reached. A later call may succeed.
     #[error("the pangu master is unavailable: {0}")]
@@ -106,7 +153,10 @@ impl From<MasterError> for MasterClientError {
             MasterError::ChunkOpen(chunk) => MasterClientError::ChunkOpen(chunk),
             MasterError::Placement(e) => MasterClientError::Placement(e),
             MasterError::Create(e) => MasterClientError::Create(e),
+            MasterError::ChunkSealed { chunk, len } => MasterClientError::ChunkSealed { chunk, len },
+            MasterError::Volume(e) => MasterClientError::Volume(e),
             e @ (MasterError::UnknownServer(_)
+            | MasterError::Fence { .. }
             | MasterError::Forbidden(_)
             | MasterError::Store(_)
             | MasterError::Gone) => MasterClientError::Unavailable(e.to_string()),
@@ -154,6 +204,59 @@ impl MasterClient for Master {
             Ok(())
         })
     }
+
+    fn volume_create<'a>(&'a self, name: &'a str, size_bytes: u64, parent: Option<&'a str>) -> MasterFuture<'a, ()> {
+        Box::pin(async move { Ok(Master::volume_create(self, name, size_bytes, parent).await?) })
+    }
+
+    fn volume_acquire<'a>(&'a self, name: &'a str) -> MasterFuture<'a, VolumeLease> {
+        Box::pin(async move { Ok(Master::volume_acquire(self, name).await?) })
+    }
+
+    fn volume_describe<'a>(&'a self, name: &'a str) -> MasterFuture<'a, VolumeLease> {
+        Box::pin(async move { Ok(Master::volume_describe(self, name).await?) })
+    }
+
+    fn volume_new_segment<'a>(&'a self, name: &'a str, epoch: u64) -> MasterFuture<'a, (u64, FileId)> {
+        Box::pin(async move { Ok(Master::volume_new_segment(self, name, epoch).await?) })
+    }
+
+    fn volume_new_checkpoint_file<'a>(&'a self, name: &'a str, epoch: u64) -> MasterFuture<'a, FileId> {
+        Box::pin(async move { Ok(Master::volume_new_checkpoint_file(self, name, epoch).await?) })
+    }
+
+    fn volume_set_checkpoint<'a>(
+        &'a self,
+        name: &'a str,
+        epoch: u64,
+        file: FileId,
+        covers_seq: u64,
+        covers_offset: u64,
+    ) -> MasterFuture<'a, ()> {
+        Box::pin(
+            async move { Ok(Master::volume_set_checkpoint(self, name, epoch, file, covers_seq, covers_offset).await?) },
+        )
+    }
+
+    fn volume_drop_segments<'a>(&'a self, name: &'a str, epoch: u64, seqs: &'a [u64]) -> MasterFuture<'a, ()> {
+        Box::pin(async move { Ok(Master::volume_drop_segments(self, name, epoch, seqs).await?) })
+    }
+
+    fn volume_resize<'a>(&'a self, name: &'a str, size_bytes: u64) -> MasterFuture<'a, ()> {
+        Box::pin(async move { Ok(Master::volume_resize(self, name, size_bytes).await?) })
+    }
+
+    fn volume_freeze<'a>(&'a self, name: &'a str, epoch: u64) -> MasterFuture<'a, ()> {
+        Box::pin(async move { Ok(Master::volume_freeze(self, name, epoch).await?) })
+    }
+
+    fn volume_delete<'a>(&'a self, name: &'a str) -> MasterFuture<'a, ()> {
+        Box::pin(async move { Ok(Master::volume_delete(self, name).await?) })
+    }
+
+    fn volumes(&self) -> MasterFuture<'_, Vec<String>> {
+        Box::pin(async move { Ok(Master::volumes(self)) })
+    }
 }
 
 #[cfg(test)]
@@ -174,6 +277,11 @@ mod tests {
 
     /// Through JSON and back, as a network transport would carry it.
     fn hop<T: Serialize + DeserializeOwned>(value: &T) -> T {
+        carry(value)
+    }
+
+    /// Through JSON into its owned form (borrowed arguments arrive owned).
+    fn carry<A: Serialize + ?Sized, B: DeserializeOwned>(value: &A) -> B {
         serde_json::from_slice(&serde_json::to_vec(value).expect("encodes")).expect("decodes")
     }
 
@@ -236,6 +344,92 @@ mod tests {
 
         fn report_corrupt(&self, chunk: ChunkId, server: ServerId) -> MasterFuture<'_, ()> {
             Box::pin(answer(self.inner().report_corrupt(hop(&chunk), hop(&server))))
+        }
+
+        fn volume_create<'a>(
+            &'a self,
+            name: &'a str,
+            size_bytes: u64,
+            parent: Option<&'a str>,
+        ) -> MasterFuture<'a, ()> {
+            Box::pin(async move {
+                let (name, parent): (String, Option<String>) = carry(&(name, parent));
+                answer(self.inner().volume_create(&name, size_bytes, parent.as_deref())).await
+            })
+        }
+
+        fn volume_acquire<'a>(&'a self, name: &'a str) -> MasterFuture<'a, VolumeLease> {
+            Box::pin(async move {
+                let name: String = carry(&name);
+                answer(self.inner().volume_acquire(&name)).await
+            })
+        }
+
+        fn volume_describe<'a>(&'a self, name: &'a str) -> MasterFuture<'a, VolumeLease> {
+            Box::pin(async move {
+                let name: String = carry(&name);
+                answer(self.inner().volume_describe(&name)).await
+            })
+        }
+
+        fn volume_new_segment<'a>(&'a self, name: &'a str, epoch: u64) -> MasterFuture<'a, (u64, FileId)> {
+            Box::pin(async move {
+                let name: String = carry(&name);
+                answer(self.inner().volume_new_segment(&name, epoch)).await
+            })
+        }
+
+        fn volume_new_checkpoint_file<'a>(&'a self, name: &'a str, epoch: u64) -> MasterFuture<'a, FileId> {
+            Box::pin(async move {
+                let name: String = carry(&name);
+                answer(self.inner().volume_new_checkpoint_file(&name, epoch)).await
+            })
+        }
+
+        fn volume_set_checkpoint<'a>(
+            &'a self,
+            name: &'a str,
+            epoch: u64,
+            file: FileId,
+            covers_seq: u64,
+            covers_offset: u64,
+        ) -> MasterFuture<'a, ()> {
+            Box::pin(async move {
+                let name: String = carry(&name);
+                answer(self.inner().volume_set_checkpoint(&name, epoch, hop(&file), covers_seq, covers_offset)).await
+            })
+        }
+
+        fn volume_drop_segments<'a>(&'a self, name: &'a str, epoch: u64, seqs: &'a [u64]) -> MasterFuture<'a, ()> {
+            Box::pin(async move {
+                let (name, seqs): (String, Vec<u64>) = carry(&(name, seqs));
+                answer(self.inner().volume_drop_segments(&name, epoch, &seqs)).await
+            })
+        }
+
+        fn volume_resize<'a>(&'a self, name: &'a str, size_bytes: u64) -> MasterFuture<'a, ()> {
+            Box::pin(async move {
+                let name: String = carry(&name);
+                answer(self.inner().volume_resize(&name, size_bytes)).await
+            })
+        }
+
+        fn volume_freeze<'a>(&'a self, name: &'a str, epoch: u64) -> MasterFuture<'a, ()> {
+            Box::pin(async move {
+                let name: String = carry(&name);
+                answer(self.inner().volume_freeze(&name, epoch)).await
+            })
+        }
+
+        fn volume_delete<'a>(&'a self, name: &'a str) -> MasterFuture<'a, ()> {
+            Box::pin(async move {
+                let name: String = carry(&name);
+                answer(self.inner().volume_delete(&name)).await
+            })
+        }
+
+        fn volumes(&self) -> MasterFuture<'_, Vec<String>> {
+            Box::pin(answer(self.inner().volumes()))
         }
     }
 
@@ -309,6 +503,40 @@ mod tests {
             Err(PanguError::Master(MasterClientError::NoSuchFile(f))) => assert_eq!(f, file),
             other => panic!("expected NoSuchFile, got {other:?}"),
         }
+
+        // The volume registry, through the trait: a clone of a frozen base, its segments and
+        // checkpoint, and the refusals as typed errors.
+        pangu.volume_create("img-hop", 1 << 20, None).await.unwrap();
+        let base = pangu.volume_acquire("img-hop").await.unwrap();
+        let (seq, mut w) = pangu.volume_new_segment("img-hop", base.epoch).await.unwrap();
+        w.append(body.slice(..5000)).await.unwrap();
+        pangu.volume_freeze("img-hop", base.epoch).await.unwrap();
+        pangu.volume_create("d-hop", 1 << 20, Some("img-hop")).await.unwrap();
+        pangu.volume_resize("d-hop", 2 << 20).await.unwrap();
+        let lease = pangu.volume_acquire("d-hop").await.unwrap();
+        let (_, mut seg) = pangu.volume_new_segment("d-hop", lease.epoch).await.unwrap();
+        seg.append(body.slice(..10)).await.unwrap();
+        let mut cp = pangu.volume_new_checkpoint_file("d-hop", lease.epoch).await.unwrap();
+        cp.append(body.slice(..20)).await.unwrap();
+        let cp_file = cp.id();
+        cp.seal().await.unwrap();
+        pangu.volume_set_checkpoint("d-hop", lease.epoch, cp_file, 0, 10).await.unwrap();
+        pangu.volume_drop_segments("d-hop", lease.epoch, &[0]).await.unwrap();
+        let described = pangu.volume_describe("img-hop").await.unwrap();
+        assert!(described.frozen);
+        assert_eq!((described.segments[0].seq, described.segments[0].len), (seq, 5000));
+        let clone = pangu.volume_describe("d-hop").await.unwrap();
+        assert_eq!((clone.size_bytes, clone.parent.as_deref(), clone.segments.len()), (2 << 20, Some("img-hop"), 0));
+        assert_eq!(clone.checkpoint.map(|c| (c.file, c.covers_offset)), Some((cp_file, 10)));
+        assert_eq!(pangu.volumes().await.unwrap(), ["d-hop", "img-hop"]);
+        match pangu.volume_delete("img-hop").await {
+            Err(PanguError::Master(MasterClientError::Volume(VolumeError::VolumeInUse { clone, .. }))) => {
+                assert_eq!(clone, "d-hop")
+            }
+            other => panic!("expected VolumeInUse, got {other:?}"),
+        }
+        pangu.volume_delete("d-hop").await.unwrap();
+        pangu.volume_delete("img-hop").await.unwrap();
         assert!(hop.calls.load(Ordering::Relaxed) >= 10);
     }
 
@@ -328,6 +556,14 @@ mod tests {
             (MasterError::ChunkOpen(ChunkId(u64::MAX)), MasterClientError::ChunkOpen(ChunkId(u64::MAX))),
             (MasterError::Placement(placement.clone()), MasterClientError::Placement(placement)),
             (MasterError::Gone, MasterClientError::Unavailable("the master is shutting down".into())),
+            (
+                MasterError::ChunkSealed { chunk: ChunkId(3), len: 9 },
+                MasterClientError::ChunkSealed { chunk: ChunkId(3), len: 9 },
+            ),
+            (
+                MasterError::Volume(VolumeError::StaleEpoch { volume: "d-1".into(), current: 4 }),
+                MasterClientError::Volume(VolumeError::StaleEpoch { volume: "d-1".into(), current: 4 }),
+            ),
         ] {
             let message = from.to_string();
             let carried = hop(&MasterClientError::from(from));

@@ -1,5 +1,5 @@
 //! The master's namespace in the control-plane store: chunkservers, files, chunks and where
-//! their replicas are (the `pangu_*` tables). The master keeps a mirror in memory and writes
+//! their replicas are, and the volumes with the files they own (the `pangu_*` tables). The master keeps a mirror in memory and writes
 //! through to these tables first, so that what it answered survives a crash.
 //!
 //! The queries live here, beside the master that owns the tables, so that nothing else reads
@@ -7,7 +7,10 @@
 //! control-plane database has one schema history.
 
 use feitian_meta::{MetaError, Transaction};
-use rusqlite::{params, OptionalExtension};
+use rusqlite::{params, OptionalExtension, Row};
+
+use crate::master::FileId;
+use crate::volume::{VolumeCheckpoint, VolumeFileKind};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerRow {
@@ -49,6 +52,32 @@ pub struct Snapshot {
     pub replicas: Vec<ReplicaRow>,
     /// (chunk, server) pairs to delete from their servers.
     pub garbage: Vec<(u64, u64)>,
+    pub volumes: Vec<VolumeRow>,
+    pub volume_files: Vec<VolumeFileRow>,
+}
+
+/// A volume's root (see [`crate::volume`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumeRow {
+    pub name: String,
+    pub size_bytes: u64,
+    pub epoch: u64,
+    pub parent: Option<String>,
+    pub frozen: bool,
+    pub checkpoint: Option<VolumeCheckpoint>,
+    pub next_seq: u64,
+}
+
+/// A file a volume owns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumeFileRow {
+    pub file_id: u64,
+    pub volume: String,
+    pub kind: VolumeFileKind,
+    /// Segments only.
+    pub seq: Option<u64>,
+    /// The epoch of the writer that made it.
+    pub epoch: u64,
 }
 
 fn opt_u64(v: Option<i64>) -> Option<u64> {
@@ -101,6 +130,9 @@ pub fn load(tx: &Transaction<'_>) -> Result<Snapshot, MetaError> {
     s.garbage = st
         .query_map([], |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)))?
         .collect::<Result<_, _>>()?;
+    s.volumes = volumes(tx)?;
+    let mut st = tx.prepare_cached(&format!("{VOLUME_FILE_COLUMNS} ORDER BY volume, file_id"))?;
+    s.volume_files = st.query_map([], volume_file_row)?.collect::<Result<_, _>>()?;
     Ok(s)
 }
 
@@ -148,6 +180,13 @@ pub fn insert_chunk(
 pub fn seal_chunk(tx: &Transaction<'_>, id: u64, len: u64) -> Result<(), MetaError> {
     tx.execute("UPDATE pangu_chunks SET sealed_len = ?2 WHERE id = ?1", params![id as i64, len as i64])?;
     Ok(())
+}
+
+/// The chunk's sealed length (`None`: unsealed or unknown).
+pub fn chunk_sealed_len(tx: &Transaction<'_>, id: u64) -> Result<Option<u64>, MetaError> {
+    let len: Option<Option<i64>> =
+        tx.query_row("SELECT sealed_len FROM pangu_chunks WHERE id = ?1", [id as i64], |r| r.get(0)).optional()?;
+    Ok(opt_u64(len.flatten()))
 }
 
 /// Records (or replaces) a replica.
@@ -208,6 +247,143 @@ pub fn file(tx: &Transaction<'_>, id: u64) -> Result<Option<FileRow>, MetaError>
         .optional()?)
 }
 
+// ---- volumes ---------------------------------------------------------------------------
+
+const VOLUME_COLUMNS: &str = "SELECT name, size_bytes, epoch, parent, frozen, checkpoint_file, checkpoint_seq,
+    checkpoint_offset, next_seq FROM pangu_volumes";
+
+const VOLUME_FILE_COLUMNS: &str = "SELECT file_id, volume, kind, seq, epoch FROM pangu_volume_files";
+
+fn volume_row(r: &Row<'_>) -> rusqlite::Result<VolumeRow> {
+    let file: Option<i64> = r.get(5)?;
+    let (seq, offset): (Option<i64>, Option<i64>) = (r.get(6)?, r.get(7)?);
+    Ok(VolumeRow {
+        name: r.get(0)?,
+        size_bytes: r.get::<_, i64>(1)? as u64,
+        epoch: r.get::<_, i64>(2)? as u64,
+        parent: r.get(3)?,
+        frozen: r.get(4)?,
+        checkpoint: match (file, seq, offset) {
+            (Some(file), Some(seq), Some(offset)) => Some(VolumeCheckpoint {
+                file: FileId(file as u64),
+                covers_seq: seq as u64,
+                covers_offset: offset as u64,
+            }),
+            _ => None,
+        },
+        next_seq: r.get::<_, i64>(8)? as u64,
+    })
+}
+
+fn volume_file_row(r: &Row<'_>) -> rusqlite::Result<VolumeFileRow> {
+    let kind: String = r.get(2)?;
+    let kind = VolumeFileKind::parse(&kind).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(
+            2,
+            rusqlite::types::Type::Text,
+            format!("volume file kind {kind:?}").into(),
+        )
+    })?;
+    Ok(VolumeFileRow {
+        file_id: r.get::<_, i64>(0)? as u64,
+        volume: r.get(1)?,
+        kind,
+        seq: opt_u64(r.get(3)?),
+        epoch: r.get::<_, i64>(4)? as u64,
+    })
+}
+
+/// Every volume, by name.
+pub fn volumes(tx: &Transaction<'_>) -> Result<Vec<VolumeRow>, MetaError> {
+    let mut st = tx.prepare_cached(&format!("{VOLUME_COLUMNS} ORDER BY name"))?;
+    let rows = st.query_map([], volume_row)?.collect::<Result<_, _>>()?;
+    Ok(rows)
+}
+
+pub fn volume(tx: &Transaction<'_>, name: &str) -> Result<Option<VolumeRow>, MetaError> {
+    let mut st = tx.prepare_cached(&format!("{VOLUME_COLUMNS} WHERE name = ?1"))?;
+    Ok(st.query_row([name], volume_row).optional()?)
+}
+
+/// A new volume at epoch 0, not frozen, without files. `false` if the name is taken.
+pub fn insert_volume(
+    tx: &Transaction<'_>,
+    name: &str,
+    size_bytes: u64,
+    parent: Option<&str>,
+    now: &str,
+) -> Result<bool, MetaError> {
+    Ok(tx.execute(
+        "INSERT INTO pangu_volumes (name, size_bytes, epoch, parent, frozen, next_seq, created_at)
+         VALUES (?1, ?2, 0, ?3, FALSE, 0, ?4) ON CONFLICT (name) DO NOTHING",
+        params![name, size_bytes as i64, parent, now],
+    )? == 1)
+}
+
+pub fn set_volume_epoch(tx: &Transaction<'_>, name: &str, epoch: u64) -> Result<(), MetaError> {
+    tx.execute("UPDATE pangu_volumes SET epoch = ?2 WHERE name = ?1", params![name, epoch as i64])?;
+    Ok(())
+}
+
+pub fn set_volume_size(tx: &Transaction<'_>, name: &str, size_bytes: u64) -> Result<(), MetaError> {
+    tx.execute("UPDATE pangu_volumes SET size_bytes = ?2 WHERE name = ?1", params![name, size_bytes as i64])?;
+    Ok(())
+}
+
+pub fn set_volume_frozen(tx: &Transaction<'_>, name: &str) -> Result<(), MetaError> {
+    tx.execute("UPDATE pangu_volumes SET frozen = TRUE WHERE name = ?1", [name])?;
+    Ok(())
+}
+
+pub fn set_volume_checkpoint(tx: &Transaction<'_>, name: &str, c: &VolumeCheckpoint) -> Result<(), MetaError> {
+    tx.execute(
+        "UPDATE pangu_volumes SET checkpoint_file = ?2, checkpoint_seq = ?3, checkpoint_offset = ?4 WHERE name = ?1",
+        params![name, c.file.0 as i64, c.covers_seq as i64, c.covers_offset as i64],
+    )?;
+    Ok(())
+}
+
+/// Takes the volume's next segment number.
+pub fn take_segment_seq(tx: &Transaction<'_>, name: &str) -> Result<u64, MetaError> {
+    let seq: i64 = tx.query_row(
+        "UPDATE pangu_volumes SET next_seq = next_seq + 1 WHERE name = ?1 RETURNING next_seq - 1",
+        [name],
+        |r| r.get(0),
+    )?;
+    Ok(seq as u64)
+}
+
+/// The names of the volumes that are clones of `name`.
+pub fn clones_of(tx: &Transaction<'_>, name: &str) -> Result<Vec<String>, MetaError> {
+    let mut st = tx.prepare_cached("SELECT name FROM pangu_volumes WHERE parent = ?1 ORDER BY name")?;
+    let names = st.query_map([name], |r| r.get(0))?.collect::<Result<_, _>>()?;
+    Ok(names)
+}
+
+/// Deletes the volume's row (its files' rows go with it; the files stay).
+pub fn delete_volume(tx: &Transaction<'_>, name: &str) -> Result<(), MetaError> {
+    tx.execute("DELETE FROM pangu_volumes WHERE name = ?1", [name])?;
+    Ok(())
+}
+
+/// Records that the volume owns `file`.
+pub fn insert_volume_file(tx: &Transaction<'_>, row: &VolumeFileRow) -> Result<(), MetaError> {
+    tx.execute(
+        "INSERT INTO pangu_volume_files (file_id, volume, kind, seq, epoch) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![row.file_id as i64, row.volume, row.kind.as_str(), row.seq.map(|s| s as i64), row.epoch as i64],
+    )?;
+    Ok(())
+}
+
+/// The files the volume owns, segments in order first, then checkpoint files.
+pub fn volume_files(tx: &Transaction<'_>, name: &str) -> Result<Vec<VolumeFileRow>, MetaError> {
+    let mut st = tx.prepare_cached(&format!(
+        "{VOLUME_FILE_COLUMNS} WHERE volume = ?1 ORDER BY CASE kind WHEN 'segment' THEN 0 ELSE 1 END, seq, file_id"
+    ))?;
+    let rows = st.query_map([name], volume_file_row)?.collect::<Result<_, _>>()?;
+    Ok(rows)
+}
+
 #[cfg(test)]
 mod tests {
     use feitian_meta::Store;
@@ -247,5 +423,65 @@ mod tests {
         assert_eq!(snap.garbage, vec![(chunk, 1), (chunk, 2)]);
         s.write(|tx| forget_garbage(tx, chunk, 1)).unwrap();
         assert_eq!(s.read(load).unwrap().garbage, vec![(chunk, 2)]);
+    }
+
+    #[test]
+    fn volumes_round_trip_and_own_their_files() {
+        let s = Store::open_in_memory().unwrap();
+        s.write(|tx| {
+            assert!(insert_volume(tx, "img-1", 8192, None, "t")?);
+            assert!(!insert_volume(tx, "img-1", 4096, None, "t")?);
+            set_volume_frozen(tx, "img-1")?;
+            assert!(insert_volume(tx, "d-1", 4096, Some("img-1"), "t")?);
+            set_volume_epoch(tx, "d-1", 3)?;
+            set_volume_size(tx, "d-1", 12288)?;
+            assert_eq!(take_segment_seq(tx, "d-1")?, 0);
+            assert_eq!(take_segment_seq(tx, "d-1")?, 1);
+            let seg = insert_file(tx, 3, "t")?;
+            let cp = insert_file(tx, 3, "t")?;
+            insert_volume_file(
+                tx,
+                &VolumeFileRow {
+                    file_id: seg,
+                    volume: "d-1".into(),
+                    kind: VolumeFileKind::Segment,
+                    seq: Some(1),
+                    epoch: 3,
+                },
+            )?;
+            insert_volume_file(
+                tx,
+                &VolumeFileRow {
+                    file_id: cp,
+                    volume: "d-1".into(),
+                    kind: VolumeFileKind::Checkpoint,
+                    seq: None,
+                    epoch: 3,
+                },
+            )?;
+            set_volume_checkpoint(tx, "d-1", &VolumeCheckpoint { file: FileId(cp), covers_seq: 1, covers_offset: 77 })?;
+            Ok::<_, MetaError>(())
+        })
+        .unwrap();
+        let snap = s.read(load).unwrap();
+        assert_eq!(snap.volumes.len(), 2);
+        let d = s.read(|tx| volume(tx, "d-1")).unwrap().unwrap();
+        assert_eq!((d.epoch, d.size_bytes, d.next_seq, d.frozen), (3, 12288, 2, false));
+        assert_eq!(d.parent.as_deref(), Some("img-1"));
+        assert_eq!(d.checkpoint.map(|c| (c.covers_seq, c.covers_offset)), Some((1, 77)));
+        assert!(s.read(|tx| volume(tx, "img-1")).unwrap().unwrap().frozen);
+        assert_eq!(s.read(|tx| clones_of(tx, "img-1")).unwrap(), vec!["d-1".to_owned()]);
+        let files = s.read(|tx| volume_files(tx, "d-1")).unwrap();
+        assert_eq!(
+            files.iter().map(|f| f.kind).collect::<Vec<_>>(),
+            [VolumeFileKind::Segment, VolumeFileKind::Checkpoint]
+        );
+        assert_eq!(snap.volume_files, files);
+        // A deleted file leaves its volume.
+        let seg = files[0].file_id;
+        s.write(|tx| delete_file(tx, seg)).unwrap();
+        assert_eq!(s.read(|tx| volume_files(tx, "d-1")).unwrap().len(), 1);
+        // The parent cannot go while a clone refers to it.
+        assert!(s.write(|tx| delete_volume(tx, "img-1")).is_err());
     }
 }
