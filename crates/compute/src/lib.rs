@@ -52,6 +52,20 @@ pub enum DriverError {
 
 pub type DriverFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, DriverError>> + Send + 'a>>;
 
+/// A host's disk servers, as a driver needs them (`docs/disks.md`): before QEMU boots or
+/// hot-plugs a disk, the driver asks for the disk's volume to be served on an NBD socket in
+/// the instance's directory, for the uid its QEMU runs as; after the guest let go of it (the
+/// QEMU ended, or the disk was hot-unplugged), the driver stops it. Implemented by the disk
+/// crate's `DiskHost`, given to the driver by the binary; the driver never opens a volume.
+pub trait DiskServers: Send + Sync + 'static {
+    /// Serves `volume` with its socket in `dir`, for `uid` (and root); returns the socket's
+    /// path. Idempotent.
+    fn serve<'a>(&'a self, volume: &'a str, dir: &'a std::path::Path, uid: u32)
+        -> DriverFuture<'a, std::path::PathBuf>;
+    /// Stops serving `volume`; idempotent.
+    fn stop<'a>(&'a self, volume: &'a str) -> DriverFuture<'a, ()>;
+}
+
 /// Runs instances on one host.
 pub trait Driver: Send + Sync + 'static {
     /// `sim` or `qemu`.
