@@ -7,7 +7,7 @@
 //! | the disk | the host does | then reports |
 //! |---|---|---|
 //! | its volume is not made (`volume_gib` 0) | `VolumeService::create` (a system disk from its image's volume) | `VolumeReady` |
-//! | its volume is smaller than the disk | `VolumeService::resize` | `VolumeReady` |
+//! | its volume is smaller than the disk | `VolumeService::resize`, then shows a running guest that has it the new size (`Driver::disk_grown`) | `VolumeReady` |
 //! | `Creating` | (the volume above) | `Creating` → `Available`, or `Attaching` when created for an instance |
 //! | `Attaching` | hot-plugs it if the instance runs (a stopped one gets it at its next start) | `Attaching` → `In_use` |
 //! | `Detaching` | hot-unplugs it if the instance runs | `Detaching` → `Available` |
@@ -126,6 +126,13 @@ impl DiskReconciler {
             self.nudges.instances_changed();
         } else if t.volume_gib < t.size_gib {
             self.volumes.resize(t.id.clone(), bytes(t.size_gib)).await.map_err(AgentError::Volume)?;
+            // Online resize: the guest sees the new size without a reboot. Before the report,
+            // so that a failure is retried (the resize itself is idempotent).
+            if let Some(instance) = self.instance_runs(&t) {
+                if self.driver.attached_disks(&instance).contains(&t.id) {
+                    self.driver.disk_grown(&instance, &t.id, bytes(t.size_gib)).await?;
+                }
+            }
             self.control.report(Report::VolumeReady { id: t.id.clone(), gib: t.size_gib }).await?;
         }
         match t.status {

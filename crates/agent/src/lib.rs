@@ -213,6 +213,13 @@ impl InstanceReconciler {
         } else {
             tracing::warn!(instance = %t.id, "the guest's process ended without a shutdown; the instance is now Stopped (event SystemFailure.Stop)");
         }
+        // What the guest held on the host (its disks' servers) is let go, as after a
+        // StopInstance: a stopped instance's disks can be re-initialised or attached elsewhere.
+        // (Before the report: once Stopped, the instance may be started again at any time.)
+        match self.driver.stop(&t.id, true).await {
+            Ok(()) | Err(DriverError::Unknown(_)) => {}
+            Err(e) => tracing::warn!(instance = %t.id, error = %e, "cannot release what the stopped guest held"),
+        }
         self.control.report(Report::StoppedOnItsOwn { id: t.id.clone(), crashed: !shut_down }).await?;
         Ok(())
     }

@@ -94,4 +94,8 @@ pub trait Driver: Send + Sync + 'static {
     /// The volumes the instance's guest has attached right now, by name (empty when it does
     /// not run).
     fn attached_disks(&self, id: &str) -> Vec<String>;
+    /// Shows a running guest that its attached disk's volume grew to `size_bytes` (online
+    /// `ResizeDisk`: the volume was grown first). Nothing to do for a guest that does not run
+    /// or does not have the disk: it sees the size at its next boot or attach.
+    fn disk_grown<'a>(&'a self, id: &'a str, volume: &'a str, size_bytes: u64) -> DriverFuture<'a, ()>;
 }

@@ -1,10 +1,20 @@
 //! The `qemu` driver: one `qemu-system-x86_64` per instance, controlled over QMP.
 //!
-//! Each instance has a directory `RUN_DIR/<instance-id>/` holding its system disk (a qcow2
-//! overlay over the built-in image, so the image is never written), its serial console log,
-//! its QMP socket and QEMU's pid file. The directory is the driver's whole state: after a
-//! feitian restart, [`QemuDriver::observe`] finds a live QEMU from its pid file and the driver
-//! adopts it as it is (the guest keeps running, its connections survive).
+//! Each instance has a directory `RUN_DIR/<instance-id>/` holding its serial console log, its
+//! QMP socket, QEMU's pid file and its disks' NBD sockets. After a feitian restart,
+//! [`QemuDriver::observe`] finds a live QEMU from its pid file and the driver adopts it as it
+//! is (the guest keeps running, its connections survive).
+//!
+//! **Disks** ([`disks`], `docs/disks.md`): with the host's disk servers
+//! ([`QemuConfig::disks`]), every disk of the instance's plan, the system disk first, is a RAF
+//! volume served on an NBD socket in the instance's directory and opened by QEMU's NBD client
+//! with a reconnect delay; data disks are hot-plugged and unplugged over QMP, and grown online.
+//! The servers start before QEMU and stop only after it ended (a QEMU whose disk server is
+//! gone waits the reconnect delay, even to quit); an adopted QEMU's disks are served again by
+//! `start`, and its NBD client reconnects on its own. Which volumes are served for which
+//! instance is kept in memory ([`served`]), as the servers are. Without disk servers (tests
+//! that build a driver alone), the system disk is a qcow2 overlay over the built-in image in
+//! the instance's directory, and disks cannot be hot-plugged.
 //!
 //! QEMU runs in its own session, inside the VPC namespace of its network interface, and
 //! outlives a feitian that is killed. A guest that powers itself off ends its QEMU; the
@@ -30,10 +40,14 @@
 pub mod confine;
 pub mod disks;
 pub mod qmp;
+pub mod served;
 
 use crate::image::{kernel_cmdline, GuestParams, ImageLayout, SSH_READY_LINE};
-use crate::{DiskPlan, Driver, DriverError, DriverFuture, HostCapacity, InstanceSpec, Observed};
+use crate::{DiskPlan, DiskServers, Driver, DriverError, DriverFuture, HostCapacity, InstanceSpec, Observed};
 pub use confine::Confinement;
+use disks::GuestDisk;
+use served::Served;
+use std::sync::Arc;
 use std::io::{Read, Seek, SeekFrom};
 use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
@@ -71,7 +85,7 @@ impl Accel {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct QemuConfig {
     pub qemu: String,
     pub run_dir: PathBuf,
@@ -88,6 +102,27 @@ pub struct QemuConfig {
     /// How QEMU is confined ([`confine`]); `None` runs it as feitian's own user, daemonized
     /// by QEMU itself (feitian not root).
     pub confine: Option<Confinement>,
+    /// The host's disk servers: the instance's disks are RAF volumes they serve. `None`: the
+    /// system disk is a qcow2 overlay over the image, and no disk can be hot-plugged.
+    pub disks: Option<Arc<dyn DiskServers>>,
+}
+
+impl std::fmt::Debug for QemuConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QemuConfig")
+            .field("qemu", &self.qemu)
+            .field("run_dir", &self.run_dir)
+            .field("image", &self.image)
+            .field("kernel_cmdline_base", &self.kernel_cmdline_base)
+            .field("accel", &self.accel)
+            .field("stop_grace", &self.stop_grace)
+            .field("boot_timeout", &self.boot_timeout)
+            .field("host_cpus", &self.host_cpus)
+            .field("host_memory_mib", &self.host_memory_mib)
+            .field("confine", &self.confine)
+            .field("disks", &self.disks.as_ref().map(|_| "disk servers"))
+            .finish()
+    }
 }
 
 /// What a confined launch leaves running: QEMU as feitian's child (it reaps it when dropped).
@@ -103,7 +138,13 @@ pub fn scaled(cpu: u32, memory_mib: u32, host_cpus: u32, host_memory_mib: u64) -
 
 pub struct QemuDriver {
     cfg: QemuConfig,
+    /// The volumes served for each instance's QEMU.
+    served: Served,
 }
+
+/// How long a hot-plug, a hot-unplug or an online grow may take over QMP (the unplug waits
+/// for the guest to release the disk: [`disks::UNPLUG_LIMIT`]).
+const DISK_OP_LIMIT: Duration = Duration::from_secs(60);
 
 fn failed(what: impl std::fmt::Display) -> DriverError {
     DriverError::Failed(what.to_string())
@@ -133,7 +174,7 @@ impl QemuDriver {
             use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(&cfg.run_dir, std::fs::Permissions::from_mode(0o700))?;
         }
-        Ok(QemuDriver { cfg })
+        Ok(QemuDriver { cfg, served: Served::default() })
     }
 
     pub fn accel(&self) -> Accel {
@@ -191,8 +232,9 @@ impl QemuDriver {
     /// QEMU's command line. Confined, every file is named relative to the instance's
     /// directory (QEMU's working directory: its uid cannot reach it by its full path), the tap
     /// is the descriptor `tap_fd`, and QEMU neither daemonizes nor changes its user (feitian
-    /// did both before `exec`); it loads its seccomp filter.
-    fn args(&self, spec: &InstanceSpec, tap_fd: Option<i32>) -> Vec<String> {
+    /// did both before `exec`); it loads its seccomp filter. `disks` are the served disks,
+    /// the system disk first (empty: the qcow2 system disk).
+    fn args(&self, spec: &InstanceSpec, tap_fd: Option<i32>, disks: &[GuestDisk]) -> Vec<String> {
         let confined = self.cfg.confine.is_some();
         let id = &spec.plan.id;
         let d = self.dir(id);
@@ -228,8 +270,19 @@ impl QemuDriver {
             path("initrd.img", self.cfg.image.initrd()),
             "-append".into(),
             cmdline,
-            "-drive".into(),
-            format!("file={},if=virtio,format=qcow2,discard=unmap", path("system.qcow2", d.join("system.qcow2"))),
+        ]);
+        // The disks come first among the PCI devices, the system disk before the data disks:
+        // the guest names them in that order (its root is /dev/vda).
+        if disks.is_empty() {
+            a.extend([
+                "-drive".into(),
+                format!("file={},if=virtio,format=qcow2,discard=unmap", path("system.qcow2", d.join("system.qcow2"))),
+            ]);
+        }
+        for (n, disk) in disks.iter().enumerate() {
+            a.extend(disk.args((n == 0).then_some(1)));
+        }
+        a.extend([
             "-chardev".into(),
             format!("file,id=console,path={},append=on", path("console.log", self.console_path(id))),
             "-serial".into(),
@@ -315,20 +368,22 @@ impl QemuDriver {
     /// Starts QEMU inside `netns` when given. Unconfined, QEMU daemonizes itself and this
     /// returns once it runs; confined, it returns QEMU's process, which the caller watches
     /// until its pid file names it.
-    fn launch(&self, spec: &InstanceSpec) -> Result<Launched, DriverError> {
+    fn launch(&self, spec: &InstanceSpec, disks: &[GuestDisk]) -> Result<Launched, DriverError> {
         let id = &spec.plan.id;
         let d = self.dir(id);
         std::fs::create_dir_all(&d).map_err(failed)?;
         if let Some(c) = &self.cfg.confine {
-            return self.launch_confined(spec, c).map(Some);
+            return self.launch_confined(spec, c, disks).map(Some);
         }
-        self.ensure_disk(id, spec.plan.system_disk_gib)?;
+        if disks.is_empty() {
+            self.ensure_disk(id, spec.plan.system_disk_gib)?;
+        }
         // Each boot's console starts empty: GetInstanceConsoleOutput shows the latest boot.
         std::fs::write(self.console_path(id), b"").map_err(failed)?;
         let _ = std::fs::remove_file(self.pid_path(id));
         let _ = std::fs::remove_file(self.qmp_path(id));
         let mut cmd = std::process::Command::new(&self.cfg.qemu);
-        cmd.args(self.args(spec, None)).stdin(std::process::Stdio::null());
+        cmd.args(self.args(spec, None, disks)).stdin(std::process::Stdio::null());
         let ns_file = match &spec.netns {
             Some(ns) => Some(
                 std::fs::File::open(Path::new("/var/run/netns").join(ns))
@@ -363,12 +418,22 @@ impl QemuDriver {
 
     /// [`launch`](Self::launch) confined ([`confine`]): the instance's directory becomes its
     /// uid's, the image's files are staged in it, the tap is opened here, and the child drops
-    /// to the uid before `exec`.
-    fn launch_confined(&self, spec: &InstanceSpec, c: &Confinement) -> Result<tokio::process::Child, DriverError> {
+    /// to the uid before `exec`. With served `disks`, the directory was handed over before
+    /// they were served (their sockets are for its uid), and there is no qcow2 disk.
+    fn launch_confined(
+        &self,
+        spec: &InstanceSpec,
+        c: &Confinement,
+        disks: &[GuestDisk],
+    ) -> Result<tokio::process::Child, DriverError> {
         let id = &spec.plan.id;
         let d = self.dir(id);
         let disk = d.join("system.qcow2");
         let uid = match confine::handed_to(&d).map_err(failed)? {
+            Some(uid) if !disks.is_empty() => uid,
+            None if !disks.is_empty() => {
+                return Err(failed(format!("the directory of {id} was not handed to its guest's uid")));
+            }
             Some(uid) => {
                 // The guest's directory: its disk is never remade here (see `confine`).
                 let is_file = |p: &Path| std::fs::symlink_metadata(p).is_ok_and(|m| m.is_file());
@@ -418,7 +483,7 @@ impl QemuDriver {
         let ns_fd = ns_file.as_ref().map(|f| f.as_raw_fd());
         let groups: Vec<libc::gid_t> = c.kvm_gid.filter(|_| self.cfg.accel == Accel::Kvm).into_iter().collect();
         let mut cmd = std::process::Command::new(&self.cfg.qemu);
-        cmd.args(self.args(spec, tap_fd))
+        cmd.args(self.args(spec, tap_fd, disks))
             .current_dir(&d)
             .stdin(std::process::Stdio::null())
             .stdout(log.try_clone().map_err(failed)?)
@@ -478,6 +543,161 @@ impl QemuDriver {
         Ok(())
     }
 
+    /// Launches QEMU with the served `disks` (empty: the qcow2 system disk) and waits for
+    /// its guest to come up.
+    async fn boot(&self, spec: &InstanceSpec, disks: Vec<GuestDisk>) -> Result<(), DriverError> {
+        let me_spec = spec.clone();
+        let launched = {
+            let cfg = self.cfg.clone();
+            tokio::task::spawn_blocking(move || QemuDriver { cfg, served: Served::default() }.launch(&me_spec, &disks))
+                .await
+                .map_err(|e| failed(format!("launch task failed: {e}")))?
+        };
+        if let Some(mut child) = launched? {
+            // A confined QEMU is our child: it runs once its QMP socket is there; an early
+            // exit (a bad argument, a refused file) says why in its log. Dropping the
+            // child leaves it running; tokio reaps it when it ends.
+            let id = &spec.plan.id;
+            let mut exited = false;
+            let qmp = self.qmp_path(id);
+            wait_until(Duration::from_secs(30), || {
+                exited = !matches!(child.try_wait(), Ok(None));
+                exited || std::fs::symlink_metadata(&qmp).is_ok()
+            })
+            .await;
+            if exited || self.pid(id).is_none() {
+                if !exited {
+                    let _ = child.start_kill();
+                }
+                return Err(failed(format!("the QEMU of {id} did not start: {}", self.log_tail(id))));
+            }
+        }
+        let id = spec.plan.id.clone();
+        let ready = wait_until(self.cfg.boot_timeout, || {
+            self.console_tail(&id).is_some_and(|t| t.contains(READY_MARKER)) || self.pid(&id).is_none()
+        })
+        .await;
+        if self.pid(&spec.plan.id).is_none() {
+            return Err(failed(format!(
+                "the QEMU of {} ended during boot ({}); its console: {}",
+                spec.plan.id,
+                self.log_tail(&spec.plan.id),
+                self.console_tail(&spec.plan.id)
+                    .unwrap_or_default()
+                    .lines()
+                    .rev()
+                    .take(5)
+                    .collect::<Vec<_>>()
+                    .join(" | ")
+            )));
+        }
+        if !ready {
+            tracing::warn!(instance = %spec.plan.id, "the guest did not report ready in time; it runs, but may not be reachable yet");
+        }
+        Ok(())
+    }
+
+    /// Shuts the guest down (ACPI, then powered off after the grace period; or at once when
+    /// forced) and waits until its QEMU is gone.
+    async fn shut_down(&self, id: &str, force: bool) -> Result<(), DriverError> {
+        if !force {
+            match self.qmp(id, "system_powerdown").await {
+                Ok(_) => {
+                    if wait_until(self.cfg.stop_grace, || self.pid(id).is_none()).await {
+                        return Ok(());
+                    }
+                    tracing::info!(instance = %id, "the guest ignored the ACPI shutdown; powering off");
+                }
+                Err(e) => tracing::warn!(instance = %id, error = %e, "ACPI shutdown failed; powering off"),
+            }
+        }
+        self.power_off(id).await
+    }
+
+    /// The uid the instance's QEMU runs as, for which its disks are served: its own when
+    /// confined (its directory is handed over now if it was not yet), feitian's otherwise.
+    fn guest_uid(&self, id: &str) -> Result<u32, DriverError> {
+        if self.cfg.confine.is_none() {
+            // SAFETY: geteuid has no preconditions and cannot fail.
+            return Ok(unsafe { libc::geteuid() });
+        }
+        let d = self.dir(id);
+        std::fs::create_dir_all(&d).map_err(failed)?;
+        match confine::handed_to(&d).map_err(failed)? {
+            Some(uid) => Ok(uid),
+            None => confine::hand_over(&d, &self.cfg.run_dir).map_err(|e| failed(format!("cannot give {id} a uid: {e}"))),
+        }
+    }
+
+    /// The disk as QEMU opens it, from its server's socket: named relative to the instance's
+    /// directory when confined (QEMU's working directory; its uid cannot resolve the full
+    /// path).
+    fn guest_disk(&self, volume: &str, socket: &Path) -> Result<GuestDisk, DriverError> {
+        let socket = if self.cfg.confine.is_some() {
+            socket
+                .file_name()
+                .and_then(|n| n.to_str())
+                .ok_or_else(|| failed(format!("odd socket {} for disk {volume}", socket.display())))?
+                .to_owned()
+        } else {
+            socket.to_str().ok_or_else(|| failed(format!("odd socket {} for disk {volume}", socket.display())))?.to_owned()
+        };
+        Ok(GuestDisk { id: volume.to_owned(), socket })
+    }
+
+    /// Serves `volume` for the instance's QEMU (idempotent) and records it.
+    async fn serve_disk(&self, servers: &dyn DiskServers, id: &str, volume: &str) -> Result<GuestDisk, DriverError> {
+        let uid = self.guest_uid(id)?;
+        let socket = servers.serve(volume, &self.dir(id), uid).await?;
+        self.served.add(id, volume);
+        self.guest_disk(volume, &socket)
+    }
+
+    /// Serves every disk of the instance's plan, the system disk first, and returns them as
+    /// QEMU opens them; empty without disk servers (the qcow2 system disk).
+    async fn serve_disks(&self, spec: &InstanceSpec) -> Result<Vec<GuestDisk>, DriverError> {
+        let Some(servers) = &self.cfg.disks else { return Ok(Vec::new()) };
+        let id = &spec.plan.id;
+        if spec.plan.disks.is_empty() {
+            return Err(failed(format!("{id} has no system disk in its plan")));
+        }
+        let mut out = Vec::with_capacity(spec.plan.disks.len());
+        for d in &spec.plan.disks {
+            out.push(self.serve_disk(servers.as_ref(), id, &d.volume).await?);
+        }
+        Ok(out)
+    }
+
+    /// Stops the disk servers of the instance, whose QEMU has ended (never before: it would
+    /// wait for them).
+    async fn release_disks(&self, id: &str) -> Result<(), DriverError> {
+        let Some(servers) = &self.cfg.disks else { return Ok(()) };
+        for volume in self.served.of(id) {
+            servers.stop(&volume).await?;
+            self.served.remove(id, &volume);
+        }
+        Ok(())
+    }
+
+    /// A QMP session with the instance's live QEMU `pid`, for the disk sequences.
+    async fn session(&self, id: &str, pid: i32) -> Result<qmp::Qmp, DriverError> {
+        tokio::time::timeout(Duration::from_secs(10), qmp::Qmp::connect(&self.qmp_path(id), Some(pid)))
+            .await
+            .map_err(|_| failed(format!("the QMP of {id} does not answer")))?
+    }
+
+    /// Runs a disk sequence on the instance's QEMU, bounded by [`DISK_OP_LIMIT`].
+    async fn on_disk<F, Fut>(&self, id: &str, pid: i32, what: &str, op: F) -> Result<(), DriverError>
+    where
+        F: FnOnce(qmp::Qmp) -> Fut,
+        Fut: std::future::Future<Output = Result<(), DriverError>>,
+    {
+        let session = self.session(id, pid).await?;
+        tokio::time::timeout(DISK_OP_LIMIT, op(session))
+            .await
+            .map_err(|_| failed(format!("{what} on {id} took over {DISK_OP_LIMIT:?}")))?
+    }
+
     fn console_tail(&self, id: &str) -> Option<String> {
         let mut f = confine::open_owned(&self.console_path(id), self.owner(id)).ok()?;
         let len = f.metadata().ok()?.len();
@@ -506,88 +726,43 @@ impl Driver for QemuDriver {
 
     fn start<'a>(&'a self, spec: &'a InstanceSpec) -> DriverFuture<'a, ()> {
         Box::pin(async move {
-            if let Some(pid) = self.pid(&spec.plan.id) {
+            let id = &spec.plan.id;
+            if let Some(pid) = self.pid(id) {
                 // Adopted or already running: it must be on the instance's network. A QEMU
                 // whose namespace was removed under it (a shutdown that raced its start)
                 // reaches nobody; it is powered off and booted again.
                 if spec.netns.as_deref().is_none_or(|ns| same_netns(pid, ns)) {
+                    // After a restart its disks have no server: they are served again, and
+                    // its NBD client reconnects within its reconnect delay.
+                    self.serve_disks(spec).await?;
                     return Ok(());
                 }
-                tracing::warn!(instance = %spec.plan.id, "its QEMU runs in a network namespace that is gone; booting it again");
-                self.power_off(&spec.plan.id).await?;
+                tracing::warn!(instance = %id, "its QEMU runs in a network namespace that is gone; booting it again");
+                self.power_off(id).await?;
             }
-            let me_spec = spec.clone();
-            let launched = {
-                let cfg = self.cfg.clone();
-                tokio::task::spawn_blocking(move || QemuDriver { cfg }.launch(&me_spec))
-                    .await
-                    .map_err(|e| failed(format!("launch task failed: {e}")))?
-            };
-            if let Some(mut child) = launched? {
-                // A confined QEMU is our child: it runs once its QMP socket is there; an early
-                // exit (a bad argument, a refused file) says why in its log. Dropping the
-                // child leaves it running; tokio reaps it when it ends.
-                let id = &spec.plan.id;
-                let mut exited = false;
-                let qmp = self.qmp_path(id);
-                wait_until(Duration::from_secs(30), || {
-                    exited = !matches!(child.try_wait(), Ok(None));
-                    exited || std::fs::symlink_metadata(&qmp).is_ok()
-                })
-                .await;
-                if exited || self.pid(id).is_none() {
-                    if !exited {
-                        let _ = child.start_kill();
-                    }
-                    return Err(failed(format!("the QEMU of {id} did not start: {}", self.log_tail(id))));
+            let disks = self.serve_disks(spec).await?;
+            let booted = self.boot(spec, disks).await;
+            if booted.is_err() && self.pid(id).is_none() {
+                // It stays stopped: nothing may hold its disks.
+                if let Err(e) = self.release_disks(id).await {
+                    tracing::warn!(instance = %id, error = %e, "cannot stop the disk servers of a guest that did not boot");
                 }
             }
-            let id = spec.plan.id.clone();
-            let ready = wait_until(self.cfg.boot_timeout, || {
-                self.console_tail(&id).is_some_and(|t| t.contains(READY_MARKER)) || self.pid(&id).is_none()
-            })
-            .await;
-            if self.pid(&spec.plan.id).is_none() {
-                return Err(failed(format!(
-                    "the QEMU of {} ended during boot ({}); its console: {}",
-                    spec.plan.id,
-                    self.log_tail(&spec.plan.id),
-                    self.console_tail(&spec.plan.id)
-                        .unwrap_or_default()
-                        .lines()
-                        .rev()
-                        .take(5)
-                        .collect::<Vec<_>>()
-                        .join(" | ")
-                )));
-            }
-            if !ready {
-                tracing::warn!(instance = %spec.plan.id, "the guest did not report ready in time; it runs, but may not be reachable yet");
-            }
-            Ok(())
+            booted
         })
     }
 
     fn stop<'a>(&'a self, id: &'a str, force: bool) -> DriverFuture<'a, ()> {
         Box::pin(async move {
             if !self.dir(id).exists() {
+                self.release_disks(id).await?;
                 return Err(DriverError::Unknown(id.to_owned()));
             }
-            if self.pid(id).is_none() {
-                return Ok(());
+            if self.pid(id).is_some() {
+                self.shut_down(id, force).await?;
             }
-            if !force {
-                match self.qmp(id, "system_powerdown").await {
-                    Ok(_) => {
-                        if wait_until(self.cfg.stop_grace, || self.pid(id).is_none()).await {
-                            return Ok(());
-                        }
-                        tracing::info!(instance = %id, "the guest ignored the ACPI shutdown; powering off");
-                    }
-                    Err(e) => tracing::warn!(instance = %id, error = %e, "ACPI shutdown failed; powering off"),
-                }
-            }
-            self.power_off(id).await
+            // QEMU has ended (or had, on its own): its disks' servers go now.
+            self.release_disks(id).await
         })
     }
 
@@ -605,6 +780,7 @@ impl Driver for QemuDriver {
             if self.pid(id).is_some() {
                 self.power_off(id).await?;
             }
+            self.release_disks(id).await?;
             match std::fs::remove_dir_all(self.dir(id)) {
                 Ok(()) => Ok(()),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
@@ -643,28 +819,73 @@ impl Driver for QemuDriver {
         crate::host::measure().map_err(|e| failed(format!("cannot measure the host: {e}")))
     }
 
-    // Hot-plugging volumes (NBD exports of RAF volumes, QMP `blockdev-add` + `device_add`)
-    // comes with the disk server; until then the driver refuses, and the disk reconciler
-    // retries and logs it.
+    /// Serves the disk for the guest's uid, then hot-plugs it (`disks::hot_plug`). Without
+    /// disk servers the driver refuses (the reconciler retries and logs it).
     fn attach_disk<'a>(&'a self, id: &'a str, disk: &'a DiskPlan) -> DriverFuture<'a, ()> {
         Box::pin(async move {
-            Err(failed(format!(
-                "attaching disk {} to {id}: hot-plugging volumes is not yet supported by the qemu driver",
-                disk.volume
-            )))
+            let Some(servers) = &self.cfg.disks else {
+                return Err(failed(format!(
+                    "attaching disk {} to {id}: this qemu driver has no disk servers",
+                    disk.volume
+                )));
+            };
+            let pid = self
+                .pid(id)
+                .ok_or_else(|| failed(format!("{id} does not run: it gets disk {} at its next start", disk.volume)))?;
+            let guest_disk = self.serve_disk(servers.as_ref(), id, &disk.volume).await?;
+            self.on_disk(id, pid, "hot-plugging", |mut qmp| async move { disks::hot_plug(&mut qmp, &guest_disk).await })
+                .await
         })
     }
 
+    /// Hot-unplugs the disk from a running guest (which must release it), then stops its
+    /// server; a stopped guest's disk only loses its server.
     fn detach_disk<'a>(&'a self, id: &'a str, volume: &'a str) -> DriverFuture<'a, ()> {
         Box::pin(async move {
-            Err(failed(format!(
-                "detaching disk {volume} from {id}: hot-unplugging volumes is not yet supported by the qemu driver"
-            )))
+            let Some(servers) = &self.cfg.disks else {
+                return Err(failed(format!("detaching disk {volume} from {id}: this qemu driver has no disk servers")));
+            };
+            if let Some(pid) = self.pid(id) {
+                // Unplugging names the device and the node only, not the socket.
+                let guest_disk = GuestDisk { id: volume.to_owned(), socket: String::new() };
+                self.on_disk(id, pid, "hot-unplugging", |mut qmp| async move {
+                    disks::hot_unplug(&mut qmp, &guest_disk).await
+                })
+                .await?;
+            }
+            // Served for another instance by now (attached there while this one was stopped):
+            // that server is not this guest's to stop.
+            if self.served.has(id, volume) {
+                servers.stop(volume).await?;
+                self.served.remove(id, volume);
+            }
+            Ok(())
         })
     }
 
-    fn attached_disks(&self, _id: &str) -> Vec<String> {
-        Vec::new()
+    /// The disks served for the running guest: those of its plan at boot (or at adoption),
+    /// and those hot-plugged since.
+    fn attached_disks(&self, id: &str) -> Vec<String> {
+        if self.pid(id).is_none() {
+            return Vec::new();
+        }
+        self.served.of(id)
+    }
+
+    /// The volume was grown through its server, which dropped its connection: QEMU reconnects,
+    /// learns the new size, and tells the guest (`disks::grow_online`).
+    fn disk_grown<'a>(&'a self, id: &'a str, volume: &'a str, size_bytes: u64) -> DriverFuture<'a, ()> {
+        Box::pin(async move {
+            let Some(pid) = self.pid(id) else { return Ok(()) };
+            if self.cfg.disks.is_none() || !self.served.has(id, volume) {
+                return Ok(());
+            }
+            let guest_disk = GuestDisk { id: volume.to_owned(), socket: String::new() };
+            self.on_disk(id, pid, "growing a disk", |mut qmp| async move {
+                disks::grow_online(&mut qmp, &guest_disk, size_bytes).await
+            })
+            .await
+        })
     }
 }
 

@@ -213,6 +213,16 @@ impl Driver for SimDriver {
         self.vms.lock().get(id).filter(|v| v.running).map(|v| v.disks.keys().cloned().collect()).unwrap_or_default()
     }
 
+    /// The model has no bytes to show: a disk's size is what its plan says at the next boot.
+    fn disk_grown<'a>(&'a self, id: &'a str, volume: &'a str, size_bytes: u64) -> DriverFuture<'a, ()> {
+        Box::pin(async move {
+            if self.attached_disks(id).iter().any(|v| v == volume) {
+                self.log(id, &format!("[sim] disk {volume} grown to {size_bytes} bytes"));
+            }
+            Ok(())
+        })
+    }
+
     /// The modelled host: its running guests use all the memory they were given.
     fn capacity(&self) -> Result<HostCapacity, DriverError> {
         let used: u64 = self.vms.lock().values().filter(|v| v.running).map(|v| v.memory_mib).sum();

@@ -171,6 +171,7 @@ pub async fn start(
         host_cpus,
         host_memory_mib: host_memory_mib(),
         confine: Some(confinement),
+        disks: None,
     })?;
     let host = Arc::new(HostNet::new(data_dir, eip_pool));
     let prefix = host.prefix().to_owned();

@@ -102,8 +102,10 @@ const BASE_PACKAGES: &[&str] = &["busybox-static", "dropbear-bin", "e2fsprogs"];
 /// The dropbear files installed (from `dropbear-bin`).
 const DROPBEAR_FILES: &[&str] =
     &["usr/sbin/dropbear", "usr/bin/dropbearkey", "usr/bin/dbclient", "usr/bin/dropbearconvert"];
-/// From `e2fsprogs`: the guest grows its root file system to fill the system disk at boot.
-const E2FS_FILES: &[&str] = &["sbin/resize2fs"];
+/// From `e2fsprogs`: the guest grows its root file system to fill the system disk at boot,
+/// and makes file systems on its data disks (ext4, whose inode tables are initialised lazily:
+/// busybox's mke2fs writes every one of them, gigabytes on a large disk).
+const E2FS_FILES: &[&str] = &["sbin/resize2fs", "sbin/mke2fs"];
 /// Files the image cannot do without.
 const REQUIRED_FILES: &[&str] = &["usr/sbin/dropbear", "sbin/resize2fs"];
 /// Kernel modules the guest needs, in a sensible load order (dependencies are added and put

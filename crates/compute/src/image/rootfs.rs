@@ -83,7 +83,7 @@ pub(super) fn assemble_rootfs(
         }
     }
 
-    // dropbear and resize2fs, their shared libraries (resolved from the unpacked packages,
+    // dropbear and e2fsprogs' programs, their shared libraries (resolved from the unpacked packages,
     // recursively) and the dynamic loader.
     let lib_roots: Vec<&PathBuf> = pkgs
         .iter()
@@ -103,7 +103,14 @@ pub(super) fn assemble_rootfs(
         let elf = Elf::parse(&bytes).ok_or_else(|| ImageError::Recipe(format!("{f} is not an x86-64 ELF file")))?;
         needed.extend(elf.needed());
         interps.extend(elf.interp());
-        copy_file(&src, &root.join(f))?;
+        // A program replaces busybox's applet of the same name (busybox has a small mke2fs):
+        // the applet's link goes first, or the copy would write through it to /bin/busybox,
+        // outside the tree.
+        let dst = root.join(f);
+        if fs::symlink_metadata(&dst).is_ok_and(|m| m.file_type().is_symlink()) {
+            fs::remove_file(&dst).map_err(|e| ImageError::io(format!("removing {}", dst.display()), e))?;
+        }
+        copy_file(&src, &dst)?;
     }
     let mut installed: BTreeSet<String> = BTreeSet::new();
     while let Some(soname) = needed.pop() {
