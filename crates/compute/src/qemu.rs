@@ -962,6 +962,93 @@ pub async fn kvm_works(qemu: &str, image: &ImageLayout, cmdline_base: &str, limi
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::InstancePlan;
+
+    fn driver(dir: &Path, confine: Option<Confinement>) -> QemuDriver {
+        QemuDriver::new(QemuConfig {
+            qemu: "qemu-system-x86_64".into(),
+            run_dir: dir.join("instances"),
+            image: ImageLayout { dir: dir.join("image") },
+            kernel_cmdline_base: "console=ttyS0".into(),
+            accel: Accel::Tcg,
+            stop_grace: Duration::from_secs(1),
+            boot_timeout: Duration::from_secs(1),
+            host_cpus: 2,
+            host_memory_mib: 4096,
+            confine,
+            disks: None,
+        })
+        .unwrap()
+    }
+
+    fn spec() -> InstanceSpec {
+        let disk = |volume: &str, device: &str| DiskPlan {
+            volume: volume.into(),
+            size_gib: 20,
+            device: device.into(),
+            serial: volume.into(),
+            read_only: false,
+        };
+        InstanceSpec {
+            plan: InstancePlan {
+                id: "i-1".into(),
+                host_name: "h".into(),
+                cpu: 1,
+                memory_mib: 512,
+                system_disk_gib: 40,
+                disks: vec![disk("d-sys", "/dev/xvda"), disk("d-data", "/dev/xvdb")],
+                image_id: "img".into(),
+                vpc_id: "vpc-1".into(),
+                nic: feitian_agent_api::NicPlan {
+                    id: "eni-1".into(),
+                    mac: "00:16:3e:00:00:01".into(),
+                    ip: "192.168.1.1".parse().unwrap(),
+                    gateway: "192.168.1.253".parse().unwrap(),
+                    prefix_len: 24,
+                },
+                user_data: String::new(),
+                public_keys: vec![],
+            },
+            netns: None,
+            tap: None,
+        }
+    }
+
+    #[test]
+    fn served_disks_replace_the_qcow2_drive_system_disk_first_before_other_devices() {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = driver(tmp.path(), None);
+        let disks = vec![
+            d.guest_disk("d-sys", &tmp.path().join("instances/i-1/d-sys.sock")).unwrap(),
+            d.guest_disk("d-data", &tmp.path().join("instances/i-1/d-data.sock")).unwrap(),
+        ];
+        let a = d.args(&spec(), None, &disks);
+        assert!(!a.iter().any(|x| x == "-drive"), "{a:?}");
+        let pos = |needle: &str| a.iter().position(|x| x.contains(needle)).unwrap_or_else(|| panic!("{needle} in {a:?}"));
+        assert!(pos("drive=disk-d-sys") < pos("drive=disk-d-data"));
+        assert!(pos("drive=disk-d-data") < pos("virtio-rng-pci"));
+        assert!(a[pos("drive=disk-d-sys")].contains("bootindex=1"));
+        assert!(!a[pos("drive=disk-d-data")].contains("bootindex"));
+        // Unconfined, QEMU is given the socket's full path.
+        assert!(a[pos("\"nbd\"")].contains(&tmp.path().join("instances/i-1/d-sys.sock").display().to_string()));
+
+        // Without served disks: today's qcow2 overlay.
+        let a = d.args(&spec(), None, &[]);
+        assert!(a.iter().any(|x| x.starts_with("file=") && x.contains("system.qcow2")), "{a:?}");
+        assert!(!a.iter().any(|x| x == "-blockdev"), "{a:?}");
+    }
+
+    #[test]
+    fn a_confined_qemu_names_its_disk_sockets_relative_to_its_directory() {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = driver(tmp.path(), Some(Confinement { sandbox: false, kvm_gid: None }));
+        let g = d.guest_disk("d-sys", &tmp.path().join("instances/i-1/d-sys.sock")).unwrap();
+        assert_eq!(g.socket, "d-sys.sock");
+        let a = d.args(&spec(), None, &[g]);
+        let node: serde_json::Value =
+            serde_json::from_str(&a[a.iter().position(|x| x == "-blockdev").unwrap() + 1]).unwrap();
+        assert_eq!(node["server"]["path"], "d-sys.sock");
+    }
 
     #[test]
     fn sizes_are_capped_by_the_host() {
