@@ -186,6 +186,14 @@ def assert_confined(f, iid):
     assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (uid, gid, 0o700)
     for closed in (data, data / "instances"):
         assert stat.S_IMODE(closed.stat().st_mode) & 0o077 == 0, closed
+    # Its disks: RAF volumes on sockets of its own (0600), or a qcow2 overlay over a
+    # read-only view of the image (a driver without disk servers).
+    socks = sorted(d.glob("*.sock"))
+    for s in socks:
+        st = s.lstat()
+        assert stat.S_ISSOCK(st.st_mode) and (st.st_uid, stat.S_IMODE(st.st_mode)) == (uid, 0o600), s
+    base = "base.qcow2" if (d / "base.qcow2").exists() else "vmlinuz"
+    assert socks or base == "base.qcow2", f"{iid} has neither disk sockets nor a qcow2 disk"
     # What that uid can do, tried as that uid: its own files yes; the data directory, the
     # credentials and the other instances no; its image only read.
     probe = f"""
@@ -197,8 +205,8 @@ def can(f):
     except PermissionError:
         return "no"
 print(can(lambda: open("console.log", "rb").read(1)))
-print(can(lambda: open("base.qcow2", "rb").read(1)))
-print(can(lambda: open("base.qcow2", "r+b")))
+print(can(lambda: open({base!r}, "rb").read(1)))
+print(can(lambda: open({base!r}, "r+b")))
 print(can(lambda: open("vmlinuz", "r+b")))
 print(can(lambda: os.listdir({str(data)!r})))
 print(can(lambda: os.listdir({str(data / "instances")!r})))
