@@ -47,11 +47,11 @@ use crate::{DiskPlan, DiskServers, Driver, DriverError, DriverFuture, HostCapaci
 pub use confine::Confinement;
 use disks::GuestDisk;
 use served::Served;
-use std::sync::Arc;
 use std::io::{Read, Seek, SeekFrom};
 use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// What the guest prints on its console once SSH listens.
@@ -625,7 +625,9 @@ impl QemuDriver {
         std::fs::create_dir_all(&d).map_err(failed)?;
         match confine::handed_to(&d).map_err(failed)? {
             Some(uid) => Ok(uid),
-            None => confine::hand_over(&d, &self.cfg.run_dir).map_err(|e| failed(format!("cannot give {id} a uid: {e}"))),
+            None => {
+                confine::hand_over(&d, &self.cfg.run_dir).map_err(|e| failed(format!("cannot give {id} a uid: {e}")))
+            }
         }
     }
 
@@ -640,7 +642,10 @@ impl QemuDriver {
                 .ok_or_else(|| failed(format!("odd socket {} for disk {volume}", socket.display())))?
                 .to_owned()
         } else {
-            socket.to_str().ok_or_else(|| failed(format!("odd socket {} for disk {volume}", socket.display())))?.to_owned()
+            socket
+                .to_str()
+                .ok_or_else(|| failed(format!("odd socket {} for disk {volume}", socket.display())))?
+                .to_owned()
         };
         Ok(GuestDisk { id: volume.to_owned(), socket })
     }
@@ -1024,7 +1029,8 @@ mod tests {
         ];
         let a = d.args(&spec(), None, &disks);
         assert!(!a.iter().any(|x| x == "-drive"), "{a:?}");
-        let pos = |needle: &str| a.iter().position(|x| x.contains(needle)).unwrap_or_else(|| panic!("{needle} in {a:?}"));
+        let pos =
+            |needle: &str| a.iter().position(|x| x.contains(needle)).unwrap_or_else(|| panic!("{needle} in {a:?}"));
         assert!(pos("drive=disk-d-sys") < pos("drive=disk-d-data"));
         assert!(pos("drive=disk-d-data") < pos("virtio-rng-pci"));
         assert!(a[pos("drive=disk-d-sys")].contains("bootindex=1"));
