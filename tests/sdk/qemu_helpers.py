@@ -188,7 +188,7 @@ def assert_confined(f, iid):
         assert stat.S_IMODE(closed.stat().st_mode) & 0o077 == 0, closed
     # Its disks: RAF volumes on sockets of its own (0600), or a qcow2 overlay over a
     # read-only view of the image (a driver without disk servers).
-    socks = sorted(d.glob("*.sock"))
+    socks = sorted(d.glob("d-*.sock"))
     for s in socks:
         st = s.lstat()
         assert stat.S_ISSOCK(st.st_mode) and (st.st_uid, stat.S_IMODE(st.st_mode)) == (uid, 0o600), s

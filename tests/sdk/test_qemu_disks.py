@@ -230,7 +230,7 @@ def test_stop_and_start_keep_the_data_disk(pair):
     d = Path(S.f.data_dir) / "instances" / S.b
     S.net.ecs("StopInstance", InstanceId=S.b)
     S.net.wait(S.b, "Stopped", timeout=180)
-    assert list(d.glob("*.sock")) == [], "a stopped instance's disk servers still run"
+    assert list(d.glob("d-*.sock")) == [], "a stopped instance's disk servers still run"
     assert disk(S.disk)["Status"] == "In_use"
     S.net.ecs("StartInstance", InstanceId=S.b)
     S.net.wait(S.b, "Running")
