@@ -88,6 +88,10 @@ pub struct QemuConfig {
     /// How QEMU is confined ([`confine`]); `None` runs it as feitian's own user, daemonized
     /// by QEMU itself (feitian not root).
     pub confine: Option<Confinement>,
+    /// The host's disk servers: the instances' disks are RAF volumes served over NBD
+    /// ([`disks`]). `None`: the system disk is a qcow2 overlay on the image (tests that run
+    /// a driver without Pangu).
+    pub disks: Option<std::sync::Arc<dyn crate::DiskServers>>,
 }
 
 /// What a confined launch leaves running: QEMU as feitian's child (it reaps it when dropped).
