@@ -8,7 +8,10 @@ raw image on the same file system, driven by the same fio jobs, in one run; prin
   NBD_CMD_FLUSH and waits for it), so both servers end each write run with the data durable.
 - Same durability on both sides: qemu-nbd with `--cache=writeback` (writes reach the page
   cache, FLUSH is fdatasync) and feitian's `file` backend (FileDevice: pwrite, fdatasync on
-  FLUSH). `--backend` picks feitian's backend (only `file` today).
+  FLUSH). `--backend` picks feitian's backend: `file`, or `raf` (the product's disk: a RAF
+  volume on a Pangu of one chunkserver under the same directory, write-through: every write is
+  fsynced on its replica before it is acknowledged, so its durability is stronger than the
+  reference's, whose writes wait in the page cache until the final flush).
 - Two images of BENCH_DISK_SIZE, filled with the same random bytes (reads read data, not
   holes), side by side in one directory (BENCH_DISK_DIR, default a temporary directory under
   /var/tmp), and read once before the runs: both servers read from a warm page cache.
@@ -95,8 +98,17 @@ class Servers:
         self.feitian_sock = sockdir / "d-bench.sock"
         self.qemu_sock = sockdir / "qemu.sock"
         server = BIN_DIR / "feitian-bench-nbd"
-        self._start([str(server), "--backend", self.backend, "--path", str(feitian_img), "--socket-dir", str(sockdir),
-                     "--name", "d-bench", "--client-uid", str(os.getuid())], self.feitian_sock, "feitian-bench-nbd")
+        path = feitian_img if self.backend == "file" else self.work / "raf"
+        self._start([str(server), "--backend", self.backend, "--path", str(path), "--socket-dir", str(sockdir),
+                     "--name", "d-bench", "--client-uid", str(os.getuid()), "--size", str(SIZE_MIB << 20)],
+                    self.feitian_sock, "feitian-bench-nbd")
+        if self.backend == "raf":
+            # The volume gets the same bytes through the server (a sequential write of the
+            # whole image), so reads read data from the log.
+            log("writing the image into the RAF volume through the NBD server")
+            uri = f"nbd+unix:///d-bench?socket={self.feitian_sock}"
+            subprocess.run(["qemu-img", "convert", "-n", "-f", "raw", "-O", "raw", str(feitian_img), uri], check=True)
+            feitian_img.unlink()
         self._start(["qemu-nbd", "-f", "raw", "--cache=writeback", "--aio=threads", "--persistent", "--shared=1",
                      "-k", str(self.qemu_sock), str(qemu_img)], self.qemu_sock, "qemu-nbd")
         return self
@@ -152,7 +164,7 @@ def median(rows, key):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--backend", default="file", help="feitian's backend (file)")
+    ap.add_argument("--backend", default="raf", choices=["raf", "file"], help="feitian's backend")
     args = ap.parse_args()
     for tool in ("fio", "qemu-nbd"):
         if shutil.which(tool) is None:

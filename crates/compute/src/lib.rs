@@ -66,6 +66,12 @@ pub trait DiskServers: Send + Sync + 'static {
     fn stop<'a>(&'a self, volume: &'a str) -> DriverFuture<'a, ()>;
 }
 
+impl std::fmt::Debug for dyn DiskServers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DiskServers")
+    }
+}
+
 /// Runs instances on one host.
 pub trait Driver: Send + Sync + 'static {
     /// `sim` or `qemu`.

@@ -85,7 +85,7 @@ impl Accel {
     }
 }
 
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct QemuConfig {
     pub qemu: String,
     pub run_dir: PathBuf,
@@ -102,27 +102,10 @@ pub struct QemuConfig {
     /// How QEMU is confined ([`confine`]); `None` runs it as feitian's own user, daemonized
     /// by QEMU itself (feitian not root).
     pub confine: Option<Confinement>,
-    /// The host's disk servers: the instance's disks are RAF volumes they serve. `None`: the
-    /// system disk is a qcow2 overlay over the image, and no disk can be hot-plugged.
+    /// The host's disk servers: the instances' disks are RAF volumes served over NBD
+    /// ([`disks`]). `None`: the system disk is a qcow2 overlay on the image (tests that run
+    /// a driver without Pangu).
     pub disks: Option<Arc<dyn DiskServers>>,
-}
-
-impl std::fmt::Debug for QemuConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("QemuConfig")
-            .field("qemu", &self.qemu)
-            .field("run_dir", &self.run_dir)
-            .field("image", &self.image)
-            .field("kernel_cmdline_base", &self.kernel_cmdline_base)
-            .field("accel", &self.accel)
-            .field("stop_grace", &self.stop_grace)
-            .field("boot_timeout", &self.boot_timeout)
-            .field("host_cpus", &self.host_cpus)
-            .field("host_memory_mib", &self.host_memory_mib)
-            .field("confine", &self.confine)
-            .field("disks", &self.disks.as_ref().map(|_| "disk servers"))
-            .finish()
-    }
 }
 
 /// What a confined launch leaves running: QEMU as feitian's child (it reaps it when dropped).

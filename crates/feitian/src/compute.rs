@@ -19,6 +19,9 @@ pub struct Compute {
     pub net: Option<Arc<NetworkAgent>>,
     /// One line for `feitian up`'s banner.
     pub summary: String,
+    /// The guest image (none with the `sim` driver): its root disk becomes the parent volume
+    /// of every system disk.
+    pub image: Option<image::ImageLayout>,
 }
 
 /// Why this host cannot run real instances, if it cannot.
@@ -44,6 +47,7 @@ fn sim(cfg: &ComputeConfig, why: &str) -> Compute {
     Compute {
         driver: Arc::new(feitian_compute::sim::SimDriver::from_env().with_host(cfg.sim_vcpus, cfg.sim_memory_mib)),
         net: None,
+        image: None,
         summary: format!("compute driver: sim (instances are modelled, not booted: {why}); `feitian doctor` says what this host lacks"),
     }
 }
@@ -121,6 +125,7 @@ pub async fn start(
     eip_pool: ipnet::Ipv4Net,
     control: Arc<dyn ControlPlane>,
     nudges: Nudges,
+    disks: Arc<dyn feitian_compute::DiskServers>,
     out: &mut (dyn Write + Send),
 ) -> anyhow::Result<Compute> {
     let wanted = cfg.driver()?;
@@ -171,7 +176,7 @@ pub async fn start(
         host_cpus,
         host_memory_mib: host_memory_mib(),
         confine: Some(confinement),
-        disks: None,
+        disks: Some(disks),
     })?;
     let host = Arc::new(HostNet::new(data_dir, eip_pool));
     let prefix = host.prefix().to_owned();
@@ -180,6 +185,7 @@ pub async fn start(
     Ok(Compute {
         driver: Arc::new(driver),
         net: Some(net),
+        image: Some(layout.clone()),
         summary: format!(
             "compute driver: qemu ({}, image {}), {confined}, networks in namespaces {}-*, EIP pool {eip_pool} routed from this host",
             accel.name(),

@@ -3,13 +3,13 @@
 mod accounts;
 mod compute;
 mod config;
+mod disks;
 mod doctor;
 mod keys;
 mod sgcheck;
 mod signals;
 mod storage;
 mod up;
-mod volumes;
 
 use clap::{Parser, Subcommand};
 

@@ -134,16 +134,23 @@ pub fn run(data_dir: &Path, listen: &str, pangu_listen: &str, config: Option<&Pa
         })?;
         let addr = listener.local_addr()?;
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let storage = crate::storage::start(&config.pangu, store.clone(), data_dir, pangu_listen, stop_rx).await?;
+        let disk_host = crate::disks::host(storage.pangu.clone());
         let compute = {
             let mut out = std::io::stdout();
-            crate::compute::start(&config.compute, data_dir, eip_pool, planner.clone(), nudges.clone(), &mut out)
+            let servers = Arc::new(crate::disks::Servers(disk_host.clone()));
+            crate::compute::start(&config.compute, data_dir, eip_pool, planner.clone(), nudges.clone(), servers, &mut out)
                 .await?
         };
         // Everything after the host networking was made: a failure here must still remove it.
         let mut started: Option<Arc<feitian_agent::InstanceReconciler>> = None;
         let served: anyhow::Result<()> = async {
             let _ = ecs.host.set(feitian_agent::HostAgent::new(compute.driver.clone()));
-            let storage = crate::storage::start(&config.pangu, store.clone(), data_dir, pangu_listen, stop_rx).await?;
+            {
+                let mut out = std::io::stdout();
+                let builtin = feitian_ecs::images::FEITIAN_LINUX.id;
+                crate::disks::prepare_image(&disk_host, compute.image.as_ref(), builtin, &mut out).await?;
+            }
             let blobs = feitian_oss::blobs::Blobs::new(storage.pangu.clone(), store.clone());
             blobs
                 .sweep()
@@ -214,7 +221,7 @@ pub fn run(data_dir: &Path, listen: &str, pangu_listen: &str, config: Option<&Pa
             if let Some(net) = &compute.net {
                 tokio::spawn(net.clone().run());
             }
-            let volumes: Arc<dyn feitian_agent_api::VolumeService> = Arc::new(crate::volumes::MemoryVolumes::new());
+            let volumes: Arc<dyn feitian_agent_api::VolumeService> = disk_host.clone();
             let disks =
                 feitian_agent::disks::DiskReconciler::new(planner.clone(), compute.driver.clone(), volumes, nudges.clone());
             tokio::spawn(disks.run());
@@ -233,13 +240,16 @@ pub fn run(data_dir: &Path, listen: &str, pangu_listen: &str, config: Option<&Pa
             // The shutdown policy, also after a failed start: guests stop, then everything made
             // on the host goes.
             println!("stopping instances and removing host networking");
-            if let Some(reconciler) = started {
+            if let Some(reconciler) = &started {
                 reconciler.stop_all().await;
             }
             if let Err(e) = net.teardown().await {
                 tracing::warn!(error = %e, "host networking was not fully removed");
             }
         }
+        // Guests are stopped (QEMU first: docs/disks.md); then every volume is closed with a
+        // checkpoint, so the next start replays little.
+        disk_host.stop_all().await;
         served?;
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         tracing::info!("stopped cleanly");

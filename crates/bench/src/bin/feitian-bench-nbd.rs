@@ -7,21 +7,34 @@
 
 use anyhow::Context;
 use clap::{Parser, ValueEnum};
-use feitian_disk::{BlockDevice, FileDevice, NbdServer, ServerConfig};
+use feitian_disk::{BlockDevice, FileDevice, NbdServer, RafDevice, ServerConfig};
+use feitian_meta::Store;
+use feitian_pangu::chunkserver::DEFAULT_FLOW;
+use feitian_pangu::client::Pangu;
+use feitian_pangu::master::{self, Master, MasterConfig};
+use feitian_pangu::node::{self, NodeConfig};
+use feitian_pangu::serve::DEFAULT_LIMITS;
+use feitian_raf::pangu::PanguStore;
+use feitian_raf::{LogStore, Raf, StoreError};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 #[derive(Clone, Copy, ValueEnum, Debug)]
 enum Backend {
     /// `FileDevice`: the raw file at --path (pwrite, fdatasync on flush), as qemu-nbd serves it.
     File,
+    /// A RAF volume (the product's disk) on a Pangu of one chunkserver beside its master, as
+    /// `feitian up` runs it, with its store and chunks under the directory --path: write-through
+    /// (every acknowledged write is fsynced on its replica before the answer).
+    Raf,
 }
 
 #[derive(Parser)]
 struct Args {
     #[arg(long, value_enum, default_value = "file")]
     backend: Backend,
-    /// The backend's storage: for `file`, an existing raw image.
+    /// The backend's storage: for `file`, an existing raw image; for `raf`, an empty directory.
     #[arg(long)]
     path: PathBuf,
     /// Directory of the socket.
@@ -33,19 +46,55 @@ struct Args {
     /// The uid allowed to connect besides root and ourselves.
     #[arg(long, default_value_t = 0)]
     client_uid: u32,
+    /// For `raf`: the volume's size in bytes.
+    #[arg(long, default_value_t = 1 << 30)]
+    size: u64,
 }
 
-fn open_backend(a: &Args) -> anyhow::Result<Arc<dyn BlockDevice>> {
+async fn open_backend(a: &Args) -> anyhow::Result<Arc<dyn BlockDevice>> {
     Ok(match a.backend {
         Backend::File => Arc::new(FileDevice::open(&a.path).with_context(|| format!("open {}", a.path.display()))?),
+        Backend::Raf => Arc::new(RafDevice::new(Arc::new(raf_volume(a).await?))),
     })
+}
+
+/// A master (its namespace in a store under `--path`) and one chunkserver beside it, as
+/// `feitian up` starts them, and the volume `--name` on them.
+async fn raf_volume(a: &Args) -> anyhow::Result<Raf> {
+    std::fs::create_dir_all(a.path.join("chunks"))?;
+    let store = Store::open(&a.path.join("meta.db"))?;
+    let master = Master::open(store, MasterConfig::new(1))?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let master_addr = listener.local_addr()?.to_string();
+    let never = std::future::pending::<()>;
+    tokio::spawn(feitian_pangu::serve::serve(listener, master::router(master.clone()), DEFAULT_LIMITS, never()));
+    tokio::spawn(master.clone().run(never()));
+    let node = NodeConfig {
+        master: master_addr,
+        dir: a.path.join("chunks"),
+        rack: "local".into(),
+        listen: "127.0.0.1:0".parse()?,
+        advertise: None,
+        capacity_bytes: 1 << 40,
+        flow: DEFAULT_FLOW,
+        heartbeat: Duration::from_secs(1),
+        scrub: None,
+        secret: master.config().secret.clone(),
+    };
+    node::start_beside(&master, node, never()).await?;
+    let store = PanguStore::new(Pangu::in_process(master));
+    match store.create(&a.name, a.size, None).await {
+        Ok(()) | Err(StoreError::Exists(_)) => {}
+        Err(e) => anyhow::bail!("cannot create volume {}: {e}", a.name),
+    }
+    Ok(Raf::open(Arc::new(store), &a.name, feitian_raf::Config::default()).await?)
 }
 
 fn main() -> anyhow::Result<()> {
     let a = Args::parse();
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async {
-        let device = open_backend(&a)?;
+        let device = open_backend(&a).await?;
         let config =
             ServerConfig { dir: a.socket_dir.clone(), name: a.name.clone(), client_uid: a.client_uid, limits: None };
         let server = NbdServer::start(config, device)?;

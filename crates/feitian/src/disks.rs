@@ -1,0 +1,175 @@
+//! Cloud disks inside `feitian up`: the host's [`DiskHost`] on the embedded Pangu (its
+//! volume store and disk servers), and the built-in image's root disk as a frozen RAF volume
+//! that every system disk is a copy-on-write clone of (`docs/disks.md`).
+//!
+//! The image's volume is named after the image directory (which carries the digest of what
+//! the image is built from), so a rebuilt image is imported beside the old one, which stays
+//! the parent of the disks made from it. An import a crash interrupted (a volume not frozen)
+//! is deleted and done again. Without a guest image (the `sim` driver) the image volume is an
+//! empty frozen volume: system disks exist as RAFs, and no guest reads them.
+
+use feitian_compute::image::{ImageLayout, ROOTFS_SIZE_MIB};
+use feitian_compute::{DiskServers, DriverError, DriverFuture};
+use feitian_disk::DiskHost;
+use feitian_pangu::client::Pangu;
+use feitian_raf::pangu::PanguStore;
+use feitian_raf::{LogStore, Raf, StoreError};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Bytes written per engine call while importing (the engine's group-commit batch).
+const IMPORT_PIECE: usize = 4 << 20;
+const BLOCK: usize = 4096;
+
+/// The host's disks on `pangu`.
+pub fn host(pangu: Pangu) -> Arc<DiskHost> {
+    DiskHost::new(PanguStore::new(pangu), feitian_raf::Config::default())
+}
+
+/// Makes the image volume of `image` (none: the sim's empty one) ready, and known to `host`
+/// as the built-in image's. Before any disk is made.
+pub async fn prepare_image(
+    host: &DiskHost,
+    image: Option<&ImageLayout>,
+    builtin_image_id: &str,
+    out: &mut (dyn Write + Send),
+) -> anyhow::Result<()> {
+    let store = host.store();
+    let volume = match image {
+        Some(layout) => import_image(store, layout, out).await?,
+        None => empty_image(store).await?,
+    };
+    host.set_image_volume(&feitian_agent_api::disk::image_volume_name(builtin_image_id), &volume);
+    Ok(())
+}
+
+/// The name of the frozen volume holding `layout`'s root disk.
+pub fn image_volume(layout: &ImageLayout) -> String {
+    let dir = layout.dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    format!("img-{dir}")
+}
+
+/// Whether `name` is a frozen volume; a volume left unfrozen by an interrupted import is
+/// deleted (nothing can be its clone: only frozen volumes are parents).
+async fn frozen_or_cleared(store: &PanguStore, name: &str) -> anyhow::Result<bool> {
+    match store.describe(name).await {
+        Ok(lease) if lease.frozen => Ok(true),
+        Ok(_) => {
+            store.pangu().volume_delete(name).await?;
+            Ok(false)
+        }
+        Err(StoreError::NotFound(_)) => Ok(false),
+        Err(e) => Err(anyhow::anyhow!("cannot read volume {name}: {e}")),
+    }
+}
+
+async fn empty_image(store: &PanguStore) -> anyhow::Result<String> {
+    let name = "img-sim-empty".to_owned();
+    if frozen_or_cleared(store, &name).await? {
+        return Ok(name);
+    }
+    store.create(&name, ROOTFS_SIZE_MIB << 20, None).await?;
+    let raf = Raf::open(Arc::new(store.clone()), &name, feitian_raf::Config::default()).await?;
+    raf.freeze().await?;
+    Ok(name)
+}
+
+/// Imports the image's root disk (qcow2, read as raw by `qemu-img`) once: only its blocks
+/// that are not all zeros are written, then the volume is frozen.
+async fn import_image(
+    store: &PanguStore,
+    layout: &ImageLayout,
+    out: &mut (dyn Write + Send),
+) -> anyhow::Result<String> {
+    let name = image_volume(layout);
+    if frozen_or_cleared(store, &name).await? {
+        return Ok(name);
+    }
+    let raw = layout.dir.join("rootfs.raw.import");
+    let convert = std::process::Command::new("qemu-img")
+        .args(["convert", "-q", "-O", "raw"])
+        .arg(layout.rootfs())
+        .arg(&raw)
+        .output()
+        .map_err(|e| anyhow::anyhow!("cannot run qemu-img (apt-get install qemu-utils): {e}"))?;
+    if !convert.status.success() {
+        anyhow::bail!(
+            "qemu-img cannot read the image's root disk: {}",
+            String::from_utf8_lossy(&convert.stderr).trim()
+        );
+    }
+    let result = import_raw(store, &name, &raw, out).await;
+    let _ = std::fs::remove_file(&raw);
+    result?;
+    Ok(name)
+}
+
+async fn import_raw(store: &PanguStore, name: &str, raw: &Path, out: &mut (dyn Write + Send)) -> anyhow::Result<()> {
+    let mut file = std::fs::File::open(raw)?;
+    let len = file.metadata()?.len();
+    let size = len.div_ceil(BLOCK as u64) * BLOCK as u64;
+    writeln!(out, "image: importing the root disk ({} MiB) into RAF volume {name} (once)", size >> 20)?;
+    out.flush()?;
+    store.create(name, size.max(BLOCK as u64), None).await?;
+    let raf = Raf::open(Arc::new(store.clone()), name, feitian_raf::Config::default()).await?;
+    let mut buf = vec![0u8; IMPORT_PIECE];
+    let (mut at, mut written) = (0u64, 0u64);
+    loop {
+        let n = read_full(&mut file, &mut buf)?;
+        if n == 0 {
+            break;
+        }
+        // Whole blocks (the last one padded with zeros); runs of non-zero blocks are written
+        // as one call each.
+        let n = n.div_ceil(BLOCK) * BLOCK;
+        let mut i = 0;
+        while i < n {
+            if buf[i..i + BLOCK].iter().all(|&b| b == 0) {
+                i += BLOCK;
+                continue;
+            }
+            let start = i;
+            while i < n && buf[i..i + BLOCK].iter().any(|&b| b != 0) {
+                i += BLOCK;
+            }
+            raf.write(at + start as u64, bytes::Bytes::copy_from_slice(&buf[start..i])).await?;
+            written += (i - start) as u64;
+        }
+        at += n as u64;
+    }
+    raf.freeze().await?;
+    writeln!(out, "image: imported {} MiB of data", written >> 20)?;
+    Ok(())
+}
+
+/// Reads until `buf` is full or the file ends; the tail of a short last read is zeroed.
+fn read_full(f: &mut std::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match f.read(&mut buf[n..])? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    buf[n..].iter_mut().for_each(|b| *b = 0);
+    Ok(n)
+}
+
+/// The host's disk servers as the `qemu` driver asks for them.
+pub struct Servers(pub Arc<DiskHost>);
+
+impl DiskServers for Servers {
+    fn serve<'a>(&'a self, volume: &'a str, dir: &'a Path, uid: u32) -> DriverFuture<'a, PathBuf> {
+        Box::pin(
+            async move { self.0.serve(volume, dir, uid, None).await.map_err(|e| DriverError::Failed(e.to_string())) },
+        )
+    }
+
+    fn stop<'a>(&'a self, volume: &'a str) -> DriverFuture<'a, ()> {
+        Box::pin(async move {
+            self.0.stop(volume).await;
+            Ok(())
+        })
+    }
+}
