@@ -174,7 +174,8 @@ def test_a_data_disk_written_in_one_instance_reads_the_same_in_another(pair):
     assert size_bytes(S.a, dev) == DATA_GIB * GIB
 
     # A file system on the first 4 GiB (ext4, inode tables initialised lazily), a file.
-    sh(S.a, f"mke2fs -q -F -t ext4 -E nodiscard,lazy_itable_init=1,lazy_journal_init=1 /dev/{dev} {FS_SIZE}")
+    # The full path: the guest's shell prefers busybox's applets (its mke2fs makes only ext2).
+    sh(S.a, f"/sbin/mke2fs -q -F -t ext4 -E nodiscard,lazy_itable_init=1,lazy_journal_init=1 /dev/{dev} {FS_SIZE}")
     sh(S.a, f"mkdir -p /mnt/d && mount /dev/{dev} /mnt/d")
     want_file = hashlib.sha256(FILE_BYTES).hexdigest()
     sh(S.a, f"awk 'BEGIN {{ for (i = 0; i < {FILE_LINES}; i++) printf \"feitian data disk line %07d\\n\", i }}'"
