@@ -25,6 +25,7 @@ use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tokio::task::JoinHandle;
 
 use crate::checkpoint::Position;
+use crate::coalesce;
 use crate::compact::{self, CompactionReport};
 use crate::config::Config;
 use crate::error::RafError;
@@ -236,14 +237,20 @@ impl Raf {
             holes = deeper;
         }
         let store = &self.shared.store;
-        let pieces = try_join_all(reads.iter().map(|&(_, n, file, at)| store.read(file, at, n * BLOCK))).await?;
+        let wanted: Vec<(FileId, u64, u64)> = reads.iter().map(|&(_, n, file, at)| (file, at, n * BLOCK)).collect();
+        let spans = coalesce::plan(&wanted);
+        let data = try_join_all(spans.iter().map(|s| store.read(s.file, s.offset, s.len))).await?;
         let mut out = BytesMut::zeroed(len as usize);
-        for (&(start, n, _, _), data) in reads.iter().zip(pieces) {
-            if data.len() as u64 != n * BLOCK {
-                return Err(RafError::ShortRead { want: n * BLOCK, got: data.len() as u64 });
+        for (span, data) in spans.iter().zip(data) {
+            if data.len() as u64 != span.len {
+                return Err(RafError::ShortRead { want: span.len, got: data.len() as u64 });
             }
-            let at = ((start - first) * BLOCK) as usize;
-            out[at..at + data.len()].copy_from_slice(&data);
+            for &(i, within) in &span.pieces {
+                let (start, n, _, _) = reads[i];
+                let at = ((start - first) * BLOCK) as usize;
+                let from = within as usize;
+                out[at..at + (n * BLOCK) as usize].copy_from_slice(&data[from..from + (n * BLOCK) as usize]);
+            }
         }
         Ok(out.freeze())
     }
