@@ -10,11 +10,10 @@ after the restart), and every record the guest saw complete reads back from the 
 
 One feitian (qemu driver, EIP pool 198.18.71.0/24: no other module uses it), one guest."""
 import re
-import time
 
 import pytest
 
-from conftest import Api
+from conftest import Api, wait_for
 from qemu_helpers import Net, needs_vms, qemu_feitian, ssh, ssh_ok
 
 pytestmark = needs_vms
@@ -29,17 +28,6 @@ def cloud():
     yield f
     left = finish()
     assert left == [], f"left on the host after shutdown: {left}"
-
-
-def wait_until(fn, timeout, what, pause=1.0):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = fn()
-        if last:
-            return last
-        time.sleep(pause)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what} (last: {last!r})")
 
 
 def completed(net, iid):
@@ -76,7 +64,7 @@ def test_every_completed_write_survives_kill9_and_the_guest_keeps_running(cloud)
     script = LOOP.format(serial=serial, record=RECORD)
     ssh_ok(net, ip, f"cat > /tmp/loop.sh <<'EOF'\n{script}\nEOF\nsetsid sh /tmp/loop.sh >/dev/null 2>&1 </dev/null &")
 
-    wait_until(lambda: len(completed(net, iid)) >= 20, 180, "the guest's first records")
+    wait_for(lambda: len(completed(net, iid)) >= 20, timeout=180, what="the guest's first records", pause=1.0)
     cloud.kill9()
     before = max(completed(net, iid))
     cloud.start(timeout=300)
@@ -84,9 +72,9 @@ def test_every_completed_write_survives_kill9_and_the_guest_keeps_running(cloud)
 
     # The same guest goes on writing once its disk server is back.
     assert net.status(iid) == "Running"
-    wait_until(lambda: max(completed(net, iid)) >= before + 20, 300, "records completed after the restart")
+    wait_for(lambda: max(completed(net, iid)) >= before + 20, timeout=300, what="records completed after the restart", pause=1.0)
     ssh_ok(net, ip, "touch /tmp/stop")
-    dev = wait_until(lambda: ssh(net, ip, "cat /tmp/loop.dev").stdout.strip(), 60, "the loop to stop")
+    dev = wait_for(lambda: ssh(net, ip, "cat /tmp/loop.dev").stdout.strip(), timeout=60, what="the loop to stop", pause=1.0)
     done = completed(net, iid)
     last = max(done)
     # The console API returns its last 64 KiB: a contiguous tail of the completions.
