@@ -25,8 +25,8 @@
 //!
 //! Pure: no I/O.
 
-use crate::index::{Extent, Index, IndexError, Location, Target};
 use feitian_pangu::crc::crc32c;
+use crate::index::{Extent, Index, IndexError, Location, Target};
 
 pub const HEADER_LEN: usize = 48;
 const MAGIC: [u8; 4] = *b"RAFC";

@@ -58,11 +58,7 @@ fn lease(l: VolumeLease) -> Lease {
             covers_seq: c.covers_seq,
             covers_offset: c.covers_offset,
         }),
-        segments: l
-            .segments
-            .into_iter()
-            .map(|s| SegmentRef { seq: s.seq, file: FileId(s.file.0), len: s.len })
-            .collect(),
+        segments: l.segments.into_iter().map(|s| SegmentRef { seq: s.seq, file: FileId(s.file.0), len: s.len }).collect(),
     }
 }
 

@@ -32,8 +32,8 @@
 //!
 //! Pure: no I/O.
 
-use crate::index::{Location, BLOCK};
 use feitian_pangu::crc::crc32c;
+use crate::index::{Location, BLOCK};
 
 pub const HEADER_LEN: usize = 48;
 const MAGIC: [u8; 4] = *b"RAFR";
