@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use futures_util::future::try_join_all;
+use futures_util::stream::{self, StreamExt, TryStreamExt};
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tokio::task::JoinHandle;
@@ -39,6 +39,10 @@ use crate::writer::{self, GuestOp, GuestReq, MoveReq};
 const MAX_PARENTS: usize = 16;
 /// How often a read looks its range up again after finding a segment dropped under it.
 const READ_ATTEMPTS: usize = 3;
+/// Pieces of log one read fetches at once. A fragmented 32 MiB request maps to thousands of
+/// pieces; issued all at once they open more connections to a chunkserver than it serves,
+/// and the rest wait for idle ones to close (seconds). A few dozen keep the replicas busy.
+const READ_FANOUT: usize = 32;
 
 /// A volume's counters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -236,7 +240,10 @@ impl Raf {
             holes = deeper;
         }
         let store = &self.shared.store;
-        let pieces = try_join_all(reads.iter().map(|&(_, n, file, at)| store.read(file, at, n * BLOCK))).await?;
+        let pieces: Vec<Bytes> = stream::iter(reads.iter().copied().map(|(_, n, file, at)| store.read(file, at, n * BLOCK)))
+            .buffered(READ_FANOUT)
+            .try_collect()
+            .await?;
         let mut out = BytesMut::zeroed(len as usize);
         for (&(start, n, _, _), data) in reads.iter().zip(pieces) {
             if data.len() as u64 != n * BLOCK {
