@@ -240,10 +240,11 @@ impl Raf {
             holes = deeper;
         }
         let store = &self.shared.store;
-        let pieces: Vec<Bytes> = stream::iter(reads.iter().copied().map(|(_, n, file, at)| store.read(file, at, n * BLOCK)))
-            .buffered(READ_FANOUT)
-            .try_collect()
-            .await?;
+        let pieces: Vec<Bytes> =
+            stream::iter(reads.iter().copied().map(|(_, n, file, at)| store.read(file, at, n * BLOCK)))
+                .buffered(READ_FANOUT)
+                .try_collect()
+                .await?;
         let mut out = BytesMut::zeroed(len as usize);
         for (&(start, n, _, _), data) in reads.iter().zip(pieces) {
             if data.len() as u64 != n * BLOCK {
