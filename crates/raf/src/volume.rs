@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use futures_util::future::try_join_all;
+use futures_util::stream::{self, StreamExt, TryStreamExt};
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tokio::task::JoinHandle;
@@ -40,6 +40,10 @@ use crate::writer::{self, GuestOp, GuestReq, MoveReq};
 const MAX_PARENTS: usize = 16;
 /// How often a read looks its range up again after finding a segment dropped under it.
 const READ_ATTEMPTS: usize = 3;
+/// Spans of log (`coalesce`) one read fetches at once. A fragmented 32 MiB request maps to thousands of
+/// pieces; issued all at once they open more connections to a chunkserver than it serves,
+/// and the rest wait for idle ones to close (seconds). A few dozen keep the replicas busy.
+const READ_FANOUT: usize = 32;
 
 /// A volume's counters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -239,7 +243,12 @@ impl Raf {
         let store = &self.shared.store;
         let wanted: Vec<(FileId, u64, u64)> = reads.iter().map(|&(_, n, file, at)| (file, at, n * BLOCK)).collect();
         let spans = coalesce::plan(&wanted);
-        let data = try_join_all(spans.iter().map(|s| store.read(s.file, s.offset, s.len))).await?;
+        // Owned ranges: a stream over borrowed spans would not be `Send` for every lifetime.
+        let ranges: Vec<(FileId, u64, u64)> = spans.iter().map(|s| (s.file, s.offset, s.len)).collect();
+        let data: Vec<Bytes> = stream::iter(ranges.into_iter().map(|(file, at, n)| store.read(file, at, n)))
+            .buffered(READ_FANOUT)
+            .try_collect()
+            .await?;
         let mut out = BytesMut::zeroed(len as usize);
         for (span, data) in spans.iter().zip(data) {
             if data.len() as u64 != span.len {
