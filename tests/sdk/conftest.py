@@ -185,11 +185,12 @@ class Api:
         return e.value
 
 
-def wait_for(fn, timeout=10, what="condition"):
+def wait_for(fn, timeout=10, what="condition", pause=0.05):
+    """Polls `fn` every `pause` seconds until it returns something true, and returns that."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         v = fn()
         if v:
             return v
-        time.sleep(0.05)
+        time.sleep(pause)
     raise AssertionError(f"timed out waiting for {what}")

@@ -15,7 +15,7 @@
 
 use crate::answer::Paging;
 use crate::disk_view::{DescribeDisksResponse, DiskItem, Disks};
-use crate::instances::{self as inst_api};
+use crate::instance_errors as inst_api;
 use crate::Ecs;
 use feitian_agent_api::InstanceStatus;
 use feitian_api::answers::Empty;

@@ -38,14 +38,7 @@ pub const MAX_AMOUNT: i64 = 100;
 /// UserData after base64 decoding.
 pub const MAX_USER_DATA: usize = 32 * 1024;
 
-pub fn not_found() -> ApiError {
-    ApiError::new(404, "InvalidInstanceId.NotFound", "The specified InstanceId does not exist.")
-}
-
-pub fn incorrect_status(status: InstanceStatus, wanted: &str) -> ApiError {
-    ApiError::new(403, "IncorrectInstanceStatus", "The current status of the resource does not support this operation.")
-        .recommend(format!("the instance is {status}; this action needs it {wanted}"))
-}
+pub use crate::instance_errors::{incorrect_status, not_found};
 
 /// Stored with its ClientToken, so it reads back too.
 #[derive(Debug, Serialize, Deserialize)]

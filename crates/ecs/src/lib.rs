@@ -11,6 +11,7 @@ pub mod disk_view;
 pub mod disks;
 pub mod events;
 pub mod images;
+pub mod instance_errors;
 pub mod instance_types;
 pub mod instance_view;
 pub mod instances;

@@ -12,12 +12,14 @@
 //! - [`record`]: the log record codec; a torn tail is a clean stop, a bad CRC is an error
 //!   (pure).
 //! - [`checkpoint`]: the index written out with the log position it covers (pure).
+//! - [`coalesce`]: the pieces of one read merged into fewer store reads (pure).
 //! - [`flow`]: compaction's token bucket and its share of each append (pure).
 //! - [`pangu`]: the store of real volumes: Pangu's volume registry and files.
 //! - [`Raf`] (`volume`): the engine; `writer` (group commit), `replay` (open), `compact`
 //!   (checkpoints and compaction) are its parts.
 
 pub mod checkpoint;
+pub mod coalesce;
 mod compact;
 mod config;
 mod error;

@@ -19,12 +19,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use futures_util::future::try_join_all;
+use futures_util::stream::{self, StreamExt, TryStreamExt};
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tokio::task::JoinHandle;
 
 use crate::checkpoint::Position;
+use crate::coalesce;
 use crate::compact::{self, CompactionReport};
 use crate::config::Config;
 use crate::error::RafError;
@@ -39,6 +40,10 @@ use crate::writer::{self, GuestOp, GuestReq, MoveReq};
 const MAX_PARENTS: usize = 16;
 /// How often a read looks its range up again after finding a segment dropped under it.
 const READ_ATTEMPTS: usize = 3;
+/// Spans of log (`coalesce`) one read fetches at once. A fragmented 32 MiB request maps to thousands of
+/// pieces; issued all at once they open more connections to a chunkserver than it serves,
+/// and the rest wait for idle ones to close (seconds). A few dozen keep the replicas busy.
+const READ_FANOUT: usize = 32;
 
 /// A volume's counters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -236,14 +241,25 @@ impl Raf {
             holes = deeper;
         }
         let store = &self.shared.store;
-        let pieces = try_join_all(reads.iter().map(|&(_, n, file, at)| store.read(file, at, n * BLOCK))).await?;
+        let wanted: Vec<(FileId, u64, u64)> = reads.iter().map(|&(_, n, file, at)| (file, at, n * BLOCK)).collect();
+        let spans = coalesce::plan(&wanted);
+        // Owned ranges: a stream over borrowed spans would not be `Send` for every lifetime.
+        let ranges: Vec<(FileId, u64, u64)> = spans.iter().map(|s| (s.file, s.offset, s.len)).collect();
+        let data: Vec<Bytes> = stream::iter(ranges.into_iter().map(|(file, at, n)| store.read(file, at, n)))
+            .buffered(READ_FANOUT)
+            .try_collect()
+            .await?;
         let mut out = BytesMut::zeroed(len as usize);
-        for (&(start, n, _, _), data) in reads.iter().zip(pieces) {
-            if data.len() as u64 != n * BLOCK {
-                return Err(RafError::ShortRead { want: n * BLOCK, got: data.len() as u64 });
+        for (span, data) in spans.iter().zip(data) {
+            if data.len() as u64 != span.len {
+                return Err(RafError::ShortRead { want: span.len, got: data.len() as u64 });
             }
-            let at = ((start - first) * BLOCK) as usize;
-            out[at..at + data.len()].copy_from_slice(&data);
+            for &(i, within) in &span.pieces {
+                let (start, n, _, _) = reads[i];
+                let at = ((start - first) * BLOCK) as usize;
+                let from = within as usize;
+                out[at..at + (n * BLOCK) as usize].copy_from_slice(&data[from..from + (n * BLOCK) as usize]);
+            }
         }
         Ok(out.freeze())
     }

@@ -1,0 +1,671 @@
+//! RAF on a real Pangu cluster, under the faults `docs/disks.md` promises to survive, and
+//! its space accounting.
+//!
+//! The cluster is a master in this process (on an in-memory control-plane store) and three
+//! chunkservers in *child processes*, replication 3. A chunkserver process is this test
+//! binary run again as its ignored test `chunkserver_process`, so a test can `kill -9` one
+//! (`Child::kill` sends SIGKILL) and start it again on the same directory, with no other
+//! binary to build. A child also exits when its stdin closes, so children never outlive the
+//! test process, even one that panics or is killed itself.
+//!
+//! Every test here can fail: each compares what it reads with a model of what was
+//! acknowledged, byte for byte, or the master's own counters with what the fault must cause.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use feitian_meta::Store;
+use feitian_pangu::auth::Keyring;
+use feitian_pangu::chunkserver::{flow_for_repair_rate, DEFAULT_FLOW};
+use feitian_pangu::client::Pangu;
+use feitian_pangu::master::{self, FileId as PanguFile, Master, MasterConfig, MasterStatus};
+use feitian_pangu::node::{self, NodeConfig};
+use feitian_raf::pangu::PanguStore;
+use feitian_raf::{CompactionConfig, Config, LogStore, Raf, RafError, StoreError};
+use parking_lot::Mutex;
+use tokio::sync::oneshot;
+
+const KIB: u64 = 1024;
+const MIB: u64 = 1024 * KIB;
+const GIB: u64 = 1024 * MIB;
+const BLOCK: u64 = 4 * KIB;
+/// Pangu's chunk size in these tests (64 MiB in production): small, so that a few MiB of
+/// log span several chunks and a lost server leaves some of them short of a replica.
+const CHUNK: u64 = 4 * MIB;
+
+/// What the child process is told (empty when the binary runs as a normal test).
+const ENV_MASTER: &str = "RAF_ON_PANGU_MASTER";
+const ENV_DIR: &str = "RAF_ON_PANGU_DIR";
+const ENV_RACK: &str = "RAF_ON_PANGU_RACK";
+const ENV_SECRET: &str = "RAF_ON_PANGU_SECRET";
+
+/// The chunkserver child: a Pangu node that lives until its stdin closes (or SIGKILL).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "the chunkserver process the other tests start and kill -9; not a test by itself"]
+async fn chunkserver_process() {
+    let vars = [ENV_MASTER, ENV_DIR, ENV_RACK, ENV_SECRET].map(std::env::var);
+    let [Ok(master), Ok(dir), Ok(rack), Ok(secret)] = vars else {
+        eprintln!("chunkserver_process only runs as a child of the other tests");
+        return;
+    };
+    let config = NodeConfig {
+        master,
+        dir: PathBuf::from(dir),
+        rack,
+        listen: "127.0.0.1:0".parse().expect("address"),
+        advertise: None,
+        capacity_bytes: 1 << 34,
+        // Repair copies at up to 256 MiB/s per server: fast enough for a test, yet paced.
+        flow: flow_for_repair_rate(256 * MIB).unwrap_or(DEFAULT_FLOW),
+        heartbeat: Duration::from_millis(200),
+        scrub: None,
+        secret: Keyring::parse(&secret).expect("the cluster secret"),
+    };
+    let _node = node::start(config, std::future::pending()).await.expect("the chunkserver starts");
+    // The parent holds our stdin: when it goes (however it dies), so do we.
+    let _ = tokio::task::spawn_blocking(|| std::io::copy(&mut std::io::stdin(), &mut std::io::sink())).await;
+    std::process::exit(0);
+}
+
+/// A chunkserver child process; dropping it kills it.
+struct ServerProcess {
+    child: Child,
+}
+
+impl ServerProcess {
+    /// SIGKILL: no shutdown, no last heartbeat, connections reset.
+    fn kill9(mut self) {
+        self.child.kill().expect("kill -9 the chunkserver");
+        self.child.wait().expect("reap the chunkserver");
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Cluster {
+    master: Arc<Master>,
+    master_addr: String,
+    secret: String,
+    servers: Vec<Option<ServerProcess>>,
+    dirs: Vec<tempfile::TempDir>,
+    _stop_master: oneshot::Sender<()>,
+}
+
+impl Cluster {
+    /// A master and three chunkserver processes (one rack each), replication 3, all live.
+    async fn start() -> Cluster {
+        let store = Store::open_in_memory().expect("store");
+        let mut config = MasterConfig::new(3);
+        config.chunk_size = CHUNK;
+        config.heartbeat_timeout = Duration::from_millis(1500);
+        config.tick = Duration::from_millis(100);
+        let master = Master::open(store, config).expect("master");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("listen");
+        let master_addr = listener.local_addr().expect("address").to_string();
+        let router = master::router(master.clone());
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        let (stop_master, stopped) = oneshot::channel::<()>();
+        tokio::spawn(master.clone().run(async move {
+            let _ = stopped.await;
+        }));
+        let secret = master.config().secret.to_text();
+        let mut c =
+            Cluster { master, master_addr, secret, servers: Vec::new(), dirs: Vec::new(), _stop_master: stop_master };
+        for i in 0..3 {
+            c.dirs.push(tempfile::tempdir().expect("temp dir"));
+            c.servers.push(None);
+            c.spawn(i);
+        }
+        c.wait("three live chunkservers", Duration::from_secs(30), |s| live(s) == 3).await;
+        c
+    }
+
+    /// Starts chunkserver `i` (again) on its directory: a restart keeps its identity.
+    fn spawn(&mut self, i: usize) {
+        let exe = std::env::current_exe().expect("the test binary");
+        let child = Command::new(exe)
+            .args(["chunkserver_process", "--exact", "--ignored", "--nocapture"])
+            .env(ENV_MASTER, &self.master_addr)
+            .env(ENV_DIR, self.dirs[i].path())
+            .env(ENV_RACK, format!("rack-{i}"))
+            .env(ENV_SECRET, &self.secret)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start a chunkserver process");
+        self.servers[i] = Some(ServerProcess { child });
+    }
+
+    fn kill9(&mut self, i: usize) {
+        self.servers[i].take().expect("a running chunkserver").kill9();
+    }
+
+    fn store(&self) -> Arc<PanguStore> {
+        Arc::new(PanguStore::new(Pangu::in_process(self.master.clone())))
+    }
+
+    /// Polls the master's status until `ok`, or fails the test at `deadline`.
+    async fn wait(&self, what: &str, deadline: Duration, ok: impl Fn(&MasterStatus) -> bool) -> MasterStatus {
+        let start = Instant::now();
+        loop {
+            let s = self.master.status();
+            if ok(&s) {
+                return s;
+            }
+            assert!(start.elapsed() < deadline, "timed out after {deadline:?} waiting for {what}: {s:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The directory of the chunkserver the master knows as `server`.
+    fn dir_of(&self, server: u64) -> &Path {
+        let s = self.master.status();
+        let view = s.servers.iter().find(|v| v.id == server).expect("a known server");
+        let i: usize = view.rack.trim_start_matches("rack-").parse().expect("rack-i");
+        self.dirs[i].path()
+    }
+
+    /// Every file of a volume (segments and checkpoint) by its registry entry.
+    async fn volume_files(&self, name: &str) -> Vec<PanguFile> {
+        let lease = Pangu::in_process(self.master.clone()).volume_describe(name).await.expect("describe");
+        let mut files: Vec<PanguFile> = lease.segments.iter().map(|s| s.file).collect();
+        files.extend(lease.checkpoint.map(|c| c.file));
+        files
+    }
+
+    /// The bytes a closed volume keeps in Pangu: the sealed length of every file it has.
+    async fn volume_bytes(&self, name: &str) -> u64 {
+        let mut total = 0;
+        for file in self.volume_files(name).await {
+            let layout = self.master.layout(file).expect("a volume file exists");
+            total += layout.sealed_len.expect("a closed volume's files are sealed");
+        }
+        total
+    }
+
+    /// Bytes of chunk files on the chunkservers' disks.
+    fn disk_bytes(&self) -> u64 {
+        let mut total = 0;
+        for dir in &self.dirs {
+            for entry in std::fs::read_dir(dir.path()).expect("chunk dir").flatten() {
+                if entry.file_name().to_string_lossy().ends_with(".chunk") {
+                    total += entry.metadata().map(|m| m.len()).unwrap_or(0);
+                }
+            }
+        }
+        total
+    }
+}
+
+fn live(s: &MasterStatus) -> usize {
+    s.servers.iter().filter(|v| v.live).count()
+}
+
+/// The engine's settings here: segments of two chunks, manual compaction at full speed.
+fn config() -> Config {
+    Config {
+        segment_bytes: 2 * CHUNK,
+        batch_bytes: MIB,
+        checkpoint_every: 64 * MIB,
+        queue_depth: 64,
+        compaction: CompactionConfig {
+            interval: None,
+            live_fraction: 0.5,
+            bytes_per_sec: GIB,
+            burst_bytes: 64 * MIB,
+            min_share: 0.1,
+            chunk_bytes: MIB,
+        },
+    }
+}
+
+/// Deterministic bytes for `seed` (xorshift).
+fn pattern(len: u64, seed: u64) -> Bytes {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut v = Vec::with_capacity(len as usize + 8);
+    while (v.len() as u64) < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        v.extend_from_slice(&x.to_le_bytes());
+    }
+    v.truncate(len as usize);
+    Bytes::from(v)
+}
+
+/// A small deterministic generator for offsets and lengths.
+struct Dice(u64);
+
+impl Dice {
+    fn next(&mut self, below: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % below
+    }
+}
+
+/// Reads the whole volume in 1 MiB pieces and compares it with `model`.
+async fn assert_reads(raf: &Raf, model: &[u8], when: &str) {
+    let step = MIB as usize;
+    for (i, want) in model.chunks(step).enumerate() {
+        let offset = (i * step) as u64;
+        let got = raf.read(offset, want.len() as u64).await.unwrap_or_else(|e| panic!("{when}: read at {offset}: {e}"));
+        if got[..] != want[..] {
+            let at = got.iter().zip(want).position(|(a, b)| a != b).unwrap_or(0);
+            panic!("{when}: byte {} differs from what was acknowledged", offset + at as u64);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chunkserver_killed_mid_stream_fails_no_write_and_repair_restores_three_replicas() {
+    const TASKS: u64 = 8;
+    const REGION: u64 = 4 * MIB;
+    const SIZE: u64 = TASKS * REGION;
+    /// Write sizes: 4 KiB pages and larger, up to 256 KiB.
+    const SIZES: [u64; 5] = [4 * KIB, 8 * KIB, 64 * KIB, 128 * KIB, 256 * KIB];
+    const PER_TASK: u64 = 3 * MIB;
+    const KILL_AFTER: u64 = 8 * MIB;
+
+    let mut c = Cluster::start().await;
+    let store = c.store();
+    store.create("d-kill", SIZE, None).await.expect("create");
+    let raf = Arc::new(Raf::open(store.clone(), "d-kill", config()).await.expect("open"));
+    let model = Arc::new(Mutex::new(vec![0u8; SIZE as usize]));
+    let acked = Arc::new(std::sync::atomic::AtomicU64::new(0));
+
+    // Eight writers, each in its own region (so the model is exact), 4 KiB to 256 KiB.
+    let mut tasks = Vec::new();
+    for t in 0..TASKS {
+        let (raf, model, acked) = (raf.clone(), model.clone(), acked.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut dice = Dice(t + 1);
+            let mut written = 0;
+            let mut n = 0;
+            while written < PER_TASK {
+                let len = SIZES[dice.next(SIZES.len() as u64) as usize];
+                let offset = t * REGION + dice.next((REGION - len) / BLOCK + 1) * BLOCK;
+                let data = pattern(len, t << 32 | n);
+                raf.write(offset, data.clone()).await.map_err(|e| format!("write {n} of task {t} at {offset}: {e}"))?;
+                model.lock()[offset as usize..(offset + len) as usize].copy_from_slice(&data);
+                acked.fetch_add(len, std::sync::atomic::Ordering::SeqCst);
+                written += len;
+                n += 1;
+            }
+            Ok::<u64, String>(n)
+        }));
+    }
+    // A chunkserver dies (SIGKILL) once part of the stream is acknowledged.
+    while acked.load(std::sync::atomic::Ordering::SeqCst) < KILL_AFTER {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let killed_at = acked.load(std::sync::atomic::Ordering::SeqCst);
+    c.kill9(1);
+    let mut writes = 0;
+    for task in tasks {
+        writes += task.await.expect("writer task").expect("no write fails when one replica dies");
+    }
+    eprintln!("{writes} writes, chunkserver 1 killed after {} MiB acknowledged", killed_at / MIB);
+
+    let model = model.lock().clone();
+    assert_reads(&raf, &model, "after the kill").await;
+    raf.close().await.expect("close");
+    drop(raf);
+    let raf = Raf::open(store.clone(), "d-kill", config()).await.expect("reopen with a server down");
+    assert_reads(&raf, &model, "after a reopen").await;
+    raf.close().await.expect("close");
+
+    // The master sees the loss, then, once the server is back, copies what it missed.
+    c.wait("the loss to be seen", Duration::from_secs(10), |s| live(s) == 2 && s.under_replicated > 0).await;
+    let before = c.master.status().repair.copies_done;
+    let start = Instant::now();
+    c.spawn(1);
+    let s = c
+        .wait("three replicas of every chunk", Duration::from_secs(30), |s| {
+            live(s) == 3 && s.under_replicated == 0 && s.unsealed == 0 && s.repair.in_flight == 0
+        })
+        .await;
+    let repair_time = start.elapsed();
+    assert_eq!(s.unrecoverable, 0);
+    assert!(s.repair.copies_done > before, "the missed chunks were copied: {s:?}");
+    for file in c.volume_files("d-kill").await {
+        for chunk in c.master.layout(file).expect("layout").chunks {
+            assert_eq!(chunk.replicas.len(), 3, "{chunk:?}");
+        }
+    }
+    eprintln!(
+        "repair: {} copies, {} bytes, {:?} from the restart (heartbeat timeout 1.5 s, 256 MiB/s per server)",
+        s.repair.copies_done - before,
+        s.repair.bytes_copied,
+        repair_time
+    );
+    let raf = Raf::open(store, "d-kill", config()).await.expect("reopen");
+    assert_reads(&raf, &model, "after the repair").await;
+    raf.close().await.expect("close");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fenced_writer_is_refused_and_changes_nothing_the_new_one_reads() {
+    const SIZE: u64 = 16 * MIB;
+    let c = Cluster::start().await;
+    let store = c.store();
+    store.create("d-fence", SIZE, None).await.expect("create");
+    let a = Arc::new(Raf::open(store.clone(), "d-fence", config()).await.expect("open A"));
+    let mut model = vec![0u8; SIZE as usize];
+    let first = pattern(MIB, 1);
+    a.write(0, first.clone()).await.expect("A writes");
+    model[..MIB as usize].copy_from_slice(&first);
+
+    // A keeps writing block after block while B acquires the volume.
+    let stream = {
+        let a = a.clone();
+        tokio::spawn(async move {
+            let mut acked = Vec::new();
+            for i in 0..1024u64 {
+                let offset = 2 * MIB + i * BLOCK;
+                match a.write(offset, pattern(BLOCK, 100 + i)).await {
+                    Ok(()) => acked.push(i),
+                    Err(e) => return (acked, Some(e)),
+                }
+            }
+            (acked, None)
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let b = Raf::open(store.clone(), "d-fence", config()).await.expect("open B");
+    assert_eq!(b.epoch(), a.epoch() + 1);
+    let (acked, refused) = stream.await.expect("A's stream");
+    let refused = refused.expect("A's writes after B's acquire are refused");
+    assert!(!acked.is_empty(), "A wrote some blocks before B came");
+    eprintln!("A: {} blocks acknowledged, then: {refused}", acked.len());
+    for &i in &acked {
+        let offset = (2 * MIB + i * BLOCK) as usize;
+        model[offset..offset + BLOCK as usize].copy_from_slice(&pattern(BLOCK, 100 + i));
+    }
+
+    // Everything A tries from now on is refused: writes, trims, flushes, a checkpoint, close.
+    let stale = |r: Result<(), RafError>| match r {
+        Err(RafError::Store(StoreError::StaleEpoch)) | Err(RafError::Failed(StoreError::StaleEpoch)) => {}
+        other => panic!("a fenced writer must be refused as stale, got {other:?}"),
+    };
+    stale(a.write(0, pattern(MIB, 2)).await);
+    stale(a.write(8 * MIB, pattern(64 * KIB, 3)).await);
+    stale(a.trim(0, MIB).await);
+    stale(a.flush().await);
+
+    // B reads exactly what A was acknowledged, and writes on.
+    assert_reads(&b, &model, "B after the fence").await;
+    let third = pattern(MIB, 4);
+    b.write(4 * MIB, third.clone()).await.expect("B writes");
+    model[4 * MIB as usize..5 * MIB as usize].copy_from_slice(&third);
+    stale(a.write(4 * MIB, pattern(MIB, 5)).await);
+    assert!(a.close().await.is_err(), "a fenced writer cannot close (checkpoint) its volume");
+    b.close().await.expect("B closes");
+
+    let c2 = Raf::open(store, "d-fence", config()).await.expect("reopen");
+    assert_reads(&c2, &model, "a later reopen").await;
+    c2.close().await.expect("close");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flipped_byte_in_one_replica_is_never_served_and_is_repaired() {
+    const SIZE: u64 = 16 * MIB;
+    let c = Cluster::start().await;
+    let store = c.store();
+    store.create("d-rot", SIZE, None).await.expect("create");
+    let raf = Raf::open(store.clone(), "d-rot", config()).await.expect("open");
+    let data = pattern(6 * MIB, 7);
+    raf.write(MIB, data.clone()).await.expect("write");
+    raf.close().await.expect("close");
+    drop(raf);
+    let mut model = vec![0u8; SIZE as usize];
+    model[MIB as usize..7 * MIB as usize].copy_from_slice(&data);
+
+    // Flip one byte in the middle of the first chunk of the first segment, in the replica
+    // a reader tries first.
+    let lease = c.store().pangu().volume_describe("d-rot").await.expect("describe");
+    let segment = lease.segments[0].file;
+    let chunk = c.master.layout(segment).expect("layout").chunks[0].clone();
+    let replica = chunk.replicas[0].clone();
+    let path = c.dir_of(replica.server.0).join(format!("{}.chunk", chunk.id));
+    let mut bytes = std::fs::read(&path).expect("the replica's chunk file");
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x10;
+    std::fs::write(&path, &bytes).expect("corrupt the replica");
+    let reported = c.master.status().repair.corrupt_reported;
+
+    // Every byte RAF returns is right (the reader moved on to a good replica) ...
+    let raf = Raf::open(store.clone(), "d-rot", config()).await.expect("reopen");
+    assert_reads(&raf, &model, "with a corrupt replica").await;
+    // ... and the master was told, and has the replica copied afresh.
+    let s = c
+        .wait("the corrupt replica's repair", Duration::from_secs(30), |s| {
+            s.repair.corrupt_reported > reported && s.under_replicated == 0 && s.repair.in_flight == 0
+        })
+        .await;
+    assert!(s.repair.copies_done >= 1, "{s:?}");
+    let fixed = std::fs::read(&path).expect("the repaired replica");
+    assert_eq!(fixed[at], bytes[at] ^ 0x10, "the repaired replica holds the right byte again");
+    assert_reads(&raf, &model, "after the repair").await;
+    raf.close().await.expect("close");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writer_crashed_mid_stream_keeps_every_acknowledged_write() {
+    const TASKS: u64 = 8;
+    const REGION: u64 = 2 * MIB;
+    const SIZE: u64 = TASKS * REGION;
+    let c = Cluster::start().await;
+    let store = c.store();
+    store.create("d-crash", SIZE, None).await.expect("create");
+    let raf = Arc::new(Raf::open(store.clone(), "d-crash", config()).await.expect("open"));
+
+    // Per block: the write last acknowledged, and the one in flight (either may be read
+    // after the crash; nothing else may).
+    #[derive(Default, Clone, Copy)]
+    struct Block {
+        acked: Option<u64>,
+        pending: Option<u64>,
+    }
+    let blocks = Arc::new(Mutex::new(HashMap::<u64, Block>::new()));
+    let content = |write: u64, block: u64| pattern(BLOCK, write << 20 | block);
+    let mut tasks = Vec::new();
+    for t in 0..TASKS {
+        let (raf, blocks) = (raf.clone(), blocks.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut dice = Dice(t + 11);
+            for n in 0u64.. {
+                let count = 1 + dice.next(16);
+                let first = t * REGION / BLOCK + dice.next(REGION / BLOCK - count + 1);
+                let id = t << 32 | n;
+                let mut data = Vec::with_capacity((count * BLOCK) as usize);
+                {
+                    let mut b = blocks.lock();
+                    for blk in first..first + count {
+                        data.extend_from_slice(&content(id, blk));
+                        b.entry(blk).or_default().pending = Some(id);
+                    }
+                }
+                if raf.write(first * BLOCK, Bytes::from(data)).await.is_err() {
+                    return;
+                }
+                let mut b = blocks.lock();
+                for blk in first..first + count {
+                    let e = b.entry(blk).or_default();
+                    e.acked = Some(id);
+                    e.pending = None;
+                }
+            }
+        }));
+    }
+    // Let the stream run, then crash: the tasks stop where they are and the engine is
+    // dropped without close (its writer and background tasks are aborted mid-append).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    for task in &tasks {
+        task.abort();
+    }
+    for task in tasks {
+        assert!(task.await.expect_err("aborted").is_cancelled());
+    }
+    let Ok(raf) = Arc::try_unwrap(raf) else { panic!("the engine has no other owner") };
+    drop(raf);
+    let blocks = blocks.lock().clone();
+    let acked = blocks.values().filter(|b| b.acked.is_some()).count();
+    let pending = blocks.values().filter(|b| b.pending.is_some()).count();
+    eprintln!("crash: {acked} blocks acknowledged, {pending} in flight");
+    assert!(acked > 100 && pending > 0, "the crash came mid-stream: {acked} acknowledged, {pending} in flight");
+
+    let raf = Raf::open(store.clone(), "d-crash", config()).await.expect("reopen after the crash");
+    let mut image = Vec::with_capacity(SIZE as usize);
+    for i in 0..SIZE / MIB {
+        image.extend_from_slice(&raf.read(i * MIB, MIB).await.expect("read"));
+    }
+    let zero = Bytes::from(vec![0u8; BLOCK as usize]);
+    for blk in 0..SIZE / BLOCK {
+        let got = &image[(blk * BLOCK) as usize..((blk + 1) * BLOCK) as usize];
+        let b = blocks.get(&blk).copied().unwrap_or_default();
+        let acked = b.acked.map_or(zero.clone(), |w| content(w, blk));
+        let ok = got == &acked[..] || b.pending.is_some_and(|w| got == &content(w, blk)[..]);
+        assert!(ok, "block {blk} reads neither its acknowledged write nor the one in flight");
+    }
+    // The new writer goes on where the crashed one stopped.
+    raf.write(0, pattern(BLOCK, 9)).await.expect("write after the crash");
+    raf.close().await.expect("close");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_read_of_a_fragmented_volume_does_not_stall() {
+    // Blocks written by 16 concurrent writers in interleaved strides land in the log out of
+    // order, so one 8 MiB read (an NBD request may be 32 MiB) maps to a thousand or more
+    // pieces of log. Issued all at once, they opened more connections to one chunkserver
+    // than it serves (512), and the rest waited out the client's idle timeout: 18 s for a
+    // 16 MiB read that takes 0.4 s in 1 MiB pieces.
+    const SIZE: u64 = 8 * MIB;
+    const WRITERS: u64 = 16;
+    let c = Cluster::start().await;
+    let store = c.store();
+    store.create("d-frag", SIZE, None).await.expect("create");
+    let raf = Arc::new(Raf::open(store.clone(), "d-frag", config()).await.expect("open"));
+    let mut tasks = Vec::new();
+    for t in 0..WRITERS {
+        let raf = raf.clone();
+        tasks.push(tokio::spawn(async move {
+            for blk in (t..SIZE / BLOCK).step_by(WRITERS as usize) {
+                raf.write(blk * BLOCK, pattern(BLOCK, blk)).await.expect("write");
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.expect("writer");
+    }
+    let extents = raf.stats().extents;
+    assert!(extents > 1000, "the volume is fragmented: {extents} extents");
+    let start = Instant::now();
+    let image = tokio::time::timeout(Duration::from_secs(5), raf.read(0, SIZE))
+        .await
+        .unwrap_or_else(|_| panic!("reading {extents} extents took over 5 s"))
+        .expect("read");
+    eprintln!("one {} MiB read of {extents} extents: {:?}", SIZE / MIB, start.elapsed());
+    for blk in 0..SIZE / BLOCK {
+        let got = &image[(blk * BLOCK) as usize..((blk + 1) * BLOCK) as usize];
+        assert_eq!(got, &pattern(BLOCK, blk)[..], "block {blk}");
+    }
+    raf.close().await.expect("close");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn space_follows_live_data_through_overwrites_compaction_and_trim() {
+    // docs/disks.md: a 20 GiB disk with 1 GiB written takes about 1 GiB of log. Here the
+    // volume is 20 GiB and WRITTEN is smaller (CI time); the assertions are ratios.
+    const SIZE: u64 = 20 * GIB;
+    const WRITTEN: u64 = 64 * MIB;
+    const PIECE: u64 = MIB;
+    /// The pieces are spread evenly over the whole volume.
+    const STRIDE: u64 = SIZE / (WRITTEN / PIECE);
+    let c = Cluster::start().await;
+    let store = c.store();
+    store.create("d-space", SIZE, None).await.expect("create");
+
+    let fill = |raf: Arc<Raf>, round: u64| async move {
+        // Scattered over the 20 GiB: 1 MiB pieces, STRIDE apart, each round the same places.
+        for i in 0..WRITTEN / PIECE {
+            raf.write(i * STRIDE, pattern(PIECE, round << 16 | i)).await.expect("write");
+        }
+    };
+    let raf = Arc::new(Raf::open(store.clone(), "d-space", config()).await.expect("open"));
+    fill(raf.clone(), 0).await;
+    raf.close().await.expect("close");
+    let written = c.volume_bytes("d-space").await;
+    eprintln!("space: {} MiB written to a 20 GiB volume use {written} bytes of log", WRITTEN / MIB);
+    assert!((WRITTEN..WRITTEN + WRITTEN / 10).contains(&written), "{written}");
+
+    // Ten overwrites, then compaction: under twice the live data.
+    let raf = Arc::new(Raf::open(store.clone(), "d-space", config()).await.expect("reopen"));
+    for round in 1..=10 {
+        fill(raf.clone(), round).await;
+    }
+    let before = raf.stats();
+    let old = c.store().pangu().volume_describe("d-space").await.expect("describe").segments;
+    let report = raf.compact().await.expect("compact");
+    let after = raf.stats();
+    raf.close().await.expect("close");
+    let compacted = c.volume_bytes("d-space").await;
+    eprintln!(
+        "space: after ten overwrites {} bytes of log, {compacted} after compaction ({} segments dropped, {} bytes moved)",
+        before.log_bytes,
+        report.dropped.len(),
+        report.bytes_copied
+    );
+    assert!(before.log_bytes > 10 * WRITTEN, "{before:?}");
+    assert_eq!(after.live_bytes, WRITTEN);
+    assert!(compacted < 2 * WRITTEN, "{compacted} bytes for {WRITTEN} live");
+    // The dropped segments' files are gone from Pangu, not just from the registry.
+    assert!(!report.dropped.is_empty());
+    for segment in old.iter().filter(|s| report.dropped.contains(&s.seq)) {
+        assert!(c.master.layout(segment.file).is_err(), "segment {} was dropped: its file is deleted", segment.seq);
+    }
+
+    // Trim half (the first half of the pieces, as a guest deleting files), compact: that
+    // half's space is freed, up to the newest segment (never compacted) and the segments
+    // holding both halves. (Trimming every other piece instead leaves each segment about
+    // half live, and the 50% threshold keeps those over it: 45 MiB for 32 MiB live.)
+    let raf = Raf::open(store.clone(), "d-space", config()).await.expect("reopen");
+    for i in 0..WRITTEN / PIECE / 2 {
+        raf.trim(i * STRIDE, PIECE).await.expect("trim");
+    }
+    assert_eq!(raf.stats().live_bytes, WRITTEN / 2);
+    raf.compact().await.expect("compact");
+    raf.close().await.expect("close");
+    let trimmed = c.volume_bytes("d-space").await;
+    eprintln!("space: after trimming half and compacting, {trimmed} bytes");
+    assert!(trimmed < WRITTEN / 2 + WRITTEN / 8, "{trimmed} bytes for {} live", WRITTEN / 2);
+
+    // What the volume reads is still exactly the last round, with the trimmed half zero.
+    let raf = Raf::open(store, "d-space", config()).await.expect("reopen");
+    for i in 0..WRITTEN / PIECE {
+        let want =
+            if i < WRITTEN / PIECE / 2 { Bytes::from(vec![0u8; PIECE as usize]) } else { pattern(PIECE, 10 << 16 | i) };
+        assert_eq!(raf.read(i * STRIDE, PIECE).await.expect("read"), want, "piece {i}");
+    }
+    raf.close().await.expect("close");
+
+    // And the chunkservers' disks follow: the dropped files' replicas are collected.
+    let registry = c.volume_bytes("d-space").await;
+    let start = Instant::now();
+    while c.disk_bytes() > 3 * registry + 3 * CHUNK {
+        assert!(start.elapsed() < Duration::from_secs(20), "chunk files: {} bytes for {registry}", c.disk_bytes());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!("space: {} bytes of chunk files on the three servers for {registry} bytes of log", c.disk_bytes());
+}
