@@ -65,8 +65,8 @@ def test_every_completed_write_survives_kill9_and_the_guest_keeps_running(cloud)
     ssh_ok(net, ip, f"cat > /tmp/loop.sh <<'EOF'\n{script}\nEOF\nsetsid sh /tmp/loop.sh >/dev/null 2>&1 </dev/null &")
 
     wait_for(lambda: len(completed(net, iid)) >= 20, timeout=180, what="the guest's first records", pause=1.0)
+    before = max(completed(net, iid))  # through the API, so before it goes
     cloud.kill9()
-    before = max(completed(net, iid))
     cloud.start(timeout=300)
     net.vpc, net.ecs = Api(net.f, net.key, "vpc"), Api(net.f, net.key, "ecs")
 

@@ -88,7 +88,7 @@ async fn import_image(
     }
     let raw = layout.dir.join("rootfs.raw.import");
     let convert = std::process::Command::new("qemu-img")
-        .args(["convert", "-q", "-O", "raw"])
+        .args(["convert", "-q", "-f", "qcow2", "-O", "raw"])
         .arg(layout.rootfs())
         .arg(&raw)
         .output()
