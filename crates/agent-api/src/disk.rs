@@ -75,6 +75,10 @@ pub struct DiskPlan {
     pub serial: String,
     /// Nothing is attached read-only yet (shared disks would be).
     pub read_only: bool,
+    /// The disk's category (`cloud_essd` …) and performance level (`PL1` …, empty unless
+    /// ESSD): its server enforces the category's published IOPS and throughput.
+    pub category: String,
+    pub performance_level: String,
 }
 
 /// What the control plane wants of one disk's volume, and where the disk stands: the disk

@@ -78,6 +78,8 @@ mod tests {
             device: "/dev/xvda".into(),
             serial: "d-1".into(),
             read_only: false,
+            category: "cloud_essd".into(),
+            performance_level: "PL1".into(),
         };
         round_trip(&DiskTarget {
             id: "d-1".into(),

@@ -60,8 +60,12 @@ pub type DriverFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, DriverError
 pub trait DiskServers: Send + Sync + 'static {
     /// Serves `volume` with its socket in `dir`, for `uid` (and root); returns the socket's
     /// path. Idempotent.
-    fn serve<'a>(&'a self, volume: &'a str, dir: &'a std::path::Path, uid: u32)
-        -> DriverFuture<'a, std::path::PathBuf>;
+    fn serve<'a>(
+        &'a self,
+        disk: &'a DiskPlan,
+        dir: &'a std::path::Path,
+        uid: u32,
+    ) -> DriverFuture<'a, std::path::PathBuf>;
     /// Stops serving `volume`; idempotent.
     fn stop<'a>(&'a self, volume: &'a str) -> DriverFuture<'a, ()>;
 }

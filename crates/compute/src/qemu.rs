@@ -633,12 +633,12 @@ impl QemuDriver {
         Ok(GuestDisk { id: volume.to_owned(), socket })
     }
 
-    /// Serves `volume` for the instance's QEMU (idempotent) and records it.
-    async fn serve_disk(&self, servers: &dyn DiskServers, id: &str, volume: &str) -> Result<GuestDisk, DriverError> {
+    /// Serves `disk` for the instance's QEMU (idempotent) and records it.
+    async fn serve_disk(&self, servers: &dyn DiskServers, id: &str, disk: &DiskPlan) -> Result<GuestDisk, DriverError> {
         let uid = self.guest_uid(id)?;
-        let socket = servers.serve(volume, &self.dir(id), uid).await?;
-        self.served.add(id, volume);
-        self.guest_disk(volume, &socket)
+        let socket = servers.serve(disk, &self.dir(id), uid).await?;
+        self.served.add(id, &disk.volume);
+        self.guest_disk(&disk.volume, &socket)
     }
 
     /// Serves every disk of the instance's plan, the system disk first, and returns them as
@@ -651,7 +651,7 @@ impl QemuDriver {
         }
         let mut out = Vec::with_capacity(spec.plan.disks.len());
         for d in &spec.plan.disks {
-            out.push(self.serve_disk(servers.as_ref(), id, &d.volume).await?);
+            out.push(self.serve_disk(servers.as_ref(), id, d).await?);
         }
         Ok(out)
     }
@@ -820,7 +820,7 @@ impl Driver for QemuDriver {
             let pid = self
                 .pid(id)
                 .ok_or_else(|| failed(format!("{id} does not run: it gets disk {} at its next start", disk.volume)))?;
-            let guest_disk = self.serve_disk(servers.as_ref(), id, &disk.volume).await?;
+            let guest_disk = self.serve_disk(servers.as_ref(), id, disk).await?;
             self.on_disk(id, pid, "hot-plugging", |mut qmp| async move { disks::hot_plug(&mut qmp, &guest_disk).await })
                 .await
         })
@@ -976,6 +976,8 @@ mod tests {
             device: device.into(),
             serial: volume.into(),
             read_only: false,
+            category: "cloud_efficiency".into(),
+            performance_level: String::new(),
         };
         InstanceSpec {
             plan: InstancePlan {

@@ -240,7 +240,15 @@ mod tests {
     use crate::InstancePlan;
 
     fn disk(volume: &str, device: &str) -> DiskPlan {
-        DiskPlan { volume: volume.into(), size_gib: 20, device: device.into(), serial: volume.into(), read_only: false }
+        DiskPlan {
+            volume: volume.into(),
+            size_gib: 20,
+            device: device.into(),
+            serial: volume.into(),
+            read_only: false,
+            category: "cloud_efficiency".into(),
+            performance_level: String::new(),
+        }
     }
 
     fn spec() -> InstanceSpec {

@@ -126,8 +126,9 @@ impl NbdServers {
 }
 
 impl DiskServers for NbdServers {
-    fn serve<'a>(&'a self, volume: &'a str, dir: &'a Path, uid: u32) -> DriverFuture<'a, PathBuf> {
+    fn serve<'a>(&'a self, disk: &'a DiskPlan, dir: &'a Path, uid: u32) -> DriverFuture<'a, PathBuf> {
         Box::pin(async move {
+            let volume = disk.volume.as_str();
             if let Some(n) = self.running.lock().get(volume) {
                 if n.dir == dir {
                     return Ok(dir.join(format!("{volume}.sock")));
@@ -149,7 +150,15 @@ impl DiskServers for NbdServers {
 }
 
 fn plan_disk(volume: &str, device: &str, size: u64) -> DiskPlan {
-    DiskPlan { volume: volume.into(), size_gib: size, device: device.into(), serial: volume.into(), read_only: false }
+    DiskPlan {
+        volume: volume.into(),
+        size_gib: size,
+        device: device.into(),
+        serial: volume.into(),
+        read_only: false,
+        category: "cloud_efficiency".into(),
+        performance_level: String::new(),
+    }
 }
 
 fn spec() -> InstanceSpec {

@@ -36,10 +36,29 @@ pub struct Config {
     /// What the edge port lets a client hold.
     #[serde(default)]
     pub edge: EdgeConfig,
+    /// Cloud disks.
+    #[serde(default)]
+    pub disks: DisksConfig,
     /// Per-account quotas' defaults (`instances = 50`, …; see `feitian_meta::quota` for the
     /// keys). `feitian account quota NAME key=value` overrides them for one account.
     #[serde(default)]
     pub quotas: std::collections::BTreeMap<String, u64>,
+}
+
+/// `[disks]`: cloud disks (`docs/disks.md`).
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields, default)]
+pub struct DisksConfig {
+    /// Each disk's server holds it to the IOPS and throughput Alibaba publishes for its
+    /// category, performance level and size (`crates/disk/src/qos.rs`); `false` serves every
+    /// disk as fast as the host can.
+    pub enforce_limits: bool,
+}
+
+impl Default for DisksConfig {
+    fn default() -> DisksConfig {
+        DisksConfig { enforce_limits: true }
+    }
 }
 
 /// `[edge]`: the bounds of the edge port (RPC and OSS), so that clients that never

@@ -9,7 +9,8 @@
 //! empty frozen volume: system disks exist as RAFs, and no guest reads them.
 
 use feitian_compute::image::{ImageLayout, ROOTFS_SIZE_MIB};
-use feitian_compute::{DiskServers, DriverError, DriverFuture};
+use feitian_compute::{DiskPlan, DiskServers, DriverError, DriverFuture};
+use feitian_disk::qos::{Category, Limits};
 use feitian_disk::DiskHost;
 use feitian_pangu::client::Pangu;
 use feitian_raf::pangu::PanguStore;
@@ -157,18 +158,42 @@ fn read_full(f: &mut std::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
 }
 
 /// The host's disk servers as the `qemu` driver asks for them.
-pub struct Servers(pub Arc<DiskHost>);
+pub struct Servers {
+    pub host: Arc<DiskHost>,
+    /// `[disks] enforce_limits`.
+    pub enforce_limits: bool,
+}
+
+impl Servers {
+    /// The disk's published ceilings, when they are enforced. A category the limits table
+    /// does not know is served unthrottled (and said so): the API validated it, so this is a
+    /// table that lags the API, not a client's error.
+    fn limits(&self, disk: &DiskPlan) -> Option<Limits> {
+        if !self.enforce_limits {
+            return None;
+        }
+        let level = Some(disk.performance_level.as_str()).filter(|l| !l.is_empty());
+        match Category::parse(&disk.category, level) {
+            Ok(c) => Some(c.limits(disk.size_gib)),
+            Err(e) => {
+                tracing::warn!(disk = %disk.volume, error = %e, "no published limits for this category; serving it unthrottled");
+                None
+            }
+        }
+    }
+}
 
 impl DiskServers for Servers {
-    fn serve<'a>(&'a self, volume: &'a str, dir: &'a Path, uid: u32) -> DriverFuture<'a, PathBuf> {
-        Box::pin(
-            async move { self.0.serve(volume, dir, uid, None).await.map_err(|e| DriverError::Failed(e.to_string())) },
-        )
+    fn serve<'a>(&'a self, disk: &'a DiskPlan, dir: &'a Path, uid: u32) -> DriverFuture<'a, PathBuf> {
+        Box::pin(async move {
+            let limits = self.limits(disk);
+            self.host.serve(&disk.volume, dir, uid, limits).await.map_err(|e| DriverError::Failed(e.to_string()))
+        })
     }
 
     fn stop<'a>(&'a self, volume: &'a str) -> DriverFuture<'a, ()> {
         Box::pin(async move {
-            self.0.stop(volume).await;
+            self.host.stop(volume).await;
             Ok(())
         })
     }

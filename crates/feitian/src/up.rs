@@ -138,7 +138,10 @@ pub fn run(data_dir: &Path, listen: &str, pangu_listen: &str, config: Option<&Pa
         let disk_host = crate::disks::host(storage.pangu.clone());
         let compute = {
             let mut out = std::io::stdout();
-            let servers = Arc::new(crate::disks::Servers(disk_host.clone()));
+            let servers = Arc::new(crate::disks::Servers {
+                host: disk_host.clone(),
+                enforce_limits: config.disks.enforce_limits,
+            });
             crate::compute::start(&config.compute, data_dir, eip_pool, planner.clone(), nudges.clone(), servers, &mut out)
                 .await?
         };

@@ -13,6 +13,8 @@ pub fn disk_plan(d: &Disk) -> DiskPlan {
         device: d.device.clone(),
         serial: d.id.clone(),
         read_only: false,
+        category: d.category.clone(),
+        performance_level: d.performance_level.clone(),
     }
 }
 
