@@ -11,7 +11,8 @@ run; prints Markdown.
   directory and the VPC's namespace are gone, and releases the EIP: every sample starts from a
   VPC with no instance on the host, as a user's first instance in a VPC does.
 - bare: the kernel, initrd and root image feitian's instance booted (read from that QEMU's own
-  command line), with the same -machine, -accel, -cpu, -smp, -m, disk and NIC options, a fresh
+  command line), with the same -machine, -accel, -cpu, -smp, -m and NIC options; its disk is a
+  local file where feitian's is a RAF volume served over NBD (docs/disks.md): a fresh
   qcow2 overlay over the image's rootfs.qcow2 each time, as large as the instance's system
   disk (20 GiB: the guest grows its root file system to fill it on its first boot, in both
   cases), QEMU user-mode networking
@@ -336,7 +337,9 @@ class BareSide:
         netdev = (f"user,id=net0,net={BARE_NET},host={BARE_HOST},dhcpstart={BARE_GUEST},restrict=on,"
                   f"hostfwd=tcp:127.0.0.1:{port}-:22,"
                   f"guestfwd=tcp:100.100.100.200:80-cmd:{self.md_cmd.replace(',', ',,')}")
-        drive = re.sub(r"^file=[^,]*", f"file={overlay}", flag(ref, "-drive"))
+        # The reference disk is a local file (feitian's is a RAF volume over NBD since the
+        # cloud-disk issue): a qcow2 overlay on the image, as feitian's disks were before.
+        drive = f"file={overlay},if=virtio,format=qcow2,discard=unmap"
         return ["qemu-system-x86_64", "-machine", flag(ref, "-machine"), "-accel", flag(ref, "-accel"),
                 "-cpu", flag(ref, "-cpu"), "-smp", flag(ref, "-smp"), "-m", flag(ref, "-m"),
                 "-nodefaults", "-no-user-config", "-display", "none",

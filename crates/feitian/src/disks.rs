@@ -29,20 +29,92 @@ pub fn host(pangu: Pangu) -> Arc<DiskHost> {
 }
 
 /// Makes the image volume of `image` (none: the sim's empty one) ready, and known to `host`
-/// as the built-in image's. Before any disk is made.
+/// as the built-in image's. Before any disk is made. A damaged image is an error; a Pangu
+/// that cannot take the volume yet (a cluster whose chunkservers have not joined: replication
+/// 3 needs three) is not: the import is retried in the background, and system disks wait for
+/// it (their volumes' parent is missing until then; the disk reconciler retries).
 pub async fn prepare_image(
-    host: &DiskHost,
+    host: &Arc<DiskHost>,
     image: Option<&ImageLayout>,
     builtin_image_id: &str,
     out: &mut (dyn Write + Send),
 ) -> anyhow::Result<()> {
-    let store = host.store();
-    let volume = match image {
-        Some(layout) => import_image(store, layout, out).await?,
-        None => empty_image(store).await?,
+    let logical = feitian_agent_api::disk::image_volume_name(builtin_image_id);
+    let raw = match image {
+        Some(layout) => Some(raw_root_disk(host.store(), layout).await?),
+        None => None,
     };
-    host.set_image_volume(&feitian_agent_api::disk::image_volume_name(builtin_image_id), &volume);
-    Ok(())
+    match import(host.store(), raw.as_ref(), out).await {
+        Ok(volume) => {
+            host.set_image_volume(&logical, &volume);
+            Ok(())
+        }
+        Err(e) => {
+            writeln!(
+                out,
+                "image: cannot import the guest image into Pangu yet ({e:#}); retrying every 5 s \
+                 (a cluster needs as many chunkservers as its replication); system disks wait for it"
+            )?;
+            let host = host.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+                    match import(host.store(), raw.as_ref(), &mut std::io::sink()).await {
+                        Ok(volume) => {
+                            tracing::info!(%volume, "imported the guest image");
+                            host.set_image_volume(&logical, &volume);
+                            return;
+                        }
+                        Err(e) => tracing::warn!(error = %format!("{e:#}"), "the guest image is not imported yet"),
+                    }
+                }
+            });
+            Ok(())
+        }
+    }
+}
+
+/// The image's volume name and its root disk as a raw file (`None`: already imported).
+type RawImage = (String, Option<PathBuf>);
+
+/// Reads the image's root disk (qcow2, never probed) into a raw file beside it, unless its
+/// volume is imported already. Failing here means the image itself is bad.
+async fn raw_root_disk(store: &PanguStore, layout: &ImageLayout) -> anyhow::Result<RawImage> {
+    let name = image_volume(layout);
+    if frozen_or_cleared(store, &name).await? {
+        return Ok((name, None));
+    }
+    let raw = layout.dir.join("rootfs.raw.import");
+    let convert = std::process::Command::new("qemu-img")
+        .args(["convert", "-q", "-f", "qcow2", "-O", "raw"])
+        .arg(layout.rootfs())
+        .arg(&raw)
+        .output()
+        .map_err(|e| anyhow::anyhow!("cannot run qemu-img (apt-get install qemu-utils): {e}"))?;
+    if !convert.status.success() {
+        anyhow::bail!(
+            "qemu-img cannot read the image's root disk {}: {}",
+            layout.rootfs().display(),
+            String::from_utf8_lossy(&convert.stderr).trim()
+        );
+    }
+    Ok((name, Some(raw)))
+}
+
+/// One attempt at making the image volume: the raw root disk's blocks, or the sim's empty
+/// volume. Returns the volume's name.
+async fn import(store: &PanguStore, raw: Option<&RawImage>, out: &mut (dyn Write + Send)) -> anyhow::Result<String> {
+    match raw {
+        None => empty_image(store).await,
+        Some((name, None)) => Ok(name.clone()),
+        Some((name, Some(path))) => {
+            if !frozen_or_cleared(store, name).await? {
+                import_raw(store, name, path, out).await?;
+            }
+            let _ = std::fs::remove_file(path);
+            Ok(name.clone())
+        }
+    }
 }
 
 /// The name of the frozen volume holding `layout`'s root disk.
@@ -73,36 +145,6 @@ async fn empty_image(store: &PanguStore) -> anyhow::Result<String> {
     store.create(&name, ROOTFS_SIZE_MIB << 20, None).await?;
     let raf = Raf::open(Arc::new(store.clone()), &name, feitian_raf::Config::default()).await?;
     raf.freeze().await?;
-    Ok(name)
-}
-
-/// Imports the image's root disk (qcow2, read as raw by `qemu-img`) once: only its blocks
-/// that are not all zeros are written, then the volume is frozen.
-async fn import_image(
-    store: &PanguStore,
-    layout: &ImageLayout,
-    out: &mut (dyn Write + Send),
-) -> anyhow::Result<String> {
-    let name = image_volume(layout);
-    if frozen_or_cleared(store, &name).await? {
-        return Ok(name);
-    }
-    let raw = layout.dir.join("rootfs.raw.import");
-    let convert = std::process::Command::new("qemu-img")
-        .args(["convert", "-q", "-f", "qcow2", "-O", "raw"])
-        .arg(layout.rootfs())
-        .arg(&raw)
-        .output()
-        .map_err(|e| anyhow::anyhow!("cannot run qemu-img (apt-get install qemu-utils): {e}"))?;
-    if !convert.status.success() {
-        anyhow::bail!(
-            "qemu-img cannot read the image's root disk: {}",
-            String::from_utf8_lossy(&convert.stderr).trim()
-        );
-    }
-    let result = import_raw(store, &name, &raw, out).await;
-    let _ = std::fs::remove_file(&raw);
-    result?;
     Ok(name)
 }
 
