@@ -3,9 +3,12 @@
 Each FeitianProcess owns one temporary data directory and one child process, which it
 stops by pid (SIGTERM, then SIGKILL) however the test ends.
 """
+import hashlib
+import hmac
 import json
 import os
 import re
+import secrets
 import signal
 import socket
 import subprocess
@@ -217,8 +220,17 @@ class ChunkserverProcess(Child):
     def logs(self):
         return "".join(p.read_text(errors="replace") for p in sorted(self.log_dir.glob("stderr.*")))
 
-def pangu_status(master):
-    with urllib.request.urlopen(f"http://{master}/pangu/v1/status", timeout=5) as r:
+def pangu_status(master, secret_file=None):
+    """GET /pangu/v1/status, signed with the cluster secret (the scheme: crates/pangu/src/auth.rs)
+    in `secret_file` (default: FEITIAN_PANGU_SECRET_FILE)."""
+    lines = open(secret_file or os.environ["FEITIAN_PANGU_SECRET_FILE"]).read().splitlines()
+    key = bytes.fromhex(next(l.strip() for l in lines if l.strip() and not l.startswith("#")))
+    path, ts, nonce = "/pangu/v1/status", str(int(time.time() * 1000)), secrets.token_hex(8)
+    to_sign = "\n".join(["PANGU1-HMAC-SHA256", "cluster", "GET", path, ts, nonce, "0", "", ""])
+    sig = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
+    auth = f"PANGU1-HMAC-SHA256 Key=cluster,Timestamp={ts},Nonce={nonce},Signature={sig}"
+    req = urllib.request.Request(f"http://{master}{path}", headers={"Authorization": auth})
+    with urllib.request.urlopen(req, timeout=5) as r:
         return json.loads(r.read())
 
 

@@ -4,6 +4,7 @@ allowed, SSH into guests. Needs root, qemu-system-x86_64, nftables, iproute2 and
 skipped, loudly (`pytestmark = needs_vms`)."""
 import base64
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -38,9 +39,10 @@ if WHY:
 needs_vms = pytest.mark.skipif(WHY is not None, reason=f"real instances need root and QEMU: {WHY}")
 
 
-def qemu_feitian(pool):
-    """Starts a feitian on the qemu driver with EIP pool `pool` (each test module its own).
-    Returns it and a function that stops it and returns what it left on the host."""
+def qemu_feitian(pool, extra=""):
+    """Starts a feitian on the qemu driver with EIP pool `pool` (each test module its own) and
+    `extra` configuration (TOML tables after [compute]). Returns it and a function that stops
+    it and returns what it left on the host."""
     tmp = Path(tempfile.mkdtemp(prefix="feitian-qemu-"))
     cfg = tmp / "feitian.toml"
     cfg.write_text(
@@ -52,6 +54,7 @@ def qemu_feitian(pool):
         # Idle guests under TCG touch a fraction of their memory; test_twenty_at_once runs
         # twenty 1 GiB guests beside three others on a 24 GiB CI host.
         "memory_overcommit = 2.0\n"
+        + extra
     )
     f = FeitianProcess(config=cfg, env={"FEITIAN_COMPUTE_DRIVER": "qemu"})
     f.start(timeout=900)  # the first run builds the image from Debian packages
@@ -215,3 +218,52 @@ print(can(lambda: os.listdir("..")))
 """
     assert as_user(uid, gid, probe, cwd=d) == ["yes", "yes", "no", "no", "no", "no", "no", "no"]
     return uid
+
+
+# A guest's loop of records on a data disk (issue 15's fault tests): block i of the disk whose
+# serial is SERIAL gets "feitian-record-<i>"; `conv=fsync` makes dd fsync the device (a FLUSH
+# down to the disk server) before it exits, and only then is the record logged as completed on
+# the serial console, which QEMU writes to a file that outlives feitian. A failed write ends
+# the loop at once (exit 4), and /tmp/loop.dev is written only when it stops as asked.
+RECORD = "feitian-record-"
+RECORD_LOOP = r"""
+dev=
+for d in /sys/block/vd*; do [ "$(cat $d/serial 2>/dev/null)" = "{serial}" ] && dev=/dev/${{d##*/}}; done
+[ -n "$dev" ] || exit 3
+i=0
+while [ ! -e /tmp/stop ]; do
+  printf '{record}%08d\n' $i | dd of=$dev bs=4096 seek=$i conv=notrunc,fsync 2>/dev/null || exit 4
+  echo "completed $i" > /dev/console
+  i=$((i+1))
+done
+echo "$dev" > /tmp/loop.dev
+"""
+
+
+def start_record_loop(net, ip, disk_id):
+    """Starts the record loop in the guest at `ip` on the data disk `disk_id`."""
+    script = RECORD_LOOP.format(serial=disk_id.removeprefix("d-")[:20], record=RECORD)
+    ssh_ok(net, ip, f"cat > /tmp/loop.sh <<'EOF'\n{script}\nEOF\nsetsid sh /tmp/loop.sh >/dev/null 2>&1 </dev/null &")
+
+
+def completed_records(net, iid):
+    """The record numbers the guest logged as completed, from its console (the API returns its
+    last 64 KiB: a contiguous tail)."""
+    return [int(n) for n in re.findall(r"completed (\d+)", net.console(iid))]
+
+
+def stop_record_loop(net, ip, iid):
+    """Stops the loop (it must still be running: a write error would have ended it) and checks
+    that every record the guest saw complete reads back from the disk. Returns how many."""
+    ssh_ok(net, ip, "touch /tmp/stop")
+    dev = wait_for(lambda: ssh(net, ip, "cat /tmp/loop.dev").stdout.strip(), timeout=60,
+                   what="the record loop to stop as asked (a write error ends it early)", pause=1.0)
+    done = completed_records(net, iid)
+    last = max(done)
+    assert done == list(range(done[0], last + 1)), "the console lost or reordered completions"
+    # Read back in one pass; the rest of each block is zeros on a fresh disk.
+    out = ssh_ok(net, ip, f"dd if={dev} bs=4096 count={last + 1} 2>/dev/null | tr -d '\\000'")
+    found = {int(m) for m in re.findall(RECORD + r"(\d{8})", out)}
+    missing = sorted(set(range(last + 1)) - found)
+    assert not missing, f"{len(missing)} completed records are gone: {missing[:20]}"
+    return last + 1

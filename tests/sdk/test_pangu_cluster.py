@@ -10,12 +10,9 @@ made (DATA_DIR/pangu/cluster.key) through FEITIAN_PANGU_SECRET_FILE, and the mas
 is read with a request signed with it.
 """
 import concurrent.futures
-import hashlib
-import hmac
 import json
 import os
 import random
-import secrets
 import time
 import urllib.request
 import uuid
@@ -23,26 +20,12 @@ import uuid
 import oss2
 import pytest
 
-from feitian_harness import ChunkserverProcess, FeitianProcess, free_port
+from feitian_harness import ChunkserverProcess, FeitianProcess, free_port, pangu_status
 
 PART = 32 * 1024 * 1024
 PARTS = 32  # 1 GiB
 REPAIR_MIB = 64
 BURST = 8 * 1024 * 1024
-
-
-def pangu_status(master):
-    """GET /pangu/v1/status, signed with the cluster secret in FEITIAN_PANGU_SECRET_FILE
-    (the scheme: crates/pangu/src/auth.rs)."""
-    lines = open(os.environ["FEITIAN_PANGU_SECRET_FILE"]).read().splitlines()
-    key = bytes.fromhex(next(l.strip() for l in lines if l.strip() and not l.startswith("#")))
-    path, ts, nonce = "/pangu/v1/status", str(int(time.time() * 1000)), secrets.token_hex(8)
-    to_sign = "\n".join(["PANGU1-HMAC-SHA256", "cluster", "GET", path, ts, nonce, "0", "", ""])
-    sig = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
-    auth = f"PANGU1-HMAC-SHA256 Key=cluster,Timestamp={ts},Nonce={nonce},Signature={sig}"
-    req = urllib.request.Request(f"http://{master}{path}", headers={"Authorization": auth})
-    with urllib.request.urlopen(req, timeout=5) as r:
-        return json.loads(r.read())
 
 
 def part_bytes(i):
