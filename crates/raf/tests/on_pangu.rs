@@ -448,10 +448,15 @@ async fn a_flipped_byte_in_one_replica_is_never_served_and_is_repaired() {
     // Every byte RAF returns is right (the reader moved on to a good replica) ...
     let raf = Raf::open(store.clone(), "d-rot", config()).await.expect("reopen");
     assert_reads(&raf, &model, "with a corrupt replica").await;
-    // ... and the master was told, and has the replica copied afresh.
+    // ... and the master was told, and has the replica copied afresh. (The report is counted
+    // before the replica is marked and its copy planned: waiting for the count alone can see
+    // "nothing under-replicated, nothing in flight" in between.)
     let s = c
         .wait("the corrupt replica's repair", Duration::from_secs(30), |s| {
-            s.repair.corrupt_reported > reported && s.under_replicated == 0 && s.repair.in_flight == 0
+            s.repair.corrupt_reported > reported
+                && s.repair.copies_done >= 1
+                && s.under_replicated == 0
+                && s.repair.in_flight == 0
         })
         .await;
     assert!(s.repair.copies_done >= 1, "{s:?}");
