@@ -10,11 +10,9 @@ made (DATA_DIR/pangu/cluster.key) through FEITIAN_PANGU_SECRET_FILE, and the mas
 is read with a request signed with it.
 """
 import concurrent.futures
-import json
-import os
+import hashlib
 import random
 import time
-import urllib.request
 import uuid
 
 import oss2
