@@ -7,7 +7,8 @@
 //!
 //! Durability contract: a completed `write`, `write_zeroes` or `trim` may sit in a volatile
 //! cache until `flush` completes; `flush` makes every operation that completed before it was
-//! called durable. A write-through device (RAF) makes `flush` a no-op.
+//! called durable. (RAF keeps completed writes on every replica, outliving any process, and
+//! makes them durable at `flush`.)
 
 use bytes::Bytes;
 use std::future::Future;

@@ -1,8 +1,8 @@
 //! The product's block device: a RAF volume (`crates/raf`), served as it is.
 //!
 //! The server has already checked alignment and range, so every call maps one to one onto
-//! the engine. RAF is write-through (`docs/disks.md`, guarantee 2): a completed write is
-//! durable on every replica, so `flush` only reports a volume that can no longer write.
+//! the engine. A completed write is on every replica (`docs/disks.md`, guarantee 1) and
+//! `flush` makes it durable (guarantee 2).
 
 use crate::device::{BlockDevice, DeviceError, DeviceFuture};
 use bytes::Bytes;

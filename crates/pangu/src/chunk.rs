@@ -40,11 +40,11 @@
 //! |     24 |    8 | maximum size in bytes                        |
 //! |     32 |    4 | CRC of bytes 0..32                           |
 //!
-//! Then records, back to back, each `32 + 4n` bytes:
+//! Then records, back to back, each `32 + 4n` bytes (kinds below):
 //!
 //! | offset | size | field                                                  |
 //! |-------:|-----:|--------------------------------------------------------|
-//! |      0 |    1 | kind: `1` append, `2` seal                             |
+//! |      0 |    1 | kind: `1` append, `2` seal, `3` cached, `4` sync       |
 //! |      1 |    3 | zero                                                   |
 //! |      4 |    4 | `n`, the number of block CRCs that follow the head     |
 //! |      8 |    8 | `new_len`, the committed length after this record      |
@@ -57,9 +57,10 @@
 //! set the length to `new_len`; a seal record also seals the chunk. A record must satisfy
 //! `first_block + n == ceil(new_len / 65536)`; an append must start at the block holding the
 //! old end (`first_block == old_len / 65536`: it replaces the partial last block's CRC, which
-//! grew) and grow the length within the maximum size; a seal sets a length no greater than
-//! the current one, carries the CRC of its new partial last block if there is one, and is
-//! the last record. A record that breaks these rules is corruption, never skipped.
+//! grew) and grow the length within the maximum size (a cached record likewise); a seal
+//! sets a length no greater than the current one, carries the CRC of its new partial last
+//! block if there is one, and is the last record; a sync keeps the length and carries no
+//! CRC (`first_block` is the block count). A record that breaks these rules is corruption, never skipped.
 //!
 //! A long log (1 MiB, or four times its compacted size for chunks over about 2 GiB) is
 //! compacted before the next commit: the same state is written as at most two records (one
@@ -67,19 +68,38 @@
 //! fsynced and renamed over `ID.meta`; then the directory is fsynced. This bounds the log's
 //! size and `open`'s replay time however small the appends are.
 //!
+//! | kind | record     | written                                                          |
+//! |-----:|------------|------------------------------------------------------------------|
+//! |    1 | append     | after its data was fsynced; fsynced itself                       |
+//! |    2 | seal       | after cached data was fsynced; fsynced itself                    |
+//! |    3 | cached     | an append whose data and record were written, neither fsynced    |
+//! |    4 | sync       | `n = 0`, `new_len` the length: everything before it is durable   |
+//!
+//! Kinds 1, 2 and 4 are *durable* records.
+//!
 //! # Durability and the fsync policy
 //!
-//! An append or a seal returns only once it is durable:
+//! A durable append (or a seal) returns only once it is durable:
 //!
 //! 1. the data is written past the committed length (never over committed bytes) and the
 //!    data file is `fdatasync`ed;
 //! 2. only then is the record appended to the metadata log and the log `fdatasync`ed. The
 //!    record is the commit point.
 //!
-//! So a record on disk implies its data is on disk, and an append is acknowledged after both.
-//! This is what a replicated write rests on: a replica says "appended" only when the bytes
-//! and their checksums survive power loss. There is no unsynced mode: a chunkserver that
-//! wants fewer fsyncs should send bigger appends (the client batches), not weaker ones.
+//! So a durable record on disk implies its data is on disk. This is what most writers rest
+//! on (OSS objects, checkpoints, copies made by repair): a replica says "appended" only when
+//! the bytes and their checksums survive power loss.
+//!
+//! # Cached appends
+//!
+//! A volume's log (`crates/raf`) is written like a disk with a volatile write cache: its
+//! writes must survive the death of any process at once, and power loss only after the
+//! guest's flush (`docs/disks.md`). For it an append may be *cached*: the data is written,
+//! then its record (kind 3), and neither is fsynced. The kernel holds both, so a `kill -9`
+//! of the chunkserver loses nothing. [`ChunkFile::sync`] makes them durable: `fdatasync` the
+//! data, then write a sync record and `fdatasync` the log. A seal, a durable append and a log
+//! compaction sync first, so a durable record always follows a durable one (a sync record
+//! is written before a durable record that follows cached ones, in the same write).
 //!
 //! Files are created, renamed (compaction) and removed with the directory `fsync`ed after,
 //! so that an acknowledged create survives and a compacted log is the one found on restart.
@@ -95,15 +115,27 @@
 //! A crash (kill -9, power loss) can leave uncommitted data bytes past the committed length
 //! and a torn last record. `open` replays the log up to its last intact record, truncates
 //! the log there and the data file to the committed length, and fsyncs both. Every
-//! acknowledged append is intact, since its record was durable before it was acknowledged.
+//! acknowledged durable append is intact, since its record was durable before it was
+//! acknowledged.
 //!
-//! Only the last record can be torn (each record is fsynced before the next is written), so
-//! a damaged record counts as a torn tail only if it may be the last write: its bytes reach
-//! the end of the file (or, when its head is damaged and its length unknown, no more than
-//! one maximal record follows it and no intact record starts anywhere in those bytes).
-//! Damage followed by further records is bit rot, and `open` fails with
-//! [`ChunkError::BadMetadata`] rather than silently dropping acknowledged appends: the
-//! replica is lost and must be re-replicated.
+//! Up to the last durable record, only the last record can be torn (each durable record is
+//! fsynced before the next is written), so a damaged record counts as a torn tail only if it
+//! may be the last write: its bytes reach the end of the file (or, when its head is damaged
+//! and its length unknown, no more than one maximal record follows it and no intact record
+//! starts anywhere in those bytes). Damage followed by further records is bit rot, and
+//! `open` fails with [`ChunkError::BadMetadata`] rather than silently dropping acknowledged
+//! appends: the replica is lost and must be re-replicated.
+//!
+//! The cached records after the last durable one are the *unsynced tail*. After a power
+//! loss any of them may be torn or missing, and so may any page of their data, in any
+//! order. So the tail is cut at its first damaged record (unless an intact durable record
+//! lies anywhere after the damage: then the damage was fsynced once, and is rot), and then
+//! each remaining cached record is kept only if every block it wrote verifies against the
+//! checksums it committed; the first that fails ends the chunk there. What is kept is made
+//! durable at once (fsync the data, write a sync record). After a `kill -9` everything
+//! verifies and nothing is cut; after a power loss the chunk keeps a prefix of its cached
+//! appends, which is what a replicated writer needs (the replicas are then sealed at the
+//! shortest one: see "Sealing").
 //!
 //! A data file shorter than the committed length (a disk that lied about a flush) is not an
 //! open error: the missing blocks fail verification like any other corruption, so reads
@@ -277,7 +309,21 @@ pub struct ChunkFile {
     meta_len: u64,
     /// Compact the log before a commit once it is at least this long.
     compact_at: u64,
+    /// Cached appends were made since the last durable record: their data and records are
+    /// written but not fsynced.
+    unsynced: bool,
     poisoned: bool,
+}
+
+/// How durable an append is when it returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// Data and record fsynced: survives power loss.
+    Durable,
+    /// Data and record written, not fsynced: survives the death of any process (the kernel
+    /// holds them), and power loss only after a [`ChunkFile::sync`] (or a seal, or a durable
+    /// append) that follows it.
+    Cached,
 }
 
 impl ChunkFile {
@@ -341,14 +387,16 @@ impl ChunkFile {
             });
         }
         let file_len = bytes.len() as u64;
-        if replay.valid_end < file_len {
-            warn!(chunk = %id, torn_bytes = file_len - replay.valid_end, "discarding a torn metadata record");
-            meta.set_len(replay.valid_end).map_err(io_error(&paths.meta))?;
+
+        let data = open_rw(&paths.data)?;
+        let durable = (replay.state, replay.valid_end);
+        let (state, valid_end) =
+            keep_verified_tail(id, (&paths.data, &data), replay.header.max_size, durable, replay.tail)?;
+        if valid_end < file_len {
+            warn!(chunk = %id, bytes = file_len - valid_end, "discarding unsynced metadata records after a crash");
+            meta.set_len(valid_end).map_err(io_error(&paths.meta))?;
             meta.sync_data().map_err(io_error(&paths.meta))?;
         }
-
-        let state = replay.state;
-        let data = open_rw(&paths.data)?;
         let data_len = data.metadata().map_err(io_error(&paths.data))?.len();
         if data_len > state.len {
             warn!(chunk = %id, bytes = data_len - state.len, "discarding uncommitted data past the committed length");
@@ -365,8 +413,15 @@ impl ChunkFile {
         // A leftover of a compaction that crashed before its rename.
         remove_if_exists(&paths.meta_tmp)?;
 
+        let kept_cached = valid_end > replay.valid_end;
         let mut chunk = ChunkFile::assemble(id, paths, replay.header, state, data, meta);
-        chunk.meta_len = replay.valid_end;
+        chunk.meta_len = valid_end;
+        if kept_cached {
+            // What survived of the unsynced tail is made durable now, so that it is never
+            // verified again and a later torn write cannot be mistaken for it.
+            chunk.unsynced = true;
+            chunk.sync()?;
+        }
         Ok(chunk)
     }
 
@@ -391,6 +446,7 @@ impl ChunkFile {
             meta,
             meta_len: format::HEADER_LEN as u64,
             compact_at: COMPACT_LOG_BYTES.max(4 * compacted),
+            unsynced: false,
             poisoned: false,
         }
     }
@@ -430,7 +486,18 @@ impl ChunkFile {
     /// `expected_offset` must be the committed length (`OffsetMismatch`), and the result must
     /// fit the maximum size (`ChunkFull`).
     pub fn append(&mut self, expected_offset: u64, data: &[u8], checksum: u32) -> Result<u64> {
-        self.append_inner(expected_offset, &[data], Some(checksum), None)
+        self.append_with(expected_offset, data, checksum, Durability::Durable)
+    }
+
+    /// [`ChunkFile::append`], durable or cached as `durability` says.
+    pub fn append_with(
+        &mut self,
+        expected_offset: u64,
+        data: &[u8],
+        checksum: u32,
+        durability: Durability,
+    ) -> Result<u64> {
+        self.append_inner(expected_offset, &[data], Some(checksum), None, durability)
     }
 
     /// [`ChunkFile::append`] of the concatenation of `parts`, without a writer's checksum to
@@ -443,20 +510,26 @@ impl ChunkFile {
     /// append starts at a block boundary of the chunk they are recorded as they are, and the
     /// bytes are not read again before they are written; otherwise (or if there are not one
     /// per block) they are ignored and computed here.
-    pub fn append_trusted(&mut self, expected_offset: u64, parts: &[&[u8]], block_crcs: Option<&[u32]>) -> Result<u64> {
+    pub fn append_trusted(
+        &mut self,
+        expected_offset: u64,
+        parts: &[&[u8]],
+        block_crcs: Option<&[u32]>,
+        durability: Durability,
+    ) -> Result<u64> {
         let len = self.state.len;
         let requested: u64 = parts.iter().map(|p| p.len() as u64).sum();
         let given = block_crcs
             .filter(|c| expected_offset == len && tail_bytes(len) == 0 && c.len() as u64 == block_count(requested));
         let Some(given) = given else {
-            return self.append_inner(expected_offset, parts, None, None);
+            return self.append_inner(expected_offset, parts, None, None, durability);
         };
         debug_assert_eq!(
             given,
             block::extend_checksums(len, 0, parts.iter().copied(), false).1,
             "a writer's block checksums are wrong"
         );
-        self.append_inner(expected_offset, parts, None, Some((block::block_of(len), given.to_vec())))
+        self.append_inner(expected_offset, parts, None, Some((block::block_of(len), given.to_vec())), durability)
     }
 
     /// An append; `blocks` are the new blocks' first index and checksums when they are
@@ -468,6 +541,7 @@ impl ChunkFile {
         parts: &[&[u8]],
         checksum: Option<u32>,
         blocks: Option<(u64, Vec<u32>)>,
+        durability: Durability,
     ) -> Result<u64> {
         let len = self.state.len;
         // One pass over the bytes gives both the blocks' checksums and the writer's.
@@ -507,15 +581,66 @@ impl ChunkFile {
         self.check_not_poisoned()?;
         self.compact_if_long()?;
 
-        let record = Record { kind: Kind::Append, new_len, first_block, crcs };
-        self.check_record(&record)?;
-        // Data first, durably, then the record that commits it.
-        let written = write_all_at(&self.data, parts, len).and_then(|()| self.data.sync_data());
-        if let Err(e) = written {
+        match durability {
+            Durability::Durable => {
+                let record = Record { kind: Kind::Append, new_len, first_block, crcs };
+                let records = self.durable_records(record);
+                let next = self.check_records(&records)?;
+                // Data first, durably, then the record that commits it.
+                let written = write_all_at(&self.data, parts, len).and_then(|()| self.data.sync_data());
+                if let Err(e) = written {
+                    return Err(self.poison(io_error(&self.paths.data)(e)));
+                }
+                self.commit(&records, next, true)?;
+                self.unsynced = false;
+            }
+            Durability::Cached => {
+                let records = [Record { kind: Kind::Cached, new_len, first_block, crcs }];
+                let next = self.check_records(&records)?;
+                // Data first, then the record: after a crash the record never names bytes
+                // the kernel was not given (a power loss is what `open`'s check is for).
+                if let Err(e) = write_all_at(&self.data, parts, len) {
+                    return Err(self.poison(io_error(&self.paths.data)(e)));
+                }
+                self.commit(&records, next, false)?;
+                self.unsynced = true;
+            }
+        }
+        Ok(new_len)
+    }
+
+    /// Makes every cached append durable: the data is fsynced, then a sync record is
+    /// written and fsynced. Returns the length. Nothing to do when nothing is cached.
+    pub fn sync(&mut self) -> Result<u64> {
+        if !self.unsynced {
+            return Ok(self.state.len);
+        }
+        self.check_not_poisoned()?;
+        if let Err(e) = self.data.sync_data() {
             return Err(self.poison(io_error(&self.paths.data)(e)));
         }
-        self.commit(&record)?;
-        Ok(new_len)
+        let records = [format::sync_record(&self.state)];
+        let next = self.check_records(&records)?;
+        self.commit(&records, next, true)?;
+        self.unsynced = false;
+        Ok(self.state.len)
+    }
+
+    /// Whether cached appends wait for a sync.
+    pub fn is_unsynced(&self) -> bool {
+        self.unsynced
+    }
+
+    /// A durable record, preceded by a sync record when cached ones came before it: so a
+    /// durable record always follows a durable one, and damage to it is never taken for
+    /// the torn tail of a cached run (see "Cached appends" in the module docs). The caller
+    /// fsyncs the data before it writes these.
+    fn durable_records(&self, record: Record) -> Vec<Record> {
+        if self.unsynced {
+            vec![format::sync_record(&self.state), record]
+        } else {
+            vec![record]
+        }
     }
 
     /// Reads `len` committed bytes at `offset`. Every block the range touches is read whole
@@ -588,8 +713,16 @@ impl ChunkFile {
             vec![crate::crc::crc32c(&bytes)]
         };
         let record = Record { kind: Kind::Seal, new_len: target, first_block, crcs };
-        self.check_record(&record)?;
-        self.commit(&record)?;
+        let records = self.durable_records(record);
+        let next = self.check_records(&records)?;
+        // A sealed chunk is durable: cached appends are fsynced before the seal commits.
+        if self.unsynced {
+            if let Err(e) = self.data.sync_data() {
+                return Err(self.poison(io_error(&self.paths.data)(e)));
+            }
+        }
+        self.commit(&records, next, true)?;
+        self.unsynced = false;
         if target < len {
             // The seal is committed; the bytes past it are dead whatever happens here, and
             // `open` cuts them off if this does not.
@@ -603,25 +736,7 @@ impl ChunkFile {
     /// Reads the blocks from `first_block` that cover `span` (block-aligned at the start,
     /// cut at the chunk's end) and verifies each against its checksum.
     fn read_verified(&self, first_block: u64, span: std::ops::Range<u64>) -> Result<Vec<u8>> {
-        let size = usize::try_from(span.end - span.start).map_err(|_| ChunkError::OutOfRange {
-            offset: span.start,
-            len: span.end - span.start,
-            chunk_len: self.state.len,
-        })?;
-        let mut buf = read_new(&self.data, size, span.start).map_err(io_error(&self.paths.data))?;
-        let got = buf.len();
-        // A short file (a torn or truncated replica): the missing blocks fail below.
-        buf.resize(size, 0);
-        for (i, (block, index)) in buf.chunks(BLOCK_BYTES).zip(first_block..).enumerate() {
-            let present = got.saturating_sub(i * BLOCK_BYTES) >= block.len();
-            let expected = usize::try_from(index).ok().and_then(|i| self.state.crcs.get(i));
-            if !present || expected != Some(&crate::crc::crc32c(block)) {
-                let offset = index * BLOCK_SIZE;
-                warn!(chunk = %self.id, block = index, offset, present, "block failed verification");
-                return Err(ChunkError::Corrupt { block_index: index, offset });
-            }
-        }
-        Ok(buf)
+        read_blocks_verified(self.id, &self.paths.data, &self.data, &self.state, first_block, span)
     }
 
     fn check_not_poisoned(&self) -> Result<()> {
@@ -638,29 +753,34 @@ impl ChunkFile {
         e
     }
 
-    /// A record this code builds must be valid; if not, that is a bug, reported without
-    /// writing anything.
-    fn check_record(&self, record: &Record) -> Result<()> {
-        self.state.check(record, self.header.max_size).map_err(|reason| ChunkError::BadMetadata {
-            path: self.paths.meta.clone(),
-            offset: self.meta_len,
-            reason: format!("refusing to write an invalid record: {reason}"),
-        })
+    /// The state after `records`. Records this code builds must be valid; if not, that is
+    /// a bug, reported without writing anything.
+    fn check_records(&self, records: &[Record]) -> Result<State> {
+        let mut next = self.state.clone();
+        for record in records {
+            next.apply(record, self.header.max_size).map_err(|reason| ChunkError::BadMetadata {
+                path: self.paths.meta.clone(),
+                offset: self.meta_len,
+                reason: format!("refusing to write an invalid record: {reason}"),
+            })?;
+        }
+        Ok(next)
     }
 
-    /// Appends `record` to the log, fsyncs it, and applies it: the commit point.
-    fn commit(&mut self, record: &Record) -> Result<()> {
-        let bytes = record.encode();
-        let written = self.meta.write_all_at(&bytes, self.meta_len).and_then(|()| self.meta.sync_data());
+    /// Appends `records` to the log in one write, fsyncs it when `durable`, and takes
+    /// `next` (what [`ChunkFile::check_records`] made of them) as the state: the commit point.
+    fn commit(&mut self, records: &[Record], next: State, durable: bool) -> Result<()> {
+        let bytes: Vec<u8> = records.iter().flat_map(Record::encode).collect();
+        let mut written = self.meta.write_all_at(&bytes, self.meta_len);
+        if durable {
+            written = written.and_then(|()| self.meta.sync_data());
+        }
         if let Err(e) = written {
             return Err(self.poison(io_error(&self.paths.meta)(e)));
         }
         self.meta_len += bytes.len() as u64;
-        let applied = self.state.apply(record, self.header.max_size);
-        applied.map_err(|reason| {
-            let e = ChunkError::BadMetadata { path: self.paths.meta.clone(), offset: self.meta_len, reason };
-            self.poison(e)
-        })
+        self.state = next;
+        Ok(())
     }
 
     fn compact_if_long(&mut self) -> Result<()> {
@@ -673,14 +793,82 @@ impl ChunkFile {
     /// Rewrites the log as a snapshot of the state: write a temporary file, fsync, rename
     /// it over the log, fsync the directory, and continue on the new file.
     fn compact(&mut self) -> Result<()> {
+        // The snapshot commits everything durably, so cached data is fsynced first.
+        if self.unsynced {
+            self.data.sync_data().map_err(io_error(&self.paths.data))?;
+        }
         let bytes = format::snapshot(&self.header, &self.state);
         write_durably(&self.paths.meta_tmp, &bytes)?;
         fs::rename(&self.paths.meta_tmp, &self.paths.meta).map_err(io_error(&self.paths.meta))?;
         sync_dir(&self.paths.dir)?;
         self.meta = open_rw(&self.paths.meta)?;
         self.meta_len = bytes.len() as u64;
+        self.unsynced = false;
         Ok(())
     }
+}
+
+/// Reads the blocks from `first_block` that cover `span` (block-aligned at the start, cut
+/// at the chunk's end) and verifies each against `state`'s checksums.
+fn read_blocks_verified(
+    id: ChunkId,
+    path: &Path,
+    data: &File,
+    state: &State,
+    first_block: u64,
+    span: std::ops::Range<u64>,
+) -> Result<Vec<u8>> {
+    let size = usize::try_from(span.end - span.start).map_err(|_| ChunkError::OutOfRange {
+        offset: span.start,
+        len: span.end - span.start,
+        chunk_len: state.len,
+    })?;
+    let mut buf = read_new(data, size, span.start).map_err(io_error(path))?;
+    let got = buf.len();
+    // A short file (a torn or truncated replica): the missing blocks fail below.
+    buf.resize(size, 0);
+    for (i, (block, index)) in buf.chunks(BLOCK_BYTES).zip(first_block..).enumerate() {
+        let present = got.saturating_sub(i * BLOCK_BYTES) >= block.len();
+        let expected = usize::try_from(index).ok().and_then(|i| state.crcs.get(i));
+        if !present || expected != Some(&crate::crc::crc32c(block)) {
+            let offset = index * BLOCK_SIZE;
+            warn!(chunk = %id, block = index, offset, present, "block failed verification");
+            return Err(ChunkError::Corrupt { block_index: index, offset });
+        }
+    }
+    Ok(buf)
+}
+
+/// Recovery of the unsynced tail (`open`): applies the cached records after the durable
+/// state one at a time, keeping each only if every block it wrote verifies against the
+/// checksums it committed; the first that does not ends the tail (a power loss took its
+/// data). Returns the state and where the kept records end in the log.
+fn keep_verified_tail(
+    id: ChunkId,
+    (path, data): (&Path, &File),
+    max_size: u64,
+    (mut state, mut valid_end): (State, u64),
+    tail: Vec<(Record, u64)>,
+) -> Result<(State, u64)> {
+    for (record, end) in tail {
+        let mut next = state.clone();
+        if next.apply(&record, max_size).is_err() {
+            break;
+        }
+        let blocks = block::block_of(state.len)..block_count(next.len);
+        match read_blocks_verified(id, path, data, &next, blocks.start, blocks_extent(&blocks, next.len)) {
+            Ok(_) => {
+                state = next;
+                valid_end = end;
+            }
+            Err(ChunkError::Corrupt { block_index, .. }) => {
+                warn!(chunk = %id, block = block_index, "an unsynced append lost its data; the chunk ends before it");
+                break;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok((state, valid_end))
 }
 
 fn open_rw(path: &Path) -> Result<File> {

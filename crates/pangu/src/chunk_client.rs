@@ -35,7 +35,7 @@ use parking_lot::Mutex;
 use serde::de::DeserializeOwned;
 
 use crate::auth::{Credentials, RequestFacts, AUTHORIZATION};
-use crate::chunk::{checksum, ChunkId};
+use crate::chunk::{checksum, ChunkId, Durability};
 use crate::chunkserver::{
     ChunkInfo, ChunkServer, CorruptChunk, ErrorBody, ErrorCode, LenResponse, ServerStatus, CRC32C_HEADER,
 };
@@ -164,23 +164,61 @@ impl ChunkClient {
     /// received against (they travel as one body). The in-process replica writes the
     /// writer's own buffers and is given `None`: there is nothing between them to check (its
     /// block checksums, computed from those buffers, protect the bytes from there on). A
-    /// remote replica given `None` gets the checksum computed here.
-    pub async fn append_from_writer(&self, id: ChunkId, offset: u64, data: Parts, crc32c: Option<u32>) -> Result<u64> {
+    /// remote replica given `None` gets the checksum computed here. `durability` says whether
+    /// the replica fsyncs before it answers ([`Durability`]).
+    pub async fn append_from_writer(
+        &self,
+        id: ChunkId,
+        offset: u64,
+        data: Parts,
+        crc32c: Option<u32>,
+        durability: Durability,
+    ) -> Result<u64> {
         match (&self.local, crc32c) {
-            (Some(local), None) => local.append_trusted(id, offset, data).await.map_err(|e| self.local_error(e)),
-            (_, Some(crc)) => self.append_with_checksum(id, offset, data.to_bytes(), crc).await,
-            (None, None) => self.append(id, offset, data.to_bytes()).await,
+            (Some(local), None) => {
+                local.append_trusted(id, offset, data, durability).await.map_err(|e| self.local_error(e))
+            }
+            (_, Some(crc)) => self.append_as(id, offset, data.to_bytes(), crc, durability).await,
+            (None, None) => {
+                let data = data.to_bytes();
+                let crc = checksum(&data);
+                self.append_as(id, offset, data, crc, durability).await
+            }
         }
     }
 
     /// [`ChunkClient::append`] with a checksum the caller computed (where the data was
     /// produced, which is the point of an end-to-end checksum).
     pub async fn append_with_checksum(&self, id: ChunkId, offset: u64, data: Bytes, crc32c: u32) -> Result<u64> {
+        self.append_as(id, offset, data, crc32c, Durability::Durable).await
+    }
+
+    async fn append_as(
+        &self,
+        id: ChunkId,
+        offset: u64,
+        data: Bytes,
+        crc32c: u32,
+        durability: Durability,
+    ) -> Result<u64> {
         if let Some(local) = &self.local {
-            return local.append_checked(id, offset, data, crc32c).await.map_err(|e| self.local_error(e));
+            let appended = local.append_checked(id, offset, data, crc32c, durability).await;
+            return appended.map_err(|e| self.local_error(e));
         }
-        let path = format!("/chunks/{id}/append?offset={offset}");
+        let path = match durability {
+            Durability::Durable => format!("/chunks/{id}/append?offset={offset}"),
+            Durability::Cached => format!("/chunks/{id}/append?offset={offset}&cached=1"),
+        };
         let answer: LenResponse = self.json(Method::POST, &path, data, Some(crc32c)).await?;
+        Ok(answer.len)
+    }
+
+    /// Makes the replica's cached appends durable; returns its length.
+    pub async fn sync(&self, id: ChunkId) -> Result<u64> {
+        if let Some(local) = &self.local {
+            return local.sync(id).await.map_err(|e| self.local_error(e));
+        }
+        let answer: LenResponse = self.json(Method::POST, &format!("/chunks/{id}/sync"), Bytes::new(), None).await?;
         Ok(answer.len)
     }
 

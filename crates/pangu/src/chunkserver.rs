@@ -6,6 +6,8 @@
 //! |----------------------------------------------------------|---------------------------------|
 //! | `POST /chunks/{id}?max_size=N`                           | 201, [`ChunkInfo`]              |
 //! | `POST /chunks/{id}/append?offset=N` + `x-pangu-crc32c`   | [`LenResponse`], once durable   |
+//! | `POST /chunks/{id}/append?offset=N&cached=1` + CRC       | [`LenResponse`], once written   |
+//! | `POST /chunks/{id}/sync`                                 | [`LenResponse`], once durable   |
 //! | `GET /chunks/{id}?offset=N&len=M`                        | the verified bytes + their CRC  |
 //! | `POST /chunks/{id}/seal[?len=N]`                         | [`LenResponse`]                 |
 //! | `DELETE /chunks/{id}`                                    | 204                             |
@@ -74,7 +76,7 @@ use tracing::{info, warn};
 
 use crate::auth::layer::Guard;
 use crate::auth::{AuthError, Credentials, Keyring, Principal, ServerToken, Verifier};
-use crate::chunk::{checksum, ChunkError, ChunkFile, ChunkId, DEFAULT_MAX_SIZE};
+use crate::chunk::{checksum, ChunkError, ChunkFile, ChunkId, Durability, DEFAULT_MAX_SIZE};
 use crate::chunk_client::{ChunkClient, ChunkClientError};
 use crate::flow::{FlowConfig, FlowError, Refusal, Scheduler, Traffic};
 use crate::parts::Parts;
@@ -262,6 +264,7 @@ impl ChunkServer {
             .route("/chunks/{id}", post(create_chunk).get(read_chunk).delete(delete_chunk))
             .route("/chunks/{id}/append", post(append_chunk))
             .route("/chunks/{id}/seal", post(seal_chunk))
+            .route("/chunks/{id}/sync", post(sync_chunk))
             .route("/chunks/{id}/replicate", post(replicate_chunk))
             .route("/corrupt", get(list_corrupt))
             .route("/status", get(status))
@@ -577,7 +580,13 @@ async fn append_chunk(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let id = parse_id(&id)?;
-    let offset = Query::parse(query.as_deref()).required_u64("offset")?;
+    let query = Query::parse(query.as_deref());
+    let offset = query.required_u64("offset")?;
+    let durability = match query.u64_or("cached", 0)? {
+        0 => Durability::Durable,
+        1 => Durability::Cached,
+        other => return Err(ApiError::invalid(format!("cached must be 0 or 1, not {other}"))),
+    };
     let crc = headers
         .get(CRC32C_HEADER)
         .ok_or_else(|| ApiError::invalid(format!("missing header {CRC32C_HEADER}")))?
@@ -585,7 +594,7 @@ async fn append_chunk(
         .ok()
         .and_then(|v| v.trim().parse::<u32>().ok())
         .ok_or_else(|| ApiError::invalid(format!("header {CRC32C_HEADER} must be a decimal u32")))?;
-    let len = server.append_checked(id, offset, body, crc).await?;
+    let len = server.append_checked(id, offset, body, crc, durability).await?;
     Ok(json_response(StatusCode::OK, &LenResponse { len }))
 }
 
@@ -624,28 +633,46 @@ impl ChunkServer {
         .await?
     }
 
-    /// What `POST /chunks/{id}/append` does: admitted by the flow scheduler, durable before
-    /// it returns.
+    /// What `POST /chunks/{id}/append` does: admitted by the flow scheduler, durable (or
+    /// cached: see [`Durability`]) before it returns.
     pub(crate) async fn append_checked(
         &self,
         id: ChunkId,
         offset: u64,
         data: Bytes,
         crc: u32,
+        durability: Durability,
     ) -> Result<u64, ApiError> {
         self.admit(Traffic::Client, data.len() as u64).await;
-        self.with_write(id, move |file| file.append(offset, &data, crc)).await
+        self.with_write(id, move |file| file.append_with(offset, &data, crc, durability)).await
     }
 
     /// An append of a writer's buffers, from this process ([`ChunkFile::append_trusted`]), admitted
-    /// and durable as [`ChunkServer::append_checked`].
-    pub(crate) async fn append_trusted(&self, id: ChunkId, offset: u64, data: Parts) -> Result<u64, ApiError> {
+    /// and made as [`ChunkServer::append_checked`].
+    pub(crate) async fn append_trusted(
+        &self,
+        id: ChunkId,
+        offset: u64,
+        data: Parts,
+        durability: Durability,
+    ) -> Result<u64, ApiError> {
         self.admit(Traffic::Client, data.len() as u64).await;
         self.with_write(id, move |file| {
-            file.append_trusted(offset, &data.iter().collect::<Vec<_>>(), data.block_crcs())
+            file.append_trusted(offset, &data.iter().collect::<Vec<_>>(), data.block_crcs(), durability)
         })
         .await
     }
+
+    /// What `POST /chunks/{id}/sync` does: the chunk's cached appends made durable.
+    pub(crate) async fn sync(&self, id: ChunkId) -> Result<u64, ApiError> {
+        self.with_write(id, move |file| file.sync()).await
+    }
+}
+
+async fn sync_chunk(State(server): State<ChunkServer>, UrlPath(id): UrlPath<String>) -> Result<Response, ApiError> {
+    let id = parse_id(&id)?;
+    let len = server.sync(id).await?;
+    Ok(json_response(StatusCode::OK, &LenResponse { len }))
 }
 
 async fn seal_chunk(

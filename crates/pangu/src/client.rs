@@ -16,6 +16,13 @@
 //! every surviving replica of the sealed chunk, and the repair loop copies it back to full
 //! strength. A writer gives up after [`MAX_ATTEMPTS`] replica sets in a row fail one append.
 //!
+//! A writer may make its appends *cached* ([`FileWriter::set_durability`]): each replica
+//! writes the bytes and their commit record without fsyncing them and answers (see "Cached
+//! appends" in [`crate::chunk`]). An acknowledged byte is then on every replica still, in
+//! its kernel's page cache, which outlives the death of any process; [`FileWriter::sync`]
+//! makes it durable on every replica, and sealing a chunk (when it fills, when a replica
+//! fails, when the file is sealed) does too. Volumes' logs are written so (`crates/raf`).
+//!
 //! # Reads
 //!
 //! A read maps the file range onto chunks with the master's layout and reads each piece
@@ -36,7 +43,7 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use tracing::warn;
 
-use crate::chunk::{checksum, ChunkId};
+use crate::chunk::{checksum, ChunkId, Durability};
 use crate::chunk_client::{ChunkClientError, ChunkClients};
 use crate::chunkserver::{ErrorCode, MAX_TRANSFER_BYTES};
 use crate::master::{ChunkLocation, FileId, Master};
@@ -231,6 +238,8 @@ struct Open {
     loc: ChunkLocation,
     /// The chunk's acknowledged length.
     len: u64,
+    /// Cached appends were acknowledged on it since it was last synced.
+    unsynced: bool,
 }
 
 /// The writer of one file: appends go to the end, in order. Dropping it without
@@ -243,12 +252,55 @@ pub struct FileWriter {
     open: Option<Open>,
     /// Servers that failed this writer: new chunks avoid them.
     avoid: Vec<ServerId>,
+    durability: Durability,
 }
 
 impl FileWriter {
     /// The writer of `file`, new and empty.
     fn new_file(pangu: Pangu, file: FileId) -> FileWriter {
-        FileWriter { pangu, file, len: 0, open: None, avoid: Vec::new() }
+        FileWriter { pangu, file, len: 0, open: None, avoid: Vec::new(), durability: Durability::Durable }
+    }
+
+    /// Makes later appends cached (acknowledged once every replica has written them, durable
+    /// after [`FileWriter::sync`] or the chunk's seal) or durable (the default).
+    pub fn set_durability(&mut self, durability: Durability) {
+        self.durability = durability;
+    }
+
+    /// Makes every cached append durable on every replica that still answers (at least
+    /// one). A replica that cannot sync is dropped from the chunk like one that failed an
+    /// append: the chunk is sealed (durably) on the others and the next append opens a new
+    /// one. Chunks before the open one were sealed, so they are durable already.
+    pub async fn sync(&mut self) -> Result<(), PanguError> {
+        let Some(open) = self.open.as_ref().filter(|o| o.unsynced) else { return Ok(()) };
+        let (id, len) = (open.loc.id, open.len);
+        let syncs = open.loc.replicas.iter().map(|r| {
+            let client = self.pangu.chunks.get(&r.addr);
+            async move { (r.server, client.sync(id).await) }
+        });
+        let mut failed = Vec::new();
+        let mut errors = Vec::new();
+        for (server, result) in futures_util::future::join_all(syncs).await {
+            let problem = match result {
+                Ok(n) if n == len => continue,
+                Ok(n) => format!("replica reports length {n}, expected {len}"),
+                Err(e) => describe(&e),
+            };
+            warn!(file = %self.file, chunk = %id, %server, error = %problem, "sync failed on a replica; sealing the chunk on the others");
+            errors.push(format!("server {server}: {problem}"));
+            failed.push(server);
+        }
+        if failed.is_empty() {
+            if let Some(open) = self.open.as_mut() {
+                open.unsynced = false;
+            }
+            return Ok(());
+        }
+        self.avoid.extend(failed.iter().copied());
+        if self.seal_open(&failed).await? == 0 {
+            return Err(PanguError::AppendFailed { attempts: 1, errors: errors.join("; ") });
+        }
+        Ok(())
     }
 
     pub fn id(&self) -> FileId {
@@ -299,7 +351,7 @@ impl FileWriter {
 
     async fn open_chunk(&mut self) -> Result<(), PanguError> {
         let loc = self.pangu.master.allocate_chunk(self.file, &self.avoid).await?;
-        self.open = Some(Open { loc, len: 0 });
+        self.open = Some(Open { loc, len: 0, unsynced: false });
         Ok(())
     }
 
@@ -323,9 +375,10 @@ impl FileWriter {
                 crc = Some(checksum(&whole));
                 piece = Parts::from(whole);
             }
+            let durability = self.durability;
             let sends = clients.into_iter().map(|(server, client)| {
                 let piece = piece.clone();
-                async move { (server, client.append_from_writer(id, at, piece, crc).await) }
+                async move { (server, client.append_from_writer(id, at, piece, crc, durability).await) }
             });
             let results = futures_util::future::join_all(sends).await;
             let failed: Vec<(ServerId, String)> = results
@@ -339,6 +392,7 @@ impl FileWriter {
             if failed.is_empty() {
                 if let Some(open) = self.open.as_mut() {
                     open.len += n;
+                    open.unsynced |= durability == Durability::Cached;
                 }
                 self.len += n;
                 return Ok(());
@@ -354,24 +408,29 @@ impl FileWriter {
         Err(PanguError::AppendFailed { attempts: MAX_ATTEMPTS, errors: errors.join("; ") })
     }
 
-    /// Seals the open chunk at its acknowledged length on every replica not in `failed`.
-    async fn seal_open(&mut self, failed: &[ServerId]) -> Result<(), PanguError> {
-        let Some(open) = self.open.take() else { return Ok(()) };
+    /// Seals the open chunk at its acknowledged length on every replica not in `failed`
+    /// (which makes it durable there); returns how many replicas it sealed.
+    async fn seal_open(&mut self, failed: &[ServerId]) -> Result<usize, PanguError> {
+        let Some(open) = self.open.take() else { return Ok(0) };
         let (id, len) = (open.loc.id, open.len);
         let seals = open.loc.replicas.iter().filter(|r| !failed.contains(&r.server)).map(|r| {
             let client = self.pangu.chunks.get(&r.addr);
             async move { (r.server, client.seal(id, Some(len)).await) }
         });
         let mut bad = failed.to_vec();
+        let mut sealed = 0;
         for (s, r) in futures_util::future::join_all(seals).await {
-            if let Err(e) = r {
-                warn!(chunk = %id, server = %s, error = %e, "cannot seal a replica; it will be replaced");
-                bad.push(s);
-                self.avoid.push(s);
+            match r {
+                Ok(_) => sealed += 1,
+                Err(e) => {
+                    warn!(chunk = %id, server = %s, error = %e, "cannot seal a replica; it will be replaced");
+                    bad.push(s);
+                    self.avoid.push(s);
+                }
             }
         }
         self.pangu.master.chunk_sealed(id, len, &bad).await?;
-        Ok(())
+        Ok(sealed)
     }
 }
 

@@ -65,6 +65,9 @@ pub(crate) async fn write_checkpoint(shared: &Shared) -> Result<(), RafError> {
         file.append(Bytes::copy_from_slice(piece)).await?;
     }
     file.seal().await?;
+    // The checkpoint stands in for the log up to `covers`, so that log must be durable
+    // before the checkpoint is current (and before compaction drops what it replaces).
+    shared.sync_log().await?;
     shared.store.set_checkpoint(&shared.name, shared.epoch, file.file(), covers.segment, covers.offset).await?;
     *last = covers;
     Ok(())

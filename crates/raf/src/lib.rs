@@ -2,8 +2,9 @@
 //!
 //! A volume is a log of records in append-only segment files, an index from 4 KiB blocks
 //! to their newest place in the log, and a root in Pangu's volume registry. Writes are
-//! write-through with group commit: acknowledged once durable on every replica, so a
-//! flush needs no I/O and a restarted server can honour whatever QEMU's NBD client replays.
+//! written through to every replica with group commit (acknowledged once every replica
+//! holds them, so a restarted server can honour whatever QEMU's NBD client replays) and
+//! made durable by a flush, which syncs the log once for every flush waiting.
 //! See `docs/disks.md` for the design and why.
 //!
 //! - [`store`]: what the engine needs of Pangu (the volume registry and files), as a trait.

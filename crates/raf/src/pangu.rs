@@ -1,11 +1,13 @@
 //! The [`LogStore`] of a real RAF: Pangu's volume registry (in the master) and its files.
 //!
 //! A thin translation: every call is the `Pangu` client's `volume_*` call of the same name,
-//! and an [`Appender`] is a Pangu [`FileWriter`] (an append answers once durable on every
-//! replica of its chunk). Fencing is Pangu's: `volume_acquire` seals the earlier writers'
+//! and an [`Appender`] is a Pangu [`FileWriter`]. A segment's appends are cached (answered
+//! once written on every replica of the chunk; durable at `sync` or seal: see
+//! `docs/disks.md`); a checkpoint's are durable. Fencing is Pangu's: `volume_acquire` seals the earlier writers'
 //! segments before it answers, and every registry change carries the epoch.
 
 use bytes::Bytes;
+use feitian_pangu::chunk::Durability;
 use feitian_pangu::client::{FileWriter, Pangu, PanguError};
 use feitian_pangu::master::FileId as PanguFile;
 use feitian_pangu::master_client::MasterClientError;
@@ -98,6 +100,13 @@ impl Appender for PanguAppender {
         })
     }
 
+    fn sync(&mut self) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            let w = self.writer.as_mut().ok_or_else(|| sealed(self.file))?;
+            w.sync().await.map_err(store_error)
+        })
+    }
+
     fn len(&self) -> u64 {
         self.len
     }
@@ -126,7 +135,8 @@ impl LogStore for PanguStore {
 
     fn new_segment<'a>(&'a self, name: &'a str, epoch: u64) -> StoreFuture<'a, (u64, Box<dyn Appender>)> {
         Box::pin(async move {
-            let (seq, w) = self.pangu.volume_new_segment(name, epoch).await.map_err(store_error)?;
+            let (seq, mut w) = self.pangu.volume_new_segment(name, epoch).await.map_err(store_error)?;
+            w.set_durability(Durability::Cached);
             Ok((seq, Box::new(PanguAppender::new(w)) as Box<dyn Appender>))
         })
     }

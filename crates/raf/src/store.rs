@@ -78,13 +78,18 @@ pub struct Lease {
     pub segments: Vec<SegmentRef>,
 }
 
-/// The writer of one file. An append returns once it is durable on every replica.
+/// The writer of one file. An append returns once every replica holds it: it survives the
+/// death of any process. It survives power loss once a later `sync` (or `seal`) returned.
+/// (Pangu writes volume segments so; a store may also make every append durable at once.)
 pub trait Appender: Send {
     /// The file written.
     fn file(&self) -> FileId;
 
-    /// Appends `data` and returns the offset it starts at. Acknowledged = durable.
+    /// Appends `data` and returns the offset it starts at.
     fn append(&mut self, data: Bytes) -> StoreFuture<'_, u64>;
+
+    /// Makes every append acknowledged before it durable on every replica.
+    fn sync(&mut self) -> StoreFuture<'_, ()>;
 
     /// The file's acknowledged length.
     fn len(&self) -> u64;
@@ -94,7 +99,7 @@ pub trait Appender: Send {
         self.len() == 0
     }
 
-    /// Seals the file at its length: no more appends.
+    /// Seals the file at its length: no more appends, and every append is durable.
     fn seal(&mut self) -> StoreFuture<'_, ()>;
 }
 

@@ -34,7 +34,7 @@ use crate::index::{Index, Mapping, BLOCK};
 use crate::record::MAX_RECORD_BLOCKS;
 use crate::replay::{self, SegmentInfo};
 use crate::store::{FileId, LogStore, StoreError};
-use crate::writer::{self, GuestOp, GuestReq, MoveReq};
+use crate::writer::{self, GuestOp, GuestReq, MoveReq, SyncReq};
 
 /// How deep a chain of clones may go (a cycle in the registry would otherwise loop).
 const MAX_PARENTS: usize = 16;
@@ -91,6 +91,8 @@ pub(crate) struct Shared {
     pub compaction_lock: tokio::sync::Mutex<()>,
     pub compaction_bucket: Mutex<TokenBucket>,
     pub moves: mpsc::Sender<MoveReq>,
+    /// Flushes of the log, answered by the writer.
+    pub syncs: mpsc::Sender<SyncReq>,
     /// Tokio's clock, so tests can pause it.
     started: tokio::time::Instant,
 }
@@ -98,6 +100,24 @@ pub(crate) struct Shared {
 impl Shared {
     pub fn failed(&self) -> Option<StoreError> {
         self.state.lock().failed.clone()
+    }
+
+    /// Makes every append acknowledged so far durable (through the writer, which syncs
+    /// the current segment). With the writer gone, its last act was to seal that segment,
+    /// which is durable unless it failed.
+    pub async fn sync_log(&self) -> Result<(), RafError> {
+        let (tx, rx) = oneshot::channel();
+        let answered = match self.syncs.send(tx).await {
+            Ok(()) => rx.await.ok(),
+            Err(_) => None,
+        };
+        match answered {
+            Some(result) => result,
+            None => match self.failed() {
+                Some(err) => Err(RafError::Failed(err)),
+                None => Ok(()),
+            },
+        }
     }
 
     /// Time since the volume was opened (the token bucket's clock).
@@ -141,6 +161,7 @@ impl Raf {
         }
         let (guest_tx, guest_rx) = mpsc::channel(config.queue_depth.max(1));
         let (move_tx, move_rx) = mpsc::channel(8);
+        let (sync_tx, sync_rx) = mpsc::channel(config.queue_depth.max(1));
         let c = &config.compaction;
         let bucket = TokenBucket::new(c.bytes_per_sec, c.burst_bytes.max(c.chunk_bytes), Duration::ZERO);
         let shared = Arc::new(Shared {
@@ -162,11 +183,12 @@ impl Raf {
             compaction_lock: tokio::sync::Mutex::new(()),
             compaction_bucket: Mutex::new(bucket),
             moves: move_tx,
+            syncs: sync_tx,
             started: tokio::time::Instant::now(),
             config,
         });
         let (shutdown, _) = watch::channel(false);
-        let writer = tokio::spawn(writer::run(shared.clone(), guest_rx, move_rx));
+        let writer = tokio::spawn(writer::run(shared.clone(), guest_rx, move_rx, sync_rx));
         let mut background = vec![tokio::spawn(checkpointer(shared.clone(), shutdown.subscribe()))];
         if let Some(every) = shared.config.compaction.interval {
             background.push(tokio::spawn(compactor(shared.clone(), every, shutdown.subscribe())));
@@ -264,7 +286,8 @@ impl Raf {
         Ok(out.freeze())
     }
 
-    /// Writes `data` at `offset`; returns once it is durable and visible.
+    /// Writes `data` at `offset`; returns once it is on every replica and visible (durable
+    /// after the next [`Raf::flush`]).
     pub async fn write(&self, offset: u64, data: Bytes) -> Result<(), RafError> {
         self.check_range(offset, data.len() as u64)?;
         let piece = u64::from(MAX_RECORD_BLOCKS) * BLOCK;
@@ -300,16 +323,15 @@ impl Raf {
         self.write_zeroes(offset, len).await
     }
 
-    /// Every write acknowledged before is durable already (write-through): nothing to do
-    /// but report a volume that can no longer write.
+    /// Makes every write acknowledged before it durable: the writer syncs the log's
+    /// current segment once for all the flushes waiting (`docs/disks.md`, guarantee 2).
     pub async fn flush(&self) -> Result<(), RafError> {
         if self.guests.lock().is_none() {
             return Err(RafError::Closed);
         }
-        match self.shared.failed() {
-            Some(err) => Err(RafError::Failed(err)),
-            None => Ok(()),
-        }
+        let (tx, rx) = oneshot::channel();
+        self.shared.syncs.send(tx).await.map_err(|_| RafError::Closed)?;
+        rx.await.map_err(|_| RafError::Closed)?
     }
 
     async fn submit(&self, ops: Vec<GuestOp>) -> Result<(), RafError> {

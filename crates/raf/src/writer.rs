@@ -3,9 +3,16 @@
 //! Guest writes and compaction's moves queue to this task, which packs what is waiting
 //! into one record each and all of them into one append (bounded by
 //! [`Config::batch_bytes`](crate::Config)), rolls the segment when the append would take
-//! it past its size, and, once the append is acknowledged (durable on every replica),
-//! applies the records to the index in log order and only then answers each request. So
-//! a write is acknowledged only when durable and visible, and a flush needs no I/O.
+//! it past its size, and, once the append is acknowledged (on every replica, where it
+//! survives the death of any process), applies the records to the index in log order and
+//! only then answers each request. So a write is acknowledged only when it is on every
+//! replica and visible.
+//!
+//! Flushes queue here too ([`SyncReq`]): after the batch in hand is appended, one sync of
+//! the current segment answers every flush that was waiting, so concurrent flushes share
+//! it (group commit of fsyncs). Earlier segments were sealed when the log rolled, and a
+//! seal is durable, so the current segment is all a flush needs. `docs/disks.md` says why
+//! this is safe with QEMU's reconnecting NBD client.
 //!
 //! Guests come first: compaction's moves get what guest writes leave of an append, but
 //! never less than their minimum share ([`crate::flow::compaction_share`]).
@@ -65,20 +72,30 @@ enum Item {
     Move(MoveReq),
 }
 
+/// A flush of the log: answered once every append acknowledged before it is durable.
+pub(crate) type SyncReq = oneshot::Sender<Result<(), RafError>>;
+
 /// The writer task: runs until the guest queue closes.
-pub(crate) async fn run(shared: Arc<Shared>, mut guests: mpsc::Receiver<GuestReq>, mut moves: mpsc::Receiver<MoveReq>) {
-    let mut writer = Writer { shared, appender: None, segment: 0 };
+pub(crate) async fn run(
+    shared: Arc<Shared>,
+    mut guests: mpsc::Receiver<GuestReq>,
+    mut moves: mpsc::Receiver<MoveReq>,
+    mut syncs: mpsc::Receiver<SyncReq>,
+) {
+    let mut writer = Writer { shared, appender: None, segment: 0, dirty: false };
     let mut next_guest: Option<GuestReq> = None;
     let mut next_move: Option<MoveReq> = None;
+    let mut waiting: Vec<SyncReq> = Vec::new();
     let mut moves_open = true;
     loop {
-        if next_guest.is_none() && next_move.is_none() {
+        if next_guest.is_none() && next_move.is_none() && waiting.is_empty() {
             tokio::select! {
                 biased;
                 g = guests.recv() => match g {
                     Some(g) => next_guest = Some(g),
                     None => break,
                 },
+                s = syncs.recv() => waiting.extend(s),
                 m = moves.recv(), if moves_open => match m {
                     Some(m) => next_move = Some(m),
                     None => moves_open = false,
@@ -119,7 +136,16 @@ pub(crate) async fn run(shared: Arc<Shared>, mut guests: mpsc::Receiver<GuestReq
             move_bytes += b;
             items.push(Item::Move(m));
         }
+        while let Ok(s) = syncs.try_recv() {
+            waiting.push(s);
+        }
         writer.commit(items).await;
+        if !waiting.is_empty() {
+            let synced = writer.sync().await;
+            for s in waiting.drain(..) {
+                let _ = s.send(synced.clone());
+            }
+        }
     }
     // Pending moves are answered by dropping them; the guest queue is closed and empty.
     drop(next_move);
@@ -130,6 +156,8 @@ struct Writer {
     shared: Arc<Shared>,
     appender: Option<Box<dyn Appender>>,
     segment: u64,
+    /// Appends were acknowledged since the segment was last synced.
+    dirty: bool,
 }
 
 impl Writer {
@@ -213,15 +241,40 @@ impl Writer {
             self.segment = seq;
             self.appender = Some(appender);
         }
-        match self.appender.as_mut() {
-            Some(a) => a.append(data).await,
-            None => Err(StoreError::Unavailable("no segment to append to".into())),
+        let start = match self.appender.as_mut() {
+            Some(a) => a.append(data).await?,
+            None => return Err(StoreError::Unavailable("no segment to append to".into())),
+        };
+        self.dirty = true;
+        Ok(start)
+    }
+
+    /// Makes every append acknowledged so far durable. A sync that fails leaves the
+    /// volume failed, as a failed append does: what the replicas kept is decided by the
+    /// next open.
+    async fn sync(&mut self) -> Result<(), RafError> {
+        if let Some(err) = self.shared.failed() {
+            return Err(RafError::Failed(err));
+        }
+        let Some(a) = self.appender.as_mut().filter(|_| self.dirty) else { return Ok(()) };
+        match a.sync().await {
+            Ok(()) => {
+                self.dirty = false;
+                Ok(())
+            }
+            Err(err) => {
+                tracing::warn!(volume = %self.shared.name, %err, "sync failed; the volume takes no more writes");
+                self.shared.state.lock().failed = Some(err.clone());
+                Err(RafError::Failed(err))
+            }
         }
     }
 
     async fn seal(&mut self) -> Result<(), StoreError> {
         if let Some(mut a) = self.appender.take() {
             a.seal().await?;
+            // A sealed segment is durable.
+            self.dirty = false;
             if let Some(seg) = self.shared.state.lock().segments.get_mut(&self.segment) {
                 seg.len = a.len();
                 seg.sealed = true;

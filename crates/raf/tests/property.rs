@@ -9,6 +9,9 @@
 //! Invariants checked:
 //! - after every reopen each block reads its latest acknowledged content; a block written
 //!   by a write in flight at the crash reads its old or its new content;
+//! - after a power loss (the store keeps what was synced and a random part of the rest),
+//!   each block reads the content it had at the last completed flush or one written since;
+//!   a block not written since that flush reads exactly its flushed content;
 //! - holes read zeros; a clone reads through its frozen parent, and its trims shadow it;
 //! - the live bytes are exactly the blocks the volume itself maps to data;
 //! - a stale writer (opened before another open) gets errors and changes nothing the new
@@ -94,25 +97,52 @@ struct Coverage {
     compactions_beside_writes: u64,
     stale_writers: u64,
     reopens: u64,
+    power_losses: u64,
+    syncs: u64,
+    lost_bytes: u64,
     fates: [u64; 3],
 }
 
 /// The model: for each block the contents it may read as (one unless writes were in
-/// flight at a crash).
+/// flight at a crash), and the contents it had since the last completed flush (what a
+/// power loss may leave).
 struct Model {
     blocks: Vec<Vec<u64>>,
+    since_flush: Vec<Vec<u64>>,
 }
 
 impl Model {
+    fn new(tags: Vec<Vec<u64>>) -> Model {
+        Model { since_flush: tags.clone(), blocks: tags }
+    }
+
     fn set(&mut self, lba: u64, n: u64, tag: u64) {
         for b in lba..lba + n {
             self.blocks[b as usize] = vec![tag];
+            self.since_flush[b as usize].push(tag);
         }
     }
 
     fn allow(&mut self, lba: u64, n: u64, tag: u64) {
         for b in lba..lba + n {
             self.blocks[b as usize].push(tag);
+            self.since_flush[b as usize].push(tag);
+        }
+    }
+
+    /// A flush completed: everything the blocks hold now is durable.
+    fn flushed(&mut self) {
+        self.since_flush = self.blocks.clone();
+    }
+
+    /// The hosts lost power: each block may read anything it held since the last flush.
+    fn power_lost(&mut self) {
+        for (allowed, since) in self.blocks.iter_mut().zip(&self.since_flush) {
+            for tag in since {
+                if !allowed.contains(tag) {
+                    allowed.push(*tag);
+                }
+            }
         }
     }
 
@@ -144,6 +174,8 @@ async fn verify_counting(raf: &Raf, model: &mut Model, what: &str, cov: &mut Cov
         }
         model.blocks[lba as usize] = vec![tag];
     }
+    // What a reopen found is durable: the open sealed the log.
+    model.flushed();
     assert_eq!(raf.stats().live_bytes, model.live_bytes(), "{what}: live bytes");
 }
 
@@ -173,7 +205,7 @@ async fn run_case(seed: u64, cov: &mut Coverage) {
     let store = Store::new(seed ^ 0x5EED, rng.gen_range(0..4));
     let s = store.dyn_store();
     let mut next_tag = CHILD_TAGS;
-    let mut model = Model { blocks: vec![vec![0]; BLOCKS as usize] };
+    let mut model = Model::new(vec![vec![0]; BLOCKS as usize]);
 
     // Half the cases are clones of a frozen parent holding random data.
     let clone = rng.gen_bool(0.5);
@@ -228,7 +260,10 @@ async fn run_case(seed: u64, cov: &mut Coverage) {
                 raf.trim(lba * BLOCK, n * BLOCK).await.unwrap_or_else(|e| panic!("{what}: trim: {e}"));
                 model.set(lba, n, 0);
             }
-            45..=49 => raf.flush().await.unwrap_or_else(|e| panic!("{what}: flush: {e}")),
+            45..=49 => {
+                raf.flush().await.unwrap_or_else(|e| panic!("{what}: flush: {e}"));
+                model.flushed();
+            }
             50..=57 => {
                 let report = raf.compact().await.unwrap_or_else(|e| panic!("{what}: compact: {e}"));
                 cov.compactions_that_dropped += u64::from(!report.dropped.is_empty());
@@ -270,8 +305,10 @@ async fn run_case(seed: u64, cov: &mut Coverage) {
                 cov.stale_writers += 1;
                 verify_all(&raf, &mut model, &format!("{what}: new writer")).await;
             }
-            // A crash with writes (and maybe a compaction or checkpoint) in flight.
-            _ => {
+            // A crash (of the processes, or a power loss of every host) with writes (and
+            // maybe a compaction or checkpoint) in flight.
+            crash => {
+                let power = crash >= 94;
                 let mut writes: Vec<InFlight> = Vec::new();
                 let count = rng.gen_range(1..=4);
                 for (lba, n) in ranges(&mut rng, count) {
@@ -323,6 +360,11 @@ async fn run_case(seed: u64, cov: &mut Coverage) {
                 }
                 assert_eq!(Arc::strong_count(&raf), 1, "{what}: the crashed volume is still held");
                 drop(raf);
+                if power {
+                    store.0.power_loss();
+                    model.power_lost();
+                    cov.power_losses += 1;
+                }
                 raf = Arc::new(Raf::open(s.clone(), "d", config()).await.expect("reopen after crash"));
                 cov.crashes += 1;
                 verify_counting(&raf, &mut model, &format!("{what}: after crash"), cov).await;
@@ -337,9 +379,12 @@ async fn run_case(seed: u64, cov: &mut Coverage) {
     let raf = Raf::open(s.clone(), "d", config()).await.expect("final open");
     verify_all(&raf, &mut model, &format!("seed {seed}: final open")).await;
     raf.close().await.expect("close");
-    for (total, n) in cov.fates.iter_mut().zip(store.0.counters().fates) {
+    let counters = store.0.counters();
+    for (total, n) in cov.fates.iter_mut().zip(counters.fates) {
         *total += n;
     }
+    cov.syncs += counters.syncs;
+    cov.lost_bytes += counters.lost_bytes;
 }
 
 #[tokio::test]
@@ -362,6 +407,9 @@ async fn random_operations_keep_the_disk_consistent() {
             cov.compactions_beside_writes,
             cov.stale_writers,
             cov.reopens,
+            cov.power_losses,
+            cov.syncs,
+            cov.lost_bytes,
         ];
         assert!(counts.iter().chain(&cov.fates).all(|&n| n >= 10), "too little coverage: {cov:?}");
     }

@@ -17,6 +17,8 @@ const HEAD_LEN: usize = 24;
 
 const KIND_APPEND: u8 = 1;
 const KIND_SEAL: u8 = 2;
+const KIND_CACHED: u8 = 3;
+const KIND_SYNC: u8 = 4;
 
 /// Why a metadata file cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,6 +90,20 @@ pub enum Kind {
     /// The chunk is sealed at `new_len` (at most the current length) and takes no more
     /// appends.
     Seal,
+    /// Bytes were appended as by `Append`, but neither they nor this record were fsynced
+    /// when it was written: until a durable record follows, a power loss may take it.
+    Cached,
+    /// Everything before this record (cached appends included, data and records) is
+    /// durable. Carries no checksums; `new_len` is the current length.
+    Sync,
+}
+
+impl Kind {
+    /// Whether a record of this kind was fsynced, with the data it commits and every
+    /// record before it, before anything after it was written.
+    pub fn is_durable(self) -> bool {
+        !matches!(self, Kind::Cached)
+    }
 }
 
 /// One commit: the new length, and the checksums of blocks `first_block..` up to the new
@@ -110,6 +126,8 @@ impl Record {
         b.push(match self.kind {
             Kind::Append => KIND_APPEND,
             Kind::Seal => KIND_SEAL,
+            Kind::Cached => KIND_CACHED,
+            Kind::Sync => KIND_SYNC,
         });
         b.extend_from_slice(&[0, 0, 0]);
         // The count is bounded by the chunk's block count, which MAX_CHUNK_SIZE keeps far
@@ -171,10 +189,9 @@ fn decode_record(rest: &[u8], max_record_len: u64) -> Decoded {
     if crate::crc::crc32c(&rest[..body_end]) != le_u32(&rest[body_end..size]) {
         return if size == rest.len() { Decoded::Torn } else { Decoded::Corrupt("record checksum mismatch".into()) };
     }
-    let kind = match head[0] {
-        KIND_APPEND => Kind::Append,
-        KIND_SEAL => Kind::Seal,
-        other => return Decoded::Corrupt(format!("unknown record kind {other}")),
+    let kind = match kind_of(head[0]) {
+        Some(kind) => kind,
+        None => return Decoded::Corrupt(format!("unknown record kind {}", head[0])),
     };
     if head[1..4] != [0, 0, 0] {
         return Decoded::Corrupt("reserved record bytes are not zero".into());
@@ -184,22 +201,37 @@ fn decode_record(rest: &[u8], max_record_len: u64) -> Decoded {
     Decoded::Record(record, size)
 }
 
+fn kind_of(byte: u8) -> Option<Kind> {
+    match byte {
+        KIND_APPEND => Some(Kind::Append),
+        KIND_SEAL => Some(Kind::Seal),
+        KIND_CACHED => Some(Kind::Cached),
+        KIND_SYNC => Some(Kind::Sync),
+        _ => None,
+    }
+}
+
 /// Whether an intact record (both of its checksums good) starts at the start of `rest`.
 fn is_intact_record(rest: &[u8], max_record_len: u64) -> bool {
-    let Some(head) = rest.get(..HEAD_LEN + 4) else {
-        return false;
-    };
+    intact_kind(rest, max_record_len).is_some()
+}
+
+/// The kind byte of the intact record at the start of `rest`, if one starts there.
+fn intact_kind(rest: &[u8], max_record_len: u64) -> Option<u8> {
+    let head = rest.get(..HEAD_LEN + 4)?;
     if crate::crc::crc32c(&head[..HEAD_LEN]) != le_u32(&head[HEAD_LEN..]) {
-        return false;
+        return None;
     }
     let size = RECORD_OVERHEAD as u64 + 4 * u64::from(le_u32(&head[4..8]));
-    match usize::try_from(size).ok().filter(|_| size <= max_record_len).and_then(|s| rest.get(..s)) {
-        Some(record) => {
-            let body_end = record.len() - 4;
-            crate::crc::crc32c(&record[..body_end]) == le_u32(&record[body_end..])
-        }
-        None => false,
-    }
+    let record = usize::try_from(size).ok().filter(|_| size <= max_record_len).and_then(|s| rest.get(..s))?;
+    let body_end = record.len() - 4;
+    (crate::crc::crc32c(&record[..body_end]) == le_u32(&record[body_end..])).then_some(head[0])
+}
+
+/// Whether an intact record of a durable kind starts anywhere in `rest`: then the damage
+/// before it was fsynced once, and is rot, not a torn write.
+fn durable_record_in(rest: &[u8], max_record_len: u64) -> bool {
+    (0..rest.len()).any(|at| intact_kind(&rest[at..], max_record_len).and_then(kind_of).is_some_and(|k| k.is_durable()))
 }
 
 /// The committed state of a chunk: what replaying its log yields.
@@ -231,7 +263,7 @@ impl State {
             return Err("record after the chunk was sealed".into());
         }
         match record.kind {
-            Kind::Append => {
+            Kind::Append | Kind::Cached => {
                 if record.new_len <= self.len {
                     return Err(format!("append to {} does not grow length {}", record.new_len, self.len));
                 }
@@ -255,6 +287,17 @@ impl State {
                 }
                 if record.new_len == self.len && record.crcs.last().is_some_and(|c| *c != self.tail_crc()) {
                     return Err("seal at the current length changes the last block's checksum".into());
+                }
+            }
+            Kind::Sync => {
+                if record.new_len != self.len || !record.crcs.is_empty() {
+                    return Err(format!(
+                        "sync at {} with {n} checksums, the length being {}",
+                        record.new_len, self.len
+                    ));
+                }
+                if record.first_block != block_count(self.len) {
+                    return Err(format!("sync names block {} instead of the block count", record.first_block));
                 }
             }
         }
@@ -281,32 +324,65 @@ impl State {
     }
 }
 
+/// A sync record for `state`: it commits nothing new, it says everything before is durable.
+pub fn sync_record(state: &State) -> Record {
+    Record { kind: Kind::Sync, new_len: state.len, first_block: block_count(state.len), crcs: Vec::new() }
+}
+
 /// A replayed metadata file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Replay {
     pub header: Header,
+    /// The state the durable records commit (the last durable record's, or empty).
     pub state: State,
-    /// Where the intact records end; bytes after this are a torn tail to cut off.
+    /// Where the durable records end.
     pub valid_end: u64,
+    /// The intact cached records after the last durable one, each with where it ends: the
+    /// unsynced tail. Their data may be missing after a power loss, so the chunk keeps the
+    /// longest prefix of them whose blocks verify (see the parent module).
+    pub tail: Vec<(Record, u64)>,
 }
 
 /// Replays a whole metadata file.
+///
+/// Records up to the last durable one (append, seal, sync) are all intact, or the file is
+/// refused: each was fsynced before anything after it was written, so damage there is rot,
+/// except in the last record, which a crash may have torn. The cached records after the
+/// last durable one were never fsynced, so after a power loss any of them may be torn or
+/// lost, in any order at page granularity: the tail is cut at its first damaged record,
+/// unless an intact durable record lies anywhere after the damage (then the damage was
+/// once fsynced, and is rot).
 pub fn replay(bytes: &[u8]) -> Result<Replay, FormatError> {
     let header = Header::decode(bytes)?;
     let max_record_len = header.max_record_len();
     let mut state = State::default();
+    // The state at the last durable record, kept only while cached records follow it.
+    let mut durable: Option<State> = None;
+    let mut valid_end = HEADER_LEN as u64;
+    let mut tail = Vec::new();
     let mut pos = HEADER_LEN;
     while let Some(rest) = bytes.get(pos..).filter(|r| !r.is_empty()) {
         match decode_record(rest, max_record_len) {
             Decoded::Record(record, size) => {
+                if !record.kind.is_durable() && durable.is_none() {
+                    durable = Some(state.clone());
+                }
                 state.apply(&record, header.max_size).map_err(|reason| bad(pos, reason))?;
                 pos += size;
+                if record.kind.is_durable() {
+                    valid_end = pos as u64;
+                    tail.clear();
+                    durable = None;
+                } else {
+                    tail.push((record, pos as u64));
+                }
             }
             Decoded::Torn => break,
+            Decoded::Corrupt(_) if !tail.is_empty() && !durable_record_in(&rest[1..], max_record_len) => break,
             Decoded::Corrupt(reason) => return Err(bad(pos, reason)),
         }
     }
-    Ok(Replay { header, state, valid_end: pos as u64 })
+    Ok(Replay { header, state: durable.unwrap_or(state), valid_end, tail })
 }
 
 /// A fresh metadata file that commits `state` in at most two records: the compacted form

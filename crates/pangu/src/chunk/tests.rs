@@ -249,7 +249,7 @@ fn a_trusted_append_of_parts_keeps_the_same_block_checksums_and_rules() {
     for (i, w) in cuts.windows(2).enumerate() {
         let piece = &data[w[0]..w[1]];
         let len = if i % 2 == 0 {
-            c.append_trusted(w[0] as u64, &piece.chunks(7_001).collect::<Vec<_>>(), None)
+            c.append_trusted(w[0] as u64, &piece.chunks(7_001).collect::<Vec<_>>(), None, Durability::Durable)
         } else {
             c.append(w[0] as u64, piece, checksum(piece))
         };
@@ -257,9 +257,15 @@ fn a_trusted_append_of_parts_keeps_the_same_block_checksums_and_rules() {
     }
     // A retry of committed bytes, in other parts, is recognised; different bytes are not.
     let end = data.len() as u64;
-    assert_eq!(c.append_trusted(5, &[&data[5..9], &data[9..70_000]], None).unwrap(), end);
-    assert!(matches!(c.append_trusted(5, &[&data[5..9], b"late"], None), Err(ChunkError::RetryMismatch { .. })));
-    assert!(matches!(c.append_trusted(end + 1, &[b"x"], None), Err(ChunkError::OffsetMismatch { .. })));
+    assert_eq!(c.append_trusted(5, &[&data[5..9], &data[9..70_000]], None, Durability::Durable).unwrap(), end);
+    assert!(matches!(
+        c.append_trusted(5, &[&data[5..9], b"late"], None, Durability::Durable),
+        Err(ChunkError::RetryMismatch { .. })
+    ));
+    assert!(matches!(
+        c.append_trusted(end + 1, &[b"x"], None, Durability::Durable),
+        Err(ChunkError::OffsetMismatch { .. })
+    ));
     drop(c);
     let c = reopen(&dir);
     assert_eq!(c.read(0, end).unwrap(), data);
@@ -272,15 +278,22 @@ fn a_writers_block_checksums_are_recorded_at_a_block_boundary_and_ignored_elsewh
     let (dir, mut c) = new_chunk(4 * B);
     // At 0 (aligned): recorded as given.
     let first = &data[..B as usize];
-    assert_eq!(c.append_trusted(0, &first.chunks(999).collect::<Vec<_>>(), Some(&crcs_of(first))).unwrap(), B);
+    assert_eq!(
+        c.append_trusted(0, &first.chunks(999).collect::<Vec<_>>(), Some(&crcs_of(first)), Durability::Durable)
+            .unwrap(),
+        B
+    );
     // An unaligned length, then an append at the unaligned end: the second one's list cannot
     // apply to the chunk's blocks and is ignored, as is a list of the wrong length.
     let second = &data[B as usize..B as usize + 10];
-    assert_eq!(c.append_trusted(B, &[second], Some(&crcs_of(second))).unwrap(), B + 10);
+    assert_eq!(c.append_trusted(B, &[second], Some(&crcs_of(second)), Durability::Durable).unwrap(), B + 10);
     let third = &data[B as usize + 10..2 * B as usize + 5];
-    assert_eq!(c.append_trusted(B + 10, &[third], Some(&crcs_of(third))).unwrap(), 2 * B + 5);
+    assert_eq!(c.append_trusted(B + 10, &[third], Some(&crcs_of(third)), Durability::Durable).unwrap(), 2 * B + 5);
     let rest = &data[2 * B as usize + 5..];
-    assert_eq!(c.append_trusted(2 * B + 5, &[rest], Some(&[1, 2, 3, 4, 5])).unwrap(), data.len() as u64);
+    assert_eq!(
+        c.append_trusted(2 * B + 5, &[rest], Some(&[1, 2, 3, 4, 5]), Durability::Durable).unwrap(),
+        data.len() as u64
+    );
     assert_eq!(c.read(0, data.len() as u64).unwrap(), data);
     drop(c);
     let c = reopen(&dir);
@@ -293,7 +306,7 @@ fn a_writers_block_checksums_are_recorded_at_a_block_boundary_and_ignored_elsewh
 #[should_panic(expected = "a writer's block checksums are wrong")]
 fn wrong_block_checksums_from_a_writer_are_caught_in_debug_builds() {
     let (_dir, mut c) = new_chunk(4 * B);
-    let _ = c.append_trusted(0, &[b"abc"], Some(&[checksum(b"abd")]));
+    let _ = c.append_trusted(0, &[b"abc"], Some(&[checksum(b"abd")]), Durability::Durable);
 }
 
 #[test]
@@ -650,4 +663,183 @@ fn a_poisoned_handle_refuses_writes_but_still_reads() {
     let mut c = reopen(&dir);
     append(&mut c, b"!");
     assert_eq!(c.read(0, 10).unwrap(), b"committed!");
+}
+
+// ---- cached appends (see "Cached appends" in the module docs) ---------------------------
+
+fn append_cached(chunk: &mut ChunkFile, data: &[u8]) -> u64 {
+    chunk.append_with(chunk.len(), data, checksum(data), Durability::Cached).unwrap()
+}
+
+/// The kinds of the records in the chunk's log, and whether replay sees an unsynced tail.
+fn log_kinds(dir: &TempDir) -> (Vec<u8>, usize) {
+    let bytes = fs::read(paths(dir).meta).unwrap();
+    let replay = format::replay(&bytes).unwrap();
+    let mut kinds = Vec::new();
+    let mut pos = format::HEADER_LEN;
+    while pos + 8 <= bytes.len() {
+        kinds.push(bytes[pos]);
+        let n = u32::from_le_bytes(bytes[pos + 4..pos + 8].try_into().unwrap()) as usize;
+        pos += format::RECORD_OVERHEAD + 4 * n;
+    }
+    (kinds, replay.tail.len())
+}
+
+/// A durable append, then three cached ones across block boundaries: (the chunk's dir,
+/// the data, the end of each append, the end of each record in the log).
+fn durable_then_cached() -> (TempDir, Vec<u8>, Vec<u64>, Vec<u64>) {
+    let sizes = [B + 10, 5, 2 * B + 7, B];
+    let data = Rng(77).bytes(sizes.iter().sum::<u64>() as usize);
+    let (dir, mut c) = new_chunk(16 * B);
+    let (mut at, mut ends, mut meta_ends) = (0usize, Vec::new(), Vec::new());
+    for (i, n) in sizes.iter().enumerate() {
+        let piece = &data[at..at + *n as usize];
+        if i == 0 {
+            append(&mut c, piece);
+        } else {
+            append_cached(&mut c, piece);
+        }
+        at += *n as usize;
+        ends.push(at as u64);
+        meta_ends.push(file_len(&paths(&dir).meta));
+    }
+    assert!(c.is_unsynced());
+    drop(c);
+    (dir, data, ends, meta_ends)
+}
+
+#[test]
+fn cached_appends_survive_a_crash_of_the_process_and_are_made_durable_on_open() {
+    let (dir, data, ends, _) = durable_then_cached();
+    // The process died without a sync (the handle dropped): the kernel kept the writes.
+    assert_eq!(log_kinds(&dir), (vec![1, 3, 3, 3], 3));
+    let c = reopen(&dir);
+    assert_eq!(c.len(), *ends.last().unwrap());
+    assert_eq!(c.read(0, c.len()).unwrap(), data);
+    assert!(!c.is_unsynced());
+    // open committed what it kept with a sync record: the tail is durable now.
+    assert_eq!(log_kinds(&dir), (vec![1, 3, 3, 3, 4], 0));
+}
+
+#[test]
+fn a_power_loss_keeps_the_longest_prefix_of_cached_appends_whose_data_reached_the_disk() {
+    let (dir, data, ends, _) = durable_then_cached();
+    let full_meta = fs::read(paths(&dir).meta).unwrap();
+    let full_data = fs::read(paths(&dir).data).unwrap();
+    // The data of the third append (ends[1]..ends[2]) never reached the disk, at the start
+    // of its range, in the middle, or at its end; the fourth's did (pages are written back
+    // in any order). The chunk keeps the first two appends only.
+    for lost in [ends[1]..ends[1] + 1, ends[1] + B..ends[1] + B + 100, ends[2] - 1..ends[2]] {
+        let mut d = full_data.clone();
+        d[lost.start as usize..lost.end as usize].fill(0);
+        fs::write(paths(&dir).data, &d).unwrap();
+        fs::write(paths(&dir).meta, &full_meta).unwrap();
+        let mut c = reopen(&dir);
+        assert_eq!(c.len(), ends[1], "lost {lost:?}");
+        assert_eq!(c.read(0, ends[1]).unwrap(), &data[..ends[1] as usize]);
+        c.verify_all().unwrap();
+        assert_eq!(file_len(&paths(&dir).data), ends[1]);
+        // It carries on from there, and what it kept is durable.
+        append_cached(&mut c, b"after");
+        drop(c);
+        assert_eq!(reopen(&dir).read(ends[1], 5).unwrap(), b"after");
+    }
+    // The data file lost everything past the durable append (a shorter file).
+    fs::write(paths(&dir).data, &full_data[..ends[0] as usize + 3]).unwrap();
+    fs::write(paths(&dir).meta, &full_meta).unwrap();
+    let c = reopen(&dir);
+    assert_eq!(c.len(), ends[0]);
+    assert_eq!(c.read(0, ends[0]).unwrap(), &data[..ends[0] as usize]);
+}
+
+#[test]
+fn every_cut_through_the_unsynced_records_keeps_the_whole_records_before_it() {
+    let (dir, data, ends, meta_ends) = durable_then_cached();
+    let full_meta = fs::read(paths(&dir).meta).unwrap();
+    let full_data = fs::read(paths(&dir).data).unwrap();
+    for cut in meta_ends[0]..meta_ends[3] {
+        let whole = meta_ends.iter().rposition(|&e| e <= cut).unwrap();
+        fs::write(paths(&dir).meta, &full_meta[..cut as usize]).unwrap();
+        fs::write(paths(&dir).data, &full_data).unwrap();
+        let c = reopen(&dir);
+        assert_eq!(c.len(), ends[whole], "cut at {cut}");
+        assert_eq!(c.read(0, c.len()).unwrap(), &data[..ends[whole] as usize]);
+    }
+}
+
+#[test]
+fn damage_among_unsynced_records_is_a_torn_tail_but_before_a_durable_record_it_is_rot() {
+    let (dir, data, ends, meta_ends) = durable_then_cached();
+    let full_meta = fs::read(paths(&dir).meta).unwrap();
+    let full_data = fs::read(paths(&dir).data).unwrap();
+    // A page of the log that never reached the disk, under the second cached record, with
+    // the third intact after it: everything from the damage on is cut.
+    for at in meta_ends[1]..meta_ends[2] {
+        let mut m = full_meta.clone();
+        m[at as usize] ^= 0x40;
+        fs::write(paths(&dir).meta, &m).unwrap();
+        fs::write(paths(&dir).data, &full_data).unwrap();
+        let c = reopen(&dir);
+        assert_eq!(c.len(), ends[1], "flip at {at}");
+        assert_eq!(c.read(0, ends[1]).unwrap(), &data[..ends[1] as usize]);
+    }
+    // The same damage with a durable record after it (a sync: the records before it were
+    // fsynced) is rot: the replica is refused, never silently shortened.
+    fs::write(paths(&dir).meta, &full_meta).unwrap();
+    fs::write(paths(&dir).data, &full_data).unwrap();
+    let mut c = reopen(&dir);
+    assert!(!c.is_unsynced());
+    append_cached(&mut c, b"more");
+    drop(c);
+    for at in [meta_ends[1] + 3, meta_ends[2] - 1] {
+        let mut m = fs::read(paths(&dir).meta).unwrap();
+        m[at as usize] ^= 0x40;
+        fs::write(paths(&dir).meta, &m).unwrap();
+        assert!(matches!(ChunkFile::open(dir.path(), ID), Err(ChunkError::BadMetadata { .. })), "flip at {at}");
+        m[at as usize] ^= 0x40;
+        fs::write(paths(&dir).meta, &m).unwrap();
+    }
+    assert_eq!(reopen(&dir).len(), ends[3] + 4);
+}
+
+#[test]
+fn sync_seal_and_durable_appends_make_cached_appends_durable() {
+    let (dir, mut c) = new_chunk(8 * B);
+    append_cached(&mut c, b"one");
+    assert_eq!(c.sync().unwrap(), 3);
+    assert!(!c.is_unsynced());
+    // Nothing cached: a sync writes nothing.
+    let meta = file_len(&paths(&dir).meta);
+    assert_eq!(c.sync().unwrap(), 3);
+    assert_eq!(file_len(&paths(&dir).meta), meta);
+    // A durable append after cached ones is preceded by a sync record.
+    append_cached(&mut c, b"two");
+    append(&mut c, b"three");
+    // A seal after a cached append syncs first too.
+    append_cached(&mut c, b"four");
+    assert_eq!(c.seal(None).unwrap(), 15);
+    drop(c);
+    assert_eq!(log_kinds(&dir), (vec![3, 4, 3, 4, 1, 3, 4, 2], 0));
+    let c = reopen(&dir);
+    assert_eq!(c.read(0, 15).unwrap(), b"onetwothreefour");
+    assert!(c.is_sealed());
+}
+
+#[test]
+fn a_long_log_of_cached_appends_is_compacted_durably() {
+    // Enough small cached appends to pass the compaction threshold: the compacted log is
+    // a durable snapshot, so the data is fsynced first and nothing stays unsynced.
+    let (dir, mut c) = new_chunk(64 * B);
+    let piece = vec![7u8; 100];
+    // 32,000 records of 36 to 40 bytes pass 1 MiB once.
+    let n = 32_000u64;
+    for _ in 0..n {
+        append_cached(&mut c, &piece);
+    }
+    assert!(file_len(&paths(&dir).meta) < 512 * 1024, "the log was compacted");
+    assert!(c.is_unsynced(), "appends after the compaction are cached again");
+    drop(c);
+    let c = reopen(&dir);
+    assert_eq!(c.len(), n * 100);
+    c.verify_all().unwrap();
 }

@@ -1,6 +1,8 @@
 //! An in-memory `LogStore` with Pangu's guarantees, for the engine's tests.
 //!
-//! - An acknowledged append is durable: nothing a crash does removes it.
+//! - An acknowledged append survives a crash of the processes (`kill -9`); it survives a
+//!   power loss ([`MemStore::power_loss`]) only once a sync or a seal of its file followed.
+//!   A power loss cuts every file at a random byte between its synced length and its end.
 //! - An append is in flight between its call and its acknowledgement (the future yields a
 //!   few times in between). Sealing the file meanwhile (as `acquire` does for a new
 //!   writer, after the old one crashed or while it still runs) decides its fate at random:
@@ -25,6 +27,8 @@ use rand::{Rng, SeedableRng};
 struct File {
     data: Vec<u8>,
     sealed: bool,
+    /// How much of `data` a power loss keeps for sure.
+    synced: usize,
     /// The append in flight: its id and bytes.
     pending: Option<(u64, Bytes)>,
 }
@@ -47,6 +51,9 @@ struct Inner {
     appends: u64,
     /// Appends in flight at a seal: lost, kept whole, cut.
     fates: [u64; 3],
+    syncs: u64,
+    /// Bytes of acknowledged appends that power losses took.
+    lost_bytes: u64,
     rng: StdRng,
 }
 
@@ -56,6 +63,8 @@ pub struct Counters {
     pub appends: u64,
     pub fates: [u64; 3],
     pub files: usize,
+    pub syncs: u64,
+    pub lost_bytes: u64,
 }
 
 pub struct MemStore {
@@ -76,6 +85,8 @@ impl MemStore {
                 next_append: 1,
                 appends: 0,
                 fates: [0; 3],
+                syncs: 0,
+                lost_bytes: 0,
                 rng: StdRng::seed_from_u64(seed),
             }),
             yields,
@@ -85,7 +96,27 @@ impl MemStore {
 
     pub fn counters(&self) -> Counters {
         let inner = self.inner.lock();
-        Counters { appends: inner.appends, fates: inner.fates, files: inner.files.len() }
+        Counters {
+            appends: inner.appends,
+            fates: inner.fates,
+            files: inner.files.len(),
+            syncs: inner.syncs,
+            lost_bytes: inner.lost_bytes,
+        }
+    }
+
+    /// Every host loses power: appends in flight are lost, and each file keeps its synced
+    /// bytes and a random part of what follows them (page cache written back or not).
+    pub fn power_loss(&self) {
+        let mut guard = self.inner.lock();
+        let inner = &mut *guard;
+        for f in inner.files.values_mut() {
+            f.pending = None;
+            let unsynced = f.data.len() - f.synced;
+            let keep = f.synced + inner.rng.gen_range(0..=unsynced);
+            inner.lost_bytes += (f.data.len() - keep) as u64;
+            f.data.truncate(keep);
+        }
     }
 
     /// The files of `name`'s root (segments and checkpoint).
@@ -121,6 +152,8 @@ impl Inner {
             }
         }
         f.sealed = true;
+        // A seal is durable.
+        f.synced = f.data.len();
     }
 
     fn volume(&mut self, name: &str, epoch: u64) -> Result<&mut Volume, StoreError> {
@@ -203,6 +236,20 @@ impl Appender for MemAppender {
                     Err(StoreError::StaleEpoch)
                 }
             }
+        })
+    }
+
+    fn sync(&mut self) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            for _ in 0..self.store.yields {
+                tokio::task::yield_now().await;
+            }
+            let mut inner = self.store.inner.lock();
+            inner.syncs += 1;
+            let f = inner.files.get_mut(&self.file).ok_or_else(|| StoreError::NotFound(format!("{:?}", self.file)))?;
+            // Sealed meanwhile: the seal made everything there durable already.
+            f.synced = f.data.len();
+            Ok(())
         })
     }
 
