@@ -4,20 +4,16 @@
 //! The cluster is a master in this process and three chunkservers in child processes
 //! (replication 3): each child is this test binary run again as its ignored test
 //! `chunkserver_process`, so a real SIGKILL can end one. A child also exits when its stdin
-//! closes, so none outlives the test process. Without qemu-io the test skips, and says so.
+//! closes, so none outlives the test process. The harness is `feitian_pangu::test_support`
+//! (shared with `crates/raf/tests/on_pangu.rs`). Without qemu-io the test skips, and says so.
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use feitian_disk::{NbdServer, RafDevice, ServerConfig};
-use feitian_meta::Store;
-use feitian_pangu::auth::Keyring;
-use feitian_pangu::chunkserver::{flow_for_repair_rate, DEFAULT_FLOW};
-use feitian_pangu::client::Pangu;
-use feitian_pangu::master::{self, Master, MasterConfig};
-use feitian_pangu::node::{self, NodeConfig};
+use feitian_pangu::test_support::{self, Cluster};
 use feitian_raf::pangu::PanguStore;
 use feitian_raf::{Config, LogStore, Raf};
 
@@ -26,45 +22,12 @@ const SIZE: u64 = 64 * MIB;
 /// The 1 MiB writes of the stream during which a chunkserver dies (at 16 MiB on).
 const STREAM: u64 = 40;
 
-const ENV_MASTER: &str = "RAF_NBD_MASTER";
-const ENV_DIR: &str = "RAF_NBD_DIR";
-const ENV_RACK: &str = "RAF_NBD_RACK";
-const ENV_SECRET: &str = "RAF_NBD_SECRET";
-
-/// The chunkserver child: a Pangu node that lives until its stdin closes (or SIGKILL).
+/// The chunkserver child (`feitian_pangu::test_support`): a Pangu node that lives until its
+/// stdin closes (or SIGKILL).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "the chunkserver process the QEMU test starts and kill -9s; not a test by itself"]
 async fn chunkserver_process() {
-    let vars = [ENV_MASTER, ENV_DIR, ENV_RACK, ENV_SECRET].map(std::env::var);
-    let [Ok(master), Ok(dir), Ok(rack), Ok(secret)] = vars else {
-        eprintln!("chunkserver_process only runs as a child of the QEMU test");
-        return;
-    };
-    let config = NodeConfig {
-        master,
-        dir: PathBuf::from(dir),
-        rack,
-        listen: "127.0.0.1:0".parse().expect("address"),
-        advertise: None,
-        capacity_bytes: 1 << 34,
-        flow: flow_for_repair_rate(256 * MIB).unwrap_or(DEFAULT_FLOW),
-        heartbeat: Duration::from_millis(200),
-        scrub: None,
-        secret: Keyring::parse(&secret).expect("the cluster secret"),
-    };
-    let _node = node::start(config, std::future::pending()).await.expect("the chunkserver starts");
-    let _ = tokio::task::spawn_blocking(|| std::io::copy(&mut std::io::stdin(), &mut std::io::sink())).await;
-    std::process::exit(0);
-}
-
-/// A chunkserver child process; dropping it kills it.
-struct ServerProcess(Child);
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+    test_support::chunkserver_child().await;
 }
 
 fn have(tool: &str) -> bool {
@@ -102,40 +65,10 @@ async fn qemu_io_patterns_survive_a_chunkserver_killed_mid_write() {
         return;
     }
     // The cluster: a master here, three chunkserver processes, replication 3, 4 MiB chunks.
-    let mut config = MasterConfig::new(3);
-    config.chunk_size = 4 * MIB;
-    config.heartbeat_timeout = Duration::from_millis(1500);
-    config.tick = Duration::from_millis(100);
-    let master = Master::open(Store::open_in_memory().expect("store"), config).expect("master");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("listen");
-    let master_addr = listener.local_addr().expect("address").to_string();
-    let router = master::router(master.clone());
-    tokio::spawn(async move { axum::serve(listener, router).await });
-    tokio::spawn(master.clone().run(std::future::pending()));
-    let secret = master.config().secret.to_text();
-    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().expect("temp dir")).collect();
-    let mut servers: Vec<Option<ServerProcess>> = Vec::new();
-    for (i, dir) in dirs.iter().enumerate() {
-        let child = Command::new(std::env::current_exe().expect("the test binary"))
-            .args(["chunkserver_process", "--exact", "--ignored", "--nocapture"])
-            .env(ENV_MASTER, &master_addr)
-            .env(ENV_DIR, dir.path())
-            .env(ENV_RACK, format!("rack-{i}"))
-            .env(ENV_SECRET, &secret)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("start a chunkserver process");
-        servers.push(Some(ServerProcess(child)));
-    }
-    let start = Instant::now();
-    while master.status().servers.iter().filter(|s| s.live).count() < 3 {
-        assert!(start.elapsed() < Duration::from_secs(30), "the chunkservers never joined: {:?}", master.status());
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let mut cluster = Cluster::start(3, 4 * MIB).await;
 
     // A RAF volume, served over NBD.
-    let store = Arc::new(PanguStore::new(Pangu::in_process(master.clone())));
+    let store = Arc::new(PanguStore::new(cluster.pangu()));
     store.create("d-qemu", SIZE, None).await.expect("create");
     let raf = Arc::new(Raf::open(store, "d-qemu", Config::default()).await.expect("open"));
     let sockets = tempfile::tempdir().expect("socket dir");
@@ -161,9 +94,7 @@ async fn qemu_io_patterns_survive_a_chunkserver_killed_mid_write() {
         assert!(!writing.is_finished(), "qemu-io stopped early");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    let mut victim = servers[1].take().expect("chunkserver 1");
-    victim.0.kill().expect("kill -9 chunkserver 1");
-    victim.0.wait().expect("reap chunkserver 1");
+    cluster.kill9(1);
     assert!(!writing.is_finished(), "the kill came in the middle of the writes");
     writing.await.expect("qemu-io's writes all succeed with a replica gone");
     eprintln!("{STREAM} MiB of qemu-io writes with chunkserver 1 killed after 4: {:?}", began.elapsed());
@@ -178,5 +109,5 @@ async fn qemu_io_patterns_survive_a_chunkserver_killed_mid_write() {
     qemu_io(socket, check).await;
     drop(server);
     raf.close().await.expect("close");
-    drop(servers);
+    drop(cluster);
 }

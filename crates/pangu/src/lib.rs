@@ -24,6 +24,8 @@
 //! - [`volume`]: volumes, the roots of cloud disks' random-access files that the master
 //!   keeps (size, writer epoch, parent, segment and checkpoint files), and the rules that
 //!   fence a writer that lost its volume.
+//! - `test_support` (feature `test-support`): a cluster for other crates' integration tests,
+//!   its chunkservers in child processes that a test can `kill -9`.
 
 pub mod auth;
 pub mod chunk;
@@ -39,4 +41,6 @@ pub mod parts;
 pub mod placement;
 pub mod repair;
 pub mod serve;
+#[cfg(feature = "test-support")]
+pub mod test_support;
 pub mod volume;

@@ -6,28 +6,22 @@
 //! binary run again as its ignored test `chunkserver_process`, so a test can `kill -9` one
 //! (`Child::kill` sends SIGKILL) and start it again on the same directory, with no other
 //! binary to build. A child also exits when its stdin closes, so children never outlive the
-//! test process, even one that panics or is killed itself.
+//! test process, even one that panics or is killed itself. The harness is
+//! `feitian_pangu::test_support` (shared with `crates/disk/tests/raf_nbd.rs`).
 //!
 //! Every test here can fail: each compares what it reads with a model of what was
 //! acknowledged, byte for byte, or the master's own counters with what the fault must cause.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use feitian_meta::Store;
-use feitian_pangu::auth::Keyring;
-use feitian_pangu::chunkserver::{flow_for_repair_rate, DEFAULT_FLOW};
-use feitian_pangu::client::Pangu;
-use feitian_pangu::master::{self, FileId as PanguFile, Master, MasterConfig, MasterStatus};
-use feitian_pangu::node::{self, NodeConfig};
+use feitian_pangu::master::FileId as PanguFile;
+use feitian_pangu::test_support::{self, live, Cluster};
 use feitian_raf::pangu::PanguStore;
 use feitian_raf::{CompactionConfig, Config, LogStore, Raf, RafError, StoreError};
 use parking_lot::Mutex;
-use tokio::sync::oneshot;
 
 const KIB: u64 = 1024;
 const MIB: u64 = 1024 * KIB;
@@ -37,153 +31,42 @@ const BLOCK: u64 = 4 * KIB;
 /// log span several chunks and a lost server leaves some of them short of a replica.
 const CHUNK: u64 = 4 * MIB;
 
-/// What the child process is told (empty when the binary runs as a normal test).
-const ENV_MASTER: &str = "RAF_ON_PANGU_MASTER";
-const ENV_DIR: &str = "RAF_ON_PANGU_DIR";
-const ENV_RACK: &str = "RAF_ON_PANGU_RACK";
-const ENV_SECRET: &str = "RAF_ON_PANGU_SECRET";
-
-/// The chunkserver child: a Pangu node that lives until its stdin closes (or SIGKILL).
+/// The chunkserver child (`feitian_pangu::test_support`): a Pangu node that lives until its
+/// stdin closes (or SIGKILL).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "the chunkserver process the other tests start and kill -9; not a test by itself"]
 async fn chunkserver_process() {
-    let vars = [ENV_MASTER, ENV_DIR, ENV_RACK, ENV_SECRET].map(std::env::var);
-    let [Ok(master), Ok(dir), Ok(rack), Ok(secret)] = vars else {
-        eprintln!("chunkserver_process only runs as a child of the other tests");
-        return;
-    };
-    let config = NodeConfig {
-        master,
-        dir: PathBuf::from(dir),
-        rack,
-        listen: "127.0.0.1:0".parse().expect("address"),
-        advertise: None,
-        capacity_bytes: 1 << 34,
-        // Repair copies at up to 256 MiB/s per server: fast enough for a test, yet paced.
-        flow: flow_for_repair_rate(256 * MIB).unwrap_or(DEFAULT_FLOW),
-        heartbeat: Duration::from_millis(200),
-        scrub: None,
-        secret: Keyring::parse(&secret).expect("the cluster secret"),
-    };
-    let _node = node::start(config, std::future::pending()).await.expect("the chunkserver starts");
-    // The parent holds our stdin: when it goes (however it dies), so do we.
-    let _ = tokio::task::spawn_blocking(|| std::io::copy(&mut std::io::stdin(), &mut std::io::sink())).await;
-    std::process::exit(0);
+    test_support::chunkserver_child().await;
 }
 
-/// A chunkserver child process; dropping it kills it.
-struct ServerProcess {
-    child: Child,
+/// A master and three chunkserver processes (one rack each), replication 3, all live.
+async fn start_cluster() -> Cluster {
+    Cluster::start(3, CHUNK).await
 }
 
-impl ServerProcess {
-    /// SIGKILL: no shutdown, no last heartbeat, connections reset.
-    fn kill9(mut self) {
-        self.child.kill().expect("kill -9 the chunkserver");
-        self.child.wait().expect("reap the chunkserver");
-    }
-}
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-struct Cluster {
-    master: Arc<Master>,
-    master_addr: String,
-    secret: String,
-    servers: Vec<Option<ServerProcess>>,
-    dirs: Vec<tempfile::TempDir>,
-    _stop_master: oneshot::Sender<()>,
-}
-
-impl Cluster {
-    /// A master and three chunkserver processes (one rack each), replication 3, all live.
-    async fn start() -> Cluster {
-        let store = Store::open_in_memory().expect("store");
-        let mut config = MasterConfig::new(3);
-        config.chunk_size = CHUNK;
-        config.heartbeat_timeout = Duration::from_millis(1500);
-        config.tick = Duration::from_millis(100);
-        let master = Master::open(store, config).expect("master");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("listen");
-        let master_addr = listener.local_addr().expect("address").to_string();
-        let router = master::router(master.clone());
-        tokio::spawn(async move { axum::serve(listener, router).await });
-        let (stop_master, stopped) = oneshot::channel::<()>();
-        tokio::spawn(master.clone().run(async move {
-            let _ = stopped.await;
-        }));
-        let secret = master.config().secret.to_text();
-        let mut c =
-            Cluster { master, master_addr, secret, servers: Vec::new(), dirs: Vec::new(), _stop_master: stop_master };
-        for i in 0..3 {
-            c.dirs.push(tempfile::tempdir().expect("temp dir"));
-            c.servers.push(None);
-            c.spawn(i);
-        }
-        c.wait("three live chunkservers", Duration::from_secs(30), |s| live(s) == 3).await;
-        c
-    }
-
-    /// Starts chunkserver `i` (again) on its directory: a restart keeps its identity.
-    fn spawn(&mut self, i: usize) {
-        let exe = std::env::current_exe().expect("the test binary");
-        let child = Command::new(exe)
-            .args(["chunkserver_process", "--exact", "--ignored", "--nocapture"])
-            .env(ENV_MASTER, &self.master_addr)
-            .env(ENV_DIR, self.dirs[i].path())
-            .env(ENV_RACK, format!("rack-{i}"))
-            .env(ENV_SECRET, &self.secret)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start a chunkserver process");
-        self.servers[i] = Some(ServerProcess { child });
-    }
-
-    fn kill9(&mut self, i: usize) {
-        self.servers[i].take().expect("a running chunkserver").kill9();
-    }
-
-    fn store(&self) -> Arc<PanguStore> {
-        Arc::new(PanguStore::new(Pangu::in_process(self.master.clone())))
-    }
-
-    /// Polls the master's status until `ok`, or fails the test at `deadline`.
-    async fn wait(&self, what: &str, deadline: Duration, ok: impl Fn(&MasterStatus) -> bool) -> MasterStatus {
-        let start = Instant::now();
-        loop {
-            let s = self.master.status();
-            if ok(&s) {
-                return s;
-            }
-            assert!(start.elapsed() < deadline, "timed out after {deadline:?} waiting for {what}: {s:?}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    /// The directory of the chunkserver the master knows as `server`.
-    fn dir_of(&self, server: u64) -> &Path {
-        let s = self.master.status();
-        let view = s.servers.iter().find(|v| v.id == server).expect("a known server");
-        let i: usize = view.rack.trim_start_matches("rack-").parse().expect("rack-i");
-        self.dirs[i].path()
-    }
-
+/// What these tests ask of the cluster about RAF volumes.
+trait Volumes {
+    fn store(&self) -> Arc<PanguStore>;
     /// Every file of a volume (segments and checkpoint) by its registry entry.
+    async fn volume_files(&self, name: &str) -> Vec<PanguFile>;
+    /// The bytes a closed volume keeps in Pangu: the sealed length of every file it has.
+    async fn volume_bytes(&self, name: &str) -> u64;
+    /// Bytes of chunk files on the chunkservers' disks.
+    fn disk_bytes(&self) -> u64;
+}
+
+impl Volumes for Cluster {
+    fn store(&self) -> Arc<PanguStore> {
+        Arc::new(PanguStore::new(self.pangu()))
+    }
+
     async fn volume_files(&self, name: &str) -> Vec<PanguFile> {
-        let lease = Pangu::in_process(self.master.clone()).volume_describe(name).await.expect("describe");
+        let lease = self.pangu().volume_describe(name).await.expect("describe");
         let mut files: Vec<PanguFile> = lease.segments.iter().map(|s| s.file).collect();
         files.extend(lease.checkpoint.map(|c| c.file));
         files
     }
 
-    /// The bytes a closed volume keeps in Pangu: the sealed length of every file it has.
     async fn volume_bytes(&self, name: &str) -> u64 {
         let mut total = 0;
         for file in self.volume_files(name).await {
@@ -193,11 +76,10 @@ impl Cluster {
         total
     }
 
-    /// Bytes of chunk files on the chunkservers' disks.
     fn disk_bytes(&self) -> u64 {
         let mut total = 0;
-        for dir in &self.dirs {
-            for entry in std::fs::read_dir(dir.path()).expect("chunk dir").flatten() {
+        for dir in self.dirs() {
+            for entry in std::fs::read_dir(dir).expect("chunk dir").flatten() {
                 if entry.file_name().to_string_lossy().ends_with(".chunk") {
                     total += entry.metadata().map(|m| m.len()).unwrap_or(0);
                 }
@@ -205,10 +87,6 @@ impl Cluster {
         }
         total
     }
-}
-
-fn live(s: &MasterStatus) -> usize {
-    s.servers.iter().filter(|v| v.live).count()
 }
 
 /// The engine's settings here: segments of two chunks, manual compaction at full speed.
@@ -278,7 +156,7 @@ async fn a_chunkserver_killed_mid_stream_fails_no_write_and_repair_restores_thre
     const PER_TASK: u64 = 3 * MIB;
     const KILL_AFTER: u64 = 8 * MIB;
 
-    let mut c = Cluster::start().await;
+    let mut c = start_cluster().await;
     let store = c.store();
     store.create("d-kill", SIZE, None).await.expect("create");
     let raf = Arc::new(Raf::open(store.clone(), "d-kill", config()).await.expect("open"));
@@ -358,7 +236,7 @@ async fn a_chunkserver_killed_mid_stream_fails_no_write_and_repair_restores_thre
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fenced_writer_is_refused_and_changes_nothing_the_new_one_reads() {
     const SIZE: u64 = 16 * MIB;
-    let c = Cluster::start().await;
+    let c = start_cluster().await;
     let store = c.store();
     store.create("d-fence", SIZE, None).await.expect("create");
     let a = Arc::new(Raf::open(store.clone(), "d-fence", config()).await.expect("open A"));
@@ -421,7 +299,7 @@ async fn a_fenced_writer_is_refused_and_changes_nothing_the_new_one_reads() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flipped_byte_in_one_replica_is_never_served_and_is_repaired() {
     const SIZE: u64 = 16 * MIB;
-    let c = Cluster::start().await;
+    let c = start_cluster().await;
     let store = c.store();
     store.create("d-rot", SIZE, None).await.expect("create");
     let raf = Raf::open(store.clone(), "d-rot", config()).await.expect("open");
@@ -471,7 +349,7 @@ async fn a_writer_crashed_mid_stream_keeps_every_acknowledged_write() {
     const TASKS: u64 = 8;
     const REGION: u64 = 2 * MIB;
     const SIZE: u64 = TASKS * REGION;
-    let c = Cluster::start().await;
+    let c = start_cluster().await;
     let store = c.store();
     store.create("d-crash", SIZE, None).await.expect("create");
     let raf = Arc::new(Raf::open(store.clone(), "d-crash", config()).await.expect("open"));
@@ -558,7 +436,7 @@ async fn a_large_read_of_a_fragmented_volume_does_not_stall() {
     // 16 MiB read that takes 0.4 s in 1 MiB pieces.
     const SIZE: u64 = 8 * MIB;
     const WRITERS: u64 = 16;
-    let c = Cluster::start().await;
+    let c = start_cluster().await;
     let store = c.store();
     store.create("d-frag", SIZE, None).await.expect("create");
     let raf = Arc::new(Raf::open(store.clone(), "d-frag", config()).await.expect("open"));
@@ -598,7 +476,7 @@ async fn space_follows_live_data_through_overwrites_compaction_and_trim() {
     const PIECE: u64 = MIB;
     /// The pieces are spread evenly over the whole volume.
     const STRIDE: u64 = SIZE / (WRITTEN / PIECE);
-    let c = Cluster::start().await;
+    let c = start_cluster().await;
     let store = c.store();
     store.create("d-space", SIZE, None).await.expect("create");
 
