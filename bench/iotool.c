@@ -7,18 +7,21 @@
  * the guest's block layer then has up to N requests in flight on the virtio queue, as an
  * asynchronous engine at depth N would (the guest has no libaio/io_uring tooling to rely on).
  *
- *   iotool MODE DEVICE BLOCK_BYTES QD SECONDS SPAN_BYTES [tick]
+ *   iotool MODE DEVICE BLOCK_BYTES QD SECONDS SPAN_BYTES [tick] [verify]
  *
  * MODE: randread | randwrite | read | write. Random modes pick block-aligned offsets uniformly
  * in [0, SPAN); sequential modes hand out consecutive blocks from one shared cursor (wrapping
  * at SPAN), so the N threads together stream through the span in order. Write modes end with
  * one fsync (a FLUSH to the device), inside the timed window. With `tick`, the number of
  * operations completed in each second is printed as it happens (the reconnect experiment reads
- * it to see a stall and a resumption).
+ * it to see a stall and a resumption). With `verify` (write modes), each write of block b carries
+ * a pattern derived from b, and after the final fsync every block whose write was acknowledged
+ * is read back and compared: a transport that lost or garbled an acknowledged write (for
+ * example across a server restart) shows up as a mismatch.
  *
- * Output, one line: `ops=… bytes=… io_s=… total_s=… errors=… first_error=…`
- * io_s is the timed I/O phase, total_s includes the final fsync. Exit status 0 only when no
- * operation (nor the fsync) failed.
+ * Output, one line: `ops=… bytes=… io_s=… total_s=… errors=… first_error=…` and, with verify,
+ * ` verified=… mismatches=…`. io_s is the timed I/O phase, total_s includes the final fsync.
+ * Exit status 0 only when no operation (nor the fsync) failed and nothing mismatched.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -45,6 +48,8 @@ static uint64_t seq_cursor; /* next block for the sequential modes (atomic) */
 static uint64_t total_ops;  /* completed operations (atomic), read by the ticker */
 static uint64_t total_errors;
 static int first_error;
+static int verify;
+static uint8_t *acked; /* with verify: one bit per block whose patterned write completed */
 
 struct worker {
     pthread_t thread;
@@ -65,6 +70,15 @@ static uint64_t next_random(uint64_t *s)
     *s ^= *s << 25;
     *s ^= *s >> 27;
     return *s * 2685821657736338717ULL;
+}
+
+/* The content a verified write puts in block b: distinct for every block and every word. */
+static void pattern(void *buf, uint64_t b)
+{
+    for (size_t i = 0; i < block / 8; i++) {
+        uint64_t w = (b << 20) ^ i ^ 0x5a5aa5a5f00f0ff0ULL;
+        memcpy((char *)buf + i * 8, &w, 8);
+    }
 }
 
 static void *run(void *arg)
@@ -89,6 +103,8 @@ static void *run(void *arg)
         else
             b = __atomic_fetch_add(&seq_cursor, 1, __ATOMIC_RELAXED) % span_blocks;
         off_t off = (off_t)(b * block);
+        if (verify)
+            pattern(buf, b);
         ssize_t n = writing ? pwrite(fd, buf, block, off) : pread(fd, buf, block, off);
         if (n != (ssize_t)block) {
             int e = n < 0 ? errno : EIO;
@@ -97,6 +113,8 @@ static void *run(void *arg)
             usleep(10000); /* a failing device: do not spin */
             continue;
         }
+        if (verify)
+            __atomic_or_fetch(&acked[b / 8], (uint8_t)(1u << (b % 8)), __ATOMIC_RELAXED);
         __atomic_add_fetch(&total_ops, 1, __ATOMIC_RELAXED);
     }
     free(buf);
@@ -130,18 +148,30 @@ static int parse_u64(const char *s, uint64_t *out)
 int main(int argc, char **argv)
 {
     uint64_t bs, qd, secs, span;
-    int tick = argc == 8 && strcmp(argv[7], "tick") == 0;
-    if ((argc != 7 && !tick) || parse_mode(argv[1], &mode) != 0 || parse_u64(argv[3], &bs) != 0 ||
+    int tick = 0, bad_flag = 0;
+    for (int i = 7; i < argc; i++) {
+        if (strcmp(argv[i], "tick") == 0)
+            tick = 1;
+        else if (strcmp(argv[i], "verify") == 0)
+            verify = 1;
+        else
+            bad_flag = 1;
+    }
+    if (argc < 7 || bad_flag || parse_mode(argv[1], &mode) != 0 || parse_u64(argv[3], &bs) != 0 ||
         parse_u64(argv[4], &qd) != 0 || parse_u64(argv[5], &secs) != 0 || parse_u64(argv[6], &span) != 0 ||
         bs == 0 || bs % 512 != 0 || qd == 0 || qd > MAX_QD || secs == 0 || span < bs) {
         fprintf(stderr, "usage: iotool randread|randwrite|read|write DEVICE BLOCK_BYTES QD(1-%d) "
-                        "SECONDS SPAN_BYTES [tick]\n", MAX_QD);
+                        "SECONDS SPAN_BYTES [tick] [verify]\n", MAX_QD);
         return 2;
     }
     block = bs;
     span_blocks = span / bs;
     seconds = (double)secs;
     int writing = mode == RANDWRITE || mode == SEQWRITE;
+    if (verify && (!writing || (acked = calloc(span_blocks / 8 + 1, 1)) == NULL)) {
+        fprintf(stderr, "iotool: verify needs a write mode (and memory for its bitmap)\n");
+        return 2;
+    }
     fd = open(argv[2], (writing ? O_RDWR : O_RDONLY) | O_DIRECT);
     if (fd < 0) {
         fprintf(stderr, "iotool: open %s: %s\n", argv[2], strerror(errno));
@@ -179,10 +209,28 @@ int main(int argc, char **argv)
             first_error = errno;
     }
     double t_end = now();
-    close(fd);
     unsigned long long ops = __atomic_load_n(&total_ops, __ATOMIC_RELAXED);
-    printf("ops=%llu bytes=%llu io_s=%.3f total_s=%.3f errors=%llu first_error=%s\n", ops,
+    printf("ops=%llu bytes=%llu io_s=%.3f total_s=%.3f errors=%llu first_error=%s", ops,
            ops * (unsigned long long)block, io_end - t0, t_end - t0,
            (unsigned long long)total_errors, first_error ? strerror(first_error) : "none");
-    return total_errors == 0 ? 0 : 1;
+    unsigned long long verified = 0, mismatches = 0;
+    if (verify) {
+        void *want, *got;
+        if (posix_memalign(&want, 4096, block) != 0 || posix_memalign(&got, 4096, block) != 0) {
+            fprintf(stderr, "\niotool: no memory to verify\n");
+            return 1;
+        }
+        for (uint64_t b = 0; b < span_blocks; b++) {
+            if (!(acked[b / 8] & (1u << (b % 8))))
+                continue;
+            pattern(want, b);
+            verified++;
+            if (pread(fd, got, block, (off_t)(b * block)) != (ssize_t)block || memcmp(want, got, block) != 0)
+                mismatches++;
+        }
+        printf(" verified=%llu mismatches=%llu", verified, mismatches);
+    }
+    printf("\n");
+    close(fd);
+    return total_errors == 0 && mismatches == 0 ? 0 : 1;
 }
