@@ -32,7 +32,7 @@ QD32 prints its completions every second; 4 s in, the server is killed (SIGKILL)
 2 s later on the same socket. Every write carries a pattern of its block, and after the load
 every block whose write was acknowledged is read back and compared (iotool's `verify`).
 Reported: whether the load resumed, how long it stalled, I/O errors the guest saw, mismatches,
-the guest kernel's complaints, and whether a block written after the restart reads back.
+what the guest kernel printed meanwhile, and whether a block written after the restart reads back.
 
 Needs qemu-system-x86_64, qemu-storage-daemon and qemu-img (Debian's qemu-system-x86 7.2), gcc
 with static glibc, ssh, ssh-keygen and perl; no root. Run through scripts/bench
@@ -304,6 +304,8 @@ def reconnect(procs, work, image_dir, meta, key, md_cmd, disk, tool, transport):
     guest = Guest(procs, work, image_dir, meta, key, md_cmd, server, "reconnect")
     try:
         guest.boot(tool)
+        # Only what the kernel says from here on is about the restart.
+        seen = int(guest.ssh("dmesg | wc -l").stdout.split()[0])
         load = guest.ssh_popen(f"{TOOL} randwrite {DEVICE} 4096 32 {RECONNECT_RUN} {SIZE_MIB << 20} tick verify; "
                                f"echo exit=$?")
         t0 = time.monotonic()
@@ -327,7 +329,7 @@ def reconnect(procs, work, image_dir, meta, key, md_cmd, disk, tool, transport):
         zero = [i for i, n in enumerate(ticks) if n == 0]
         stalled = len(zero)
         resumed = bool(zero) and any(n > 0 for n in ticks[zero[-1] + 1:])
-        dmesg = guest.ssh("dmesg | grep -iE 'error|fail|timeout|reset|hung|blocked' | tail -5", timeout=30,
+        dmesg = guest.ssh(f"dmesg | tail -n +{seen + 1} | tail -5", timeout=30,
                           check=False).stdout.decode(errors="replace").strip()
         # A fresh block written and read back after the restart (timeout: the device may hang).
         check = ("dd if=/dev/urandom of=/tmp/pat bs=4096 count=16 2>/dev/null && "
