@@ -90,10 +90,16 @@ TRANSPORTS = ("nbd", "vhost-user-blk")
 RECONNECT_RUN, RECONNECT_KILL_AT, RECONNECT_DOWN = 20, 4.0, 2.0
 # How long after the load's planned end it may take to come back before it is declared stuck.
 RECONNECT_GRACE = 40.0
+# A case not finished this long after its planned end is declared hung.
+HANG_AFTER = 60
 
 
 class Failed(Exception):
     pass
+
+
+class Hung(Exception):
+    """A case whose I/O did not finish in time: a result to report, not a reason to stop."""
 
 
 def log(msg):
@@ -280,8 +286,11 @@ def run_case(guest, server, case):
     span = SIZE_MIB << 20
     q0, s0 = cpu_seconds(guest.proc.pid), cpu_seconds(server.proc.pid)
     t0 = time.monotonic()
-    out = guest.ssh(f"head -1 /proc/stat; {TOOL} {mode} {DEVICE} {bs} {qd} {SECONDS} {span}; head -1 /proc/stat",
-                    timeout=SECONDS + 120).stdout.decode()
+    try:
+        out = guest.ssh(f"head -1 /proc/stat; {TOOL} {mode} {DEVICE} {bs} {qd} {SECONDS} {span}; head -1 /proc/stat",
+                        timeout=SECONDS + HANG_AFTER).stdout.decode()
+    except subprocess.TimeoutExpired:
+        raise Hung(diagnose(guest, server)) from None
     wall = time.monotonic() - t0
     q1, s1 = cpu_seconds(guest.proc.pid), cpu_seconds(server.proc.pid)
     lines = out.strip().splitlines()
@@ -295,6 +304,22 @@ def run_case(guest, server, case):
     value = int(result["ops"]) / total_s if unit == "IOPS" else moved / total_s / (1 << 20)
     return {"value": value, "qemu_cpu_gib": (q1 - q0) / gib, "server_cpu_gib": (s1 - s0) / gib,
             "qemu_util": (q1 - q0) / wall, "guest_busy": (b1 - b0) / max(1, t1j - t0j)}
+
+
+def diagnose(guest, server):
+    """What the guest and the server show when a case hangs."""
+    try:
+        guest_says = guest.ssh(f"cat /sys/block/{DEVICE[5:]}/inflight; dmesg | tail -4", timeout=20,
+                               check=False).stdout.decode(errors="replace")
+    except subprocess.TimeoutExpired:
+        guest_says = "(no answer over SSH)"
+    inflight, *kernel = guest_says.strip().splitlines() or [""]
+    states = sorted(Path(t, "stat").read_text().rsplit(")", 1)[1].split()[0]
+                    for t in Path(f"/proc/{server.proc.pid}/task").iterdir()) if server.proc.poll() is None else []
+    return {"inflight": " ".join(inflight.split()), "kernel": [l.split("] ", 1)[-1] for l in kernel],
+            "server_alive": server.proc.poll() is None, "server_threads": "".join(states),
+            "server_log": server.log().strip()[-300:],
+            "qemu_log": (guest.work / f"{guest.name}.qemu.log").read_text(errors="replace").strip()[-300:]}
 
 
 def reconnect(procs, work, image_dir, meta, key, md_cmd, disk, tool, transport):
@@ -373,6 +398,7 @@ def main():
     disk_dir = Path(tempfile.mkdtemp(prefix="bench-transport-", dir="/var/tmp"))
     procs = Procs()
     results = {t: [] for t in TRANSPORTS}
+    hangs = []
     recon = {}
     try:
         tool = work / "iotool"
@@ -401,12 +427,20 @@ def main():
                     guest.boot(tool)
                     log(f"round {r + 1}, {transport}: guest up in {time.monotonic() - t0:.1f} s")
                     row = {}
+                    results[transport].append(row)
                     for case in CASES:
-                        row[case[0]] = run_case(guest, server, case)
+                        try:
+                            row[case[0]] = run_case(guest, server, case)
+                        except Hung as e:
+                            # This guest's disk is stuck: the round's remaining cases for this
+                            # transport are lost; the next guest and server start afresh.
+                            hangs.append((r + 1, transport, case[0], e.args[0]))
+                            row["_hung"] = case[0]
+                            log(f"  {case[0]}: HUNG ({e.args[0]})")
+                            break
                         c = row[case[0]]
                         log(f"  {case[0]}: {c['value']:.0f} {case[4]}, guest vCPU busy {c['guest_busy']:.0%}, "
                             f"QEMU {c['qemu_cpu_gib']:.1f} + server {c['server_cpu_gib']:.2f} CPU s/GiB")
-                    results[transport].append(row)
                 finally:
                     guest.stop()
                     server.kill()
@@ -420,14 +454,15 @@ def main():
         shutil.rmtree(disk_dir, ignore_errors=True)
     setup = {"elapsed": time.monotonic() - started, "load": (load_before, os.getloadavg()),
              "image": image_dir, "kernel": meta.get("kernel_release", "?")}
-    report(results, recon, setup)
+    report(results, hangs, recon, setup)
 
 
 def med(rows, case, key):
-    return statistics.median(r[case][key] for r in rows)
+    xs = [r[case][key] for r in rows if case in r]
+    return statistics.median(xs) if xs else float("nan")
 
 
-def report(results, recon, setup):
+def report(results, hangs, recon, setup):
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")),
                platform.machine())
     mem = next((int(l.split()[1]) // (1 << 20) for l in open("/proc/meminfo") if l.startswith("MemTotal")), 0)
@@ -447,7 +482,12 @@ def report(results, recon, setup):
     n, v = results["nbd"], results["vhost-user-blk"]
     for label, _, _, _, unit in CASES:
         nv, vv = med(n, label, "value"), med(v, label, "value")
-        rounds = "; ".join(", ".join(f"{r[label]['value']:.0f}" for r in side) for side in (n, v))
+        def shown(r):
+            if label in r:
+                return f"{r[label]['value']:.0f}"
+            return "hung" if r.get("_hung") == label else "skipped"
+
+        rounds = "; ".join(", ".join(shown(r) for r in side) for side in (n, v))
         print(f"| {label} | {nv:.0f} {unit} | {vv:.0f} {unit} | **{vv / nv:.2f}** | "
               f"{med(n, label, 'guest_busy'):.0%} / {med(v, label, 'guest_busy'):.0%} | "
               f"{med(n, label, 'qemu_cpu_gib'):.1f} / {med(v, label, 'qemu_cpu_gib'):.1f} | "
@@ -455,6 +495,15 @@ def report(results, recon, setup):
     print(f"\nQEMU's own CPU use during the cases (CPU s per wall s, medians): "
           + ", ".join(f"{label}: {med(n, label, 'qemu_util'):.2f} / {med(v, label, 'qemu_util'):.2f}"
                       for label, *_ in CASES) + " (NBD / vhost-user-blk).\n")
+    if hangs:
+        print(f"Cases that hung (no completion {HANG_AFTER} s after their planned end; the rest of that guest's "
+              "cases were skipped, so some medians above have fewer rounds):\n")
+        for rnd, t, label, d in hangs:
+            print(f"- round {rnd}, {t}, {label}: guest's in-flight (reads writes) `{d['inflight']}`; "
+                  f"server alive: {d['server_alive']}, its threads' states `{d['server_threads']}`; "
+                  f"guest kernel: {'; '.join(d['kernel']) or 'nothing'}; "
+                  f"server log: `{d['server_log'] or 'empty'}`; QEMU log: `{d['qemu_log'] or 'empty'}`")
+        print()
     print(f"Reconnect: a 4 KiB random-write load at QD32 for {RECONNECT_RUN} s; the server killed (SIGKILL) "
           f"{RECONNECT_KILL_AT:.0f} s in and restarted {RECONNECT_DOWN:.0f} s later on the same socket.\n")
     print("| transport | load finished | guest I/O errors | seconds without a completion | completions per second | "
