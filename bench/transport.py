@@ -9,8 +9,7 @@ The transport is what is compared, so everything else is the same on both sides:
 - The same guest: the built-in image's kernel, initrd and root disk (a qcow2 overlay, /dev/vda),
   booted by a bare `qemu-system-x86_64` (TCG unless feitian's KVM probe, kvm-probe.json beside
   the images, found KVM working; q35 and its memory in a shared memfd, which vhost-user needs,
-  on both sides), with the disk under test
-  as a second virtio disk, /dev/vdb: QEMU's NBD client (`-blockdev driver=nbd`, with feitian's
+  on both sides), with the disk under test as a second virtio disk, /dev/vdb: QEMU's NBD client (`-blockdev driver=nbd`, with feitian's
   `reconnect-delay`) under `virtio-blk-pci`, or `vhost-user-blk-pci` on a socket chardev (with
   `reconnect=1`, so that QEMU reconnects to a restarted server if it can).
 - The same load, in the guest: bench/iotool.c (built here with `gcc -static` into the run's
@@ -25,7 +24,9 @@ Per case it records the guest's throughput (I/O done / the whole run, final fsyn
 the host CPU time QEMU and the server used per GiB moved (/proc/PID/stat), and how busy the
 guest's vCPU was (/proc/stat in the guest): under TCG the guest's CPU is likely the bottleneck
 of both transports, and this says whether it was. BENCH_TRANSPORT_ROUNDS rounds, each booting one
-guest per transport, the order alternating between rounds; medians.
+guest per transport, the order alternating between rounds; medians. A case whose I/O has not
+finished HANG_AFTER seconds after its planned end is reported as hung (with the guest's in-flight
+count and the server's thread states) and that guest's remaining cases are skipped.
 
 Then the reconnect experiment, once per transport: in a fresh guest a 4 KiB random-write load at
 QD32 prints its completions every second; 4 s in, the server is killed (SIGKILL) and restarted
