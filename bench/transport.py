@@ -9,9 +9,10 @@ The transport is what is compared, so everything else is the same on both sides:
 - The same guest: the built-in image's kernel, initrd and root disk (a qcow2 overlay, /dev/vda),
   booted by a bare `qemu-system-x86_64` (TCG unless feitian's KVM probe, kvm-probe.json beside
   the images, found KVM working; q35 and its memory in a shared memfd, which vhost-user needs,
-  on both sides), with the disk under test as a second virtio disk, /dev/vdb: QEMU's NBD client (`-blockdev driver=nbd`, with feitian's
-  `reconnect-delay`) under `virtio-blk-pci`, or `vhost-user-blk-pci` on a socket chardev (with
-  `reconnect=1`, so that QEMU reconnects to a restarted server if it can).
+  on both sides), with the disk under test as a second virtio disk, /dev/vdb: QEMU's NBD
+  client (`-blockdev driver=nbd`, with feitian's `reconnect-delay`) under `virtio-blk-pci`, or
+  `vhost-user-blk-pci` on a socket chardev (with `reconnect=1`, so that QEMU reconnects to a
+  restarted server if it can).
 - The same load, in the guest: bench/iotool.c (built here with `gcc -static` into the run's
   temporary directory and copied in over SSH; busybox has no fio): 4 KiB random reads and
   writes at queue depth 32, 1 MiB sequential reads and writes at queue depth 8, O_DIRECT,
