@@ -235,7 +235,7 @@ class Guest:
 
     def ssh_popen(self, command):
         cmd = ["ssh", "-i", str(self.key), *SSH_OPTS, "-p", str(self.port), "root@127.0.0.1", command]
-        return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        return self.procs.start(cmd, subprocess.PIPE)
 
     def boot(self, tool):
         out = open(self.work / f"{self.name}.qemu.log", "wb")
@@ -329,6 +329,7 @@ def reconnect(procs, work, image_dir, meta, key, md_cmd, disk, tool, transport):
     server = Server(procs, work, disk, transport)
     server.start()
     guest = Guest(procs, work, image_dir, meta, key, md_cmd, server, "reconnect")
+    load = None
     try:
         guest.boot(tool)
         # Only what the kernel says from here on is about the restart.
@@ -373,6 +374,8 @@ def reconnect(procs, work, image_dir, meta, key, md_cmd, disk, tool, transport):
                 "stall_s": stalled, "resumed": resumed, "dmesg": dmesg, "readback": readback,
                 "qemu_log": (work / f"{guest.name}.qemu.log").read_text(errors="replace").strip()[-600:]}
     finally:
+        if load is not None:
+            procs.stop(load)
         guest.stop()
         server.kill()
 
