@@ -248,6 +248,23 @@ impl ChunkClient {
         Ok(body)
     }
 
+    /// Reads several ranges of the replica: in this process in one call (one hand-off to
+    /// the blocking pool), across a transport as one request per range, concurrently.
+    pub async fn read_many(&self, id: ChunkId, ranges: &[(u64, u64)]) -> Result<Vec<Bytes>> {
+        let Some(local) = &self.local else {
+            return futures_util::future::try_join_all(ranges.iter().map(|&(at, len)| self.read(id, at, len))).await;
+        };
+        let read = local.read_verified_many(id, ranges.to_vec()).await.map_err(|e| self.local_error(e))?;
+        let mut out = Vec::with_capacity(read.len());
+        for (bytes, &(_, len)) in read.into_iter().zip(ranges) {
+            if bytes.len() as u64 != len {
+                return Err(self.bad(format!("asked for {len} bytes, got {}", bytes.len())));
+            }
+            out.push(Bytes::from(bytes));
+        }
+        Ok(out)
+    }
+
     /// Seals the chunk at `len` (`None`: at its current length); returns the sealed length.
     pub async fn seal(&self, id: ChunkId, len: Option<u64>) -> Result<u64> {
         let path = match len {

@@ -633,6 +633,21 @@ impl ChunkServer {
         .await?
     }
 
+    /// Several reads of one replica in one turn of the blocking pool and one lock: a
+    /// fragmented read from the layer above costs one hand-off, not one per range. Each
+    /// range is verified as [`ChunkFile::read`] verifies it; together they may return at
+    /// most [`MAX_TRANSFER_BYTES`].
+    pub(crate) async fn read_verified_many(&self, id: ChunkId, ranges: Vec<(u64, u64)>) -> Result<Vec<Vec<u8>>, ApiError> {
+        let total = ranges.iter().fold(0u64, |sum, r| sum.saturating_add(r.1));
+        if total > MAX_TRANSFER_BYTES {
+            return Err(ApiError::new(
+                ErrorCode::TooLarge,
+                format!("a read may return at most {MAX_TRANSFER_BYTES} bytes, not {total}"),
+            ));
+        }
+        self.with_read(id, move |file| ranges.iter().map(|&(offset, len)| file.read(offset, len)).collect()).await
+    }
+
     /// What `POST /chunks/{id}/append` does: admitted by the flow scheduler, durable (or
     /// cached: see [`Durability`]) before it returns.
     pub(crate) async fn append_checked(

@@ -46,7 +46,7 @@ use tracing::warn;
 use crate::chunk::{checksum, ChunkId, Durability};
 use crate::chunk_client::{ChunkClientError, ChunkClients};
 use crate::chunkserver::{ErrorCode, MAX_TRANSFER_BYTES};
-use crate::master::{ChunkLocation, FileId, Master};
+use crate::master::{ChunkLocation, FileId, Master, ReplicaLocation};
 use crate::master_client::{MasterClient, MasterClientError};
 use crate::parts::Parts;
 use crate::placement::ServerId;
@@ -211,18 +211,111 @@ impl Pangu {
         Ok(out.freeze())
     }
 
+    /// Reads several ranges of `file` (each as [`Pangu::read`] would), asking each replica
+    /// for all the ranges it holds at once: the master's layout is fetched once, and a chunk
+    /// in this process serves its ranges in one call. The answers are in the order asked.
+    pub async fn read_many(&self, file: FileId, ranges: &[(u64, u64)]) -> Result<Vec<Bytes>, PanguError> {
+        if ranges.iter().all(|r| r.1 == 0) {
+            return Ok(ranges.iter().map(|_| Bytes::new()).collect());
+        }
+        let layout = self.master.layout(file).await?;
+        let ends: Vec<u64> = layout
+            .chunks
+            .iter()
+            .enumerate()
+            .map(|(i, chunk)| match (layout.chunks.get(i + 1), chunk.sealed_len) {
+                (Some(next), _) => next.file_offset,
+                (None, Some(sealed)) => chunk.file_offset + sealed,
+                (None, None) => chunk.file_offset + chunk.max_size,
+            })
+            .collect();
+        // Per chunk: (range index, offset in the chunk, length) of each piece, cut so that
+        // no batch of one chunk's pieces exceeds a transfer.
+        let mut per_chunk: Vec<Vec<(usize, u64, u64)>> = vec![Vec::new(); layout.chunks.len()];
+        for (r, &(offset, len)) in ranges.iter().enumerate() {
+            let end = offset.checked_add(len).ok_or(PanguError::OutOfRange { file, offset, end: u64::MAX })?;
+            let mut covered = 0;
+            for (i, chunk) in layout.chunks.iter().enumerate() {
+                let (from, to) = (offset.max(chunk.file_offset), end.min(ends[i]));
+                let mut at = from;
+                while at < to {
+                    let step = (to - at).min(MAX_TRANSFER_BYTES);
+                    per_chunk[i].push((r, at - chunk.file_offset, step));
+                    covered += step;
+                    at += step;
+                }
+            }
+            if covered != len {
+                return Err(PanguError::OutOfRange { file, offset, end });
+            }
+        }
+        let mut parts: Vec<Vec<Bytes>> = vec![Vec::new(); ranges.len()];
+        for (chunk, pieces) in layout.chunks.iter().zip(per_chunk) {
+            let mut batch: Vec<(usize, u64, u64)> = Vec::new();
+            let mut batch_bytes = 0;
+            for piece in pieces.into_iter().chain(std::iter::once((usize::MAX, 0, 0))) {
+                let last = piece.0 == usize::MAX;
+                if !batch.is_empty() && (last || batch_bytes + piece.2 > MAX_TRANSFER_BYTES) {
+                    let asked: Vec<(u64, u64)> = batch.iter().map(|p| (p.1, p.2)).collect();
+                    let read = self.read_chunk_many(chunk, &asked).await?;
+                    for (p, bytes) in batch.drain(..).zip(read) {
+                        parts[p.0].push(bytes);
+                    }
+                    batch_bytes = 0;
+                }
+                if !last {
+                    batch_bytes += piece.2;
+                    batch.push(piece);
+                }
+            }
+        }
+        Ok(parts
+            .into_iter()
+            .map(|p| match <[Bytes; 1]>::try_from(p) {
+                Ok([one]) => one,
+                Err(p) => p.concat().into(),
+            })
+            .collect())
+    }
+
+    async fn read_chunk_many(&self, chunk: &ChunkLocation, ranges: &[(u64, u64)]) -> Result<Vec<Bytes>, PanguError> {
+        if let [(offset, len)] = ranges {
+            return Ok(vec![self.read_chunk(chunk, *offset, *len).await?]);
+        }
+        let mut errors = Vec::new();
+        for replica in &chunk.replicas {
+            match self.chunks.get(&replica.addr).read_many(chunk.id, ranges).await {
+                Ok(read) => return Ok(read),
+                Err(e) => {
+                    self.replica_read_failed(chunk, replica, &e).await;
+                    errors.push(format!("{}: {e}", replica.addr));
+                }
+            }
+        }
+        if errors.is_empty() {
+            errors.push("it has no healthy replica".to_owned());
+        }
+        Err(PanguError::Unavailable { chunk: chunk.id, errors: errors.join("; ") })
+    }
+
+    /// A replica failed a read: a corrupt one is reported to the master (which has it
+    /// repaired); the caller tries the next.
+    async fn replica_read_failed(&self, chunk: &ChunkLocation, replica: &ReplicaLocation, e: &ChunkClientError) {
+        if e.code() == Some(ErrorCode::ChunkCorrupt) {
+            if let Err(report) = self.master.report_corrupt(chunk.id, replica.server).await {
+                warn!(chunk = %chunk.id, server = %replica.addr, error = %report, "cannot report a corrupt replica to the master");
+            }
+        }
+        warn!(chunk = %chunk.id, server = %replica.addr, error = %e, "read from a replica failed; trying another");
+    }
+
     async fn read_chunk(&self, chunk: &ChunkLocation, offset: u64, len: u64) -> Result<Bytes, PanguError> {
         let mut errors = Vec::new();
         for replica in &chunk.replicas {
             match self.chunks.get(&replica.addr).read(chunk.id, offset, len).await {
                 Ok(bytes) => return Ok(bytes),
                 Err(e) => {
-                    if e.code() == Some(ErrorCode::ChunkCorrupt) {
-                        if let Err(report) = self.master.report_corrupt(chunk.id, replica.server).await {
-                            warn!(chunk = %chunk.id, server = %replica.addr, error = %report, "cannot report a corrupt replica to the master");
-                        }
-                    }
-                    warn!(chunk = %chunk.id, server = %replica.addr, error = %e, "read from a replica failed; trying another");
+                    self.replica_read_failed(chunk, replica, &e).await;
                     errors.push(format!("{}: {e}", replica.addr));
                 }
             }

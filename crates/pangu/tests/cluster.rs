@@ -260,3 +260,43 @@ async fn the_in_process_path_checks_as_much_as_http() {
     // And the replica, reported corrupt, serves nothing more until it is repaired.
     assert!(pangu.read(file, 0, 10).await.is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_ranges_read_at_once_are_what_single_reads_return_and_skip_a_corrupt_replica() {
+    // Two servers: the first in process (its ranges are one call), the second over HTTP.
+    let (c, pangu) = Cluster::start_with_local(2, 2).await;
+    let mut w = pangu.create().await.unwrap();
+    let body = data(3 * (1 << 20) + 500_000, 9);
+    w.append(body.clone()).await.unwrap();
+    let file = w.id();
+    w.seal().await.unwrap();
+    let ranges = [
+        (3 << 20, 400_000),
+        (10, 4096),
+        (1_048_000, 5000), // across a chunk boundary
+        (0, 0),
+        (2 << 20, 1 << 20),
+        (10, 4096),
+        (200_000, 70_000),
+    ];
+    let many = pangu.read_many(file, &ranges).await.unwrap();
+    assert_eq!(many.len(), ranges.len());
+    for (&(at, n), got) in ranges.iter().zip(&many) {
+        assert_eq!(got, &body.slice(at as usize..(at + n) as usize), "range {at}+{n}");
+    }
+    assert!(pangu.read_many(file, &[(0, 10), (body.len() as u64 - 1, 2)]).await.is_err());
+
+    // A flipped byte in the first replica of chunk 0: the ranges still read right, from
+    // the other replica, and the master hears of it.
+    let chunk = c.master.layout(file).unwrap().chunks[0].clone();
+    let first = &chunk.replicas[0];
+    let i = c.nodes.iter().position(|(n, _)| n.addr == first.addr).unwrap();
+    let path = c.dirs[i].path().join(format!("{}.chunk", chunk.id));
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[210_000] ^= 0x40;
+    std::fs::write(&path, bytes).unwrap();
+    let again = pangu.read_many(file, &ranges).await.unwrap();
+    assert_eq!(again, many);
+    let s = c.wait("the corruption report", |s| s.repair.corrupt_reported >= 1).await;
+    assert!(s.repair.corrupt_reported >= 1);
+}

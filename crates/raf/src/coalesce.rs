@@ -49,6 +49,29 @@ pub fn plan(pieces: &[(FileId, u64, u64)]) -> Vec<Span> {
     spans
 }
 
+/// Spans of one file that one store call reads together at most (so a read of a fragmented
+/// range still spreads over several calls, and so over the store's threads).
+pub const BATCH_SPANS: usize = 64;
+
+/// Groups the planned spans (in `plan`'s order: by file, then offset) into store calls:
+/// consecutive spans of one file, at most [`BATCH_SPANS`] and [`MAX_SPAN`] bytes a call (a
+/// longer span goes alone). Flattened in order, the answers line up with the spans.
+pub fn batches(spans: &[Span]) -> Vec<(FileId, Vec<(u64, u64)>)> {
+    let mut out: Vec<(FileId, Vec<(u64, u64)>, u64)> = Vec::new();
+    for s in spans {
+        match out.last_mut() {
+            Some((file, ranges, bytes))
+                if *file == s.file && ranges.len() < BATCH_SPANS && *bytes + s.len <= MAX_SPAN =>
+            {
+                ranges.push((s.offset, s.len));
+                *bytes += s.len;
+            }
+            _ => out.push((s.file, vec![(s.offset, s.len)], s.len)),
+        }
+    }
+    out.into_iter().map(|(file, ranges, _)| (file, ranges)).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -88,6 +111,23 @@ mod tests {
         }
         assert!(seen.iter().all(|&n| n == 1));
         let _ = f;
+    }
+
+    #[test]
+    fn batches_keep_the_spans_order_and_bounds() {
+        // 300 scattered 4 KiB pieces in two files, and one long span.
+        let mut pieces: Vec<_> = (0..300u64).map(|i| (FileId(1 + i % 2), i * 1_000_000, K)).collect();
+        pieces.push((FileId(2), 1 << 40, MAX_SPAN));
+        let spans = plan(&pieces);
+        let batches = batches(&spans);
+        let flat: Vec<(FileId, u64, u64)> =
+            batches.iter().flat_map(|(f, r)| r.iter().map(move |&(at, n)| (*f, at, n))).collect();
+        let expected: Vec<_> = spans.iter().map(|s| (s.file, s.offset, s.len)).collect();
+        assert_eq!(flat, expected);
+        assert!(batches.iter().all(|(_, r)| r.len() <= BATCH_SPANS));
+        assert!(batches.iter().all(|(_, r)| r.len() == 1 || r.iter().map(|x| x.1).sum::<u64>() <= MAX_SPAN));
+        // 150 pieces per file: three batches each, and the long span alone.
+        assert_eq!(batches.len(), 3 + 3 + 1, "{:?}", batches.iter().map(|b| b.1.len()).collect::<Vec<_>>());
     }
 
     #[test]

@@ -181,4 +181,8 @@ impl LogStore for PanguStore {
     fn read(&self, file: FileId, offset: u64, len: u64) -> StoreFuture<'_, Bytes> {
         Box::pin(async move { self.pangu.read(PanguFile(file.0), offset, len).await.map_err(store_error) })
     }
+
+    fn read_many(&self, file: FileId, ranges: Vec<(u64, u64)>) -> StoreFuture<'_, Vec<Bytes>> {
+        Box::pin(async move { self.pangu.read_many(PanguFile(file.0), &ranges).await.map_err(store_error) })
+    }
 }

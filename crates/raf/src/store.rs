@@ -141,4 +141,16 @@ pub trait LogStore: Send + Sync {
 
     /// `len` bytes of `file` from `offset` (checked end to end by Pangu).
     fn read(&self, file: FileId, offset: u64, len: u64) -> StoreFuture<'_, Bytes>;
+
+    /// Several `(offset, len)` ranges of `file`, in the order asked: one call where the
+    /// store can serve them together (Pangu: one hand-off per chunk, not one per range).
+    fn read_many(&self, file: FileId, ranges: Vec<(u64, u64)>) -> StoreFuture<'_, Vec<Bytes>> {
+        Box::pin(async move {
+            let mut out = Vec::with_capacity(ranges.len());
+            for (offset, len) in ranges {
+                out.push(self.read(file, offset, len).await?);
+            }
+            Ok(out)
+        })
+    }
 }

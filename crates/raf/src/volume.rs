@@ -265,12 +265,15 @@ impl Raf {
         let store = &self.shared.store;
         let wanted: Vec<(FileId, u64, u64)> = reads.iter().map(|&(_, n, file, at)| (file, at, n * BLOCK)).collect();
         let spans = coalesce::plan(&wanted);
-        // Owned ranges: a stream over borrowed spans would not be `Send` for every lifetime.
-        let ranges: Vec<(FileId, u64, u64)> = spans.iter().map(|s| (s.file, s.offset, s.len)).collect();
-        let data: Vec<Bytes> = stream::iter(ranges.into_iter().map(|(file, at, n)| store.read(file, at, n)))
-            .buffered(READ_FANOUT)
-            .try_collect()
-            .await?;
+        // Spans of one file go to the store together, a batch at a time (owned ranges: a
+        // stream over borrowed spans would not be `Send` for every lifetime).
+        let batches = coalesce::batches(&spans);
+        let data: Vec<Vec<Bytes>> =
+            stream::iter(batches.into_iter().map(|(file, ranges)| store.read_many(file, ranges)))
+                .buffered(READ_FANOUT)
+                .try_collect()
+                .await?;
+        let data = data.into_iter().flatten();
         let mut out = BytesMut::zeroed(len as usize);
         for (span, data) in spans.iter().zip(data) {
             if data.len() as u64 != span.len {

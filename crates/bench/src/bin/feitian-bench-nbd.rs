@@ -25,8 +25,8 @@ enum Backend {
     /// `FileDevice`: the raw file at --path (pwrite, fdatasync on flush), as qemu-nbd serves it.
     File,
     /// A RAF volume (the product's disk) on a Pangu of one chunkserver beside its master, as
-    /// `feitian up` runs it, with its store and chunks under the directory --path: write-through
-    /// (every acknowledged write is fsynced on its replica before the answer).
+    /// `feitian up` runs it, with its store and chunks under the directory --path: every
+    /// acknowledged write is written on its replica, and fsynced at the next flush.
     Raf,
 }
 
