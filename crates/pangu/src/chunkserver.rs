@@ -637,7 +637,11 @@ impl ChunkServer {
     /// fragmented read from the layer above costs one hand-off, not one per range. Each
     /// range is verified as [`ChunkFile::read`] verifies it; together they may return at
     /// most [`MAX_TRANSFER_BYTES`].
-    pub(crate) async fn read_verified_many(&self, id: ChunkId, ranges: Vec<(u64, u64)>) -> Result<Vec<Vec<u8>>, ApiError> {
+    pub(crate) async fn read_verified_many(
+        &self,
+        id: ChunkId,
+        ranges: Vec<(u64, u64)>,
+    ) -> Result<Vec<Vec<u8>>, ApiError> {
         let total = ranges.iter().fold(0u64, |sum, r| sum.saturating_add(r.1));
         if total > MAX_TRANSFER_BYTES {
             return Err(ApiError::new(

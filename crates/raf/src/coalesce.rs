@@ -56,21 +56,26 @@ pub const BATCH_SPANS: usize = 64;
 /// Groups the planned spans (in `plan`'s order: by file, then offset) into store calls:
 /// consecutive spans of one file, at most [`BATCH_SPANS`] and [`MAX_SPAN`] bytes a call (a
 /// longer span goes alone). Flattened in order, the answers line up with the spans.
-pub fn batches(spans: &[Span]) -> Vec<(FileId, Vec<(u64, u64)>)> {
-    let mut out: Vec<(FileId, Vec<(u64, u64)>, u64)> = Vec::new();
+pub fn batches(spans: &[Span]) -> Vec<(FileId, Ranges)> {
+    let mut out: Vec<(FileId, Ranges)> = Vec::new();
+    let mut bytes = 0;
     for s in spans {
         match out.last_mut() {
-            Some((file, ranges, bytes))
-                if *file == s.file && ranges.len() < BATCH_SPANS && *bytes + s.len <= MAX_SPAN =>
-            {
+            Some((file, ranges)) if *file == s.file && ranges.len() < BATCH_SPANS && bytes + s.len <= MAX_SPAN => {
                 ranges.push((s.offset, s.len));
-                *bytes += s.len;
+                bytes += s.len;
             }
-            _ => out.push((s.file, vec![(s.offset, s.len)], s.len)),
+            _ => {
+                out.push((s.file, vec![(s.offset, s.len)]));
+                bytes = s.len;
+            }
         }
     }
-    out.into_iter().map(|(file, ranges, _)| (file, ranges)).collect()
+    out
 }
+
+/// `(offset, len)` ranges of one file.
+pub type Ranges = Vec<(u64, u64)>;
 
 #[cfg(test)]
 mod tests {
