@@ -44,9 +44,9 @@ use bytes::{Bytes, BytesMut};
 use tracing::warn;
 
 use crate::chunk::{checksum, ChunkId, Durability};
-use crate::chunk_client::{ChunkClientError, ChunkClients};
+use crate::chunk_client::{ChunkClient, ChunkClientError, ChunkClients};
 use crate::chunkserver::{ErrorCode, MAX_TRANSFER_BYTES};
-use crate::master::{ChunkLocation, FileId, Master, ReplicaLocation};
+use crate::master::{ChunkLocation, FileId, Master};
 use crate::master_client::{MasterClient, MasterClientError};
 use crate::parts::Parts;
 use crate::placement::ServerId;
@@ -282,40 +282,32 @@ impl Pangu {
         if let [(offset, len)] = ranges {
             return Ok(vec![self.read_chunk(chunk, *offset, *len).await?]);
         }
-        let mut errors = Vec::new();
-        for replica in &chunk.replicas {
-            match self.chunks.get(&replica.addr).read_many(chunk.id, ranges).await {
-                Ok(read) => return Ok(read),
-                Err(e) => {
-                    self.replica_read_failed(chunk, replica, &e).await;
-                    errors.push(format!("{}: {e}", replica.addr));
-                }
-            }
-        }
-        if errors.is_empty() {
-            errors.push("it has no healthy replica".to_owned());
-        }
-        Err(PanguError::Unavailable { chunk: chunk.id, errors: errors.join("; ") })
-    }
-
-    /// A replica failed a read: a corrupt one is reported to the master (which has it
-    /// repaired); the caller tries the next.
-    async fn replica_read_failed(&self, chunk: &ChunkLocation, replica: &ReplicaLocation, e: &ChunkClientError) {
-        if e.code() == Some(ErrorCode::ChunkCorrupt) {
-            if let Err(report) = self.master.report_corrupt(chunk.id, replica.server).await {
-                warn!(chunk = %chunk.id, server = %replica.addr, error = %report, "cannot report a corrupt replica to the master");
-            }
-        }
-        warn!(chunk = %chunk.id, server = %replica.addr, error = %e, "read from a replica failed; trying another");
+        self.read_any_replica(chunk, |client| async move { client.read_many(chunk.id, ranges).await }).await
     }
 
     async fn read_chunk(&self, chunk: &ChunkLocation, offset: u64, len: u64) -> Result<Bytes, PanguError> {
+        self.read_any_replica(chunk, |client| async move { client.read(chunk.id, offset, len).await }).await
+    }
+
+    /// Runs `read` on the chunk's replicas in order until one answers. A replica that
+    /// answers `ChunkCorrupt` is reported to the master (which has it repaired); so a
+    /// corrupt replica never serves a byte, and a read succeeds while a good one answers.
+    async fn read_any_replica<T, F, Fut>(&self, chunk: &ChunkLocation, read: F) -> Result<T, PanguError>
+    where
+        F: Fn(ChunkClient) -> Fut,
+        Fut: std::future::Future<Output = Result<T, ChunkClientError>>,
+    {
         let mut errors = Vec::new();
         for replica in &chunk.replicas {
-            match self.chunks.get(&replica.addr).read(chunk.id, offset, len).await {
-                Ok(bytes) => return Ok(bytes),
+            match read(self.chunks.get(&replica.addr)).await {
+                Ok(answer) => return Ok(answer),
                 Err(e) => {
-                    self.replica_read_failed(chunk, replica, &e).await;
+                    if e.code() == Some(ErrorCode::ChunkCorrupt) {
+                        if let Err(report) = self.master.report_corrupt(chunk.id, replica.server).await {
+                            warn!(chunk = %chunk.id, server = %replica.addr, error = %report, "cannot report a corrupt replica to the master");
+                        }
+                    }
+                    warn!(chunk = %chunk.id, server = %replica.addr, error = %e, "read from a replica failed; trying another");
                     errors.push(format!("{}: {e}", replica.addr));
                 }
             }

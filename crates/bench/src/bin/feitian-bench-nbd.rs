@@ -5,20 +5,17 @@
 //! limits: the benchmark measures the server and its backend, not Alibaba's ceilings).
 //! The backend is a flag; adding one is one arm of `open_backend`.
 
+#[path = "shared/local_pangu.rs"]
+mod local_pangu;
+
 use anyhow::Context;
 use clap::{Parser, ValueEnum};
 use feitian_disk::{BlockDevice, FileDevice, NbdServer, RafDevice, ServerConfig};
-use feitian_meta::Store;
-use feitian_pangu::chunkserver::DEFAULT_FLOW;
 use feitian_pangu::client::Pangu;
-use feitian_pangu::master::{self, Master, MasterConfig};
-use feitian_pangu::node::{self, NodeConfig};
-use feitian_pangu::serve::DEFAULT_LIMITS;
 use feitian_raf::pangu::PanguStore;
 use feitian_raf::{LogStore, Raf, StoreError};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 #[derive(Clone, Copy, ValueEnum, Debug)]
 enum Backend {
@@ -61,27 +58,7 @@ async fn open_backend(a: &Args) -> anyhow::Result<Arc<dyn BlockDevice>> {
 /// A master (its namespace in a store under `--path`) and one chunkserver beside it, as
 /// `feitian up` starts them, and the volume `--name` on them.
 async fn raf_volume(a: &Args) -> anyhow::Result<Raf> {
-    std::fs::create_dir_all(a.path.join("chunks"))?;
-    let store = Store::open(&a.path.join("meta.db"))?;
-    let master = Master::open(store, MasterConfig::new(1))?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let master_addr = listener.local_addr()?.to_string();
-    let never = std::future::pending::<()>;
-    tokio::spawn(feitian_pangu::serve::serve(listener, master::router(master.clone()), DEFAULT_LIMITS, never()));
-    tokio::spawn(master.clone().run(never()));
-    let node = NodeConfig {
-        master: master_addr,
-        dir: a.path.join("chunks"),
-        rack: "local".into(),
-        listen: "127.0.0.1:0".parse()?,
-        advertise: None,
-        capacity_bytes: 1 << 40,
-        flow: DEFAULT_FLOW,
-        heartbeat: Duration::from_secs(1),
-        scrub: None,
-        secret: master.config().secret.clone(),
-    };
-    node::start_beside(&master, node, never()).await?;
+    let (master, _) = local_pangu::start(&a.path).await?;
     let store = PanguStore::new(Pangu::in_process(master));
     match store.create(&a.name, a.size, None).await {
         Ok(()) | Err(StoreError::Exists(_)) => {}

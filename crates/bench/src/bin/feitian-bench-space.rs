@@ -19,6 +19,9 @@
 //! The exit status is non-zero when a bound of the promise is broken; the bounds are
 //! [`Bounds`].
 
+#[path = "shared/local_pangu.rs"]
+mod local_pangu;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,12 +29,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use bytes::Bytes;
 use clap::Parser;
-use feitian_meta::Store;
-use feitian_pangu::chunkserver::DEFAULT_FLOW;
 use feitian_pangu::client::Pangu;
-use feitian_pangu::master::{self, Master, MasterConfig};
-use feitian_pangu::node::{self, NodeConfig};
-use feitian_pangu::serve::DEFAULT_LIMITS;
+use feitian_pangu::master::Master;
 use feitian_raf::pangu::PanguStore;
 use feitian_raf::{LogStore, Raf};
 use futures_util::stream::{self, StreamExt, TryStreamExt};
@@ -118,34 +117,6 @@ impl Bounds {
             "trimming {trimmed} bytes shrank the log by {shrink} ({before} to {after}), under {min_shrink}"
         ))
     }
-}
-
-/// A Pangu master (its namespace in a store under `dir`) and one chunkserver beside it,
-/// as `feitian up` starts them. Their tasks end with the runtime.
-async fn start_pangu(dir: &Path) -> anyhow::Result<(Arc<Master>, PathBuf)> {
-    let chunks = dir.join("chunks");
-    std::fs::create_dir_all(&chunks)?;
-    let store = Store::open(&dir.join("meta.db"))?;
-    let master = Master::open(store, MasterConfig::new(1))?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let master_addr = listener.local_addr()?.to_string();
-    let never = std::future::pending::<()>;
-    tokio::spawn(feitian_pangu::serve::serve(listener, master::router(master.clone()), DEFAULT_LIMITS, never()));
-    tokio::spawn(master.clone().run(never()));
-    let node = NodeConfig {
-        master: master_addr,
-        dir: chunks.clone(),
-        rack: "local".into(),
-        listen: "127.0.0.1:0".parse()?,
-        advertise: None,
-        capacity_bytes: 1 << 40,
-        flow: DEFAULT_FLOW,
-        heartbeat: Duration::from_secs(1),
-        scrub: None,
-        secret: master.config().secret.clone(),
-    };
-    node::start_beside(&master, node, never()).await?;
-    Ok((master, chunks))
 }
 
 /// The bytes of piece `i` in round `round`: random, and the same for the same seed, so a
@@ -278,7 +249,7 @@ async fn run(args: Args, dir: &Path) -> anyhow::Result<(Vec<Row>, Vec<String>)> 
     if args.piece == 0 || !args.piece.is_multiple_of(block) || args.written < args.piece || args.size < args.written {
         bail!("--piece must be a non-zero multiple of 4 KiB, --written at least one piece, --size at least --written");
     }
-    let (master, chunks) = start_pangu(dir).await?;
+    let (master, chunks) = local_pangu::start(dir).await?;
     let store = Arc::new(PanguStore::new(Pangu::in_process(master.clone())));
     store.create(VOLUME, args.size, None).await.context("create the volume")?;
     let pieces = args.written / args.piece;
