@@ -113,10 +113,15 @@ class Net:
         return base64.b64decode(out["ConsoleOutput"]).decode(errors="replace")
 
 
+def ssh_options(net):
+    """The options every OpenSSH client (ssh, scp, sftp) logs in to a test guest with."""
+    return ["-i", str(net.keyfile), "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+            "-o", "BatchMode=yes", "-o", "ConnectTimeout=5", "-o", "LogLevel=ERROR"]
+
+
 def ssh(net, ip, command, timeout=30):
     return subprocess.run(
-        ["ssh", "-i", str(net.keyfile), "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-         "-o", "BatchMode=yes", "-o", "ConnectTimeout=5", "-o", "LogLevel=ERROR", f"root@{ip}", command],
+        ["ssh", *ssh_options(net), f"root@{ip}", command],
         capture_output=True, text=True, errors="replace", timeout=timeout,
     )
 

@@ -8,8 +8,11 @@
 //!   ACPI button and evdev modules and an `/init` ([`GUEST_INITRAMFS_INIT`]) that loads them,
 //!   waits for `/dev/vda`, mounts it and `switch_root`s to busybox init on it;
 //! - `rootfs.qcow2`: an ext4 disk (`/dev/vda`) with busybox and its applet links, `dropbear`
-//!   (from `dropbear-bin`) with the shared libraries it needs and the dynamic loader, the same
-//!   modules, and a tiny cloud-init written as busybox shell scripts (`crates/compute/guest/`).
+//!   (from `dropbear-bin`), OpenSSH's `scp` (from `openssh-client`, for the legacy `scp -t`/`-f`
+//!   protocol that Packer's SCP uploads drive) and `sftp-server` (from `openssh-sftp-server`, at
+//!   `/usr/lib/sftp-server`, where Debian's dropbear runs it for the `sftp` subsystem that
+//!   Ansible and OpenSSH 9's `scp` use), with the shared libraries they need and the dynamic
+//!   loader, `resize2fs` and `mke2fs`, the same modules, and a tiny cloud-init written as busybox shell scripts (`crates/compute/guest/`).
 //!   Instances get qcow2 overlays with this file as their backing file, so it is never changed
 //!   once built;
 //! - `image.json`: the [`Manifest`] (packages and versions, the kernel command line base).
@@ -98,16 +101,31 @@ pub const METADATA_ADDR: Ipv4Addr = Ipv4Addr::new(100, 100, 100, 200);
 /// The layout version of the files and of [`Manifest`].
 const FORMAT: u32 = 1;
 const MANIFEST_FILE: &str = "image.json";
-const BASE_PACKAGES: &[&str] = &["busybox-static", "dropbear-bin", "e2fsprogs"];
+const BASE_PACKAGES: &[&str] =
+    &["busybox-static", "dropbear-bin", "e2fsprogs", "openssh-client", "openssh-sftp-server"];
+/// Packages whose dependencies are not fetched: busybox-static is self-contained, and the
+/// OpenSSH files the image takes ([`SCP_FILES`], [`SFTP_FILES`]) need only libc (dropbear's
+/// closure brings it), while the packages depend on what `ssh`, `ssh-agent` and the user set-up
+/// need (Kerberos, FIDO, OpenSSL, SELinux, `adduser`, `passwd`: some 20 packages more to
+/// download). Should a new version need another library, the library closure in `rootfs`
+/// fails the build naming it, rather than making a guest whose program cannot start.
+const DEPENDS_NOT_FOLLOWED: &[&str] = &["busybox-static", "openssh-client", "openssh-sftp-server"];
 /// The dropbear files installed (from `dropbear-bin`).
 const DROPBEAR_FILES: &[&str] =
     &["usr/sbin/dropbear", "usr/bin/dropbearkey", "usr/bin/dbclient", "usr/bin/dropbearconvert"];
+/// From `openssh-client`: only `scp`, which the remote side of an SCP transfer runs as
+/// `scp -t DIR` (upload) or `scp -f FILE` (download); it needs no `ssh` for that.
+const SCP_FILES: &[&str] = &["usr/bin/scp"];
+/// From `openssh-sftp-server`: Debian's dropbear runs `/usr/lib/sftp-server` for the `sftp`
+/// subsystem (its `SFTPSERVER_PATH`); the package has it there as a link to
+/// `openssh/sftp-server`, which the image holds as one file at the path dropbear uses.
+const SFTP_FILES: &[&str] = &["usr/lib/sftp-server"];
 /// From `e2fsprogs`: the guest grows its root file system to fill the system disk at boot,
 /// and makes file systems on its data disks (ext4, whose inode tables are initialised lazily:
 /// busybox's mke2fs writes every one of them, gigabytes on a large disk).
 const E2FS_FILES: &[&str] = &["sbin/resize2fs", "sbin/mke2fs"];
 /// Files the image cannot do without.
-const REQUIRED_FILES: &[&str] = &["usr/sbin/dropbear", "sbin/resize2fs"];
+const REQUIRED_FILES: &[&str] = &["usr/sbin/dropbear", "sbin/resize2fs", "usr/bin/scp", "usr/lib/sftp-server"];
 /// Kernel modules the guest needs, in a sensible load order (dependencies are added and put
 /// first from each module's `.modinfo`). `true`: the build fails without it (unless built in).
 const GUEST_MODULES: &[(&str, bool)] = &[
@@ -333,7 +351,14 @@ pub fn guest_digest() -> String {
     for (m, _) in GUEST_MODULES {
         h.update(m.as_bytes());
     }
-    for f in BASE_PACKAGES.iter().chain(DROPBEAR_FILES).chain(E2FS_FILES) {
+    for f in BASE_PACKAGES
+        .iter()
+        .chain(DEPENDS_NOT_FOLLOWED)
+        .chain(DROPBEAR_FILES)
+        .chain(E2FS_FILES)
+        .chain(SCP_FILES)
+        .chain(SFTP_FILES)
+    {
         h.update(f.as_bytes());
         h.update([0]);
     }
@@ -395,11 +420,13 @@ fn build_in(
     })?;
     let mut pkgs: Vec<AptPackage> = first[1..].to_vec();
     let mut seen: BTreeSet<String> = pkgs.iter().map(|p| p.name.clone()).collect();
-    // busybox-static is self-contained and the kernel needs nothing in the guest; the rest is
-    // the shared-library closure of dropbear and resize2fs (Depends and Pre-Depends,
-    // recursively).
+    // The kernel needs nothing in the guest and DEPENDS_NOT_FOLLOWED are taken alone; the rest
+    // is what the shared-library closure of dropbear and e2fsprogs' programs comes from
+    // (Depends and Pre-Depends, recursively).
     let mut level: Vec<String> = vec![kernel_name.clone()];
-    level.extend(pkgs.iter().filter(|p| p.name != "busybox-static").flat_map(|p| p.depends.clone()));
+    level.extend(
+        pkgs.iter().filter(|p| !DEPENDS_NOT_FOLLOWED.contains(&p.name.as_str())).flat_map(|p| p.depends.clone()),
+    );
     loop {
         level.retain(|n| seen.insert(n.clone()));
         if level.is_empty() {
@@ -424,6 +451,8 @@ fn build_in(
     let bbroot = &roots["busybox-static"];
     let dbroot = &roots["dropbear-bin"];
     let e2root = &roots["e2fsprogs"];
+    let scproot = &roots["openssh-client"];
+    let sftproot = &roots["openssh-sftp-server"];
 
     // The kernel.
     let release = kmod::kernel_release(kroot)?;
@@ -455,7 +484,12 @@ fn build_in(
     // The root file system.
     progress("assembling the root file system");
     let tree = work.join("rootfs");
-    let programs = [(dbroot.as_path(), DROPBEAR_FILES), (e2root.as_path(), E2FS_FILES)];
+    let programs = [
+        (dbroot.as_path(), DROPBEAR_FILES),
+        (e2root.as_path(), E2FS_FILES),
+        (scproot.as_path(), SCP_FILES),
+        (sftproot.as_path(), SFTP_FILES),
+    ];
     rootfs::assemble_rootfs(&tree, &busybox, &applets, &programs, &roots, &pkgs, kroot, &release, &modules)?;
     rootfs::make_disk(&tree, &work, &staged.rootfs(), progress)?;
 
@@ -522,6 +556,22 @@ mod tests {
              feitian.mac=52:54:00:ab:cd:ef feitian.hostname=web1x"
         );
         assert_eq!(kernel_cmdline("a b", &GuestParams::default()), "a b");
+    }
+
+    #[test]
+    fn the_recipe_is_consistent() {
+        // Every required file is one the build installs, and every package taken without its
+        // dependencies is one it fetches.
+        let installed: Vec<&str> =
+            [DROPBEAR_FILES, E2FS_FILES, SCP_FILES, SFTP_FILES].iter().flat_map(|l| l.iter().copied()).collect();
+        for f in REQUIRED_FILES {
+            assert!(installed.contains(f), "{f} is required but not installed");
+        }
+        for p in DEPENDS_NOT_FOLLOWED {
+            assert!(BASE_PACKAGES.contains(p), "{p} is not fetched");
+        }
+        // dropbear runs the sftp subsystem from this path (Debian 12's SFTPSERVER_PATH).
+        assert!(SFTP_FILES.contains(&"usr/lib/sftp-server"));
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! The guest's root file system: the tree (busybox and its applet links, dropbear and
-//! resize2fs with exactly the shared libraries they need, found by reading their ELF headers
+//! The guest's root file system: the tree (busybox and its applet links, dropbear, resize2fs,
+//! scp and sftp-server with exactly the shared libraries they need, found by reading their ELF headers
 //! in the unpacked packages rather than installing the packages, the kernel modules, `/etc`
 //! and the guest scripts) and the disk made of it (ext4 by `mke2fs -d`, converted to qcow2).
 //! Paths from packages are resolved as if the package were `/`, never outside it, so an odd
@@ -83,8 +83,8 @@ pub(super) fn assemble_rootfs(
         }
     }
 
-    // dropbear and e2fsprogs' programs, their shared libraries (resolved from the unpacked packages,
-    // recursively) and the dynamic loader.
+    // dropbear's, e2fsprogs' and OpenSSH's programs, their shared libraries (resolved from the
+    // unpacked packages, recursively) and the dynamic loader.
     let lib_roots: Vec<&PathBuf> = pkgs
         .iter()
         .filter(|p| p.name != "busybox-static" && !p.name.starts_with("linux-image-"))
@@ -92,13 +92,15 @@ pub(super) fn assemble_rootfs(
         .collect();
     let mut needed: Vec<String> = Vec::new();
     let mut interps: BTreeSet<String> = BTreeSet::new();
-    for (f, src) in programs.iter().flat_map(|(dir, files)| files.iter().map(move |f| (f, dir.join(f)))) {
-        if !src.is_file() {
+    for (dir, f) in programs.iter().flat_map(|(dir, files)| files.iter().map(move |f| (*dir, f))) {
+        // Resolved inside the package (a listed path may be a link in it, as sftp-server's is),
+        // so that a link's target is the package's file, never the host's.
+        let Some(src) = resolve_in_root(dir, f).filter(|p| p.is_file()) else {
             if REQUIRED_FILES.contains(f) {
                 return Err(ImageError::Recipe(format!("no unpacked package has {f}")));
             }
             continue;
-        }
+        };
         let bytes = fs::read(&src).map_err(|e| ImageError::io(format!("reading {}", src.display()), e))?;
         let elf = Elf::parse(&bytes).ok_or_else(|| ImageError::Recipe(format!("{f} is not an x86-64 ELF file")))?;
         needed.extend(elf.needed());
@@ -118,7 +120,10 @@ pub(super) fn assemble_rootfs(
             continue;
         }
         let src = find_library(&lib_roots, &soname).ok_or_else(|| {
-            ImageError::Recipe(format!("no unpacked package provides {soname}, which dropbear or resize2fs needs"))
+            ImageError::Recipe(format!(
+                "no unpacked package provides {soname}, which a program of the image needs (a package in \
+                 DEPENDS_NOT_FOLLOWED may now need a library)"
+            ))
         })?;
         let bytes = fs::read(&src).map_err(|e| ImageError::io(format!("reading {}", src.display()), e))?;
         if let Some(elf) = Elf::parse(&bytes) {
