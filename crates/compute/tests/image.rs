@@ -342,7 +342,14 @@ fn builtin_image_builds_boots_and_follows_the_guest_contract() {
     assert_eq!(layout, image::layout(&images));
     assert_eq!(manifest.kernel_cmdline_base, image::KERNEL_CMDLINE_BASE);
     assert!(manifest.kernel_package.name.starts_with("linux-image-"), "{manifest:?}");
-    for p in ["busybox-static", "dropbear-bin", "libc6", &manifest.kernel_package.name] {
+    for p in [
+        "busybox-static",
+        "dropbear-bin",
+        "openssh-client",
+        "openssh-sftp-server",
+        "libc6",
+        &manifest.kernel_package.name,
+    ] {
         assert!(manifest.packages.iter().any(|q| q.name == *p && !q.version.is_empty()), "{p} in {manifest:?}");
     }
     let size = |p: PathBuf| std::fs::metadata(p).unwrap().len();
