@@ -393,7 +393,7 @@ impl ChunkFile {
         let (state, valid_end) =
             keep_verified_tail(id, (&paths.data, &data), replay.header.max_size, durable, replay.tail)?;
         if valid_end < file_len {
-            warn!(chunk = %id, bytes = file_len - valid_end, "discarding unsynced metadata records after a crash");
+            warn!(chunk = %id, bytes = file_len - valid_end, "discarding a torn or unsynced tail of the metadata log");
             meta.set_len(valid_end).map_err(io_error(&paths.meta))?;
             meta.sync_data().map_err(io_error(&paths.meta))?;
         }
