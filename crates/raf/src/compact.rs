@@ -50,16 +50,16 @@ pub struct CompactionReport {
 /// already does).
 pub(crate) async fn write_checkpoint(shared: &Shared) -> Result<(), RafError> {
     let mut last = shared.checkpoint_lock.lock().await;
-    let (index, next_seq, covers) = {
+    let (index, changes, next_seq, covers) = {
         let mut state = shared.state.lock();
         if state.position == *last {
             return Ok(());
         }
         state.since_checkpoint = 0;
-        (state.index.clone(), state.next_seq, state.position)
+        (state.index.clone(), state.changes.clone(), state.next_seq, state.position)
     };
-    let bytes = checkpoint::encode(&index, next_seq, covers);
-    drop(index);
+    let bytes = checkpoint::encode(&index, &changes, next_seq, covers);
+    drop((index, changes));
     let mut file = shared.store.new_checkpoint_file(&shared.name, shared.epoch).await?;
     for piece in bytes.chunks(CHECKPOINT_PIECE) {
         file.append(Bytes::copy_from_slice(piece)).await?;

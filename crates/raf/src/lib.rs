@@ -12,6 +12,7 @@
 //!   segment (pure).
 //! - [`record`]: the log record codec; a torn tail is a clean stop, a bad CRC is an error
 //!   (pure).
+//! - [`changes`]: when each 1 MiB range last changed, for incremental snapshots (pure).
 //! - [`checkpoint`]: the index written out with the log position it covers (pure).
 //! - [`coalesce`]: the pieces of one read merged into fewer store reads (pure).
 //! - [`flow`]: compaction's token bucket and its share of each append (pure).
@@ -19,6 +20,7 @@
 //! - [`Raf`] (`volume`): the engine; `writer` (group commit), `replay` (open), `compact`
 //!   (checkpoints and compaction) are its parts.
 
+pub mod changes;
 pub mod checkpoint;
 pub mod coalesce;
 mod compact;

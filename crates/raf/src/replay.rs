@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::changes::Changes;
 use crate::checkpoint::{self, Position};
 use crate::error::RafError;
 use crate::index::{Index, Location, Target};
@@ -26,6 +27,7 @@ pub(crate) struct SegmentInfo {
 #[derive(Debug)]
 pub(crate) struct Loaded {
     pub index: Index,
+    pub changes: Changes,
     /// The seq the next record gets.
     pub next_seq: u64,
     /// The end of the log.
@@ -35,21 +37,29 @@ pub(crate) struct Loaded {
     pub segments: BTreeMap<u64, SegmentInfo>,
 }
 
-/// Applies one record whose blocks (if any) are at `at` to the index; returns the blocks
-/// it changed (a Move changes only those still where it copied them from).
-pub(crate) fn apply(index: &mut Index, kind: Kind, lba: u64, nblocks: u32, at: Location) -> u64 {
+/// Applies record `seq`, whose blocks (if any) are at `at`, to the index and the change
+/// sequences; returns the blocks it changed (a Move changes only those still where it
+/// copied them from, and changes no range's contents).
+pub(crate) fn apply(
+    (index, changes): (&mut Index, &mut Changes),
+    kind: Kind,
+    (lba, nblocks): (u64, u32),
+    at: Location,
+    seq: u64,
+) -> u64 {
     let n = u64::from(nblocks);
     match kind {
         Kind::Write => index.map(lba, n, Target::Data(at)),
         Kind::Zero => index.map(lba, n, Target::Zero),
         Kind::Move { from } => return index.remap_if(lba, n, from, at),
     }
+    changes.record(lba, n, seq);
     n
 }
 
 /// Loads the volume `lease` describes.
 pub(crate) async fn load(store: &dyn LogStore, lease: &Lease) -> Result<Loaded, RafError> {
-    let (mut index, mut next_seq, covered) = match &lease.checkpoint {
+    let (mut index, mut changes, mut next_seq, covered) = match &lease.checkpoint {
         Some(c) => {
             let header = store.read(c.file, 0, checkpoint::HEADER_LEN as u64).await?;
             let total = checkpoint::total_len(&header)?;
@@ -58,9 +68,9 @@ pub(crate) async fn load(store: &dyn LogStore, lease: &Lease) -> Result<Loaded, 
             if cp.covers != (Position { segment: c.covers_seq, offset: c.covers_offset }) {
                 return Err(RafError::CheckpointMismatch);
             }
-            (cp.index, cp.next_seq, cp.covers)
+            (cp.index, cp.changes, cp.next_seq, cp.covers)
         }
-        None => (Index::new(), 0, Position { segment: 0, offset: 0 }),
+        None => (Index::new(), Changes::new(), 0, Position { segment: 0, offset: 0 }),
     };
     let mut position = covered;
     let mut segments = BTreeMap::new();
@@ -83,11 +93,11 @@ pub(crate) async fn load(store: &dyn LogStore, lease: &Lease) -> Result<Loaded, 
                     return Err(RafError::SeqGap { segment: seg.seq, expected: next_seq, found: r.seq });
                 }
                 let at = Location { segment: seg.seq, offset: start + r.data_at as u64 };
-                apply(&mut index, r.kind, r.lba, r.nblocks, at);
+                apply((&mut index, &mut changes), r.kind, (r.lba, r.nblocks), at, r.seq);
                 next_seq += 1;
             }
         }
         position = Position { segment: seg.seq, offset: seg.len };
     }
-    Ok(Loaded { index, next_seq, position, covered, segments })
+    Ok(Loaded { index, changes, next_seq, position, covered, segments })
 }

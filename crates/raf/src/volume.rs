@@ -24,6 +24,7 @@ use parking_lot::Mutex;
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tokio::task::JoinHandle;
 
+use crate::changes::Changes;
 use crate::checkpoint::Position;
 use crate::coalesce;
 use crate::compact::{self, CompactionReport};
@@ -61,6 +62,8 @@ pub struct Stats {
 /// What changes while the volume is open, under one lock.
 pub(crate) struct State {
     pub index: Index,
+    /// When each 1 MiB range last changed (`changes`), for incremental snapshots.
+    pub changes: Changes,
     pub size: u64,
     pub segments: BTreeMap<u64, SegmentInfo>,
     pub next_seq: u64,
@@ -170,6 +173,7 @@ impl Raf {
             epoch: lease.epoch,
             state: Mutex::new(State {
                 index: loaded.index,
+                changes: loaded.changes,
                 size: lease.size_bytes,
                 segments: loaded.segments,
                 next_seq: loaded.next_seq,
@@ -381,6 +385,18 @@ impl Raf {
             segments: state.segments.len(),
             extents: state.index.extent_count(),
         }
+    }
+
+    /// The sequence number the next record will get: an instant in the volume's stream of
+    /// records, to ask [`Raf::changed_since`] about later.
+    pub fn next_seq(&self) -> u64 {
+        self.shared.state.lock().next_seq
+    }
+
+    /// The 1 MiB ranges (of [`crate::changes::RANGE_BLOCKS`] blocks) that guest writes or
+    /// trims touched since the instant `next_seq` was taken, in order.
+    pub fn changed_since(&self, next_seq: u64) -> Vec<u64> {
+        self.shared.state.lock().changes.changed_since(next_seq).collect()
     }
 
     /// Runs one compaction pass now.

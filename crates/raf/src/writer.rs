@@ -196,10 +196,12 @@ impl Writer {
         };
         let mut moved = Vec::with_capacity(items.len());
         let checkpoint_due = {
-            let mut state = self.shared.state.lock();
-            for &(kind, lba, nblocks, data_at) in &placed {
+            let mut guard = self.shared.state.lock();
+            let state = &mut *guard;
+            for (i, &(kind, lba, nblocks, data_at)) in placed.iter().enumerate() {
                 let at = Location { segment: self.segment, offset: start + data_at };
-                moved.push(apply(&mut state.index, kind, lba, nblocks, at));
+                let seq = first_seq + i as u64;
+                moved.push(apply((&mut state.index, &mut state.changes), kind, (lba, nblocks), at, seq));
             }
             let len = self.appender.as_ref().map_or(0, |a| a.len());
             if let Some(seg) = state.segments.get_mut(&self.segment) {
