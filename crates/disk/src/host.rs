@@ -7,6 +7,12 @@
 //! for the disk reconciler. A volume being served is grown through its open engine, and its
 //! connection is dropped so that QEMU reconnects and learns the new size.
 //!
+//! Operations on one volume (serve, stop, grow, delete) are serialised by a lock of that
+//! volume's own; the map of served volumes is held only to look up, insert and remove, never
+//! across a Pangu call. So a volume whose open is slow (its acquire waits for a chunkserver
+//! to answer a seal) holds up nothing but itself: other guests' disks still start, stop and
+//! grow.
+//!
 //! The logical image volumes the control plane names (`img-<image id>`) map to the frozen
 //! volumes this host imported ([`DiskHost::set_image_volume`]): the name of an imported
 //! image's volume carries its content's digest, so a rebuilt image never reuses the volume of
@@ -32,6 +38,8 @@ pub enum HostError {
     Server { volume: String, source: ServerError },
     #[error("volume {0} is being served to a guest: stop its instance first")]
     Busy(String),
+    #[error("volume {0}: the host's disk service is shutting down")]
+    Stopped(String),
 }
 
 struct Served {
@@ -44,7 +52,11 @@ struct Served {
 pub struct DiskHost {
     store: PanguStore,
     config: Config,
-    served: tokio::sync::Mutex<HashMap<String, Served>>,
+    served: parking_lot::Mutex<HashMap<String, Served>>,
+    /// One lock per volume, for operations that must not interleave on it.
+    volume_locks: parking_lot::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Set by [`DiskHost::stop_all`]: nothing is served any more.
+    stopped: std::sync::atomic::AtomicBool,
     /// Logical image volume (`img-<image id>`) → the frozen volume holding its bytes.
     images: parking_lot::Mutex<HashMap<String, String>>,
 }
@@ -54,7 +66,9 @@ impl DiskHost {
         Arc::new(DiskHost {
             store,
             config,
-            served: tokio::sync::Mutex::new(HashMap::new()),
+            served: parking_lot::Mutex::new(HashMap::new()),
+            volume_locks: parking_lot::Mutex::new(HashMap::new()),
+            stopped: std::sync::atomic::AtomicBool::new(false),
             images: parking_lot::Mutex::new(HashMap::new()),
         })
     }
@@ -67,6 +81,11 @@ impl DiskHost {
     /// `logical`.
     pub fn set_image_volume(&self, logical: &str, volume: &str) {
         self.images.lock().insert(logical.to_owned(), volume.to_owned());
+    }
+
+    /// The lock of `volume`'s operations.
+    fn volume_lock(&self, volume: &str) -> Arc<tokio::sync::Mutex<()>> {
+        self.volume_locks.lock().entry(volume.to_owned()).or_default().clone()
     }
 
     fn resolve(&self, parent: Option<String>) -> Option<String> {
@@ -83,14 +102,22 @@ impl DiskHost {
         client_uid: u32,
         limits: Option<Limits>,
     ) -> Result<PathBuf, HostError> {
-        let mut served = self.served.lock().await;
-        if let Some(s) = served.get(volume) {
-            if s.dir == dir {
-                return Ok(s.server.socket_path().to_owned());
+        let lock = self.volume_lock(volume);
+        let _one_at_a_time = lock.lock().await;
+        let old = {
+            let mut served = self.served.lock();
+            if let Some(s) = served.get(volume) {
+                if s.dir == dir {
+                    return Ok(s.server.socket_path().to_owned());
+                }
             }
-        }
-        if let Some(old) = served.remove(volume) {
+            served.remove(volume)
+        };
+        if let Some(old) = old {
             close(volume, old).await;
+        }
+        if self.stopped.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(HostError::Stopped(volume.to_owned()));
         }
         let store: Arc<dyn LogStore> = Arc::new(self.store.clone());
         let raf = Raf::open(store, volume, self.config.clone())
@@ -106,22 +133,32 @@ impl DiskHost {
             }
         };
         let path = server.socket_path().to_owned();
-        served.insert(volume.to_owned(), Served { raf, server, dir: dir.to_owned() });
+        let served = Served { raf, server, dir: dir.to_owned() };
+        // A shutdown that began while the volume opened: it is not left serving.
+        if self.stopped.load(std::sync::atomic::Ordering::SeqCst) {
+            close(volume, served).await;
+            return Err(HostError::Stopped(volume.to_owned()));
+        }
+        self.served.lock().insert(volume.to_owned(), served);
         Ok(path)
     }
 
     /// Stops serving `volume` (its connection's requests in flight finish first) and closes
     /// it (a checkpoint). Idempotent.
     pub async fn stop(&self, volume: &str) {
-        let old = self.served.lock().await.remove(volume);
+        let lock = self.volume_lock(volume);
+        let _one_at_a_time = lock.lock().await;
+        let old = self.served.lock().remove(volume);
         if let Some(old) = old {
             close(volume, old).await;
         }
     }
 
-    /// Stops every server (feitian's shutdown; guests were stopped first).
+    /// Stops every server (feitian's shutdown; guests were stopped first); nothing is
+    /// served after it.
     pub async fn stop_all(&self) {
-        let all: Vec<(String, Served)> = self.served.lock().await.drain().collect();
+        self.stopped.store(true, std::sync::atomic::Ordering::SeqCst);
+        let all: Vec<(String, Served)> = self.served.lock().drain().collect();
         for (volume, s) in all {
             close(&volume, s).await;
         }
@@ -129,26 +166,30 @@ impl DiskHost {
 
     /// Whether `volume` is being served.
     pub async fn is_served(&self, volume: &str) -> bool {
-        self.served.lock().await.contains_key(volume)
+        self.served.lock().contains_key(volume)
     }
 
     /// The open engine of a served volume (tests, statistics).
     pub async fn raf(&self, volume: &str) -> Option<Arc<Raf>> {
-        self.served.lock().await.get(volume).map(|s| s.raf.clone())
+        self.served.lock().get(volume).map(|s| s.raf.clone())
     }
 
     /// Grows `volume` to `size` bytes: through its engine when served (then its connection is
     /// dropped, so QEMU reconnects and reads the new size), in the registry otherwise.
     pub async fn grow(&self, volume: &str, size: u64) -> Result<(), HostError> {
-        let served = self.served.lock().await;
-        if let Some(s) = served.get(volume) {
-            if s.raf.size() < size {
-                s.raf.resize(size).await.map_err(|source| HostError::Raf { volume: volume.to_owned(), source })?;
-                s.server.disconnect();
+        let lock = self.volume_lock(volume);
+        let _one_at_a_time = lock.lock().await;
+        let raf = self.served.lock().get(volume).map(|s| s.raf.clone());
+        if let Some(raf) = raf {
+            if raf.size() < size {
+                raf.resize(size).await.map_err(|source| HostError::Raf { volume: volume.to_owned(), source })?;
+                // The volume's lock kept it served meanwhile.
+                if let Some(s) = self.served.lock().get(volume) {
+                    s.server.disconnect();
+                }
             }
             return Ok(());
         }
-        drop(served);
         let lease = self.describe(volume).await?;
         if lease.size_bytes < size {
             self.store.resize(volume, lease.epoch, size).await.map_err(|source| store_err(volume, source))?;
@@ -172,13 +213,21 @@ impl DiskHost {
 
     async fn delete_volume(&self, name: &str) -> Result<(), HostError> {
         self.stop(name).await;
-        match self.store.pangu().volume_delete(name).await {
+        let deleted = match self.store.pangu().volume_delete(name).await {
             Ok(()) => Ok(()),
             Err(e) => match feitian_raf::pangu::store_error(e) {
                 StoreError::NotFound(_) => Ok(()),
                 source => Err(store_err(name, source)),
             },
+        };
+        if deleted.is_ok() {
+            // The volume is gone: its lock goes too, unless an operation holds it still.
+            let mut locks = self.volume_locks.lock();
+            if locks.get(name).is_some_and(|l| Arc::strong_count(l) == 1) {
+                locks.remove(name);
+            }
         }
+        deleted
     }
 }
 
@@ -237,5 +286,82 @@ impl VolumeService for DiskHost {
                 Err(source) => Err(message(store_err(&name, source))),
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use feitian_pangu::chunkserver::DEFAULT_FLOW;
+    use feitian_pangu::client::Pangu;
+    use feitian_pangu::master::{self, Master, MasterConfig};
+    use feitian_pangu::node::{self, NodeConfig};
+    use feitian_pangu::serve::DEFAULT_LIMITS;
+    use std::time::Duration;
+
+    /// A host on a Pangu master with one chunkserver beside it, in `dir`.
+    async fn host(dir: &Path) -> Arc<DiskHost> {
+        let chunks = dir.join("chunks");
+        std::fs::create_dir_all(&chunks).unwrap();
+        let store = feitian_meta::Store::open(&dir.join("meta.db")).unwrap();
+        let master = Master::open(store, MasterConfig::new(1)).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let master_addr = listener.local_addr().unwrap().to_string();
+        let never = std::future::pending::<()>;
+        tokio::spawn(feitian_pangu::serve::serve(listener, master::router(master.clone()), DEFAULT_LIMITS, never()));
+        tokio::spawn(master.clone().run(never()));
+        let node = NodeConfig {
+            master: master_addr,
+            dir: chunks,
+            rack: "local".into(),
+            listen: "127.0.0.1:0".parse().unwrap(),
+            advertise: None,
+            capacity_bytes: 1 << 40,
+            flow: DEFAULT_FLOW,
+            heartbeat: Duration::from_secs(1),
+            scrub: None,
+            secret: master.config().secret.clone(),
+        };
+        node::start_beside(&master, node, never()).await.unwrap();
+        DiskHost::new(PanguStore::new(Pangu::in_process(master)), Config::default())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_operation_held_up_on_one_volume_holds_up_no_other() {
+        let tmp = tempfile::tempdir().unwrap();
+        let host = host(tmp.path()).await;
+        let socks = tmp.path().join("sockets");
+        std::fs::create_dir_all(&socks).unwrap();
+        let uid = current_uid();
+        for v in ["d-a", "d-b"] {
+            VolumeService::create(&*host, v.to_owned(), 1 << 30, None).await.unwrap();
+        }
+        // Something slow on d-a (as an open whose acquire waits for a chunkserver).
+        let lock = host.volume_lock("d-a");
+        let slow = lock.lock().await;
+        let (h, dir) = (host.clone(), socks.clone());
+        let serve_a = tokio::spawn(async move { h.serve("d-a", &dir, uid, None).await });
+        // d-b starts, grows and stops meanwhile (a generous bound, only against a deadlock).
+        let b = async {
+            let path = host.serve("d-b", &socks, uid, None).await.unwrap();
+            assert!(path.exists());
+            host.grow("d-b", 2 << 30).await.unwrap();
+            assert_eq!(host.raf("d-b").await.unwrap().size(), 2 << 30);
+            host.stop("d-b").await;
+        };
+        tokio::time::timeout(Duration::from_secs(120), b).await.expect("d-b was held up by d-a");
+        assert!(!serve_a.is_finished(), "d-a was served while its operation was held up");
+        drop(slow);
+        let path = serve_a.await.unwrap().unwrap();
+        assert!(path.exists() && host.is_served("d-a").await);
+        // After the shutdown nothing is served, and nothing can be.
+        host.stop_all().await;
+        assert!(!host.is_served("d-a").await);
+        assert!(matches!(host.serve("d-b", &socks, uid, None).await, Err(HostError::Stopped(_))));
+    }
+
+    fn current_uid() -> u32 {
+        // SAFETY: getuid cannot fail and has no preconditions.
+        unsafe { libc::getuid() }
     }
 }
