@@ -292,37 +292,12 @@ impl VolumeService for DiskHost {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use feitian_pangu::chunkserver::DEFAULT_FLOW;
     use feitian_pangu::client::Pangu;
-    use feitian_pangu::master::{self, Master, MasterConfig};
-    use feitian_pangu::node::{self, NodeConfig};
-    use feitian_pangu::serve::DEFAULT_LIMITS;
     use std::time::Duration;
 
     /// A host on a Pangu master with one chunkserver beside it, in `dir`.
     async fn host(dir: &Path) -> Arc<DiskHost> {
-        let chunks = dir.join("chunks");
-        std::fs::create_dir_all(&chunks).unwrap();
-        let store = feitian_meta::Store::open(&dir.join("meta.db")).unwrap();
-        let master = Master::open(store, MasterConfig::new(1)).unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let master_addr = listener.local_addr().unwrap().to_string();
-        let never = std::future::pending::<()>;
-        tokio::spawn(feitian_pangu::serve::serve(listener, master::router(master.clone()), DEFAULT_LIMITS, never()));
-        tokio::spawn(master.clone().run(never()));
-        let node = NodeConfig {
-            master: master_addr,
-            dir: chunks,
-            rack: "local".into(),
-            listen: "127.0.0.1:0".parse().unwrap(),
-            advertise: None,
-            capacity_bytes: 1 << 40,
-            flow: DEFAULT_FLOW,
-            heartbeat: Duration::from_secs(1),
-            scrub: None,
-            secret: master.config().secret.clone(),
-        };
-        node::start_beside(&master, node, never()).await.unwrap();
+        let (master, _) = feitian_pangu::test_support::single_node(dir).await;
         DiskHost::new(PanguStore::new(Pangu::in_process(master)), Config::default())
     }
 

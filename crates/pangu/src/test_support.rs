@@ -201,3 +201,33 @@ impl Cluster {
 pub fn live(s: &MasterStatus) -> usize {
     s.servers.iter().filter(|v| v.live).count()
 }
+
+/// A master (its namespace in a store under `dir`) and one chunkserver beside it in the
+/// same process, its replicas under `dir/chunks`, as `feitian up` starts them (replication
+/// 1): for tests and benchmarks that need a real Pangu but no faults. Their tasks end with
+/// the runtime. Returns the master and the chunkserver's directory.
+pub async fn single_node(dir: &Path) -> (Arc<Master>, PathBuf) {
+    let chunks = dir.join("chunks");
+    std::fs::create_dir_all(&chunks).expect("the chunk directory");
+    let store = Store::open(&dir.join("meta.db")).expect("the master's store");
+    let master = Master::open(store, MasterConfig::new(1)).expect("master");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("listen");
+    let master_addr = listener.local_addr().expect("address").to_string();
+    let never = std::future::pending::<()>;
+    tokio::spawn(crate::serve::serve(listener, master::router(master.clone()), crate::serve::DEFAULT_LIMITS, never()));
+    tokio::spawn(master.clone().run(never()));
+    let node = NodeConfig {
+        master: master_addr,
+        dir: chunks.clone(),
+        rack: "local".into(),
+        listen: "127.0.0.1:0".parse().expect("an address"),
+        advertise: None,
+        capacity_bytes: 1 << 40,
+        flow: DEFAULT_FLOW,
+        heartbeat: Duration::from_secs(1),
+        scrub: None,
+        secret: master.config().secret.clone(),
+    };
+    node::start_beside(&master, node, never()).await.expect("the chunkserver");
+    (master, chunks)
+}

@@ -5,9 +5,6 @@
 //! limits: the benchmark measures the server and its backend, not Alibaba's ceilings).
 //! The backend is a flag; adding one is one arm of `open_backend`.
 
-#[path = "shared/local_pangu.rs"]
-mod local_pangu;
-
 use anyhow::Context;
 use clap::{Parser, ValueEnum};
 use feitian_disk::{BlockDevice, FileDevice, NbdServer, RafDevice, ServerConfig};
@@ -58,7 +55,7 @@ async fn open_backend(a: &Args) -> anyhow::Result<Arc<dyn BlockDevice>> {
 /// A master (its namespace in a store under `--path`) and one chunkserver beside it, as
 /// `feitian up` starts them, and the volume `--name` on them.
 async fn raf_volume(a: &Args) -> anyhow::Result<Raf> {
-    let (master, _) = local_pangu::start(&a.path).await?;
+    let (master, _) = feitian_pangu::test_support::single_node(&a.path).await;
     let store = PanguStore::new(Pangu::in_process(master));
     match store.create(&a.name, a.size, None).await {
         Ok(()) | Err(StoreError::Exists(_)) => {}

@@ -19,9 +19,6 @@
 //! The exit status is non-zero when a bound of the promise is broken; the bounds are
 //! [`Bounds`].
 
-#[path = "shared/local_pangu.rs"]
-mod local_pangu;
-
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -249,7 +246,7 @@ async fn run(args: Args, dir: &Path) -> anyhow::Result<(Vec<Row>, Vec<String>)> 
     if args.piece == 0 || !args.piece.is_multiple_of(block) || args.written < args.piece || args.size < args.written {
         bail!("--piece must be a non-zero multiple of 4 KiB, --written at least one piece, --size at least --written");
     }
-    let (master, chunks) = local_pangu::start(dir).await?;
+    let (master, chunks) = feitian_pangu::test_support::single_node(dir).await;
     let store = Arc::new(PanguStore::new(Pangu::in_process(master.clone())));
     store.create(VOLUME, args.size, None).await.context("create the volume")?;
     let pieces = args.written / args.piece;
