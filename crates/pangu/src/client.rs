@@ -46,7 +46,7 @@ use tracing::warn;
 use crate::chunk::{checksum, ChunkId, Durability};
 use crate::chunk_client::{ChunkClient, ChunkClientError, ChunkClients};
 use crate::chunkserver::{ErrorCode, MAX_TRANSFER_BYTES};
-use crate::master::{ChunkLocation, FileId, Master};
+use crate::master::{ChunkLocation, FileId, FileLayout, Master};
 use crate::master_client::{MasterClient, MasterClientError};
 use crate::parts::Parts;
 use crate::placement::ServerId;
@@ -179,12 +179,7 @@ impl Pangu {
         let end = offset.checked_add(len).ok_or(PanguError::OutOfRange { file, offset, end: u64::MAX })?;
         let layout = self.master.layout(file).await?;
         let mut pieces = Vec::new();
-        for (i, chunk) in layout.chunks.iter().enumerate() {
-            let chunk_end = match (layout.chunks.get(i + 1), chunk.sealed_len) {
-                (Some(next), _) => next.file_offset,
-                (None, Some(sealed)) => chunk.file_offset + sealed,
-                (None, None) => chunk.file_offset + chunk.max_size,
-            };
+        for (chunk, chunk_end) in layout.chunks.iter().zip(chunk_ends(&layout)) {
             let (from, to) = (offset.max(chunk.file_offset), end.min(chunk_end));
             if from < to {
                 pieces.push((chunk, from - chunk.file_offset, to - from));
@@ -219,16 +214,7 @@ impl Pangu {
             return Ok(ranges.iter().map(|_| Bytes::new()).collect());
         }
         let layout = self.master.layout(file).await?;
-        let ends: Vec<u64> = layout
-            .chunks
-            .iter()
-            .enumerate()
-            .map(|(i, chunk)| match (layout.chunks.get(i + 1), chunk.sealed_len) {
-                (Some(next), _) => next.file_offset,
-                (None, Some(sealed)) => chunk.file_offset + sealed,
-                (None, None) => chunk.file_offset + chunk.max_size,
-            })
-            .collect();
+        let ends = chunk_ends(&layout);
         // Per chunk: (range index, offset in the chunk, length) of each piece, cut so that
         // no batch of one chunk's pieces exceeds a transfer.
         let mut per_chunk: Vec<Vec<(usize, u64, u64)>> = vec![Vec::new(); layout.chunks.len()];
@@ -525,6 +511,21 @@ impl Drop for FileWriter {
             self.pangu.master.writer_gone(open.loc.id);
         }
     }
+}
+
+/// Where each chunk of `layout` ends in the file: at the next chunk's start, at its sealed
+/// length, or (the open last chunk) at its maximum size.
+fn chunk_ends(layout: &FileLayout) -> Vec<u64> {
+    let chunks = &layout.chunks;
+    chunks
+        .iter()
+        .enumerate()
+        .map(|(i, chunk)| match (chunks.get(i + 1), chunk.sealed_len) {
+            (Some(next), _) => next.file_offset,
+            (None, Some(sealed)) => chunk.file_offset + sealed,
+            (None, None) => chunk.file_offset + chunk.max_size,
+        })
+        .collect()
 }
 
 fn describe(e: &ChunkClientError) -> String {
