@@ -25,6 +25,9 @@
 //! - [`report`]: what a host tells the control plane ([`Report`]): status moves by
 //!   compare-and-set, guests that stopped on their own, finished forced stops, disk moves and
 //!   volumes made or deleted.
+//! - [`snapshot`]: disk snapshots: what the control plane wants of each ([`SnapshotTarget`]),
+//!   what the host uploads ([`SnapshotUpload`]) and the region's block objects as a trait
+//!   ([`BlockStore`]); docs/snapshots.md is the contract.
 //! - [`transport`]: the two directions as traits ([`ControlPlane`], [`HostApi`]) and the
 //!   wake-ups ([`Nudges`]).
 //!
@@ -41,6 +44,7 @@ pub mod host;
 pub mod instance;
 pub mod network;
 pub mod report;
+pub mod snapshot;
 pub mod transport;
 
 pub use disk::{image_volume_name, DiskPlan, DiskStatus, DiskTarget, VolumeService};
@@ -48,6 +52,9 @@ pub use host::HostCapacity;
 pub use instance::{Desired, InstancePlan, InstanceStatus, InstanceTarget, NicPlan};
 pub use network::{InstanceMetadata, NicAttachment, VpcPlan};
 pub use report::Report;
+pub use snapshot::{
+    BlockStore, PinInfo, PinRef, RangeBlock, SnapshotBase, SnapshotStatus, SnapshotTarget, SnapshotUpload,
+};
 pub use transport::{ContractError, ControlPlane, Fut, HostApi, Nudges};
 
 #[cfg(test)]
@@ -139,8 +146,33 @@ mod tests {
             Report::DiskMoved { id: "d-1".into(), from: DiskStatus::Detaching, to: DiskStatus::Available },
             Report::VolumeReady { id: "d-1".into(), gib: 40 },
             Report::VolumeDeleted { id: "d-1".into() },
+            Report::SnapshotPinned { id: "s-1".into(), pin: PinInfo { next_seq: 7, size_bytes: 1 << 30 } },
+            Report::SnapshotProgress { id: "s-1".into(), percent: 42 },
+            Report::SnapshotUploaded(SnapshotUpload {
+                id: "s-2".into(),
+                base: Some("s-1".into()),
+                ranges: vec![
+                    RangeBlock { range: 3, block: Some("ab".repeat(32)) },
+                    RangeBlock { range: 9, block: None },
+                ],
+                read_bytes: 2 << 20,
+                stored_bytes: 1 << 20,
+            }),
+            Report::SnapshotFailed { id: "s-1".into(), error: "volume gone".into() },
+            Report::PinReleased { snapshot_id: "s-1".into() },
         ] {
             round_trip(&r);
+        }
+        round_trip(&SnapshotTarget {
+            id: "s-2".into(),
+            volume: "d-1".into(),
+            pinned: Some(PinInfo { next_seq: 9, size_bytes: 1 << 30 }),
+            base: Some(SnapshotBase { snapshot_id: "s-1".into(), next_seq: 7 }),
+        });
+        round_trip(&PinRef { volume: "d-1".into(), snapshot_id: "s-1".into() });
+        for &s in SnapshotStatus::ALL {
+            assert_eq!(SnapshotStatus::parse(s.as_str()), Some(s));
+            assert_eq!(serde_json::to_string(&s).unwrap(), format!("\"{}\"", s.as_str()));
         }
         round_trip(&ContractError::Unavailable("store".into()));
         round_trip(&HostCapacity { vcpus: 8, memory_mib: 32768, memory_available_mib: 20000 });

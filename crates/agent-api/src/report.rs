@@ -5,6 +5,7 @@
 //! never overwrites what the API changed meanwhile (a `StopInstance` that landed while the
 //! guest was booting wins). Times are stamped by the control plane's clock, not the host's.
 
+use crate::snapshot::{PinInfo, SnapshotUpload};
 use crate::{DiskStatus, InstanceStatus};
 use serde::{Deserialize, Serialize};
 
@@ -35,4 +36,18 @@ pub enum Report {
     VolumeReady { id: String, gib: u64 },
     /// The volume of a deleted disk is gone.
     VolumeDeleted { id: String },
+    /// A snapshot's instant is taken (docs/snapshots.md guarantee 1): the control plane
+    /// stamps its `CreationTime` and keeps the pin's sequence for later snapshots' bases.
+    SnapshotPinned { id: String, pin: PinInfo },
+    /// How far a snapshot's upload is, in percent (0 to 99; 100 comes with the commit).
+    SnapshotProgress { id: String, percent: u8 },
+    /// Every block object of a snapshot is stored: the control plane commits it in one
+    /// transaction (manifest, references, `accomplished`), or answers `false` and clears
+    /// the base if the base is gone (the host then uploads it in full).
+    SnapshotUploaded(SnapshotUpload),
+    /// A snapshot cannot be made (its disk's volume is gone, the volume service refused):
+    /// it becomes `failed` with this reason.
+    SnapshotFailed { id: String, error: String },
+    /// The pin of a snapshot is released.
+    PinReleased { snapshot_id: String },
 }

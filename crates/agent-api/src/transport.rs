@@ -1,5 +1,6 @@
 //! The two directions of the contract, as traits, and the wake-ups.
 
+use crate::snapshot::{PinRef, SnapshotTarget};
 use crate::{DiskTarget, HostCapacity, InstancePlan, InstanceTarget, Report, VpcPlan};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
@@ -42,6 +43,16 @@ pub trait ControlPlane: Send + Sync + 'static {
     fn disks_to_reconcile(&self) -> Fut<'_, Vec<DiskTarget>>;
     /// Volumes of deleted disks that the host must delete.
     fn volumes_to_delete(&self) -> Fut<'_, Vec<String>>;
+    /// Snapshots still `progressing` on this host's disks (docs/snapshots.md). The default:
+    /// none (interface first; the planner's implementation replaces it).
+    fn snapshots_to_reconcile(&self) -> Fut<'_, Vec<SnapshotTarget>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
+    /// Pins whose snapshot committed, failed or was deleted: the host releases each and
+    /// reports [`Report::PinReleased`](crate::Report). The default: none.
+    fn pins_to_release(&self) -> Fut<'_, Vec<PinRef>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
     /// Records a report; `true` if it changed anything (a compare-and-set that lost is
     /// `false`).
     fn report(&self, report: Report) -> Fut<'_, bool>;
@@ -64,6 +75,7 @@ pub struct Nudges {
     instances: Arc<Notify>,
     network: Arc<Notify>,
     disks: Arc<Notify>,
+    snapshots: Arc<Notify>,
 }
 
 impl Nudges {
@@ -80,6 +92,10 @@ impl Nudges {
     /// Disks were created, changed state or were deleted.
     pub fn disks_changed(&self) {
         self.disks.notify_one();
+    }
+    /// Snapshots were created or deleted.
+    pub fn snapshots_changed(&self) {
+        self.snapshots.notify_one();
     }
 
     /// Instances and networks (disks have their own nudge).
@@ -98,6 +114,10 @@ impl Nudges {
         self.disks.notified().await
     }
 
+    /// Waits for the next [`Nudges::snapshots_changed`].
+    pub async fn snapshots(&self) {
+        self.snapshots.notified().await
+    }
     /// Waits for the next [`Nudges::network_changed`].
     pub async fn network(&self) {
         self.network.notified().await
