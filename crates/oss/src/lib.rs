@@ -48,3 +48,4 @@ pub mod xml;
 
 pub use errors::OssError;
 pub mod service;
+pub mod system;

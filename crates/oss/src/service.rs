@@ -155,7 +155,7 @@ fn from_api(e: ApiError) -> OssError {
     }
 }
 
-fn from_meta(e: MetaError) -> OssError {
+pub(crate) fn from_meta(e: MetaError) -> OssError {
     if let MetaError::StorageCapacityExceeded { bucket, capacity_gb } = &e {
         return OssError::storage_capacity_exceeded(bucket, *capacity_gb);
     }
@@ -418,6 +418,10 @@ impl Oss {
     async fn put_bucket(&self, r: &Req, body: Body, bucket: &str, caller: Option<&Caller>) -> Result<Answer, OssError> {
         let caller =
             caller.ok_or_else(|| OssError::access_denied("Anonymous access is forbidden for this operation."))?.clone();
+        if crate::system::is_reserved_bucket_name(bucket) {
+            // feitian's own buckets (snapshot blocks): docs/snapshots.md, "The system bucket".
+            return Err(OssError::invalid_bucket_name(bucket));
+        }
         let acl = Acl::parse_bucket(r.header("x-oss-acl").unwrap_or("private"))?;
         let body = axum::body::to_bytes(body, MAX_CONFIG_BODY).await.map_err(|_| OssError::malformed_xml())?;
         let config = xml::requests::parse_create_bucket_configuration(&body)?;
