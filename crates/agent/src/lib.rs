@@ -18,6 +18,11 @@
 //! re-initialises and deletes their volumes through the contract's `VolumeService`, and
 //! hot-plugs them through the compute driver.
 //!
+//! The snapshot reconciler ([`snapshots::SnapshotReconciler`]) takes the instants of disk
+//! snapshots (pins, through `VolumeService`) and uploads their changed blocks to the region's
+//! block store (`BlockStore`), reporting progress and the upload for the control plane to
+//! commit (docs/snapshots.md).
+//!
 //! Restart policy (documented in docs/architecture.md): what should be `Running` is started
 //! again if the driver does not have it running (the `sim` driver loses its model on a
 //! restart, so this restarts those); a guest the `qemu` driver still runs is adopted, after a
@@ -26,6 +31,7 @@
 
 pub mod disks;
 pub mod network;
+pub mod snapshots;
 
 use feitian_agent_api::{
     ContractError, ControlPlane, Desired, Fut, HostApi, HostCapacity, InstanceStatus, InstanceTarget, Nudges, Report,
