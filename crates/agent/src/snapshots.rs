@@ -259,8 +259,11 @@ mod tests {
         data: Vec<u8>,
         seqs: BTreeMap<u64, u64>,
         next_seq: u64,
-        pins: HashMap<String, (Vec<u8>, BTreeMap<u64, u64>, u64)>,
+        pins: HashMap<String, PinCopy>,
     }
+
+    /// A pin of the double: the bytes, the change sequences and the next sequence.
+    type PinCopy = (Vec<u8>, BTreeMap<u64, u64>, u64);
 
     #[derive(Default)]
     struct Volumes {
