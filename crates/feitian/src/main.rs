@@ -8,6 +8,7 @@ mod doctor;
 mod keys;
 mod sgcheck;
 mod signals;
+mod snapshots;
 mod storage;
 mod up;
 

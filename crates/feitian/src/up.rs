@@ -161,6 +161,7 @@ pub fn run(data_dir: &Path, listen: &str, pangu_listen: &str, config: Option<&Pa
                 .map_err(|e| anyhow::anyhow!("cannot reclaim unreferenced object files: {}", e.message))?;
             let oss =
                 feitian_oss::service::Oss::new(store.clone(), keys.clone(), catalog.default_region().clone(), blobs);
+            let blocks = Arc::new(crate::snapshots::SystemBlocks::open(oss.clone()).await?);
             let edge = Edge::with_objects(registry, Authenticator::new(keys), oss, &limits);
             let region = catalog.default_region();
             let zones: Vec<&str> = region.zones.iter().map(|z| z.id.as_str()).collect();
@@ -228,6 +229,14 @@ pub fn run(data_dir: &Path, listen: &str, pangu_listen: &str, config: Option<&Pa
             let disks =
                 feitian_agent::disks::DiskReconciler::new(planner.clone(), compute.driver.clone(), volumes, nudges.clone());
             tokio::spawn(disks.run());
+            let snapshots = feitian_agent::snapshots::SnapshotReconciler::new(
+                planner.clone(),
+                disk_host.clone(),
+                blocks,
+                nudges.clone(),
+                feitian_agent::snapshots::UploadConfig::default(),
+            );
+            tokio::spawn(snapshots.run());
             let reconciler =
                 feitian_agent::InstanceReconciler::new(planner, compute.driver.clone(), nudges, compute.net.clone());
             tokio::spawn(reconciler.clone().run());

@@ -72,6 +72,11 @@ pub fn validate_account_name(name: &str) -> Result<(), MetaError> {
     }
 }
 
+/// The account that owns feitian's own resources (the system buckets of snapshot blocks,
+/// docs/snapshots.md). It has no AccessKey and can get none, so no request is ever signed
+/// for it; users cannot create an account of this name, and listings leave it out.
+pub const SYSTEM_ACCOUNT: &str = "feitian.system";
+
 fn account_named(tx: &Transaction<'_>, name: &str) -> Result<Option<Account>, MetaError> {
     Ok(tx
         .query_row(&format!("SELECT {ACCOUNT_COLS} FROM accounts WHERE name = ?1"), [name], |r| account_at(r, 0))
@@ -81,6 +86,9 @@ fn account_named(tx: &Transaction<'_>, name: &str) -> Result<Option<Account>, Me
 impl Store {
     pub fn create_account(&self, name: &str) -> Result<Account, MetaError> {
         validate_account_name(name)?;
+        if name == SYSTEM_ACCOUNT {
+            return Err(MetaError::Invalid(format!("account name {name:?} is reserved for feitian itself")));
+        }
         self.write(|tx| {
             if account_named(tx, name)?.is_some() {
                 return Err(MetaError::AccountExists(name.to_owned()));
@@ -89,15 +97,25 @@ impl Store {
         })
     }
 
+    /// The system account ([`SYSTEM_ACCOUNT`]), made if it is missing.
+    pub fn ensure_system_account(&self) -> Result<Account, MetaError> {
+        self.write(|tx| match account_named(tx, SYSTEM_ACCOUNT)? {
+            Some(a) => Ok(a),
+            None => insert_account(tx, SYSTEM_ACCOUNT),
+        })
+    }
+
     pub fn account_by_name(&self, name: &str) -> Result<Option<Account>, MetaError> {
         self.read(|tx| account_named(tx, name))
     }
 
+    /// Users' accounts (not the system account).
     pub fn accounts(&self) -> Result<Vec<Account>, MetaError> {
         self.read(|tx| {
-            let mut st =
-                tx.prepare_cached(&format!("SELECT {ACCOUNT_COLS} FROM accounts ORDER BY created_at, name"))?;
-            let rows = st.query_map([], |r| account_at(r, 0))?.collect::<Result<Vec<_>, _>>()?;
+            let mut st = tx.prepare_cached(&format!(
+                "SELECT {ACCOUNT_COLS} FROM accounts WHERE name <> ?1 ORDER BY created_at, name"
+            ))?;
+            let rows = st.query_map([SYSTEM_ACCOUNT], |r| account_at(r, 0))?.collect::<Result<Vec<_>, _>>()?;
             Ok(rows)
         })
     }
@@ -105,6 +123,11 @@ impl Store {
     /// A new key pair for the named account.
     pub fn create_access_key(&self, account_name: &str) -> Result<AccessKey, MetaError> {
         self.write(|tx| {
+            if account_name == SYSTEM_ACCOUNT {
+                return Err(MetaError::Invalid(format!(
+                    "account {account_name:?} is feitian's own and gets no AccessKey"
+                )));
+            }
             let account =
                 account_named(tx, account_name)?.ok_or_else(|| MetaError::AccountNotFound(account_name.to_owned()))?;
             insert_key(tx, account.id, &ids::access_key_id(), &ids::access_key_secret())
@@ -297,6 +320,18 @@ mod tests {
         })
         .unwrap();
         assert!(s.lookup_access_key(&k.id).is_err(), "an unknown status is an error, not a key");
+    }
+
+    #[test]
+    fn the_system_account_gets_no_key_and_is_neither_created_nor_listed_by_users() {
+        let s = Store::open_in_memory().unwrap();
+        s.create_account("a").unwrap();
+        let sys = s.ensure_system_account().unwrap();
+        assert_eq!(s.ensure_system_account().unwrap(), sys, "made once");
+        assert!(matches!(s.create_account(SYSTEM_ACCOUNT), Err(MetaError::Invalid(_))));
+        assert!(matches!(s.create_access_key(SYSTEM_ACCOUNT), Err(MetaError::Invalid(_))));
+        assert_eq!(s.accounts().unwrap().iter().map(|a| a.name.as_str()).collect::<Vec<_>>(), ["a"]);
+        assert!(s.access_keys(Some(SYSTEM_ACCOUNT)).unwrap().is_empty());
     }
 
     #[test]

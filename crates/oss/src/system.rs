@@ -24,9 +24,7 @@ use crate::service::{from_meta, Oss};
 /// Bucket names with this prefix are feitian's own.
 pub const SYSTEM_BUCKET_PREFIX: &str = "feitian-system-";
 
-/// The system account's name (account names of users cannot hold a dot-free clash with it:
-/// it is made here, once, and has no keys).
-pub const SYSTEM_ACCOUNT: &str = "feitian.system";
+pub use feitian_meta::account::SYSTEM_ACCOUNT;
 
 /// The system bucket of `region`.
 pub fn system_bucket_name(region: &str) -> String {
@@ -43,11 +41,7 @@ impl Oss {
     /// returns its name.
     pub async fn ensure_system_bucket(&self) -> Result<String, OssError> {
         let name = system_bucket_name(&self.region.id);
-        let account = match self.store.account_by_name(SYSTEM_ACCOUNT) {
-            Ok(Some(a)) => a,
-            Ok(None) => self.store.create_account(SYSTEM_ACCOUNT).map_err(from_meta)?,
-            Err(e) => return Err(from_meta(e)),
-        };
+        let account = self.store.ensure_system_account().map_err(from_meta)?;
         let b = Bucket {
             name: name.clone(),
             account_id: account.id,
