@@ -33,10 +33,6 @@ impl SystemBlocks {
         Ok(SystemBlocks { oss, bucket })
     }
 
-    /// Deletes a block object (the control plane's sweeper, once nothing names it).
-    pub async fn delete(&self, hash: &str) -> Result<bool, ContractError> {
-        self.oss.system_delete(&self.bucket, &block_key(hash)).await.map_err(unavailable)
-    }
 }
 
 /// Every failure of the object store is one to retry (the names are ours, not a user's).
