@@ -18,6 +18,7 @@ pub mod instances;
 pub mod key_pairs;
 pub mod regions;
 pub mod security_groups;
+pub mod snapshot_schedule;
 pub mod tags;
 
 use feitian_agent_api::{HostApi, Nudges};

@@ -32,7 +32,6 @@ impl SystemBlocks {
             .map_err(|e| anyhow::anyhow!("cannot make the system bucket for snapshots: {}", e.message))?;
         Ok(SystemBlocks { oss, bucket })
     }
-
 }
 
 /// Every failure of the object store is one to retry (the names are ours, not a user's).
