@@ -446,6 +446,18 @@ pub fn manifest(tx: &Transaction<'_>, id: &str) -> Result<BTreeMap<u64, String>,
     .collect())
 }
 
+/// The bytes of a snapshot's contents (every range it names, shared or not): the API's
+/// `FullSnapshotSizeInBytes`.
+pub fn full_size(tx: &Transaction<'_>, id: &str) -> Result<u64, MetaError> {
+    let n: i64 = tx.query_row(
+        "SELECT COALESCE(SUM(b.bytes), 0) FROM snapshot_ranges r JOIN snapshot_blocks b ON b.hash = r.block
+         WHERE r.snapshot_id = ?1",
+        [id],
+        |r| r.get(0),
+    )?;
+    Ok(u64_of(n))
+}
+
 /// Commits an upload in one transaction (guarantee 5): the manifest is the base's rows
 /// overlaid with the upload's ranges (`None` removes a range), each row takes one reference
 /// on its block, the snapshot becomes `accomplished` at 100 %, and its pin is queued for
@@ -858,6 +870,7 @@ mod tests {
         let s3 = snapshot(&s, &d, 30, &[(3, Some('e')), (1, Some('b'))]);
         let m = |id: &str| -> Vec<(u64, String)> { s.read(|tx| manifest(tx, id)).unwrap().into_iter().collect() };
         assert_eq!(m(&s2.id), vec![(0, hash('a')), (1, hash('d'))], "the base's rows overlaid");
+        assert_eq!(s.read(|tx| full_size(tx, &s2.id)).unwrap(), 2 << 20);
         assert_eq!(m(&s3.id), vec![(0, hash('a')), (1, hash('b')), (3, hash('e'))]);
         let counts = |s: &Store| ['a', 'b', 'c', 'd', 'e'].map(|c| refs(s, c));
         assert_eq!(
