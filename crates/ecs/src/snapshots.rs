@@ -339,8 +339,8 @@ impl Ecs {
         let id = p.required_str("SnapshotId")?.to_owned();
         let name = p.opt_str("SnapshotName").map(str::to_owned);
         name.as_deref().map(check_name).transpose()?;
-        // Here a description may be emptied.
-        let description = p.opt_str("Description").map(str::to_owned);
+        // Here a description may be emptied (`Description=` given empty).
+        let description = p.get("Description").map(str::to_owned);
         description.as_deref().filter(|d| !d.is_empty()).map(check_description).transpose()?;
         let retention = retention_days(&p)?;
         // Instant access is a feature feitian's snapshots do not have: nothing to disable.
