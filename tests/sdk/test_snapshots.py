@@ -3,9 +3,10 @@ models): CreateSnapshot, DescribeSnapshots with every filter and field, ModifySn
 DeleteSnapshot, DescribeSnapshotLinks, tags, ClientToken, the snapshot quota, and every bad
 input: its HTTP status, its code, and that nothing changed (docs/snapshots.md).
 
-A snapshot is `progressing` until the disk's host has uploaded it. The tests marked
-`uploader` need the host's snapshot uploader and wait for `accomplished`; the others hold
-whether or not a snapshot gets that far."""
+A snapshot is `progressing` until the disk's host has uploaded it. The tests named
+`test_uploader_*` need the host's snapshot uploader and wait for `accomplished` (deselect them
+with `-k "not uploader"` where it is not built); the others hold whether or not a snapshot gets
+that far."""
 import json
 import uuid
 
@@ -302,8 +303,7 @@ def test_snapshot_quota(feitian):
     refused(net, 403, "QuotaExceed.Snapshot", "CreateSnapshot", DiskId=system)
 
 
-@pytest.mark.uploader
-def test_accomplished_and_incremental_chain(net):
+def test_uploader_accomplished_and_incremental_chain(net):
     """Needs the host's snapshot uploader: snapshots become accomplished (100 %, Available),
     the second of a disk is incremental to the first, and deleting the first leaves the
     second whole."""
@@ -327,8 +327,7 @@ def test_accomplished_and_incremental_chain(net):
     wait_accomplished(net, third)
 
 
-@pytest.mark.uploader
-def test_pin_is_taken_before_create_returns(net):
+def test_uploader_pin_is_taken_before_create_returns(net):
     """Needs the host's snapshot uploader (its pin): CreationTime is the pin's time, and a
     disk whose snapshot progresses refuses a second one until it is accomplished."""
     ecs = net["ecs"]
