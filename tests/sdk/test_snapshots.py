@@ -293,6 +293,25 @@ def test_another_accounts_snapshot_is_not_found(net, feitian):
     assert snap(net, sid) is not None
 
 
+def test_a_deleted_disks_snapshots_stay(net):
+    """Deleting a disk keeps its (user) snapshots and their chain, as on Alibaba Cloud."""
+    ecs = net["ecs"]
+    iid, _, data = running_instance(net)
+    sid = ecs("CreateSnapshot", DiskId=data)["SnapshotId"]
+    ecs("DetachDisk", DiskId=data, InstanceId=iid)
+    wait_disk(net, data, "Available")
+    # Detached, the disk was attached once: it may still be snapshotted.
+    if snap(net, sid)["Status"] != "progressing":
+        ecs("DeleteSnapshot", SnapshotId=ecs("CreateSnapshot", DiskId=data)["SnapshotId"])
+    ecs("DeleteDisk", DiskId=data)
+    assert disk(net, data) is None
+    s = snap(net, sid)
+    assert (s["SourceDiskId"], s["SnapshotType"]) == (data, "user")
+    link = ecs("DescribeSnapshotLinks", DiskIds=json.dumps([data]))["SnapshotLinks"]["SnapshotLink"][0]
+    assert (link["SourceDiskName"], link["InstanceId"], link["TotalCount"]) == ("", "", 1)
+    refused(net, 404, "InvalidDiskId.NotFound", "CreateSnapshot", DiskId=data)
+
+
 def test_snapshot_quota(feitian):
     """`snapshots` caps how many snapshots an account holds in a region."""
     name = f"sq-{uuid.uuid4().hex[:10]}"
