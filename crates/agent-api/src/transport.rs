@@ -43,16 +43,11 @@ pub trait ControlPlane: Send + Sync + 'static {
     fn disks_to_reconcile(&self) -> Fut<'_, Vec<DiskTarget>>;
     /// Volumes of deleted disks that the host must delete.
     fn volumes_to_delete(&self) -> Fut<'_, Vec<String>>;
-    /// Snapshots still `progressing` on this host's disks (docs/snapshots.md). The default:
-    /// none (interface first; the planner's implementation replaces it).
-    fn snapshots_to_reconcile(&self) -> Fut<'_, Vec<SnapshotTarget>> {
-        Box::pin(async { Ok(Vec::new()) })
-    }
+    /// Snapshots still `progressing` on this host's disks (docs/snapshots.md).
+    fn snapshots_to_reconcile(&self) -> Fut<'_, Vec<SnapshotTarget>>;
     /// Pins whose snapshot committed, failed or was deleted: the host releases each and
-    /// reports [`Report::PinReleased`](crate::Report). The default: none.
-    fn pins_to_release(&self) -> Fut<'_, Vec<PinRef>> {
-        Box::pin(async { Ok(Vec::new()) })
-    }
+    /// reports [`Report::PinReleased`](crate::Report).
+    fn pins_to_release(&self) -> Fut<'_, Vec<PinRef>>;
     /// Records a report; `true` if it changed anything (a compare-and-set that lost is
     /// `false`).
     fn report(&self, report: Report) -> Fut<'_, bool>;

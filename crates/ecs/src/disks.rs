@@ -314,7 +314,7 @@ const BOOL_FILTERS: [(&str, &str); 4] = [
 
 impl Ecs {
     /// The region a call names, if it names one.
-    fn opt_region(&self, p: &Params) -> Result<Option<Region>, ApiError> {
+    pub(crate) fn opt_region(&self, p: &Params) -> Result<Option<Region>, ApiError> {
         match p.opt_str("RegionId") {
             Some(_) => Ok(Some(require_region(&self.catalog, p)?.clone())),
             None => Ok(None),
@@ -702,8 +702,15 @@ impl Ecs {
                 if inst.status != InstanceStatus::Stopped {
                     return Err(inst_api::incorrect_status(inst.status, InstanceStatus::Stopped.as_str()));
                 }
+                if let Some(busy) = feitian_meta::snapshot::progressing_of_disk(tx, &d.id)? {
+                    return Err(ApiError::new(403, "DiskCreatingSnapshot", "A snapshot of the disk is being created.")
+                        .recommend(format!("wait until {busy} is accomplished or failed")));
+                }
                 d.status = DiskStatus::ReIniting;
                 disk::update_disk(tx, &d)?;
+                // The volume is made anew and its change sequences start over: the disk's
+                // snapshots can no longer be a later snapshot's base.
+                feitian_meta::snapshot::break_chain(tx, &d.id)?;
                 Ok(Empty {})
             })
             .await?;

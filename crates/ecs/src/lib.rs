@@ -19,6 +19,8 @@ pub mod key_pairs;
 pub mod regions;
 pub mod security_groups;
 pub mod snapshot_schedule;
+pub mod snapshot_view;
+pub mod snapshots;
 pub mod tags;
 
 use feitian_agent_api::{HostApi, Nudges};
@@ -115,6 +117,11 @@ pub fn register(r: &mut Registry, ecs: Arc<Ecs>) {
         "ResizeDisk" => resize_disk,
         "ReInitDisk" => reinit_disk,
         "ModifyDiskAttribute" => modify_disk_attribute,
+        "CreateSnapshot" => create_snapshot,
+        "DescribeSnapshots" => describe_snapshots,
+        "DeleteSnapshot" => delete_snapshot,
+        "ModifySnapshotAttribute" => modify_snapshot_attribute,
+        "DescribeSnapshotLinks" => describe_snapshot_links,
         "TagResources" => tag_resources,
         "UntagResources" => untag_resources,
         "ListTagResources" => list_tag_resources,

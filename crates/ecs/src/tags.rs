@@ -18,6 +18,7 @@ fn kind(resource_type: &str) -> Result<&'static str, ApiError> {
     Ok(match resource_type {
         "instance" => "instance",
         "disk" => "disk",
+        "snapshot" => "snapshot",
         "securitygroup" => "security_group",
         "eni" => "eni",
         "keypair" => "key_pair",
@@ -25,7 +26,7 @@ fn kind(resource_type: &str) -> Result<&'static str, ApiError> {
             return Err(ApiError::invalid(
                 "InvalidResourceType.NotFound",
                 format!(
-                    "The ResourceType {other:?} is not supported: use instance, disk, securitygroup, eni or keypair."
+                    "The ResourceType {other:?} is not supported: use instance, disk, snapshot, securitygroup, eni or keypair."
                 ),
             ))
         }

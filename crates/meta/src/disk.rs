@@ -192,8 +192,14 @@ pub fn set_disk_status_for_instance(
     Ok(())
 }
 
-/// Deletes a disk's row now and leaves its volume for the host to delete.
+/// Deletes a disk's row now and leaves its volume for the host to delete. Its snapshots
+/// stay, but for its automatic ones when it says `DeleteAutoSnapshot`.
 pub fn delete_disk(tx: &Transaction<'_>, id: &str, at: &str) -> Result<(), MetaError> {
+    let auto: Option<bool> =
+        tx.query_row("SELECT delete_auto_snapshot FROM disks WHERE id = ?1", [id], |r| r.get(0)).optional()?;
+    if auto == Some(true) {
+        crate::snapshot::delete_auto_of_disk(tx, id, at)?;
+    }
     tx.execute("DELETE FROM disks WHERE id = ?1", [id])?;
     tx.execute("DELETE FROM disk_volumes WHERE disk_id = ?1", [id])?;
     forget_resource(tx, id)?;

@@ -26,6 +26,15 @@ impl Filter {
         self
     }
 
+    /// `column >= value` (texts compare as the store writes times, so a time filter works).
+    pub fn at_least(mut self, column: &'static str, value: Option<&str>) -> Self {
+        if let Some(v) = value {
+            self.clauses.push(format!("{column} >= ?"));
+            self.args.push(v.to_owned().into());
+        }
+        self
+    }
+
     pub fn eq_bool(mut self, column: &'static str, value: Option<bool>) -> Self {
         if let Some(v) = value {
             self.clauses.push(format!("{column} = ?"));

@@ -32,6 +32,7 @@ pub mod instance_event;
 pub mod key_pair;
 pub mod network_interface;
 pub mod security_group;
+pub mod snapshot;
 // Quotas.
 pub mod quota;
 // OSS.

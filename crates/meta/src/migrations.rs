@@ -539,4 +539,78 @@ CREATE TABLE disk_volume_deletions (
 );
 "#,
     ),
+    (
+        16,
+        "ECS: snapshots, their manifests (range -> block), block reference counts, pins to release",
+        r#"
+-- A disk's snapshot (docs/snapshots.md). `created_at` is when the row was recorded;
+-- `creation_time` is the instant the host pinned (the API's CreationTime; the record time
+-- until the pin is reported). `base_id`/`base_next_seq`: the snapshot this one is
+-- incremental to and its pin's next sequence (NULL: a full snapshot). `pin_next_seq` and
+-- `pin_size_bytes`: what the host's pin holds (NULL until pinned). `chainable`: whether a
+-- later snapshot of the disk may use this one as its base (false once the disk's volume was
+-- made anew, whose change sequences start over). `disks_created`/`images_created`: how many
+-- disks and images were made from it (the hooks of SnapshotCreatedDisk/Image).
+CREATE TABLE snapshots (
+    id                  TEXT PRIMARY KEY,
+    account_id          BIGINT NOT NULL,
+    region_id           TEXT NOT NULL,
+    disk_id             TEXT NOT NULL,
+    source_disk_gib     BIGINT NOT NULL,
+    source_disk_type    TEXT NOT NULL,
+    source_category     TEXT NOT NULL,
+    name                TEXT NOT NULL,
+    description         TEXT NOT NULL,
+    snapshot_type       TEXT NOT NULL,
+    status              TEXT NOT NULL,
+    progress            BIGINT NOT NULL,
+    failure             TEXT NOT NULL,
+    created_at          TEXT NOT NULL,
+    creation_time       TEXT NOT NULL,
+    modified_at         TEXT NOT NULL,
+    retention_days      BIGINT,
+    link_id             TEXT NOT NULL,
+    base_id             TEXT,
+    base_next_seq       BIGINT,
+    pin_next_seq        BIGINT,
+    pin_size_bytes      BIGINT,
+    chainable           BOOLEAN NOT NULL,
+    read_bytes          BIGINT NOT NULL,
+    stored_bytes        BIGINT NOT NULL,
+    usage               TEXT NOT NULL,
+    disks_created       BIGINT NOT NULL,
+    images_created      BIGINT NOT NULL
+);
+CREATE INDEX snapshots_by_owner ON snapshots(account_id, region_id, id);
+CREATE INDEX snapshots_by_disk ON snapshots(disk_id, status);
+CREATE INDEX snapshots_by_status ON snapshots(status);
+-- A snapshot's contents: for each range (1 MiB) holding data, its block object's hash.
+-- Written once, in the transaction that makes the snapshot `accomplished`.
+CREATE TABLE snapshot_ranges (
+    snapshot_id         TEXT NOT NULL,
+    range_index         BIGINT NOT NULL,
+    block               TEXT NOT NULL,
+    PRIMARY KEY (snapshot_id, range_index)
+);
+-- Every block object of the region's system bucket that a row names or named: how many
+-- manifest rows name it, its size, and when its count reached zero (NULL while named).
+-- `sweeping`: the sweeper has started deleting the object; a commit naming it is refused
+-- until the sweeper forgets the row (the uploader then stores it again).
+CREATE TABLE snapshot_blocks (
+    hash                TEXT PRIMARY KEY,
+    refs                BIGINT NOT NULL CHECK (refs >= 0),
+    bytes               BIGINT NOT NULL,
+    dead_at             TEXT,
+    sweeping            BOOLEAN NOT NULL
+);
+CREATE INDEX snapshot_blocks_dead ON snapshot_blocks(refs, dead_at);
+-- Pins the host must release (the snapshot committed, failed or was deleted); the row goes
+-- when the host reports the release.
+CREATE TABLE snapshot_pin_releases (
+    snapshot_id         TEXT PRIMARY KEY,
+    volume              TEXT NOT NULL,
+    queued_at           TEXT NOT NULL
+);
+"#,
+    ),
 ];

@@ -87,6 +87,9 @@ pub fn record(tx: &Transaction<'_>, report: &Report, at: &str) -> Result<bool, M
     if let Some(changed) = crate::disk::record(tx, report, at)? {
         return Ok(changed);
     }
+    if let Some(changed) = crate::snapshot::record(tx, report, at)? {
+        return Ok(changed);
+    }
     match report {
         Report::Moved { id, from, to, started, reboot_done } => {
             db::advance(tx, id, *from, *to, started.then_some(at), *reboot_done)
@@ -113,9 +116,11 @@ pub fn record(tx: &Transaction<'_>, report: &Report, at: &str) -> Result<bool, M
             db::set_forced_stop(tx, id, false)?;
             Ok(true)
         }
-        Report::DiskMoved { .. } | Report::VolumeReady { .. } | Report::VolumeDeleted { .. } => Ok(false),
-        // Snapshots are not recorded yet (issue 16: the snapshot rows come with the API).
-        Report::SnapshotPinned { .. }
+        // Recorded above, by `disk` and `snapshot`.
+        Report::DiskMoved { .. }
+        | Report::VolumeReady { .. }
+        | Report::VolumeDeleted { .. }
+        | Report::SnapshotPinned { .. }
         | Report::SnapshotProgress { .. }
         | Report::SnapshotUploaded(_)
         | Report::SnapshotFailed { .. }

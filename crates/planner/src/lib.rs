@@ -11,6 +11,8 @@
 //! - [`network`]: each VPC's [`VpcPlan`] (gateways, interfaces, EIP translations, the
 //!   security-group world, metadata), and that world alone for
 //!   `feitian security-group evaluate`.
+//! - [`snapshot`]: the snapshot reconciler's work list, the pins to release, and how
+//!   snapshot reports are recorded.
 //!
 //! [`Planner`] serves them to agents as the [`ControlPlane`] trait; in process, the agent
 //! holds it directly. Every call is one store transaction, run off the async threads.
@@ -18,7 +20,9 @@
 pub mod disk;
 pub mod instance;
 pub mod network;
+pub mod snapshot;
 
+use feitian_agent_api::snapshot::{PinRef, SnapshotTarget};
 use feitian_agent_api::{ContractError, ControlPlane, DiskTarget, Fut, InstancePlan, InstanceTarget, Report, VpcPlan};
 use feitian_meta::{MetaError, Store};
 use std::collections::BTreeSet;
@@ -79,6 +83,14 @@ impl ControlPlane for Planner {
 
     fn volumes_to_delete(&self) -> Fut<'_, Vec<String>> {
         Box::pin(async move { self.store.read_async(feitian_meta::disk::volumes_to_delete).await.map_err(unavailable) })
+    }
+
+    fn snapshots_to_reconcile(&self) -> Fut<'_, Vec<SnapshotTarget>> {
+        Box::pin(async move { self.store.read_async(snapshot::to_reconcile).await.map_err(unavailable) })
+    }
+
+    fn pins_to_release(&self) -> Fut<'_, Vec<PinRef>> {
+        Box::pin(async move { self.store.read_async(snapshot::pins_to_release).await.map_err(unavailable) })
     }
 
     fn report(&self, report: Report) -> Fut<'_, bool> {
