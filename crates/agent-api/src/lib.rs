@@ -53,7 +53,7 @@ pub use instance::{Desired, InstancePlan, InstanceStatus, InstanceTarget, NicPla
 pub use network::{InstanceMetadata, NicAttachment, VpcPlan};
 pub use report::Report;
 pub use snapshot::{
-    BlockStore, PinInfo, PinRef, RangeBlock, SnapshotBase, SnapshotStatus, SnapshotTarget, SnapshotUpload,
+    BlockClaim, BlockStore, PinInfo, PinRef, RangeBlock, SnapshotBase, SnapshotStatus, SnapshotTarget, SnapshotUpload,
 };
 pub use transport::{ContractError, ControlPlane, Fut, HostApi, Nudges};
 
@@ -148,6 +148,10 @@ mod tests {
             Report::VolumeDeleted { id: "d-1".into() },
             Report::SnapshotPinned { id: "s-1".into(), pin: PinInfo { next_seq: 7, size_bytes: 1 << 30 } },
             Report::SnapshotProgress { id: "s-1".into(), percent: 42 },
+            Report::SnapshotClaimed {
+                id: "s-1".into(),
+                blocks: vec![BlockClaim { hash: "cd".repeat(32), bytes: 4096 }],
+            },
             Report::SnapshotUploaded(SnapshotUpload {
                 id: "s-2".into(),
                 base: Some("s-1".into()),

@@ -5,7 +5,7 @@
 //! never overwrites what the API changed meanwhile (a `StopInstance` that landed while the
 //! guest was booting wins). Times are stamped by the control plane's clock, not the host's.
 
-use crate::snapshot::{PinInfo, SnapshotUpload};
+use crate::snapshot::{BlockClaim, PinInfo, SnapshotUpload};
 use crate::{DiskStatus, InstanceStatus};
 use serde::{Deserialize, Serialize};
 
@@ -41,6 +41,12 @@ pub enum Report {
     SnapshotPinned { id: String, pin: PinInfo },
     /// How far a snapshot's upload is, in percent (0 to 99; 100 comes with the commit).
     SnapshotProgress { id: String, percent: u8 },
+    /// The blocks an upload is about to check and store (docs/snapshots.md, "Claims"): the
+    /// control plane counts a reference on each for the snapshot before the host looks for
+    /// the object, so no sweep deletes an object an upload found; `false` (nothing claimed)
+    /// if one of them is being swept or the snapshot is no longer `progressing`: the host
+    /// stops this attempt and tries again on a later pass.
+    SnapshotClaimed { id: String, blocks: Vec<BlockClaim> },
     /// Every block object of a snapshot is stored: the control plane commits it in one
     /// transaction (manifest, references, `accomplished`), or answers `false` and clears
     /// the base if the base is gone (the host then uploads it in full).

@@ -9,7 +9,9 @@
 //!    ── SnapshotTarget { pinned: None } ──▶        ── Report::SnapshotPinned ──▶ CreationTime
 //!    ── SnapshotTarget { pinned: Some } ──▶        reads each range changed since the base
 //!                                                  (VolumeService::pinned_ranges / read_pinned),
-//!                                                  SHA-256, BlockStore::put unless it `has` it,
+//!                                                  SHA-256, ── Report::SnapshotClaimed ──▶
+//!                                                  (references held for the upload), then
+//!                                                  BlockStore::put unless it `has` it,
 //!                                                  ── Report::SnapshotProgress ──▶
 //!                                                  ── Report::SnapshotUploaded ──▶ one transaction:
 //!                                                     manifest = base's + the ranges sent,
@@ -98,6 +100,13 @@ pub struct RangeBlock {
     pub range: u64,
     /// The hex SHA-256 of its bytes (the block object's name); `None`: it reads as zeros.
     pub block: Option<String>,
+}
+
+/// A block an upload names: its hash and its length (1 MiB, or less for a disk's last range).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockClaim {
+    pub hash: String,
+    pub bytes: u64,
 }
 
 /// What the host uploaded for a snapshot, reported once every block object it names is

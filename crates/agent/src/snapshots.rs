@@ -7,7 +7,7 @@
 //! | the snapshot | the host does | then reports |
 //! |---|---|---|
 //! | not pinned | `VolumeService::pin` (the instant, guarantee 1) | `SnapshotPinned` |
-//! | pinned | reads each range to upload at the instant (those changed since the base, or every range holding data), hashes it (SHA-256), stores the block object unless the region has it | `SnapshotProgress` now and then, then `SnapshotUploaded` |
+//! | pinned | reads each range to upload at the instant (those changed since the base, or every range holding data), hashes it (SHA-256), claims the blocks (a batch at a time), stores each block object the region lacks | `SnapshotClaimed` per batch, `SnapshotProgress` now and then, then `SnapshotUploaded` |
 //! | its volume is gone (the pin is refused) | nothing | `SnapshotFailed` |
 //!
 //! and releases the pins the control plane is done with ([`ControlPlane::pins_to_release`],
@@ -21,14 +21,13 @@ use crate::AgentError;
 use bytes::Bytes;
 use feitian_agent_api::snapshot::RANGE_BYTES;
 use feitian_agent_api::{
-    BlockStore, ContractError, ControlPlane, Nudges, PinInfo, PinRef, RangeBlock, Report, SnapshotTarget,
+    BlockClaim, BlockStore, ContractError, ControlPlane, Nudges, PinInfo, PinRef, RangeBlock, Report, SnapshotTarget,
     SnapshotUpload, VolumeService,
 };
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 use parking_lot::Mutex;
 use sha2::{Digest, Sha256};
-use std::collections::HashSet;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -37,13 +36,16 @@ use std::time::{Duration, Instant};
 pub struct UploadConfig {
     /// Ranges read, hashed and stored at once, per snapshot.
     pub parallel: usize,
+    /// Ranges per batch: read and hashed together, their blocks claimed in one report (so
+    /// at most this many MiB are held in memory per upload).
+    pub batch: usize,
     /// How often a running upload reports its progress.
     pub progress_every: Duration,
 }
 
 impl Default for UploadConfig {
     fn default() -> Self {
-        UploadConfig { parallel: 4, progress_every: Duration::from_secs(1) }
+        UploadConfig { parallel: 4, batch: 32, progress_every: Duration::from_secs(1) }
     }
 }
 
@@ -178,56 +180,84 @@ impl SnapshotReconciler {
         }
     }
 
-    /// Reads, hashes and stores every range the snapshot needs (guarantee 3).
+    /// Reads, hashes and stores every range the snapshot needs (guarantee 3), a batch of
+    /// [`UploadConfig::batch`] ranges at a time: the batch is read and hashed, its blocks
+    /// claimed (docs/snapshots.md, "Claims"), then each block not stored yet is stored.
     async fn upload(&self, t: &SnapshotTarget, pin: PinInfo) -> Result<SnapshotUpload, ContractError> {
         let since = t.base.as_ref().map(|b| b.next_seq);
-        let ranges = self.volumes.pinned_ranges(t.volume.clone(), t.id.clone(), since).await?;
-        let total = ranges.len().max(1) as u64;
-        let done = AtomicU64::new(0);
-        let read = AtomicU64::new(0);
-        let stored = AtomicU64::new(0);
-        let last_report = Mutex::new(Instant::now());
         let size = pin.size_bytes;
-        let blocks: Vec<RangeBlock> = stream::iter(ranges.into_iter().filter(|r| r * RANGE_BYTES < size))
-            .map(|range| {
-                let (done, read, stored, last_report) = (&done, &read, &stored, &last_report);
+        let ranges: Vec<u64> = self
+            .volumes
+            .pinned_ranges(t.volume.clone(), t.id.clone(), since)
+            .await?
+            .into_iter()
+            .filter(|r| r.saturating_mul(RANGE_BYTES) < size)
+            .collect();
+        let total = ranges.len().max(1) as u64;
+        let parallel = self.config.parallel.max(1);
+        let (mut read, mut stored) = (0u64, 0u64);
+        let mut out = Vec::with_capacity(ranges.len());
+        let mut last_report = Instant::now();
+        for batch in ranges.chunks(self.config.batch.max(1)) {
+            let reads = batch.iter().map(|&range| {
+                let (volumes, volume, id) = (self.volumes.clone(), t.volume.clone(), t.id.clone());
                 async move {
                     let offset = range * RANGE_BYTES;
                     let len = RANGE_BYTES.min(size - offset);
-                    let data = self.volumes.read_pinned(t.volume.clone(), t.id.clone(), offset, len).await?;
-                    read.fetch_add(len, Ordering::Relaxed);
+                    let data = volumes.read_pinned(volume, id, offset, len).await?;
                     let (data, block) = hash(data).await?;
-                    if let Some(name) = &block {
-                        if !self.blocks.has(name.clone()).await? {
-                            stored.fetch_add(data.len() as u64, Ordering::Relaxed);
-                            self.blocks.put(name.clone(), data).await?;
-                        }
-                    }
-                    let n = done.fetch_add(1, Ordering::Relaxed) + 1;
-                    let due = {
-                        let mut last = last_report.lock();
-                        let due = last.elapsed() >= self.config.progress_every;
-                        if due {
-                            *last = Instant::now();
-                        }
-                        due
-                    };
-                    if due {
-                        let percent = (n * 100 / total).min(99) as u8;
-                        self.control.report(Report::SnapshotProgress { id: t.id.clone(), percent }).await?;
-                    }
-                    Ok::<_, ContractError>(RangeBlock { range, block })
+                    Ok::<_, ContractError>((range, data, block))
                 }
-            })
-            .buffered(self.config.parallel.max(1))
-            .try_collect()
-            .await?;
+            });
+            let hashed: Vec<(u64, Bytes, Option<String>)> =
+                stream::iter(reads.collect::<Vec<_>>()).buffered(parallel).try_collect().await?;
+            // Each distinct block once: a batch may hold the same bytes twice.
+            let mut distinct: BTreeMap<String, Bytes> = BTreeMap::new();
+            for (_, data, block) in &hashed {
+                read += data.len() as u64;
+                if let Some(name) = block {
+                    distinct.entry(name.clone()).or_insert_with(|| data.clone());
+                }
+            }
+            if !distinct.is_empty() {
+                let blocks = distinct
+                    .iter()
+                    .map(|(hash, data)| BlockClaim { hash: hash.clone(), bytes: data.len() as u64 })
+                    .collect();
+                if !self.control.report(Report::SnapshotClaimed { id: t.id.clone(), blocks }).await? {
+                    return Err(ContractError::Unavailable(
+                        "the snapshot's blocks cannot be claimed now (a block is being swept, or the snapshot ended)"
+                            .into(),
+                    ));
+                }
+            }
+            let stores = distinct.into_iter().map(|(name, data)| {
+                let blocks = self.blocks.clone();
+                async move {
+                    if blocks.has(name.clone()).await? {
+                        return Ok::<_, ContractError>(0);
+                    }
+                    let len = data.len() as u64;
+                    blocks.put(name, data).await?;
+                    Ok(len)
+                }
+            });
+            let sizes: Vec<u64> =
+                stream::iter(stores.collect::<Vec<_>>()).buffer_unordered(parallel).try_collect().await?;
+            stored += sizes.iter().sum::<u64>();
+            out.extend(hashed.into_iter().map(|(range, _, block)| RangeBlock { range, block }));
+            if last_report.elapsed() >= self.config.progress_every {
+                last_report = Instant::now();
+                let percent = (out.len() as u64 * 100 / total).min(99) as u8;
+                self.control.report(Report::SnapshotProgress { id: t.id.clone(), percent }).await?;
+            }
+        }
         Ok(SnapshotUpload {
             id: t.id.clone(),
             base: t.base.as_ref().map(|b| b.snapshot_id.clone()),
-            ranges: blocks,
-            read_bytes: read.into_inner(),
-            stored_bytes: stored.into_inner(),
+            ranges: out,
+            read_bytes: read,
+            stored_bytes: stored,
         })
     }
 }
@@ -250,6 +280,7 @@ mod tests {
     use super::*;
     use feitian_agent_api::{DiskTarget, Fut, InstancePlan, InstanceTarget, SnapshotBase, VpcPlan};
     use std::collections::{BTreeMap, BTreeSet, HashMap};
+    use std::sync::atomic::{AtomicU64, Ordering};
 
     const MIB: usize = 1 << 20;
 
@@ -340,18 +371,24 @@ mod tests {
         }
     }
 
+    /// Blocks claimed so far (the control double records them; the block double checks them).
+    type Claimed = Arc<Mutex<HashSet<String>>>;
+
     #[derive(Default)]
     struct Blocks {
         objects: Mutex<HashMap<String, Bytes>>,
         puts: AtomicU64,
+        claimed: Claimed,
     }
 
     impl BlockStore for Blocks {
         fn has(&self, hash: String) -> Fut<'_, bool> {
+            assert!(self.claimed.lock().contains(&hash), "looked for {hash} before claiming it");
             let found = self.objects.lock().contains_key(&hash);
             Box::pin(async move { Ok(found) })
         }
         fn put(&self, hash: String, data: Bytes) -> Fut<'_, ()> {
+            assert!(self.claimed.lock().contains(&hash), "stored {hash} before claiming it");
             self.puts.fetch_add(1, Ordering::Relaxed);
             self.objects.lock().insert(hash, data);
             Box::pin(async { Ok(()) })
@@ -368,6 +405,8 @@ mod tests {
         reports: Mutex<Vec<Report>>,
         pins: Mutex<Vec<PinRef>>,
         accept_uploads: bool,
+        refuse_claims: bool,
+        claimed: Claimed,
     }
 
     impl ControlPlane for Control {
@@ -403,7 +442,15 @@ mod tests {
             Box::pin(async move { Ok(pins) })
         }
         fn report(&self, report: Report) -> Fut<'_, bool> {
-            let accepted = !matches!(report, Report::SnapshotUploaded(_)) || self.accept_uploads;
+            let accepted = match &report {
+                Report::SnapshotUploaded(_) => self.accept_uploads,
+                Report::SnapshotClaimed { blocks, .. } if !self.refuse_claims => {
+                    self.claimed.lock().extend(blocks.iter().map(|b| b.hash.clone()));
+                    true
+                }
+                Report::SnapshotClaimed { .. } => false,
+                _ => true,
+            };
             self.reports.lock().push(report);
             Box::pin(async move { Ok(accepted) })
         }
@@ -417,10 +464,15 @@ mod tests {
     }
 
     fn world(accept_uploads: bool) -> World {
+        world_with(accept_uploads, false)
+    }
+
+    fn world_with(accept_uploads: bool, refuse_claims: bool) -> World {
+        let claimed = Claimed::default();
         let volumes = Arc::new(Volumes::default());
-        let blocks = Arc::new(Blocks::default());
-        let control = Arc::new(Control { accept_uploads, ..Default::default() });
-        let config = UploadConfig { parallel: 3, progress_every: Duration::ZERO };
+        let blocks = Arc::new(Blocks { claimed: claimed.clone(), ..Default::default() });
+        let control = Arc::new(Control { accept_uploads, refuse_claims, claimed, ..Default::default() });
+        let config = UploadConfig { parallel: 3, batch: 2, progress_every: Duration::ZERO };
         let rec = SnapshotReconciler::new(control.clone(), volumes.clone(), blocks.clone(), Nudges::default(), config);
         World { volumes, blocks, control, rec }
     }
@@ -512,7 +564,7 @@ mod tests {
                 _ => None,
             })
             .collect();
-        assert_eq!(progress.len(), 4);
+        assert_eq!(progress.len(), 2, "one per batch of two ranges");
         assert!(progress.iter().all(|&p| p <= 99), "{progress:?}");
 
         // The second snapshot: ranges 0 (changed above, after s-1's instant), 5 (new bytes
@@ -553,6 +605,18 @@ mod tests {
         assert!(w.rec.step(target("s-2", None, None)).await.unwrap());
         let pin = pinned(&w.control, "s-2");
         assert!(w.rec.step(target("s-2", Some(pin), None)).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn an_upload_whose_claim_is_refused_stores_nothing_and_is_retried() {
+        let w = world_with(true, true);
+        w.volumes.create("d-1".into(), 4 * RANGE_BYTES, None).await.unwrap();
+        w.volumes.write("d-1", 0, b"x");
+        assert!(w.rec.step(target("s-1", None, None)).await.unwrap());
+        let pin = pinned(&w.control, "s-1");
+        assert!(w.rec.step(target("s-1", Some(pin), None)).await.is_err(), "retried on a later pass");
+        assert_eq!(w.blocks.puts.load(Ordering::Relaxed), 0);
+        assert!(uploads(&w.control).is_empty());
     }
 
     #[tokio::test]

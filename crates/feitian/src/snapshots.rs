@@ -4,12 +4,21 @@
 //! A block object is `blocks/<hex sha256>` in `feitian-system-<region>`. The name is the
 //! hash of the bytes, so storing one that exists is skipped by the uploader (`has`) and
 //! harmless if it races (the same bytes again).
+//!
+//! The sweeper ([`run_sweeper`]) deletes the objects nothing names any more (guarantee 4),
+//! in the three steps of `feitian_meta::snapshot`: list the dead blocks, mark one `sweeping`
+//! after rechecking its count (a claim or commit naming it meanwhile keeps it), delete the
+//! object, forget the row. A crash between two steps leaves the row listed, so the next pass
+//! finishes the job; deleting an object that is already gone is not an error.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use feitian_agent_api::{BlockStore, ContractError, Fut};
 use feitian_oss::errors::OssError;
+use feitian_meta::snapshot;
+use feitian_meta::Store;
 use feitian_oss::service::Oss;
 
 /// The key of a block object.
@@ -31,6 +40,44 @@ impl SystemBlocks {
             .await
             .map_err(|e| anyhow::anyhow!("cannot make the system bucket for snapshots: {}", e.message))?;
         Ok(SystemBlocks { oss, bucket })
+    }
+
+    /// Deletes a block object; `false` if it was not stored.
+    pub async fn delete(&self, hash: &str) -> Result<bool, ContractError> {
+        checked(hash)?;
+        self.oss.system_delete(&self.bucket, &block_key(hash)).await.map_err(unavailable)
+    }
+}
+
+/// Blocks the sweeper takes per pass.
+const SWEEP_BATCH: u64 = 256;
+
+/// One pass of the sweeper: deletes the objects of dead blocks; how many it deleted.
+pub async fn sweep_once(store: &Store, blocks: &SystemBlocks) -> anyhow::Result<usize> {
+    let dead = store.read_async(|tx| snapshot::dead_blocks(tx, SWEEP_BATCH)).await?;
+    let mut deleted = 0;
+    for b in dead {
+        let hash = b.hash.clone();
+        if !store.write_async(move |tx| snapshot::begin_sweep(tx, &hash)).await? {
+            continue; // named again: it lives on
+        }
+        blocks.delete(&b.hash).await?;
+        let hash = b.hash.clone();
+        store.write_async(move |tx| snapshot::forget_block(tx, &hash)).await?;
+        deleted += 1;
+    }
+    Ok(deleted)
+}
+
+/// Runs the sweeper every `every`, forever.
+pub async fn run_sweeper(store: Store, blocks: Arc<SystemBlocks>, every: Duration) {
+    loop {
+        match sweep_once(&store, &blocks).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(blocks = n, "deleted snapshot blocks nothing names"),
+            Err(e) => tracing::warn!(error = %e, "the snapshot block sweeper failed; retrying"),
+        }
+        tokio::time::sleep(every).await;
     }
 }
 

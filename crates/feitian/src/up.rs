@@ -229,6 +229,11 @@ pub fn run(data_dir: &Path, listen: &str, pangu_listen: &str, config: Option<&Pa
             let disks =
                 feitian_agent::disks::DiskReconciler::new(planner.clone(), compute.driver.clone(), volumes, nudges.clone());
             tokio::spawn(disks.run());
+            tokio::spawn(crate::snapshots::run_sweeper(
+                store.clone(),
+                blocks.clone(),
+                std::time::Duration::from_secs(5),
+            ));
             let snapshots = feitian_agent::snapshots::SnapshotReconciler::new(
                 planner.clone(),
                 disk_host.clone(),

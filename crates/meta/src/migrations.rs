@@ -613,4 +613,19 @@ CREATE TABLE snapshot_pin_releases (
 );
 "#,
     ),
+    (
+        17,
+        "snapshots: the blocks an upload claimed (references held until it commits or ends)",
+        r#"
+-- A block an upload in progress names: one reference on it for the snapshot, taken before
+-- the host looks for the object, dropped when the snapshot commits (its manifest then holds
+-- the references), fails or is deleted. So the sweeper never deletes an object an upload
+-- found and skipped storing (docs/snapshots.md, "Claims").
+CREATE TABLE snapshot_claims (
+    snapshot_id         TEXT NOT NULL,
+    hash                TEXT NOT NULL,
+    PRIMARY KEY (snapshot_id, hash)
+);
+"#,
+    ),
 ];

@@ -16,6 +16,10 @@
 //!   [`begin_sweep`] clears the mark (the block lives on), and a commit naming a block whose
 //!   sweep has begun is refused until the row is forgotten (the uploader stores it again), so
 //!   no count ever names a deleted object.
+//! - [`claim`]: before the host looks for a block object (and skips storing one it finds),
+//!   the snapshot takes a reference on it (`snapshot_claims`), held until the snapshot
+//!   commits, fails or is deleted; so an object an upload found cannot be swept before its
+//!   commit names it. A claim of a block being swept is refused (the host tries later).
 //!
 //! Every host report is a compare-and-set: a report about a deleted snapshot, or one that is
 //! no longer `progressing`, changes nothing.
@@ -27,7 +31,7 @@ use crate::quota::{self, Quota, Quotas};
 use crate::resource::forget_resource;
 use crate::status::{column, status_enum};
 use crate::MetaError;
-use feitian_agent_api::snapshot::{PinInfo, PinRef, SnapshotBase, SnapshotTarget, SnapshotUpload, RANGE_BYTES};
+use feitian_agent_api::snapshot::{BlockClaim, PinInfo, PinRef, SnapshotBase, SnapshotTarget, SnapshotUpload, RANGE_BYTES};
 use rusqlite::{params, OptionalExtension, Row, Transaction};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -402,8 +406,59 @@ pub fn fail(tx: &Transaction<'_>, id: &str, error: &str, at: &str) -> Result<boo
     )? == 1;
     if moved {
         queue_pin_release(tx, id, &s.disk_id, at)?;
+        drop_claims(tx, id, at)?;
     }
     Ok(moved)
+}
+
+/// Takes one reference per block an upload is about to check and store (docs/snapshots.md,
+/// "Claims"): before the host looks for a block object, its count names it, so no sweep can
+/// delete the object between the host finding it and the commit. Idempotent per snapshot
+/// and block (a retried upload claims again at no cost). `false`, and nothing claimed, if
+/// the snapshot is not `progressing` or one of the blocks is being swept (the host tries
+/// again later: the sweep ends by forgetting the row).
+pub fn claim(tx: &Transaction<'_>, id: &str, blocks: &[BlockClaim]) -> Result<bool, MetaError> {
+    match get_any_owner(tx, id)? {
+        Some(s) if s.status == SnapshotStatus::Progressing => {}
+        _ => return Ok(false),
+    }
+    for b in blocks {
+        check_hash(&b.hash)?;
+        if block(tx, &b.hash)?.is_some_and(|row| row.sweeping) {
+            return Ok(false);
+        }
+    }
+    for b in blocks {
+        let fresh = tx.execute(
+            "INSERT INTO snapshot_claims (snapshot_id, hash) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+            params![id, b.hash],
+        )? == 1;
+        if fresh {
+            tx.execute(
+                "INSERT INTO snapshot_blocks (hash, refs, bytes, dead_at, sweeping) VALUES (?1, 1, ?2, NULL, FALSE)
+                 ON CONFLICT (hash) DO UPDATE SET refs = snapshot_blocks.refs + 1, dead_at = NULL",
+                params![b.hash, i64_of(b.bytes)?],
+            )?;
+        }
+    }
+    Ok(true)
+}
+
+/// Drops a snapshot's claims (it committed, failed or was deleted): one reference each, and
+/// a block left with none is marked dead for the sweeper.
+fn drop_claims(tx: &Transaction<'_>, id: &str, at: &str) -> Result<(), MetaError> {
+    tx.execute(
+        "UPDATE snapshot_blocks SET refs = refs - 1
+          WHERE hash IN (SELECT hash FROM snapshot_claims WHERE snapshot_id = ?1)",
+        [id],
+    )?;
+    tx.execute(
+        "UPDATE snapshot_blocks SET dead_at = ?2
+          WHERE refs = 0 AND dead_at IS NULL AND hash IN (SELECT hash FROM snapshot_claims WHERE snapshot_id = ?1)",
+        params![id, at],
+    )?;
+    tx.execute("DELETE FROM snapshot_claims WHERE snapshot_id = ?1", [id])?;
+    Ok(())
 }
 
 /// What became of an upload report.
@@ -523,6 +578,9 @@ pub fn commit(tx: &Transaction<'_>, upload: &SnapshotUpload, at: &str) -> Result
         params![s.id, i64_of(upload.read_bytes)?, i64_of(upload.stored_bytes)?, at],
     )?;
     queue_pin_release(tx, &s.id, &s.disk_id, at)?;
+    // The manifest holds the references now (taken above, before the claims' go, so a
+    // block named by both never passes through zero).
+    drop_claims(tx, &s.id, at)?;
     Ok(Commit::Done)
 }
 
@@ -544,6 +602,7 @@ pub fn delete(tx: &Transaction<'_>, id: &str, at: &str) -> Result<bool, MetaErro
         params![id, at],
     )?;
     tx.execute("DELETE FROM snapshot_ranges WHERE snapshot_id = ?1", [id])?;
+    drop_claims(tx, id, at)?;
     tx.execute("DELETE FROM snapshots WHERE id = ?1", [id])?;
     forget_resource(tx, id)?;
     if s.status == SnapshotStatus::Progressing {
@@ -915,6 +974,55 @@ mod tests {
         assert_eq!(w(&s, |tx| commit(tx, &upload(&s5, &[(5, Some('d'))]), "t")), Commit::Done);
         assert_eq!(refs(&s, 'd'), Some((1, false)), "stored again, counted anew");
         assert_eq!(dead(&s), Vec::<String>::new());
+    }
+
+    fn claims(cs: &[char]) -> Vec<BlockClaim> {
+        cs.iter().map(|&c| BlockClaim { hash: hash(c), bytes: 1 << 20 }).collect()
+    }
+
+    #[test]
+    fn claims_hold_blocks_an_upload_found_until_it_ends() {
+        let (s, account) = testing::store();
+        let d = disk(&s, account);
+        // `a` is named by s1; s1 goes, so `a` is dead and would be swept.
+        let s1 = snapshot(&s, &d, 10, &[(0, Some('a'))]);
+        assert!(w(&s, |tx| delete(tx, &s1.id, "t")));
+        assert_eq!(dead(&s), vec![hash('a')]);
+        // An upload claims `a` (it will find the object and not store it) and `b`.
+        let s2 = create_as(&s, &d, SnapshotType::User).unwrap();
+        assert!(w(&s, |tx| pinned(tx, &s2.id, PinInfo { next_seq: 20, size_bytes: 20 << 30 }, "t")));
+        assert!(w(&s, |tx| claim(tx, &s2.id, &claims(&['a', 'b']))));
+        assert!(w(&s, |tx| claim(tx, &s2.id, &claims(&['a']))), "claiming again is idempotent");
+        assert_eq!((refs(&s, 'a'), refs(&s, 'b')), (Some((1, false)), Some((1, false))));
+        assert!(dead(&s).is_empty());
+        assert!(!w(&s, |tx| begin_sweep(tx, &hash('a'))), "a claimed block is not swept");
+        // The commit moves the references to the manifest: no count passes through zero.
+        assert_eq!(w(&s, |tx| commit(tx, &upload(&s2, &[(0, Some('a')), (1, Some('b'))]), "t")), Commit::Done);
+        assert_eq!((refs(&s, 'a'), refs(&s, 'b')), (Some((1, false)), Some((1, false))));
+        assert!(!w(&s, |tx| claim(tx, &s2.id, &claims(&['c']))), "no claims once accomplished");
+        assert_eq!(refs(&s, 'c'), None);
+
+        // A failed or deleted upload drops its claims: what only it named is dead.
+        let s3 = create_as(&s, &d, SnapshotType::User).unwrap();
+        assert!(w(&s, |tx| claim(tx, &s3.id, &claims(&['a', 'c']))));
+        assert_eq!((refs(&s, 'a'), refs(&s, 'c')), (Some((2, false)), Some((1, false))));
+        assert!(w(&s, |tx| fail(tx, &s3.id, "gone", "t")));
+        assert_eq!((refs(&s, 'a'), refs(&s, 'c')), (Some((1, false)), Some((0, true))));
+        let s4 = create_as(&s, &d, SnapshotType::User).unwrap();
+        assert!(w(&s, |tx| claim(tx, &s4.id, &claims(&['d']))));
+        assert!(w(&s, |tx| delete(tx, &s4.id, "t")));
+        assert_eq!(refs(&s, 'd'), Some((0, true)));
+        assert_eq!(dead(&s), vec![hash('c'), hash('d')]);
+
+        // A block being swept cannot be claimed (nothing is claimed then) until forgotten.
+        assert!(w(&s, |tx| begin_sweep(tx, &hash('c'))));
+        let s5 = create_as(&s, &d, SnapshotType::User).unwrap();
+        assert!(!w(&s, |tx| claim(tx, &s5.id, &claims(&['e', 'c']))));
+        assert_eq!(refs(&s, 'e'), None, "all or nothing");
+        assert!(w(&s, |tx| forget_block(tx, &hash('c'))));
+        assert!(w(&s, |tx| claim(tx, &s5.id, &claims(&['e', 'c']))));
+        assert_eq!(refs(&s, 'c'), Some((1, false)));
+        assert!(s.write(|tx| claim(tx, &s5.id, &[BlockClaim { hash: "x".into(), bytes: 1 }])).is_err());
     }
 
     #[test]

@@ -122,6 +122,7 @@ pub fn record(tx: &Transaction<'_>, report: &Report, at: &str) -> Result<bool, M
         | Report::VolumeDeleted { .. }
         | Report::SnapshotPinned { .. }
         | Report::SnapshotProgress { .. }
+        | Report::SnapshotClaimed { .. }
         | Report::SnapshotUploaded(_)
         | Report::SnapshotFailed { .. }
         | Report::PinReleased { .. } => Ok(false),

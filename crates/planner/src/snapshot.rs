@@ -26,6 +26,7 @@ pub fn record(tx: &Transaction<'_>, report: &Report, at: &str) -> Result<Option<
     Ok(Some(match report {
         Report::SnapshotPinned { id, pin } => db::pinned(tx, id, *pin, at)?,
         Report::SnapshotProgress { id, percent } => db::progress(tx, id, *percent)?,
+        Report::SnapshotClaimed { id, blocks } => db::claim(tx, id, blocks)?,
         Report::SnapshotUploaded(upload) => match db::commit(tx, upload, at)? {
             Commit::Done => true,
             Commit::BaseGone => {
