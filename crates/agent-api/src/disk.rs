@@ -8,7 +8,7 @@
 //! reports each move as a compare-and-set on the status, as instances do.
 
 use crate::snapshot::PinInfo;
-use crate::{ContractError, Fut};
+use crate::Fut;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
@@ -119,34 +119,20 @@ pub trait VolumeService: Send + Sync + 'static {
     /// Whether the volume exists.
     fn exists(&self, name: String) -> Fut<'_, bool>;
 
-    // Snapshots (docs/snapshots.md, "Pins and compaction"). The defaults refuse: a volume
-    // service without pins cannot take snapshots. (Interface first; the RAF implementation
-    // replaces them and then the defaults go.)
+    // Snapshots (docs/snapshots.md, "Pins and compaction").
 
     /// Pins the volume's contents now for snapshot `snapshot_id` (guarantee 1: taken by the
     /// disk's writer between two batches; the pinned blocks are durable and kept from
     /// compaction until released). Idempotent: pinning again returns the existing pin.
-    fn pin(&self, name: String, snapshot_id: String) -> Fut<'_, PinInfo> {
-        let _ = (name, snapshot_id);
-        Box::pin(async { Err(ContractError::Refused("this volume service takes no snapshots".into())) })
-    }
+    fn pin(&self, name: String, snapshot_id: String) -> Fut<'_, PinInfo>;
     /// The ranges ([`RANGE_BYTES`](crate::snapshot::RANGE_BYTES)) of a pin to read:
     /// `since: Some(seq)`, those whose change sequence is at or after `seq`; `None`, every
     /// range holding data at the instant (its own or its parents'). Ascending.
-    fn pinned_ranges(&self, name: String, snapshot_id: String, since: Option<u64>) -> Fut<'_, Vec<u64>> {
-        let _ = (name, snapshot_id, since);
-        Box::pin(async { Err(ContractError::Refused("this volume service takes no snapshots".into())) })
-    }
+    fn pinned_ranges(&self, name: String, snapshot_id: String, since: Option<u64>) -> Fut<'_, Vec<u64>>;
     /// `len` bytes from `offset` as they were at the pin's instant.
-    fn read_pinned(&self, name: String, snapshot_id: String, offset: u64, len: u64) -> Fut<'_, Bytes> {
-        let _ = (name, snapshot_id, offset, len);
-        Box::pin(async { Err(ContractError::Refused("this volume service takes no snapshots".into())) })
-    }
+    fn read_pinned(&self, name: String, snapshot_id: String, offset: u64, len: u64) -> Fut<'_, Bytes>;
     /// Releases the pin; a missing pin (or volume) is not an error.
-    fn release_pin(&self, name: String, snapshot_id: String) -> Fut<'_, ()> {
-        let _ = (name, snapshot_id);
-        Box::pin(async { Err(ContractError::Refused("this volume service takes no snapshots".into())) })
-    }
+    fn release_pin(&self, name: String, snapshot_id: String) -> Fut<'_, ()>;
 }
 
 /// GiB, in bytes.

@@ -13,6 +13,14 @@
 //! to answer a seal) holds up nothing but itself: other guests' disks still start, stop and
 //! grow.
 //!
+//! It also pins volumes for snapshots (`docs/snapshots.md`, "Pins and compaction"): a served
+//! volume is pinned by its open engine, in order with its guest's writes; a volume no guest
+//! uses is opened for the pin (acquired, fencing nobody: nothing else writes it) and closed
+//! again, under its lock, so a serve that starts meanwhile waits for the pin and then opens
+//! the volume as usual (the pin is in its lease). Pins are read through read-only views of
+//! the registry, cached per pin until it is released; a view needs no writer, so an upload
+//! reads the same whether the disk's guest runs, stopped, or moved meanwhile.
+//!
 //! The logical image volumes the control plane names (`img-<image id>`) map to the frozen
 //! volumes this host imported ([`DiskHost::set_image_volume`]): the name of an imported
 //! image's volume carries its content's digest, so a rebuilt image never reuses the volume of
@@ -21,9 +29,11 @@
 use crate::nbd::{NbdServer, ServerConfig, ServerError};
 use crate::qos::Limits;
 use crate::RafDevice;
+use bytes::Bytes;
+use feitian_agent_api::snapshot::PinInfo;
 use feitian_agent_api::{ContractError, Fut, VolumeService};
 use feitian_raf::pangu::PanguStore;
-use feitian_raf::{Config, LogStore, Raf, RafError, StoreError};
+use feitian_raf::{Config, LogStore, PinRef, PinnedView, Raf, RafError, StoreError};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -59,6 +69,8 @@ pub struct DiskHost {
     stopped: std::sync::atomic::AtomicBool,
     /// Logical image volume (`img-<image id>`) → the frozen volume holding its bytes.
     images: parking_lot::Mutex<HashMap<String, String>>,
+    /// Pins opened for reading, by (volume, pin name); dropped when released.
+    views: parking_lot::Mutex<HashMap<(String, String), Arc<PinnedView>>>,
 }
 
 impl DiskHost {
@@ -70,6 +82,7 @@ impl DiskHost {
             volume_locks: parking_lot::Mutex::new(HashMap::new()),
             stopped: std::sync::atomic::AtomicBool::new(false),
             images: parking_lot::Mutex::new(HashMap::new()),
+            views: parking_lot::Mutex::new(HashMap::new()),
         })
     }
 
@@ -197,6 +210,73 @@ impl DiskHost {
         Ok(())
     }
 
+    /// Pins `volume`'s contents now as `pin` (a snapshot id): through its engine when
+    /// served, else by opening it for the pin and closing it again. Idempotent.
+    pub async fn pin(&self, volume: &str, pin: &str) -> Result<PinRef, HostError> {
+        let lock = self.volume_lock(volume);
+        let _one_at_a_time = lock.lock().await;
+        let raf_err = |source| HostError::Raf { volume: volume.to_owned(), source };
+        let served = self.served.lock().get(volume).map(|s| s.raf.clone());
+        if let Some(raf) = served {
+            return raf.pin(pin).await.map_err(raf_err);
+        }
+        // Pinned already: no need to take the volume from anyone. (A volume that is not
+        // there is refused, as the engine's open would be: its snapshot cannot be taken.)
+        let lease = self.store.describe(volume).await.map_err(|e| raf_err(RafError::Store(e)))?;
+        if let Some(existing) = lease.pins.into_iter().find(|p| p.name == pin) {
+            return Ok(existing);
+        }
+        let store: Arc<dyn LogStore> = Arc::new(self.store.clone());
+        let raf = Raf::open(store, volume, self.config.clone()).await.map_err(raf_err)?;
+        let pinned = raf.pin(pin).await.map_err(raf_err);
+        // The pin is registered (or not) whatever the close does: a close that fails leaves
+        // a log the next open replays.
+        if let Err(e) = raf.close().await {
+            tracing::warn!(volume, error = %e, "closing the volume after a pin failed; the next open replays its log");
+        }
+        pinned
+    }
+
+    /// The pin's read-only view, opened once.
+    async fn view(&self, volume: &str, pin: &str) -> Result<Arc<PinnedView>, HostError> {
+        let key = (volume.to_owned(), pin.to_owned());
+        if let Some(v) = self.views.lock().get(&key) {
+            return Ok(v.clone());
+        }
+        let store: Arc<dyn LogStore> = Arc::new(self.store.clone());
+        let view = PinnedView::open(store, volume, pin)
+            .await
+            .map_err(|source| HostError::Raf { volume: volume.to_owned(), source })?;
+        // Two readers that opened it at once keep the first.
+        Ok(self.views.lock().entry(key).or_insert_with(|| Arc::new(view)).clone())
+    }
+
+    /// `len` bytes at `offset` of `volume` as they were at `pin`'s instant.
+    pub async fn read_pinned(&self, volume: &str, pin: &str, offset: u64, len: u64) -> Result<Bytes, HostError> {
+        let view = self.view(volume, pin).await?;
+        view.read(offset, len).await.map_err(|source| HostError::Raf { volume: volume.to_owned(), source })
+    }
+
+    /// The 1 MiB ranges of `pin` to read (see [`PinnedView::ranges`]).
+    pub async fn pinned_ranges(&self, volume: &str, pin: &str, since: Option<u64>) -> Result<Vec<u64>, HostError> {
+        Ok(self.view(volume, pin).await?.ranges(since))
+    }
+
+    /// Releases `pin` of `volume` (through its engine when served, so its compaction can
+    /// reclaim the pin's blocks at once). A pin or volume that is not there is released.
+    pub async fn release_pin(&self, volume: &str, pin: &str) -> Result<(), HostError> {
+        let lock = self.volume_lock(volume);
+        let _one_at_a_time = lock.lock().await;
+        self.views.lock().remove(&(volume.to_owned(), pin.to_owned()));
+        let served = self.served.lock().get(volume).map(|s| s.raf.clone());
+        match served {
+            Some(raf) => {
+                raf.release_pin(pin).await.map_err(|source| HostError::Raf { volume: volume.to_owned(), source })
+            }
+            None => self.store.release_pin(volume, pin).await.map_err(|source| store_err(volume, source)),
+        }
+    }
+
     async fn describe(&self, volume: &str) -> Result<feitian_raf::Lease, HostError> {
         self.store.describe(volume).await.map_err(|source| store_err(volume, source))
     }
@@ -221,6 +301,8 @@ impl DiskHost {
             },
         };
         if deleted.is_ok() {
+            // Its pins went with it.
+            self.views.lock().retain(|(v, _), _| v != name);
             // The volume is gone: its lock goes too, unless an operation holds it still.
             let mut locks = self.volume_locks.lock();
             if locks.get(name).is_some_and(|l| Arc::strong_count(l) == 1) {
@@ -247,7 +329,18 @@ fn message(e: HostError) -> ContractError {
     match &e {
         HostError::Busy(_)
         | HostError::Store { source: StoreError::Refused(_) | StoreError::Frozen, .. }
-        | HostError::Raf { source: RafError::Shrink { .. }, .. } => ContractError::Refused(e.to_string()),
+        | HostError::Raf {
+            source:
+                RafError::Shrink { .. }
+                | RafError::NoSuchPin { .. }
+                | RafError::OutOfRange { .. }
+                | RafError::Unaligned { .. },
+            ..
+        }
+        | HostError::Raf {
+            source: RafError::Store(StoreError::NotFound(_) | StoreError::Frozen | StoreError::Refused(_)),
+            ..
+        } => ContractError::Refused(e.to_string()),
         _ => ContractError::Unavailable(e.to_string()),
     }
 }
@@ -276,6 +369,25 @@ impl VolumeService for DiskHost {
 
     fn delete(&self, name: String) -> Fut<'_, ()> {
         Box::pin(async move { self.delete_volume(&name).await.map_err(message) })
+    }
+
+    fn pin(&self, name: String, snapshot_id: String) -> Fut<'_, PinInfo> {
+        Box::pin(async move {
+            let pin = DiskHost::pin(self, &name, &snapshot_id).await.map_err(message)?;
+            Ok(PinInfo { next_seq: pin.next_seq, size_bytes: pin.size_bytes })
+        })
+    }
+
+    fn pinned_ranges(&self, name: String, snapshot_id: String, since: Option<u64>) -> Fut<'_, Vec<u64>> {
+        Box::pin(async move { DiskHost::pinned_ranges(self, &name, &snapshot_id, since).await.map_err(message) })
+    }
+
+    fn read_pinned(&self, name: String, snapshot_id: String, offset: u64, len: u64) -> Fut<'_, Bytes> {
+        Box::pin(async move { DiskHost::read_pinned(self, &name, &snapshot_id, offset, len).await.map_err(message) })
+    }
+
+    fn release_pin(&self, name: String, snapshot_id: String) -> Fut<'_, ()> {
+        Box::pin(async move { DiskHost::release_pin(self, &name, &snapshot_id).await.map_err(message) })
     }
 
     fn exists(&self, name: String) -> Fut<'_, bool> {
@@ -333,6 +445,73 @@ mod tests {
         host.stop_all().await;
         assert!(!host.is_served("d-a").await);
         assert!(matches!(host.serve("d-b", &socks, uid, None).await, Err(HostError::Stopped(_))));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn pins_a_served_volume_through_its_engine_and_an_unserved_one_by_opening_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let host = host(tmp.path()).await;
+        let socks = tmp.path().join("sockets");
+        std::fs::create_dir_all(&socks).unwrap();
+        let uid = current_uid();
+        let size = 8 << 20;
+        let data = |seed: u8| Bytes::from((0..(1u32 << 20)).map(|i| (i as u8) ^ seed | 1).collect::<Vec<u8>>());
+        for v in ["d-served", "d-idle"] {
+            VolumeService::create(&*host, v.to_owned(), size, None).await.unwrap();
+        }
+        host.serve("d-served", &socks, uid, None).await.unwrap();
+        let served = host.raf("d-served").await.unwrap();
+        served.write(0, data(1)).await.unwrap();
+        let store: Arc<dyn LogStore> = Arc::new(host.store().clone());
+        let idle = Raf::open(store.clone(), "d-idle", Config::default()).await.unwrap();
+        idle.write(2 << 20, data(2)).await.unwrap();
+        idle.close().await.unwrap();
+
+        let p1 = VolumeService::pin(&*host, "d-served".into(), "s-1".into()).await.unwrap();
+        assert_eq!(p1, PinInfo { next_seq: served.next_seq(), size_bytes: size });
+        // The unserved volume is pinned while a guest's serve starts: one waits for the other.
+        let (h, dir) = (host.clone(), socks.clone());
+        let serving = tokio::spawn(async move { h.serve("d-idle", &dir, uid, None).await });
+        let p2 = VolumeService::pin(&*host, "d-idle".into(), "s-2".into()).await.unwrap();
+        assert_eq!(p2.size_bytes, size);
+        serving.await.unwrap().unwrap();
+        assert!(host.is_served("d-served").await && host.is_served("d-idle").await);
+        // Both move on after their instants.
+        served.write(0, data(3)).await.unwrap();
+        let idle = host.raf("d-idle").await.unwrap();
+        idle.write(2 << 20, data(4)).await.unwrap();
+        idle.write(5 << 20, data(5)).await.unwrap();
+
+        let read = |v: &'static str, pin: &'static str, at: u64| {
+            VolumeService::read_pinned(&*host, v.into(), pin.into(), at, 1 << 20)
+        };
+        assert_eq!(read("d-served", "s-1", 0).await.unwrap(), data(1));
+        assert_eq!(read("d-idle", "s-2", 2 << 20).await.unwrap(), data(2));
+        assert!(read("d-idle", "s-2", 5 << 20).await.unwrap().iter().all(|&b| b == 0));
+        let ranges = |v: &'static str, pin: &'static str, since| {
+            VolumeService::pinned_ranges(&*host, v.into(), pin.into(), since)
+        };
+        assert_eq!(ranges("d-served", "s-1", None).await.unwrap(), vec![0]);
+        assert_eq!(ranges("d-idle", "s-2", None).await.unwrap(), vec![2]);
+        assert_eq!(ranges("d-idle", "s-2", Some(p2.next_seq)).await.unwrap(), Vec::<u64>::new());
+        // Pinning again answers the same pins, served or not.
+        assert_eq!(VolumeService::pin(&*host, "d-served".into(), "s-1".into()).await.unwrap(), p1);
+        host.stop("d-idle").await;
+        assert_eq!(VolumeService::pin(&*host, "d-idle".into(), "s-2".into()).await.unwrap(), p2);
+
+        for (v, pin) in [("d-served", "s-1"), ("d-idle", "s-2")] {
+            VolumeService::release_pin(&*host, v.into(), pin.into()).await.unwrap();
+            assert!(matches!(read(v, pin, 0).await, Err(ContractError::Refused(_))), "{pin} is released");
+            VolumeService::release_pin(&*host, v.into(), pin.into()).await.unwrap();
+        }
+        assert!(served.pins().is_empty());
+        // A volume that is not there has no pin to take, and none to release.
+        assert!(matches!(
+            VolumeService::pin(&*host, "d-none".into(), "s-3".into()).await,
+            Err(ContractError::Refused(_))
+        ));
+        VolumeService::release_pin(&*host, "d-none".into(), "s-3".into()).await.unwrap();
+        host.stop_all().await;
     }
 
     fn current_uid() -> u32 {

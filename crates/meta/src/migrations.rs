@@ -540,6 +540,38 @@ CREATE TABLE disk_volume_deletions (
 "#,
     ),
     (
+        15,
+        "Pangu: pins, a volume's contents held at one instant for a snapshot",
+        r#"
+-- A volume's files gain a third kind, `pin` (docs/snapshots.md, "Pins and compaction"): an
+-- index copy in checkpoint format, named by the snapshot id it holds the blocks of
+-- (`name`, unique per volume), with the log's next sequence number and the volume's size at
+-- the instant. A pin file is made as a checkpoint file and becomes a pin when registered,
+-- so a crash before that leaves a stray checkpoint file that the next acquire deletes.
+-- SQL cannot widen a CHECK in place: the table is made again with the new columns, its
+-- rows copied.
+CREATE TABLE pangu_volume_files_v15 (
+    file_id             BIGINT PRIMARY KEY REFERENCES pangu_files(id) ON DELETE CASCADE,
+    volume              TEXT NOT NULL REFERENCES pangu_volumes(name) ON DELETE CASCADE,
+    kind                TEXT NOT NULL CHECK (kind IN ('segment', 'checkpoint', 'pin')),
+    seq                 BIGINT,
+    epoch               BIGINT NOT NULL,
+    name                TEXT,
+    pin_next_seq        BIGINT CHECK (pin_next_seq >= 0),
+    pin_size_bytes      BIGINT CHECK (pin_size_bytes > 0),
+    CHECK ((kind = 'segment') = (seq IS NOT NULL)),
+    CHECK ((kind = 'pin') = (name IS NOT NULL)),
+    CHECK ((kind = 'pin') = (pin_next_seq IS NOT NULL AND pin_size_bytes IS NOT NULL)),
+    UNIQUE (volume, seq),
+    UNIQUE (volume, name)
+);
+INSERT INTO pangu_volume_files_v15 (file_id, volume, kind, seq, epoch)
+    SELECT file_id, volume, kind, seq, epoch FROM pangu_volume_files;
+DROP TABLE pangu_volume_files;
+ALTER TABLE pangu_volume_files_v15 RENAME TO pangu_volume_files;
+"#,
+    ),
+    (
         16,
         "ECS: snapshots, their manifests (range -> block), block reference counts, pins to release",
         r#"

@@ -50,7 +50,7 @@ use crate::master::{ChunkLocation, FileId, FileLayout, Master};
 use crate::master_client::{MasterClient, MasterClientError};
 use crate::parts::Parts;
 use crate::placement::ServerId;
-use crate::volume::VolumeLease;
+use crate::volume::{VolumeLease, VolumePin};
 
 /// Replica sets one append may go through before the writer gives up.
 pub const MAX_ATTEMPTS: usize = 4;
@@ -135,6 +135,26 @@ impl Pangu {
         covers_offset: u64,
     ) -> Result<(), PanguError> {
         Ok(self.master.volume_set_checkpoint(name, epoch, file, covers_seq, covers_offset).await?)
+    }
+
+    /// Registers the sealed checkpoint file `file` as the volume's pin `pin_name` (the index
+    /// at the instant the log's next sequence number was `next_seq`, the volume then
+    /// `size_bytes` long). Idempotent: a pin of that name already there is answered.
+    pub async fn volume_add_pin(
+        &self,
+        name: &str,
+        epoch: u64,
+        pin_name: &str,
+        file: FileId,
+        next_seq: u64,
+        size_bytes: u64,
+    ) -> Result<VolumePin, PanguError> {
+        Ok(self.master.volume_add_pin(name, epoch, pin_name, file, next_seq, size_bytes).await?)
+    }
+
+    /// Deletes the volume's pin `pin_name` and its file; a missing one is released already.
+    pub async fn volume_release_pin(&self, name: &str, pin_name: &str) -> Result<(), PanguError> {
+        Ok(self.master.volume_release_pin(name, pin_name).await?)
     }
 
     /// Deletes the volume's segments numbered `seqs`.

@@ -42,7 +42,7 @@ use serde::{Deserialize, Serialize};
 use crate::chunk::ChunkId;
 use crate::master::{ChunkLocation, FileId, FileLayout, Master, MasterError};
 use crate::placement::{PlacementError, ServerId};
-use crate::volume::{VolumeError, VolumeLease};
+use crate::volume::{VolumeError, VolumeLease, VolumePin};
 
 /// The answer to a call on the master.
 pub type MasterFuture<'a, T> = BoxFuture<'a, Result<T, MasterClientError>>;
@@ -104,6 +104,21 @@ pub trait MasterClient: Send + Sync {
         covers_seq: u64,
         covers_offset: u64,
     ) -> MasterFuture<'a, ()>;
+
+    /// Registers a sealed checkpoint file as the volume's pin `pin_name` (see
+    /// [`Master::volume_add_pin`]).
+    fn volume_add_pin<'a>(
+        &'a self,
+        name: &'a str,
+        epoch: u64,
+        pin_name: &'a str,
+        file: FileId,
+        next_seq: u64,
+        size_bytes: u64,
+    ) -> MasterFuture<'a, VolumePin>;
+
+    /// Deletes the volume's pin `pin_name` and its file; a missing one is no error.
+    fn volume_release_pin<'a>(&'a self, name: &'a str, pin_name: &'a str) -> MasterFuture<'a, ()>;
 
     /// Deletes the volume's segments numbered `seqs`.
     fn volume_drop_segments<'a>(&'a self, name: &'a str, epoch: u64, seqs: &'a [u64]) -> MasterFuture<'a, ()>;
@@ -236,6 +251,24 @@ impl MasterClient for Master {
         Box::pin(
             async move { Ok(Master::volume_set_checkpoint(self, name, epoch, file, covers_seq, covers_offset).await?) },
         )
+    }
+
+    fn volume_add_pin<'a>(
+        &'a self,
+        name: &'a str,
+        epoch: u64,
+        pin_name: &'a str,
+        file: FileId,
+        next_seq: u64,
+        size_bytes: u64,
+    ) -> MasterFuture<'a, VolumePin> {
+        Box::pin(
+            async move { Ok(Master::volume_add_pin(self, name, epoch, pin_name, file, next_seq, size_bytes).await?) },
+        )
+    }
+
+    fn volume_release_pin<'a>(&'a self, name: &'a str, pin_name: &'a str) -> MasterFuture<'a, ()> {
+        Box::pin(async move { Ok(Master::volume_release_pin(self, name, pin_name).await?) })
     }
 
     fn volume_drop_segments<'a>(&'a self, name: &'a str, epoch: u64, seqs: &'a [u64]) -> MasterFuture<'a, ()> {
@@ -397,6 +430,28 @@ mod tests {
             Box::pin(async move {
                 let name: String = carry(&name);
                 answer(self.inner().volume_set_checkpoint(&name, epoch, hop(&file), covers_seq, covers_offset)).await
+            })
+        }
+
+        fn volume_add_pin<'a>(
+            &'a self,
+            name: &'a str,
+            epoch: u64,
+            pin_name: &'a str,
+            file: FileId,
+            next_seq: u64,
+            size_bytes: u64,
+        ) -> MasterFuture<'a, VolumePin> {
+            Box::pin(async move {
+                let (name, pin_name): (String, String) = carry(&(name, pin_name));
+                answer(self.inner().volume_add_pin(&name, epoch, &pin_name, hop(&file), next_seq, size_bytes)).await
+            })
+        }
+
+        fn volume_release_pin<'a>(&'a self, name: &'a str, pin_name: &'a str) -> MasterFuture<'a, ()> {
+            Box::pin(async move {
+                let (name, pin_name): (String, String) = carry(&(name, pin_name));
+                answer(self.inner().volume_release_pin(&name, &pin_name)).await
             })
         }
 

@@ -5,7 +5,9 @@
 //!
 //! A volume is named by a string (`d-…` for a disk, `img-…` for an image base) and owns
 //! Pangu files of two kinds ([`VolumeFileKind`]): log *segments*, numbered in order, and
-//! *checkpoint* files, one of which is current and covers the log up to a position. The
+//! *checkpoint* files, one of which is current and covers the log up to a position, and
+//! *pins*: index copies named by a snapshot id, holding the volume's contents at one instant
+//! until released (`docs/snapshots.md`, "Pins and compaction"). The
 //! layer above (the RAF in `crates/disk`) gives those files their meaning; the master only
 //! keeps the list, so that a disk's files are never mistaken for garbage and survive a
 //! restart.
@@ -37,6 +39,9 @@ pub enum VolumeFileKind {
     Segment,
     /// An index checkpoint; the volume's current one, or one a crash left unreferenced.
     Checkpoint,
+    /// An index copy held for a snapshot, named by its id (made as a checkpoint file, then
+    /// registered as a pin).
+    Pin,
 }
 
 impl VolumeFileKind {
@@ -45,6 +50,7 @@ impl VolumeFileKind {
         match self {
             VolumeFileKind::Segment => "segment",
             VolumeFileKind::Checkpoint => "checkpoint",
+            VolumeFileKind::Pin => "pin",
         }
     }
 
@@ -53,6 +59,7 @@ impl VolumeFileKind {
         match s {
             "segment" => Some(VolumeFileKind::Segment),
             "checkpoint" => Some(VolumeFileKind::Checkpoint),
+            "pin" => Some(VolumeFileKind::Pin),
             _ => None,
         }
     }
@@ -79,6 +86,17 @@ pub struct VolumeSegment {
     pub sealed: bool,
 }
 
+/// A pin: the volume's contents at one instant, held for the snapshot `name` until released.
+/// `file` holds the index then (the RAF's checkpoint format); the log's next sequence number
+/// and the volume's size then are kept beside it, so a pin is described without reading it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VolumePin {
+    pub name: String,
+    pub file: FileId,
+    pub next_seq: u64,
+    pub size_bytes: u64,
+}
+
 /// A volume's root as a writer (after an acquire) or a reader (a describe) gets it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VolumeLease {
@@ -92,6 +110,9 @@ pub struct VolumeLease {
     pub checkpoint: Option<VolumeCheckpoint>,
     /// In `seq` order.
     pub segments: Vec<VolumeSegment>,
+    /// Its pins, by name. (Absent from an older master's answer: none.)
+    #[serde(default)]
+    pub pins: Vec<VolumePin>,
 }
 
 /// Why the master refused a change to a volume. Data, so that it crosses a transport.
@@ -119,6 +140,10 @@ pub enum VolumeError {
     VolumeInUse { volume: String, clone: String },
     #[error("file {file} is not a sealed checkpoint file of volume {volume:?}")]
     NotACheckpoint { volume: String, file: FileId },
+    #[error("file {file} is not a sealed checkpoint file of volume {volume:?}: it cannot become a pin")]
+    NotAPinFile { volume: String, file: FileId },
+    #[error("pin name {0:?} is not 1 to 128 letters, digits, '-', '_' or '.'")]
+    InvalidPinName(String),
     #[error("file {file} belongs to volume {volume:?}: only the volume's calls change it")]
     OwnedByVolume { file: FileId, volume: String },
 }
@@ -134,6 +159,11 @@ pub fn check_name(name: &str) -> Result<(), VolumeError> {
     } else {
         Err(VolumeError::InvalidName(name.to_owned()))
     }
+}
+
+/// Checks a pin's name (a snapshot id) by the rule of volume names.
+pub fn check_pin_name(name: &str) -> Result<(), VolumeError> {
+    check_name(name).map_err(|_| VolumeError::InvalidPinName(name.to_owned()))
 }
 
 /// Checks a volume size: a positive multiple of [`BLOCK_BYTES`].
@@ -188,7 +218,7 @@ mod tests {
 
     #[test]
     fn file_kinds_round_trip_through_their_spelling() {
-        for kind in [VolumeFileKind::Segment, VolumeFileKind::Checkpoint] {
+        for kind in [VolumeFileKind::Segment, VolumeFileKind::Checkpoint, VolumeFileKind::Pin] {
             assert_eq!(VolumeFileKind::parse(kind.as_str()), Some(kind));
             let json = serde_json::to_string(&kind).unwrap();
             assert_eq!(json, format!("\"{}\"", kind.as_str()));
@@ -205,6 +235,13 @@ mod tests {
         for bad in ["", "d/../x", "d x", "d-é", &"n".repeat(MAX_NAME_LEN + 1)] {
             assert_eq!(check_name(bad), Err(VolumeError::InvalidName(bad.to_owned())), "{bad}");
         }
+    }
+
+    #[test]
+    fn pin_names_follow_volume_names() {
+        assert_eq!(check_pin_name("s-bp1abc"), Ok(()));
+        assert_eq!(check_pin_name("s/x"), Err(VolumeError::InvalidPinName("s/x".into())));
+        assert_eq!(check_pin_name(""), Err(VolumeError::InvalidPinName(String::new())));
     }
 
     #[test]

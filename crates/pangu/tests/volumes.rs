@@ -366,6 +366,67 @@ async fn a_checkpoint_file_never_installed_is_deleted_by_the_next_acquire() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pins_are_registered_once_kept_across_acquires_and_released() {
+    let c = Cluster::start(1, 1).await;
+    let pangu = c.pangu();
+    let name = "d-pins";
+    pangu.volume_create(name, 4 * MIB, None).await.unwrap();
+    let first = pangu.volume_acquire(name).await.unwrap();
+    let epoch = first.epoch;
+    let sealed_file = |seed: u64| {
+        let pangu = pangu.clone();
+        async move {
+            let mut w = pangu.volume_new_checkpoint_file(name, epoch).await.unwrap();
+            w.append(data(4096, seed)).await.unwrap();
+            let file = w.id();
+            w.seal().await.unwrap();
+            file
+        }
+    };
+    // An unsealed file, or the current checkpoint, is no pin.
+    let mut open = pangu.volume_new_checkpoint_file(name, first.epoch).await.unwrap();
+    open.append(data(4096, 1)).await.unwrap();
+    let refused = pangu.volume_add_pin(name, first.epoch, "s-1", open.id(), 7, 4 * MIB).await;
+    assert!(matches!(refused, Err(PanguError::Master(MasterClientError::Volume(VolumeError::NotAPinFile { .. })))));
+    drop(open);
+    let current = sealed_file(2).await;
+    pangu.volume_set_checkpoint(name, first.epoch, current, 0, 0).await.unwrap();
+    assert!(pangu.volume_add_pin(name, first.epoch, "s-1", current, 7, 4 * MIB).await.is_err());
+
+    let a = sealed_file(3).await;
+    let pin = pangu.volume_add_pin(name, first.epoch, "s-1", a, 7, 4 * MIB).await.unwrap();
+    assert_eq!((pin.name.as_str(), pin.file, pin.next_seq, pin.size_bytes), ("s-1", a, 7, 4 * MIB));
+    // Pinning the name again answers the first pin; the file made for it goes.
+    let b = sealed_file(4).await;
+    assert_eq!(pangu.volume_add_pin(name, first.epoch, "s-1", b, 9, 8 * MIB).await.unwrap(), pin);
+    assert!(c.master.layout(b).is_err(), "the unneeded pin file is deleted");
+    // A stale writer cannot pin.
+    let next = pangu.volume_acquire(name).await.unwrap();
+    let stale = pangu.volume_add_pin(name, first.epoch, "s-2", a, 1, 4 * MIB).await;
+    assert!(matches!(stale, Err(PanguError::Master(MasterClientError::Volume(VolumeError::StaleEpoch { .. })))));
+    // The acquire kept the pin (it is no stray checkpoint), and the new writer sees it.
+    assert_eq!(next.pins, vec![pin.clone()]);
+    assert_eq!(pangu.volume_describe(name).await.unwrap().pins, vec![pin.clone()]);
+    assert_eq!(pangu.read(a, 0, 4096).await.unwrap(), data(4096, 3));
+
+    pangu.volume_release_pin(name, "s-1").await.unwrap();
+    assert!(c.master.layout(a).is_err(), "a released pin's file is deleted");
+    assert!(pangu.volume_describe(name).await.unwrap().pins.is_empty());
+    // Releasing what is not there (any more) is no error.
+    pangu.volume_release_pin(name, "s-1").await.unwrap();
+    pangu.volume_release_pin("d-none", "s-1").await.unwrap();
+
+    // Deleting the volume deletes its pins.
+    let mut w = pangu.volume_new_checkpoint_file(name, next.epoch).await.unwrap();
+    w.append(data(4096, 5)).await.unwrap();
+    let c_file = w.id();
+    w.seal().await.unwrap();
+    pangu.volume_add_pin(name, next.epoch, "s-3", c_file, 11, 4 * MIB).await.unwrap();
+    pangu.volume_delete(name).await.unwrap();
+    assert!(c.master.layout(c_file).is_err(), "a deleted volume's pin file is deleted");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clones_need_a_frozen_parent_that_outlives_them() {
     let c = Cluster::start(1, 1).await;
     let pangu = c.pangu();

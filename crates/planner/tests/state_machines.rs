@@ -7,8 +7,10 @@
 //! Waiting is bounded (a state that never comes fails the test after a generous minute), but
 //! no test asserts how long anything takes.
 
+use bytes::Bytes;
 use feitian_agent::disks::DiskReconciler;
 use feitian_agent::{HostAgent, InstanceReconciler};
+use feitian_agent_api::snapshot::PinInfo;
 use feitian_agent_api::{ContractError, ControlPlane, DiskStatus, Fut, InstanceStatus, Nudges, Report, VolumeService};
 use feitian_api::{ApiError, Caller, Ctx, Params, Registry};
 use feitian_compute::sim::SimDriver;
@@ -26,12 +28,15 @@ const REGION: (&str, &str) = ("RegionId", "cn-hangzhou");
 const IMAGE: &str = feitian_ecs::images::FEITIAN_LINUX.id;
 const INSTANCE_TYPE: &str = "ecs.t6-c1m1.large";
 
-/// A volume as the test's volume service keeps it: size, parent, times re-initialised.
+/// A volume as the test's volume service keeps it: size, parent, times re-initialised, and
+/// its pins (by snapshot id). It holds no data (nothing writes it), so every pin reads as
+/// zeros, holds no range, and is taken at sequence 0.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct TestVolume {
     gib: u64,
     parent: Option<String>,
     reinits: u32,
+    pins: HashMap<String, PinInfo>,
 }
 
 /// The host's volumes, in memory, so a test can see what the disk reconciler did to them.
@@ -42,6 +47,14 @@ impl TestVolumes {
     fn get(&self, name: &str) -> Option<TestVolume> {
         self.0.lock().expect("volumes").get(name).cloned()
     }
+
+    /// The pin `snapshot_id` of volume `name`, refused if there is none.
+    fn pinned(&self, name: &str, snapshot_id: &str) -> Result<PinInfo, ContractError> {
+        let v = self.0.lock().expect("volumes");
+        v.get(name)
+            .and_then(|vol| vol.pins.get(snapshot_id).copied())
+            .ok_or_else(|| ContractError::Refused(format!("volume {name} has no pin {snapshot_id}")))
+    }
 }
 
 const GIB: u64 = feitian_agent_api::disk::GIB;
@@ -49,7 +62,7 @@ const GIB: u64 = feitian_agent_api::disk::GIB;
 impl VolumeService for TestVolumes {
     fn create(&self, name: String, size_bytes: u64, parent: Option<String>) -> Fut<'_, ()> {
         let mut v = self.0.lock().expect("volumes");
-        let vol = v.entry(name).or_insert(TestVolume { gib: 0, parent, reinits: 0 });
+        let vol = v.entry(name).or_insert(TestVolume { gib: 0, parent, reinits: 0, pins: HashMap::new() });
         vol.gib = vol.gib.max(size_bytes / GIB);
         Box::pin(async { Ok(()) })
     }
@@ -68,7 +81,8 @@ impl VolumeService for TestVolumes {
     fn reinit(&self, name: String, size_bytes: u64, parent: Option<String>) -> Fut<'_, ()> {
         let mut v = self.0.lock().expect("volumes");
         let reinits = v.get(&name).map_or(0, |x| x.reinits) + 1;
-        v.insert(name, TestVolume { gib: size_bytes / GIB, parent, reinits });
+        // The volume is made again: its pins go with the old one.
+        v.insert(name, TestVolume { gib: size_bytes / GIB, parent, reinits, pins: HashMap::new() });
         Box::pin(async { Ok(()) })
     }
 
@@ -80,6 +94,37 @@ impl VolumeService for TestVolumes {
     fn exists(&self, name: String) -> Fut<'_, bool> {
         let found = self.0.lock().expect("volumes").contains_key(&name);
         Box::pin(async move { Ok(found) })
+    }
+
+    fn pin(&self, name: String, snapshot_id: String) -> Fut<'_, PinInfo> {
+        let out = match self.0.lock().expect("volumes").get_mut(&name) {
+            Some(vol) => {
+                let size_bytes = vol.gib * GIB;
+                Ok(*vol.pins.entry(snapshot_id).or_insert(PinInfo { next_seq: 0, size_bytes }))
+            }
+            None => Err(ContractError::Refused(format!("no volume {name}"))),
+        };
+        Box::pin(async { out })
+    }
+
+    fn pinned_ranges(&self, name: String, snapshot_id: String, _since: Option<u64>) -> Fut<'_, Vec<u64>> {
+        let out = self.pinned(&name, &snapshot_id).map(|_| Vec::new());
+        Box::pin(async { out })
+    }
+
+    fn read_pinned(&self, name: String, snapshot_id: String, offset: u64, len: u64) -> Fut<'_, Bytes> {
+        let out = self.pinned(&name, &snapshot_id).and_then(|pin| match offset.checked_add(len) {
+            Some(end) if end <= pin.size_bytes => Ok(Bytes::from(vec![0u8; len as usize])),
+            _ => Err(ContractError::Refused(format!("{len} bytes at {offset} are past the pin's end"))),
+        });
+        Box::pin(async { out })
+    }
+
+    fn release_pin(&self, name: String, snapshot_id: String) -> Fut<'_, ()> {
+        if let Some(vol) = self.0.lock().expect("volumes").get_mut(&name) {
+            vol.pins.remove(&snapshot_id);
+        }
+        Box::pin(async { Ok(()) })
     }
 }
 

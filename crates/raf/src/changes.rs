@@ -15,6 +15,8 @@
 
 use std::collections::BTreeMap;
 
+use crate::index::{Index, Target};
+
 /// Blocks of 4 KiB in one range: 1 MiB, the unit a snapshot stores.
 pub const RANGE_BLOCKS: u64 = 256;
 
@@ -74,9 +76,39 @@ impl Changes {
     }
 }
 
+/// The ranges in which `index` maps any data (not zeros, not holes), each once, ascending:
+/// what a full snapshot of the layer reads.
+pub fn data_ranges(index: &Index) -> impl Iterator<Item = u64> + '_ {
+    let mut last: Option<u64> = None;
+    index
+        .extents()
+        .filter(|e| matches!(e.target, Target::Data(_)))
+        .flat_map(|e| (e.start / RANGE_BLOCKS)..=((e.start + e.len - 1) / RANGE_BLOCKS))
+        .filter(move |&r| {
+            // Extents are in block order, so a range repeats only right after itself.
+            let new = last != Some(r);
+            last = Some(r);
+            new
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::index::Location;
+
+    #[test]
+    fn data_ranges_are_those_any_data_extent_touches() {
+        let at = |segment| Target::Data(Location { segment, offset: 0 });
+        let mut index = Index::new();
+        assert_eq!(data_ranges(&index).count(), 0);
+        index.map(0, 1, at(1));
+        index.map(5, 1, at(2)); // range 0 again
+        index.map(RANGE_BLOCKS - 1, 2, at(3)); // ranges 0 and 1
+        index.map(3 * RANGE_BLOCKS, 2 * RANGE_BLOCKS, Target::Zero); // zeros: no data
+        index.map(7 * RANGE_BLOCKS + 9, 3 * RANGE_BLOCKS, at(4)); // ranges 7 to 10
+        assert_eq!(data_ranges(&index).collect::<Vec<_>>(), vec![0, 1, 7, 8, 9, 10]);
+    }
 
     #[test]
     fn a_record_marks_every_range_it_touches_and_the_newest_wins() {

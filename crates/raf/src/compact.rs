@@ -14,6 +14,11 @@
 //! dropped, so the covered position never names a segment whose seq the registry could
 //! hand out again.
 //!
+//! Segments a pin names are never compacted while it exists (`docs/snapshots.md`, "Pins and
+//! compaction"): not chosen, and not dropped if a pin taken during the pass names them. The
+//! pin's blocks thus stay where its index says, and once it is released the next pass finds
+//! whatever only it held dead, and reclaims it.
+//!
 //! Compaction's bytes are paced by a token bucket and share each append with guest writes
 //! ([`crate::flow`]).
 
@@ -60,17 +65,23 @@ pub(crate) async fn write_checkpoint(shared: &Shared) -> Result<(), RafError> {
     };
     let bytes = checkpoint::encode(&index, &changes, next_seq, covers);
     drop((index, changes));
+    let file = write_index_file(shared, &bytes).await?;
+    // The checkpoint stands in for the log up to `covers`, so that log must be durable
+    // before the checkpoint is current (and before compaction drops what it replaces).
+    shared.sync_log().await?;
+    shared.store.set_checkpoint(&shared.name, shared.epoch, file, covers.segment, covers.offset).await?;
+    *last = covers;
+    Ok(())
+}
+
+/// Writes an encoded index (a checkpoint's or a pin's) to a new, sealed checkpoint file.
+pub(crate) async fn write_index_file(shared: &Shared, bytes: &[u8]) -> Result<FileId, RafError> {
     let mut file = shared.store.new_checkpoint_file(&shared.name, shared.epoch).await?;
     for piece in bytes.chunks(CHECKPOINT_PIECE) {
         file.append(Bytes::copy_from_slice(piece)).await?;
     }
     file.seal().await?;
-    // The checkpoint stands in for the log up to `covers`, so that log must be durable
-    // before the checkpoint is current (and before compaction drops what it replaces).
-    shared.sync_log().await?;
-    shared.store.set_checkpoint(&shared.name, shared.epoch, file.file(), covers.segment, covers.offset).await?;
-    *last = covers;
-    Ok(())
+    Ok(file.file())
 }
 
 /// One compaction pass.
@@ -84,7 +95,7 @@ pub(crate) async fn compact(shared: &Shared) -> Result<CompactionReport, RafErro
         state
             .segments
             .iter()
-            .filter(|(&seq, seg)| seg.sealed && Some(seq) != newest)
+            .filter(|(&seq, seg)| seg.sealed && Some(seq) != newest && !state.pinned(seq))
             .filter(|(&seq, seg)| state.index.live_bytes(seq) as f64 <= config.live_fraction * seg.len as f64)
             .map(|(&seq, seg)| (seq, seg.file, seg.len))
             .collect()
@@ -131,7 +142,10 @@ pub(crate) async fn compact(shared: &Shared) -> Result<CompactionReport, RafErro
     // A segment still live (it should not be: nothing writes to a sealed segment) is kept.
     let (drop, freed): (Vec<u64>, u64) = {
         let state = shared.state.lock();
-        let drop: Vec<u64> = victims.iter().map(|v| v.0).filter(|&seq| state.index.live_bytes(seq) == 0).collect();
+        // A pin taken since the victims were chosen may hold one (it copied the index before
+        // the moves): that one stays, and goes at a pass after the pin's release.
+        let drop: Vec<u64> =
+            victims.iter().map(|v| v.0).filter(|&seq| state.index.live_bytes(seq) == 0 && !state.pinned(seq)).collect();
         let freed = victims.iter().filter(|v| drop.contains(&v.0)).map(|v| v.2).sum();
         (drop, freed)
     };

@@ -38,6 +38,8 @@ pub enum RafError {
     /// the volume takes no more writes until it is opened again.
     #[error("the volume failed earlier and must be reopened: {0}")]
     Failed(StoreError),
+    #[error("volume {volume} has no pin {pin}")]
+    NoSuchPin { volume: String, pin: String },
     #[error("the volume is closed")]
     Closed,
 }

@@ -191,6 +191,11 @@ impl Index {
         self.extents().filter(|e| matches!(e.target, Target::Data(loc) if loc.segment == segment)).collect()
     }
 
+    /// The segments the index maps any data to (what a pin of it needs kept), ascending.
+    pub fn segments(&self) -> impl Iterator<Item = u64> + '_ {
+        self.live.keys().copied()
+    }
+
     pub fn extent_count(&self) -> usize {
         self.extents.len()
     }

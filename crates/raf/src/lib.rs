@@ -18,7 +18,9 @@
 //! - [`flow`]: compaction's token bucket and its share of each append (pure).
 //! - [`pangu`]: the store of real volumes: Pangu's volume registry and files.
 //! - [`Raf`] (`volume`): the engine; `writer` (group commit), `replay` (open), `compact`
-//!   (checkpoints and compaction) are its parts.
+//!   (checkpoints and compaction), `pin` (pins for snapshots) and `layers` (reads through
+//!   the index and the frozen parents) are its parts.
+//! - [`PinnedView`]: a pin read-only, the volume at the pin's instant.
 
 pub mod changes;
 pub mod checkpoint;
@@ -28,7 +30,9 @@ mod config;
 mod error;
 pub mod flow;
 pub mod index;
+mod layers;
 pub mod pangu;
+mod pin;
 pub mod record;
 mod replay;
 pub mod store;
@@ -38,5 +42,6 @@ mod writer;
 pub use compact::CompactionReport;
 pub use config::{CompactionConfig, Config};
 pub use error::RafError;
-pub use store::{Appender, CheckpointRef, FileId, Lease, LogStore, SegmentRef, StoreError, StoreFuture};
+pub use pin::PinnedView;
+pub use store::{Appender, CheckpointRef, FileId, Lease, LogStore, PinRef, SegmentRef, StoreError, StoreFuture};
 pub use volume::{Raf, Stats};

@@ -11,9 +11,9 @@ use feitian_pangu::chunk::Durability;
 use feitian_pangu::client::{FileWriter, Pangu, PanguError};
 use feitian_pangu::master::FileId as PanguFile;
 use feitian_pangu::master_client::MasterClientError;
-use feitian_pangu::volume::{VolumeError, VolumeLease};
+use feitian_pangu::volume::{VolumeError, VolumeLease, VolumePin};
 
-use crate::store::{Appender, CheckpointRef, FileId, Lease, LogStore, SegmentRef, StoreError, StoreFuture};
+use crate::store::{Appender, CheckpointRef, FileId, Lease, LogStore, PinRef, SegmentRef, StoreError, StoreFuture};
 
 /// RAF volumes on a Pangu cluster.
 #[derive(Clone)]
@@ -65,7 +65,12 @@ fn lease(l: VolumeLease) -> Lease {
             .into_iter()
             .map(|s| SegmentRef { seq: s.seq, file: FileId(s.file.0), len: s.len })
             .collect(),
+        pins: l.pins.into_iter().map(pin_ref).collect(),
     }
+}
+
+fn pin_ref(p: VolumePin) -> PinRef {
+    PinRef { name: p.name, file: FileId(p.file.0), next_seq: p.next_seq, size_bytes: p.size_bytes }
 }
 
 /// A segment's or checkpoint's writer. `seal` consumes Pangu's writer, so it is kept in an
@@ -162,6 +167,20 @@ impl LogStore for PanguStore {
                 .await
                 .map_err(store_error)
         })
+    }
+
+    fn add_pin<'a>(&'a self, name: &'a str, epoch: u64, pin: &'a PinRef) -> StoreFuture<'a, PinRef> {
+        Box::pin(async move {
+            self.pangu
+                .volume_add_pin(name, epoch, &pin.name, PanguFile(pin.file.0), pin.next_seq, pin.size_bytes)
+                .await
+                .map(pin_ref)
+                .map_err(store_error)
+        })
+    }
+
+    fn release_pin<'a>(&'a self, name: &'a str, pin: &'a str) -> StoreFuture<'a, ()> {
+        Box::pin(async move { self.pangu.volume_release_pin(name, pin).await.map_err(store_error) })
     }
 
     fn drop_segments<'a>(&'a self, name: &'a str, epoch: u64, seqs: &'a [u64]) -> StoreFuture<'a, ()> {

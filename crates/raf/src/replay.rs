@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 
 use crate::changes::Changes;
-use crate::checkpoint::{self, Position};
+use crate::checkpoint::{self, Checkpoint, Position};
 use crate::error::RafError;
 use crate::index::{Index, Location, Target};
 use crate::record::{self, Kind};
@@ -57,14 +57,19 @@ pub(crate) fn apply(
     n
 }
 
+/// Reads and decodes the checkpoint-format file `file` (a checkpoint or a pin).
+pub(crate) async fn read_checkpoint(store: &dyn LogStore, file: FileId) -> Result<Checkpoint, RafError> {
+    let header = store.read(file, 0, checkpoint::HEADER_LEN as u64).await?;
+    let total = checkpoint::total_len(&header)?;
+    let buf = store.read(file, 0, total).await?;
+    Ok(checkpoint::decode(&buf)?)
+}
+
 /// Loads the volume `lease` describes.
 pub(crate) async fn load(store: &dyn LogStore, lease: &Lease) -> Result<Loaded, RafError> {
     let (mut index, mut changes, mut next_seq, covered) = match &lease.checkpoint {
         Some(c) => {
-            let header = store.read(c.file, 0, checkpoint::HEADER_LEN as u64).await?;
-            let total = checkpoint::total_len(&header)?;
-            let buf = store.read(c.file, 0, total).await?;
-            let cp = checkpoint::decode(&buf)?;
+            let cp = read_checkpoint(store, c.file).await?;
             if cp.covers != (Position { segment: c.covers_seq, offset: c.covers_offset }) {
                 return Err(RafError::CheckpointMismatch);
             }

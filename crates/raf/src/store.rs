@@ -1,6 +1,7 @@
 //! What the engine needs of Pangu, as a trait: the volume registry kept by the Pangu master
 //! (a volume's root: size, epoch, parent, frozen flag, segment files, current checkpoint)
-//! and append-only files.
+//! and append-only files. The registry also keeps a volume's *pins* (`docs/snapshots.md`):
+//! index copies named by a snapshot id, which its writer must never compact away.
 //!
 //! # Why a trait
 //!
@@ -57,6 +58,17 @@ pub struct CheckpointRef {
     pub covers_offset: u64,
 }
 
+/// A pin as the registry records it: the volume's contents at one instant, held for the
+/// snapshot `name`. `file` holds the index then, in the checkpoint format; `next_seq` and
+/// `size_bytes` are the log's next sequence number and the volume's size then.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PinRef {
+    pub name: String,
+    pub file: FileId,
+    pub next_seq: u64,
+    pub size_bytes: u64,
+}
+
 /// One segment file of a volume's log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SegmentRef {
@@ -76,6 +88,8 @@ pub struct Lease {
     pub checkpoint: Option<CheckpointRef>,
     /// In ascending `seq`.
     pub segments: Vec<SegmentRef>,
+    /// Its pins (a new writer keeps every segment they name).
+    pub pins: Vec<PinRef>,
 }
 
 /// The writer of one file. An append returns once every replica holds it: it survives the
@@ -129,6 +143,16 @@ pub trait LogStore: Send + Sync {
         covers_seq: u64,
         covers_offset: u64,
     ) -> StoreFuture<'a, ()>;
+
+    /// Registers `pin.file` (a sealed file from `new_checkpoint_file`, not installed) as the
+    /// pin `pin.name`. Idempotent: if the volume has a pin of that name, that one is answered
+    /// (and the file given is not needed).
+    fn add_pin<'a>(&'a self, name: &'a str, epoch: u64, pin: &'a PinRef) -> StoreFuture<'a, PinRef>;
+
+    /// Deletes the pin `pin` and its file. No epoch: releasing can only let a writer keep
+    /// segments longer than needed, never drop one a pin holds. A pin or volume that is not
+    /// there is released already.
+    fn release_pin<'a>(&'a self, name: &'a str, pin: &'a str) -> StoreFuture<'a, ()>;
 
     /// Removes segments (and their files) from the log.
     fn drop_segments<'a>(&'a self, name: &'a str, epoch: u64, seqs: &'a [u64]) -> StoreFuture<'a, ()>;

@@ -14,37 +14,31 @@
 //!
 //! Dropping a `Raf` without `close` is a crash: its tasks are aborted where they are.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
-use futures_util::stream::{self, StreamExt, TryStreamExt};
+use bytes::Bytes;
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tokio::task::JoinHandle;
 
 use crate::changes::Changes;
 use crate::checkpoint::Position;
-use crate::coalesce;
 use crate::compact::{self, CompactionReport};
 use crate::config::Config;
 use crate::error::RafError;
 use crate::flow::TokenBucket;
-use crate::index::{Index, Mapping, BLOCK};
+use crate::index::{Index, BLOCK};
+use crate::layers::{self, Layer};
+use crate::pin::{self, Held};
 use crate::record::MAX_RECORD_BLOCKS;
 use crate::replay::{self, SegmentInfo};
-use crate::store::{FileId, LogStore, StoreError};
+use crate::store::{LogStore, PinRef, StoreError};
 use crate::writer::{self, GuestOp, GuestReq, MoveReq, SyncReq};
 
-/// How deep a chain of clones may go (a cycle in the registry would otherwise loop).
-const MAX_PARENTS: usize = 16;
 /// How often a read looks its range up again after finding a segment dropped under it.
 const READ_ATTEMPTS: usize = 3;
-/// Spans of log (`coalesce`) one read fetches at once. A fragmented 32 MiB request maps to thousands of
-/// pieces; issued all at once they open more connections to a chunkserver than it serves,
-/// and the rest wait for idle ones to close (seconds). A few dozen keep the replicas busy.
-const READ_FANOUT: usize = 32;
 
 /// A volume's counters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,12 +66,15 @@ pub(crate) struct State {
     pub since_checkpoint: u64,
     /// Set when an append failed: no more writes.
     pub failed: Option<StoreError>,
+    /// The volume's pins, by name, with the segments each keeps from compaction.
+    pub pins: BTreeMap<String, Held>,
 }
 
-/// A frozen parent, read-only.
-struct Layer {
-    index: Index,
-    files: HashMap<u64, FileId>,
+impl State {
+    /// Whether a pin (registered, or being taken) names a block in `segment`.
+    pub fn pinned(&self, segment: u64) -> bool {
+        self.pins.values().any(|h| h.segments.contains(&segment))
+    }
 }
 
 /// What the volume's tasks share.
@@ -87,11 +84,13 @@ pub(crate) struct Shared {
     pub epoch: u64,
     pub config: Config,
     pub state: Mutex<State>,
-    parents: Vec<Layer>,
+    pub parents: Vec<Layer>,
     /// Holds the position the registry's checkpoint covers; one checkpoint at a time.
     pub checkpoint_lock: tokio::sync::Mutex<Position>,
     pub checkpoint_due: Notify,
     pub compaction_lock: tokio::sync::Mutex<()>,
+    /// One pin taken or released at a time (so pinning one name twice at once pins once).
+    pub pin_lock: tokio::sync::Mutex<()>,
     pub compaction_bucket: Mutex<TokenBucket>,
     pub moves: mpsc::Sender<MoveReq>,
     /// Flushes of the log, answered by the writer.
@@ -147,20 +146,12 @@ impl Raf {
     pub async fn open(store: Arc<dyn LogStore>, name: &str, config: Config) -> Result<Raf, RafError> {
         let lease = store.acquire(name).await?;
         let loaded = replay::load(&*store, &lease).await?;
-        let mut parents = Vec::new();
-        let mut next = lease.parent.clone();
-        while let Some(parent) = next {
-            if parents.len() == MAX_PARENTS {
-                return Err(RafError::ParentChainTooDeep(MAX_PARENTS));
-            }
-            let plead = store.describe(&parent).await?;
-            if !plead.frozen {
-                return Err(RafError::ParentNotFrozen(parent));
-            }
-            let p = replay::load(&*store, &plead).await?;
-            let files = p.segments.iter().map(|(&seq, s)| (seq, s.file)).collect();
-            parents.push(Layer { index: p.index, files });
-            next = plead.parent;
+        let parents = layers::load_parents(&*store, lease.parent.clone()).await?;
+        // Every pin's segments are kept from compaction before it can run.
+        let mut pins = BTreeMap::new();
+        for pin in &lease.pins {
+            let held = pin::load(&*store, pin).await?;
+            pins.insert(pin.name.clone(), Held { pin: Some(pin.clone()), segments: held.index.segments().collect() });
         }
         let (guest_tx, guest_rx) = mpsc::channel(config.queue_depth.max(1));
         let (move_tx, move_rx) = mpsc::channel(8);
@@ -180,11 +171,13 @@ impl Raf {
                 position: loaded.position,
                 since_checkpoint: 0,
                 failed: None,
+                pins,
             }),
             parents,
             checkpoint_lock: tokio::sync::Mutex::new(loaded.covered),
             checkpoint_due: Notify::new(),
             compaction_lock: tokio::sync::Mutex::new(()),
+            pin_lock: tokio::sync::Mutex::new(()),
             compaction_bucket: Mutex::new(bucket),
             moves: move_tx,
             syncs: sync_tx,
@@ -233,64 +226,14 @@ impl Raf {
 
     async fn try_read(&self, offset: u64, len: u64) -> Result<Bytes, RafError> {
         let first = offset / BLOCK;
-        // (block, count, file, offset in file): the pieces with data; the rest is zeros.
-        let mut reads: Vec<(u64, u64, FileId, u64)> = Vec::new();
-        let mut holes = Vec::new();
-        {
+        let mut reads = Vec::new();
+        let holes = {
             let state = self.shared.state.lock();
-            for p in state.index.lookup(first, len / BLOCK) {
-                match p.mapping {
-                    Mapping::Data(loc) => {
-                        let seg = state.segments.get(&loc.segment).ok_or(RafError::MissingSegment(loc.segment))?;
-                        reads.push((p.start, p.len, seg.file, loc.offset));
-                    }
-                    Mapping::Zero => {}
-                    Mapping::Hole => holes.push((p.start, p.len)),
-                }
-            }
-        }
-        // Holes read through the parents, nearest first.
-        for layer in &self.shared.parents {
-            let mut deeper = Vec::new();
-            for (start, n) in holes {
-                for p in layer.index.lookup(start, n) {
-                    match p.mapping {
-                        Mapping::Data(loc) => {
-                            let file = *layer.files.get(&loc.segment).ok_or(RafError::MissingSegment(loc.segment))?;
-                            reads.push((p.start, p.len, file, loc.offset));
-                        }
-                        Mapping::Zero => {}
-                        Mapping::Hole => deeper.push((p.start, p.len)),
-                    }
-                }
-            }
-            holes = deeper;
-        }
-        let store = &self.shared.store;
-        let wanted: Vec<(FileId, u64, u64)> = reads.iter().map(|&(_, n, file, at)| (file, at, n * BLOCK)).collect();
-        let spans = coalesce::plan(&wanted);
-        // Spans of one file go to the store together, a batch at a time (owned ranges: a
-        // stream over borrowed spans would not be `Send` for every lifetime).
-        let batches = coalesce::batches(&spans);
-        let data: Vec<Vec<Bytes>> =
-            stream::iter(batches.into_iter().map(|(file, ranges)| store.read_many(file, ranges)))
-                .buffered(READ_FANOUT)
-                .try_collect()
-                .await?;
-        let data = data.into_iter().flatten();
-        let mut out = BytesMut::zeroed(len as usize);
-        for (span, data) in spans.iter().zip(data) {
-            if data.len() as u64 != span.len {
-                return Err(RafError::ShortRead { want: span.len, got: data.len() as u64 });
-            }
-            for &(i, within) in &span.pieces {
-                let (start, n, _, _) = reads[i];
-                let at = ((start - first) * BLOCK) as usize;
-                let from = within as usize;
-                out[at..at + (n * BLOCK) as usize].copy_from_slice(&data[from..from + (n * BLOCK) as usize]);
-            }
-        }
-        Ok(out.freeze())
+            let file_of = |seq| state.segments.get(&seq).map(|s| s.file);
+            layers::lookup(&state.index, file_of, (first, len / BLOCK), &mut reads)?
+        };
+        layers::through_parents(&self.shared.parents, holes, &mut reads)?;
+        layers::fetch(&*self.shared.store, first, len, &reads).await
     }
 
     /// Writes `data` at `offset`; returns once it is on every replica and visible (durable
@@ -399,6 +342,29 @@ impl Raf {
         self.shared.state.lock().changes.changed_since(next_seq).collect()
     }
 
+    /// Pins the volume's contents now as the pin `name` (a snapshot id): the instant is
+    /// between two of the writer's batches, every write acknowledged before it is in the
+    /// pin, the pinned blocks are durable, and compaction keeps them until
+    /// [`Raf::release_pin`] (`docs/snapshots.md`, guarantee 1 and "Pins and compaction").
+    /// Idempotent: pinning a name that has a pin answers that pin.
+    pub async fn pin(&self, name: &str) -> Result<PinRef, RafError> {
+        if self.guests.lock().is_none() {
+            return Err(RafError::Closed);
+        }
+        pin::take(&self.shared, name).await
+    }
+
+    /// Releases the pin `name` (its file and registration go; the next compaction reclaims
+    /// what only it held). A pin that is not there is released already.
+    pub async fn release_pin(&self, name: &str) -> Result<(), RafError> {
+        pin::release(&self.shared, name).await
+    }
+
+    /// The volume's pins, by name.
+    pub fn pins(&self) -> Vec<PinRef> {
+        self.shared.state.lock().pins.values().filter_map(|h| h.pin.clone()).collect()
+    }
+
     /// Runs one compaction pass now.
     pub async fn compact(&self) -> Result<CompactionReport, RafError> {
         compact::compact(&self.shared).await
@@ -437,14 +403,7 @@ impl Raf {
     }
 
     fn check_range(&self, offset: u64, len: u64) -> Result<(), RafError> {
-        if offset % BLOCK != 0 || len % BLOCK != 0 {
-            return Err(RafError::Unaligned { offset, len });
-        }
-        let size = self.size();
-        match offset.checked_add(len) {
-            Some(end) if end <= size => Ok(()),
-            _ => Err(RafError::OutOfRange { offset, len, size }),
-        }
+        layers::check_range(offset, len, self.size())
     }
 }
 

@@ -15,7 +15,10 @@
 //! - holes read zeros; a clone reads through its frozen parent, and its trims shadow it;
 //! - the live bytes are exactly the blocks the volume itself maps to data;
 //! - a stale writer (opened before another open) gets errors and changes nothing the new
-//!   writer reads.
+//!   writer reads;
+//! - a pin taken at a random step reads, at the end of the case (after whatever crashes,
+//!   power losses, compactions and writers came since), exactly as the model did at that
+//!   step.
 //!
 //! `RAF_PROPERTY_CASES` and `RAF_PROPERTY_SEED` override the number of cases and the first
 //! seed (e.g. to replay one failing case).
@@ -25,7 +28,7 @@ mod support;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use feitian_raf::{CompactionConfig, Config, Raf, RafError};
+use feitian_raf::{CompactionConfig, Config, PinnedView, Raf, RafError};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use support::Store;
@@ -101,6 +104,7 @@ struct Coverage {
     syncs: u64,
     lost_bytes: u64,
     fates: [u64; 3],
+    pins_checked: u64,
 }
 
 /// The model: for each block the contents it may read as (one unless writes were in
@@ -227,9 +231,17 @@ async fn run_case(seed: u64, cov: &mut Coverage) {
     }
     let mut raf = Arc::new(Raf::open(s.clone(), "d", config()).await.expect("open"));
     verify_all(&raf, &mut model, "first open").await;
+    // The step from which a pin is taken (its own generator: the other choices stay as
+    // they were), and what the model said then.
+    let pin_from = StdRng::seed_from_u64(seed ^ 0x9111).gen_range(0..OPS);
+    let mut pinned: Option<Vec<u64>> = None;
 
     for step in 0..OPS {
         let what = format!("seed {seed} step {step}");
+        if step >= pin_from && pinned.is_none() && model.blocks.iter().all(|t| t.len() == 1) {
+            raf.pin("s-prop").await.unwrap_or_else(|e| panic!("{what}: pin: {e}"));
+            pinned = Some(model.blocks.iter().map(|t| t[0]).collect());
+        }
         match rng.gen_range(0..100) {
             // Concurrent writes to disjoint ranges, all acknowledged.
             0..=34 => {
@@ -378,6 +390,16 @@ async fn run_case(seed: u64, cov: &mut Coverage) {
     drop(raf);
     let raf = Raf::open(s.clone(), "d", config()).await.expect("final open");
     verify_all(&raf, &mut model, &format!("seed {seed}: final open")).await;
+    if let Some(tags) = pinned {
+        let view = PinnedView::open(s.clone(), "d", "s-prop").await.expect("open the pin");
+        let data = view.read(0, BLOCKS * BLOCK).await.unwrap_or_else(|e| panic!("seed {seed}: read the pin: {e}"));
+        for (lba, &want) in tags.iter().enumerate() {
+            let at = lba * BLOCK as usize;
+            let tag = tag_of(&data[at..at + BLOCK as usize], lba as u64);
+            assert_eq!(tag, want, "seed {seed}: block {lba} of the pin");
+        }
+        cov.pins_checked += 1;
+    }
     raf.close().await.expect("close");
     let counters = store.0.counters();
     for (total, n) in cov.fates.iter_mut().zip(counters.fates) {
@@ -408,6 +430,7 @@ async fn random_operations_keep_the_disk_consistent() {
             cov.stale_writers,
             cov.reopens,
             cov.power_losses,
+            cov.pins_checked,
             cov.syncs,
             cov.lost_bytes,
         ];

@@ -78,6 +78,16 @@ pub struct VolumeFileRow {
     pub seq: Option<u64>,
     /// The epoch of the writer that made it.
     pub epoch: u64,
+    /// Pins only: its name (a snapshot id), next sequence number and size.
+    pub pin: Option<PinFields>,
+}
+
+/// What a pin's row holds beyond a file's (see [`crate::volume::VolumePin`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PinFields {
+    pub name: String,
+    pub next_seq: u64,
+    pub size_bytes: u64,
 }
 
 fn opt_u64(v: Option<i64>) -> Option<u64> {
@@ -252,7 +262,8 @@ pub fn file(tx: &Transaction<'_>, id: u64) -> Result<Option<FileRow>, MetaError>
 const VOLUME_COLUMNS: &str = "SELECT name, size_bytes, epoch, parent, frozen, checkpoint_file, checkpoint_seq,
     checkpoint_offset, next_seq FROM pangu_volumes";
 
-const VOLUME_FILE_COLUMNS: &str = "SELECT file_id, volume, kind, seq, epoch FROM pangu_volume_files";
+const VOLUME_FILE_COLUMNS: &str =
+    "SELECT file_id, volume, kind, seq, epoch, name, pin_next_seq, pin_size_bytes FROM pangu_volume_files";
 
 fn volume_row(r: &Row<'_>) -> rusqlite::Result<VolumeRow> {
     let file: Option<i64> = r.get(5)?;
@@ -290,6 +301,10 @@ fn volume_file_row(r: &Row<'_>) -> rusqlite::Result<VolumeFileRow> {
         kind,
         seq: opt_u64(r.get(3)?),
         epoch: r.get::<_, i64>(4)? as u64,
+        pin: match (r.get::<_, Option<String>>(5)?, opt_u64(r.get(6)?), opt_u64(r.get(7)?)) {
+            (Some(name), Some(next_seq), Some(size_bytes)) => Some(PinFields { name, next_seq, size_bytes }),
+            _ => None,
+        },
     })
 }
 
@@ -375,6 +390,16 @@ pub fn insert_volume_file(tx: &Transaction<'_>, row: &VolumeFileRow) -> Result<(
     Ok(())
 }
 
+/// Makes the volume's file `file_id` (a checkpoint file) its pin `pin`; `false` if it is not
+/// a checkpoint file of the volume.
+pub fn make_pin(tx: &Transaction<'_>, volume: &str, file_id: u64, pin: &PinFields) -> Result<bool, MetaError> {
+    Ok(tx.execute(
+        "UPDATE pangu_volume_files SET kind = 'pin', name = ?3, pin_next_seq = ?4, pin_size_bytes = ?5
+         WHERE volume = ?1 AND file_id = ?2 AND kind = 'checkpoint'",
+        params![volume, file_id as i64, pin.name, pin.next_seq as i64, pin.size_bytes as i64],
+    )? == 1)
+}
+
 /// The files the volume owns, segments in order first, then checkpoint files.
 pub fn volume_files(tx: &Transaction<'_>, name: &str) -> Result<Vec<VolumeFileRow>, MetaError> {
     let mut st = tx.prepare_cached(&format!(
@@ -447,6 +472,7 @@ mod tests {
                     kind: VolumeFileKind::Segment,
                     seq: Some(1),
                     epoch: 3,
+                    pin: None,
                 },
             )?;
             insert_volume_file(
@@ -457,6 +483,7 @@ mod tests {
                     kind: VolumeFileKind::Checkpoint,
                     seq: None,
                     epoch: 3,
+                    pin: None,
                 },
             )?;
             set_volume_checkpoint(tx, "d-1", &VolumeCheckpoint { file: FileId(cp), covers_seq: 1, covers_offset: 77 })?;
@@ -483,5 +510,37 @@ mod tests {
         assert_eq!(s.read(|tx| volume_files(tx, "d-1")).unwrap().len(), 1);
         // The parent cannot go while a clone refers to it.
         assert!(s.write(|tx| delete_volume(tx, "img-1")).is_err());
+    }
+
+    #[test]
+    fn a_checkpoint_file_becomes_a_named_pin_once() {
+        let s = Store::open_in_memory().unwrap();
+        let pin = PinFields { name: "s-1".into(), next_seq: 40, size_bytes: 8192 };
+        let (seg, a, b) = s
+            .write(|tx| {
+                assert!(insert_volume(tx, "d-1", 8192, None, "t")?);
+                let mut ids = Vec::new();
+                for (kind, seq) in [(VolumeFileKind::Segment, Some(0)), (VolumeFileKind::Checkpoint, None)] {
+                    for _ in 0..if seq.is_some() { 1 } else { 2 } {
+                        let file_id = insert_file(tx, 3, "t")?;
+                        let row = VolumeFileRow { file_id, volume: "d-1".into(), kind, seq, epoch: 1, pin: None };
+                        insert_volume_file(tx, &row)?;
+                        ids.push(file_id);
+                    }
+                }
+                Ok::<_, MetaError>((ids[0], ids[1], ids[2]))
+            })
+            .unwrap();
+        // A segment is no pin, nor a file of another volume.
+        assert!(!s.write(|tx| make_pin(tx, "d-1", seg, &pin)).unwrap());
+        assert!(!s.write(|tx| make_pin(tx, "d-2", a, &pin)).unwrap());
+        assert!(s.write(|tx| make_pin(tx, "d-1", a, &pin)).unwrap());
+        // The name is taken: the store refuses a second pin of it.
+        assert!(s.write(|tx| make_pin(tx, "d-1", b, &pin)).is_err());
+        let files = s.read(|tx| volume_files(tx, "d-1")).unwrap();
+        let pinned: Vec<_> = files.iter().filter(|f| f.kind == VolumeFileKind::Pin).collect();
+        assert_eq!(pinned.len(), 1);
+        assert_eq!((pinned[0].file_id, pinned[0].pin.as_ref()), (a, Some(&pin)));
+        assert!(files.iter().filter(|f| f.kind != VolumeFileKind::Pin).all(|f| f.pin.is_none()));
     }
 }

@@ -27,7 +27,18 @@
 //! append acknowledged between the measure and the seals would be cut.
 //!
 //! 4. Checkpoint files that are not the current checkpoint (a writer died between making one
-//!    and installing it) are deleted.
+//!    and installing it) are deleted. Pins are not checkpoint files: they stay, and the new
+//!    writer finds them in its lease.
+//!
+//! # Pins
+//!
+//! A pin (`docs/snapshots.md`) is written by the volume's writer like a checkpoint, into a
+//! checkpoint file, and registered by [`Master::volume_add_pin`], which turns that file into
+//! the pin of its name in one transaction (epoch-checked, refused on a frozen volume: a
+//! frozen volume has no writer to take one, and its contents never change anyway). Releasing
+//! one carries no epoch: whoever holds the volume, a released pin is only blocks the writer
+//! keeps a little longer than needed (until it opens the volume again), never blocks it
+//! lacks. `volume_delete` deletes a volume's pins with its other files.
 
 use std::time::Duration;
 
@@ -37,7 +48,7 @@ use super::namespace::{self as db, VolumeFileRow, VolumeRow};
 use super::{now_text, FileId, FileMeta, Master, MasterError, State, VolumeFileMeta, VolumeMeta};
 use crate::chunk::ChunkId;
 use crate::placement::ServerId;
-use crate::volume::{self, VolumeCheckpoint, VolumeError, VolumeFileKind, VolumeLease, VolumeSegment};
+use crate::volume::{self, VolumeCheckpoint, VolumeError, VolumeFileKind, VolumeLease, VolumePin, VolumeSegment};
 
 /// How often an acquire looks again at allocations in progress or a chunk being sealed by
 /// the background loop.
@@ -62,6 +73,17 @@ fn writer(tx: &feitian_meta::Transaction<'_>, name: &str, epoch: u64) -> Result<
     let v = live(tx, name)?;
     volume::check_epoch(name, v.epoch, epoch)?;
     Ok(v)
+}
+
+/// The pin a volume file's row is, if it is one.
+fn pin_of(f: &VolumeFileRow) -> Option<VolumePin> {
+    let pin = f.pin.as_ref().filter(|_| f.kind == VolumeFileKind::Pin)?;
+    Some(VolumePin {
+        name: pin.name.clone(),
+        file: FileId(f.file_id),
+        next_seq: pin.next_seq,
+        size_bytes: pin.size_bytes,
+    })
 }
 
 /// A file's length as far as the master knows it, and whether that is final.
@@ -156,6 +178,7 @@ impl Master {
                 Some(VolumeSegment { seq: f.seq?, file, len, sealed })
             })
             .collect();
+        let pins = files.iter().filter_map(pin_of).collect();
         Ok(VolumeLease {
             epoch: v.epoch,
             size_bytes: v.size_bytes,
@@ -163,6 +186,7 @@ impl Master {
             frozen: v.frozen,
             checkpoint: v.checkpoint,
             segments,
+            pins,
         })
     }
 
@@ -193,10 +217,10 @@ impl Master {
                 writer(tx, &n, epoch)?;
                 let seq = match kind {
                     VolumeFileKind::Segment => Some(db::take_segment_seq(tx, &n)?),
-                    VolumeFileKind::Checkpoint => None,
+                    VolumeFileKind::Checkpoint | VolumeFileKind::Pin => None,
                 };
                 let file_id = db::insert_file(tx, replication, &now_text())?;
-                db::insert_volume_file(tx, &VolumeFileRow { file_id, volume: n, kind, seq, epoch })?;
+                db::insert_volume_file(tx, &VolumeFileRow { file_id, volume: n, kind, seq, epoch, pin: None })?;
                 Ok::<_, MasterError>((seq.unwrap_or(0), FileId(file_id)))
             })
             .await?;
@@ -240,6 +264,76 @@ impl Master {
             .await?;
         if let Some(old) = old {
             self.state.lock().forget_file(old);
+        }
+        Ok(())
+    }
+
+    /// Registers `file` (a sealed checkpoint file of this volume, not its current checkpoint)
+    /// as the pin `pin_name`, holding the index at the instant the log's next sequence number
+    /// was `next_seq` and the volume `size_bytes` long. Idempotent: if the volume has a pin of
+    /// that name already, that pin is answered (and `file`, not needed, is deleted).
+    pub async fn volume_add_pin(
+        &self,
+        name: &str,
+        epoch: u64,
+        pin_name: &str,
+        file: FileId,
+        next_seq: u64,
+        size_bytes: u64,
+    ) -> Result<VolumePin, MasterError> {
+        volume::check_pin_name(pin_name)?;
+        let (n, pin) = (name.to_owned(), db::PinFields { name: pin_name.to_owned(), next_seq, size_bytes });
+        let _ops = self.volume_ops.lock().await;
+        let (pinned, unneeded) = self
+            .store
+            .write_async(move |tx| {
+                let v = writer(tx, &n, epoch)?;
+                let files = db::volume_files(tx, &n)?;
+                if let Some(existing) = files.iter().filter_map(pin_of).find(|p| p.name == pin.name) {
+                    let stray = existing.file != file
+                        && v.checkpoint.map(|c| c.file) != Some(file)
+                        && files.iter().any(|f| f.file_id == file.0 && f.kind == VolumeFileKind::Checkpoint);
+                    if stray {
+                        db::delete_file(tx, file.0)?;
+                    }
+                    return Ok((existing, stray.then_some(file)));
+                }
+                let sealed = db::file(tx, file.0)?.is_some_and(|f| f.sealed_len.is_some());
+                let current = v.checkpoint.map(|c| c.file) == Some(file);
+                if !sealed || current || !db::make_pin(tx, &n, file.0, &pin)? {
+                    return Err(VolumeError::NotAPinFile { volume: n, file }.into());
+                }
+                Ok::<_, MasterError>((VolumePin { name: pin.name, file, next_seq, size_bytes }, None))
+            })
+            .await?;
+        if let Some(f) = unneeded {
+            self.state.lock().forget_file(f);
+        }
+        info!(volume = name, pin = pin_name, file = %pinned.file, "pin registered");
+        Ok(pinned)
+    }
+
+    /// Deletes the pin `pin_name` of the volume and its file. A pin (or volume) that is not
+    /// there is released already.
+    pub async fn volume_release_pin(&self, name: &str, pin_name: &str) -> Result<(), MasterError> {
+        let (n, p) = (name.to_owned(), pin_name.to_owned());
+        let _ops = self.volume_ops.lock().await;
+        let released = self
+            .store
+            .write_async(move |tx| {
+                if db::volume(tx, &n)?.is_none() {
+                    return Ok(None);
+                }
+                let pin = db::volume_files(tx, &n)?.iter().filter_map(pin_of).find(|pin| pin.name == p);
+                if let Some(pin) = &pin {
+                    db::delete_file(tx, pin.file.0)?;
+                }
+                Ok::<_, MasterError>(pin.map(|pin| pin.file))
+            })
+            .await?;
+        if let Some(file) = released {
+            self.state.lock().forget_file(file);
+            info!(volume = name, pin = pin_name, "pin released");
         }
         Ok(())
     }

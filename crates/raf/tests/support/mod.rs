@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use feitian_raf::{Appender, CheckpointRef, FileId, Lease, LogStore, SegmentRef, StoreError, StoreFuture};
+use feitian_raf::{Appender, CheckpointRef, FileId, Lease, LogStore, PinRef, SegmentRef, StoreError, StoreFuture};
 use parking_lot::Mutex;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -41,6 +41,7 @@ struct Volume {
     segments: BTreeMap<u64, FileId>,
     next_seq: u64,
     checkpoint: Option<CheckpointRef>,
+    pins: BTreeMap<String, PinRef>,
 }
 
 struct Inner {
@@ -125,6 +126,11 @@ impl MemStore {
         let Some(v) = inner.volumes.get(name) else { return Vec::new() };
         v.segments.values().copied().chain(v.checkpoint.as_ref().map(|c| c.file)).collect()
     }
+
+    /// Whether `file` still exists.
+    pub fn has_file(&self, file: FileId) -> bool {
+        self.inner.lock().files.contains_key(&file)
+    }
 }
 
 impl Inner {
@@ -185,6 +191,7 @@ impl Inner {
             frozen: v.frozen,
             checkpoint: v.checkpoint.clone(),
             segments,
+            pins: v.pins.values().cloned().collect(),
         })
     }
 }
@@ -325,6 +332,7 @@ impl LogStore for Store {
                 segments: BTreeMap::new(),
                 next_seq: 1,
                 checkpoint: None,
+                pins: BTreeMap::new(),
             };
             inner.volumes.insert(name.to_string(), volume);
             Ok(())
@@ -369,6 +377,32 @@ impl LogStore for Store {
             let old = v.checkpoint.replace(CheckpointRef { file, covers_seq, covers_offset });
             if let Some(old) = old {
                 inner.files.remove(&old.file);
+            }
+            Ok(())
+        })
+    }
+
+    fn add_pin<'a>(&'a self, name: &'a str, epoch: u64, pin: &'a PinRef) -> StoreFuture<'a, PinRef> {
+        Box::pin(async move {
+            let mut inner = self.0.inner.lock();
+            let v = inner.volume(name, epoch)?;
+            if let Some(existing) = v.pins.get(&pin.name).cloned() {
+                if existing.file != pin.file {
+                    inner.files.remove(&pin.file);
+                }
+                return Ok(existing);
+            }
+            v.pins.insert(pin.name.clone(), pin.clone());
+            Ok(pin.clone())
+        })
+    }
+
+    fn release_pin<'a>(&'a self, name: &'a str, pin: &'a str) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let mut inner = self.0.inner.lock();
+            let Some(v) = inner.volumes.get_mut(name) else { return Ok(()) };
+            if let Some(p) = v.pins.remove(pin) {
+                inner.files.remove(&p.file);
             }
             Ok(())
         })
