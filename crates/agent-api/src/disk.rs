@@ -101,6 +101,11 @@ pub struct DiskTarget {
     pub parent: Option<String>,
     /// How the guest gets it, when attached.
     pub plan: DiskPlan,
+    /// The snapshot a new volume is filled from (`CreateDisk` with `SnapshotId`): once made,
+    /// the host writes the snapshot's blocks ([`ControlPlane::restore_plan`](crate::ControlPlane))
+    /// before it reports the volume ready.
+    #[serde(default)]
+    pub restore_from: Option<String>,
 }
 
 /// The host's volumes: where disks' bytes live. The disk reconciler is the only caller, and
@@ -131,6 +136,9 @@ pub trait VolumeService: Send + Sync + 'static {
     fn pinned_ranges(&self, name: String, snapshot_id: String, since: Option<u64>) -> Fut<'_, Vec<u64>>;
     /// `len` bytes from `offset` as they were at the pin's instant.
     fn read_pinned(&self, name: String, snapshot_id: String, offset: u64, len: u64) -> Fut<'_, Bytes>;
+    /// Writes `(offset, bytes)` pieces into a volume no guest uses (a disk being made from a
+    /// snapshot), durably before it returns. Idempotent (the same bytes again).
+    fn write_blocks(&self, name: String, writes: Vec<(u64, Bytes)>) -> Fut<'_, ()>;
     /// Releases the pin; a missing pin (or volume) is not an error.
     fn release_pin(&self, name: String, snapshot_id: String) -> Fut<'_, ()>;
 }

@@ -96,6 +96,7 @@ mod tests {
             volume_gib: 20,
             parent: Some(image_volume_name("m-1")),
             plan: disk_plan.clone(),
+            restore_from: Some("s-1".into()),
         });
         round_trip(&InstancePlan {
             id: "i-1".into(),

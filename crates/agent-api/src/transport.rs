@@ -1,6 +1,6 @@
 //! The two directions of the contract, as traits, and the wake-ups.
 
-use crate::snapshot::{PinRef, SnapshotTarget};
+use crate::snapshot::{PinRef, RangeBlock, SnapshotTarget};
 use crate::{DiskTarget, HostCapacity, InstancePlan, InstanceTarget, Report, VpcPlan};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
@@ -48,6 +48,10 @@ pub trait ControlPlane: Send + Sync + 'static {
     /// Pins whose snapshot committed, failed or was deleted: the host releases each and
     /// reports [`Report::PinReleased`](crate::Report).
     fn pins_to_release(&self) -> Fut<'_, Vec<PinRef>>;
+    /// The ranges a disk made from a snapshot is filled with (the snapshot's manifest as it
+    /// was when the disk was created: the disk holds references on those blocks until its
+    /// volume is reported ready); empty for any other disk.
+    fn restore_plan(&self, disk_id: String) -> Fut<'_, Vec<RangeBlock>>;
     /// Records a report; `true` if it changed anything (a compare-and-set that lost is
     /// `false`).
     fn report(&self, report: Report) -> Fut<'_, bool>;

@@ -6,7 +6,7 @@
 //!
 //! | the disk | the host does | then reports |
 //! |---|---|---|
-//! | its volume is not made (`volume_gib` 0) | `VolumeService::create` (a system disk from its image's volume) | `VolumeReady` |
+//! | its volume is not made (`volume_gib` 0) | `VolumeService::create` (a system disk from its image's volume); a disk made from a snapshot is then filled with the snapshot's blocks (`ControlPlane::restore_plan`, `BlockStore::get`, `VolumeService::write_blocks`, 32 MiB at a time) | `VolumeReady` |
 //! | its volume is smaller than the disk | `VolumeService::resize`, then shows a running guest that has it the new size (`Driver::disk_grown`) | `VolumeReady` |
 //! | `Creating` | (the volume above) | `Creating` → `Available`, or `Attaching` when created for an instance |
 //! | `Attaching` | hot-plugs it if the instance runs (a stopped one gets it at its next start) | `Attaching` → `In_use` |
@@ -19,7 +19,11 @@
 //! crash the interrupted step is simply done again. It runs when nudged and every second.
 
 use crate::AgentError;
-use feitian_agent_api::{ControlPlane, DiskStatus, DiskTarget, Nudges, Report, VolumeService};
+use bytes::Bytes;
+use feitian_agent_api::snapshot::RANGE_BYTES;
+use feitian_agent_api::{
+    BlockStore, ContractError, ControlPlane, DiskStatus, DiskTarget, Nudges, Report, VolumeService,
+};
 use feitian_compute::{Driver, Observed};
 use parking_lot::Mutex;
 use std::collections::HashSet;
@@ -30,6 +34,8 @@ pub struct DiskReconciler {
     control: Arc<dyn ControlPlane>,
     driver: Arc<dyn Driver>,
     volumes: Arc<dyn VolumeService>,
+    /// The region's snapshot blocks, which disks made from snapshots are filled from.
+    blocks: Arc<dyn BlockStore>,
     nudges: Nudges,
     /// Disks (and deleted volumes) with a step under way.
     inflight: Mutex<HashSet<String>>,
@@ -45,9 +51,10 @@ impl DiskReconciler {
         control: Arc<dyn ControlPlane>,
         driver: Arc<dyn Driver>,
         volumes: Arc<dyn VolumeService>,
+        blocks: Arc<dyn BlockStore>,
         nudges: Nudges,
     ) -> Arc<Self> {
-        Arc::new(DiskReconciler { control, driver, volumes, nudges, inflight: Mutex::new(HashSet::new()) })
+        Arc::new(DiskReconciler { control, driver, volumes, blocks, nudges, inflight: Mutex::new(HashSet::new()) })
     }
 
     /// Runs forever.
@@ -117,10 +124,37 @@ impl DiskReconciler {
         t.instance_id.clone().filter(|i| self.driver.observe(i) == Observed::Running)
     }
 
+    /// Fills a new disk's volume with the snapshot it is made from, a batch of ranges at a
+    /// time. The control plane holds the blocks until the volume is reported ready, so every
+    /// block named is there; one that is not is an error to retry (and a bug to report).
+    async fn fill(&self, t: &DiskTarget) -> Result<(), AgentError> {
+        const BATCH: usize = 32;
+        let plan = self.control.restore_plan(t.id.clone()).await?;
+        for batch in plan.chunks(BATCH) {
+            let mut writes: Vec<(u64, Bytes)> = Vec::with_capacity(batch.len());
+            for r in batch {
+                let Some(hash) = &r.block else { continue };
+                let data = self.blocks.get(hash.clone()).await.map_err(AgentError::Volume)?.ok_or_else(|| {
+                    AgentError::Volume(ContractError::Unavailable(format!(
+                        "block {hash} of disk {}'s snapshot is missing from the block store",
+                        t.id
+                    )))
+                })?;
+                writes.push((r.range * RANGE_BYTES, data));
+            }
+            self.volumes.write_blocks(t.id.clone(), writes).await.map_err(AgentError::Volume)?;
+        }
+        tracing::info!(disk = %t.id, ranges = plan.len(), "disk filled from its snapshot");
+        Ok(())
+    }
+
     /// Brings one disk one step closer to what is decided.
     async fn step(&self, t: DiskTarget) -> Result<(), AgentError> {
         if t.volume_gib == 0 {
             self.volumes.create(t.id.clone(), bytes(t.size_gib), t.parent.clone()).await.map_err(AgentError::Volume)?;
+            if t.restore_from.is_some() {
+                self.fill(&t).await?;
+            }
             self.control.report(Report::VolumeReady { id: t.id.clone(), gib: t.size_gib }).await?;
             // Instances wait for their volumes before they start.
             self.nudges.instances_changed();

@@ -362,6 +362,12 @@ mod tests {
             let data = Bytes::copy_from_slice(&pin.0[offset as usize..(offset + len) as usize]);
             Box::pin(async move { Ok(data) })
         }
+        fn write_blocks(&self, name: String, writes: Vec<(u64, Bytes)>) -> Fut<'_, ()> {
+            for (offset, data) in writes {
+                self.write(&name, offset as usize, &data);
+            }
+            Box::pin(async { Ok(()) })
+        }
         fn release_pin(&self, name: String, snapshot_id: String) -> Fut<'_, ()> {
             if let Some(v) = self.vols.lock().get_mut(&name) {
                 v.pins.remove(&snapshot_id);
@@ -432,6 +438,9 @@ mod tests {
             Box::pin(async { Ok(vec![]) })
         }
         fn volumes_to_delete(&self) -> Fut<'_, Vec<String>> {
+            Box::pin(async { Ok(vec![]) })
+        }
+        fn restore_plan(&self, _: String) -> Fut<'_, Vec<RangeBlock>> {
             Box::pin(async { Ok(vec![]) })
         }
         fn snapshots_to_reconcile(&self) -> Fut<'_, Vec<SnapshotTarget>> {

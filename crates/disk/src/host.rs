@@ -237,6 +237,31 @@ impl DiskHost {
         pinned
     }
 
+    /// Writes `(offset, bytes)` pieces into `volume`, which no guest may be using (a disk
+    /// being made from a snapshot): opened for the writes, flushed and closed.
+    pub async fn write_blocks(&self, volume: &str, writes: Vec<(u64, Bytes)>) -> Result<(), HostError> {
+        let lock = self.volume_lock(volume);
+        let _one_at_a_time = lock.lock().await;
+        if self.served.lock().contains_key(volume) {
+            return Err(HostError::Busy(volume.to_owned()));
+        }
+        let raf_err = |source| HostError::Raf { volume: volume.to_owned(), source };
+        let store: Arc<dyn LogStore> = Arc::new(self.store.clone());
+        let raf = Raf::open(store, volume, self.config.clone()).await.map_err(raf_err)?;
+        let written = async {
+            for (offset, data) in writes {
+                raf.write(offset, data).await?;
+            }
+            raf.flush().await
+        }
+        .await
+        .map_err(raf_err);
+        if let Err(e) = raf.close().await {
+            tracing::warn!(volume, error = %e, "closing the volume after writing into it failed; the next open replays its log");
+        }
+        written
+    }
+
     /// The pin's read-only view, opened once.
     async fn view(&self, volume: &str, pin: &str) -> Result<Arc<PinnedView>, HostError> {
         let key = (volume.to_owned(), pin.to_owned());
@@ -384,6 +409,10 @@ impl VolumeService for DiskHost {
 
     fn read_pinned(&self, name: String, snapshot_id: String, offset: u64, len: u64) -> Fut<'_, Bytes> {
         Box::pin(async move { DiskHost::read_pinned(self, &name, &snapshot_id, offset, len).await.map_err(message) })
+    }
+
+    fn write_blocks(&self, name: String, writes: Vec<(u64, Bytes)>) -> Fut<'_, ()> {
+        Box::pin(async move { DiskHost::write_blocks(self, &name, writes).await.map_err(message) })
     }
 
     fn release_pin(&self, name: String, snapshot_id: String) -> Fut<'_, ()> {

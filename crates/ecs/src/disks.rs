@@ -60,7 +60,7 @@ pub fn incorrect_status(d: &Disk, wanted: &str) -> ApiError {
 
 pub fn snapshot_not_found() -> ApiError {
     ApiError::new(404, "InvalidSnapshotId.NotFound", "The specified snapshot does not exist.")
-        .recommend("feitian has no snapshots yet: create the disk with Size")
+        .recommend("check the id with DescribeSnapshots (DataDisk.N.SnapshotId is not served yet: make the disk with CreateDisk SnapshotId and attach it)")
 }
 
 /// A disk's category, performance level and size, checked together.
@@ -201,6 +201,15 @@ pub struct DataDiskSpec {
     /// As asked (`/dev/xvdb`…), or empty: the next free one.
     pub device: String,
     pub delete_with_instance: bool,
+}
+
+/// A snapshot a disk can be made from: `accomplished` (else `InvalidSnapshotId.NotReady`).
+fn restorable(s: &feitian_meta::snapshot::Snapshot) -> Result<(), ApiError> {
+    if s.status != feitian_meta::snapshot::SnapshotStatus::Accomplished {
+        return Err(ApiError::new(403, "InvalidSnapshotId.NotReady", "The specified snapshot is not ready yet.")
+            .recommend("wait until DescribeSnapshots shows it accomplished"));
+    }
+    Ok(())
 }
 
 /// `DataDisk.N.*` (at most [`MAX_DATA_DISKS`]): `Size` (or `SnapshotId`, which feitian does
@@ -349,11 +358,32 @@ impl Ecs {
                 .recommend("pass ZoneId, or InstanceId to create the disk attached to that instance"));
         }
         let size = p.opt_int("Size", 1, i64::MAX)?;
-        if p.opt_str("SnapshotId").is_some() {
-            return Err(snapshot_not_found());
-        }
-        let Some(size) = size else {
-            return Err(ApiError::missing_parameter("Size").recommend("either SnapshotId or Size should be specified"));
+        // From a snapshot: at least the snapshot's size (the larger of the two, as the API
+        // says); the disk's volume is filled with the snapshot's blocks before it is
+        // `Available` (docs/snapshots.md guarantee 6).
+        let source = match p.opt_str("SnapshotId") {
+            Some(sid) => {
+                let (account, sid) = (ctx.caller.account_id, sid.to_owned());
+                let s = self
+                    .store
+                    .read_async(move |tx| feitian_meta::snapshot::get(tx, account, &sid))
+                    .await?
+                    .filter(|s| s.region_id == region.id)
+                    .ok_or_else(crate::snapshots::not_found)?;
+                restorable(&s)?;
+                Some(s)
+            }
+            None => None,
+        };
+        let size = match (size, &source) {
+            (Some(size), Some(s)) => size.max(s.source_disk_gib),
+            (None, Some(s)) => s.source_disk_gib,
+            (Some(size), None) => size,
+            (None, None) => {
+                return Err(
+                    ApiError::missing_parameter("Size").recommend("either SnapshotId or Size should be specified")
+                )
+            }
         };
         let shape = shape(
             p.opt_str("DiskCategory").unwrap_or("cloud"),
@@ -430,6 +460,13 @@ impl Ecs {
                         },
                     )?;
                     tag::set_tags(tx, &id, &tags)?;
+                    if let Some(s) = &source {
+                        // Again in this transaction: it may have been deleted meanwhile.
+                        let s =
+                            feitian_meta::snapshot::get(tx, account, &s.id)?.ok_or_else(crate::snapshots::not_found)?;
+                        restorable(&s)?;
+                        feitian_meta::disk_restore::begin(tx, &id, &s)?;
+                    }
                     Ok(CreateDiskResponse { disk_id: id, order_id: String::new() })
                 })
             })
@@ -474,8 +511,7 @@ impl Ecs {
             bools.push((col, p.opt_bool(param)?));
         }
         // What feitian has none of: a filter asking for one matches nothing.
-        let none_match = p.opt_str("SnapshotId").is_some()
-            || p.opt_str("AutoSnapshotPolicyId").is_some()
+        let none_match = p.opt_str("AutoSnapshotPolicyId").is_some()
             || p.opt_bool("Encrypted")? == Some(true)
             || p.opt_bool("EnableAutomatedSnapshotPolicy")? == Some(true)
             || p.opt_bool("EnableShared")? == Some(true)
@@ -503,6 +539,15 @@ impl Ecs {
                 for (col, v) in bools {
                     f = f.eq_bool(col, v);
                 }
+                // Disks made from a snapshot (`disk_sources`).
+                let made_from: Option<Vec<String>> = match p.opt_str("SnapshotId") {
+                    Some(sid) => Some(feitian_meta::disk_restore::disks_made_from(tx, sid)?),
+                    None => None,
+                };
+                if let Some(made) = &made_from {
+                    let made: Vec<&str> = made.iter().map(String::as_str).collect();
+                    f = f.any_of("id", if made.is_empty() { &["-"] } else { &made });
+                }
                 if none_match {
                     f = f.any_of("id", &["-"]);
                 }
@@ -512,7 +557,10 @@ impl Ecs {
                 let mut items = Vec::new();
                 for d in rows {
                     let tags = tag::tags_of(tx, &[d.id.as_str()])?.remove(&d.id).unwrap_or_default();
-                    items.push(DiskItem::new(d, tags.into_iter().collect()));
+                    let source = feitian_meta::disk_restore::source_of(tx, &d.id)?;
+                    let mut item = DiskItem::new(d, tags.into_iter().collect());
+                    item.source_snapshot_id = source.unwrap_or_default();
+                    items.push(item);
                 }
                 Ok(DescribeDisksResponse {
                     paging: Paging::new(by_token, page, tpage, items.len(), total),

@@ -16,9 +16,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use feitian_agent_api::{BlockStore, ContractError, Fut};
-use feitian_oss::errors::OssError;
 use feitian_meta::snapshot;
 use feitian_meta::Store;
+use feitian_oss::errors::OssError;
 use feitian_oss::service::Oss;
 
 /// The key of a block object.

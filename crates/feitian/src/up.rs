@@ -226,8 +226,13 @@ pub fn run(data_dir: &Path, listen: &str, pangu_listen: &str, config: Option<&Pa
                 tokio::spawn(net.clone().run());
             }
             let volumes: Arc<dyn feitian_agent_api::VolumeService> = disk_host.clone();
-            let disks =
-                feitian_agent::disks::DiskReconciler::new(planner.clone(), compute.driver.clone(), volumes, nudges.clone());
+            let disks = feitian_agent::disks::DiskReconciler::new(
+                planner.clone(),
+                compute.driver.clone(),
+                volumes,
+                blocks.clone(),
+                nudges.clone(),
+            );
             tokio::spawn(disks.run());
             tokio::spawn(crate::snapshots::run_sweeper(
                 store.clone(),

@@ -200,6 +200,7 @@ pub fn delete_disk(tx: &Transaction<'_>, id: &str, at: &str) -> Result<(), MetaE
     if auto == Some(true) {
         crate::snapshot::delete_auto_of_disk(tx, id, at)?;
     }
+    crate::disk_restore::forget_disk(tx, id, at)?;
     tx.execute("DELETE FROM disks WHERE id = ?1", [id])?;
     tx.execute("DELETE FROM disk_volumes WHERE disk_id = ?1", [id])?;
     forget_resource(tx, id)?;

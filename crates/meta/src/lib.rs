@@ -27,6 +27,7 @@ pub mod vpc;
 pub mod vswitch;
 // ECS.
 pub mod disk;
+pub mod disk_restore;
 pub mod instance;
 pub mod instance_event;
 pub mod key_pair;

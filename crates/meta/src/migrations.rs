@@ -660,4 +660,25 @@ CREATE TABLE snapshot_claims (
 );
 "#,
     ),
+    (
+        19,
+        "disks made from snapshots: their source, and the blocks held until the volume is filled",
+        r#"
+-- The snapshot a disk was made from (DescribeDisks' SourceSnapshotId).
+CREATE TABLE disk_sources (
+    disk_id             TEXT PRIMARY KEY,
+    snapshot_id         TEXT NOT NULL
+);
+-- What a disk being made from a snapshot is filled with: the snapshot's manifest when the
+-- disk was created, one reference per row on its block (docs/snapshots.md guarantee 6), so
+-- deleting the snapshot meanwhile frees nothing the fill still reads. The rows and their
+-- references go when the host reports the volume ready, or when the disk is deleted.
+CREATE TABLE disk_restores (
+    disk_id             TEXT NOT NULL,
+    range_index         BIGINT NOT NULL CHECK (range_index >= 0),
+    hash                TEXT NOT NULL,
+    PRIMARY KEY (disk_id, range_index)
+);
+"#,
+    ),
 ];

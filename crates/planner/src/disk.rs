@@ -3,6 +3,7 @@
 
 use feitian_agent_api::{image_volume_name, DiskPlan, DiskStatus, DiskTarget, Report};
 use feitian_meta::disk::{self as db, Disk, DiskType};
+use feitian_meta::disk_restore;
 use feitian_meta::{MetaError, Transaction};
 
 /// How the guest gets the disk.
@@ -24,8 +25,10 @@ pub fn parent(d: &Disk) -> Option<String> {
     (d.disk_type == DiskType::System && !d.image_id.is_empty()).then(|| image_volume_name(&d.image_id))
 }
 
-fn target((d, volume_gib): (Disk, u64)) -> DiskTarget {
-    DiskTarget {
+fn target(tx: &Transaction<'_>, (d, volume_gib): (Disk, u64)) -> Result<DiskTarget, MetaError> {
+    let restore_from =
+        if volume_gib == 0 && disk_restore::pending(tx, &d.id)? { disk_restore::source_of(tx, &d.id)? } else { None };
+    Ok(DiskTarget {
         plan: disk_plan(&d),
         parent: parent(&d),
         id: d.id,
@@ -33,12 +36,13 @@ fn target((d, volume_gib): (Disk, u64)) -> DiskTarget {
         instance_id: (!d.instance_id.is_empty()).then_some(d.instance_id),
         size_gib: d.size_gib.max(0) as u64,
         volume_gib,
-    }
+        restore_from,
+    })
 }
 
 /// Disks the host has work on.
 pub fn to_reconcile(tx: &Transaction<'_>) -> Result<Vec<DiskTarget>, MetaError> {
-    Ok(db::disks_to_reconcile(tx)?.into_iter().map(target).collect())
+    db::disks_to_reconcile(tx)?.into_iter().map(|d| target(tx, d)).collect()
 }
 
 /// The disks an instance's guest gets: the system disk first, then data disks by device.
@@ -57,7 +61,12 @@ pub fn of_instance(tx: &Transaction<'_>, instance_id: &str) -> Result<Vec<DiskPl
 pub fn record(tx: &Transaction<'_>, report: &Report, at: &str) -> Result<Option<bool>, MetaError> {
     Ok(Some(match report {
         Report::DiskMoved { id, from, to } => db::advance(tx, id, *from, *to, at)?,
-        Report::VolumeReady { id, gib } => db::volume_ready(tx, id, *gib)?,
+        Report::VolumeReady { id, gib } => {
+            // A disk made from a snapshot is filled before its volume is reported ready: the
+            // blocks it held for the fill are free now.
+            feitian_meta::disk_restore::finish(tx, id, at)?;
+            db::volume_ready(tx, id, *gib)?
+        }
         Report::VolumeDeleted { id } => db::volume_deleted(tx, id)?,
         _ => return Ok(None),
     }))
@@ -99,9 +108,12 @@ mod tests {
         assert_eq!(parent(&row(DiskType::Data, "")), None);
         let p = disk_plan(&row(DiskType::Data, ""));
         assert_eq!((p.volume.as_str(), p.serial.as_str(), p.size_gib, p.read_only), ("d-1", "d-1", 40, false));
-        let t = target((row(DiskType::Data, ""), 20));
+        let store = feitian_meta::Store::open_in_memory().unwrap();
+        let t = store.read(|tx| target(tx, (row(DiskType::Data, ""), 20))).unwrap();
         assert_eq!((t.instance_id.as_deref(), t.volume_gib, t.size_gib), (Some("i-1"), 20, 40));
-        let t = target((Disk { instance_id: String::new(), ..row(DiskType::Data, "") }, 0));
+        assert_eq!(t.restore_from, None);
+        let t =
+            store.read(|tx| target(tx, (Disk { instance_id: String::new(), ..row(DiskType::Data, "") }, 0))).unwrap();
         assert_eq!(t.instance_id, None);
     }
 }

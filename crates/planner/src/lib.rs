@@ -22,7 +22,7 @@ pub mod instance;
 pub mod network;
 pub mod snapshot;
 
-use feitian_agent_api::snapshot::{PinRef, SnapshotTarget};
+use feitian_agent_api::snapshot::{PinRef, RangeBlock, SnapshotTarget};
 use feitian_agent_api::{ContractError, ControlPlane, DiskTarget, Fut, InstancePlan, InstanceTarget, Report, VpcPlan};
 use feitian_meta::{MetaError, Store};
 use std::collections::BTreeSet;
@@ -79,6 +79,12 @@ impl ControlPlane for Planner {
 
     fn disks_to_reconcile(&self) -> Fut<'_, Vec<DiskTarget>> {
         Box::pin(async move { self.store.read_async(disk::to_reconcile).await.map_err(unavailable) })
+    }
+
+    fn restore_plan(&self, disk_id: String) -> Fut<'_, Vec<RangeBlock>> {
+        Box::pin(async move {
+            self.store.read_async(move |tx| feitian_meta::disk_restore::plan(tx, &disk_id)).await.map_err(unavailable)
+        })
     }
 
     fn volumes_to_delete(&self) -> Fut<'_, Vec<String>> {

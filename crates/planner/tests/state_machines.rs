@@ -120,11 +120,38 @@ impl VolumeService for TestVolumes {
         Box::pin(async { out })
     }
 
+    /// These volumes keep no data: a write is accepted by a volume that exists.
+    fn write_blocks(&self, name: String, _writes: Vec<(u64, Bytes)>) -> Fut<'_, ()> {
+        let exists = self.0.lock().expect("volumes").contains_key(&name);
+        Box::pin(async move {
+            if exists {
+                Ok(())
+            } else {
+                Err(ContractError::Refused(format!("no volume {name}")))
+            }
+        })
+    }
+
     fn release_pin(&self, name: String, snapshot_id: String) -> Fut<'_, ()> {
         if let Some(vol) = self.0.lock().expect("volumes").get_mut(&name) {
             vol.pins.remove(&snapshot_id);
         }
         Box::pin(async { Ok(()) })
+    }
+}
+
+/// No snapshot blocks: these tests make no disk from a snapshot.
+struct NoBlocks;
+
+impl feitian_agent_api::BlockStore for NoBlocks {
+    fn has(&self, _: String) -> Fut<'_, bool> {
+        Box::pin(async { Ok(false) })
+    }
+    fn put(&self, _: String, _: Bytes) -> Fut<'_, ()> {
+        Box::pin(async { Err(ContractError::Refused("no block store in these tests".into())) })
+    }
+    fn get(&self, _: String) -> Fut<'_, Option<Bytes>> {
+        Box::pin(async { Ok(None) })
     }
 }
 
@@ -190,7 +217,8 @@ impl Cloud {
         let driver = Arc::new(SimDriver::new(Duration::from_millis(50)));
         let _ = ecs.host.set(HostAgent::new(driver.clone()));
         let volumes = Arc::new(TestVolumes::default());
-        let disks = DiskReconciler::new(planner.clone(), driver.clone(), volumes.clone(), nudges.clone());
+        let disks =
+            DiskReconciler::new(planner.clone(), driver.clone(), volumes.clone(), Arc::new(NoBlocks), nudges.clone());
         let reconciler = InstanceReconciler::new(planner.clone(), driver.clone(), nudges, None);
         let tasks = vec![tokio::spawn(reconciler.run())];
         Cloud { registry, store, account, network, driver, planner, volumes, disks, tasks }
