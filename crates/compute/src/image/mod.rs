@@ -57,6 +57,7 @@
 //!   their errors; `lock`: one builder at a time.
 
 mod cpio;
+pub mod debian;
 mod debs;
 mod elf;
 mod fsutil;
@@ -491,7 +492,7 @@ fn build_in(
         (sftproot.as_path(), SFTP_FILES),
     ];
     rootfs::assemble_rootfs(&tree, &busybox, &applets, &programs, &roots, &pkgs, kroot, &release, &modules)?;
-    rootfs::make_disk(&tree, &work, &staged.rootfs(), progress)?;
+    rootfs::make_disk(&tree, &work, &staged.rootfs(), ROOTFS_SIZE_MIB, progress)?;
 
     progress("writing the initramfs");
     initramfs::write_initramfs(&staged.initrd(), &busybox, &applets, kroot, &release, &modules)?;
