@@ -398,7 +398,7 @@ fn run_mmdebstrap(args: &[OsString], env: &HookEnv, progress: &mut dyn FnMut(&st
     let status = child.wait().map_err(|e| ImageError::io("waiting for mmdebstrap", e))?;
     if !status.success() {
         return Err(ImageError::Tool {
-            what: "mmdebstrap (is deb.debian.org reachable?)".into(),
+            what: "mmdebstrap (its last lines say why: is deb.debian.org reachable, is there room in $TMPDIR?)".into(),
             stderr: last.into_iter().collect::<Vec<_>>().join("\n"),
         });
     }
