@@ -64,6 +64,9 @@ def test_a_debian_guest_with_key_user_data_and_a_grown_disk(cloud):
         assert ssh_ok(net, ip, "readlink -f /sbin/init").strip() == "/usr/lib/systemd/systemd"
         assert ssh_ok(net, ip, "python3 -c 'print(6 * 7)'").strip() == "42"
         assert ssh_ok(net, ip, "sudo -n id -u").strip() == "0"
+        # systemd finished booting with no unit failed.
+        assert ssh_ok(net, ip, "systemctl --failed --no-legend --plain").strip() == ""
+        print("guest: " + ssh_ok(net, ip, "systemd-analyze time | head -n 1").strip(), file=sys.stderr)
         # The hostname from the metadata service, the key from the key pair (we are in).
         assert ssh_ok(net, ip, "hostname").strip() == "deb-1"
         # UserData ran once the guest was up; its end is on the console.
