@@ -55,6 +55,9 @@
 //! - `initramfs`: what the initramfs holds, written through `cpio` (the archive format);
 //! - `tools`: the host tools the build runs; `fsutil`: file operations with the path in
 //!   their errors; `lock`: one builder at a time.
+//!
+//! Beside it, [`debian`] builds the Debian 12 public image (a full Debian system by
+//! `mmdebstrap`), which boots with this image's kernel and initramfs.
 
 mod cpio;
 pub mod debian;
