@@ -39,7 +39,26 @@ pub const FEITIAN_LINUX: PublicImage = PublicImage {
     created: "2026-11-22T00:00:00Z",
 };
 
-pub const PUBLIC: &[PublicImage] = &[FEITIAN_LINUX];
+/// Debian 12 (bookworm), installed from Debian's packages at first start (systemd, OpenSSH,
+/// Python 3, sudo, curl; `feitian_compute::image::debian`), named and described as Alibaba
+/// Cloud names its own Debian images (`debian_12_…_x64_20G_alibase_DATE.vhd`, OS names with
+/// two spaces). Its first boot takes the network, hostname, root's key and UserData from the
+/// metadata service and grows the root file system, as cloud-init does on Alibaba's.
+pub const DEBIAN_12: PublicImage = PublicImage {
+    id: "debian_12_x64_20G_alibase_20261207.vhd",
+    name: "debian_12_x64_20G_alibase_20261207.vhd",
+    os_name: "Debian  12 64位",
+    os_name_en: "Debian  12 64 bit",
+    platform: "Debian",
+    family: "acs:debian_12_x64",
+    version: "12",
+    size_gib: 20,
+    description: "Debian 12 (bookworm) from Debian's packages: systemd, OpenSSH, Python 3, sudo, curl; \
+                  keys and UserData from 100.100.100.200",
+    created: "2026-12-07T00:00:00Z",
+};
+
+pub const PUBLIC: &[PublicImage] = &[FEITIAN_LINUX, DEBIAN_12];
 
 pub fn find(id: &str) -> Option<&'static PublicImage> {
     PUBLIC.iter().find(|i| i.id == id)
@@ -254,5 +273,29 @@ mod tests {
         assert_eq!(mapping["Encrypted"], json!(false));
         assert_eq!(mapping["ImportOSSBucket"], json!(""));
         assert_eq!(v["Tags"], json!({"Tag": []}));
+    }
+
+    #[test]
+    fn debian_12_is_listed_as_alibaba_lists_its_debian_images() {
+        let catalog = Catalog::default();
+        let describe = |pairs: &[(&str, &str)]| {
+            let p = Params::from_pairs(pairs.iter().copied()).unwrap();
+            serde_json::to_value(describe_images(&catalog, &p).unwrap()).unwrap()
+        };
+        let v = describe(&[("RegionId", "cn-hangzhou"), ("ImageId", DEBIAN_12.id)]);
+        assert_eq!(v["TotalCount"], json!(1));
+        let image = &v["Images"]["Image"][0];
+        assert_eq!(image["ImageId"], json!("debian_12_x64_20G_alibase_20261207.vhd"));
+        assert_eq!(image["Platform"], json!("Debian"));
+        assert_eq!(image["OSType"], json!("linux"));
+        assert_eq!(image["Architecture"], json!("x86_64"));
+        assert_eq!(image["Size"], json!(20));
+        assert_eq!(image["OSName"], json!("Debian  12 64位"));
+        assert_eq!(image["DiskDeviceMappings"]["DiskDeviceMapping"][0]["Size"], json!("20"));
+        // Both public images without a filter; the family filter finds Debian's alone.
+        assert_eq!(describe(&[("RegionId", "cn-hangzhou")])["TotalCount"], json!(2));
+        let v = describe(&[("RegionId", "cn-hangzhou"), ("ImageFamily", "acs:debian_12_x64")]);
+        assert_eq!(v["TotalCount"], json!(1));
+        assert_eq!(v["Images"]["Image"][0]["ImageId"], json!(DEBIAN_12.id));
     }
 }

@@ -22,6 +22,9 @@ pub struct Compute {
     /// The guest image (none with the `sim` driver): its root disk becomes the parent volume
     /// of every system disk.
     pub image: Option<image::ImageLayout>,
+    /// The Debian 12 image (none with the `sim` driver, or when it could not be built): its
+    /// root disk is the parent volume of the system disks of its instances.
+    pub debian_image: Option<image::ImageLayout>,
 }
 
 /// Why this host cannot run real instances, if it cannot.
@@ -48,6 +51,7 @@ fn sim(cfg: &ComputeConfig, why: &str) -> Compute {
         driver: Arc::new(feitian_compute::sim::SimDriver::from_env().with_host(cfg.sim_vcpus, cfg.sim_memory_mib)),
         net: None,
         image: None,
+        debian_image: None,
         summary: format!("compute driver: sim (instances are modelled, not booted: {why}); `feitian doctor` says what this host lacks"),
     }
 }
@@ -118,6 +122,34 @@ fn confinement(qemu: &str, accel: Accel, data_dir: &Path) -> (Confinement, Accel
     (Confinement { sandbox, kvm_gid }, accel)
 }
 
+/// The Debian 12 image, built on first use beside the built-in one (whose kernel boots it). It
+/// is not needed to serve: a failure is said, with what to do, and its instances' system disks
+/// wait (their parent volume does not exist) until a later start builds it.
+async fn debian_image(
+    images: &Path,
+    base: &image::ImageLayout,
+    out: &mut (dyn Write + Send),
+) -> anyhow::Result<Option<image::ImageLayout>> {
+    let built = {
+        let (images, base) = (images.to_path_buf(), base.clone());
+        tokio::task::spawn_blocking(move || {
+            image::debian::build(&images, &base, &mut |line: &str| println!("image: {line}"))
+        })
+        .await?
+    };
+    match built {
+        Ok(l) => Ok(Some(l)),
+        Err(e) => {
+            writeln!(
+                out,
+                "image: the Debian 12 image could not be built ({e}); instances of it will not start until a \
+                 later start builds it (it needs root, mmdebstrap and a reachable deb.debian.org)"
+            )?;
+            Ok(None)
+        }
+    }
+}
+
 /// Picks and prepares the driver. `out` receives progress lines (the image build).
 pub async fn start(
     cfg: &ComputeConfig,
@@ -158,6 +190,7 @@ pub async fn start(
         Err(e) => anyhow::bail!("cannot build the guest image: {e}"),
     };
     let manifest = layout.read_manifest()?;
+    let debian_image = debian_image(&images, &layout, out).await?;
     let accel = accel(cfg, &images, &layout, &manifest.kernel_cmdline_base).await;
     let (confinement, accel) = confinement("qemu-system-x86_64", accel, data_dir);
     let confined = format!(
@@ -186,6 +219,7 @@ pub async fn start(
         driver: Arc::new(driver),
         net: Some(net),
         image: Some(layout.clone()),
+        debian_image,
         summary: format!(
             "compute driver: qemu ({}, image {}), {confined}, networks in namespaces {}-*, EIP pool {eip_pool} routed from this host",
             accel.name(),

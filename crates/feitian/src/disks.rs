@@ -1,6 +1,7 @@
 //! Cloud disks inside `feitian up`: the host's [`DiskHost`] on the embedded Pangu (its
-//! volume store and disk servers), and the built-in image's root disk as a frozen RAF volume
-//! that every system disk is a copy-on-write clone of (`docs/disks.md`).
+//! volume store and disk servers), and each public image's root disk (the built-in image's,
+//! the Debian 12 image's) as a frozen RAF volume that the system disks of its instances are
+//! copy-on-write clones of (`docs/disks.md`).
 //!
 //! The image's volume is named after the image directory (which carries the digest of what
 //! the image is built from), so a rebuilt image is imported beside the old one, which stays
@@ -28,12 +29,29 @@ pub fn host(pangu: Pangu) -> Arc<DiskHost> {
     DiskHost::new(PanguStore::new(pangu), feitian_raf::Config::default())
 }
 
+/// Makes the volumes of the public images ready: the built-in image's (`base`) and the Debian
+/// 12 image's (`debian`). With the `sim` driver (no `base`) both are the sim's empty volume;
+/// with the `qemu` driver and no Debian image (its build failed, and was said), the Debian
+/// image gets none, so its instances' system disks wait rather than boot an empty disk.
+pub async fn prepare_images(
+    host: &Arc<DiskHost>,
+    base: Option<&ImageLayout>,
+    debian: Option<&ImageLayout>,
+    out: &mut (dyn Write + Send),
+) -> anyhow::Result<()> {
+    prepare_image(host, base, feitian_ecs::images::FEITIAN_LINUX.id, out).await?;
+    if base.is_none() || debian.is_some() {
+        prepare_image(host, debian, feitian_ecs::images::DEBIAN_12.id, out).await?;
+    }
+    Ok(())
+}
+
 /// Makes the image volume of `image` (none: the sim's empty one) ready, and known to `host`
 /// as the built-in image's. Before any disk is made. A damaged image is an error; a Pangu
 /// that cannot take the volume yet (a cluster whose chunkservers have not joined: replication
 /// 3 needs three) is not: the import is retried in the background, and system disks wait for
 /// it (their volumes' parent is missing until then; the disk reconciler retries).
-pub async fn prepare_image(
+async fn prepare_image(
     host: &Arc<DiskHost>,
     image: Option<&ImageLayout>,
     builtin_image_id: &str,

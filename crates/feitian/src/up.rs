@@ -151,8 +151,8 @@ pub fn run(data_dir: &Path, listen: &str, pangu_listen: &str, config: Option<&Pa
             let _ = ecs.host.set(feitian_agent::HostAgent::new(compute.driver.clone()));
             {
                 let mut out = std::io::stdout();
-                let builtin = feitian_ecs::images::FEITIAN_LINUX.id;
-                crate::disks::prepare_image(&disk_host, compute.image.as_ref(), builtin, &mut out).await?;
+                let (base, debian) = (compute.image.as_ref(), compute.debian_image.as_ref());
+                crate::disks::prepare_images(&disk_host, base, debian, &mut out).await?;
             }
             let blobs = feitian_oss::blobs::Blobs::new(storage.pangu.clone(), store.clone());
             blobs

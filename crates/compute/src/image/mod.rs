@@ -55,8 +55,12 @@
 //! - `initramfs`: what the initramfs holds, written through `cpio` (the archive format);
 //! - `tools`: the host tools the build runs; `fsutil`: file operations with the path in
 //!   their errors; `lock`: one builder at a time.
+//!
+//! Beside it, [`debian`] builds the Debian 12 public image (a full Debian system by
+//! `mmdebstrap`), which boots with this image's kernel and initramfs.
 
 mod cpio;
+pub mod debian;
 mod debs;
 mod elf;
 mod fsutil;
@@ -491,7 +495,7 @@ fn build_in(
         (sftproot.as_path(), SFTP_FILES),
     ];
     rootfs::assemble_rootfs(&tree, &busybox, &applets, &programs, &roots, &pkgs, kroot, &release, &modules)?;
-    rootfs::make_disk(&tree, &work, &staged.rootfs(), progress)?;
+    rootfs::make_disk(&tree, &work, &staged.rootfs(), ROOTFS_SIZE_MIB, progress)?;
 
     progress("writing the initramfs");
     initramfs::write_initramfs(&staged.initrd(), &busybox, &applets, kroot, &release, &modules)?;

@@ -13,7 +13,6 @@ use super::tools::{is_root, run, stderr_of, tool};
 use super::{
     ImageError, ETC_GROUP, ETC_HOSTS, ETC_NSSWITCH, ETC_OS_RELEASE, ETC_PASSWD, ETC_PROFILE, ETC_SHADOW, ETC_SHELLS,
     GUEST_ACPI_POWER, GUEST_HALT, GUEST_INITTAB, GUEST_RC_BOOT, GUEST_RC_SHUTDOWN, GUEST_RC_USERDATA, REQUIRED_FILES,
-    ROOTFS_SIZE_MIB,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -191,16 +190,17 @@ pub(super) fn assemble_rootfs(
     Ok(())
 }
 
-/// Makes the root disk `qcow2` of the tree `tree`: an ext4 file system of [`ROOTFS_SIZE_MIB`]
+/// Makes the root disk `qcow2` of the tree `tree`: an ext4 file system of `size_mib` MiB
 /// made in `work` (`mke2fs -d`, no loop mount, so no root needed), every inode root's,
 /// converted to qcow2.
 pub(super) fn make_disk(
     tree: &Path,
     work: &Path,
     qcow2: &Path,
+    size_mib: u64,
     progress: &mut dyn FnMut(&str),
 ) -> Result<(), ImageError> {
-    progress(&format!("making the ext4 root disk ({ROOTFS_SIZE_MIB} MiB)"));
+    progress(&format!("making the ext4 root disk ({size_mib} MiB)"));
     let raw = work.join("rootfs.raw");
     let o = run(
         tool("mke2fs")
@@ -209,7 +209,7 @@ pub(super) fn make_disk(
             .arg("-d")
             .arg(tree)
             .arg(&raw)
-            .arg(format!("{ROOTFS_SIZE_MIB}M")),
+            .arg(format!("{size_mib}M")),
         "mke2fs",
         "e2fsprogs",
     )?;
