@@ -113,12 +113,8 @@ pub struct CreateAutoSnapshotPolicyResponse {
 
 /// Registers the actions; each reads its parameters in PascalCase whichever way they came.
 pub fn register(r: &mut Registry, ecs: Arc<Ecs>) {
-    fn add<T, Fut>(
-        r: &mut Registry,
-        ecs: &Arc<Ecs>,
-        action: &'static str,
-        handler: fn(Arc<Ecs>, Ctx, Params) -> Fut,
-    ) where
+    fn add<T, Fut>(r: &mut Registry, ecs: &Arc<Ecs>, action: &'static str, handler: fn(Arc<Ecs>, Ctx, Params) -> Fut)
+    where
         Fut: Future<Output = Result<T, ApiError>> + Send + 'static,
         T: Serialize + Send + 'static,
     {

@@ -37,6 +37,11 @@ pub const TICK: Duration = Duration::from_secs(30);
 /// A clock the scheduler reads (the system's in production, a test's otherwise).
 pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
 
+/// The system's clock.
+pub fn system_clock() -> Clock {
+    Arc::new(Utc::now)
+}
+
 /// What one tick did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct TickReport {

@@ -224,6 +224,8 @@ fn a_disk_whose_snapshot_progresses_skips_the_firing() {
 
 /// The disk's one snapshot's id.
 fn r_created_id(s: &Store, disk_id: &str) -> String {
-    s.read(|tx| Ok::<_, MetaError>(tx.query_row("SELECT id FROM snapshots WHERE disk_id = ?1", [disk_id], |r| r.get(0))?))
-        .unwrap()
+    s.read(|tx| {
+        Ok::<_, MetaError>(tx.query_row("SELECT id FROM snapshots WHERE disk_id = ?1", [disk_id], |r| r.get(0))?)
+    })
+    .unwrap()
 }

@@ -86,7 +86,9 @@ pub fn create(tx: &Transaction<'_>, p: &Policy, max: u64) -> Result<(), CreateEr
         return Err(CreateError::QuotaExceeded { max, held });
     }
     tx.execute(
-        &format!("INSERT INTO auto_snapshot_policies ({COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"),
+        &format!(
+            "INSERT INTO auto_snapshot_policies ({COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+        ),
         params![
             p.id,
             p.account_id as i64,

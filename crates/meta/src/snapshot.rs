@@ -31,7 +31,9 @@ use crate::quota::{self, Quota, Quotas};
 use crate::resource::forget_resource;
 use crate::status::{column, status_enum};
 use crate::MetaError;
-use feitian_agent_api::snapshot::{BlockClaim, PinInfo, PinRef, SnapshotBase, SnapshotTarget, SnapshotUpload, RANGE_BYTES};
+use feitian_agent_api::snapshot::{
+    BlockClaim, PinInfo, PinRef, SnapshotBase, SnapshotTarget, SnapshotUpload, RANGE_BYTES,
+};
 use rusqlite::{params, OptionalExtension, Row, Transaction};
 use std::collections::{BTreeMap, BTreeSet};
 
