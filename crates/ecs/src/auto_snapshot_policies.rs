@@ -141,7 +141,7 @@ fn get_policy(tx: &Transaction<'_>, account: u64, region: &str, id: &str) -> Res
 /// Every named disk must be the caller's, in `region`.
 fn check_disks(tx: &Transaction<'_>, account: u64, region: &str, ids: &[String]) -> Result<(), ApiError> {
     for id in ids {
-        if !disk::get_disk(tx, account, id)?.is_some_and(|d| d.region_id == region) {
+        if disk::get_disk(tx, account, id)?.is_none_or(|d| d.region_id != region) {
             return Err(disk_not_found(id));
         }
     }
