@@ -80,8 +80,14 @@ fn schedule_of(p: &Policy) -> Option<Schedule> {
 /// One tick at `now`: snapshots for the policies that fire, then expiry.
 pub fn tick(store: &Store, catalog: &Catalog, now: DateTime<Utc>) -> Result<TickReport, MetaError> {
     let mut report = TickReport::default();
-    for p in store.read(policy::all_policies)? {
-        store.write(|tx| fire(tx, store, catalog, &p, now, &mut report))?;
+    for listed in store.read(policy::all_policies)? {
+        store.write(|tx| {
+            // Read again in the transaction: the policy may have changed or gone meanwhile.
+            match policy::get(tx, listed.account_id, &listed.id)? {
+                Some(p) => fire(tx, store, catalog, &p, now, &mut report),
+                None => Ok(()),
+            }
+        })?;
     }
     store.write(|tx| expire(tx, now, &mut report))?;
     Ok(report)
