@@ -46,7 +46,7 @@ pub struct DiskItem {
     pub delete_auto_snapshot: bool,
     pub enable_auto_snapshot: bool,
     pub enable_automated_snapshot_policy: bool,
-    pub auto_snapshot_policy_id: &'static str,
+    pub auto_snapshot_policy_id: String,
     pub encrypted: bool,
     #[serde(rename = "KMSKeyId")]
     pub kms_key_id: &'static str,
@@ -170,7 +170,7 @@ impl DiskItem {
             delete_auto_snapshot: d.delete_auto_snapshot,
             enable_auto_snapshot: d.enable_auto_snapshot,
             enable_automated_snapshot_policy: false,
-            auto_snapshot_policy_id: "",
+            auto_snapshot_policy_id: String::new(),
             encrypted: false,
             kms_key_id: "",
             portable: d.portable,
@@ -190,5 +190,12 @@ impl DiskItem {
             operation_locks: DiskOperationLocks { operation_lock: [] },
             tags,
         }
+    }
+
+    /// The automatic snapshot policy the disk follows, if any.
+    pub fn with_policy(mut self, policy_id: Option<String>) -> DiskItem {
+        self.enable_automated_snapshot_policy = policy_id.is_some();
+        self.auto_snapshot_policy_id = policy_id.unwrap_or_default();
+        self
     }
 }

@@ -26,7 +26,7 @@ use feitian_api::{validate, ApiError, Ctx, Params};
 use feitian_meta::disk::{self, Disk, DiskStatus, DiskType};
 use feitian_meta::instance::{self, Instance};
 use feitian_meta::quota::{self, Quota};
-use feitian_meta::{tag, Filter, Transaction};
+use feitian_meta::{auto_snapshot_policy, tag, Filter, Transaction};
 use feitian_region::Region;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -511,8 +511,7 @@ impl Ecs {
             bools.push((col, p.opt_bool(param)?));
         }
         // What feitian has none of: a filter asking for one matches nothing.
-        let none_match = p.opt_str("AutoSnapshotPolicyId").is_some()
-            || p.opt_bool("Encrypted")? == Some(true)
+        let none_match = p.opt_bool("Encrypted")? == Some(true)
             || p.opt_bool("EnableAutomatedSnapshotPolicy")? == Some(true)
             || p.opt_bool("EnableShared")? == Some(true)
             || p.opt_str("DiskChargeType").is_some_and(|c| c != "PostPaid")
@@ -551,14 +550,26 @@ impl Ecs {
                 if none_match {
                     f = f.any_of("id", &["-"]);
                 }
+                // The disks that follow a policy ("-": none, so an unknown policy matches nothing).
+                let following = match p.opt_str("AutoSnapshotPolicyId") {
+                    Some(pid) => Some(auto_snapshot_policy::disks_of(tx, pid)?),
+                    None => None,
+                };
+                if let Some(following) = &following {
+                    let ids: Vec<&str> = following.iter().map(String::as_str).chain(["-"]).collect();
+                    f = f.any_of("id", &ids);
+                }
                 let (offset, limit) =
                     if by_token { (tpage.offset, u64::from(tpage.max_results)) } else { (page.offset(), page.limit()) };
                 let (rows, total) = disk::list_disks(tx, &f, offset, limit)?;
                 let mut items = Vec::new();
+                let ids: Vec<&str> = rows.iter().map(|d| d.id.as_str()).collect();
+                let mut policies = auto_snapshot_policy::policies_of_disks(tx, &ids)?;
                 for d in rows {
                     let tags = tag::tags_of(tx, &[d.id.as_str()])?.remove(&d.id).unwrap_or_default();
                     let source = feitian_meta::disk_restore::source_of(tx, &d.id)?;
-                    let mut item = DiskItem::new(d, tags.into_iter().collect());
+                    let policy = policies.remove(&d.id);
+                    let mut item = DiskItem::new(d, tags.into_iter().collect()).with_policy(policy);
                     item.source_snapshot_id = source.unwrap_or_default();
                     items.push(item);
                 }

@@ -7,6 +7,9 @@
 pub mod accounts;
 pub mod admission;
 pub mod answer;
+pub mod auto_snapshot_policies;
+pub mod auto_snapshot_policy_view;
+pub mod auto_snapshot_scheduler;
 pub mod disk_view;
 pub mod disks;
 pub mod events;
@@ -16,6 +19,7 @@ pub mod instance_types;
 pub mod instance_view;
 pub mod instances;
 pub mod key_pairs;
+pub mod param_case;
 pub mod regions;
 pub mod security_groups;
 pub mod snapshot_schedule;
@@ -143,4 +147,5 @@ pub fn register(r: &mut Registry, ecs: Arc<Ecs>) {
         "RevokeSecurityGroupEgress" => revoke(Direction::Egress),
         "DescribeSecurityGroupReferences" => describe_security_group_references,
     ]);
+    auto_snapshot_policies::register(r, ecs);
 }

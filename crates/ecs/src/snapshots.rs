@@ -67,7 +67,7 @@ pub struct CreateSnapshotResponse {
 
 /// Whether the disk may be snapshotted: `In_use`, or `Available` once it was ever attached
 /// (a disk never attached holds nothing a guest wrote).
-fn check_disk(d: &Disk) -> Result<(), ApiError> {
+pub(crate) fn check_disk(d: &Disk) -> Result<(), ApiError> {
     let ever_attached = d.disk_type == DiskType::System || !d.attached_at.is_empty() || !d.detached_at.is_empty();
     match d.status {
         DiskStatus::InUse => Ok(()),

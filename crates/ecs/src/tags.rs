@@ -19,6 +19,7 @@ fn kind(resource_type: &str) -> Result<&'static str, ApiError> {
         "instance" => "instance",
         "disk" => "disk",
         "snapshot" => "snapshot",
+        "snapshotpolicy" => crate::auto_snapshot_policies::KIND,
         "securitygroup" => "security_group",
         "eni" => "eni",
         "keypair" => "key_pair",
@@ -26,7 +27,7 @@ fn kind(resource_type: &str) -> Result<&'static str, ApiError> {
             return Err(ApiError::invalid(
                 "InvalidResourceType.NotFound",
                 format!(
-                    "The ResourceType {other:?} is not supported: use instance, disk, snapshot, securitygroup, eni or keypair."
+                    "The ResourceType {other:?} is not supported: use instance, disk, snapshot, snapshotpolicy, securitygroup, eni or keypair."
                 ),
             ))
         }

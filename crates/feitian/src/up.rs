@@ -247,6 +247,10 @@ pub fn run(data_dir: &Path, listen: &str, pangu_listen: &str, config: Option<&Pa
                 feitian_agent::snapshots::UploadConfig::default(),
             );
             tokio::spawn(snapshots.run());
+            tokio::spawn(feitian_ecs::auto_snapshot_scheduler::run(
+                ecs.clone(),
+                feitian_ecs::auto_snapshot_scheduler::system_clock(),
+            ));
             let reconciler =
                 feitian_agent::InstanceReconciler::new(planner, compute.driver.clone(), nudges, compute.net.clone());
             tokio::spawn(reconciler.clone().run());

@@ -203,6 +203,7 @@ pub fn delete_disk(tx: &Transaction<'_>, id: &str, at: &str) -> Result<(), MetaE
     crate::disk_restore::forget_disk(tx, id, at)?;
     tx.execute("DELETE FROM disks WHERE id = ?1", [id])?;
     tx.execute("DELETE FROM disk_volumes WHERE disk_id = ?1", [id])?;
+    crate::auto_snapshot_policy::forget_disk(tx, id)?;
     forget_resource(tx, id)?;
     tx.execute(
         "INSERT INTO disk_volume_deletions (volume, deleted_at) VALUES (?1, ?2) ON CONFLICT (volume) DO NOTHING",

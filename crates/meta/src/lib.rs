@@ -26,6 +26,7 @@ pub mod route_table;
 pub mod vpc;
 pub mod vswitch;
 // ECS.
+pub mod auto_snapshot_policy;
 pub mod disk;
 pub mod disk_restore;
 pub mod instance;

@@ -661,6 +661,38 @@ CREATE TABLE snapshot_claims (
 "#,
     ),
     (
+        18,
+        "automatic snapshot policies and the disks they apply to",
+        r#"
+-- An automatic snapshot policy: when it fires (hours and weekdays in UTC+8, as JSON arrays
+-- of strings, the API's spelling), how long its snapshots are kept (NULL: forever, the
+-- API's -1), the cross-region fields as given (feitian has one region per store), and the
+-- scheduler's progress: `checked_at` is the end of the last window it looked at.
+CREATE TABLE auto_snapshot_policies (
+    id                      TEXT PRIMARY KEY REFERENCES resources(id),
+    account_id              BIGINT NOT NULL,
+    region_id               TEXT NOT NULL,
+    name                    TEXT NOT NULL,
+    time_points             TEXT NOT NULL,
+    repeat_weekdays         TEXT NOT NULL,
+    retention_days          BIGINT,
+    enable_cross_region_copy BOOLEAN NOT NULL,
+    target_copy_regions     TEXT NOT NULL,
+    copied_retention_days   BIGINT,
+    created_at              TEXT NOT NULL,
+    checked_at              TEXT NOT NULL
+);
+CREATE INDEX auto_snapshot_policies_by_owner ON auto_snapshot_policies(account_id, region_id, id);
+-- The policy a disk follows: one per disk (applying another replaces it, as on Alibaba).
+CREATE TABLE auto_snapshot_policy_disks (
+    disk_id                 TEXT PRIMARY KEY,
+    policy_id               TEXT NOT NULL,
+    applied_at              TEXT NOT NULL
+);
+CREATE INDEX auto_snapshot_policy_disks_by_policy ON auto_snapshot_policy_disks(policy_id);
+"#,
+    ),
+    (
         19,
         "disks made from snapshots: their source, and the blocks held until the volume is filled",
         r#"

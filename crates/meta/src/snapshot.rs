@@ -624,6 +624,27 @@ pub fn delete_auto_of_disk(tx: &Transaction<'_>, disk_id: &str, at: &str) -> Res
     Ok(())
 }
 
+/// A snapshot with a retention, for the scheduler's expiry: its id, record time and days.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Retained {
+    pub id: String,
+    pub created_at: String,
+    pub retention_days: i64,
+}
+
+/// Every finished snapshot that has a retention and that nothing was made from (a snapshot
+/// an image or disk uses outlives its retention, as on Alibaba Cloud).
+pub fn retained(tx: &Transaction<'_>) -> Result<Vec<Retained>, MetaError> {
+    all(
+        tx,
+        "SELECT id, created_at, retention_days FROM snapshots
+         WHERE retention_days IS NOT NULL AND status <> 'progressing' AND disks_created = 0 AND images_created = 0
+         ORDER BY created_at, id",
+        [],
+        |r| Ok(Retained { id: r.get(0)?, created_at: r.get(1)?, retention_days: r.get(2)? }),
+    )
+}
+
 // --- block objects and the sweeper --------------------------------------------------------
 
 /// A block object's count and state.
