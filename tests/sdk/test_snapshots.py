@@ -354,3 +354,64 @@ def test_uploader_pin_is_taken_before_create_returns(net):
     sid = ecs("CreateSnapshot", DiskId=data)["SnapshotId"]
     s = wait_accomplished(net, sid)
     assert s["CreationTime"] <= s["LastModifiedTime"]
+
+
+def test_uploader_disks_made_from_snapshots_and_reset(net):
+    """CreateDisk SnapshotId, DataDisk.N.SnapshotId on RunInstances and ResetDisk, on the sim
+    driver (its volumes hold no guest data: tests/sdk/test_qemu_snapshots.py checks the bytes):
+    sizes, SourceSnapshotId, Usage, SnapshotCreatedDisk, and every refusal with an unchanged
+    store."""
+    ecs = net["ecs"]
+    iid, system, data = running_instance(net)
+    sid = ecs("CreateSnapshot", DiskId=data)["SnapshotId"]
+    s = wait_accomplished(net, sid)
+    assert s["Usage"] == "none"
+
+    # CreateDisk from it: the snapshot's size unless a larger Size is asked.
+    d1 = ecs("CreateDisk", ZoneId=ZONE, SnapshotId=sid, DiskCategory="cloud_essd")["DiskId"]
+    d2 = ecs("CreateDisk", ZoneId=ZONE, SnapshotId=sid, Size=50, DiskCategory="cloud_essd")["DiskId"]
+    for did, size in ((d1, 20), (d2, 50)):
+        wait_disk(net, did, "Available")
+        got = disk(net, did)
+        assert (got["SourceSnapshotId"], got["Size"]) == (sid, size)
+    made = ecs("DescribeDisks", SnapshotId=sid)["Disks"]["Disk"]
+    assert sorted(d["DiskId"] for d in made) == sorted([d1, d2])
+    assert snap(net, sid)["Usage"] == "disk"
+
+    # DataDisk.N.SnapshotId: the instance's data disk is made from it.
+    other = ecs("RunInstances", ImageId=IMAGE, InstanceType="ecs.t5-lc1m1.small", VSwitchId=net["vsw"],
+                SecurityGroupId=net["sg"], **{"DataDisk.1.SnapshotId": sid, "DataDisk.1.Category": "cloud_essd"})
+    oid = other["InstanceIdSets"]["InstanceIdSet"][0]
+    wait_for(lambda: ecs("DescribeInstances", InstanceIds=json.dumps([oid]))["Instances"]["Instance"][0]["Status"]
+             == "Running", timeout=30, what=f"{oid} Running")
+    od = next(d for d in ecs("DescribeDisks", InstanceId=oid)["Disks"]["Disk"] if d["Type"] == "data")
+    assert (od["SourceSnapshotId"], od["Size"], od["Status"]) == (sid, 20, "In_use")
+
+    # A snapshot disks were made from is kept unless forced.
+    refused(net, 403, "SnapshotCreatedDisk", "DeleteSnapshot", SnapshotId=sid)
+
+    # ResetDisk: the instance must be stopped, the snapshot the disk's own and accomplished.
+    refused(net, 403, "IncorrectInstanceStatus", "ResetDisk", DiskId=data, SnapshotId=sid)
+    refused(net, 404, "InvalidSnapshotId.NotFound", "ResetDisk", DiskId=data, SnapshotId="s-nosuch")
+    refused(net, 404, "InvalidDiskId.NotFound", "ResetDisk", DiskId="d-nosuch", SnapshotId=sid)
+    refused(net, 403, "OperationDenied", "ResetDisk", DiskId=d1, SnapshotId=sid)
+    ecs("StopInstances", **{"InstanceId.1": iid})
+    wait_for(lambda: ecs("DescribeInstances", InstanceIds=json.dumps([iid]))["Instances"]["Instance"][0]["Status"]
+             == "Stopped", timeout=30, what=f"{iid} Stopped")
+    ecs("ResetDisk", DiskId=data, SnapshotId=sid)
+    wait_disk(net, data, "In_use")
+    # A detached disk resets too, and stays Available.
+    ecs("DetachDisk", DiskId=data, InstanceId=iid)
+    wait_disk(net, data, "Available")
+    ecs("ResetDisk", DiskId=data, SnapshotId=sid)
+    wait_disk(net, data, "Available")
+
+    # Bad input for the restores.
+    refused(net, 404, "InvalidSnapshotId.NotFound", "CreateDisk", ZoneId=ZONE, SnapshotId="s-nosuch")
+    refused(net, 404, "InvalidSnapshotId.NotFound", "RunInstances", ImageId=IMAGE, InstanceType="ecs.t5-lc1m1.small",
+            VSwitchId=net["vsw"], SecurityGroupId=net["sg"], **{"DataDisk.1.SnapshotId": "s-nosuch"})
+    busy = ecs("CreateSnapshot", DiskId=system)["SnapshotId"]
+    if snap(net, busy)["Status"] == "progressing":
+        e = net["ecs"].error("CreateDisk", ZoneId=ZONE, SnapshotId=busy)
+        assert (e.status_code, e.code) in ((403, "InvalidSnapshotId.NotReady"),), e
+    wait_accomplished(net, busy)

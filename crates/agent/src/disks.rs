@@ -11,7 +11,7 @@
 //! | `Creating` | (the volume above) | `Creating` → `Available`, or `Attaching` when created for an instance |
 //! | `Attaching` | hot-plugs it if the instance runs (a stopped one gets it at its next start) | `Attaching` → `In_use` |
 //! | `Detaching` | hot-unplugs it if the instance runs | `Detaching` → `Available` |
-//! | `ReIniting` | `VolumeService::reinit` (empty, or its image's again) | `ReIniting` → `In_use` |
+//! | `ReIniting` | `VolumeService::reinit` (empty, or its image's again; for `ResetDisk`, empty and then filled from the snapshot) | `ReIniting` → `In_use` (or `Available` for a detached disk) |
 //!
 //! and deletes the volumes of deleted disks ([`ControlPlane::volumes_to_delete`], then
 //! `VolumeDeleted`). Every move is a compare-and-set on the status, so a report never
@@ -187,13 +187,18 @@ impl DiskReconciler {
                 self.moved(&t.id, DiskStatus::Detaching, DiskStatus::Available).await?;
             }
             DiskStatus::ReIniting => {
-                // The API re-initialises only disks of stopped instances: nothing reads it now.
+                // The API re-initialises (or resets to a snapshot) only disks no running guest
+                // has: nothing reads it now. A reset makes the volume empty, then fills it.
                 self.volumes
                     .reinit(t.id.clone(), bytes(t.size_gib), t.parent.clone())
                     .await
                     .map_err(AgentError::Volume)?;
+                if t.restore_from.is_some() {
+                    self.fill(&t).await?;
+                }
                 self.control.report(Report::VolumeReady { id: t.id.clone(), gib: t.size_gib }).await?;
-                self.moved(&t.id, DiskStatus::ReIniting, DiskStatus::InUse).await?;
+                let to = if t.instance_id.is_some() { DiskStatus::InUse } else { DiskStatus::Available };
+                self.moved(&t.id, DiskStatus::ReIniting, to).await?;
             }
             DiskStatus::Available | DiskStatus::InUse => {}
         }

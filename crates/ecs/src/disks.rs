@@ -201,10 +201,23 @@ pub struct DataDiskSpec {
     /// As asked (`/dev/xvdb`…), or empty: the next free one.
     pub device: String,
     pub delete_with_instance: bool,
+    /// `DataDisk.N.SnapshotId`: the disk is made from this snapshot (its size then at least
+    /// the snapshot's: see [`resolve_snapshot`]).
+    pub snapshot_id: Option<String>,
+}
+
+/// A data disk made from a snapshot: its size becomes at least the snapshot's, checked
+/// against its category again (`snapshot` is the caller's, looked up by the handler).
+pub fn resolve_snapshot(spec: &mut DataDiskSpec, s: &feitian_meta::snapshot::Snapshot) -> Result<(), ApiError> {
+    restorable(s)?;
+    let level = (!spec.shape.performance_level.is_empty()).then_some(spec.shape.performance_level.as_str());
+    let size = spec.shape.size_gib.max(s.source_disk_gib);
+    spec.shape = shape(&spec.shape.category, level, size, "InvalidDataDiskCategory.ValueNotSupported")?;
+    Ok(())
 }
 
 /// A snapshot a disk can be made from: `accomplished` (else `InvalidSnapshotId.NotReady`).
-fn restorable(s: &feitian_meta::snapshot::Snapshot) -> Result<(), ApiError> {
+pub(crate) fn restorable(s: &feitian_meta::snapshot::Snapshot) -> Result<(), ApiError> {
     if s.status != feitian_meta::snapshot::SnapshotStatus::Accomplished {
         return Err(ApiError::new(403, "InvalidSnapshotId.NotReady", "The specified snapshot is not ready yet.")
             .recommend("wait until DescribeSnapshots shows it accomplished"));
@@ -212,32 +225,30 @@ fn restorable(s: &feitian_meta::snapshot::Snapshot) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// `DataDisk.N.*` (at most [`MAX_DATA_DISKS`]): `Size` (or `SnapshotId`, which feitian does
-/// not have yet), `Category` (default `cloud_efficiency`, as the real API), `PerformanceLevel`,
+/// `DataDisk.N.*` (at most [`MAX_DATA_DISKS`]): `Size` or `SnapshotId` (or both: the larger
+/// size wins, once the handler has looked the snapshot up), `Category` (default `cloud_efficiency`, as the real API), `PerformanceLevel`,
 /// `DiskName`, `Description`, `Device`, `DeleteWithInstance` (default true), `Encrypted`.
 pub fn data_disks(p: &Params) -> Result<Vec<DataDiskSpec>, ApiError> {
     let mut out: Vec<DataDiskSpec> = Vec::new();
     for (i, m) in p.list_of_maps("DataDisk", MAX_DATA_DISKS)?.into_iter().enumerate() {
         let n = i + 1;
-        if m.get("SnapshotId").is_some_and(|s| !s.is_empty()) {
-            return Err(snapshot_not_found());
-        }
-        let size = match m.get("Size") {
-            Some(v) => v
+        let snapshot_id = m.get("SnapshotId").filter(|s| !s.is_empty()).map(|s| s.to_string());
+        let category = m.get("Category").copied().unwrap_or("cloud_efficiency");
+        let size = match (m.get("Size"), &snapshot_id) {
+            (Some(v), _) => v
                 .trim()
                 .parse::<i64>()
                 .map_err(|_| ApiError::invalid_parameter(&format!("DataDisk.{n}.Size"), "not an integer"))?,
-            None => {
+            // The snapshot's size, once looked up; until then the category's smallest.
+            (None, Some(_)) => size_range(category, m.get("PerformanceLevel").copied().unwrap_or("PL1"))
+                .map(|(min, _)| min)
+                .unwrap_or(1),
+            (None, None) => {
                 return Err(ApiError::missing_parameter(&format!("DataDisk.{n}.Size"))
                     .recommend("either SnapshotId or Size should be specified"))
             }
         };
-        let shape = shape(
-            m.get("Category").copied().unwrap_or("cloud_efficiency"),
-            m.get("PerformanceLevel").copied(),
-            size,
-            "InvalidDataDiskCategory.ValueNotSupported",
-        )?;
+        let shape = shape(category, m.get("PerformanceLevel").copied(), size, "InvalidDataDiskCategory.ValueNotSupported")?;
         let name = m.get("DiskName").copied().unwrap_or("");
         if !name.is_empty() {
             check_name(name, "InvalidDataDiskName.Malformed")?;
@@ -277,6 +288,7 @@ pub fn data_disks(p: &Params) -> Result<Vec<DataDiskSpec>, ApiError> {
             description: description.to_owned(),
             device,
             delete_with_instance: flag("DeleteWithInstance", true)?,
+            snapshot_id,
         });
     }
     Ok(out)
@@ -777,6 +789,57 @@ impl Ecs {
         Ok(Empty {})
     }
 
+    /// ResetDisk: the disk rolls back to one of its own snapshots (docs/snapshots.md guarantee
+    /// 6). The disk is `In_use` on a `Stopped` instance, or `Available`; the volume is made
+    /// anew and filled with the snapshot's blocks (`ReIniting` meanwhile); irreversible.
+    pub async fn reset_disk(self: Arc<Self>, ctx: Ctx, p: Params) -> Result<Empty, ApiError> {
+        let region = self.opt_region(&p)?;
+        let disk_id = p.required_str("DiskId")?.to_owned();
+        let snapshot_id = p.required_str("SnapshotId")?.to_owned();
+        validate::dry_run(&p)?;
+        let me = self.clone();
+        self.store
+            .write_async(move |tx| {
+                let account = ctx.caller.account_id;
+                let mut d = me.disk(tx, account, region.as_ref(), &disk_id)?;
+                let s = feitian_meta::snapshot::get(tx, account, &snapshot_id)?
+                    .filter(|s| s.region_id == d.region_id)
+                    .ok_or_else(crate::snapshots::not_found)?;
+                match (d.status, d.instance_id.is_empty()) {
+                    (DiskStatus::Available, true) => {}
+                    (DiskStatus::InUse, false) => {
+                        let inst = me.disk_instance(tx, account, &d, &d.instance_id.clone())?;
+                        if inst.status != InstanceStatus::Stopped {
+                            return Err(inst_api::incorrect_status(inst.status, InstanceStatus::Stopped.as_str()));
+                        }
+                    }
+                    _ => return Err(incorrect_status(&d, "In_use or Available")),
+                }
+                if s.disk_id != d.id {
+                    return Err(ApiError::new(
+                        403,
+                        "OperationDenied",
+                        "The specified snapshot was not created from the specified disk.",
+                    )
+                    .recommend(format!("{} is a snapshot of {}; reset that disk, or make a new disk from it with CreateDisk", s.id, s.disk_id)));
+                }
+                restorable(&s)?;
+                if let Some(busy) = feitian_meta::snapshot::progressing_of_disk(tx, &d.id)? {
+                    return Err(ApiError::new(403, "DiskCreatingSnapshot", "A snapshot of the disk is being created.")
+                        .recommend(format!("wait until {busy} is accomplished or failed")));
+                }
+                feitian_meta::disk_restore::begin_reset(tx, &d.id, &s, &now())?;
+                d.status = DiskStatus::ReIniting;
+                disk::update_disk(tx, &d)?;
+                // A volume made anew: its change sequences start over (as ReInitDisk).
+                feitian_meta::snapshot::break_chain(tx, &d.id)?;
+                Ok(Empty {})
+            })
+            .await?;
+        self.disks_changed();
+        Ok(Empty {})
+    }
+
     pub async fn modify_disk_attribute(self: Arc<Self>, ctx: Ctx, p: Params) -> Result<Empty, ApiError> {
         let region = self.opt_region(&p)?;
         let mut ids: Vec<String> = p.list("DiskIds", 100)?.into_iter().map(str::to_owned).collect();
@@ -894,7 +957,10 @@ mod tests {
             code(&[("DataDisk.1.Size", "40"), ("DataDisk.1.Category", "tape")]),
             "InvalidDataDiskCategory.ValueNotSupported"
         );
-        assert_eq!(code(&[("DataDisk.1.Size", "40"), ("DataDisk.1.SnapshotId", "s-1")]), "InvalidSnapshotId.NotFound");
+        // From a snapshot: no Size needed (the snapshot's, once looked up; the category's
+        // smallest until then).
+        let d = data_disks(&params(&[("DataDisk.1.SnapshotId", "s-1"), ("DataDisk.1.Category", "cloud_essd")])).unwrap();
+        assert_eq!((d[0].snapshot_id.as_deref(), d[0].shape.size_gib), (Some("s-1"), 20));
         assert_eq!(
             code(&[("DataDisk.1.Size", "40"), ("DataDisk.1.Device", "/dev/sda")]),
             "InvalidDataDiskDevice.Malformed"

@@ -590,6 +590,11 @@ impl Ecs {
             )?;
             for (d, device) in plan.data_disks.iter().zip(disks::assign_devices(&plan.data_disks)) {
                 let disk_id = scope.register(tx, "disk", "d", &plan.region.id, &plan.region.id_code)?;
+                if let Some(sid) = &d.snapshot_id {
+                    let s = feitian_meta::snapshot::get(tx, account, sid)?.ok_or_else(crate::snapshots::not_found)?;
+                    disks::restorable(&s)?;
+                    feitian_meta::disk_restore::begin(tx, &disk_id, &s)?;
+                }
                 disk::insert_disk(
                     tx,
                     &Disk {
@@ -632,7 +637,21 @@ impl Ecs {
         run: bool,
         answer: fn(Vec<String>) -> T,
     ) -> Result<T, ApiError> {
-        let plan = self.plan(&p, run)?;
+        let mut plan = self.plan(&p, run)?;
+        // Data disks made from snapshots: sized from the caller's snapshots (checked again,
+        // and their blocks taken, in the transaction).
+        for d in plan.data_disks.iter_mut() {
+            if let Some(sid) = d.snapshot_id.clone() {
+                let (account, region) = (ctx.caller.account_id, plan.region.id.clone());
+                let s = self
+                    .store
+                    .read_async(move |tx| feitian_meta::snapshot::get(tx, account, &sid))
+                    .await?
+                    .filter(|s| s.region_id == region)
+                    .ok_or_else(crate::snapshots::not_found)?;
+                disks::resolve_snapshot(d, &s)?;
+            }
+        }
         validate::dry_run(&p)?;
         let token = client_token(&p)?;
         // Measured before the transaction (the host answers over the contract); the promises

@@ -120,6 +120,7 @@ pub fn register(r: &mut Registry, ecs: Arc<Ecs>) {
         "DeleteDisk" => delete_disk,
         "ResizeDisk" => resize_disk,
         "ReInitDisk" => reinit_disk,
+        "ResetDisk" => reset_disk,
         "ModifyDiskAttribute" => modify_disk_attribute,
         "CreateSnapshot" => create_snapshot,
         "DescribeSnapshots" => describe_snapshots,

@@ -19,15 +19,29 @@ use rusqlite::{params, OptionalExtension, Transaction};
 /// what was made from the snapshot (`Usage`, `SnapshotCreatedDisk`).
 pub fn begin(tx: &Transaction<'_>, disk_id: &str, s: &Snapshot) -> Result<(), MetaError> {
     tx.execute("INSERT INTO disk_sources (disk_id, snapshot_id) VALUES (?1, ?2)", params![disk_id, s.id])?;
+    hold(tx, disk_id, s)?;
+    snapshot::note_use(tx, &s.id, 1, 0)
+}
+
+/// `ResetDisk`: disk `disk_id`'s volume is made anew from `s` (one of its own snapshots,
+/// accomplished): its fill becomes `s`'s manifest, held as in [`begin`] (a fill still
+/// pending from before is dropped first, at `at`).
+pub fn begin_reset(tx: &Transaction<'_>, disk_id: &str, s: &Snapshot, at: &str) -> Result<(), MetaError> {
+    finish(tx, disk_id, at)?;
+    hold(tx, disk_id, s)
+}
+
+/// The fill's rows and references.
+fn hold(tx: &Transaction<'_>, disk_id: &str, s: &Snapshot) -> Result<(), MetaError> {
     for (range, hash) in snapshot::manifest(tx, &s.id)? {
         let range = i64::try_from(range).map_err(|_| MetaError::Invalid(format!("range {range} is too large")))?;
         tx.execute(
-            "INSERT INTO disk_restores (disk_id, range_index, hash) VALUES (?1, ?2, ?3)",
-            params![disk_id, range, hash],
+            "INSERT INTO disk_restores (disk_id, range_index, hash, snapshot_id) VALUES (?1, ?2, ?3, ?4)",
+            params![disk_id, range, hash, s.id],
         )?;
         tx.execute("UPDATE snapshot_blocks SET refs = refs + 1, dead_at = NULL WHERE hash = ?1", [&hash])?;
     }
-    snapshot::note_use(tx, &s.id, 1, 0)
+    Ok(())
 }
 
 /// The snapshot disk `disk_id` was made from, if any.
@@ -42,12 +56,11 @@ pub fn disks_made_from(tx: &Transaction<'_>, snapshot_id: &str) -> Result<Vec<St
     Ok(rows)
 }
 
-/// Whether disk `disk_id`'s volume still has to be filled.
-pub fn pending(tx: &Transaction<'_>, disk_id: &str) -> Result<bool, MetaError> {
+/// The snapshot disk `disk_id`'s volume is still to be filled from, if any.
+pub fn pending(tx: &Transaction<'_>, disk_id: &str) -> Result<Option<String>, MetaError> {
     Ok(tx
-        .query_row("SELECT 1 FROM disk_restores WHERE disk_id = ?1 LIMIT 1", [disk_id], |_| Ok(()))
-        .optional()?
-        .is_some())
+        .query_row("SELECT snapshot_id FROM disk_restores WHERE disk_id = ?1 LIMIT 1", [disk_id], |r| r.get(0))
+        .optional()?)
 }
 
 /// What disk `disk_id`'s volume is filled with, by range (empty when nothing is left).
@@ -170,7 +183,7 @@ mod tests {
         assert_eq!((refs(&s, 'a'), refs(&s, 'b')), (Some((4, false)), Some((2, false))));
         assert_eq!(s.read(|tx| source_of(tx, &restored.id)).unwrap(), Some(snap.id.clone()));
         assert_eq!(s.read(|tx| disks_made_from(tx, &snap.id)).unwrap(), vec![restored.id.clone()]);
-        assert!(s.read(|tx| pending(tx, &restored.id)).unwrap());
+        assert_eq!(s.read(|tx| pending(tx, &restored.id)).unwrap(), Some(snap.id.clone()));
         let plan = s.read(|tx| plan(tx, &restored.id)).unwrap();
         assert_eq!(plan.iter().map(|r| r.range).collect::<Vec<_>>(), vec![0, 7, 9]);
         assert_eq!(plan[1].block, Some(hash('b')));
@@ -184,7 +197,7 @@ mod tests {
         // Filled: the references go, and what nothing else names is dead.
         w(&s, |tx| finish(tx, &restored.id, "t4"));
         assert_eq!((refs(&s, 'a'), refs(&s, 'b')), (Some((0, true)), Some((0, true))));
-        assert!(!s.read(|tx| pending(tx, &restored.id)).unwrap());
+        assert_eq!(s.read(|tx| pending(tx, &restored.id)).unwrap(), None);
         w(&s, |tx| finish(tx, &restored.id, "t5"));
         assert_eq!(refs(&s, 'a'), Some((0, true)), "finishing twice changes nothing");
         // Deleting the disk forgets its source.

@@ -705,10 +705,12 @@ CREATE TABLE disk_sources (
 -- disk was created, one reference per row on its block (docs/snapshots.md guarantee 6), so
 -- deleting the snapshot meanwhile frees nothing the fill still reads. The rows and their
 -- references go when the host reports the volume ready, or when the disk is deleted.
+-- (ResetDisk fills an existing disk the same way, from one of its own snapshots.)
 CREATE TABLE disk_restores (
     disk_id             TEXT NOT NULL,
     range_index         BIGINT NOT NULL CHECK (range_index >= 0),
     hash                TEXT NOT NULL,
+    snapshot_id         TEXT NOT NULL,
     PRIMARY KEY (disk_id, range_index)
 );
 "#,

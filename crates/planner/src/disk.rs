@@ -26,11 +26,17 @@ pub fn parent(d: &Disk) -> Option<String> {
 }
 
 fn target(tx: &Transaction<'_>, (d, volume_gib): (Disk, u64)) -> Result<DiskTarget, MetaError> {
-    let restore_from =
-        if volume_gib == 0 && disk_restore::pending(tx, &d.id)? { disk_restore::source_of(tx, &d.id)? } else { None };
+    // A fill is pending for a new disk made from a snapshot, or a disk being reset to one
+    // (ResetDisk: the volume is made anew, empty, then filled).
+    let restore_from = if volume_gib == 0 || d.status == DiskStatus::ReIniting {
+        disk_restore::pending(tx, &d.id)?
+    } else {
+        None
+    };
+    let parent = if restore_from.is_some() && d.status == DiskStatus::ReIniting { None } else { parent(&d) };
     Ok(DiskTarget {
         plan: disk_plan(&d),
-        parent: parent(&d),
+        parent,
         id: d.id,
         status: d.status,
         instance_id: (!d.instance_id.is_empty()).then_some(d.instance_id),
