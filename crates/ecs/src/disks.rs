@@ -248,7 +248,8 @@ pub fn data_disks(p: &Params) -> Result<Vec<DataDiskSpec>, ApiError> {
                     .recommend("either SnapshotId or Size should be specified"))
             }
         };
-        let shape = shape(category, m.get("PerformanceLevel").copied(), size, "InvalidDataDiskCategory.ValueNotSupported")?;
+        let shape =
+            shape(category, m.get("PerformanceLevel").copied(), size, "InvalidDataDiskCategory.ValueNotSupported")?;
         let name = m.get("DiskName").copied().unwrap_or("");
         if !name.is_empty() {
             check_name(name, "InvalidDataDiskName.Malformed")?;
@@ -821,7 +822,10 @@ impl Ecs {
                         "OperationDenied",
                         "The specified snapshot was not created from the specified disk.",
                     )
-                    .recommend(format!("{} is a snapshot of {}; reset that disk, or make a new disk from it with CreateDisk", s.id, s.disk_id)));
+                    .recommend(format!(
+                        "{} is a snapshot of {}; reset that disk, or make a new disk from it with CreateDisk",
+                        s.id, s.disk_id
+                    )));
                 }
                 restorable(&s)?;
                 if let Some(busy) = feitian_meta::snapshot::progressing_of_disk(tx, &d.id)? {
@@ -959,7 +963,8 @@ mod tests {
         );
         // From a snapshot: no Size needed (the snapshot's, once looked up; the category's
         // smallest until then).
-        let d = data_disks(&params(&[("DataDisk.1.SnapshotId", "s-1"), ("DataDisk.1.Category", "cloud_essd")])).unwrap();
+        let d =
+            data_disks(&params(&[("DataDisk.1.SnapshotId", "s-1"), ("DataDisk.1.Category", "cloud_essd")])).unwrap();
         assert_eq!((d[0].snapshot_id.as_deref(), d[0].shape.size_gib), (Some("s-1"), 20));
         assert_eq!(
             code(&[("DataDisk.1.Size", "40"), ("DataDisk.1.Device", "/dev/sda")]),

@@ -69,13 +69,42 @@ pub async fn sweep_once(store: &Store, blocks: &SystemBlocks) -> anyhow::Result<
     Ok(deleted)
 }
 
-/// Runs the sweeper every `every`, forever.
+/// Deletes block objects no row counts ([`snapshot::orphan_blocks`]): each is adopted as a
+/// row already being swept, deleted, and its row forgotten. How many it deleted.
+pub async fn sweep_orphans(store: &Store, blocks: &SystemBlocks) -> anyhow::Result<usize> {
+    let bucket = blocks.bucket.clone();
+    let orphans = store.read_async(move |tx| snapshot::orphan_blocks(tx, &bucket, SWEEP_BATCH)).await?;
+    let mut deleted = 0;
+    for hash in orphans {
+        let (h, at) = (hash.clone(), feitian_api::service::now());
+        if !store.write_async(move |tx| snapshot::adopt_orphan(tx, &h, &at)).await? {
+            continue; // claimed meanwhile: not an orphan
+        }
+        blocks.delete(&hash).await?;
+        store.write_async(move |tx| snapshot::forget_block(tx, &hash)).await?;
+        deleted += 1;
+    }
+    Ok(deleted)
+}
+
+/// How many sweeps between two looks for orphans (a query over the whole system bucket).
+const ORPHANS_EVERY: u64 = 60;
+
+/// Runs the sweeper every `every`, forever; orphans at the start and every
+/// [`ORPHANS_EVERY`] passes.
 pub async fn run_sweeper(store: Store, blocks: Arc<SystemBlocks>, every: Duration) {
-    loop {
+    for pass in 0u64.. {
         match sweep_once(&store, &blocks).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(blocks = n, "deleted snapshot blocks nothing names"),
             Err(e) => tracing::warn!(error = %e, "the snapshot block sweeper failed; retrying"),
+        }
+        if pass % ORPHANS_EVERY == 0 {
+            match sweep_orphans(&store, &blocks).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(blocks = n, "deleted snapshot block objects no row counted"),
+                Err(e) => tracing::warn!(error = %e, "the orphan sweep failed; retrying later"),
+            }
         }
         tokio::time::sleep(every).await;
     }

@@ -703,6 +703,35 @@ pub fn forget_block(tx: &Transaction<'_>, hash: &str) -> Result<bool, MetaError>
     Ok(tx.execute("DELETE FROM snapshot_blocks WHERE hash = ?1 AND refs = 0 AND sweeping", [hash])? == 1)
 }
 
+/// Block objects in system bucket `bucket` that no row counts (`blocks/<hash>` keys with no
+/// `snapshot_blocks` row): what an upload cut short left behind, when its snapshot was
+/// deleted while a put was in flight and the block's row was swept before the put landed.
+/// At most `limit` hashes.
+pub fn orphan_blocks(tx: &Transaction<'_>, bucket: &str, limit: u64) -> Result<Vec<String>, MetaError> {
+    all(
+        tx,
+        "SELECT substr(o.object_key, 8) FROM oss_objects o
+          WHERE o.bucket = ?1 AND o.object_key LIKE 'blocks/%'
+            AND NOT EXISTS (SELECT 1 FROM snapshot_blocks b WHERE b.hash = substr(o.object_key, 8))
+          ORDER BY o.object_key LIMIT ?2",
+        params![bucket, i64_of(limit)?],
+        |r| r.get(0),
+    )
+}
+
+/// Takes an orphan object for the sweeper: a row with no reference, already `sweeping`, so
+/// a claim of the same bytes meanwhile is refused until [`forget_block`] (and then stores
+/// them again) instead of finding the object about to be deleted. `false` if a row exists
+/// (a claim got there first: it is not an orphan any more).
+pub fn adopt_orphan(tx: &Transaction<'_>, hash: &str, at: &str) -> Result<bool, MetaError> {
+    check_hash(hash)?;
+    Ok(tx.execute(
+        "INSERT INTO snapshot_blocks (hash, refs, bytes, dead_at, sweeping) VALUES (?1, 0, 0, ?2, TRUE)
+         ON CONFLICT (hash) DO NOTHING",
+        params![hash, at],
+    )? == 1)
+}
+
 // --- snapshot chains (DescribeSnapshotLinks) ----------------------------------------------
 
 /// One chain: a disk's snapshots.
@@ -1046,6 +1075,55 @@ mod tests {
         assert!(w(&s, |tx| claim(tx, &s5.id, &claims(&['e', 'c']))));
         assert_eq!(refs(&s, 'c'), Some((1, false)));
         assert!(s.write(|tx| claim(tx, &s5.id, &[BlockClaim { hash: "x".into(), bytes: 1 }])).is_err());
+    }
+
+    #[test]
+    fn orphan_objects_are_found_and_adopted_for_the_sweeper_unless_claimed_first() {
+        let (s, account) = testing::store();
+        let d = disk(&s, account);
+        let bucket = crate::bucket::Bucket {
+            name: "feitian-system-x".into(),
+            account_id: account,
+            region_id: testing::REGION.into(),
+            acl: "private".into(),
+            storage_class: "Standard".into(),
+            created_at: "t".into(),
+            generation: 0,
+        };
+        w(&s, |tx| crate::bucket::insert_bucket(tx, &bucket).map(drop));
+        let object = |c: char| crate::object::Object {
+            bucket: bucket.name.clone(),
+            key: format!("blocks/{}", hash(c)),
+            size: 1,
+            etag: "\"e\"".into(),
+            crc64: 0,
+            object_type: "Normal".into(),
+            headers: crate::object::ObjectHeaders {
+                content_type: "x".into(),
+                user_meta: "{}".into(),
+                ..Default::default()
+            },
+            acl: "default".into(),
+            storage_class: "Standard".into(),
+            last_modified_ms: 0,
+        };
+        for c in ['a', 'b', 'c'] {
+            w(&s, |tx| crate::object::put_object(tx, &object(c), &[]).map(drop));
+        }
+        // `a` is counted (a snapshot names it); `b` and `c` are not.
+        snapshot(&s, &d, 10, &[(0, Some('a'))]);
+        let orphans = |s: &Store| s.read(|tx| orphan_blocks(tx, "feitian-system-x", 10)).unwrap();
+        assert_eq!(orphans(&s), vec![hash('b'), hash('c')]);
+        // `c` is claimed by an upload before the sweeper adopts it: it is not an orphan then.
+        let up = create_as(&s, &d, SnapshotType::User).unwrap();
+        assert!(w(&s, |tx| claim(tx, &up.id, &claims(&['c']))));
+        assert!(!w(&s, |tx| adopt_orphan(tx, &hash('c'), "t")));
+        assert!(w(&s, |tx| adopt_orphan(tx, &hash('b'), "t")));
+        assert_eq!(orphans(&s), Vec::<String>::new());
+        // Adopted as being swept: a claim of the same bytes waits for the row to go.
+        assert!(!w(&s, |tx| claim(tx, &up.id, &claims(&['b']))));
+        assert!(w(&s, |tx| forget_block(tx, &hash('b'))));
+        assert!(w(&s, |tx| claim(tx, &up.id, &claims(&['b']))));
     }
 
     #[test]

@@ -28,11 +28,8 @@ pub fn parent(d: &Disk) -> Option<String> {
 fn target(tx: &Transaction<'_>, (d, volume_gib): (Disk, u64)) -> Result<DiskTarget, MetaError> {
     // A fill is pending for a new disk made from a snapshot, or a disk being reset to one
     // (ResetDisk: the volume is made anew, empty, then filled).
-    let restore_from = if volume_gib == 0 || d.status == DiskStatus::ReIniting {
-        disk_restore::pending(tx, &d.id)?
-    } else {
-        None
-    };
+    let restore_from =
+        if volume_gib == 0 || d.status == DiskStatus::ReIniting { disk_restore::pending(tx, &d.id)? } else { None };
     let parent = if restore_from.is_some() && d.status == DiskStatus::ReIniting { None } else { parent(&d) };
     Ok(DiskTarget {
         plan: disk_plan(&d),
