@@ -216,6 +216,21 @@ pub fn resolve_snapshot(spec: &mut DataDiskSpec, s: &feitian_meta::snapshot::Sna
     Ok(())
 }
 
+/// ReInitDisk and ResetDisk: the disk's volume is made anew (`ReIniting` until the host has
+/// done it), unless a snapshot of it is being made (`DiskCreatingSnapshot`). The new volume's
+/// change sequences start over, so the disk's snapshots can no longer be a later snapshot's
+/// base.
+fn remake_volume(tx: &Transaction<'_>, d: &mut Disk) -> Result<(), ApiError> {
+    if let Some(busy) = feitian_meta::snapshot::progressing_of_disk(tx, &d.id)? {
+        return Err(ApiError::new(403, "DiskCreatingSnapshot", "A snapshot of the disk is being created.")
+            .recommend(format!("wait until {busy} is accomplished or failed")));
+    }
+    d.status = DiskStatus::ReIniting;
+    disk::update_disk(tx, d)?;
+    feitian_meta::snapshot::break_chain(tx, &d.id)?;
+    Ok(())
+}
+
 /// A snapshot a disk can be made from: `accomplished` (else `InvalidSnapshotId.NotReady`).
 pub(crate) fn restorable(s: &feitian_meta::snapshot::Snapshot) -> Result<(), ApiError> {
     if s.status != feitian_meta::snapshot::SnapshotStatus::Accomplished {
@@ -774,15 +789,7 @@ impl Ecs {
                 if inst.status != InstanceStatus::Stopped {
                     return Err(inst_api::incorrect_status(inst.status, InstanceStatus::Stopped.as_str()));
                 }
-                if let Some(busy) = feitian_meta::snapshot::progressing_of_disk(tx, &d.id)? {
-                    return Err(ApiError::new(403, "DiskCreatingSnapshot", "A snapshot of the disk is being created.")
-                        .recommend(format!("wait until {busy} is accomplished or failed")));
-                }
-                d.status = DiskStatus::ReIniting;
-                disk::update_disk(tx, &d)?;
-                // The volume is made anew and its change sequences start over: the disk's
-                // snapshots can no longer be a later snapshot's base.
-                feitian_meta::snapshot::break_chain(tx, &d.id)?;
+                remake_volume(tx, &mut d)?;
                 Ok(Empty {})
             })
             .await?;
@@ -828,15 +835,8 @@ impl Ecs {
                     )));
                 }
                 restorable(&s)?;
-                if let Some(busy) = feitian_meta::snapshot::progressing_of_disk(tx, &d.id)? {
-                    return Err(ApiError::new(403, "DiskCreatingSnapshot", "A snapshot of the disk is being created.")
-                        .recommend(format!("wait until {busy} is accomplished or failed")));
-                }
+                remake_volume(tx, &mut d)?;
                 feitian_meta::disk_restore::begin_reset(tx, &d.id, &s, &now())?;
-                d.status = DiskStatus::ReIniting;
-                disk::update_disk(tx, &d)?;
-                // A volume made anew: its change sequences start over (as ReInitDisk).
-                feitian_meta::snapshot::break_chain(tx, &d.id)?;
                 Ok(Empty {})
             })
             .await?;

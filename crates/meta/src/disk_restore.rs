@@ -105,7 +105,7 @@ pub fn forget_disk(tx: &Transaction<'_>, disk_id: &str, at: &str) -> Result<(), 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::disk::{insert_disk, Disk, DiskStatus, DiskType};
+    use crate::disk::{insert_disk, Disk};
     use crate::quota::Quotas;
     use crate::snapshot::{block, commit, create, dead_blocks, delete, pinned, Commit, NewSnapshot, SnapshotType};
     use crate::testing::{self, w};
@@ -113,29 +113,7 @@ mod tests {
     use feitian_agent_api::snapshot::{PinInfo, SnapshotUpload};
 
     fn disk(s: &Store, account: u64) -> Disk {
-        let d = Disk {
-            id: testing::register(s, account, "disk", "d"),
-            account_id: account,
-            region_id: testing::REGION.into(),
-            zone_id: testing::ZONE.into(),
-            instance_id: String::new(),
-            name: String::new(),
-            description: String::new(),
-            category: "cloud_essd".into(),
-            size_gib: 20,
-            disk_type: DiskType::Data,
-            device: String::new(),
-            image_id: String::new(),
-            status: DiskStatus::Available,
-            delete_with_instance: false,
-            created_at: testing::CREATED.into(),
-            performance_level: "PL1".into(),
-            portable: true,
-            delete_auto_snapshot: true,
-            enable_auto_snapshot: true,
-            attached_at: testing::CREATED.into(),
-            detached_at: String::new(),
-        };
+        let d = Disk { attached_at: testing::CREATED.into(), ..testing::data_disk(s, account) };
         w(s, |tx| insert_disk(tx, &d));
         d
     }

@@ -799,27 +799,11 @@ mod tests {
 
     fn disk(s: &Store, account: u64) -> Disk {
         let d = Disk {
-            id: testing::register(s, account, "disk", "d"),
-            account_id: account,
-            region_id: testing::REGION.into(),
-            zone_id: testing::ZONE.into(),
             instance_id: "i-1".into(),
-            name: String::new(),
-            description: String::new(),
-            category: "cloud_essd".into(),
-            size_gib: 20,
-            disk_type: DiskType::Data,
             device: "/dev/xvdb".into(),
-            image_id: String::new(),
             status: DiskStatus::InUse,
-            delete_with_instance: false,
-            created_at: testing::CREATED.into(),
-            performance_level: "PL1".into(),
-            portable: true,
-            delete_auto_snapshot: true,
-            enable_auto_snapshot: true,
             attached_at: testing::CREATED.into(),
-            detached_at: String::new(),
+            ..testing::data_disk(s, account)
         };
         w(s, |tx| insert_disk(tx, &d));
         d

@@ -155,6 +155,34 @@ pub fn object(bucket: &str, key: &str, size: u64) -> Object {
 }
 
 /// Runs `f` in a write transaction that must succeed.
+/// A 20 GiB ESSD data disk of `account`, `Available` and never attached, with a registered
+/// id; not written (callers change what they need and insert it).
+pub fn data_disk(s: &Store, account: u64) -> crate::disk::Disk {
+    crate::disk::Disk {
+        id: register(s, account, "disk", "d"),
+        account_id: account,
+        region_id: REGION.into(),
+        zone_id: ZONE.into(),
+        instance_id: String::new(),
+        name: String::new(),
+        description: String::new(),
+        category: "cloud_essd".into(),
+        size_gib: 20,
+        disk_type: crate::disk::DiskType::Data,
+        device: String::new(),
+        image_id: String::new(),
+        status: crate::disk::DiskStatus::Available,
+        delete_with_instance: false,
+        created_at: CREATED.into(),
+        performance_level: "PL1".into(),
+        portable: true,
+        delete_auto_snapshot: true,
+        enable_auto_snapshot: true,
+        attached_at: String::new(),
+        detached_at: String::new(),
+    }
+}
+
 pub fn w<T>(s: &Store, f: impl FnOnce(&Transaction<'_>) -> Result<T, MetaError>) -> T {
     s.write(f).unwrap()
 }

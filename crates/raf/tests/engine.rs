@@ -8,28 +8,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use feitian_raf::{CompactionConfig, Config, Raf, RafError, StoreError};
-use support::Store;
+use feitian_raf::{Config, Raf, RafError, StoreError};
+use support::{config, Store};
 
 const BLOCK: u64 = 4096;
 const KIB: u64 = 1024;
-
-fn config() -> Config {
-    Config {
-        segment_bytes: 256 * KIB,
-        batch_bytes: 128 * KIB,
-        checkpoint_every: 1024 * KIB,
-        queue_depth: 64,
-        compaction: CompactionConfig {
-            interval: None,
-            live_fraction: 0.5,
-            bytes_per_sec: 1 << 30,
-            burst_bytes: 1 << 20,
-            min_share: 0.25,
-            chunk_bytes: 64 * KIB,
-        },
-    }
-}
 
 fn fill(len: u64, seed: u8) -> Bytes {
     Bytes::from((0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect::<Vec<u8>>())

@@ -9,29 +9,12 @@ mod support;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use feitian_raf::{CompactionConfig, Config, PinnedView, Raf, RafError};
-use support::Store;
+use feitian_raf::{PinnedView, Raf, RafError};
+use support::{config, Store};
 
 const BLOCK: u64 = 4096;
 const KIB: u64 = 1024;
 const MIB: u64 = 1024 * KIB;
-
-fn config() -> Config {
-    Config {
-        segment_bytes: 256 * KIB,
-        batch_bytes: 128 * KIB,
-        checkpoint_every: 1024 * KIB,
-        queue_depth: 64,
-        compaction: CompactionConfig {
-            interval: None,
-            live_fraction: 0.5,
-            bytes_per_sec: 1 << 30,
-            burst_bytes: 1 << 20,
-            min_share: 0.25,
-            chunk_bytes: 64 * KIB,
-        },
-    }
-}
 
 fn fill(len: u64, seed: u8) -> Bytes {
     Bytes::from((0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) | 1).collect::<Vec<u8>>())

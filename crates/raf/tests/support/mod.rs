@@ -18,10 +18,34 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use feitian_raf::{Appender, CheckpointRef, FileId, Lease, LogStore, PinRef, SegmentRef, StoreError, StoreFuture};
+use feitian_raf::{
+    Appender, CheckpointRef, CompactionConfig, Config, FileId, Lease, LogStore, PinRef, SegmentRef, StoreError,
+    StoreFuture,
+};
 use parking_lot::Mutex;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+
+const KIB: u64 = 1024;
+
+/// Small segments, batches and checkpoint intervals, so that a few MiB of writes cross every
+/// boundary; background compaction off (the tests call it).
+pub fn config() -> Config {
+    Config {
+        segment_bytes: 256 * KIB,
+        batch_bytes: 128 * KIB,
+        checkpoint_every: 1024 * KIB,
+        queue_depth: 64,
+        compaction: CompactionConfig {
+            interval: None,
+            live_fraction: 0.5,
+            bytes_per_sec: 1 << 30,
+            burst_bytes: 1 << 20,
+            min_share: 0.25,
+            chunk_bytes: 64 * KIB,
+        },
+    }
+}
 
 #[derive(Default)]
 struct File {
