@@ -76,19 +76,7 @@ pub fn plan(tx: &Transaction<'_>, disk_id: &str) -> Result<Vec<RangeBlock>, Meta
 /// The fill is done (or the disk is gone): its references are dropped, blocks left with none
 /// marked dead at `at`. Idempotent.
 pub fn finish(tx: &Transaction<'_>, disk_id: &str, at: &str) -> Result<(), MetaError> {
-    tx.execute(
-        "UPDATE snapshot_blocks
-            SET refs = refs - (SELECT COUNT(*) FROM disk_restores d WHERE d.disk_id = ?1 AND d.hash = snapshot_blocks.hash)
-          WHERE hash IN (SELECT hash FROM disk_restores WHERE disk_id = ?1)",
-        [disk_id],
-    )?;
-    tx.execute(
-        "UPDATE snapshot_blocks SET dead_at = ?2
-          WHERE refs = 0 AND dead_at IS NULL AND hash IN (SELECT hash FROM disk_restores WHERE disk_id = ?1)",
-        params![disk_id, at],
-    )?;
-    tx.execute("DELETE FROM disk_restores WHERE disk_id = ?1", [disk_id])?;
-    Ok(())
+    snapshot::drop_references(tx, snapshot::Holders::Fill, disk_id, at)
 }
 
 /// A deleted disk: its fill's references go, and so does its source (the snapshot no longer

@@ -449,17 +449,52 @@ pub fn claim(tx: &Transaction<'_>, id: &str, blocks: &[BlockClaim]) -> Result<bo
 /// Drops a snapshot's claims (it committed, failed or was deleted): one reference each, and
 /// a block left with none is marked dead for the sweeper.
 fn drop_claims(tx: &Transaction<'_>, id: &str, at: &str) -> Result<(), MetaError> {
+    drop_references(tx, Holders::Claims, id, at)
+}
+
+/// Who holds references on blocks: one per row of the table, keyed by a snapshot or a disk.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Holders {
+    /// A snapshot's manifest (`snapshot_ranges`).
+    Manifest,
+    /// An upload's claims (`snapshot_claims`).
+    Claims,
+    /// A disk's fill from a snapshot (`disk_restores`).
+    Fill,
+}
+
+impl Holders {
+    /// (table, key column, block column).
+    fn table(self) -> (&'static str, &'static str, &'static str) {
+        match self {
+            Holders::Manifest => ("snapshot_ranges", "snapshot_id", "block"),
+            Holders::Claims => ("snapshot_claims", "snapshot_id", "hash"),
+            Holders::Fill => ("disk_restores", "disk_id", "hash"),
+        }
+    }
+}
+
+/// Drops the references `key`'s rows of `holders` hold (one per row), marks the blocks left
+/// with none dead at `at` (for the sweeper), and deletes the rows: guarantee 4's one way of
+/// letting go of blocks.
+pub(crate) fn drop_references(tx: &Transaction<'_>, holders: Holders, key: &str, at: &str) -> Result<(), MetaError> {
+    let (table, key_col, block) = holders.table();
     tx.execute(
-        "UPDATE snapshot_blocks SET refs = refs - 1
-          WHERE hash IN (SELECT hash FROM snapshot_claims WHERE snapshot_id = ?1)",
-        [id],
+        &format!(
+            "UPDATE snapshot_blocks
+                SET refs = refs - (SELECT COUNT(*) FROM {table} h WHERE h.{key_col} = ?1 AND h.{block} = snapshot_blocks.hash)
+              WHERE hash IN (SELECT {block} FROM {table} WHERE {key_col} = ?1)"
+        ),
+        [key],
     )?;
     tx.execute(
-        "UPDATE snapshot_blocks SET dead_at = ?2
-          WHERE refs = 0 AND dead_at IS NULL AND hash IN (SELECT hash FROM snapshot_claims WHERE snapshot_id = ?1)",
-        params![id, at],
+        &format!(
+            "UPDATE snapshot_blocks SET dead_at = ?2
+              WHERE refs = 0 AND dead_at IS NULL AND hash IN (SELECT {block} FROM {table} WHERE {key_col} = ?1)"
+        ),
+        params![key, at],
     )?;
-    tx.execute("DELETE FROM snapshot_claims WHERE snapshot_id = ?1", [id])?;
+    tx.execute(&format!("DELETE FROM {table} WHERE {key_col} = ?1"), [key])?;
     Ok(())
 }
 
@@ -592,18 +627,7 @@ pub fn commit(tx: &Transaction<'_>, upload: &SnapshotUpload, at: &str) -> Result
 /// if there was no such snapshot.
 pub fn delete(tx: &Transaction<'_>, id: &str, at: &str) -> Result<bool, MetaError> {
     let Some(s) = get_any_owner(tx, id)? else { return Ok(false) };
-    tx.execute(
-        "UPDATE snapshot_blocks
-            SET refs = refs - (SELECT COUNT(*) FROM snapshot_ranges r WHERE r.snapshot_id = ?1 AND r.block = snapshot_blocks.hash)
-          WHERE hash IN (SELECT block FROM snapshot_ranges WHERE snapshot_id = ?1)",
-        [id],
-    )?;
-    tx.execute(
-        "UPDATE snapshot_blocks SET dead_at = ?2
-          WHERE refs = 0 AND dead_at IS NULL AND hash IN (SELECT block FROM snapshot_ranges WHERE snapshot_id = ?1)",
-        params![id, at],
-    )?;
-    tx.execute("DELETE FROM snapshot_ranges WHERE snapshot_id = ?1", [id])?;
+    drop_references(tx, Holders::Manifest, id, at)?;
     drop_claims(tx, id, at)?;
     tx.execute("DELETE FROM snapshots WHERE id = ?1", [id])?;
     forget_resource(tx, id)?;
