@@ -366,6 +366,17 @@ fn tcp_probe(src: &Host, dst: &Host, p: &Packet) -> Result<Outcome, String> {
     })
 }
 
+/// A blocking receive, again when a signal cut it short (`EINTR`: a signal for another of the
+/// test's threads, such as a child process ending, is no verdict on the packet).
+fn again_if_interrupted<T>(mut recv: impl FnMut() -> io::Result<T>) -> io::Result<T> {
+    loop {
+        match recv() {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            other => return other,
+        }
+    }
+}
+
 fn udp_probe(src: &Host, dst: &Host, p: &Packet) -> Result<Outcome, String> {
     let (from, to) = ports_of(p)?;
     let server = dst.ns.enter(move || bound(Type::DGRAM, SockProtocol::UDP, to).map(UdpSocket::from))?;
@@ -375,7 +386,7 @@ fn udp_probe(src: &Host, dst: &Host, p: &Packet) -> Result<Outcome, String> {
     client.send_to(&request, to).map_err(io)?;
     server.set_read_timeout(Some(WAIT)).map_err(io)?;
     let mut buf = [0u8; 1500];
-    let peer = match server.recv_from(&mut buf) {
+    let peer = match again_if_interrupted(|| server.recv_from(&mut buf)) {
         Ok((n, peer)) if buf[..n] == request[..] => peer,
         Ok((_, peer)) => return Ok(Outcome::Broken(format!("an unexpected datagram from {peer}"))),
         Err(e) if timed_out(&e) => return Ok(Outcome::Blocked),
@@ -387,7 +398,7 @@ fn udp_probe(src: &Host, dst: &Host, p: &Packet) -> Result<Outcome, String> {
     let reply = marker();
     server.send_to(&reply, peer).map_err(io)?;
     client.set_read_timeout(Some(WAIT)).map_err(io)?;
-    Ok(match client.recv(&mut buf) {
+    Ok(match again_if_interrupted(|| client.recv(&mut buf)) {
         Ok(n) if buf[..n] == reply[..] => Outcome::Connected,
         Ok(_) => Outcome::Broken("an unexpected reply".into()),
         Err(e) => Outcome::Broken(format!("the request arrived, the reply did not: {e}")),
