@@ -32,7 +32,7 @@
 //! files and the booting kernel's release ([`digest`]): a new recipe or a rebuilt built-in
 //! image with another kernel makes a new image beside the old one.
 
-use super::fsutil::{fsync, mkdirs, remove_all, write_file};
+use super::fsutil::{mkdirs, publish, remove_all, write_file};
 use super::lock::BuildLock;
 use super::tools::{find_in_path, is_root, run, stderr_of, tool};
 use super::{debs, ImageError, ImageLayout, Manifest, PackageRef};
@@ -351,17 +351,7 @@ fn build_in(
     let json = serde_json::to_vec_pretty(&manifest)
         .map_err(|e| ImageError::Tool { what: "writing image.json".into(), stderr: e.to_string() })?;
     write_file(&staged.manifest(), &json, 0o644)?;
-    for f in [staged.rootfs(), staged.manifest()] {
-        fsync(&f)?;
-    }
-    fsync(&staged.dir)?;
-    if out.dir.exists() {
-        remove_all(&out.dir)?;
-    }
-    fs::rename(&staged.dir, &out.dir)
-        .map_err(|e| ImageError::io(format!("renaming {} to {}", staged.dir.display(), out.dir.display()), e))?;
-    fsync(images_dir)?;
-    Ok(())
+    publish(&staged.dir, &[staged.rootfs(), staged.manifest()], &out.dir, images_dir)
 }
 
 /// Runs mmdebstrap (with umask 022: feitian's own 077 would make the system's new files

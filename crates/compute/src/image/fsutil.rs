@@ -54,6 +54,27 @@ pub(super) fn fsync(p: &Path) -> Result<(), ImageError> {
     fs::File::open(p).and_then(|f| f.sync_all()).map_err(|e| ImageError::io(format!("syncing {}", p.display()), e))
 }
 
+/// Puts a staged image directory into place: its `files` and the directory itself made
+/// durable, an earlier directory at `out` (a broken attempt) removed, the rename, and the
+/// parent `images_dir` made durable, so a crash leaves the old state or the whole new image.
+pub(super) fn publish(
+    staged: &Path,
+    files: &[std::path::PathBuf],
+    out: &Path,
+    images_dir: &Path,
+) -> Result<(), ImageError> {
+    for f in files {
+        fsync(f)?;
+    }
+    fsync(staged)?;
+    if out.exists() {
+        remove_all(out)?;
+    }
+    fs::rename(staged, out)
+        .map_err(|e| ImageError::io(format!("renaming {} to {}", staged.display(), out.display()), e))?;
+    fsync(images_dir)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -73,7 +73,7 @@ mod tools;
 pub use tools::{find_in_path, is_root};
 
 use debs::AptPackage;
-use fsutil::{copy_file, fsync, mkdirs, remove_all, write_file};
+use fsutil::{copy_file, mkdirs, publish, remove_all, write_file};
 use lock::BuildLock;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -517,18 +517,13 @@ fn build_in(
     };
     let json = serde_json::to_vec_pretty(&manifest).expect("manifest serializes");
     write_file(&staged.manifest(), &json, 0o644)?;
-    for f in [staged.kernel(), staged.initrd(), staged.rootfs(), staged.manifest()] {
-        fsync(&f)?;
-    }
-    fsync(&staged.dir)?;
-
     // Into place. A directory left there without a complete image is a broken earlier attempt.
-    if out.dir.exists() {
-        remove_all(&out.dir)?;
-    }
-    fs::rename(&staged.dir, &out.dir)
-        .map_err(|e| ImageError::io(format!("renaming {} to {}", staged.dir.display(), out.dir.display()), e))?;
-    fsync(images_dir)?;
+    publish(
+        &staged.dir,
+        &[staged.kernel(), staged.initrd(), staged.rootfs(), staged.manifest()],
+        &out.dir,
+        images_dir,
+    )?;
     // Keep only the packages this build used in the cache.
     let used: BTreeSet<&Path> = deb_files.iter().map(|d| d.as_path()).collect();
     if let Ok(rd) = fs::read_dir(&cache) {
