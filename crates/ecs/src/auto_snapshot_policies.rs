@@ -229,6 +229,7 @@ impl Ecs {
         self.store
             .write_async(move |tx| {
                 let mut row = get_policy(tx, ctx.caller.account_id, &region, &id)?;
+                let rescheduled = s.time_points.is_some() || s.weekdays.is_some();
                 row.name = name.unwrap_or(row.name);
                 row.time_points = s.time_points.unwrap_or(row.time_points);
                 row.repeat_weekdays = s.weekdays.unwrap_or(row.repeat_weekdays);
@@ -237,6 +238,10 @@ impl Ecs {
                 row.target_copy_regions = targets.unwrap_or(row.target_copy_regions);
                 row.copied_retention_days = copied.unwrap_or(row.copied_retention_days);
                 policy::update(tx, &row)?;
+                if rescheduled {
+                    // A new schedule starts now: its time points already past never fire.
+                    policy::set_checked(tx, &row.id, &now())?;
+                }
                 Ok(Empty {})
             })
             .await

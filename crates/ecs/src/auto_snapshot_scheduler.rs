@@ -12,7 +12,11 @@
 //! (`EnableAutoSnapshot=false`), when it cannot be snapshotted now (never attached, or in a
 //! transitional status), or when its previous snapshot is still being made. Then the window
 //! closes (`checked_at` = now), in the same transaction as the snapshots, so a crash never
-//! fires a time point twice nor loses one.
+//! fires a time point twice nor loses one. A window with no time point in it stays open (the
+//! row is not written): the next tick's longer window holds the same time points, so the
+//! answer is the same, and a quiet scheduler writes nothing (half a minute's churn on every
+//! policy otherwise). Changing a policy's schedule closes its window at the change
+//! (`ModifyAutoSnapshotPolicyEx`), so a new time point never fires for the past.
 //!
 //! Expiry: every finished snapshot with a retention (the policies', and a user's
 //! `CreateSnapshot` with `RetentionDays`, as on Alibaba Cloud) is deleted once `RetentionDays`
@@ -144,8 +148,9 @@ fn fire(
                 Err(CreateError::Meta(e)) => return Err(e),
             }
         }
+        policy::set_checked(tx, &p.id, &at)?;
     }
-    policy::set_checked(tx, &p.id, &at)
+    Ok(())
 }
 
 /// An id registered for a snapshot that was not made.

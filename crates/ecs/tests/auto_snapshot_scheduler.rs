@@ -229,3 +229,29 @@ fn r_created_id(s: &Store, disk_id: &str) -> String {
     })
     .unwrap()
 }
+
+/// Ticks whose window holds no time point write nothing (the policy's row is as it was), and
+/// the time point after them still fires exactly once.
+#[test]
+fn quiet_ticks_leave_the_policy_row_alone() {
+    let s = Store::open_in_memory().unwrap();
+    let catalog = Catalog::default();
+    let account = s.create_account("a").unwrap().id;
+    let d = disk(&s, account, true);
+    let start = utc("2026-12-06T14:00:00Z"); // Sunday 22:00 UTC+8.
+    let p = new_policy(&s, account, r#"["0"]"#, r#"["1"]"#, None, start);
+    s.write(|tx| policy::apply(tx, &p.id, std::slice::from_ref(&d.id), "t")).unwrap();
+    let row = |s: &Store| s.read(|tx| policy::get(tx, account, &p.id)).unwrap().unwrap();
+    let before = row(&s);
+    for m in [1, 30, 61, 119] {
+        let r = tick(&s, &catalog, start + Duration::minutes(m)).unwrap();
+        assert_eq!(r, TickReport::default());
+        assert_eq!(row(&s), before, "a quiet tick at +{m} min wrote the policy");
+    }
+    // Monday 00:00 UTC+8 falls in the next window: one snapshot, and the window closes.
+    let r = tick(&s, &catalog, utc("2026-12-06T16:00:10Z")).unwrap();
+    assert_eq!(r.created.len(), 1);
+    assert_eq!(row(&s).checked_at, "2026-12-06T16:00:10Z");
+    let r = tick(&s, &catalog, utc("2026-12-06T16:00:40Z")).unwrap();
+    assert!(r.created.is_empty(), "the same time point fired twice: {r:?}");
+}
