@@ -162,6 +162,8 @@ pub fn run(data_dir: &Path, listen: &str, pangu_listen: &str, config: Option<&Pa
             let oss =
                 feitian_oss::service::Oss::new(store.clone(), keys.clone(), catalog.default_region().clone(), blobs);
             let blocks = Arc::new(crate::snapshots::SystemBlocks::open(oss.clone()).await?);
+            let image_tasks =
+                crate::image_tasks::ImageTasks::new(store.clone(), oss.clone(), blocks.clone(), data_dir);
             let edge = Edge::with_objects(registry, Authenticator::new(keys), oss, &limits);
             let region = catalog.default_region();
             let zones: Vec<&str> = region.zones.iter().map(|z| z.id.as_str()).collect();
@@ -234,6 +236,7 @@ pub fn run(data_dir: &Path, listen: &str, pangu_listen: &str, config: Option<&Pa
                 nudges.clone(),
             );
             tokio::spawn(disks.run());
+            tokio::spawn(image_tasks.run(std::time::Duration::from_secs(1)));
             tokio::spawn(crate::snapshots::run_sweeper(
                 store.clone(),
                 blocks.clone(),
