@@ -192,6 +192,11 @@ impl Catalog {
         self.regions.iter().find(|r| r.id == region_id)
     }
 
+    /// The region a zone belongs to (zone ids are unique across regions).
+    pub fn zone_region(&self, zone_id: &str) -> Option<&Region> {
+        self.regions.iter().find(|r| r.zone(zone_id).is_some())
+    }
+
     /// The home region, the catalog's first: the one region whose OSS endpoint this
     /// deployment serves (its object store is shared by all regions), and the region a
     /// request that names none is taken to mean.
@@ -232,6 +237,9 @@ mod tests {
         // A zone belongs to its own region only.
         assert!(s.zone("cn-hangzhou-h").is_none());
         assert!(r.zone("cn-shanghai-e").is_none());
+        assert_eq!(c.zone_region("cn-shanghai-g").map(|r| r.id.as_str()), Some("cn-shanghai"));
+        assert_eq!(c.zone_region("cn-hangzhou-k").map(|r| r.id.as_str()), Some("cn-hangzhou"));
+        assert!(c.zone_region("cn-shanghai").is_none());
     }
 
     #[test]
