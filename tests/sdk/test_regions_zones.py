@@ -332,3 +332,81 @@ def test_oss_answers_in_the_home_region_only(feitian, account):
     # Nothing was made by the refused create.
     with pytest.raises(oss2.exceptions.NoSuchBucket):
         oss2.Bucket(auth, "http://oss-cn-hangzhou.aliyuncs.com", "regions-probe", proxies=proxies).get_bucket_info()
+
+
+def test_a_disk_without_region_id_goes_to_its_zones_region(feitian, account):
+    """CreateDisk without RegionId (docs/decisions.md) takes the region its ZoneId names."""
+    ecs = Api(feitian, account, "ecs")
+    did = ecs("CreateDisk", RegionId=None, ZoneId="cn-shanghai-f", Size=20)["DiskId"]
+    try:
+        assert did.startswith("d-uf"), did
+        disk = ecs("DescribeDisks", RegionId=SH, DiskIds=json.dumps([did]))["Disks"]["Disk"][0]
+        assert (disk["RegionId"], disk["ZoneId"]) == (SH, "cn-shanghai-f")
+        assert ecs("DescribeDisks", RegionId=HZ, DiskIds=json.dumps([did]))["TotalCount"] == 0
+    finally:
+        wait_for(lambda: ecs("DescribeDisks", RegionId=SH, DiskIds=json.dumps([did]))["Disks"]["Disk"][0]["Status"]
+                 == "Available", what=f"{did} Available")
+        ecs("DeleteDisk", RegionId=None, DiskId=did)
+
+
+def test_real_guests_in_two_regions_share_a_cidr_and_never_meet():
+    """With QEMU: a guest in each region, in VPCs with the same CIDR and the same private
+    address, each in its own namespace (named after its VPC's id), each told its own region
+    by the metadata service; the namespaces go with the instances."""
+    from pathlib import Path
+    import tempfile
+
+    from qemu_helpers import WHY, qemu_feitian, ssh_ok
+
+    if WHY:
+        pytest.skip(f"real instances need root and QEMU: {WHY}")
+    f, finish = qemu_feitian("198.18.93.0/24")
+    try:
+        key = f.new_account(f"regions-vm-{uuid.uuid4().hex[:8]}")
+        guests = {}
+        for region in (HZ, SH):
+            r = Region(f, key, region)
+            vid = r.vpc("CreateVpc", CidrBlock="192.168.0.0/16")["VpcId"]
+            wait_for(lambda: r.vpc("DescribeVpcs", VpcId=vid)["Vpcs"]["Vpc"][0]["Status"] == "Available")
+            sid = r.vpc("CreateVSwitch", VpcId=vid, CidrBlock="192.168.1.0/24", ZoneId=ZONE[region])["VSwitchId"]
+            wait_for(lambda: r.vpc("DescribeVSwitchAttributes", VSwitchId=sid)["Status"] == "Available")
+            gid = r.ecs("CreateSecurityGroup", VpcId=vid)["SecurityGroupId"]
+            r.ecs("AuthorizeSecurityGroup", SecurityGroupId=gid, IpProtocol="tcp", PortRange="22/22",
+                  SourceCidrIp="0.0.0.0/0")
+            # Key pairs are per region too: each region's own "login".
+            login = type("Login", (), {})()
+            login.keyfile = Path(tempfile.mkdtemp(prefix="feitian-key-")) / "login.pem"
+            login.keyfile.write_text(r.ecs("CreateKeyPair", KeyPairName="login")["PrivateKeyBody"])
+            login.keyfile.chmod(0o600)
+            iid = r.ecs("RunInstances", ImageId=IMAGE, InstanceType="ecs.t5-lc1m1.small", VSwitchId=sid,
+                        SecurityGroupId=gid, KeyPairName="login")["InstanceIdSets"]["InstanceIdSet"][0]
+            guests[region] = dict(r=r, vpc=vid, instance=iid, login=login)
+        for region, g in guests.items():
+            r, iid = g["r"], g["instance"]
+            wait_for(lambda: r.ecs("DescribeInstanceStatus", **{"InstanceId.1": iid})["InstanceStatuses"]
+                     ["InstanceStatus"][0]["Status"] == "Running", timeout=600, what=f"{iid} Running")
+            e = r.vpc("AllocateEipAddress")
+            r.vpc("AssociateEipAddress", AllocationId=e["AllocationId"], InstanceId=iid)
+            g["eip"], g["eip_id"] = e["EipAddress"], e["AllocationId"]
+        assert guests[HZ]["eip"] != guests[SH]["eip"]
+
+        namespaces = {n.name for n in Path("/var/run/netns").iterdir()}
+        for region, g in guests.items():
+            assert g["vpc"].startswith("vpc-" + CODE[region])
+            assert [n for n in namespaces if n.endswith("-" + g["vpc"])], (g["vpc"], namespaces)
+            md = "http://100.100.100.200/latest/meta-data"
+            said = ssh_ok(g["login"], g["eip"], f"wget -qO- {md}/region-id; echo; wget -qO- {md}/zone-id; echo; "
+                                                 f"wget -qO- {md}/instance-id; echo; ip -4 -o addr show eth0")
+            lines = said.splitlines()
+            assert lines[:3] == [region, ZONE[region], g["instance"]], said
+            assert " 192.168.1.1/24 " in lines[3], said
+
+        for region, g in guests.items():
+            r = g["r"]
+            r.ecs("DeleteInstance", InstanceId=g["instance"], Force="true")
+            wait_for(lambda: not [n for n in Path("/var/run/netns").iterdir() if n.name.endswith("-" + g["vpc"])],
+                     timeout=60, what=f"{g['vpc']}'s namespace removed")
+            r.vpc("ReleaseEipAddress", AllocationId=g["eip_id"])
+    finally:
+        left = finish()
+    assert left == [], left
