@@ -240,7 +240,7 @@ impl Query {
         }
         let status = p.opt_str("Status").filter(|v| !v.is_empty()).unwrap_or("Available");
         let mut statuses = Vec::new();
-        for s in status.split(',').map(str::trim) {
+        for s in status.split(',') {
             if s == "ALL" || s == "All" {
                 statuses.clear();
                 break;

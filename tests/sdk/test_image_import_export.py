@@ -1,0 +1,165 @@
+"""ImportImage and ExportImage through alibabacloud_ecs20140526 and oss2 (docs/snapshots.md,
+"Image import and export"): disk files in RAW, QCOW2 and VHD uploaded with oss2 become images
+(tasks in DescribeTasks / DescribeTaskAttribute, the image `Creating` then `Available`); an
+image exported as raw, qcow2 and vhd is, to `qemu-img compare`, the disk that was imported; a
+file that is not what `Format` says fails its task and its image, with the reason;
+CancelTask; and the refusals, each with nothing changed. Booting an imported image is in
+`test_qemu_snapshots.py`."""
+import json
+import os
+import subprocess
+import uuid
+
+import oss2
+import pytest
+
+from conftest import Api, db_snapshot, wait_for
+
+REGION = "cn-hangzhou"
+MIB = 1 << 20
+TABLES = ("images", "image_disks", "image_tasks", "image_import_sources", "snapshots", "resources")
+
+
+def qemu_img(*args):
+    return subprocess.run(["qemu-img", *args], check=True, capture_output=True, text=True).stdout
+
+
+pytestmark = pytest.mark.skipif(
+    subprocess.run(["which", "qemu-img"], capture_output=True).returncode != 0,
+    reason="qemu-img is missing (scripts/test installs qemu-utils)")
+
+
+@pytest.fixture
+def env(feitian, account, tmp_path):
+    ecs = Api(feitian, account, "ecs")
+    name = f"imports-{uuid.uuid4().hex[:8]}"
+    b = oss2.Bucket(oss2.Auth(*account), f"http://{feitian.endpoint}", name, region=REGION)
+    b.create_bucket()
+    # A 40 MiB disk with data at its start, in its middle and in its last MiB; zeros between.
+    raw = tmp_path / "disk.raw"
+    with open(raw, "wb") as f:
+        f.truncate(40 * MIB)
+        for at, n in ((0, 3 * MIB), (17 * MIB + 4096, 5000), (39 * MIB, MIB)):
+            f.seek(at)
+            f.write(os.urandom(n))
+    qemu_img("convert", "-f", "raw", "-O", "qcow2", str(raw), str(tmp_path / "disk.qcow2"))
+    qemu_img("convert", "-f", "raw", "-O", "vpc", str(raw), str(tmp_path / "disk.vhd"))
+    for ext in ("raw", "qcow2", "vhd"):
+        b.put_object_from_file(f"disks/disk.{ext}", str(tmp_path / f"disk.{ext}"))
+    return dict(f=feitian, ecs=ecs, bucket=b, name=name, dir=tmp_path, raw=raw)
+
+
+def task(env, tid):
+    return env["ecs"]("DescribeTaskAttribute", TaskId=tid)
+
+
+def wait_task(env, tid, want="Finished", timeout=120):
+    wait_for(lambda: task(env, tid)["TaskStatus"] not in ("Processing",), timeout=timeout, pause=0.2,
+             what=f"{tid} to end")
+    got = task(env, tid)
+    assert got["TaskStatus"] == want, got
+    return got
+
+
+def image(env, mid):
+    got = env["ecs"]("DescribeImages", ImageId=mid, Status="Creating,Available,CreateFailed")["Images"]["Image"]
+    return got[0] if got else None
+
+
+def import_(env, fmt, **kw):
+    params = {"DiskDeviceMapping.1.OSSBucket": env["name"], "DiskDeviceMapping.1.OSSObject": f"disks/disk.{fmt}",
+              "DiskDeviceMapping.1.Format": fmt.upper()}
+    params.update(kw)
+    out = env["ecs"]("ImportImage", ImageName=f"imported-{fmt}-{uuid.uuid4().hex[:6]}", Platform="Debian", **params)
+    assert out["RegionId"] == REGION and out["TaskId"].startswith("t-")
+    return out["ImageId"], out["TaskId"]
+
+
+def export_compare(env, mid, fmt):
+    """Exports the image as `fmt`, downloads it with oss2, and compares it with the raw disk."""
+    tid = env["ecs"]("ExportImage", ImageId=mid, OSSBucket=env["name"], OSSPrefix="out", ImageFormat=fmt)["TaskId"]
+    wait_task(env, tid)
+    key = f"out{mid}_system.{fmt}"
+    local = env["dir"] / f"export-{mid}.{fmt}"
+    env["bucket"].get_object_to_file(key, str(local))
+    qfmt = {"raw": "raw", "qcow2": "qcow2", "vhd": "vpc"}[fmt]
+    r = subprocess.run(["qemu-img", "compare", "-f", "raw", "-F", qfmt, str(env["raw"]), str(local)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, f"the {fmt} export differs from the imported disk: {r.stdout} {r.stderr}"
+
+
+def test_raw_qcow2_and_vhd_import_and_export_byte_exact(env):
+    ecs = env["ecs"]
+    imported = {}
+    for fmt in ("raw", "qcow2", "vhd"):
+        mid, tid = import_(env, fmt)
+        first = image(env, mid)
+        assert first["Status"] in ("Creating", "Available") and first["Platform"] == "Debian"
+        done = wait_task(env, tid)
+        assert (done["TaskAction"], done["TaskProcess"], done["SupportCancel"]) == ("ImportImage", "100%", "false")
+        got = image(env, mid)
+        assert (got["Status"], got["Size"]) == ("Available", 1), got
+        snap = got["DiskDeviceMappings"]["DiskDeviceMapping"][0]["SnapshotId"]
+        s = ecs("DescribeSnapshots", SnapshotIds=json.dumps([snap]))["Snapshots"]["Snapshot"][0]
+        assert (s["Status"], s["SourceDiskId"], s["Usage"]) == ("accomplished", "", "image")
+        imported[fmt] = mid
+    listed = ecs("DescribeTasks", TaskAction="ImportImage", TaskStatus="Finished")["TaskSet"]["Task"]
+    assert {t["ResourceId"] for t in listed} >= set(imported.values())
+    # The three files hold the same disk: the same blocks, so the images share them.
+    for fmt, mid in imported.items():
+        export_compare(env, mid, {"raw": "qcow2", "qcow2": "vhd", "vhd": "raw"}[fmt])
+    refused(env, 400, "OssBucket.NotFound", "ExportImage", ImageId=imported["raw"], OSSBucket="no-such-bucket-x")
+    refused(env, 400, "InvalidImageFormat.NotSupported", "ExportImage", ImageId=imported["raw"],
+            OSSBucket=env["name"], ImageFormat="vdi")
+    for mid in imported.values():
+        ecs("DeleteImage", ImageId=mid)
+
+
+def test_a_file_that_is_not_its_format_fails_with_the_reason(env):
+    mid, tid = import_(env, "qcow2", **{"DiskDeviceMapping.1.OSSObject": "disks/disk.raw"})
+    got = wait_task(env, tid, want="Failed")
+    assert "not QCOW2" in got["OperationProgressSet"]["OperationProgress"][0]["ErrorMsg"], got
+    assert image(env, mid)["Status"] == "CreateFailed"
+    mid2, tid2 = import_(env, "raw", **{"DiskDeviceMapping.1.DiskImageSize": "1"})
+    wait_task(env, tid2)
+    env["ecs"]("DeleteImage", ImageId=mid)
+    env["ecs"]("DeleteImage", ImageId=mid2)
+
+
+def refused(env, status, code, action, **params):
+    before = {t: db_snapshot(env["f"]).get(t) for t in TABLES}
+    e = env["ecs"].error(action, **params)
+    assert (e.status_code, e.code) == (status, code), f"{action} {params}: {e}"
+    after = {t: db_snapshot(env["f"]).get(t) for t in TABLES}
+    for t in TABLES:
+        assert after[t] == before[t], f"{action} {params} changed {t}"
+
+
+def test_refusals_and_cancel(env):
+    m = lambda **kw: {f"DiskDeviceMapping.1.{k}": v for k, v in kw.items()}  # noqa: E731
+    refused(env, 400, "MissingParameter", "ImportImage", ImageName="no-source")
+    refused(env, 400, "InvalidOSSObject.NotFound", "ImportImage", **m(OSSBucket=env["name"], OSSObject="nope.raw"))
+    refused(env, 400, "InvalidOSSBucket.NotFound", "ImportImage", **m(OSSBucket="no-such-bucket-x", OSSObject="a"))
+    refused(env, 400, "InvalidImageFormat.NotSupported", "ImportImage",
+            **m(OSSBucket=env["name"], OSSObject="disks/disk.raw", Format="VDI"))
+    refused(env, 400, "InvalidOSType.NotSupported", "ImportImage", OSType="windows",
+            **m(OSSBucket=env["name"], OSSObject="disks/disk.raw"))
+    refused(env, 404, "InvalidImageId.NotFound", "ExportImage", ImageId="m-bp1doesnotexist000", OSSBucket=env["name"])
+    refused(env, 404, "InvalidTaskId.NotFound", "DescribeTaskAttribute", TaskId="t-bp1doesnotexist000")
+    refused(env, 404, "InvalidTaskId.NotFound", "CancelTask", TaskId="t-bp1doesnotexist000")
+
+    mid, tid = import_(env, "raw")
+    try:
+        env["ecs"]("CancelTask", TaskId=tid)
+        cancelled = True
+    except Exception as e:  # noqa: BLE001 - the import may have finished first
+        assert getattr(e, "code", "") == "IncorrectTaskStatus", e
+        cancelled = False
+    got = task(env, tid)
+    if cancelled:
+        assert got["TaskStatus"] == "Cancelled"
+        assert image(env, mid) is None, "a cancelled import leaves no image"
+    else:
+        assert got["TaskStatus"] == "Finished"
+        refused(env, 400, "IncorrectTaskStatus", "CancelTask", TaskId=tid)
+        env["ecs"]("DeleteImage", ImageId=mid)
