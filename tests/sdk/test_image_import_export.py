@@ -163,3 +163,60 @@ def test_refusals_and_cancel(env):
         assert got["TaskStatus"] == "Finished"
         refused(env, 400, "IncorrectTaskStatus", "CancelTask", TaskId=tid)
         env["ecs"]("DeleteImage", ImageId=mid)
+
+
+def test_kill9_during_an_import_loses_nothing_and_leaks_nothing(own_feitian, tmp_path):
+    """Done-when 6: feitian is killed in the middle of an import and started again: the task
+    finishes from its start, the image is never Available before its one commit, exports
+    byte-exact, and every object of the system bucket is one the store counts."""
+    import sqlite3
+
+    f = own_feitian().start()
+    key = f.new_account(f"crash-{uuid.uuid4().hex[:6]}")
+    name = f"crash-{uuid.uuid4().hex[:8]}"
+    oss2.Bucket(oss2.Auth(*key), f"http://{f.endpoint}", name, region=REGION).create_bucket()
+    raw = tmp_path / "big.raw"
+    with open(raw, "wb") as fh:  # 160 MiB of data: long enough to be caught mid-way
+        for _ in range(160):
+            fh.write(os.urandom(MIB))
+    oss2.Bucket(oss2.Auth(*key), f"http://{f.endpoint}", name, region=REGION).put_object_from_file(
+        "big.raw", str(raw))
+    env = dict(f=f, ecs=Api(f, key, "ecs"), bucket=oss2.Bucket(oss2.Auth(*key), f"http://{f.endpoint}", name,
+                                                                region=REGION), name=name, dir=tmp_path, raw=raw)
+    out = env["ecs"]("ImportImage", ImageName="crash", **{
+        "DiskDeviceMapping.1.OSSBucket": name, "DiskDeviceMapping.1.OSSObject": "big.raw",
+        "DiskDeviceMapping.1.Format": "RAW"})
+    mid, tid = out["ImageId"], out["TaskId"]
+
+    def storing():
+        t = task(env, tid)
+        assert t["TaskStatus"] == "Processing", f"finished before it could be interrupted: {t}"
+        return int(t["TaskProcess"].rstrip("%")) > 0
+    wait_for(storing, timeout=120, pause=0.02, what=f"{tid} to be storing blocks")
+    assert image(env, mid)["Status"] == "Creating"
+    f.kill9()
+    f.start(timeout=120)
+    env["ecs"] = Api(f, key, "ecs")  # a new port
+    env["bucket"] = oss2.Bucket(oss2.Auth(*key), f"http://{f.endpoint}", name, region=REGION)
+    assert image(env, mid)["Status"] == "Creating", "never Available before the commit"
+    wait_task(env, tid, timeout=300)
+    assert image(env, mid)["Status"] == "Available"
+    export_compare(env, mid, "raw")
+
+    def system_objects():
+        con = sqlite3.connect(f"file:{f.data_dir / 'meta.db'}?mode=ro", uri=True)
+        try:
+            objects = {k for (k,) in con.execute("SELECT object_key FROM oss_objects WHERE bucket = ?",
+                                                 ("feitian-system-cn-hangzhou",))}
+            named = {f"blocks/{h}" for (h,) in con.execute("SELECT hash FROM snapshot_blocks WHERE refs > 0")}
+            return objects, named
+        finally:
+            con.close()
+    objects, named = system_objects()
+    assert objects == named and len(named) == 160, (len(objects), len(named))
+    # The image and its snapshot go: the sweeper empties the system bucket.
+    snap = image(env, mid)["DiskDeviceMappings"]["DiskDeviceMapping"][0]["SnapshotId"]
+    env["ecs"]("DeleteImage", ImageId=mid)
+    env["ecs"]("DeleteSnapshot", SnapshotId=snap)
+    wait_for(lambda: system_objects() == (set(), set()), timeout=60, pause=0.5, what="the system bucket to empty")
+    f.stop()

@@ -162,3 +162,62 @@ def test_cluster_survives_a_dead_chunkserver_corruption_and_a_whole_stack_kill(c
     assert digest_object(b, key) == want.hexdigest()
     for k, d in acked.items():
         assert hashlib.sha256(b.get_object(k).read()).hexdigest() == d, k
+
+
+def test_a_chunkserver_lost_during_a_snapshot_loses_and_leaks_nothing(cluster):
+    """Issue 16, done-when 6: with replication 3, a chunkserver is killed (-9) while a disk's
+    snapshot uploads. The snapshot is accomplished, names exactly the blocks of the bytes the
+    disk held (content addresses: the disk was filled from an imported image, so the same
+    blocks), and every object of the system bucket is one the store counts."""
+    import json
+    import os
+    import sqlite3
+
+    from conftest import Api
+
+    f, servers, _ = cluster
+    key = f.new_account(f"lost-{uuid.uuid4().hex[:6]}")
+    ecs, vpc = Api(f, key, "ecs"), Api(f, key, "vpc")
+    name = f"lost-{uuid.uuid4().hex[:8]}"
+    b = oss2.Bucket(oss2.Auth(*key), f"http://{f.endpoint}", name, region="cn-hangzhou")
+    b.create_bucket()
+    b.put_object("disk.raw", b"".join(os.urandom(1 << 20) for _ in range(192)))
+    out = ecs("ImportImage", ImageName="lost", **{"DiskDeviceMapping.1.OSSBucket": name,
+                                                   "DiskDeviceMapping.1.OSSObject": "disk.raw",
+                                                   "DiskDeviceMapping.1.Format": "RAW"})
+    wait(lambda: ecs("DescribeTaskAttribute", TaskId=out["TaskId"])["TaskStatus"] == "Finished", 300, "the import")
+    source = ecs("DescribeImages", ImageId=out["ImageId"])["Images"]["Image"][0]["DiskDeviceMappings"][
+        "DiskDeviceMapping"][0]["SnapshotId"]
+
+    vid = vpc("CreateVpc", CidrBlock="192.168.0.0/16")["VpcId"]
+    wait(lambda: vpc("DescribeVpcs", VpcId=vid)["Vpcs"]["Vpc"][0]["Status"] == "Available", 30, "the VPC")
+    sw = vpc("CreateVSwitch", VpcId=vid, CidrBlock="192.168.1.0/24", ZoneId="cn-hangzhou-h")["VSwitchId"]
+    wait(lambda: vpc("DescribeVSwitchAttributes", VSwitchId=sw)["Status"] == "Available", 30, "the vSwitch")
+    sg = ecs("CreateSecurityGroup", VpcId=vid)["SecurityGroupId"]
+    iid = ecs("RunInstances", ImageId="feitian_linux_x64_1G_alibase_20261122.vhd", InstanceType="ecs.t5-lc1m1.small",
+              VSwitchId=sw, SecurityGroupId=sg, **{"DataDisk.1.SnapshotId": source,
+                                                   "DataDisk.1.Category": "cloud_essd"})["InstanceIdSets"][
+        "InstanceIdSet"][0]
+    wait(lambda: ecs("DescribeInstances", InstanceIds=json.dumps([iid]))["Instances"]["Instance"][0]["Status"]
+         == "Running", 300, "the instance (its data disk filled)")
+    data = next(d["DiskId"] for d in ecs("DescribeDisks", InstanceId=iid)["Disks"]["Disk"] if d["Type"] == "data")
+
+    sid = ecs("CreateSnapshot", DiskId=data)["SnapshotId"]
+    snap = lambda: ecs("DescribeSnapshots", SnapshotIds=json.dumps([sid]))["Snapshots"]["Snapshot"][0]  # noqa: E731
+    assert snap()["Status"] == "progressing", "the snapshot finished before a chunkserver could be lost"
+    servers[2].kill9()
+    wait(lambda: snap()["Status"] != "progressing", 300, f"{sid} to end")
+    assert snap()["Status"] == "accomplished", snap()
+
+    con = sqlite3.connect(f"file:{f.data_dir / 'meta.db'}?mode=ro", uri=True)
+    try:
+        ranges = lambda s: con.execute(  # noqa: E731
+            "SELECT range_index, block FROM snapshot_ranges WHERE snapshot_id = ? ORDER BY range_index", (s,)).fetchall()
+        assert len(ranges(sid)) == 192 and ranges(sid) == ranges(source), "the snapshot differs from the disk's bytes"
+        objects = {k for (k,) in con.execute("SELECT object_key FROM oss_objects WHERE bucket = ?",
+                                             ("feitian-system-cn-hangzhou",))}
+        named = {f"blocks/{h}" for (h,) in con.execute("SELECT hash FROM snapshot_blocks WHERE refs > 0")}
+        assert objects == named, f"objects nothing counts: {sorted(objects - named)[:3]}"
+    finally:
+        con.close()
+    servers[2].start()
