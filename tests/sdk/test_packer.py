@@ -83,7 +83,7 @@ def resources(net):
     }
 
 
-@dataclass
+@dataclass(repr=False)  # pytest shows a failed assertion's operands: not the whole output
 class Build:
     """One `packer build` of the template from one system image, and what it was given."""
     net: Net
@@ -97,6 +97,9 @@ class Build:
 
     def tail(self, lines=80):
         return "\n".join(self.output.splitlines()[-lines:])
+
+    def __repr__(self):
+        return f"Build({self.source} as {self.image_name}: exit {self.returncode})"
 
 
 def run_packer(f, workdir, variables, timeout=BUILD_TIMEOUT):
@@ -195,7 +198,7 @@ def test_an_instance_from_the_image_has_what_the_provisioners_wrote(build):
     """The image part: everything from here on needs CreateImage and custom images in
     DescribeImages. The image is listed as the account's own and Available; an instance
     launched from it with the SDK has the uploaded file and both shell markers."""
-    assert build.returncode == 0, f"no image: packer build from {build.source} failed:\n{build.tail()}"
+    assert build.returncode == 0, f"no image: packer build from {build.source} failed:\n{build.tail(12)}"
     net = build.net
     images = net.ecs("DescribeImages", ImageName=build.image_name, ImageOwnerAlias="self")["Images"]["Image"]
     assert [(i["ImageName"], i["Status"], i["ImageOwnerAlias"]) for i in images] == [
