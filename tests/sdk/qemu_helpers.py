@@ -74,7 +74,8 @@ class Net:
 
     def __init__(self, f, cidr="192.168.0.0/16", vsw="192.168.1.0/24", ssh_from="0.0.0.0/0"):
         self.f = f
-        self.key = f.new_account(f"q{time.monotonic_ns()}")
+        self.account = f"q{time.monotonic_ns()}"
+        self.key = f.new_account(self.account)
         self.vpc = Api(f, self.key, "vpc")
         self.ecs = Api(f, self.key, "ecs")
         self.vpc_id = self.vpc("CreateVpc", CidrBlock=cidr)["VpcId"]
@@ -88,6 +89,14 @@ class Net:
         self.keyfile = Path(tempfile.mkdtemp(prefix="feitian-key-")) / "login.pem"
         self.keyfile.write_text(made["PrivateKeyBody"])
         self.keyfile.chmod(0o600)
+
+    def account_id(self):
+        """The account's numeric id (what image sharing names), from `feitian account list`."""
+        for line in self.f.cli("account", "list").stdout.splitlines():
+            name, aid, *_ = line.split("\t")
+            if name == self.account:
+                return aid
+        raise AssertionError(f"account {self.account} is not listed")
 
     def run(self, **kw):
         kw.setdefault("ImageId", IMAGE)

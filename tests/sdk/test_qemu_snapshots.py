@@ -305,3 +305,31 @@ def test_kill9_during_an_upload_loses_nothing_and_leaks_nothing(guest):
     for s in ecs("DescribeSnapshots", PageSize=100)["Snapshots"]["Snapshot"]:
         ecs("DeleteSnapshot", SnapshotId=s["SnapshotId"], Force="true")
     wait_until(lambda: system_objects() == (set(), set()), 60, "the system bucket to empty")
+
+
+def test_an_image_of_the_guest_launches_in_another_account_with_its_files(guest):
+    """Done-when 3: CreateImage from a provisioned instance, shared to a second account that
+    launches from it: the guest there has the files the first one wrote."""
+    ecs = S.net.ecs
+    marker = f"image-{time.monotonic_ns()}"
+    sh(f"echo {marker} > /root/image-marker && sync")
+    mid = ecs("CreateImage", InstanceId=S.iid, ImageName="from-a-guest", Description="")["ImageId"]
+    status = lambda: ecs("DescribeImages", ImageId=mid, Status="Creating,Available,CreateFailed")[  # noqa: E731
+        "Images"]["Image"][0]
+    wait_until(lambda: status()["Status"] == "Available", 600, f"{mid} Available")
+    other = Net(S.f, cidr="10.0.0.0/16", vsw="10.0.1.0/24")
+    ecs("ModifyImageSharePermission", ImageId=mid, **{"AddAccount.1": other.account_id()})
+    (theirs,) = other.run(Amount=1, ImageId=mid)
+    try:
+        ip = other.eip(theirs)
+        other.wait(theirs, "Running")
+        got = ssh_ok(other, ip, "cat /root/image-marker", deadline=300).strip()
+        assert got == marker, f"the guest launched from {mid} reads {got!r}"
+    finally:
+        other.ecs("DeleteInstance", InstanceId=theirs, Force="true")
+    wait_until(lambda: not other.ecs("DescribeInstances", InstanceIds=json.dumps([theirs]))["Instances"]["Instance"],
+               180, f"{theirs} deleted")
+    snaps = [m["SnapshotId"] for m in status()["DiskDeviceMappings"]["DiskDeviceMapping"]]
+    ecs("DeleteImage", ImageId=mid)
+    for sid in snaps:
+        ecs("DeleteSnapshot", SnapshotId=sid, Force="true")

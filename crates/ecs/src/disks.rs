@@ -231,6 +231,18 @@ fn remake_volume(tx: &Transaction<'_>, d: &mut Disk) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// The system snapshot of custom image `image_id`, to re-initialise a system disk made from
+/// it (`InvalidImageId.NotFound` once the image is deleted, as on Alibaba Cloud).
+fn image_system_snapshot(tx: &Transaction<'_>, image_id: &str) -> Result<feitian_meta::snapshot::Snapshot, ApiError> {
+    let disks = feitian_meta::image::disks(tx, image_id)?;
+    let system = disks.iter().find(|d| d.disk_type == DiskType::System).ok_or_else(|| {
+        crate::image_actions::not_found().recommend(format!("the image {image_id} this disk was made from is gone"))
+    })?;
+    let s = feitian_meta::snapshot::get_any_owner(tx, &system.snapshot_id)?.ok_or_else(crate::snapshots::not_found)?;
+    restorable(&s)?;
+    Ok(s)
+}
+
 /// A snapshot a disk can be made from: `accomplished` (else `InvalidSnapshotId.NotReady`).
 pub(crate) fn restorable(s: &feitian_meta::snapshot::Snapshot) -> Result<(), ApiError> {
     if s.status != feitian_meta::snapshot::SnapshotStatus::Accomplished {
@@ -789,7 +801,17 @@ impl Ecs {
                 if inst.status != InstanceStatus::Stopped {
                     return Err(inst_api::incorrect_status(inst.status, InstanceStatus::Stopped.as_str()));
                 }
+                // A system disk of a custom image goes back to the image's system snapshot
+                // (a public image's is its frozen volume, the disk's parent).
+                let source = if d.disk_type == DiskType::System && feitian_meta::image::is_custom_id(&d.image_id) {
+                    Some(image_system_snapshot(tx, &d.image_id)?)
+                } else {
+                    None
+                };
                 remake_volume(tx, &mut d)?;
+                if let Some(s) = source {
+                    feitian_meta::disk_restore::begin_reset(tx, &d.id, &s, &now())?;
+                }
                 Ok(Empty {})
             })
             .await?;

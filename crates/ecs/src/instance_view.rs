@@ -128,9 +128,9 @@ pub struct InstanceView<'a> {
     pub cpu: i64,
     pub memory: i64,
     #[serde(rename = "OSName")]
-    pub os_name: &'static str,
+    pub os_name: &'a str,
     #[serde(rename = "OSNameEn")]
-    pub os_name_en: &'static str,
+    pub os_name_en: &'a str,
     #[serde(rename = "OSType")]
     pub os_type: &'static str,
     pub region_id: &'a str,
@@ -197,6 +197,7 @@ impl<'a> InstanceView<'a> {
         let eip = x.eips.get(&i.id);
         let itype = instance_types::find(&i.instance_type);
         let image = images::find(&i.image_id);
+        let custom_os = x.image_os.get(&i.image_id);
         Some(InstanceView {
             instance_id: &i.id,
             instance_name: &i.name,
@@ -207,8 +208,8 @@ impl<'a> InstanceView<'a> {
             instance_type_family: itype.map(|t| t.family).unwrap_or(""),
             cpu: i.cpu,
             memory: i.memory_mib,
-            os_name: image.map(|m| m.os_name).unwrap_or(""),
-            os_name_en: image.map(|m| m.os_name_en).unwrap_or(""),
+            os_name: image.map(|m| m.os_name).or_else(|| custom_os.map(|(n, _)| n.as_str())).unwrap_or(""),
+            os_name_en: image.map(|m| m.os_name_en).or_else(|| custom_os.map(|(_, n)| n.as_str())).unwrap_or(""),
             os_type: "linux",
             region_id: &i.region_id,
             zone_id: &i.zone_id,

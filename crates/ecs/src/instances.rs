@@ -133,7 +133,16 @@ pub struct AllocatePublicIpAddressResponse {
 struct Plan {
     region: Region,
     zone: Option<String>,
-    image: &'static images::PublicImage,
+    /// The image's id, and the public image when it is one (a custom image is resolved with
+    /// the store: [`Ecs::resolve_custom_image`]).
+    image_id: String,
+    public_image: Option<&'static images::PublicImage>,
+    /// A custom image's system disk snapshot: the system disk is restored from it.
+    system_snapshot: Option<String>,
+    /// A custom image's data disks (their snapshots are the image owner's).
+    image_disks: Vec<disks::DataDiskSpec>,
+    /// `SystemDisk.Size` as given.
+    disk_size_given: Option<i64>,
     itype: &'static instance_types::InstanceType,
     vswitch_id: String,
     groups: Vec<String>,
@@ -224,7 +233,12 @@ impl Ecs {
     fn plan(&self, p: &Params, run: bool) -> Result<Plan, ApiError> {
         let region = require_region(&self.catalog, p)?.clone();
         let zone = zone(&region, p, false)?.map(|z| z.id.clone());
-        let image = images::find(p.required_str("ImageId")?).ok_or_else(images::not_found)?;
+        let image_id = p.required_str("ImageId")?.to_owned();
+        let public_image = images::find(&image_id);
+        if public_image.is_none() && !feitian_meta::image::is_custom_id(&image_id) {
+            return Err(images::not_found());
+        }
+        let min_size = public_image.map_or(1, |i| i64::from(i.size_gib));
         let itype = {
             let t = p.required_str("InstanceType")?;
             instance_types::find(t).ok_or_else(|| instance_types::not_found(t))?
@@ -303,21 +317,26 @@ impl Ecs {
                 format!("The system disk category {disk_category:?} is not supported."),
             ));
         }
-        let disk_size = match p.opt_int("SystemDisk.Size", 1, 2048)? {
-            Some(s) if s < i64::from(image.size_gib) => {
+        let disk_size_given = p.opt_int("SystemDisk.Size", 1, 2048)?;
+        let disk_size = match disk_size_given {
+            Some(s) if s < min_size => {
                 return Err(ApiError::invalid(
                     "InvalidSystemDiskSize.LessThanImageSize",
                     "The system disk is smaller than the image.",
                 ))
             }
             Some(s) => s,
-            None => i64::from(image.size_gib).max(20),
+            None => min_size.max(20),
         };
         check_password(p)?;
         Ok(Plan {
             region,
             zone,
-            image,
+            image_id,
+            public_image,
+            system_snapshot: None,
+            image_disks: Vec::new(),
+            disk_size_given,
             itype,
             vswitch_id,
             groups,
@@ -393,14 +412,14 @@ impl Ecs {
             .recommend(format!("this account may hold {max} vCPUs in {} and holds {vcpus}", plan.region.id)));
         }
         // Each instance brings its system disk and its data disks.
-        let per_instance: u64 =
-            plan.disk_size.max(0) as u64 + plan.data_disks.iter().map(|d| d.shape.size_gib.max(0) as u64).sum::<u64>();
+        let per_instance: u64 = plan.disk_size.max(0) as u64
+            + plan.image_disks.iter().chain(&plan.data_disks).map(|d| d.shape.size_gib.max(0) as u64).sum::<u64>();
         disks::check_disk_quotas(
             tx,
             &defaults,
             account,
             &plan.region.id,
-            amount.saturating_mul(1 + plan.data_disks.len() as u64),
+            amount.saturating_mul(1 + (plan.image_disks.len() + plan.data_disks.len()) as u64),
             amount.saturating_mul(per_instance),
             &plan.disk_category,
         )?;
@@ -527,7 +546,7 @@ impl Ecs {
                     instance_type: plan.itype.id.to_owned(),
                     cpu: i64::from(plan.itype.cpu_cores),
                     memory_mib: instance_memory_mib(plan.itype) as i64,
-                    image_id: plan.image.id.to_owned(),
+                    image_id: plan.image_id.clone(),
                     vpc_id: vsw.vpc_id.clone(),
                     vswitch_id: vsw.id.clone(),
                     key_pair_name: plan.key_pair.clone(),
@@ -562,6 +581,13 @@ impl Ecs {
             for g in &plan.groups {
                 security_group::join_group(tx, &eni_id, g)?;
             }
+            if let Some(sid) = &plan.system_snapshot {
+                // A custom image: the system disk is filled from the image's snapshot (its
+                // owner's, maybe another account's: the fill holds the blocks it reads).
+                let s = feitian_meta::snapshot::get_any_owner(tx, sid)?.ok_or_else(crate::snapshots::not_found)?;
+                disks::restorable(&s)?;
+                feitian_meta::disk_restore::begin(tx, &disk_id, &s)?;
+            }
             disk::insert_disk(
                 tx,
                 &Disk {
@@ -576,7 +602,7 @@ impl Ecs {
                     size_gib: plan.disk_size,
                     disk_type: DiskType::System,
                     device: "/dev/xvda".into(),
-                    image_id: plan.image.id.to_owned(),
+                    image_id: plan.image_id.clone(),
                     status: DiskStatus::InUse,
                     delete_with_instance: true,
                     created_at: created.clone(),
@@ -588,10 +614,17 @@ impl Ecs {
                     detached_at: String::new(),
                 },
             )?;
-            for (d, device) in plan.data_disks.iter().zip(disks::assign_devices(&plan.data_disks)) {
+            let all_data: Vec<disks::DataDiskSpec> = plan.image_disks.iter().chain(&plan.data_disks).cloned().collect();
+            for (n, (d, device)) in all_data.iter().zip(disks::assign_devices(&all_data)).enumerate() {
                 let disk_id = scope.register(tx, "disk", "d", &plan.region.id, &plan.region.id_code)?;
                 if let Some(sid) = &d.snapshot_id {
-                    let s = feitian_meta::snapshot::get(tx, account, sid)?.ok_or_else(crate::snapshots::not_found)?;
+                    // The image's disks' snapshots are its owner's; the caller's own otherwise.
+                    let s = if n < plan.image_disks.len() {
+                        feitian_meta::snapshot::get_any_owner(tx, sid)?
+                    } else {
+                        feitian_meta::snapshot::get(tx, account, sid)?
+                    }
+                    .ok_or_else(crate::snapshots::not_found)?;
                     disks::restorable(&s)?;
                     feitian_meta::disk_restore::begin(tx, &disk_id, &s)?;
                 }
@@ -628,6 +661,75 @@ impl Ecs {
         Ok(ids)
     }
 
+    /// A custom image the caller may launch from (its own, or shared with it; `Available`,
+    /// in the plan's region): the system disk is restored from its system snapshot, sized at
+    /// least the image's size, and its data disks come first among the instance's.
+    async fn resolve_custom_image(&self, account: u64, plan: &mut Plan) -> Result<(), ApiError> {
+        let (id, region) = (plan.image_id.clone(), plan.region.id.clone());
+        let (image, snapshots) = self
+            .store
+            .read_async(move |tx| {
+                let image = feitian_meta::image::visible_to(tx, account, &id)?
+                    .filter(|i| i.region_id == region)
+                    .ok_or_else(crate::image_actions::not_found)?;
+                let mut snapshots = Vec::new();
+                for d in feitian_meta::image::disks(tx, &image.id)? {
+                    let s = feitian_meta::snapshot::get_any_owner(tx, &d.snapshot_id)?;
+                    snapshots.push((d, s));
+                }
+                Ok::<_, ApiError>((image, snapshots))
+            })
+            .await?;
+        if image.status != feitian_meta::image::ImageStatus::Available {
+            return Err(crate::image_actions::incorrect_status(&image, "Available"));
+        }
+        match plan.disk_size_given {
+            Some(s) if s < image.size_gib => {
+                return Err(ApiError::invalid(
+                    "InvalidSystemDiskSize.LessThanImageSize",
+                    "The system disk is smaller than the image.",
+                )
+                .recommend(format!("{} needs a system disk of at least {} GiB", image.id, image.size_gib)))
+            }
+            Some(_) => {}
+            None => plan.disk_size = image.size_gib.max(20),
+        }
+        for (d, s) in snapshots {
+            let s = s.ok_or_else(|| {
+                crate::image_actions::incorrect_status(&image, "Available (a snapshot of it is gone)")
+            })?;
+            disks::restorable(&s)?;
+            if d.disk_type == feitian_meta::disk::DiskType::System {
+                plan.system_snapshot = Some(s.id);
+                continue;
+            }
+            if plan.data_disks.iter().any(|x| x.device == d.device) {
+                return Err(ApiError::invalid_parameter(
+                    "DataDisk.N.Device",
+                    format!("{} is the image's data disk {}", d.device, s.id),
+                ));
+            }
+            let shape = disks::shape(
+                &plan.disk_category,
+                None,
+                d.size_gib.max(s.source_disk_gib),
+                "InvalidDataDiskCategory.ValueNotSupported",
+            )?;
+            plan.image_disks.push(disks::DataDiskSpec {
+                shape,
+                name: String::new(),
+                description: String::new(),
+                device: d.device,
+                delete_with_instance: true,
+                snapshot_id: Some(s.id),
+            });
+        }
+        if plan.system_snapshot.is_none() {
+            return Err(crate::image_actions::incorrect_status(&image, "Available (it has no system disk)"));
+        }
+        Ok(())
+    }
+
     /// RunInstances (`run`: created to run, any Amount) and CreateInstance (created Stopped,
     /// one instance): the same plan, one transaction, at most once per ClientToken.
     async fn create<T: Serialize + DeserializeOwned + Send + 'static>(
@@ -638,6 +740,9 @@ impl Ecs {
         answer: fn(Vec<String>) -> T,
     ) -> Result<T, ApiError> {
         let mut plan = self.plan(&p, run)?;
+        if plan.public_image.is_none() {
+            self.resolve_custom_image(ctx.caller.account_id, &mut plan).await?;
+        }
         // Data disks made from snapshots: sized from the caller's snapshots (checked again,
         // and their blocks taken, in the transaction).
         for d in plan.data_disks.iter_mut() {

@@ -13,6 +13,7 @@ pub mod auto_snapshot_scheduler;
 pub mod disk_view;
 pub mod disks;
 pub mod events;
+pub mod image_actions;
 pub mod images;
 pub mod instance_errors;
 pub mod instance_types;
@@ -83,17 +84,22 @@ pub fn register(r: &mut Registry, ecs: Arc<Ecs>) {
         let out = regions::describe_zones(&e.catalog, &p);
         async move { out }
     });
-    let e = ecs.clone();
-    r.add(PRODUCT, VERSION, "DescribeImages", move |_ctx, p| {
-        let out = images::describe_images(&e.catalog, &p);
-        async move { out }
-    });
     r.add(PRODUCT, VERSION, "DescribeInstanceTypes", move |_ctx, p| {
         let out = instance_types::describe_instance_types(&p);
         async move { out }
     });
     actions!(r, ecs, [
         "DescribeAccountAttributes" => describe_account_attributes,
+        "DescribeImages" => describe_images,
+        "CreateImage" => create_image,
+        "DeleteImage" => delete_image,
+        "ModifyImageAttribute" => modify_image_attribute,
+        "ModifyImageSharePermission" => modify_image_share_permission,
+        "DescribeImageSharePermission" => describe_image_share_permission,
+        "CopyImage" => copy_image,
+        "CancelCopyImage" => cancel_copy_image,
+        "AddTags" => add_tags,
+        "RemoveTags" => remove_tags,
         "RunInstances" => run_instances,
         "CreateInstance" => create_instance,
         "StartInstance" => lifecycle_one(LifecycleAction::Start),

@@ -147,7 +147,7 @@ impl Ecs {
 
     /// Waits until the host pinned the snapshot (or it left `progressing`, or is gone), at
     /// most [`PIN_WAIT`].
-    async fn wait_for_pin(&self, id: &str) {
+    pub(crate) async fn wait_for_pin(&self, id: &str) {
         let deadline = tokio::time::Instant::now() + PIN_WAIT;
         loop {
             let row_id = id.to_owned();

@@ -19,6 +19,7 @@ fn kind(resource_type: &str) -> Result<&'static str, ApiError> {
         "instance" => "instance",
         "disk" => "disk",
         "snapshot" => "snapshot",
+        "image" => "image",
         "snapshotpolicy" => crate::auto_snapshot_policies::KIND,
         "securitygroup" => "security_group",
         "eni" => "eni",
@@ -27,7 +28,7 @@ fn kind(resource_type: &str) -> Result<&'static str, ApiError> {
             return Err(ApiError::invalid(
                 "InvalidResourceType.NotFound",
                 format!(
-                    "The ResourceType {other:?} is not supported: use instance, disk, snapshot, snapshotpolicy, securitygroup, eni or keypair."
+                    "The ResourceType {other:?} is not supported: use instance, disk, snapshot, image, snapshotpolicy, securitygroup, eni or keypair."
                 ),
             ))
         }
@@ -104,6 +105,58 @@ impl Ecs {
         if tags.is_empty() {
             return Err(ApiError::missing_parameter("Tag.N.Key"));
         }
+        self.set_tags_on(ctx, region, kind, ids, tags).await
+    }
+
+    /// AddTags, the older single-resource form Packer 1.6.6 sends (`ResourceType`,
+    /// `ResourceId`, `Tag.N.Key/Value`): as TagResources on one resource.
+    pub async fn add_tags(self: Arc<Self>, ctx: Ctx, p: Params) -> Result<Empty, ApiError> {
+        let region = require_region(&self.catalog, &p)?.id.clone();
+        let kind = kind(p.required_str("ResourceType")?)?;
+        let id = p.required_str("ResourceId")?.to_owned();
+        let tags = validate::tags(&p)?;
+        if tags.is_empty() {
+            return Err(ApiError::missing_parameter("Tag.N.Key"));
+        }
+        self.set_tags_on(ctx, region, kind, vec![id], tags).await
+    }
+
+    /// RemoveTags, AddTags' counterpart: removes the `Tag.N` keys given (with a value, only
+    /// where it matches), or every tag when none is given.
+    pub async fn remove_tags(self: Arc<Self>, ctx: Ctx, p: Params) -> Result<Empty, ApiError> {
+        let region = require_region(&self.catalog, &p)?.id.clone();
+        let kind = kind(p.required_str("ResourceType")?)?;
+        let id = p.required_str("ResourceId")?.to_owned();
+        let wanted = validate::tag_filter(&p)?;
+        let me = self.clone();
+        self.store
+            .write_async(move |tx| {
+                let target = me.tag_target(tx, ctx.caller.account_id, &region, kind, &id)?;
+                let held = tag::tags_of(tx, &[target.as_str()])?.remove(&target).unwrap_or_default();
+                let keys: Vec<String> = held
+                    .into_iter()
+                    .filter(|(k, v)| {
+                        wanted.is_empty()
+                            || wanted.iter().any(|(wk, wv)| wk == k && wv.as_deref().is_none_or(|wv| wv == v))
+                    })
+                    .map(|(k, _)| k)
+                    .collect();
+                tag::remove_tags(tx, &target, &keys)?;
+                Ok(Empty {})
+            })
+            .await
+    }
+
+    /// Sets `tags` on each of `ids` (of `kind`, the caller's, in `region`), keeping each
+    /// within [`MAX_TAGS_PER_RESOURCE`].
+    async fn set_tags_on(
+        self: Arc<Self>,
+        ctx: Ctx,
+        region: String,
+        kind: &'static str,
+        ids: Vec<String>,
+        tags: Vec<(String, String)>,
+    ) -> Result<Empty, ApiError> {
         let me = self.clone();
         self.store
             .write_async(move |tx| {

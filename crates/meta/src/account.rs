@@ -57,6 +57,18 @@ fn account_at(r: &Row<'_>, at: usize) -> rusqlite::Result<Account> {
     Ok(Account { id: r.get::<_, i64>(at)? as u64, name: r.get(at + 1)?, created_at: r.get(at + 2)? })
 }
 
+/// An account by id, in the caller's transaction (the system account is nobody's to name).
+pub fn get_account(tx: &Transaction<'_>, id: u64) -> Result<Option<Account>, MetaError> {
+    let Ok(id) = i64::try_from(id) else { return Ok(None) };
+    Ok(tx
+        .query_row(
+            &format!("SELECT {ACCOUNT_COLS} FROM accounts WHERE id = ?1 AND name <> ?2"),
+            params![id, SYSTEM_ACCOUNT],
+            |r| account_at(r, 0),
+        )
+        .optional()?)
+}
+
 /// Account names: 1 to 64 letters, digits, `.`, `_` or `-`, starting with a letter or digit.
 pub fn validate_account_name(name: &str) -> Result<(), MetaError> {
     let ok = !name.is_empty()

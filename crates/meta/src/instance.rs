@@ -366,6 +366,9 @@ pub struct InstanceExtras {
     pub groups: HashMap<String, Vec<String>>,
     pub tags: BTreeMap<String, tag::Tags>,
     pub eips: HashMap<String, eip::Eip>,
+    /// The OS names (`OSName`, `OSNameEn`) of the custom images the instances were launched
+    /// from, by image id (public images' are in the catalog).
+    pub image_os: HashMap<String, (String, String)>,
 }
 
 pub fn instance_extras(tx: &Transaction<'_>, ids: &[&str]) -> Result<InstanceExtras, MetaError> {
@@ -386,6 +389,19 @@ pub fn instance_extras(tx: &Transaction<'_>, ids: &[&str]) -> Result<InstanceExt
     x.tags = tag::tags_of(tx, ids)?;
     for e in eip::eips_of_instances(tx, ids)? {
         x.eips.insert(e.instance_id.clone(), e);
+    }
+    let sql = format!(
+        "SELECT DISTINCT m.id, m.os_name, m.os_name_en FROM instances i JOIN images m ON m.id = i.image_id
+         WHERE i.id IN ({})",
+        crate::query::in_list(ids.len())
+    );
+    let mut st = tx.prepare_cached(&sql)?;
+    let rows = st.query_map(rusqlite::params_from_iter(ids.iter()), |r| {
+        Ok((r.get::<_, String>(0)?, (r.get::<_, String>(1)?, r.get::<_, String>(2)?)))
+    })?;
+    for row in rows {
+        let (id, names) = row?;
+        x.image_os.insert(id, names);
     }
     Ok(x)
 }

@@ -29,6 +29,7 @@ pub mod vswitch;
 pub mod auto_snapshot_policy;
 pub mod disk;
 pub mod disk_restore;
+pub mod image;
 pub mod instance;
 pub mod instance_event;
 pub mod key_pair;

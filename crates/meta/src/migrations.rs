@@ -715,4 +715,58 @@ CREATE TABLE disk_restores (
 );
 "#,
     ),
+    (
+        20,
+        "custom images: their disks (snapshots), and the accounts they are shared with",
+        r#"
+-- A custom image (docs/snapshots.md guarantee 7: an image is snapshots with a name). Its
+-- bytes are its disks' snapshots, which it keeps from deletion (`images_created` on the
+-- snapshot); it is `Creating` while one of them progresses, `Available` once all are
+-- accomplished, `CreateFailed` if one failed. `base_image`: the public image its system disk
+-- descends from (its OS names), '' when unknown. `copied_from`: the source image of a copy.
+CREATE TABLE images (
+    id                      TEXT PRIMARY KEY REFERENCES resources(id),
+    account_id              BIGINT NOT NULL,
+    region_id               TEXT NOT NULL,
+    name                    TEXT NOT NULL,
+    description             TEXT NOT NULL,
+    version                 TEXT NOT NULL,
+    family                  TEXT NOT NULL,
+    platform                TEXT NOT NULL,
+    os_type                 TEXT NOT NULL,
+    os_name                 TEXT NOT NULL,
+    os_name_en              TEXT NOT NULL,
+    architecture            TEXT NOT NULL,
+    boot_mode               TEXT NOT NULL,
+    size_gib                BIGINT NOT NULL,
+    status                  TEXT NOT NULL,
+    failure                 TEXT NOT NULL,
+    source_instance_id      TEXT NOT NULL,
+    base_image              TEXT NOT NULL,
+    copied_from             TEXT NOT NULL,
+    copied_from_region      TEXT NOT NULL,
+    created_at              TEXT NOT NULL,
+    modified_at             TEXT NOT NULL
+);
+CREATE UNIQUE INDEX images_by_name ON images(account_id, region_id, name);
+-- An image's disks (`DiskDeviceMappings`): one snapshot each, the system disk at /dev/xvda.
+CREATE TABLE image_disks (
+    image_id                TEXT NOT NULL,
+    device                  TEXT NOT NULL,
+    disk_type               TEXT NOT NULL,
+    snapshot_id             TEXT NOT NULL,
+    size_gib                BIGINT NOT NULL,
+    PRIMARY KEY (image_id, device)
+);
+CREATE INDEX image_disks_by_snapshot ON image_disks(snapshot_id);
+-- The accounts an image is shared with (`ModifyImageSharePermission`).
+CREATE TABLE image_shares (
+    image_id                TEXT NOT NULL,
+    account_id              BIGINT NOT NULL,
+    shared_at               TEXT NOT NULL,
+    PRIMARY KEY (image_id, account_id)
+);
+CREATE INDEX image_shares_by_account ON image_shares(account_id);
+"#,
+    ),
 ];

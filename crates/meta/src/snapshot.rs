@@ -621,6 +621,58 @@ pub fn commit(tx: &Transaction<'_>, upload: &SnapshotUpload, at: &str) -> Result
     Ok(Commit::Done)
 }
 
+/// A copy of accomplished snapshot `src` as a new snapshot `id` in `region_id` (CopyImage;
+/// docs/snapshots.md guarantee 7): `accomplished` at once, its manifest `src`'s, one
+/// reference per row on the same block objects (the regions of one deployment share its
+/// system bucket: a copy stores no byte again). It is nobody's base (`chainable` false, no
+/// pin) and counts toward the account's quota like any snapshot.
+pub fn copy(
+    tx: &Transaction<'_>,
+    src: &Snapshot,
+    id: &str,
+    region_id: &str,
+    description: &str,
+    at: &str,
+) -> Result<Snapshot, MetaError> {
+    if src.status != SnapshotStatus::Accomplished {
+        return Err(MetaError::Invalid(format!("snapshot {} is not accomplished", src.id)));
+    }
+    let s = Snapshot {
+        id: id.to_owned(),
+        region_id: region_id.to_owned(),
+        name: String::new(),
+        description: description.to_owned(),
+        snapshot_type: SnapshotType::User,
+        created_at: at.to_owned(),
+        creation_time: at.to_owned(),
+        modified_at: at.to_owned(),
+        retention_days: None,
+        base: None,
+        pin: None,
+        chainable: false,
+        read_bytes: 0,
+        stored_bytes: 0,
+        usage: "none".into(),
+        disks_created: 0,
+        images_created: 0,
+        ..src.clone()
+    };
+    insert(tx, &s)?;
+    tx.execute(
+        "INSERT INTO snapshot_ranges (snapshot_id, range_index, block)
+         SELECT ?1, range_index, block FROM snapshot_ranges WHERE snapshot_id = ?2",
+        params![id, src.id],
+    )?;
+    // The source's rows hold these blocks (refs > 0), so none is being swept.
+    tx.execute(
+        "UPDATE snapshot_blocks
+            SET refs = refs + (SELECT COUNT(*) FROM snapshot_ranges r WHERE r.snapshot_id = ?1 AND r.block = snapshot_blocks.hash)
+          WHERE hash IN (SELECT block FROM snapshot_ranges WHERE snapshot_id = ?1)",
+        [id],
+    )?;
+    Ok(s)
+}
+
 /// Deletes a snapshot in one transaction (guarantee 4): its rows go, each manifest row's
 /// reference is dropped, blocks reaching zero are marked dead (for the sweeper), its tags
 /// and registry row go, and a `progressing` snapshot's pin is queued for release. `false`

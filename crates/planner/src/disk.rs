@@ -19,10 +19,12 @@ pub fn disk_plan(d: &Disk) -> DiskPlan {
     }
 }
 
-/// The volume a disk's volume starts from: a system disk is a copy-on-write child of its
-/// image's volume; a data disk starts empty.
+/// The volume a disk's volume starts from: a system disk of a public image is a
+/// copy-on-write child of the image's volume; a data disk, and a system disk of a custom
+/// image (`m-…`: its bytes are the image's snapshot, filled in as a restore), start empty.
 pub fn parent(d: &Disk) -> Option<String> {
-    (d.disk_type == DiskType::System && !d.image_id.is_empty()).then(|| image_volume_name(&d.image_id))
+    (d.disk_type == DiskType::System && !d.image_id.is_empty() && !feitian_meta::image::is_custom_id(&d.image_id))
+        .then(|| image_volume_name(&d.image_id))
 }
 
 fn target(tx: &Transaction<'_>, (d, volume_gib): (Disk, u64)) -> Result<DiskTarget, MetaError> {

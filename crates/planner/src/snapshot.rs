@@ -2,10 +2,12 @@
 //! volume, pin and base), the pins the host must release, and how the host's snapshot
 //! reports are recorded (docs/snapshots.md). Each report is a compare-and-set in the store
 //! (`feitian_meta::snapshot`): a report about a deleted snapshot, or one no longer
-//! `progressing`, changes nothing.
+//! `progressing`, changes nothing. A snapshot's end moves the images made of it on
+//! (`feitian_meta::image::settle`) in the same transaction.
 
 use feitian_agent_api::snapshot::{PinRef, SnapshotTarget};
 use feitian_agent_api::Report;
+use feitian_meta::image;
 use feitian_meta::snapshot::{self as db, Commit};
 use feitian_meta::{MetaError, Transaction};
 
@@ -28,7 +30,11 @@ pub fn record(tx: &Transaction<'_>, report: &Report, at: &str) -> Result<Option<
         Report::SnapshotProgress { id, percent } => db::progress(tx, id, *percent)?,
         Report::SnapshotClaimed { id, blocks } => db::claim(tx, id, blocks)?,
         Report::SnapshotUploaded(upload) => match db::commit(tx, upload, at)? {
-            Commit::Done => true,
+            Commit::Done => {
+                // An image waiting for this snapshot may be complete now.
+                image::settle(tx, &upload.id, at)?;
+                true
+            }
             Commit::BaseGone => {
                 // The base's row was cleared: the next pass uploads in full.
                 tracing::info!(snapshot = %upload.id, "a snapshot's base was deleted before its commit: uploading it in full");
@@ -44,6 +50,8 @@ pub fn record(tx: &Transaction<'_>, report: &Report, at: &str) -> Result<Option<
             let moved = db::fail(tx, id, error, at)?;
             if moved {
                 tracing::warn!(snapshot = %id, %error, "a snapshot failed");
+                // An image made of it fails with it.
+                image::settle(tx, id, at)?;
             }
             moved
         }
