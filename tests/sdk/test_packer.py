@@ -29,8 +29,8 @@ import pytest
 
 from conftest import wait_for
 from qemu_helpers import IMAGE, Net, needs_vms, qemu_feitian, ssh_ok
+from test_qemu_debian import DEBIAN
 
-DEBIAN = "debian_12_x64_20G_alibase_20261207.vhd"
 POOL = "198.18.93.0/24"
 TEMPLATE = Path(__file__).resolve().parent / "packer" / "alicloud-ecs.json"
 # A whole build under TCG: two boots of the source image (Packer's instance, stopped first),
@@ -190,14 +190,17 @@ def test_packer_builds_and_cleans_up(build):
     # leave anything listed for long.
     wait_for(lambda: resources(build.net) == build.before, timeout=120, pause=1.0,
              what=f"the account to hold only what it held before the build: {build.before}")
+    # The image part starts here: Packer's CreateImage, its wait in DescribeImages, AddTags and
+    # ModifyImageSharePermission.
     assert build.returncode == 0, f"packer build from {build.source} failed:\n{build.tail()}"
-    assert f"alicloud-ecs: Alicloud images were created" in out, build.tail()
+    assert "alicloud-ecs: Alicloud images were created" in out, build.tail()
 
 
 def test_an_instance_from_the_image_has_what_the_provisioners_wrote(build):
     """The image part: everything from here on needs CreateImage and custom images in
     DescribeImages. The image is listed as the account's own and Available; an instance
     launched from it with the SDK has the uploaded file and both shell markers."""
+    # The image part, all of it.
     assert build.returncode == 0, f"no image: packer build from {build.source} failed:\n{build.tail(12)}"
     net = build.net
     images = net.ecs("DescribeImages", ImageName=build.image_name, ImageOwnerAlias="self")["Images"]["Image"]
