@@ -33,8 +33,8 @@ from test_qemu_debian import DEBIAN
 
 POOL = "198.18.93.0/24"
 TEMPLATE = Path(__file__).resolve().parent / "packer" / "alicloud-ecs.json"
-# A whole build under TCG: two boots of the source image (Packer's instance, stopped first),
-# provisioning and the image; generous, since a hung build is killed and reported.
+# A whole build under TCG: a boot of the source image, provisioning, a clean stop and the
+# image; generous, since a hung build is killed and reported.
 BUILD_TIMEOUT = 3600
 
 
