@@ -63,6 +63,14 @@ mod tests {
         assert!(zone(r, &p(&[]), false).unwrap().is_none());
         assert_eq!(zone(r, &p(&[("ZoneId", "cn-hangzhou-h")]), true).unwrap().unwrap().id, "cn-hangzhou-h");
         assert_eq!(zone(r, &p(&[("ZoneId", "x")]), false).unwrap_err().code, "InvalidZoneId.NotFound");
+        // The second region of the default: its own zones only.
+        let sh = require_region(&c, &p(&[("RegionId", "cn-shanghai")])).unwrap();
+        assert_eq!(zone(sh, &p(&[("ZoneId", "cn-shanghai-l")]), true).unwrap().unwrap().id, "cn-shanghai-l");
+        let e = zone(sh, &p(&[("ZoneId", "cn-hangzhou-h")]), true).unwrap_err();
+        assert_eq!(e.code, "InvalidZoneId.NotFound");
+        assert_eq!(zone(r, &p(&[("ZoneId", "cn-shanghai-e")]), true).unwrap_err().code, "InvalidZoneId.NotFound");
+        let e = require_region(&c, &p(&[("RegionId", "cn-beijing")])).unwrap_err();
+        assert!(e.recommend.as_deref().is_some_and(|r| r.contains("cn-hangzhou, cn-shanghai")), "{e:?}");
         assert_eq!(language(&p(&[("AcceptLanguage", "en-US")])).unwrap(), Language::English);
         assert_eq!(language(&p(&[])).unwrap(), Language::Chinese);
         assert!(language(&p(&[("AcceptLanguage", "klingon")])).is_err());

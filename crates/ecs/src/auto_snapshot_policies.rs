@@ -65,7 +65,7 @@ fn copied_retention(p: &Params) -> Result<Option<Option<i64>>, ApiError> {
     }
 }
 
-/// `TargetCopyRegions`, kept as given (feitian serves one region, so nothing is copied).
+/// `TargetCopyRegions`, kept as given (nothing is copied between regions yet).
 fn target_copy_regions(p: &Params) -> Result<Option<String>, ApiError> {
     Ok(p.opt_str_max("TargetCopyRegions", 1024)?.map(str::to_owned))
 }

@@ -387,9 +387,14 @@ impl Ecs {
     }
 
     pub async fn create_disk(self: Arc<Self>, ctx: Ctx, p: Params) -> Result<CreateDiskResponse, ApiError> {
+        // Without RegionId, the ZoneId's region (zone ids name their region), else the home one.
         let region = match self.opt_region(&p)? {
             Some(r) => r,
-            None => self.catalog.default_region().clone(),
+            None => p
+                .opt_str("ZoneId")
+                .and_then(|z| self.catalog.zone_region(z))
+                .unwrap_or_else(|| self.catalog.default_region())
+                .clone(),
         };
         let zone_id = zone(&region, &p, false)?.map(|z| z.id.clone());
         let instance_id = p.opt_str("InstanceId").map(str::to_owned);

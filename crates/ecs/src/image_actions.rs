@@ -68,7 +68,7 @@ fn opt_description<'p>(p: &'p Params, param: &str) -> Result<Option<&'p str>, Ap
     Ok(v)
 }
 
-fn create_error(region: &str, e: CreateError) -> ApiError {
+pub(crate) fn create_error(region: &str, e: CreateError) -> ApiError {
     match e {
         CreateError::QuotaExceeded { max, held } => {
             ApiError::new(403, "QuotaExceed.Image", "The number of images exceeds the quota.")
@@ -487,6 +487,9 @@ impl Ecs {
                     Err(e) if e.code == "InvalidImageId.NotFound" => return Ok(Empty {}),
                     Err(e) => return Err(e),
                 };
+                if feitian_meta::image_task::exporting(tx, &image.id)? {
+                    return Err(incorrect_status(&image, "not being exported (wait for its ExportImage task)"));
+                }
                 let using = db::instances_using(tx, &image.id)?;
                 if using > 0 && !force {
                     return Err(ApiError::new(

@@ -281,10 +281,10 @@ impl Query {
 
     /// Whether an image (as listed) is asked for.
     pub fn matches(&self, i: &Image) -> bool {
-        (self.ids.is_empty() || self.ids.iter().any(|x| *x == i.image_id))
+        (self.ids.is_empty() || self.ids.contains(&i.image_id))
             && self.owner.as_deref().is_none_or(|o| o == i.image_owner_alias)
             && self.is_public.is_none_or(|b| b == i.is_public)
-            && (self.statuses.is_empty() || self.statuses.iter().any(|s| *s == i.status))
+            && (self.statuses.is_empty() || self.statuses.contains(&i.status))
             && self.name.as_deref().is_none_or(|n| name_matches(n, &i.image_name))
             && self.os_type.as_deref().is_none_or(|t| t.eq_ignore_ascii_case(&i.os_type))
             && self.architecture.as_deref().is_none_or(|a| a == i.architecture)

@@ -14,6 +14,7 @@ pub mod disk_view;
 pub mod disks;
 pub mod events;
 pub mod image_actions;
+pub mod image_tasks;
 pub mod images;
 pub mod instance_errors;
 pub mod instance_types;
@@ -99,6 +100,11 @@ pub fn register(r: &mut Registry, ecs: Arc<Ecs>) {
         "CopyImage" => copy_image,
         "CancelCopyImage" => cancel_copy_image,
         "AddTags" => add_tags,
+        "ImportImage" => import_image,
+        "ExportImage" => export_image,
+        "DescribeTasks" => describe_tasks,
+        "DescribeTaskAttribute" => describe_task_attribute,
+        "CancelTask" => cancel_task,
         "RemoveTags" => remove_tags,
         "RunInstances" => run_instances,
         "CreateInstance" => create_instance,

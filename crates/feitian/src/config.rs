@@ -20,7 +20,9 @@ pub const DEFAULT_EIP_POOL: &str = "198.18.0.0/16";
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
-    /// The regions this deployment serves; the default catalog (cn-hangzhou) when empty.
+    /// The regions this deployment serves, home first; the embedded default (cn-hangzhou,
+    /// then cn-shanghai: `feitian_region::Catalog::default`) when empty. A list replaces the
+    /// default entirely.
     #[serde(default)]
     pub regions: Vec<Region>,
     /// Where EIPs and public IPs come from (default 198.18.0.0/16, a range reserved for
@@ -341,6 +343,8 @@ mod tests {
     fn default_and_custom_regions() {
         let c = Config::load(None).unwrap().catalog().unwrap();
         assert_eq!(c.default_region().id, "cn-hangzhou");
+        let ids: Vec<&str> = c.regions.iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(ids, ["cn-hangzhou", "cn-shanghai"]);
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("feitian.toml");
         std::fs::write(
@@ -356,6 +360,7 @@ zones = [ { id = "cn-beijing-a", local_name = "北京 可用区 A", english_name
         )
         .unwrap();
         let c = Config::load(Some(&path)).unwrap().catalog().unwrap();
+        // The file's list replaces the default: no Hangzhou, no Shanghai.
         assert_eq!(c.regions.len(), 1);
         assert_eq!(c.region("cn-beijing").unwrap().zones[0].id, "cn-beijing-a");
         std::fs::write(&path, "[[regions]]\nid = \"x\"\n").unwrap();

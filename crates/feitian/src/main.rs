@@ -5,6 +5,7 @@ mod compute;
 mod config;
 mod disks;
 mod doctor;
+mod image_tasks;
 mod keys;
 mod sgcheck;
 mod signals;

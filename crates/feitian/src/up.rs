@@ -65,6 +65,27 @@ fn fit_connections(wanted: usize) -> (usize, u64) {
     (usize::try_from(fit).unwrap_or(wanted).min(wanted), lim.rlim_cur)
 }
 
+/// The regions of the start banner, home first: `region cn-hangzhou (zones …)`, or
+/// `regions cn-hangzhou (zones …) and cn-shanghai (zones …); OSS in cn-hangzhou` when there
+/// are several (OSS answers in the home region only: docs/regions.md).
+fn serving_regions(catalog: &feitian_region::Catalog) -> String {
+    let each: Vec<String> = catalog
+        .regions
+        .iter()
+        .map(|r| {
+            let zones: Vec<&str> = r.zones.iter().map(|z| z.id.as_str()).collect();
+            format!("{} (zones {})", r.id, zones.join(", "))
+        })
+        .collect();
+    match each.as_slice() {
+        [one] => format!("region {one}"),
+        [init @ .., last] => {
+            format!("regions {} and {last}; OSS in {}", init.join(", "), catalog.default_region().id)
+        }
+        [] => "no region".to_owned(),
+    }
+}
+
 /// Wires every product into one registry.
 pub fn registry(ecs: Arc<feitian_ecs::Ecs>, network: Arc<feitian_vpc::Network>) -> Registry {
     let mut r = Registry::default();
@@ -162,17 +183,11 @@ pub fn run(data_dir: &Path, listen: &str, pangu_listen: &str, config: Option<&Pa
             let oss =
                 feitian_oss::service::Oss::new(store.clone(), keys.clone(), catalog.default_region().clone(), blobs);
             let blocks = Arc::new(crate::snapshots::SystemBlocks::open(oss.clone()).await?);
+            let image_tasks =
+                crate::image_tasks::ImageTasks::new(store.clone(), oss.clone(), blocks.clone(), data_dir);
             let edge = Edge::with_objects(registry, Authenticator::new(keys), oss, &limits);
-            let region = catalog.default_region();
-            let zones: Vec<&str> = region.zones.iter().map(|z| z.id.as_str()).collect();
             let mut out = std::io::stdout().lock();
-            writeln!(
-                out,
-                "feitian {} is serving region {} (zones {})",
-                env!("CARGO_PKG_VERSION"),
-                region.id,
-                zones.join(", ")
-            )?;
+            writeln!(out, "feitian {} is serving {}", env!("CARGO_PKG_VERSION"), serving_regions(&catalog))?;
             writeln!(out, "endpoint: http://{addr}  (also an HTTP proxy for *.aliyuncs.com host names)")?;
             writeln!(out, "data dir: {}", data_dir.display())?;
             match &created {
@@ -234,6 +249,7 @@ pub fn run(data_dir: &Path, listen: &str, pangu_listen: &str, config: Option<&Pa
                 nudges.clone(),
             );
             tokio::spawn(disks.run());
+            tokio::spawn(image_tasks.run(std::time::Duration::from_secs(1)));
             tokio::spawn(crate::snapshots::run_sweeper(
                 store.clone(),
                 blocks.clone(),
@@ -281,4 +297,23 @@ pub fn run(data_dir: &Path, listen: &str, pangu_listen: &str, config: Option<&Pa
         tracing::info!("stopped cleanly");
         anyhow::Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::serving_regions;
+    use feitian_region::Catalog;
+
+    #[test]
+    fn the_banner_names_every_region_and_where_oss_is() {
+        let mut c = Catalog::default();
+        assert_eq!(
+            serving_regions(&c),
+            "regions cn-hangzhou (zones cn-hangzhou-h, cn-hangzhou-i, cn-hangzhou-j, cn-hangzhou-k) and \
+             cn-shanghai (zones cn-shanghai-e, cn-shanghai-f, cn-shanghai-g, cn-shanghai-l); OSS in cn-hangzhou"
+        );
+        c.regions.truncate(1);
+        c.regions[0].zones.truncate(1);
+        assert_eq!(serving_regions(&c), "region cn-hangzhou (zones cn-hangzhou-h)");
+    }
 }

@@ -30,6 +30,7 @@ pub mod auto_snapshot_policy;
 pub mod disk;
 pub mod disk_restore;
 pub mod image;
+pub mod image_task;
 pub mod instance;
 pub mod instance_event;
 pub mod key_pair;

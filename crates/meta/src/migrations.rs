@@ -769,4 +769,42 @@ CREATE TABLE image_shares (
 CREATE INDEX image_shares_by_account ON image_shares(account_id);
 "#,
     ),
+    (
+        21,
+        "image import and export tasks, and the objects an import reads",
+        r#"
+-- An ImportImage or ExportImage task (docs/snapshots.md, "Image import and export"):
+-- `Processing` until the control plane's worker finishes it (`Finished`), fails it (`Failed`,
+-- with the reason) or the caller cancels it (`Cancelled`). An export writes `object` into
+-- `bucket` as `format`; an import's sources are `image_import_sources`.
+CREATE TABLE image_tasks (
+    id                      TEXT PRIMARY KEY REFERENCES resources(id),
+    account_id              BIGINT NOT NULL,
+    region_id               TEXT NOT NULL,
+    action                  TEXT NOT NULL,
+    status                  TEXT NOT NULL,
+    progress                BIGINT NOT NULL,
+    image_id                TEXT NOT NULL,
+    failure                 TEXT NOT NULL,
+    bucket                  TEXT NOT NULL,
+    object                  TEXT NOT NULL,
+    format                  TEXT NOT NULL,
+    created_at              TEXT NOT NULL,
+    finished_at             TEXT NOT NULL
+);
+CREATE INDEX image_tasks_by_status ON image_tasks(status, created_at);
+-- What each snapshot of an import is made from: an object of the caller's, in a format,
+-- and the disk's size (GiB; 0: the file's own size, rounded up).
+CREATE TABLE image_import_sources (
+    snapshot_id             TEXT PRIMARY KEY,
+    task_id                 TEXT NOT NULL,
+    device                  TEXT NOT NULL,
+    bucket                  TEXT NOT NULL,
+    object                  TEXT NOT NULL,
+    format                  TEXT NOT NULL,
+    size_gib                BIGINT NOT NULL
+);
+CREATE INDEX image_import_sources_by_task ON image_import_sources(task_id);
+"#,
+    ),
 ];

@@ -196,6 +196,64 @@ fn newest_base(tx: &Transaction<'_>, disk_id: &str) -> Result<Option<SnapshotBas
         .optional()?)
 }
 
+/// Records the snapshot an import fills (ImportImage: no source disk, so no host pins it;
+/// the control plane's import worker stores its blocks and commits it), `progressing` at 0 %,
+/// of a disk of `size_gib` (0 until the file is measured). Counts toward the quota.
+#[allow(clippy::too_many_arguments)]
+pub fn create_imported(
+    tx: &Transaction<'_>,
+    quotas: &Quotas,
+    id: &str,
+    account_id: u64,
+    region_id: &str,
+    disk_type: DiskType,
+    size_gib: i64,
+    description: &str,
+    at: &str,
+) -> Result<Snapshot, CreateError> {
+    let held = count_snapshots(tx, account_id, region_id)?;
+    let max = quota::limit(tx, quotas, account_id, Quota::Snapshots)?;
+    if !quota::fits(max, held, 1) {
+        return Err(CreateError::QuotaExceeded { max, held });
+    }
+    let s = Snapshot {
+        id: id.to_owned(),
+        account_id,
+        region_id: region_id.to_owned(),
+        disk_id: String::new(),
+        source_disk_gib: size_gib,
+        source_disk_type: disk_type,
+        source_category: String::new(),
+        name: String::new(),
+        description: description.to_owned(),
+        snapshot_type: SnapshotType::User,
+        status: SnapshotStatus::Progressing,
+        progress: 0,
+        failure: String::new(),
+        created_at: at.to_owned(),
+        creation_time: at.to_owned(),
+        modified_at: at.to_owned(),
+        retention_days: None,
+        link_id: String::new(),
+        base: None,
+        pin: None,
+        chainable: false,
+        read_bytes: 0,
+        stored_bytes: 0,
+        usage: "none".into(),
+        disks_created: 0,
+        images_created: 0,
+    };
+    insert(tx, &s)?;
+    Ok(s)
+}
+
+/// An imported snapshot's disk size, once its file is measured.
+pub fn set_source_size(tx: &Transaction<'_>, id: &str, size_gib: i64) -> Result<(), MetaError> {
+    tx.execute("UPDATE snapshots SET source_disk_gib = ?2 WHERE id = ?1", params![id, size_gib])?;
+    Ok(())
+}
+
 /// Records a new snapshot, `progressing` at 0 %, in the caller's transaction: checks the
 /// account's `snapshots` quota and that the disk has no snapshot in progress, and takes the
 /// disk's newest accomplished snapshot as its base.
@@ -360,7 +418,8 @@ fn queue_pin_release(tx: &Transaction<'_>, snapshot_id: &str, volume: &str, at: 
 pub fn to_reconcile(tx: &Transaction<'_>) -> Result<Vec<SnapshotTarget>, MetaError> {
     let rows = all(
         tx,
-        &format!("SELECT {COLS} FROM snapshots WHERE status = 'progressing' ORDER BY created_at, id"),
+        // An import's snapshots (no source disk) are the control plane's, not a host's.
+        &format!("SELECT {COLS} FROM snapshots WHERE status = 'progressing' AND disk_id <> '' ORDER BY created_at, id"),
         [],
         row,
     )?;
@@ -407,7 +466,9 @@ pub fn fail(tx: &Transaction<'_>, id: &str, error: &str, at: &str) -> Result<boo
         params![id, error, at],
     )? == 1;
     if moved {
-        queue_pin_release(tx, id, &s.disk_id, at)?;
+        if !s.disk_id.is_empty() {
+            queue_pin_release(tx, id, &s.disk_id, at)?;
+        }
         drop_claims(tx, id, at)?;
     }
     Ok(moved)
@@ -614,7 +675,9 @@ pub fn commit(tx: &Transaction<'_>, upload: &SnapshotUpload, at: &str) -> Result
          WHERE id = ?1",
         params![s.id, i64_of(upload.read_bytes)?, i64_of(upload.stored_bytes)?, at],
     )?;
-    queue_pin_release(tx, &s.id, &s.disk_id, at)?;
+    if !s.disk_id.is_empty() {
+        queue_pin_release(tx, &s.id, &s.disk_id, at)?;
+    }
     // The manifest holds the references now (taken above, before the claims' go, so a
     // block named by both never passes through zero).
     drop_claims(tx, &s.id, at)?;
@@ -683,7 +746,7 @@ pub fn delete(tx: &Transaction<'_>, id: &str, at: &str) -> Result<bool, MetaErro
     drop_claims(tx, id, at)?;
     tx.execute("DELETE FROM snapshots WHERE id = ?1", [id])?;
     forget_resource(tx, id)?;
-    if s.status == SnapshotStatus::Progressing {
+    if s.status == SnapshotStatus::Progressing && !s.disk_id.is_empty() {
         queue_pin_release(tx, id, &s.disk_id, at)?;
     }
     Ok(true)

@@ -42,6 +42,7 @@ pub mod model;
 pub mod multipart;
 pub mod names;
 pub mod objects;
+pub mod owner;
 pub mod range;
 pub mod request_id;
 pub mod xml;

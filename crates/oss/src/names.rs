@@ -162,6 +162,24 @@ fn virtual_host_bucket(host: &str, endpoints: &[&str]) -> Option<String> {
     None
 }
 
+/// The region a public OSS host name names: `oss-cn-shanghai.aliyuncs.com`,
+/// `bkt.oss-cn-shanghai.aliyuncs.com` and `oss-cn-shanghai-internal.aliyuncs.com` are
+/// `cn-shanghai`. `None` for any other host, and for the region-less global endpoints
+/// (`oss-accelerate`, `oss-accelerate-overseas`). The service refuses a region that is not
+/// its own, so that a request meant for another region is never answered from this one.
+pub fn oss_host_region(host: &str) -> Option<String> {
+    let host = strip_port(host.trim()).to_ascii_lowercase();
+    let host = host.strip_suffix('.').unwrap_or(&host);
+    let rest = host.strip_suffix(".aliyuncs.com")?;
+    let label = rest.rsplit_once('.').map_or(rest, |(_, last)| last);
+    let region = label.strip_prefix("oss-")?;
+    let region = region.strip_suffix("-internal").unwrap_or(region);
+    if region.is_empty() || region.starts_with("accelerate") {
+        return None;
+    }
+    Some(region.to_owned())
+}
+
 /// `host:port` → `host`, `[v6]:port` → `[v6]`.
 fn strip_port(host: &str) -> &str {
     if host.starts_with('[') {
@@ -184,6 +202,25 @@ mod tests {
 
     fn target(host: &str, path: &str) -> Result<RequestTarget, OssError> {
         RequestTarget::parse(Some(host), path, EPS)
+    }
+
+    #[test]
+    fn regions_of_oss_hosts() {
+        let r = |h: &str| oss_host_region(h);
+        assert_eq!(r("oss-cn-shanghai.aliyuncs.com").as_deref(), Some("cn-shanghai"));
+        assert_eq!(r("bkt.oss-cn-shanghai.aliyuncs.com:80").as_deref(), Some("cn-shanghai"));
+        assert_eq!(r("BKT.OSS-CN-Hangzhou-Internal.aliyuncs.com.").as_deref(), Some("cn-hangzhou"));
+        for none in [
+            "oss-accelerate.aliyuncs.com",
+            "b.oss-accelerate-overseas.aliyuncs.com",
+            "ecs.cn-shanghai.aliyuncs.com",
+            "oss-.aliyuncs.com",
+            "oss.feitian.internal:8080",
+            "127.0.0.1:8080",
+            "oss-cn-shanghai.aliyuncs.com.evil.example",
+        ] {
+            assert_eq!(r(none), None, "{none}");
+        }
     }
 
     #[test]

@@ -11,7 +11,7 @@ use crate::errors::OssError;
 use crate::grant::Grant;
 use crate::metadata::HeaderList;
 use crate::model::{Acl, BucketSummary, DataRedundancyType, Owner, StorageClass};
-use crate::names::RequestTarget;
+use crate::names::{oss_host_region, RequestTarget};
 use crate::{listing, xml};
 use axum::body::Body;
 use axum::http::{header, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
@@ -659,6 +659,9 @@ impl ObjectService for Oss {
             .iter()
             .filter_map(|(k, v)| header_text(v).map(|v| (k.as_str().to_ascii_lowercase(), v)))
             .collect();
+        // One object store serves every region, under the home region's endpoint only: a host
+        // naming another region is refused (docs/regions.md), never answered as if it were home.
+        let elsewhere = host.as_deref().and_then(oss_host_region).filter(|r| *r != self.region.id);
         let keys = self.keys.clone();
         let region_id = self.region.id.clone();
         let me = Oss {
@@ -670,6 +673,9 @@ impl ObjectService for Oss {
         };
         Box::pin(async move {
             let result = async {
+                if let Some(named) = elsewhere {
+                    return Err(not_this_region(&named, &region_id));
+                }
                 let target = target?;
                 let caller = {
                     let r = OssRequest {
@@ -691,6 +697,18 @@ impl ObjectService for Oss {
             resp
         })
     }
+}
+
+/// The answer to a request sent to the OSS endpoint of a region that is not the home one:
+/// 403 `AccessDenied` naming the endpoint to use, as OSS answers a request sent to the wrong
+/// region's endpoint (clients read the `Endpoint` element).
+fn not_this_region(named: &str, home: &str) -> OssError {
+    let endpoint = format!("oss-{home}.aliyuncs.com");
+    OssError::access_denied(&format!(
+        "This feitian serves OSS only in its home region {home}, not in {named}; its one object store \
+         serves every region. Send the request to the endpoint {endpoint}."
+    ))
+    .with_detail("Endpoint", endpoint)
 }
 
 impl From<MetaError> for OssError {

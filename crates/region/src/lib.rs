@@ -3,6 +3,13 @@
 //! Pure data with validation; no I/O. The binary loads a [`Catalog`] from its configuration
 //! file (or takes [`Catalog::default`]) and hands it to the services that answer
 //! `DescribeRegions` / `DescribeZones` and validate `RegionId` / `ZoneId` parameters.
+//!
+//! On one machine a region is a partition of the API, not of the hardware: each region has its
+//! own ids (carrying its [`Region::id_code`]), resources and quotas, while every region shares
+//! the host, its Pangu and the object store of the *home* region, the catalog's first
+//! ([`Catalog::default_region`]; `docs/regions.md`). The embedded default has two regions,
+//! `cn-hangzhou` (home) and `cn-shanghai`, so that what works between regions (CopyImage) can
+//! be used without a configuration file.
 
 use serde::Deserialize;
 
@@ -92,24 +99,44 @@ pub enum CatalogError {
     BadZoneId { region: String, zone: String },
     #[error("id_code {0:?} must be exactly two lowercase letters or digits")]
     BadIdCode(String),
+    /// Two regions with one code would make an id's region unreadable from the id.
+    #[error("id_code {0:?} is used by two regions; give each region its own")]
+    DuplicateIdCode(String),
 }
 
 impl Default for Catalog {
-    /// One region, `cn-hangzhou`, with four zones: the embedded default.
+    /// The embedded default: `cn-hangzhou` (the home region) and `cn-shanghai`, each with
+    /// four of its real zones.
     fn default() -> Self {
-        let zone = |suffix: &str, letter: &str| Zone {
-            id: format!("cn-hangzhou-{suffix}"),
-            local_name: format!("华东 1 可用区 {letter}"),
-            english_name: format!("Hangzhou Zone {letter}"),
+        // Zone names follow the console's pattern: `华东 1 可用区 H`, `Hangzhou Zone H`.
+        let zones = |region: &str, local: &str, english: &str, letters: &[char]| -> Vec<Zone> {
+            letters
+                .iter()
+                .map(|l| Zone {
+                    id: format!("{region}-{}", l.to_ascii_lowercase()),
+                    local_name: format!("{local} 可用区 {l}"),
+                    english_name: format!("{english} Zone {l}"),
+                })
+                .collect()
         };
         Catalog {
-            regions: vec![Region {
-                id: "cn-hangzhou".into(),
-                local_name: "华东1（杭州）".into(),
-                english_name: "China (Hangzhou)".into(),
-                id_code: "bp".into(),
-                zones: vec![zone("h", "H"), zone("i", "I"), zone("j", "J"), zone("k", "K")],
-            }],
+            regions: vec![
+                Region {
+                    id: "cn-hangzhou".into(),
+                    local_name: "华东1（杭州）".into(),
+                    english_name: "China (Hangzhou)".into(),
+                    id_code: "bp".into(),
+                    zones: zones("cn-hangzhou", "华东 1", "Hangzhou", &['H', 'I', 'J', 'K']),
+                },
+                Region {
+                    id: "cn-shanghai".into(),
+                    local_name: "华东2（上海）".into(),
+                    english_name: "China (Shanghai)".into(),
+                    // Shanghai's real resource ids read `i-uf6…`, `vpc-uf6…`.
+                    id_code: "uf".into(),
+                    zones: zones("cn-shanghai", "华东 2", "Shanghai", &['E', 'F', 'G', 'L']),
+                },
+            ],
         }
     }
 }
@@ -131,6 +158,7 @@ impl Catalog {
         }
         let mut regions = std::collections::HashSet::new();
         let mut zones = std::collections::HashSet::new();
+        let mut codes = std::collections::HashSet::new();
         for r in &self.regions {
             if !valid_id(&r.id) {
                 return Err(CatalogError::BadRegionId(r.id.clone()));
@@ -140,6 +168,9 @@ impl Catalog {
             }
             if r.id_code.len() != 2 || !r.id_code.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()) {
                 return Err(CatalogError::BadIdCode(r.id_code.clone()));
+            }
+            if !codes.insert(r.id_code.as_str()) {
+                return Err(CatalogError::DuplicateIdCode(r.id_code.clone()));
             }
             if r.zones.is_empty() {
                 return Err(CatalogError::NoZones(r.id.clone()));
@@ -161,7 +192,14 @@ impl Catalog {
         self.regions.iter().find(|r| r.id == region_id)
     }
 
-    /// The region a deployment treats as home when a request names none.
+    /// The region a zone belongs to (zone ids are unique across regions).
+    pub fn zone_region(&self, zone_id: &str) -> Option<&Region> {
+        self.regions.iter().find(|r| r.zone(zone_id).is_some())
+    }
+
+    /// The home region, the catalog's first: the one region whose OSS endpoint this
+    /// deployment serves (its object store is shared by all regions), and the region a
+    /// request that names none is taken to mean.
     pub fn default_region(&self) -> &Region {
         &self.regions[0]
     }
@@ -172,14 +210,36 @@ mod tests {
     use super::*;
 
     #[test]
-    fn default_is_valid_and_hangzhou() {
+    fn default_is_valid_with_hangzhou_home_and_shanghai() {
         let c = Catalog::default();
         c.validate().unwrap();
+        let ids: Vec<&str> = c.regions.iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(ids, ["cn-hangzhou", "cn-shanghai"]);
+        assert_eq!(c.default_region().id, "cn-hangzhou");
+
         let r = c.region("cn-hangzhou").unwrap();
         assert_eq!(r.zones.len(), 4);
+        assert_eq!(r.id_code, "bp");
         assert!(r.zone("cn-hangzhou-h").is_some());
         assert!(r.zone("cn-beijing-a").is_none());
         assert_eq!(r.endpoint("ecs"), "ecs.cn-hangzhou.aliyuncs.com");
+        assert_eq!(r.zones[0].name(Language::Chinese), "华东 1 可用区 H");
+
+        let s = c.region("cn-shanghai").unwrap();
+        assert_eq!(s.id_code, "uf");
+        assert_eq!(s.name(Language::Chinese), "华东2（上海）");
+        assert_eq!(s.name(Language::English), "China (Shanghai)");
+        let zones: Vec<&str> = s.zones.iter().map(|z| z.id.as_str()).collect();
+        assert_eq!(zones, ["cn-shanghai-e", "cn-shanghai-f", "cn-shanghai-g", "cn-shanghai-l"]);
+        assert_eq!(s.zones[3].name(Language::Chinese), "华东 2 可用区 L");
+        assert_eq!(s.zones[3].name(Language::English), "Shanghai Zone L");
+        assert_eq!(s.endpoint("vpc"), "vpc.cn-shanghai.aliyuncs.com");
+        // A zone belongs to its own region only.
+        assert!(s.zone("cn-hangzhou-h").is_none());
+        assert!(r.zone("cn-shanghai-e").is_none());
+        assert_eq!(c.zone_region("cn-shanghai-g").map(|r| r.id.as_str()), Some("cn-shanghai"));
+        assert_eq!(c.zone_region("cn-hangzhou-k").map(|r| r.id.as_str()), Some("cn-hangzhou"));
+        assert!(c.zone_region("cn-shanghai").is_none());
     }
 
     #[test]
@@ -207,5 +267,18 @@ mod tests {
         let r = c.regions[0].clone();
         c.regions.push(r);
         assert!(matches!(c.validate(), Err(CatalogError::DuplicateRegion(_))));
+
+        let mut c = Catalog::default();
+        c.regions[1].id_code = "bp".into();
+        assert_eq!(c.validate(), Err(CatalogError::DuplicateIdCode("bp".into())));
+
+        // Zone ids are unique across regions too, not only within one.
+        let mut c = Catalog::default();
+        c.regions[1].id = "cn-hangzhou-h".into();
+        c.regions[1].zones = vec![Zone { id: "cn-hangzhou-h-x".into(), ..c.regions[1].zones[0].clone() }];
+        c.validate().unwrap();
+        let twin = Zone { id: "cn-hangzhou-h-x".into(), ..c.regions[0].zones[0].clone() };
+        c.regions[0].zones.push(twin);
+        assert!(matches!(c.validate(), Err(CatalogError::DuplicateZone(_))));
     }
 }
