@@ -220,3 +220,36 @@ def test_kill9_during_an_import_loses_nothing_and_leaks_nothing(own_feitian, tmp
     env["ecs"]("DeleteSnapshot", SnapshotId=snap)
     wait_for(lambda: system_objects() == (set(), set()), timeout=60, pause=0.5, what="the system bucket to empty")
     f.stop()
+
+
+def test_feitian_image_import_of_a_local_file(feitian, tmp_path):
+    """`feitian image import FILE`: the file becomes an image of the account, the same bytes."""
+    account = f"cli-{uuid.uuid4().hex[:8]}"
+    out = feitian.cli("account", "create", account)
+    c = json.loads(out.stdout.strip().splitlines()[-1])
+    key = (c["access_key_id"], c["access_key_secret"])
+    raw = tmp_path / "local.raw"
+    with open(raw, "wb") as f:
+        f.truncate(24 * MIB)
+        f.seek(5 * MIB)
+        f.write(os.urandom(2 * MIB))
+    qcow = tmp_path / "local.qcow2"
+    qemu_img("convert", "-f", "raw", "-O", "qcow2", str(raw), str(qcow))
+    done = feitian.cli("image", "import", str(qcow), "--name", "from-the-cli", "--account", account,
+                       "--platform", "Debian")
+    mid = done.stdout.strip().splitlines()[-1]
+    assert mid.startswith("m-bp"), (done.stdout, done.stderr)
+    assert "importing" in done.stderr and "qcow2" in done.stderr
+    name = f"cli-{uuid.uuid4().hex[:8]}"
+    b = oss2.Bucket(oss2.Auth(*key), f"http://{feitian.endpoint}", name, region=REGION)
+    b.create_bucket()
+    env = dict(f=feitian, ecs=Api(feitian, key, "ecs"), bucket=b, name=name, dir=tmp_path, raw=raw)
+    got = image(env, mid)
+    assert (got["ImageName"], got["Status"], got["Platform"]) == ("from-the-cli", "Available", "Debian")
+    export_compare(env, mid, "raw")
+    # A file that is no disk image, and an account that does not exist: clear errors, nothing made.
+    bad = feitian.cli("image", "import", str(tmp_path / "missing.raw"), "--account", account, check=False)
+    assert bad.returncode != 0 and "cannot find" in bad.stderr
+    bad = feitian.cli("image", "import", str(qcow), "--account", "nobody-here", check=False)
+    assert bad.returncode != 0 and "no account" in bad.stderr
+    env["ecs"]("DeleteImage", ImageId=mid)

@@ -702,7 +702,8 @@ impl Ecs {
                     let image = Image {
                         id: new_id.clone(),
                         region_id: dest.id.clone(),
-                        name: name.clone().unwrap_or_else(|| new_id.clone()),
+                        // Unnamed, a copy keeps its source's name (unique in its own region).
+                        name: name.clone().unwrap_or_else(|| src.name.clone()),
                         description: description.clone().unwrap_or_else(|| src.description.clone()),
                         status: ImageStatus::Available,
                         failure: String::new(),

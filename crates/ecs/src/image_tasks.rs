@@ -39,15 +39,6 @@ fn own_bucket(tx: &Transaction<'_>, account: u64, region: &Region, name: &str) -
     }
 }
 
-/// One `DiskDeviceMapping.N` of ImportImage.
-struct Source {
-    bucket: String,
-    object: String,
-    format: String,
-    size_gib: i64,
-    device: String,
-}
-
 fn sources(p: &Params) -> Result<Vec<Source>, ApiError> {
     let mut out: Vec<Source> = Vec::new();
     for (i, m) in p.list_of_maps("DiskDeviceMapping", 17)?.into_iter().enumerate() {
@@ -197,6 +188,129 @@ fn task_not_found() -> ApiError {
         .recommend("DescribeTasks lists your import and export tasks in the region")
 }
 
+/// What an import is asked to make (ImportImage's parameters, or `feitian image import`'s).
+#[derive(Debug, Clone, Default)]
+pub struct ImportRequest {
+    pub name: Option<String>,
+    pub description: Option<String>,
+    /// `Platform` (the OS distribution the image says it holds).
+    pub platform: String,
+    pub tags: Vec<(String, String)>,
+}
+
+/// One disk of an import: an object of the caller's bucket (`bucket`, `object`), or, for
+/// `feitian image import` on the same machine, a local file (`bucket` empty, `object` its
+/// absolute path). `format` is `raw`, `qcow2`, `vhd` or empty (any of them).
+#[derive(Debug, Clone)]
+pub struct Source {
+    pub bucket: String,
+    pub object: String,
+    pub format: String,
+    pub size_gib: i64,
+    pub device: String,
+}
+
+/// Records an import in the caller's transaction (docs/snapshots.md, "Image import and
+/// export", 1): the image `Creating`, one snapshot per source, the task `Processing` and the
+/// sources; the worker does the rest. The sources were checked by the caller.
+pub fn record_import(
+    store: &feitian_meta::Store,
+    tx: &Transaction<'_>,
+    account: u64,
+    region: &Region,
+    req: &ImportRequest,
+    srcs: &[Source],
+) -> Result<ImportImageResponse, ApiError> {
+    let at = now();
+    let scope = store.scope(account);
+    let image_id = scope.register(tx, "image", "m", &region.id, &region.id_code)?;
+    let task_id = scope.register(tx, "task", "t", &region.id, &region.id_code)?;
+    let mut disks = Vec::new();
+    for (i, s) in srcs.iter().enumerate() {
+        let disk_type = if i == 0 { DiskType::System } else { DiskType::Data };
+        let sid = scope.register(tx, "snapshot", "s", &region.id, &region.id_code)?;
+        snapshot::create_imported(
+            tx,
+            &store.quotas(),
+            &sid,
+            account,
+            &region.id,
+            disk_type,
+            s.size_gib,
+            &format!("Created by ImportImage for {image_id}"),
+            &at,
+        )
+        .map_err(|e| match e {
+            snapshot::CreateError::QuotaExceeded { max, held } => {
+                ApiError::new(403, "QuotaExceed.Snapshot", "The number of snapshots exceeds the quota.").recommend(
+                    format!("an import takes one snapshot per disk; this account may hold {max} and holds {held}"),
+                )
+            }
+            snapshot::CreateError::DiskBusy(_) => ApiError::internal(),
+            snapshot::CreateError::Meta(e) => e.into(),
+        })?;
+        db::add_source(
+            tx,
+            &ImportSource {
+                snapshot_id: sid.clone(),
+                task_id: task_id.clone(),
+                device: s.device.clone(),
+                bucket: s.bucket.clone(),
+                object: s.object.clone(),
+                format: s.format.clone(),
+                size_gib: s.size_gib,
+            },
+        )?;
+        disks.push(ImageDisk { device: s.device.clone(), disk_type, snapshot_id: sid, size_gib: s.size_gib });
+    }
+    let platform = if req.platform.is_empty() { "Others Linux" } else { req.platform.as_str() };
+    let img = Image {
+        id: image_id.clone(),
+        account_id: account,
+        region_id: region.id.clone(),
+        name: req.name.clone().unwrap_or_else(|| image_id.clone()),
+        description: req.description.clone().unwrap_or_default(),
+        version: String::new(),
+        family: String::new(),
+        os_name: format!("{platform} 64位"),
+        os_name_en: format!("{platform} 64 bit"),
+        platform: platform.to_owned(),
+        os_type: "linux".into(),
+        architecture: "x86_64".into(),
+        boot_mode: "BIOS".into(),
+        size_gib: srcs.first().map_or(0, |s| s.size_gib),
+        status: ImageStatus::Creating,
+        failure: String::new(),
+        source_instance_id: String::new(),
+        base_image: String::new(),
+        copied_from: String::new(),
+        copied_from_region: String::new(),
+        created_at: at.clone(),
+        modified_at: at.clone(),
+    };
+    image::create(tx, &store.quotas(), &img, &disks).map_err(|e| image_actions::create_error(&region.id, e))?;
+    tag::set_tags(tx, &image_id, &req.tags)?;
+    db::create(
+        tx,
+        &Task {
+            id: task_id.clone(),
+            account_id: account,
+            region_id: region.id.clone(),
+            action: TaskAction::ImportImage,
+            status: TaskStatus::Processing,
+            progress: 0,
+            image_id: image_id.clone(),
+            failure: String::new(),
+            bucket: String::new(),
+            object: String::new(),
+            format: String::new(),
+            created_at: at.clone(),
+            finished_at: String::new(),
+        },
+    )?;
+    Ok(ImportImageResponse { image_id, region_id: region.id.clone(), task_id })
+}
+
 impl Ecs {
     fn own_task(&self, tx: &Transaction<'_>, account: u64, region: &Region, id: &str) -> Result<Task, ApiError> {
         db::get(tx, id)?.filter(|t| t.account_id == account && t.region_id == region.id).ok_or_else(task_not_found)
@@ -223,7 +337,7 @@ impl Ecs {
             }
             Some(_) => return Err(ApiError::invalid_parameter("Architecture", "use x86_64, i386 or arm64")),
         }
-        let platform = p.opt_str("Platform").filter(|v| !v.is_empty()).unwrap_or("Others Linux").to_owned();
+        let platform = p.opt_str("Platform").filter(|v| !v.is_empty()).unwrap_or("").to_owned();
         let srcs = sources(&p)?;
         let tags = validate::tags(&p)?;
         validate::dry_run(&p)?;
@@ -242,102 +356,13 @@ impl Ecs {
                             .recommend(format!("upload the disk file to oss://{}/{} first", s.bucket, s.object)));
                         }
                     }
-                    let at = now();
-                    let scope = store.scope(account);
-                    let image_id = scope.register(tx, "image", "m", &region.id, &region.id_code)?;
-                    let task_id = scope.register(tx, "task", "t", &region.id, &region.id_code)?;
-                    let mut disks = Vec::new();
-                    for (i, s) in srcs.iter().enumerate() {
-                        let disk_type = if i == 0 { DiskType::System } else { DiskType::Data };
-                        let sid = scope.register(tx, "snapshot", "s", &region.id, &region.id_code)?;
-                        snapshot::create_imported(
-                            tx,
-                            &store.quotas(),
-                            &sid,
-                            account,
-                            &region.id,
-                            disk_type,
-                            s.size_gib,
-                            &format!("Created by ImportImage for {image_id}"),
-                            &at,
-                        )
-                        .map_err(|e| match e {
-                            snapshot::CreateError::QuotaExceeded { max, held } => ApiError::new(
-                                403,
-                                "QuotaExceed.Snapshot",
-                                "The number of snapshots exceeds the quota.",
-                            )
-                            .recommend(format!(
-                                "an import takes one snapshot per disk; this account may hold {max} and holds {held}"
-                            )),
-                            snapshot::CreateError::DiskBusy(_) => ApiError::internal(),
-                            snapshot::CreateError::Meta(e) => e.into(),
-                        })?;
-                        db::add_source(
-                            tx,
-                            &ImportSource {
-                                snapshot_id: sid.clone(),
-                                task_id: task_id.clone(),
-                                device: s.device.clone(),
-                                bucket: s.bucket.clone(),
-                                object: s.object.clone(),
-                                format: s.format.clone(),
-                                size_gib: s.size_gib,
-                            },
-                        )?;
-                        disks.push(ImageDisk {
-                            device: s.device.clone(),
-                            disk_type,
-                            snapshot_id: sid,
-                            size_gib: s.size_gib,
-                        });
-                    }
-                    let img = Image {
-                        id: image_id.clone(),
-                        account_id: account,
-                        region_id: region.id.clone(),
-                        name: name.clone().unwrap_or_else(|| image_id.clone()),
-                        description: description.clone().unwrap_or_default(),
-                        version: String::new(),
-                        family: String::new(),
-                        os_name: format!("{platform} 64位"),
-                        os_name_en: format!("{platform} 64 bit"),
+                    let req = ImportRequest {
+                        name: name.clone(),
+                        description: description.clone(),
                         platform: platform.clone(),
-                        os_type: "linux".into(),
-                        architecture: "x86_64".into(),
-                        boot_mode: "BIOS".into(),
-                        size_gib: srcs[0].size_gib,
-                        status: ImageStatus::Creating,
-                        failure: String::new(),
-                        source_instance_id: String::new(),
-                        base_image: String::new(),
-                        copied_from: String::new(),
-                        copied_from_region: String::new(),
-                        created_at: at.clone(),
-                        modified_at: at.clone(),
+                        tags: tags.clone(),
                     };
-                    image::create(tx, &store.quotas(), &img, &disks)
-                        .map_err(|e| image_actions::create_error(&region.id, e))?;
-                    tag::set_tags(tx, &image_id, &tags)?;
-                    db::create(
-                        tx,
-                        &Task {
-                            id: task_id.clone(),
-                            account_id: account,
-                            region_id: region.id.clone(),
-                            action: TaskAction::ImportImage,
-                            status: TaskStatus::Processing,
-                            progress: 0,
-                            image_id: image_id.clone(),
-                            failure: String::new(),
-                            bucket: String::new(),
-                            object: String::new(),
-                            format: String::new(),
-                            created_at: at.clone(),
-                            finished_at: String::new(),
-                        },
-                    )?;
-                    Ok(ImportImageResponse { image_id, region_id: region.id.clone(), task_id })
+                    record_import(store, tx, account, &region, &req, &srcs)
                 })
             })
             .await

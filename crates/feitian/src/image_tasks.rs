@@ -152,19 +152,26 @@ impl ImageTasks {
     }
 
     async fn import_one(&self, t: &Task, src: &ImportSource, dir: &Path, n: i64, count: i64) -> Result<(), Stop> {
-        // 1. The object, to a scratch file.
-        let input = dir.join(format!("{}.in", src.snapshot_id));
-        let (_, body) = self.oss.owner_read(t.account_id, &src.bucket, &src.object).await.map_err(|e| {
-            Stop::Bad(format!("cannot read oss://{}/{}: {} ({})", src.bucket, src.object, e.message, e.code))
-        })?;
-        let mut file = tokio::fs::File::create(&input).await.map_err(|e| Stop::Retry(e.into()))?;
-        let mut data = body.into_data_stream();
-        while let Some(chunk) = data.next().await {
-            let chunk = chunk.map_err(|e| Stop::Retry(anyhow::anyhow!("reading the object: {e}")))?;
-            file.write_all(&chunk).await.map_err(|e| Stop::Retry(e.into()))?;
+        // 1. The object, to a scratch file (a local file of `feitian image import` is read
+        //    where it is).
+        let local = src.bucket.is_empty();
+        let input = if local { PathBuf::from(&src.object) } else { dir.join(format!("{}.in", src.snapshot_id)) };
+        if local {
+            if !input.is_file() {
+                return Err(Stop::Bad(format!("{} is not a file the server can read", input.display())));
+            }
+        } else {
+            let (_, body) = self.oss.owner_read(t.account_id, &src.bucket, &src.object).await.map_err(|e| {
+                Stop::Bad(format!("cannot read oss://{}/{}: {} ({})", src.bucket, src.object, e.message, e.code))
+            })?;
+            let mut file = tokio::fs::File::create(&input).await.map_err(|e| Stop::Retry(e.into()))?;
+            let mut data = body.into_data_stream();
+            while let Some(chunk) = data.next().await {
+                let chunk = chunk.map_err(|e| Stop::Retry(anyhow::anyhow!("reading the object: {e}")))?;
+                file.write_all(&chunk).await.map_err(|e| Stop::Retry(e.into()))?;
+            }
+            file.sync_all().await.map_err(|e| Stop::Retry(e.into()))?;
         }
-        file.sync_all().await.map_err(|e| Stop::Retry(e.into()))?;
-        drop(file);
 
         // 2. What it is, and how large a disk it makes.
         let (format, virtual_size) = qemu_img_info(&input, &src.format).await?;
@@ -192,7 +199,9 @@ impl ImageTasks {
         qemu_img(&["convert", "-q", "-f", &format, "-O", "raw", path_str(&input)?, path_str(&raw)?])
             .await
             .map_err(Stop::Bad)?;
-        let _ = tokio::fs::remove_file(&input).await;
+        if !local {
+            let _ = tokio::fs::remove_file(&input).await;
+        }
         let mut file = tokio::fs::File::open(&raw).await.map_err(|e| Stop::Retry(e.into()))?;
         let len = file.metadata().await.map_err(|e| Stop::Retry(e.into()))?.len();
         let ranges = len.div_ceil(RANGE_BYTES);
@@ -203,6 +212,18 @@ impl ImageTasks {
             self.still(&t.id).await?;
             let mut batch: Vec<(u64, String, Bytes)> = Vec::new();
             while range < ranges && batch.len() < BATCH {
+                // A hole of the (sparse) raw file reads as zeros: skip to its next data.
+                match next_data(&file, range * RANGE_BYTES) {
+                    None => {
+                        range = ranges;
+                        break;
+                    }
+                    Some(at) if at / RANGE_BYTES > range => {
+                        range = at / RANGE_BYTES;
+                        continue;
+                    }
+                    Some(_) => {}
+                }
                 let mut buf = vec![0u8; (len - range * RANGE_BYTES).min(RANGE_BYTES) as usize];
                 file.seek(std::io::SeekFrom::Start(range * RANGE_BYTES)).await.map_err(|e| Stop::Retry(e.into()))?;
                 file.read_exact(&mut buf).await.map_err(|e| Stop::Retry(e.into()))?;
@@ -329,6 +350,23 @@ impl ImageTasks {
         self.store.write_async(move |tx| db::finish(tx, &id, &at)).await?;
         tracing::info!(task = %t.id, image = %t.image_id, object = %t.object, "an image export finished");
         Ok(())
+    }
+}
+
+/// The offset of the first byte of data at or after `at` (`SEEK_DATA`), `None` when only a
+/// hole follows; `Some(at)` when the file system cannot say (every byte counts as data).
+fn next_data(file: &tokio::fs::File, at: u64) -> Option<u64> {
+    use std::os::fd::AsRawFd;
+    let Ok(off) = libc::off_t::try_from(at) else { return Some(at) };
+    // SAFETY: lseek on a file descriptor the File owns; it moves that descriptor's offset,
+    // which every read here sets again (seek before read).
+    let r = unsafe { libc::lseek(file.as_raw_fd(), off, libc::SEEK_DATA) };
+    if r >= 0 {
+        return Some(r as u64);
+    }
+    match std::io::Error::last_os_error().raw_os_error() {
+        Some(libc::ENXIO) => None,
+        _ => Some(at),
     }
 }
 

@@ -5,6 +5,7 @@ mod compute;
 mod config;
 mod disks;
 mod doctor;
+mod image_cli;
 mod image_tasks;
 mod keys;
 mod sgcheck;
@@ -85,6 +86,11 @@ enum Command {
         #[command(subcommand)]
         command: AccessKeyCommand,
     },
+    /// Custom images from disk files on this machine.
+    Image {
+        #[command(subcommand)]
+        command: ImageCommand,
+    },
     /// Ask the security-group evaluator about connections (no root needed).
     SecurityGroup {
         #[command(subcommand)]
@@ -97,6 +103,34 @@ enum SecurityGroupCommand {
     /// Read cases as JSON lines on stdin and say, one JSON line each, whether the groups of
     /// the VPC allow them and why (the same world the data plane enforces).
     Evaluate {
+        #[command(flatten)]
+        data: DataDir,
+    },
+}
+
+#[derive(Subcommand)]
+enum ImageCommand {
+    /// Import a RAW, QCOW2 or VHD disk file as a custom image (ImportImage without the
+    /// upload), with progress; prints the new image's id. A `feitian up` on the same data
+    /// directory does the work, reading the file where it is.
+    Import {
+        /// The disk file.
+        file: PathBuf,
+        /// The image's name (ImageName) [default: its id].
+        #[arg(long)]
+        name: Option<String>,
+        /// The account that owns the image.
+        #[arg(long, default_value = "root")]
+        account: String,
+        /// The region [default: the configuration's first].
+        #[arg(long)]
+        region: Option<String>,
+        /// The OS distribution the image holds (Platform), e.g. Debian.
+        #[arg(long)]
+        platform: Option<String>,
+        /// The configuration file `feitian up` runs with (regions, quotas).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
         #[command(flatten)]
         data: DataDir,
     },
@@ -191,6 +225,19 @@ fn main() -> std::process::ExitCode {
         Command::SecurityGroup { command: SecurityGroupCommand::Evaluate { data } } => sgcheck::run(&data.path()),
         Command::Account { command: AccountCommand::Create { name, data } } => {
             accounts::create_account(&data.path(), &name)
+        }
+        Command::Image { command: ImageCommand::Import { file, name, account, region, platform, config, data } } => {
+            image_cli::import(
+                &data.path(),
+                image_cli::ImportArgs {
+                    file: &file,
+                    name,
+                    account: &account,
+                    region: region.as_deref(),
+                    platform,
+                    config: config.as_deref(),
+                },
+            )
         }
         Command::Account { command: AccountCommand::List { data } } => accounts::list_accounts(&data.path()),
         Command::Account { command: AccountCommand::Quota { name, settings, config, data } } => {
