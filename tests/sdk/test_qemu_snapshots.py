@@ -14,10 +14,20 @@ started again: the snapshot completes from its pin, restores byte for byte, and 
 in the system bucket is one the store counts (nothing leaked), until the last snapshot goes
 and the bucket is empty.
 
+Then images (done-when 3 and 4): an image of the guest, shared to a second account, launches
+there with the guest's files; exported as qcow2 and as vhd and imported back, it boots with
+them; and the built-in image's root disk, converted to RAW and uploaded with oss2, imports and
+boots.
+
 One feitian (qemu driver, EIP pool 198.18.91.0/24: no other module uses it), one guest."""
 import json
+import re
+import shutil
 import sqlite3
+import subprocess
+import tempfile
 import time
+from pathlib import Path
 
 import oss2
 import pytest
@@ -363,6 +373,36 @@ def test_an_image_of_the_guest_launches_in_another_account_with_its_files(guest)
         ecs("DeleteImage", ImageId=out["ImageId"])
         for m in back["DiskDeviceMappings"]["DiskDeviceMapping"]:
             ecs("DeleteSnapshot", SnapshotId=m["SnapshotId"], Force="true")
+
+    # And a RAW file: the built-in image's root disk (1 GiB), converted and uploaded with oss2.
+    m = re.search(r"image (/\S+?)\)", S.f.stdout())
+    assert m, "feitian did not say which guest image it uses"
+    raw = Path(tempfile.mkdtemp(prefix="feitian-raw-")) / "builtin.raw"
+    try:
+        subprocess.run(["qemu-img", "convert", "-f", "qcow2", "-O", "raw", str(Path(m.group(1)) / "rootfs.qcow2"),
+                        str(raw)], check=True, capture_output=True)
+        oss2.Bucket(oss2.Auth(*S.net.key), f"http://{S.f.endpoint}", bucket, region="cn-hangzhou") \
+            .put_object_from_file("builtin.raw", str(raw))
+    finally:
+        shutil.rmtree(raw.parent, ignore_errors=True)
+    out = ecs("ImportImage", ImageName="builtin-from-raw", **{
+        "DiskDeviceMapping.1.OSSBucket": bucket, "DiskDeviceMapping.1.OSSObject": "builtin.raw",
+        "DiskDeviceMapping.1.Format": "RAW"})
+    wait_task(out["TaskId"])
+    (iid,) = S.net.run(Amount=1, ImageId=out["ImageId"], **{"SystemDisk.Size": "20"})
+    try:
+        ip = S.net.eip(iid)
+        S.net.wait(iid, "Running")
+        assert ssh_ok(S.net, ip, "cat /proc/cmdline", deadline=300).strip(), "the guest of the RAW import"
+    finally:
+        ecs("DeleteInstance", InstanceId=iid, Force="true")
+    wait_until(lambda: not ecs("DescribeInstances", InstanceIds=json.dumps([iid]))["Instances"]["Instance"],
+               180, f"{iid} deleted")
+    back = ecs("DescribeImages", ImageId=out["ImageId"])["Images"]["Image"][0]
+    assert back["Size"] == 1
+    ecs("DeleteImage", ImageId=out["ImageId"])
+    for m in back["DiskDeviceMappings"]["DiskDeviceMapping"]:
+        ecs("DeleteSnapshot", SnapshotId=m["SnapshotId"], Force="true")
 
     snaps = [m["SnapshotId"] for m in status()["DiskDeviceMappings"]["DiskDeviceMapping"]]
     ecs("DeleteImage", ImageId=mid)
