@@ -109,7 +109,10 @@ mod tests {
 
     #[test]
     fn system_disks_start_from_their_image_and_data_disks_empty() {
-        assert_eq!(parent(&row(DiskType::System, "m-1")), Some("img-m-1".to_string()));
+        let public = "debian_12_x64_20G_alibase_20261207.vhd";
+        assert_eq!(parent(&row(DiskType::System, public)), Some(format!("img-{public}")));
+        // A custom image's system disk starts empty: it is filled from the image's snapshot.
+        assert_eq!(parent(&row(DiskType::System, "m-bp1custom")), None);
         assert_eq!(parent(&row(DiskType::Data, "")), None);
         let p = disk_plan(&row(DiskType::Data, ""));
         assert_eq!((p.volume.as_str(), p.serial.as_str(), p.size_gib, p.read_only), ("d-1", "d-1", 40, false));
