@@ -16,7 +16,7 @@ use rcgen::{
 use sha2::{Digest, Sha256};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use thiserror::Error;
 
@@ -158,6 +158,8 @@ fn write_atomically(path: &Path, bytes: &[u8], mode: u32) -> Result<(), CaError>
     let tmp = dir.join(format!(".{name}.tmp"));
     let mut f =
         OpenOptions::new().create(true).truncate(true).write(true).mode(mode).open(&tmp).map_err(io_err(&tmp))?;
+    // Exactly `mode`, whatever the umask (feitian runs with 077; the certificate is public).
+    f.set_permissions(std::fs::Permissions::from_mode(mode)).map_err(io_err(&tmp))?;
     f.write_all(bytes).map_err(io_err(&tmp))?;
     f.sync_all().map_err(io_err(&tmp))?;
     drop(f);
@@ -169,7 +171,6 @@ fn write_atomically(path: &Path, bytes: &[u8], mode: u32) -> Result<(), CaError>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn the_ca_is_made_once_and_reused() {

@@ -5,7 +5,9 @@
 //! make it mint: only syntactically valid DNS names under `aliyuncs.com` get a certificate
 //! of their own; `localhost`, an IP address or no name at all get the edge's own one; every
 //! other name is refused (the handshake fails). A `CONNECT` is answered only for a cloud host
-//! name on port 443.
+//! name on port 443, and not for the Location service's: feitian does not serve it, and SDKs
+//! (Packer's among them) fall back to their built-in endpoints at once when its tunnel is
+//! refused, where an answered one would cost them a failed handshake or a wrong answer.
 
 use thiserror::Error;
 
@@ -15,6 +17,9 @@ pub const MAX_NAME_LEN: usize = 253;
 pub const MAX_LABEL_LEN: usize = 63;
 /// The cloud's domain: every product and bucket host name ends with it.
 pub const CLOUD_DOMAIN: &str = ".aliyuncs.com";
+
+/// Cloud hosts whose tunnels stay refused: the Location service's (endpoint discovery).
+const NOT_TUNNELLED: [&str; 2] = ["location.aliyuncs.com", "location-readonly.aliyuncs.com"];
 
 /// The first byte of a TLS connection: a handshake record.
 const TLS_HANDSHAKE_RECORD: u8 = 0x16;
@@ -105,7 +110,7 @@ pub fn tunnel_host(authority: &str) -> Option<String> {
         return None;
     }
     match leaf_for(Some(host)) {
-        Ok(Leaf::Cloud(name)) => Some(name),
+        Ok(Leaf::Cloud(name)) if !NOT_TUNNELLED.contains(&name.as_str()) => Some(name),
         _ => None,
     }
 }
@@ -175,11 +180,10 @@ mod tests {
     #[test]
     fn tunnels_are_opened_for_cloud_hosts_on_443_only() {
         assert_eq!(tunnel_host("ecs-cn-hangzhou.aliyuncs.com:443").as_deref(), Some("ecs-cn-hangzhou.aliyuncs.com"));
-        assert_eq!(
-            tunnel_host("Location-Readonly.aliyuncs.com:443").as_deref(),
-            Some("location-readonly.aliyuncs.com")
-        );
+        assert_eq!(tunnel_host("Vpc.Aliyuncs.com:443").as_deref(), Some("vpc.aliyuncs.com"));
         for authority in [
+            "location-readonly.aliyuncs.com:443",
+            "Location.aliyuncs.com:443",
             "example.com:443",
             "ecs.aliyuncs.com:80",
             "ecs.aliyuncs.com",
