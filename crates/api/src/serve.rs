@@ -338,11 +338,11 @@ enum Cut {
     Stopping,
 }
 
-/// Runs `work` while the connection has no request in flight: for at most `limit`, and not
-/// past an eviction (the slot went to a newcomer) or the server's stop.
+/// Runs `work` while the connection has no request in flight: until `deadline` at most, and
+/// not past an eviction (the slot went to a newcomer) or the server's stop.
 async fn before_request<T>(
     conn: &Conn,
-    limit: Duration,
+    deadline: tokio::time::Instant,
     stop: &mut watch::Receiver<bool>,
     work: impl Future<Output = T>,
 ) -> Result<T, Cut> {
@@ -351,7 +351,7 @@ async fn before_request<T>(
     }
     tokio::select! {
         r = work => Ok(r),
-        _ = tokio::time::sleep(limit) => Err(Cut::TimedOut),
+        _ = tokio::time::sleep_until(deadline) => Err(Cut::TimedOut),
         _ = conn.slot.evict().wait() => Err(Cut::Evicted),
         _ = stop.changed() => Err(Cut::Stopping),
     }
@@ -369,13 +369,16 @@ async fn connection<H, F>(
 {
     let peer = served.peer;
     let head_limit = served.limits.header_read_timeout;
+    // The first byte and the whole handshake share one request-head time, as a plain
+    // request head would have.
+    let deadline = tokio::time::Instant::now() + head_limit;
     let Some(tls) = tls else {
         let io = idle::Io::new(stream, conn.activity.clone(), served.limits.body_idle_timeout);
         http_connection(io, &conn, &served, false, &mut stop).await;
         return;
     };
     let mut first = [0u8; 1];
-    let protocol = match before_request(&conn, head_limit, &mut stop, stream.peek(&mut first)).await {
+    let protocol = match before_request(&conn, deadline, &mut stop, stream.peek(&mut first)).await {
         Ok(Ok(1)) => sniff(first[0]),
         Ok(Ok(_)) => return,
         Ok(Err(e)) => {
@@ -390,7 +393,7 @@ async fn connection<H, F>(
     let io = idle::Io::new(stream, conn.activity.clone(), served.limits.body_idle_timeout);
     let tunnel = match protocol {
         Protocol::Tls => {
-            if let Some(io) = handshake(&tls, io, &conn, &served, &mut stop).await {
+            if let Some(io) = handshake(&tls, io, &conn, &served, deadline, &mut stop).await {
                 http_connection(io, &conn, &served, false, &mut stop).await;
             }
             return;
@@ -400,8 +403,10 @@ async fn connection<H, F>(
             None => return,
         },
     };
-    // The client was told `200 Connection established`: what follows is TLS to the cloud host.
-    let upgraded = match before_request(&conn, head_limit, &mut stop, tunnel).await {
+    // The client was told `200 Connection established`: what follows is TLS to the cloud host,
+    // its handshake within one request-head time of that answer.
+    let deadline = tokio::time::Instant::now() + head_limit;
+    let upgraded = match before_request(&conn, deadline, &mut stop, tunnel).await {
         Ok(Ok(u)) => hyper_util::rt::TokioIo::new(u),
         Ok(Err(e)) => {
             tracing::debug!(%peer, error = %e, "tunnel not opened");
@@ -412,24 +417,25 @@ async fn connection<H, F>(
             return;
         }
     };
-    if let Some(io) = handshake(&tls, upgraded, &conn, &served, &mut stop).await {
+    if let Some(io) = handshake(&tls, upgraded, &conn, &served, deadline, &mut stop).await {
         http_connection(io, &conn, &served, false, &mut stop).await;
     }
 }
 
-/// A TLS handshake, bounded like a request head.
+/// A TLS handshake, to be done by `deadline`.
 async fn handshake<I, H>(
     tls: &TlsEdge,
     io: I,
     conn: &Conn,
     served: &Served<H>,
+    deadline: tokio::time::Instant,
     stop: &mut watch::Receiver<bool>,
 ) -> Option<tokio_rustls::server::TlsStream<I>>
 where
     I: AsyncRead + AsyncWrite + Unpin,
 {
     let peer = served.peer;
-    match before_request(conn, served.limits.header_read_timeout, stop, tls.acceptor().accept(io)).await {
+    match before_request(conn, deadline, stop, tls.acceptor().accept(io)).await {
         Ok(Ok(s)) => Some(s),
         Ok(Err(e)) => {
             tracing::debug!(%peer, error = %e, "TLS handshake failed");

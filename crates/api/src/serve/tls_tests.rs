@@ -150,3 +150,33 @@ async fn a_handshake_that_never_finishes_is_cut() {
     let n = tokio::time::timeout(BOUND, silent.read(&mut buf)).await.expect("a silent connection was kept");
     assert!(matches!(n, Ok(0) | Err(_)));
 }
+
+#[tokio::test]
+async fn a_handshake_sent_a_byte_at_a_time_is_cut_at_the_head_deadline() {
+    let srv = start().await;
+    let mut tcp = TcpStream::connect(srv.addr).await.unwrap();
+    // A handshake record announcing 512 bytes, trickled: every byte is progress, but the
+    // handshake as a whole has one request-head time (600 ms here).
+    let mut hello = vec![0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03];
+    hello.resize(517, 0);
+    let t0 = tokio::time::Instant::now();
+    let mut cut = false;
+    for b in hello {
+        if tcp.write_all(&[b]).await.is_err() {
+            cut = true;
+            break;
+        }
+        let mut buf = [0u8; 64];
+        match tokio::time::timeout(Duration::from_millis(50), tcp.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => {
+                cut = true;
+                break;
+            }
+            _ => {}
+        }
+        assert!(t0.elapsed() < BOUND, "still open after {:?}", t0.elapsed());
+    }
+    assert!(cut, "the whole trickled ClientHello was taken");
+    // Cut near the deadline, well before the 26 s the trickle would have taken.
+    assert!(t0.elapsed() < Duration::from_secs(10), "{:?}", t0.elapsed());
+}
