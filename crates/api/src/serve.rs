@@ -19,9 +19,9 @@
 //!
 //! With TLS ([`serve_with_tls`]) the same port serves HTTPS too: the first byte of each
 //! connection says which (a TLS handshake record is `0x16`, see [`crate::tls::names::sniff`]).
-//! A TLS connection holds its slot like any other and is bounded the same ways; the wait for
-//! its first byte and its handshake are bounded by `header_read_timeout` (a ClientHello sent
-//! slowly is a slow request head). A `CONNECT` to a cloud host on port 443 is answered here
+//! A TLS connection holds its slot like any other and is bounded the same ways; its first
+//! byte and its whole handshake must arrive within one `header_read_timeout` (a ClientHello
+//! sent slowly is a slow request head), before the request head's own. A `CONNECT` to a cloud host on port 443 is answered here
 //! with `200` and the tunnel is served as a TLS connection on the same slot, its requests
 //! handed to the same handler; any other `CONNECT` goes to the handler (which refuses it).
 
