@@ -5,8 +5,11 @@
 //! or XML. The edge is also a plain HTTP proxy *for the cloud's own host names only*: an
 //! absolute-form request (`POST http://ecs-cn-hangzhou.aliyuncs.com/?Action=…`, as tools send
 //! through `HTTP_PROXY`) is served here exactly like a direct one, routed by its host name.
-//! Nothing is ever forwarded: `CONNECT` is refused at once (clients then fall back to plain
-//! HTTP) and absolute-form requests for other hosts are refused too.
+//! Nothing is ever forwarded. A `CONNECT` to a cloud host on port 443 is answered by the
+//! listener itself, which serves the tunnel as HTTPS and hands its requests here like direct
+//! ones ([`crate::serve`], [`crate::tls`]); every other `CONNECT` reaches [`handle`] and is
+//! refused at once (clients then fall back to plain HTTP), and absolute-form requests for
+//! other hosts are refused too.
 //!
 //! An RPC body is read whole before its request can be authenticated (a V1 signature covers
 //! the form parameters), so its bytes are drawn from the pre-authentication budget first
@@ -143,7 +146,7 @@ pub async fn handle(edge: Arc<Edge>, req: Request<Body>) -> Response<Body> {
     if req.method() == Method::CONNECT {
         let mut r = plain(
             StatusCode::FORBIDDEN,
-            "feitian does not open tunnels (CONNECT); send the request as plain HTTP to this proxy instead\n",
+            "feitian opens tunnels (CONNECT) only to the cloud services it serves (*.aliyuncs.com:443) and never forwards; send the request as plain HTTP to this proxy instead\n",
         );
         r.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
         return r;

@@ -18,6 +18,7 @@ pub mod render;
 pub mod serve;
 pub mod service;
 pub mod signature;
+pub mod tls;
 pub mod validate;
 
 pub use auth::{Authenticator, Caller, Credential, KeyStore};

@@ -16,6 +16,14 @@
 //!
 //! `/healthz` is never starved by sockets that hold slots without finishing a request: they are
 //! idle, and a new connection takes the slot of the oldest idler.
+//!
+//! With TLS ([`serve_with_tls`]) the same port serves HTTPS too: the first byte of each
+//! connection says which (a TLS handshake record is `0x16`, see [`crate::tls::names::sniff`]).
+//! A TLS connection holds its slot like any other and is bounded the same ways; its first
+//! byte and its whole handshake must arrive within one `header_read_timeout` (a ClientHello
+//! sent slowly is a slow request head), before the request head's own. A `CONNECT` to a cloud host on port 443 is answered here
+//! with `200` and the tunnel is served as a TLS connection on the same slot, its requests
+//! handed to the same handler; any other `CONNECT` goes to the handler (which refuses it).
 
 pub mod idle;
 mod slots;
@@ -23,8 +31,10 @@ mod slots;
 pub use idle::{is_body_idle, BodyIdle};
 pub use slots::{ClientKey, Refusal};
 
+use crate::tls::names::{sniff, tunnel_host, Protocol};
+use crate::tls::TlsEdge;
 use axum::body::Body;
-use axum::http::{header, HeaderValue, Request, Response, StatusCode};
+use axum::http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -38,7 +48,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Notify, Semaphore};
 
@@ -118,6 +128,22 @@ where
     H: Fn(Request<Body>) -> F + Send + Sync + 'static,
     F: Future<Output = Response<Body>> + Send + 'static,
 {
+    serve_with_tls(listener, limits, None, handler, shutdown).await
+}
+
+/// [`serve`], with HTTPS beside HTTP on the same port when `tls` is given (and `CONNECT`
+/// tunnels to cloud hosts answered).
+pub async fn serve_with_tls<H, F>(
+    listener: TcpListener,
+    limits: Limits,
+    tls: Option<Arc<TlsEdge>>,
+    handler: H,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()>
+where
+    H: Fn(Request<Body>) -> F + Send + Sync + 'static,
+    F: Future<Output = Response<Body>> + Send + 'static,
+{
     let handler = Arc::new(handler);
     let limits = Arc::new(limits);
     let table = Table::new(limits.max_connections, limits.max_connections_per_client);
@@ -153,9 +179,9 @@ where
         }
         match table.admit(ClientKey::of(peer.ip())) {
             Ok(slot) => {
-                let task =
-                    connection(stream, peer, slot, http.clone(), limits.clone(), handler.clone(), stop_rx.clone());
-                tokio::spawn(task);
+                let conn = Conn::new(slot);
+                let served = Served { peer, http: http.clone(), limits: limits.clone(), handler: handler.clone() };
+                tokio::spawn(connection(stream, conn, served, tls.clone(), stop_rx.clone()));
             }
             Err(why) => {
                 tracing::debug!(%peer, ?why, "connection refused: no slot");
@@ -221,6 +247,10 @@ struct Conn {
 }
 
 impl Conn {
+    fn new(slot: Slot) -> Arc<Self> {
+        Arc::new(Conn { slot, activity: Arc::new(idle::Activity::default()), went_idle: Notify::new() })
+    }
+
     fn begin(&self) {
         if self.activity.begin() {
             self.slot.begin();
@@ -291,30 +321,167 @@ impl hyper::body::Body for Tracked {
     }
 }
 
-async fn connection<H, F>(
-    stream: TcpStream,
+/// What serves the requests of one connection (and of the tunnel it may become).
+struct Served<H> {
     peer: SocketAddr,
-    slot: Slot,
     http: Arc<http1::Builder>,
     limits: Arc<Limits>,
     handler: Arc<H>,
+}
+
+/// How a wait before any request (the first byte, a handshake, a tunnel's opening) ended
+/// when it did not complete: each ends the connection.
+#[derive(Debug)]
+enum Cut {
+    TimedOut,
+    Evicted,
+    Stopping,
+}
+
+/// Runs `work` while the connection has no request in flight: until `deadline` at most, and
+/// not past an eviction (the slot went to a newcomer) or the server's stop.
+async fn before_request<T>(
+    conn: &Conn,
+    deadline: tokio::time::Instant,
+    stop: &mut watch::Receiver<bool>,
+    work: impl Future<Output = T>,
+) -> Result<T, Cut> {
+    if *stop.borrow() {
+        return Err(Cut::Stopping);
+    }
+    tokio::select! {
+        r = work => Ok(r),
+        _ = tokio::time::sleep_until(deadline) => Err(Cut::TimedOut),
+        _ = conn.slot.evict().wait() => Err(Cut::Evicted),
+        _ = stop.changed() => Err(Cut::Stopping),
+    }
+}
+
+async fn connection<H, F>(
+    stream: TcpStream,
+    conn: Arc<Conn>,
+    served: Served<H>,
+    tls: Option<Arc<TlsEdge>>,
     mut stop: watch::Receiver<bool>,
 ) where
     H: Fn(Request<Body>) -> F + Send + Sync + 'static,
     F: Future<Output = Response<Body>> + Send + 'static,
 {
-    let activity = Arc::new(idle::Activity::default());
-    let conn = Arc::new(Conn { slot, activity: activity.clone(), went_idle: Notify::new() });
-    let io = TokioIo::new(idle::Io::new(stream, activity, limits.body_idle_timeout));
+    let peer = served.peer;
+    let head_limit = served.limits.header_read_timeout;
+    // The first byte and the whole handshake share one request-head time, as a plain
+    // request head would have.
+    let deadline = tokio::time::Instant::now() + head_limit;
+    let Some(tls) = tls else {
+        let io = idle::Io::new(stream, conn.activity.clone(), served.limits.body_idle_timeout);
+        http_connection(io, &conn, &served, false, &mut stop).await;
+        return;
+    };
+    let mut first = [0u8; 1];
+    let protocol = match before_request(&conn, deadline, &mut stop, stream.peek(&mut first)).await {
+        Ok(Ok(1)) => sniff(first[0]),
+        Ok(Ok(_)) => return,
+        Ok(Err(e)) => {
+            tracing::debug!(%peer, error = %e, "connection ended before its first byte");
+            return;
+        }
+        Err(cut) => {
+            tracing::debug!(%peer, ?cut, "connection closed before its first byte");
+            return;
+        }
+    };
+    let io = idle::Io::new(stream, conn.activity.clone(), served.limits.body_idle_timeout);
+    let tunnel = match protocol {
+        Protocol::Tls => {
+            if let Some(io) = handshake(&tls, io, &conn, &served, deadline, &mut stop).await {
+                http_connection(io, &conn, &served, false, &mut stop).await;
+            }
+            return;
+        }
+        Protocol::Http => match http_connection(io, &conn, &served, true, &mut stop).await {
+            Some(tunnel) => tunnel,
+            None => return,
+        },
+    };
+    // The client was told `200 Connection established`: what follows is TLS to the cloud host,
+    // its handshake within one request-head time of that answer.
+    let deadline = tokio::time::Instant::now() + head_limit;
+    let upgraded = match before_request(&conn, deadline, &mut stop, tunnel).await {
+        Ok(Ok(u)) => hyper_util::rt::TokioIo::new(u),
+        Ok(Err(e)) => {
+            tracing::debug!(%peer, error = %e, "tunnel not opened");
+            return;
+        }
+        Err(cut) => {
+            tracing::debug!(%peer, ?cut, "tunnel not opened");
+            return;
+        }
+    };
+    if let Some(io) = handshake(&tls, upgraded, &conn, &served, deadline, &mut stop).await {
+        http_connection(io, &conn, &served, false, &mut stop).await;
+    }
+}
+
+/// A TLS handshake, to be done by `deadline`.
+async fn handshake<I, H>(
+    tls: &TlsEdge,
+    io: I,
+    conn: &Conn,
+    served: &Served<H>,
+    deadline: tokio::time::Instant,
+    stop: &mut watch::Receiver<bool>,
+) -> Option<tokio_rustls::server::TlsStream<I>>
+where
+    I: AsyncRead + AsyncWrite + Unpin,
+{
+    let peer = served.peer;
+    match before_request(conn, deadline, stop, tls.acceptor().accept(io)).await {
+        Ok(Ok(s)) => Some(s),
+        Ok(Err(e)) => {
+            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+            None
+        }
+        Err(cut) => {
+            tracing::debug!(%peer, ?cut, "TLS handshake cut");
+            None
+        }
+    }
+}
+
+/// Serves HTTP/1 on `io` until the connection ends; with `tunnels`, a `CONNECT` to a cloud
+/// host is answered `200` and the connection is handed back as that tunnel (to be upgraded).
+async fn http_connection<I, H, F>(
+    io: I,
+    conn: &Arc<Conn>,
+    served: &Served<H>,
+    tunnels: bool,
+    stop: &mut watch::Receiver<bool>,
+) -> Option<hyper::upgrade::OnUpgrade>
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    H: Fn(Request<Body>) -> F + Send + Sync + 'static,
+    F: Future<Output = Response<Body>> + Send + 'static,
+{
+    let peer = served.peer;
+    let tunnel: Arc<parking_lot::Mutex<Option<hyper::upgrade::OnUpgrade>>> = Arc::default();
     let service = {
         let conn = conn.clone();
-        let body_idle = limits.body_idle_timeout;
-        hyper::service::service_fn(move |req: Request<Incoming>| {
+        let body_idle = served.limits.body_idle_timeout;
+        let handler = served.handler.clone();
+        let tunnel = tunnel.clone();
+        hyper::service::service_fn(move |mut req: Request<Incoming>| {
             // In flight from the moment hyper hands the request over (before it reads the body).
             conn.begin();
             let ended = Ended(conn.clone());
             let handler = handler.clone();
+            let opened = tunnels && opens_tunnel(&req);
+            if opened {
+                *tunnel.lock() = Some(hyper::upgrade::on(&mut req));
+            }
             async move {
+                if opened {
+                    return Ok::<_, Infallible>(tunnel_opened().map(|inner| Tracked { inner, _ended: ended }));
+                }
                 let timed_out = Arc::new(AtomicBool::new(false));
                 let (mut parts, body) = req.into_parts();
                 parts.extensions.insert(Peer(peer));
@@ -328,33 +495,46 @@ async fn connection<H, F>(
             }
         })
     };
-    let served = http.serve_connection(io, service);
-    tokio::pin!(served);
-    let idle = conn.idle_for(limits.keep_alive_idle_timeout);
+    let served_conn = served.http.serve_connection(TokioIo::new(io), service).with_upgrades();
+    tokio::pin!(served_conn);
+    let idle = conn.idle_for(served.limits.keep_alive_idle_timeout);
     tokio::pin!(idle);
     let mut stopping = false;
     loop {
         tokio::select! {
-            r = served.as_mut() => {
+            r = served_conn.as_mut() => {
                 if let Err(e) = r {
                     tracing::debug!(%peer, error = %e, "connection ended");
+                    return None;
                 }
-                return;
+                return tunnel.lock().take();
             }
             _ = conn.slot.evict().wait() => {
                 tracing::debug!(%peer, "idle connection closed to make room for a new one");
-                return;
+                return None;
             }
             _ = &mut idle => {
                 tracing::trace!(%peer, "idle connection closed");
-                return;
+                return None;
             }
             _ = stop.changed(), if !stopping => {
                 stopping = true;
-                served.as_mut().graceful_shutdown();
+                served_conn.as_mut().graceful_shutdown();
             }
         }
     }
+}
+
+/// Whether a request is a `CONNECT` the edge answers itself (to a cloud host, port 443).
+fn opens_tunnel(req: &Request<Incoming>) -> bool {
+    req.method() == Method::CONNECT && req.uri().authority().is_some_and(|a| tunnel_host(a.as_str()).is_some())
+}
+
+/// The answer that opens a tunnel: `200 Connection established`, no body.
+fn tunnel_opened() -> Response<Body> {
+    let mut resp = Response::new(Body::empty());
+    resp.extensions_mut().insert(hyper::ext::ReasonPhrase::from_static(b"Connection established"));
+    resp
 }
 
 /// The answer to a request whose body stopped arriving: a `408` (the handler's own when it
@@ -374,3 +554,5 @@ fn body_timed_out(mut resp: Response<Body>, idle: Duration) -> Response<Body> {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tls_tests;

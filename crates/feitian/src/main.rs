@@ -1,6 +1,7 @@
 //! `feitian`: a self-hosted cloud that speaks the Alibaba Cloud API.
 
 mod accounts;
+mod ca;
 mod compute;
 mod config;
 mod disks;
@@ -68,6 +69,15 @@ enum Command {
         /// Where the Pangu master listens for chunkservers (`feitian chunkserver --master`).
         #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8101")]
         pangu_listen: String,
+    },
+    /// Print the certificate of the edge's CA (PEM), for HTTPS clients to trust; made on
+    /// first use, the same one `feitian up` serves with. See docs/https.md.
+    Ca {
+        /// Write it to FILE instead of printing it.
+        #[arg(long, value_name = "FILE")]
+        export: Option<PathBuf>,
+        #[command(flatten)]
+        data: DataDir,
     },
     /// Join a chunkserver (a storage node) to a Pangu master, e.g. a `feitian up`'s.
     Chunkserver(storage::ChunkserverArgs),
@@ -220,6 +230,7 @@ fn main() -> std::process::ExitCode {
         Command::Up { data, listen, config, pangu_listen } => {
             up::run(&data.path(), &listen, &pangu_listen, config.as_deref())
         }
+        Command::Ca { export, data } => ca::run(&data.path(), export.as_deref()),
         Command::Chunkserver(args) => storage::run_chunkserver(args),
         Command::Doctor { data } => doctor::run(&data.path()),
         Command::SecurityGroup { command: SecurityGroupCommand::Evaluate { data } } => sgcheck::run(&data.path()),

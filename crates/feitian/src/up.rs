@@ -148,12 +148,16 @@ pub fn run(data_dir: &Path, listen: &str, pangu_listen: &str, config: Option<&Pa
         limits.max_connections_per_client = limits.max_connections_per_client.min(fit);
     }
 
+    // Made on the first start, reused after: the certificate clients trust must not change.
+    let ca = crate::ca::load(data_dir)?;
+
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| {
             format!("cannot listen on {listen}; is another program using it? pick another with --listen")
         })?;
         let addr = listener.local_addr()?;
+        let tls = feitian_api::tls::TlsEdge::new(ca, &[addr.ip()]).context("cannot set up HTTPS on the edge")?;
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let storage = crate::storage::start(&config.pangu, store.clone(), data_dir, pangu_listen, stop_rx).await?;
         let disk_host = crate::disks::host(storage.pangu.clone());
@@ -189,6 +193,17 @@ pub fn run(data_dir: &Path, listen: &str, pangu_listen: &str, config: Option<&Pa
             let mut out = std::io::stdout().lock();
             writeln!(out, "feitian {} is serving {}", env!("CARGO_PKG_VERSION"), serving_regions(&catalog))?;
             writeln!(out, "endpoint: http://{addr}  (also an HTTP proxy for *.aliyuncs.com host names)")?;
+            writeln!(
+                out,
+                "https:    https://{addr} on the same port (and CONNECT tunnels to *.aliyuncs.com:443), certificates from \
+                 feitian's CA in {}",
+                crate::ca::dir(data_dir).display()
+            )?;
+            writeln!(
+                out,
+                "          trust it: `feitian ca --export ca.pem`, then SSL_CERT_FILE=ca.pem (Go, aliyun CLI), \
+                 REQUESTS_CA_BUNDLE=ca.pem (Python requests), NODE_EXTRA_CA_CERTS=ca.pem (Node)"
+            )?;
             writeln!(out, "data dir: {}", data_dir.display())?;
             match &created {
                 Some(key) => {
@@ -273,7 +288,14 @@ pub fn run(data_dir: &Path, listen: &str, pangu_listen: &str, config: Option<&Pa
             started = Some(reconciler);
             tracing::info!(%addr, ?limits, "serving");
             // Connections are capped and timed there (and TCP_NODELAY set).
-            serve::serve(listener, limits, move |req| edge::handle(edge.clone(), req), crate::signals::shutdown_signal()).await?;
+            serve::serve_with_tls(
+                listener,
+                limits,
+                Some(tls),
+                move |req| edge::handle(edge.clone(), req),
+                crate::signals::shutdown_signal(),
+            )
+            .await?;
             anyhow::Ok(())
         }
         .await;
