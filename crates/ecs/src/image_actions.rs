@@ -347,29 +347,12 @@ impl Ecs {
                 let out = create_once(store, &ctx, &p, token, |tx| {
                     let account = ctx.caller.account_id;
                     let id = store.scope(account).register(tx, "image", "m", &region.id, &region.id_code)?;
+                    let name = name.clone().unwrap_or_else(|| id.clone());
                     let mut image = Image {
-                        id: id.clone(),
-                        account_id: account,
-                        region_id: region.id.clone(),
-                        name: name.clone().unwrap_or_else(|| id.clone()),
                         description: description.clone(),
                         version: version.clone(),
-                        family: String::new(),
-                        platform: String::new(),
-                        os_type: "linux".into(),
-                        os_name: String::new(),
-                        os_name_en: String::new(),
-                        architecture: "x86_64".into(),
                         boot_mode: boot_mode.into(),
-                        size_gib: 0,
-                        status: ImageStatus::Available,
-                        failure: String::new(),
-                        source_instance_id: String::new(),
-                        base_image: String::new(),
-                        copied_from: String::new(),
-                        copied_from_region: String::new(),
-                        created_at: at.clone(),
-                        modified_at: at.clone(),
+                        ..Image::new(&id, account, &region.id, &name, ImageStatus::Available, &at)
                     };
                     // Before any snapshot is taken: a name in use refuses the call with nothing made.
                     if db::name_taken(tx, account, &region.id, &image.name)? {
@@ -685,16 +668,8 @@ impl Ecs {
                         let s = snapshot::get_any_owner(tx, &d.snapshot_id)?
                             .filter(|s| s.status == SnapshotStatus::Accomplished)
                             .ok_or_else(|| incorrect_status(&src, "Available (its snapshots are gone)"))?;
-                        let held = snapshot::count_snapshots(tx, account, &dest.id)?;
-                        let max = feitian_meta::quota::limit(
-                            tx,
-                            &store.quotas(),
-                            account,
-                            feitian_meta::quota::Quota::Snapshots,
-                        )?;
-                        if !feitian_meta::quota::fits(max, held, 1) {
-                            return Err(snapshot_error(&d.device, snapshot::CreateError::QuotaExceeded { max, held }));
-                        }
+                        snapshot::check_quota(tx, &store.quotas(), account, &dest.id)
+                            .map_err(|e| snapshot_error(&d.device, e))?;
                         let sid = store.scope(account).register(tx, "snapshot", "s", &dest.id, &dest.id_code)?;
                         let copy = snapshot::copy(tx, &s, &sid, &dest.id, &format!("Copied for image {new_id}"), &at)?;
                         disks.push(ImageDisk { snapshot_id: copy.id, ..d });

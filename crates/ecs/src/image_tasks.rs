@@ -264,50 +264,18 @@ pub fn record_import(
         disks.push(ImageDisk { device: s.device.clone(), disk_type, snapshot_id: sid, size_gib: s.size_gib });
     }
     let platform = if req.platform.is_empty() { "Others Linux" } else { req.platform.as_str() };
+    let name = req.name.clone().unwrap_or_else(|| image_id.clone());
     let img = Image {
-        id: image_id.clone(),
-        account_id: account,
-        region_id: region.id.clone(),
-        name: req.name.clone().unwrap_or_else(|| image_id.clone()),
         description: req.description.clone().unwrap_or_default(),
-        version: String::new(),
-        family: String::new(),
         os_name: format!("{platform} 64位"),
         os_name_en: format!("{platform} 64 bit"),
         platform: platform.to_owned(),
-        os_type: "linux".into(),
-        architecture: "x86_64".into(),
-        boot_mode: "BIOS".into(),
         size_gib: srcs.first().map_or(0, |s| s.size_gib),
-        status: ImageStatus::Creating,
-        failure: String::new(),
-        source_instance_id: String::new(),
-        base_image: String::new(),
-        copied_from: String::new(),
-        copied_from_region: String::new(),
-        created_at: at.clone(),
-        modified_at: at.clone(),
+        ..Image::new(&image_id, account, &region.id, &name, ImageStatus::Creating, &at)
     };
     image::create(tx, &store.quotas(), &img, &disks).map_err(|e| image_actions::create_error(&region.id, e))?;
     tag::set_tags(tx, &image_id, &req.tags)?;
-    db::create(
-        tx,
-        &Task {
-            id: task_id.clone(),
-            account_id: account,
-            region_id: region.id.clone(),
-            action: TaskAction::ImportImage,
-            status: TaskStatus::Processing,
-            progress: 0,
-            image_id: image_id.clone(),
-            failure: String::new(),
-            bucket: String::new(),
-            object: String::new(),
-            format: String::new(),
-            created_at: at.clone(),
-            finished_at: String::new(),
-        },
-    )?;
+    db::create(tx, &Task::new(&task_id, account, &region.id, TaskAction::ImportImage, &image_id, &at))?;
     Ok(ImportImageResponse { image_id, region_id: region.id.clone(), task_id })
 }
 
@@ -406,25 +374,13 @@ impl Ecs {
                 }
                 let at = now();
                 let task_id = me.store.scope(account).register(tx, "task", "t", &region.id, &region.id_code)?;
-                let ext = format.clone();
-                db::create(
-                    tx,
-                    &Task {
-                        id: task_id.clone(),
-                        account_id: account,
-                        region_id: region.id.clone(),
-                        action: TaskAction::ExportImage,
-                        status: TaskStatus::Processing,
-                        progress: 0,
-                        image_id: img.id.clone(),
-                        failure: String::new(),
-                        bucket: bucket_name.clone(),
-                        object: format!("{prefix}{}_system.{ext}", img.id),
-                        format: format.clone(),
-                        created_at: at,
-                        finished_at: String::new(),
-                    },
-                )?;
+                let task = Task {
+                    bucket: bucket_name.clone(),
+                    object: format!("{prefix}{}_system.{format}", img.id),
+                    format: format.clone(),
+                    ..Task::new(&task_id, account, &region.id, TaskAction::ExportImage, &img.id, &at)
+                };
+                db::create(tx, &task)?;
                 Ok(ExportImageResponse { region_id: region.id.clone(), task_id })
             })
             .await

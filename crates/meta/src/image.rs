@@ -72,6 +72,38 @@ pub struct Image {
     pub modified_at: String,
 }
 
+impl Image {
+    /// A new image of `account_id` in `region_id` named `name`, at `at`, in `status`: an
+    /// x86_64 Linux of unknown distribution booting BIOS-style, 0 GiB, made from nothing in
+    /// particular (the caller sets what it knows).
+    pub fn new(id: &str, account_id: u64, region_id: &str, name: &str, status: ImageStatus, at: &str) -> Image {
+        Image {
+            id: id.to_owned(),
+            account_id,
+            region_id: region_id.to_owned(),
+            name: name.to_owned(),
+            description: String::new(),
+            version: String::new(),
+            family: String::new(),
+            platform: "Others Linux".into(),
+            os_type: "linux".into(),
+            os_name: "Others Linux 64位".into(),
+            os_name_en: "Others Linux 64 bit".into(),
+            architecture: "x86_64".into(),
+            boot_mode: "BIOS".into(),
+            size_gib: 0,
+            status,
+            failure: String::new(),
+            source_instance_id: String::new(),
+            base_image: String::new(),
+            copied_from: String::new(),
+            copied_from_region: String::new(),
+            created_at: at.to_owned(),
+            modified_at: at.to_owned(),
+        }
+    }
+}
+
 /// One of an image's disks.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImageDisk {
@@ -434,30 +466,8 @@ mod tests {
     }
 
     fn image(s: &Store, account: u64, name: &str, status: ImageStatus) -> Image {
-        Image {
-            id: testing::register(s, account, "image", "m"),
-            account_id: account,
-            region_id: "cn-hangzhou".into(),
-            name: name.into(),
-            description: String::new(),
-            version: String::new(),
-            family: String::new(),
-            platform: "Debian".into(),
-            os_type: "linux".into(),
-            os_name: "Debian  12 64位".into(),
-            os_name_en: "Debian  12 64 bit".into(),
-            architecture: "x86_64".into(),
-            boot_mode: "BIOS".into(),
-            size_gib: 20,
-            status,
-            failure: String::new(),
-            source_instance_id: String::new(),
-            base_image: String::new(),
-            copied_from: String::new(),
-            copied_from_region: String::new(),
-            created_at: "t3".into(),
-            modified_at: "t3".into(),
-        }
+        let id = testing::register(s, account, "image", "m");
+        Image { size_gib: 20, ..Image::new(&id, account, "cn-hangzhou", name, status, "t3") }
     }
 
     fn disk_of(snapshot_id: &str, device: &str, disk_type: DiskType) -> ImageDisk {

@@ -50,6 +50,28 @@ pub struct Task {
     pub finished_at: String,
 }
 
+impl Task {
+    /// A new `Processing` task of `account_id` in `region_id` on image `image_id`, at `at`
+    /// (an export's destination is set by the caller).
+    pub fn new(id: &str, account_id: u64, region_id: &str, action: TaskAction, image_id: &str, at: &str) -> Task {
+        Task {
+            id: id.to_owned(),
+            account_id,
+            region_id: region_id.to_owned(),
+            action,
+            status: TaskStatus::Processing,
+            progress: 0,
+            image_id: image_id.to_owned(),
+            failure: String::new(),
+            bucket: String::new(),
+            object: String::new(),
+            format: String::new(),
+            created_at: at.to_owned(),
+            finished_at: String::new(),
+        }
+    }
+}
+
 /// What one snapshot of an import is made from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImportSource {

@@ -173,6 +173,16 @@ pub fn count_snapshots(tx: &Transaction<'_>, account_id: u64, region_id: &str) -
     Ok(u64_of(n))
 }
 
+/// Whether one more snapshot fits the account's `snapshots` quota in the region.
+pub fn check_quota(tx: &Transaction<'_>, quotas: &Quotas, account_id: u64, region_id: &str) -> Result<(), CreateError> {
+    let held = count_snapshots(tx, account_id, region_id)?;
+    let max = quota::limit(tx, quotas, account_id, Quota::Snapshots)?;
+    if !quota::fits(max, held, 1) {
+        return Err(CreateError::QuotaExceeded { max, held });
+    }
+    Ok(())
+}
+
 /// The disk's snapshot in progress, if any.
 pub fn progressing_of_disk(tx: &Transaction<'_>, disk_id: &str) -> Result<Option<String>, MetaError> {
     Ok(tx
@@ -211,11 +221,7 @@ pub fn create_imported(
     description: &str,
     at: &str,
 ) -> Result<Snapshot, CreateError> {
-    let held = count_snapshots(tx, account_id, region_id)?;
-    let max = quota::limit(tx, quotas, account_id, Quota::Snapshots)?;
-    if !quota::fits(max, held, 1) {
-        return Err(CreateError::QuotaExceeded { max, held });
-    }
+    check_quota(tx, quotas, account_id, region_id)?;
     let s = Snapshot {
         id: id.to_owned(),
         account_id,
@@ -259,11 +265,7 @@ pub fn set_source_size(tx: &Transaction<'_>, id: &str, size_gib: i64) -> Result<
 /// disk's newest accomplished snapshot as its base.
 pub fn create(tx: &Transaction<'_>, quotas: &Quotas, new: &NewSnapshot<'_>) -> Result<Snapshot, CreateError> {
     let d = new.disk;
-    let held = count_snapshots(tx, d.account_id, &d.region_id)?;
-    let max = quota::limit(tx, quotas, d.account_id, Quota::Snapshots)?;
-    if !quota::fits(max, held, 1) {
-        return Err(CreateError::QuotaExceeded { max, held });
-    }
+    check_quota(tx, quotas, d.account_id, &d.region_id)?;
     if let Some(busy) = progressing_of_disk(tx, &d.id)? {
         return Err(CreateError::DiskBusy(busy));
     }

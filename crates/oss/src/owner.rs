@@ -9,13 +9,12 @@
 
 use axum::body::{Body, Bytes};
 use feitian_meta::bucket;
-use feitian_meta::object::{self, Object, ObjectHeaders};
+use feitian_meta::object;
 use futures_util::stream;
 use std::path::Path;
 use tokio::io::AsyncReadExt;
 
 use crate::errors::OssError;
-use crate::etag;
 use crate::objects::MAX_OBJECT_SIZE;
 use crate::service::{from_meta, Oss};
 
@@ -60,22 +59,7 @@ impl Oss {
             }
         });
         let written = self.blobs.write(Body::from_stream(chunks), Some(len), MAX_OBJECT_SIZE).await?;
-        let o = Object {
-            bucket: bucket.to_owned(),
-            key: key.to_owned(),
-            size: written.len,
-            etag: etag::simple(&written.md5),
-            crc64: written.crc64,
-            object_type: "Normal".into(),
-            headers: ObjectHeaders {
-                content_type: "application/octet-stream".into(),
-                user_meta: "{}".into(),
-                ..Default::default()
-            },
-            acl: "default".into(),
-            storage_class: "Standard".into(),
-            last_modified_ms: crate::objects::now_ms(),
-        };
+        let o = crate::system::plain_object(bucket, key, &written);
         let extents = written.extents.clone();
         self.commit(written.extents, move |tx| {
             match bucket::get_bucket(tx, &o.bucket).map_err(from_meta)? {

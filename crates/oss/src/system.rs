@@ -36,6 +36,27 @@ pub fn is_reserved_bucket_name(name: &str) -> bool {
     name.starts_with(SYSTEM_BUCKET_PREFIX)
 }
 
+/// The row of an object feitian stores itself (a system block, an exported image): bytes as
+/// written, `application/octet-stream`, no user metadata, the bucket's ACL and class.
+pub(crate) fn plain_object(bucket: &str, key: &str, written: &crate::blobs::Written) -> Object {
+    Object {
+        bucket: bucket.to_owned(),
+        key: key.to_owned(),
+        size: written.len,
+        etag: etag::simple(&written.md5),
+        crc64: written.crc64,
+        object_type: "Normal".into(),
+        headers: ObjectHeaders {
+            content_type: "application/octet-stream".into(),
+            user_meta: "{}".into(),
+            ..Default::default()
+        },
+        acl: "default".into(),
+        storage_class: "Standard".into(),
+        last_modified_ms: crate::objects::now_ms(),
+    }
+}
+
 impl Oss {
     /// Makes the region's system bucket (and the system account) if they are missing;
     /// returns its name.
@@ -74,22 +95,7 @@ impl Oss {
     /// Stores `data` as `key` of system bucket `bucket` (replacing an object there).
     pub async fn system_put(&self, bucket: &str, key: &str, data: Bytes) -> Result<(), OssError> {
         let written = self.blobs.write_bytes(data).await?;
-        let o = Object {
-            bucket: bucket.to_owned(),
-            key: key.to_owned(),
-            size: written.len,
-            etag: etag::simple(&written.md5),
-            crc64: written.crc64,
-            object_type: "Normal".into(),
-            headers: ObjectHeaders {
-                content_type: "application/octet-stream".into(),
-                user_meta: "{}".into(),
-                ..Default::default()
-            },
-            acl: "default".into(),
-            storage_class: "Standard".into(),
-            last_modified_ms: crate::objects::now_ms(),
-        };
+        let o = plain_object(bucket, key, &written);
         let extents = written.extents.clone();
         self.commit(written.extents, move |tx| {
             system_bucket(tx, &o.bucket)?;
